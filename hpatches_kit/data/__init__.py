@@ -1,0 +1,27 @@
+"""HPatches data layer: read, validate, build (synth / extract), pack and download datasets."""
+
+from .errors import DataError
+from .hpatches import (
+    HPATCHES_PATCH_SIZE,
+    NHPATCHES_PATCH_SIZE,
+    TYPES,
+    VARIANTS,
+    HPatchesDataset,
+    Sequence,
+    find_sequence_dirs,
+    load_dataset,
+    load_sequence,
+    read_patch_image,
+    resize_patches,
+    type_index,
+    write_patch_image,
+)
+from .splits import SPLIT_NAMES, load_splits, split_sequences
+from .embedded import default_data_dir, ensure_default
+
+__all__ = [
+    "DataError", "HPATCHES_PATCH_SIZE", "NHPATCHES_PATCH_SIZE", "TYPES", "VARIANTS", "HPatchesDataset",
+    "Sequence", "find_sequence_dirs", "load_dataset", "load_sequence", "read_patch_image", "resize_patches",
+    "type_index", "write_patch_image", "SPLIT_NAMES", "load_splits", "split_sequences", "default_data_dir",
+    "ensure_default",
+]

@@ -1,0 +1,320 @@
+"""Reading HPatches-family datasets.
+
+Layout (``hpatches-release``): one folder per sequence (``i_*`` illumination, ``v_*`` viewpoint), each
+holding 16 greyscale PNGs -- ``ref.png``, ``e1..e5.png``, ``h1..h5.png``, ``t1..t5.png`` -- in which the
+patches (65x65 in HPatches, 32x32 in N-HPatches) are stacked vertically. Patch ``i`` of every image of a
+sequence shows the same scene point: the 16 patches form one *correspondence track*. N-HPatches also has a
+``<type>_noise.png`` noisy twin of every image.
+
+In memory a sequence is one ``uint8`` array of shape ``(N, 16, P, P)`` (track-major), so the full dataset
+resized to 32x32 (about 2.5 M patches) takes about 2.5 GB.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence as Seq
+
+import cv2
+import numpy as np
+
+from .errors import DataError
+
+#: The 16 image types of a sequence, in track order (index 0 is the reference).
+TYPES: tuple[str, ...] = ("ref",) + tuple(f"{v}{i}" for v in "eht" for i in range(1, 6))
+#: The three difficulty variants of the targets.
+VARIANTS: tuple[str, ...] = ("e", "h", "t")
+TYPE_INDEX = {t: i for i, t in enumerate(TYPES)}
+HPATCHES_PATCH_SIZE = 65
+NHPATCHES_PATCH_SIZE = 32
+NOISE_SUFFIX = "_noise"
+
+
+def type_index(t: str) -> int:
+    try:
+        return TYPE_INDEX[t]
+    except KeyError:
+        raise ValueError(f"unknown image type {t!r}; expected one of {', '.join(TYPES)}") from None
+
+
+def read_patch_image(path, patch_size: int | None = None) -> np.ndarray:
+    """Read one stacked-patch PNG and return ``(N, P, P) uint8``.
+
+    ``patch_size`` is the expected patch width; ``None`` takes the image width. Raises :class:`DataError`
+    naming the file when it is missing, cannot be decoded, or its shape is not a vertical stack of squares.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "missing file")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(path, "cannot decode image (corrupt or not a PNG)")
+    if img.ndim == 3:
+        if img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if img.dtype != np.uint8:
+        if img.dtype == np.uint16:
+            img = (img // 257).astype(np.uint8)
+        else:
+            raise DataError(path, f"unsupported pixel type {img.dtype}")
+    h, w = img.shape
+    p = w if patch_size is None else int(patch_size)
+    if w != p:
+        raise DataError(path, f"patch width is {w} px, expected {p}")
+    if h == 0 or h % p:
+        raise DataError(path, f"image height {h} is not a multiple of the patch size {p}")
+    return np.ascontiguousarray(img.reshape(h // p, p, p))
+
+
+def resize_patches(patches: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(..., P, P)`` uint8 patches to ``size x size`` (area interpolation, as for N-HPatches)."""
+    p = patches.shape[-1]
+    if p == size:
+        return patches
+    flat = patches.reshape(-1, p, p)
+    interp = cv2.INTER_AREA if size < p else cv2.INTER_LINEAR
+    out = np.empty((flat.shape[0], size, size), np.uint8)
+    # Patches are stacked vertically exactly as on disk; resizing them in one call is much faster than a loop.
+    chunk = 4096
+    for s in range(0, flat.shape[0], chunk):
+        block = flat[s : s + chunk]
+        tall = block.reshape(-1, p)
+        r = cv2.resize(tall, (size, size * block.shape[0]), interpolation=interp)
+        out[s : s + chunk] = r.reshape(-1, size, size)
+    return out.reshape(patches.shape[:-2] + (size, size))
+
+
+def write_patch_image(path, patches: np.ndarray) -> None:
+    """Write ``(N, P, P) uint8`` patches as one vertically stacked PNG, atomically."""
+    from ..io import atomic_write_png
+
+    patches = np.asarray(patches)
+    if patches.ndim != 3 or patches.shape[1] != patches.shape[2] or patches.dtype != np.uint8:
+        raise ValueError(f"expected (N, P, P) uint8 patches, got {patches.shape} {patches.dtype}")
+    atomic_write_png(path, patches.reshape(-1, patches.shape[2]))
+
+
+@dataclass
+class Sequence:
+    """One HPatches sequence: ``tracks[i, j]`` is patch ``i`` of image type ``TYPES[j]``."""
+
+    name: str
+    tracks: np.ndarray  # (N, 16, P, P) uint8
+    noisy: np.ndarray | None = None  # same shape: the N-HPatches *_noise twins
+    path: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"illum"`` for ``i_*`` sequences, ``"view"`` for ``v_*``."""
+        return sequence_kind(self.name)
+
+    @property
+    def num_patches(self) -> int:
+        return int(self.tracks.shape[0])
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.tracks.shape[-1])
+
+    def patches(self, t: str, noisy: bool = False) -> np.ndarray:
+        """``(N, P, P)`` patches of image type ``t`` (``"ref"``, ``"e1"``, ...)."""
+        src = self.noisy if noisy else self.tracks
+        if src is None:
+            raise DataError(self.path or self.name, "sequence has no noisy (*_noise.png) images")
+        return src[:, type_index(t)]
+
+
+def sequence_kind(name: str) -> str:
+    base = os.path.basename(str(name))
+    if base.startswith("i_"):
+        return "illum"
+    if base.startswith("v_"):
+        return "view"
+    return "unknown"
+
+
+def is_sequence_dir(path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / "ref.png").is_file()
+
+
+def find_sequence_dirs(root) -> list[Path]:
+    """Sequence folders under ``root`` (the root itself, its children, or one level deeper, e.g.
+    ``hpatches-release/`` inside a download folder), sorted by name."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(root, "dataset folder does not exist")
+    if is_sequence_dir(root):
+        return [root]
+    seqs = sorted(p for p in root.iterdir() if p.is_dir() and (p.name.startswith(("i_", "v_")) or is_sequence_dir(p)))
+    if not seqs:
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            inner = sorted(q for q in sub.iterdir() if q.is_dir() and (q.name.startswith(("i_", "v_")) or is_sequence_dir(q)))
+            if inner:
+                return inner
+        raise DataError(root, "no HPatches sequences found (expected folders like i_*/ or v_* with ref.png, e1.png, ...)")
+    return seqs
+
+
+def load_sequence(path, size: int | None = None, noise: bool | None = None, patch_size: int | None = None) -> Sequence:
+    """Load one sequence folder.
+
+    ``size`` resizes patches (e.g. 32 for the HPatches -> N-HPatches-size convention). ``noise``: ``True``
+    requires the ``*_noise.png`` twins, ``None`` loads them when present, ``False`` ignores them. Every
+    type file must exist and hold the same number of patches; errors name the file.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(path, "sequence folder does not exist")
+    missing = [t for t in TYPES if not (path / f"{t}.png").is_file()]
+    if missing:
+        raise DataError(path, f"sequence is missing image types: {', '.join(missing)}")
+    ref = read_patch_image(path / "ref.png", patch_size)
+    p = ref.shape[-1]
+    n = ref.shape[0]
+    has_noise = all((path / f"{t}{NOISE_SUFFIX}.png").is_file() for t in TYPES)
+    if noise and not has_noise:
+        miss = [f"{t}{NOISE_SUFFIX}.png" for t in TYPES if not (path / f"{t}{NOISE_SUFFIX}.png").is_file()]
+        raise DataError(path, f"noisy images missing: {', '.join(miss)}")
+    load_noise = has_noise if noise is None else bool(noise)
+    out_p = size or p
+    tracks = np.empty((n, len(TYPES), out_p, out_p), np.uint8)
+    noisy = np.empty_like(tracks) if load_noise else None
+    for j, t in enumerate(TYPES):
+        for suffix, dst in (("", tracks), (NOISE_SUFFIX, noisy)):
+            if dst is None:
+                continue
+            f = path / f"{t}{suffix}.png"
+            arr = ref if (j == 0 and not suffix) else read_patch_image(f, p)
+            if arr.shape[0] != n:
+                raise DataError(f, f"holds {arr.shape[0]} patches but ref.png holds {n}: type files must have equal patch counts")
+            dst[:, j] = resize_patches(arr, out_p)
+    return Sequence(name=path.name, tracks=tracks, noisy=noisy, path=str(path))
+
+
+class HPatchesDataset:
+    """An ordered collection of :class:`Sequence` objects."""
+
+    def __init__(self, sequences: Iterable[Sequence], root=None):
+        self.sequences: "OrderedDict[str, Sequence]" = OrderedDict((s.name, s) for s in sequences)
+        self.root = str(root) if root is not None else None
+        sizes = {s.patch_size for s in self.sequences.values()}
+        if len(sizes) > 1:
+            raise DataError(root, f"sequences have different patch sizes: {sorted(sizes)}")
+
+    # -- container protocol -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __iter__(self) -> Iterator[Sequence]:
+        return iter(self.sequences.values())
+
+    def __getitem__(self, name: str) -> Sequence:
+        try:
+            return self.sequences[name]
+        except KeyError:
+            raise KeyError(f"sequence {name!r} is not in the dataset {self.root or ''}") from None
+
+    def __contains__(self, name) -> bool:
+        return name in self.sequences
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.sequences)
+
+    @property
+    def patch_size(self) -> int | None:
+        for s in self.sequences.values():
+            return s.patch_size
+        return None
+
+    @property
+    def has_noise(self) -> bool:
+        return bool(self.sequences) and all(s.noisy is not None for s in self.sequences.values())
+
+    @property
+    def num_tracks(self) -> int:
+        return sum(s.num_patches for s in self.sequences.values())
+
+    def subset(self, names: Seq[str]) -> "HPatchesDataset":
+        """The sequences in ``names`` (in that order); unknown names raise naming the sequence."""
+        unknown = [n for n in names if n not in self.sequences]
+        if unknown:
+            raise DataError(self.root, f"unknown sequences: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+        return HPatchesDataset([self.sequences[n] for n in names], root=self.root)
+
+    def split(self, name: str = "full", subset: str = "test", splits_file=None) -> "HPatchesDataset":
+        """The sequences of an official split (see :func:`hpatches_kit.data.splits.split_sequences`)."""
+        from .splits import split_sequences
+
+        return self.subset(split_sequences(name, self.names, subset=subset, splits_file=splits_file, root=self.root))
+
+    def all_tracks(self, noisy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """All tracks concatenated: ``(T, 16, P, P) uint8`` and the sequence index of each track."""
+        arrs = [(s.noisy if noisy else s.tracks) for s in self.sequences.values()]
+        if noisy and any(a is None for a in arrs):
+            raise DataError(self.root, "dataset has no noisy images")
+        seq_ids = np.concatenate([np.full(a.shape[0], i, np.int32) for i, a in enumerate(arrs)]) if arrs else np.zeros(0, np.int32)
+        return (np.concatenate(arrs) if arrs else np.zeros((0, len(TYPES), 0, 0), np.uint8)), seq_ids
+
+    def summary(self) -> dict:
+        kinds = {"illum": 0, "view": 0, "unknown": 0}
+        for s in self.sequences.values():
+            kinds[s.kind] += 1
+        return {
+            "root": self.root,
+            "sequences": len(self),
+            "illum_sequences": kinds["illum"],
+            "view_sequences": kinds["view"],
+            "tracks": self.num_tracks,
+            "patches": self.num_tracks * len(TYPES),
+            "patch_size": self.patch_size,
+            "noisy": self.has_noise,
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return f"HPatchesDataset({s['sequences']} sequences, {s['tracks']} tracks, {s['patch_size']}px, root={self.root!r})"
+
+
+def load_dataset(
+    root=None,
+    sequences: Seq[str] | None = None,
+    split: str | None = None,
+    subset: str = "test",
+    splits_file=None,
+    size: int | None = None,
+    noise: bool | None = None,
+    progress: bool = True,
+) -> HPatchesDataset:
+    """Load an HPatches-format dataset.
+
+    ``root=None`` uses the embedded default dataset (built on first use). ``split``/``subset`` select
+    sequences of an official split; ``sequences`` names them explicitly. ``size`` resizes every patch.
+    """
+    from tqdm.auto import tqdm
+
+    if root is None:
+        from .embedded import ensure_default
+
+        root = ensure_default()
+    dirs = find_sequence_dirs(root)
+    if split is not None:
+        from .splits import split_sequences
+
+        keep = set(split_sequences(split, [d.name for d in dirs], subset=subset, splits_file=splits_file, root=root))
+        dirs = [d for d in dirs if d.name in keep]
+    if sequences is not None:
+        by_name = {d.name: d for d in dirs}
+        unknown = [n for n in sequences if n not in by_name]
+        if unknown:
+            raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
+        dirs = [by_name[n] for n in sequences]
+    it = tqdm(dirs, desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)
+    seqs = [load_sequence(d, size=size, noise=noise) for d in it]
+    return HPatchesDataset(seqs, root=root)

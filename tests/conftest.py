@@ -1,0 +1,61 @@
+"""Shared fixtures.
+
+* ``shared_benchmark``: the official split/task files in ``../shared/hpatches-benchmark`` (read, never copied).
+* ``tiny_dataset``: a small HPatches-format dataset written to disk (random-texture tracks), fast to make.
+* The embedded default dataset is built once into ``$HPATCHES_KIT_HOME`` (default: ``<repo>/.cache/test-home``,
+  git-ignored), so local re-runs reuse it and CI builds it once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HPATCHES_KIT_HOME", str(REPO / ".cache" / "test-home"))
+
+import numpy as np
+import pytest
+
+SHARED = REPO.parent / "shared" / "hpatches-benchmark"
+
+
+@pytest.fixture(scope="session")
+def shared_benchmark() -> Path:
+    if not (SHARED / "splits.json").is_file():
+        pytest.fail(f"official benchmark files not found at {SHARED} (expected ../shared/hpatches-benchmark)")
+    return SHARED
+
+
+def make_tracks(n: int, p: int, rng: np.random.Generator, noise: float = 8.0) -> np.ndarray:
+    """``(n, 16, p, p) uint8`` tracks: a smooth random texture per track plus per-view noise, so views of a
+    track resemble each other and tracks differ."""
+    import cv2
+
+    base = rng.normal(128, 50, size=(n, p, p)).astype(np.float32)
+    base = np.stack([cv2.GaussianBlur(b, (0, 0), 1.5) for b in base])
+    views = base[:, None] + rng.normal(0, noise, size=(n, 16, p, p)).astype(np.float32)
+    return np.clip(views, 0, 255).astype(np.uint8)
+
+
+def write_dataset(root: Path, seqs: dict[str, np.ndarray], noisy: dict[str, np.ndarray] | None = None) -> Path:
+    from hpatches_kit.data import TYPES, write_patch_image
+
+    for name, tracks in seqs.items():
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for j, t in enumerate(TYPES):
+            write_patch_image(d / f"{t}.png", tracks[:, j])
+            if noisy is not None:
+                write_patch_image(d / f"{t}_noise.png", noisy[name][:, j])
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    """4 sequences (2 i_, 2 v_) of 65x65 patches with 12, 9, 10, 7 tracks."""
+    rng = np.random.default_rng(0)
+    seqs = {name: make_tracks(n, 65, rng) for name, n in [("i_alpha", 12), ("i_beta", 9), ("v_gamma", 10), ("v_delta", 7)]}
+    return write_dataset(tmp_path / "hpatches-release", seqs)
