@@ -21,22 +21,34 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "hpatches-kit"
 
 
-def default_data_dir() -> Path:
-    """Where the embedded default dataset lives (whether or not it is built yet)."""
+KINDS = ("hpatches", "n-hpatches")
+
+
+def default_root() -> Path:
+    """The folder holding both flavours of the embedded default."""
     return cache_dir() / DEFAULT_NAME
 
 
-def is_built(path=None) -> bool:
-    path = Path(path) if path is not None else default_data_dir()
-    return (path / "COMPLETE").is_file()
+def default_data_dir(kind: str = "hpatches") -> Path:
+    """Where the embedded default dataset lives (whether or not it is built yet).
+
+    ``kind="hpatches"``: 65x65 clean patches (HPatches layout); ``kind="n-hpatches"``: the same tracks at
+    32x32 with ``*_noise.png`` twins (N-HPatches layout). Both are built together.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return default_root() / kind
 
 
-def ensure_default(progress: bool = True) -> Path:
+def is_built() -> bool:
+    return (default_root() / "COMPLETE").is_file()
+
+
+def ensure_default(kind: str = "hpatches", progress: bool = True) -> Path:
     """Return the embedded dataset's folder, building it first if needed (atomically: a build that is
-    interrupted leaves no half dataset behind)."""
-    path = default_data_dir()
-    if not is_built(path):
+    interrupted leaves no half dataset behind; ``COMPLETE`` is written last)."""
+    if not is_built():
         from .synth import build_default_dataset
 
-        build_default_dataset(path, seed=DEFAULT_SEED, progress=progress)
-    return path
+        build_default_dataset(default_root(), seed=DEFAULT_SEED, progress=progress)
+    return default_data_dir(kind)

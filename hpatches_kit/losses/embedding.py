@@ -1,0 +1,3 @@
+"""Embedding losses for image-pair matching and retrieval (see package docstring)."""
+
+__all__: list[str] = []

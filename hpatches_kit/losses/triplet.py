@@ -1,0 +1,3 @@
+"""Triplet-family losses (see package docstring)."""
+
+__all__: list[str] = []
