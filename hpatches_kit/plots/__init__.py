@@ -1,0 +1,1 @@
+"""Plots: evaluation (eval.py), training (training.py), image-pair matching (pairs.py). All written atomically."""
