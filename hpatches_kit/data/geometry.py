@@ -174,16 +174,28 @@ def jitter_frame(rot, sx, sy, axis, tx, ty) -> np.ndarray:
 
 
 def sample_jitter(rng: np.random.Generator, magnitude: float, n: int, shape: dict | None = None) -> np.ndarray:
-    """``(n, 3, 3)`` random jitter frames at ``magnitude`` (0 = identity)."""
+    """``(n, 3, 3)`` random jitter frames at ``magnitude`` (0 = identity), vectorised form of
+    :func:`jitter_frame`."""
     sh = JITTER_SHAPE if shape is None else shape
     u = rng.uniform(-1.0, 1.0, size=(n, 5))
     axis = rng.uniform(0.0, np.pi, size=n)
-    out = np.empty((n, 3, 3))
-    for i in range(n):
-        rot = math.radians(u[i, 0] * sh["rot_deg"] * magnitude)
-        sx = math.exp(u[i, 1] * sh["log_scale"] * magnitude)
-        sy = math.exp(u[i, 2] * sh["log_scale"] * magnitude)
-        out[i] = jitter_frame(rot, sx, sy, axis[i], u[i, 3] * sh["trans"] * magnitude, u[i, 4] * sh["trans"] * magnitude)
+    rot = np.radians(u[:, 0] * sh["rot_deg"] * magnitude)
+    sx = np.exp(u[:, 1] * sh["log_scale"] * magnitude)
+    sy = np.exp(u[:, 2] * sh["log_scale"] * magnitude)
+    ca, sa = np.cos(axis), np.sin(axis)
+    # S = Ra diag(sx, sy) Ra^T
+    s00 = sx * ca * ca + sy * sa * sa
+    s11 = sx * sa * sa + sy * ca * ca
+    s01 = (sx - sy) * ca * sa
+    cr, sr = np.cos(rot), np.sin(rot)
+    out = np.zeros((n, 3, 3))
+    out[:, 0, 0] = cr * s00 - sr * s01
+    out[:, 0, 1] = cr * s01 - sr * s11
+    out[:, 1, 0] = sr * s00 + cr * s01
+    out[:, 1, 1] = sr * s01 + cr * s11
+    out[:, 0, 2] = u[:, 3] * sh["trans"] * magnitude
+    out[:, 1, 2] = u[:, 4] * sh["trans"] * magnitude
+    out[:, 2, 2] = 1.0
     return out
 
 
