@@ -327,7 +327,8 @@ def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jit
                      patch_size: int = HPATCHES_PATCH_SIZE, per_detector: int = 1000, redraws: int = 6):
     """Extract the tracks of one sequence.
 
-    Returns ``(tracks (N, 16, P, P) uint8, overlaps {variant: (N, 5) float}, info dict)``.
+    Returns ``(tracks (N, 16, P, P) uint8, overlaps {variant: (N, 5) float}, info)``; ``info["frames"]`` holds
+    the ``(N, 3, 3)`` reference-frame region of each track (unit disk -> measurement disk).
     """
     if len(images) != NUM_TARGETS + 1 or len(Hs) != NUM_TARGETS:
         raise ValueError(f"expected 6 images and 5 homographies, got {len(images)} and {len(Hs)}")
@@ -398,7 +399,8 @@ def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jit
             ov[v] = G.jitter_overlaps(js.reshape(-1, 3, 3), 512).reshape(len(js), NUM_TARGETS)
         else:
             ov[v] = np.zeros((0, NUM_TARGETS))
-    info = {"detections_in_bounds": int(n_detected), "tracks": int(len(out))}
+    info = {"detections_in_bounds": int(n_detected), "tracks": int(len(out)),
+            "frames": np.stack(frames) if frames else np.zeros((0, 3, 3))}
     return out, ov, info
 
 
@@ -513,7 +515,7 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
             write_sequence(tmp, name, tracks)
             per_seq[name] = len(tracks)
             overlaps.append(ov)
-            infos[name] = info
+            infos[name] = {k: v for k, v in info.items() if k != "frames"}
         params = _parameters(spec, max_patches, patch_size, per_detector)
         params["source"] = str(Path(src).resolve())
         write_dataset_meta(tmp, "hpatches_kit.data.extract", seed, params, per_seq, overlaps)
