@@ -24,7 +24,7 @@ import numpy as np
 from ..io import atomic_write_json
 from . import extract as X
 from .errors import DataError
-from .hpatches import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, find_sequence_dirs, load_sequence, resize_patches, write_patch_image
+from .hpatches import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
 from .photometric import camera_pipeline, illumination_change
 
@@ -233,8 +233,7 @@ def _noise_meta() -> dict:
 
 
 def _write_noisy(seq_dir: Path, noisy: np.ndarray) -> None:
-    for j, t in enumerate(TYPES):
-        write_patch_image(seq_dir / f"{t}_noise.png", np.ascontiguousarray(noisy[:, j]))
+    X.write_sequence(seq_dir.parent, seq_dir.name, noisy, suffix="_noise")
 
 
 def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: int = 0) -> Path:
