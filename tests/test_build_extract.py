@@ -182,8 +182,11 @@ def test_bad_inputs_name_the_file(tmp_path, view_seq):
         extract_dataset(tmp_path, tmp_path / "out", progress=False)  # a folder of sequences
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp dir left behind
-    with pytest.raises(DataError, match="no homography sequences"):
-        extract_dataset(tmp_path / "out", tmp_path / "o2", progress=False) if (tmp_path / "out").mkdir() is None else None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty.*no homography sequences"):
+        extract_dataset(tmp_path / "empty", tmp_path / "o2", progress=False)
+    with pytest.raises(DataError, match="nope.*does not exist"):
+        extract_dataset(tmp_path / "nope", tmp_path / "o2", progress=False)
 
 
 def test_deterministic(tmp_path, view_seq):
