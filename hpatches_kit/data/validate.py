@@ -180,7 +180,7 @@ def _inspect_sequence(d: Path, expected_p: int | None, problems: list[Problem]) 
             info.patches = n
             for name, c in good.items():
                 if c != n:
-                    problems.append(Problem(str(d / name), f"holds {c} patches but {'ref.png' if 'ref.png' in good else 'the other type files'} hold {n}: type files must have equal patch counts"))
+                    problems.append(Problem(str(d / name), f"holds {c} patches but {'ref.png holds' if 'ref.png' in good else 'the other type files hold'} {n}: type files must have equal patch counts"))
     info.ok = len(problems) == n_before
     return info
 
