@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         args.size = None
     try:
         return int(args.func(args) or 0)
-    except (DataError, ValueError, OSError) as e:  # DataError/DownloadError name the file and the problem
+    except (ValueError, OSError) as e:  # includes DataError/DownloadError, which name the file and the problem
         print(f"hpatches-data {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -330,8 +330,10 @@ def parse_track_example(serialized, patch_size: int, noisy: bool = False) -> dic
     shape = [-1, NT, p, p] if batched else [NT, p, p]
 
     def dec(x):
-        # fixed_length makes a wrongly sized record fail loudly instead of reshaping garbage
-        return tf.reshape(tf.io.decode_raw(x, tf.uint8, fixed_length=NT * p * p), shape)
+        # ensure_shape makes a record of the wrong patch size fail loudly instead of reshaping garbage
+        flat = tf.io.decode_raw(x, tf.uint8)
+        flat = tf.ensure_shape(flat, [None, NT * p * p] if batched else [NT * p * p])
+        return tf.reshape(flat, shape)
 
     out = {"patches": dec(ex["patches"]), "track": ex["track"], "seq": ex["seq"]}
     if noisy:
