@@ -190,3 +190,25 @@ def test_cli_pack(tiny_dataset, tmp_path, capsys):
     rc = main(["pack", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c2"), "-q"])
     assert rc == 2 and "dataset folder does not exist" in capsys.readouterr().err
     assert not (tmp_path / "c2").exists()
+
+
+def test_pack_stream_checks_its_inputs(tmp_path):
+    from hpatches_kit.data.pack import pack_stream
+
+    rng = np.random.default_rng(9)
+    a, b = make_tracks(3, 32, rng), make_tracks(2, 32, rng)
+    out = pack_stream(iter([Sequence("i_a", a), Sequence("v_b", b)]), tmp_path / "c", ["i_a", "v_b"], [3, 2],
+                      patch_size=16, tfrecords=False, progress=False)
+    from hpatches_kit.data import resize_patches
+
+    np.testing.assert_array_equal(load_packed(out, verify="full").tracks, resize_patches(np.concatenate([a, b]), 16))
+    with pytest.raises(DataError, match=r"v_b: holds 2 patches, expected 4"):
+        pack_stream(iter([Sequence("i_a", a), Sequence("v_b", b)]), tmp_path / "d", ["i_a", "v_b"], [3, 4],
+                    patch_size=16, tfrecords=False, progress=False)
+    with pytest.raises(DataError, match=r"sequence 1 is 'v_b', expected 'v_c'"):
+        pack_stream(iter([Sequence("i_a", a), Sequence("v_b", b)]), tmp_path / "e", ["i_a", "v_c"], [3, 2],
+                    patch_size=16, tfrecords=False, progress=False)
+    with pytest.raises(DataError, match=r"supplied 3 tracks, expected 5"):
+        pack_stream(iter([Sequence("i_a", a)]), tmp_path / "f", ["i_a", "v_b"], [3, 2], patch_size=16,
+                    tfrecords=False, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]

@@ -176,3 +176,25 @@ def test_cli_info_clean(tiny_dataset, capsys):
     out = capsys.readouterr().out
     assert "4 sequences (2 illum, 2 view), 38 tracks, 608 patches, patch size 65" in out
     assert "no problems found" in out
+
+
+# -- parallel loading -------------------------------------------------------------------------------------
+def test_parallel_load_equals_serial(tmp_path):
+    rng = np.random.default_rng(11)
+    seqs = {f"{'iv'[i % 2]}_s{i}": make_tracks(int(rng.integers(2, 6)), 65, rng) for i in range(9)}
+    write_dataset(tmp_path, seqs)
+    ser = load_dataset(tmp_path, size=32, progress=False, workers=1)
+    par = load_dataset(tmp_path, size=32, progress=False, workers=3)
+    assert par.names == ser.names == sorted(seqs)
+    for s in ser:
+        np.testing.assert_array_equal(par[s.name].tracks, s.tracks)
+        # and the reference: per-sequence load of the original tracks
+        np.testing.assert_array_equal(load_dataset(tmp_path, sequences=[s.name], progress=False)[s.name].tracks, seqs[s.name])
+
+
+def test_parallel_load_error_names_file(tmp_path):
+    rng = np.random.default_rng(12)
+    write_dataset(tmp_path, {f"v_s{i}": make_tracks(2, 65, rng) for i in range(6)})
+    (tmp_path / "v_s4" / "t2.png").write_bytes(b"bad")
+    with pytest.raises(DataError, match=r"v_s4/t2\.png: cannot decode image"):
+        load_dataset(tmp_path, progress=False, workers=3)

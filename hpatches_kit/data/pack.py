@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .hpatches import NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, load_sequence, resize_patches
+from .hpatches import NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences, resize_patches
 
 FORMAT = "hpatches-kit-packed"
 FORMAT_VERSION = 1
@@ -139,6 +139,7 @@ def pack_dataset(
     noise: bool | None = None,
     tfrecords: bool = True,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Pack a dataset (an :class:`HPatchesDataset`, a dataset folder, or ``None`` = embedded default) into
     ``out_dir``; returns ``out_dir``.
@@ -146,10 +147,8 @@ def pack_dataset(
     ``size``: patch size of the cache (``None`` keeps the source size). ``shards``: number of TFRecord shards
     (``None``: about 256 MiB each). ``split``/``subset``/``splits_file`` select sequences as in
     :func:`load_dataset`. ``noise``: ``None`` packs ``noisy.npy`` when every sequence has noisy twins, ``True``
-    requires them, ``False`` skips them.
+    requires them, ``False`` skips them. ``workers``: threads decoding PNGs (see :func:`iter_load_sequences`).
     """
-    from tqdm.auto import tqdm
-
     if out_dir is None:
         raise ValueError("out_dir is required")
     out_dir = Path(out_dir)
@@ -192,10 +191,29 @@ def pack_dataset(
         source = {"root": str(root.resolve()), "fingerprint": source_fingerprint(dirs), "split": split, "subset": subset}
 
         def sequences():
-            for d in dirs:
-                yield load_sequence(d, size=size, noise=has_noise)
+            yield from iter_load_sequences(dirs, size=size, noise=has_noise, workers=workers)
 
-    p = int(size or src_p)
+    return pack_stream(sequences(), out_dir, names, counts, patch_size=int(size or src_p), noisy=has_noise,
+                       source=source, source_patch_size=int(src_p), shards=shards, tfrecords=tfrecords,
+                       progress=progress, t0=t0)
+
+
+def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool = False, source: dict | None = None,
+                source_patch_size: int | None = None, shards: int | None = None, tfrecords: bool = True,
+                progress: bool = True, t0: float | None = None) -> Path:
+    """Pack an iterable of :class:`Sequence` (named ``names``, holding ``counts`` tracks each, in order)
+    without holding more than one of them in memory; patches are resized to ``patch_size``. This is what
+    :func:`pack_dataset` does after reading the folder's PNG headers for the counts."""
+    from tqdm.auto import tqdm
+
+    t0 = time.time() if t0 is None else t0
+    names, counts = list(names), [int(c) for c in counts]
+    if len(names) != len(counts):
+        raise ValueError(f"{len(names)} names but {len(counts)} counts")
+    has_noise = bool(noisy)
+    src_p = int(source_patch_size or patch_size)
+    source = source or {"root": None, "fingerprint": None}
+    p = int(patch_size)
     total = int(sum(counts))
     shape = (total, NT, p, p)
     per_track = NT * p * p * (2 if has_noise else 1)
@@ -208,8 +226,12 @@ def pack_dataset(
         seq_ids = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         track_idx = np.concatenate([np.arange(c, dtype=np.int32) for c in counts]) if counts else np.zeros(0, np.int32)
         off = 0
-        it = tqdm(sequences(), total=len(names), desc="packing sequences", unit="seq", disable=not progress, leave=False)
+        it = tqdm(sequences, total=len(names), desc="packing sequences", unit="seq", disable=not progress, leave=False)
         for k, s in enumerate(it):
+            if k >= len(names) or s.name != names[k]:
+                raise DataError(s.path or s.name, f"sequence {k} is {s.name!r}, expected {names[k]!r}" if k < len(names) else f"more sequences than the {len(names)} named")
+            if s.noisy is None and noisy is not None:
+                raise DataError(s.path or s.name, "sequence has no noisy images but the cache is packed with noise")
             if s.num_patches != counts[k]:
                 raise DataError(s.path or s.name, f"holds {s.num_patches} patches, expected {counts[k]} (from ref.png)")
             sl = slice(off, off + s.num_patches)
@@ -217,6 +239,8 @@ def pack_dataset(
             if noisy is not None:
                 noisy[sl] = resize_patches(s.noisy, p)
             off += s.num_patches
+        if off != total:
+            raise DataError(out_dir, f"sequences supplied {off} tracks, expected {total}")
         tracks.flush()
         if noisy is not None:
             noisy.flush()
