@@ -43,6 +43,39 @@ def cur_rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def rss_parts() -> tuple[int, int]:
+    """(anonymous, file-backed) resident bytes: file-backed pages (memmaps) are reclaimable page cache."""
+    vals = {}
+    with open("/proc/self/status") as f:
+        for ln in f:
+            if ln.startswith(("RssAnon:", "RssFile:")):
+                k, v = ln.split(":")
+                vals[k] = int(v.split()[0]) * 1024
+    return vals.get("RssAnon", 0), vals.get("RssFile", 0)
+
+
+class AnonPeak:
+    """Samples RssAnon every 20 ms in a thread: the peak of non-reclaimable memory."""
+
+    def __init__(self):
+        import threading
+
+        self.peak = rss_parts()[0]
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_parts()[0])
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, rss_parts()[0])
+        return self.peak
+
+
 # -- phases (each runs in a subprocess, prints one JSON line) --------------------------------------------
 def phase_pack(work: Path, patches: int, tfrecords: bool) -> dict:
     import numpy as np
@@ -150,7 +183,12 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--phase":
         name, work, *rest = sys.argv[2:]
         conv = [int(x) if x.isdigit() else (x == "True" if x in ("True", "False") else x) for x in rest]
-        print(json.dumps(PHASES[name](Path(work), *conv)))
+        anon0 = rss_parts()[0]
+        sampler = AnonPeak()
+        res = PHASES[name](Path(work), *conv)
+        res["anon_peak"] = sampler.stop()
+        res["anon_before"] = anon0
+        print(json.dumps(res))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, help="scratch folder (default: a temp dir, deleted afterwards)")
@@ -166,12 +204,13 @@ def main() -> int:
         print(f"# data_memory benchmark in {work} (timings on a shared, contended machine are noisy)")
         r = run_phase("pack", work, full, not args.no_tfrecords)
         print(f"pack (stream, {r['tracks']} tracks = {r['patches']} patches @32x32, tfrecords={not args.no_tfrecords}): "
-              f"{r['pack_s']:.1f} s, peak RSS {r['peak_rss'] / GB:.2f} GB, on disk {r['disk_bytes'] / GB:.2f} GB")
+              f"{r['pack_s']:.1f} s, peak RSS {r['peak_rss'] / GB:.2f} GB (anonymous {r['anon_peak'] / GB:.2f} GB), on disk {r['disk_bytes'] / GB:.2f} GB")
         m = run_phase("reload", work, "mmap")
         print(f"reload load_packed(mmap=True):  {m['load_s'] * 1000:.1f} ms, RSS +{(m['rss_after_load'] - m['rss_before']) / 2**20:.1f} MB; "
-              f"full scan {m['scan_s']:.2f} s, peak RSS {m['peak_rss'] / GB:.2f} GB (file-backed pages, reclaimable)")
+              f"full scan {m['scan_s']:.2f} s, peak RSS {m['peak_rss'] / GB:.2f} GB of which anonymous {m['anon_peak'] / GB:.2f} GB "
+              f"(the rest is file-backed page cache, reclaimable)")
         ram = run_phase("reload", work, "ram")
-        print(f"reload load_packed(mmap=False): {ram['load_s']:.2f} s, peak RSS {ram['peak_rss'] / GB:.2f} GB "
+        print(f"reload load_packed(mmap=False): {ram['load_s']:.2f} s, peak RSS {ram['peak_rss'] / GB:.2f} GB, anonymous {ram['anon_peak'] / GB:.2f} GB "
               f"(arrays {ram['nbytes'] / GB:.2f} GB) -> under 4 GB: {ram['peak_rss'] < 4 * GB}")
         fv = run_phase("reload", work, "full")
         print(f"load_packed(verify='full') (sha256 of every file): {fv['load_s']:.2f} s")
@@ -192,7 +231,8 @@ def main() -> int:
         per_patch_b = ((pl["peak_rss"] - pl["rss_before"]) - (half["peak_rss"] - half["rss_before"])) / dn
         fixed_b = (pl["peak_rss"] - pl["rss_before"]) - per_patch_b * n
         print(f"PNG dataset (65x65, {pl['tracks']} tracks = {n} patches, {w['disk_bytes'] / 2**20:.0f} MB PNG): "
-              f"load_dataset(size=32, workers=1) {pl['load_s']:.2f} s, peak RSS +{(pl['peak_rss'] - pl['rss_before']) / 2**20:.0f} MB; "
+              f"load_dataset(size=32, workers=1) {pl['load_s']:.2f} s, peak RSS +{(pl['peak_rss'] - pl['rss_before']) / 2**20:.0f} MB "
+              f"(anonymous +{(pl['anon_peak'] - pl['anon_before']) / 2**20:.0f} MB); "
               f"marginal {per_patch_b:.0f} B/patch (the 32x32 array itself is 1024 B/patch), fixed {fixed_b / 2**20:.0f} MB")
         par = run_phase("png_load", work, 8, args.workers)
         print(f"  parallel load_dataset(workers={args.workers}): {par['load_s']:.2f} s "

@@ -221,42 +221,45 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
     n_shards = max(1, min(n_shards, max(total, 1)))
 
     with _atomic_dir(out_dir) as tmp:
-        tracks = np.lib.format.open_memmap(tmp / "tracks.npy", mode="w+", dtype=np.uint8, shape=shape)
-        noisy = np.lib.format.open_memmap(tmp / "noisy.npy", mode="w+", dtype=np.uint8, shape=shape) if has_noise else None
+        # plain sequential writes (not a writable memmap): the written pages stay in the page cache instead
+        # of the process's resident set, and the sha256 is computed on the way
+        tracks = _NpyWriter(tmp / "tracks.npy", shape)
+        noisy = _NpyWriter(tmp / "noisy.npy", shape) if has_noise else None
         seq_ids = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         track_idx = np.concatenate([np.arange(c, dtype=np.int32) for c in counts]) if counts else np.zeros(0, np.int32)
         off = 0
-        it = tqdm(sequences, total=len(names), desc="packing sequences", unit="seq", disable=not progress, leave=False)
-        for k, s in enumerate(it):
-            if k >= len(names) or s.name != names[k]:
-                raise DataError(s.path or s.name, f"sequence {k} is {s.name!r}, expected {names[k]!r}" if k < len(names) else f"more sequences than the {len(names)} named")
-            if s.noisy is None and noisy is not None:
-                raise DataError(s.path or s.name, "sequence has no noisy images but the cache is packed with noise")
-            if s.num_patches != counts[k]:
-                raise DataError(s.path or s.name, f"holds {s.num_patches} patches, expected {counts[k]} (from ref.png)")
-            sl = slice(off, off + s.num_patches)
-            tracks[sl] = resize_patches(s.tracks, p)
+        try:
+            it = tqdm(sequences, total=len(names), desc="packing sequences", unit="seq", disable=not progress, leave=False)
+            for k, s in enumerate(it):
+                if k >= len(names) or s.name != names[k]:
+                    raise DataError(s.path or s.name, f"sequence {k} is {s.name!r}, expected {names[k]!r}" if k < len(names) else f"more sequences than the {len(names)} named")
+                if s.noisy is None and noisy is not None:
+                    raise DataError(s.path or s.name, "sequence has no noisy images but the cache is packed with noise")
+                if s.num_patches != counts[k]:
+                    raise DataError(s.path or s.name, f"holds {s.num_patches} patches, expected {counts[k]} (from ref.png)")
+                tracks.write(resize_patches(s.tracks, p))
+                if noisy is not None:
+                    noisy.write(resize_patches(s.noisy, p))
+                off += s.num_patches
+            if off != total:
+                raise DataError(out_dir, f"sequences supplied {off} tracks, expected {total}")
+        finally:
+            tracks.close()
             if noisy is not None:
-                noisy[sl] = resize_patches(s.noisy, p)
-            off += s.num_patches
-        if off != total:
-            raise DataError(out_dir, f"sequences supplied {off} tracks, expected {total}")
-        tracks.flush()
-        if noisy is not None:
-            noisy.flush()
+                noisy.close()
         np.save(tmp / "seq_ids.npy", seq_ids)
         np.save(tmp / "track_idx.npy", track_idx)
 
         shard_meta = []
         if tfrecords:
-            shard_meta = _write_shards(tmp, tracks, noisy, seq_ids, track_idx, n_shards, progress)
+            shard_meta = _write_shards(tmp, shape, has_noise, seq_ids, n_shards, progress)
         arrays = {}
         for name, arr in (("tracks", tracks), ("noisy", noisy), ("seq_ids", seq_ids), ("track_idx", track_idx)):
             if arr is None:
                 continue
             f = tmp / f"{name}.npy"
-            arrays[name] = {"file": f.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "bytes": f.stat().st_size, "sha256": _sha256(f)}
-        del tracks, noisy
+            digest = arr.sha256 if isinstance(arr, _NpyWriter) else _sha256(f)
+            arrays[name] = {"file": f.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "bytes": f.stat().st_size, "sha256": digest}
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -307,11 +310,57 @@ def track_example(patches: np.ndarray, track: int, seq: int, noisy: np.ndarray |
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
-def _write_shards(tmp: Path, tracks, noisy, seq_ids, track_idx, n_shards: int, progress: bool) -> list[dict]:
+class _NpyWriter:
+    """Write a C-order uint8 ``.npy`` of known shape by appending row blocks; hashes as it goes."""
+
+    def __init__(self, path: Path, shape, dtype=np.uint8):
+        import io
+
+        self.path, self.shape, self.dtype = Path(path), tuple(int(x) for x in shape), np.dtype(dtype)
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                   "fortran_order": False, "shape": self.shape})
+        self._h = hashlib.sha256(head.getvalue())
+        self._f = open(self.path, "wb")
+        self._f.write(head.getvalue())
+        self.rows = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, self.dtype)
+        if block.shape[1:] != self.shape[1:] or self.rows + block.shape[0] > self.shape[0]:
+            raise ValueError(f"{self.path}: block {block.shape} does not fit array {self.shape} at row {self.rows}")
+        mv = memoryview(block).cast("B")
+        self._h.update(mv)
+        self._f.write(mv)
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    @property
+    def sha256(self) -> str:
+        if self.rows != self.shape[0]:
+            raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+        return self._h.hexdigest()
+
+
+def _read_rows(path: Path, shape, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a uint8 ``.npy`` by a plain read (keeps the process's RSS small)."""
+    row = int(np.prod(shape[1:]))
+    with open(path, "rb") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        f.seek(f.tell() + start * row)
+        buf = f.read((stop - start) * row)
+    return np.frombuffer(buf, np.uint8).reshape((stop - start,) + tuple(shape[1:]))
+
+
+def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, progress: bool) -> list[dict]:
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    total = tracks.shape[0]
+    total = shape[0]
     bounds = np.linspace(0, total, n_shards + 1).astype(np.int64)
     meta = []
     bar = tqdm(total=total, desc="writing TFRecords", unit="track", disable=not progress, leave=False)
@@ -319,10 +368,10 @@ def _write_shards(tmp: Path, tracks, noisy, seq_ids, track_idx, n_shards: int, p
         a, b = int(bounds[i]), int(bounds[i + 1])
         f = tmp / shard_name(i, n_shards)
         with tf.io.TFRecordWriter(str(f)) as w:
-            for s in range(a, b, 4096):  # read the memmap in blocks
-                e = min(b, s + 4096)
-                blk = np.asarray(tracks[s:e])
-                nblk = np.asarray(noisy[s:e]) if noisy is not None else None
+            for s in range(a, b, 2048):  # read the arrays in blocks
+                e = min(b, s + 2048)
+                blk = _read_rows(tmp / "tracks.npy", shape, s, e)
+                nblk = _read_rows(tmp / "noisy.npy", shape, s, e) if has_noise else None
                 for k in range(e - s):
                     w.write(track_example(blk[k], s + k, seq_ids[s + k], None if nblk is None else nblk[k]))
                 bar.update(e - s)
