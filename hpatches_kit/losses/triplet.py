@@ -101,15 +101,41 @@ def triplet_hard_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L
     return _out_dtype(y_pred, loss)
 
 
-def _semihard(dist, pos, neg, margin, soft, views_per_track):
-    dp, pmask = _positives(dist, pos, views_per_track)  # (B, P)
+def _semihard_outside_structured(dist, neg, dp):
+    """S x K path: for the (B, K) own-track positive distances, tfa's ``negatives_outside`` by direct
+    comparison with every negative (memory B*K*B)."""
     d_n = ops.expand_dims(dist, 1)  # (B, 1, B): d(a, n)
-    outside_mask = ops.logical_and(ops.expand_dims(neg, 1), d_n > ops.expand_dims(dp, 2))  # (B, P, B)
+    outside_mask = ops.logical_and(ops.expand_dims(neg, 1), d_n > ops.expand_dims(dp, 2))  # (B, K, B)
     has_outside = ops.any(outside_mask, axis=2)
-    # tfa's masked minimum uses the anchor row's maximum as offset
-    row_max = ops.max(dist, axis=1)
+    row_max = ops.max(dist, axis=1)  # tfa's masked minimum uses the anchor row's maximum as offset
     m = ops.cast(outside_mask, dist.dtype)
     outside = ops.min((d_n - row_max[:, None, None]) * m, axis=2) + row_max[:, None]
+    return outside, has_outside
+
+
+def _semihard_outside_sorted(dist, neg):
+    """General labels: sort each anchor's negative distances once and binary-search every d(a, p) in them
+    (``side="right"``: the first negative strictly farther). Memory B^2, time O(B^2 log B)."""
+    fill = ops.max(dist) + 1.0  # larger than every distance: non-negatives sort last, never counted
+    negvals = ops.stop_gradient(ops.where(neg, dist, fill))
+    order = ops.argsort(negvals, axis=1)
+    sorted_neg = ops.take_along_axis(negvals, order, axis=1)
+    count = ops.vectorized_map(lambda t: ops.searchsorted(t[0], t[1], side="right"),
+                               (sorted_neg, ops.stop_gradient(dist)))
+    n_neg = ops.sum(ops.cast(neg, count.dtype), axis=1, keepdims=True)
+    has_outside = count < n_neg
+    first = ops.cast(ops.minimum(count, ops.shape(dist)[1] - 1), order.dtype)
+    outside = ops.take_along_axis(dist, ops.take_along_axis(order, first, axis=1), axis=1)
+    return outside, has_outside
+
+
+def _semihard(dist, pos, neg, margin, soft, views_per_track):
+    if views_per_track is None:
+        dp, pmask = dist, pos
+        outside, has_outside = _semihard_outside_sorted(dist, neg)
+    else:
+        dp, pmask = structured_positives(dist, views_per_track)  # (B, K)
+        outside, has_outside = _semihard_outside_structured(dist, neg, dp)
     inside = masked_max(dist, neg)  # largest negative distance (row min if none, as tfa)
     semi = ops.where(has_outside, outside, ops.expand_dims(inside, 1))
     loss = hinge(dp - semi, margin, soft)
@@ -125,7 +151,9 @@ def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2", *, s
     tfa's ``negatives_outside``), else the farthest negative (``negatives_inside``); loss
     ``max(margin + d(a,p) - d(a,n*), 0)`` summed over positive pairs and divided by their number.
     Extras (keyword-only, not in tfa): ``soft`` uses ``softplus(d(a,p) - d(a,n*))``; ``views_per_track=K``
-    takes positives from the S x K track-major structure (memory ``B*K*B`` instead of ``B^3``).
+    takes positives from the S x K track-major structure (memory ``B*K*B``, faster for small K); the general
+    path sorts each anchor's negatives and binary-searches the positive distances (memory ``B^2``,
+    time ``O(B^2 log B)``; tfa's tiled algorithm needs ``B^3``).
     Batches with no valid triplet return 0 (tfa: NaN for all-distinct labels).
     """
     labels, emb, dist, pos, neg = _prepare(y_true, y_pred, distance_metric)
