@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -111,3 +113,44 @@ def test_sample_weight_is_refused():
     x, y = _data()
     with pytest.raises(ValueError, match="per-sample weights"):
         L.TripletHardLoss()(y, x, sample_weight=np.ones(len(y)))
+
+
+_MIRRORED = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import os
+
+import keras
+import hpatches_kit.losses as L
+rng = np.random.default_rng(0)
+x = rng.normal(size=(32, 6)).astype(np.float32)
+y = L.sk_labels(8, 4, dtype="int64")
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    model = keras.Model(inp, keras.layers.Dense(5)(inp))
+    model.compile(optimizer="sgd", loss=L.TripletHardLoss())
+got = model.evaluate(x, y, batch_size=32, verbose=0)
+emb = model.predict(x, verbose=0)
+halves = [float(L.triplet_hard_loss(y[i:i + 16], emb[i:i + 16])) for i in (0, 16)]
+print("RESULT", got, np.mean(halves))
+"""
+
+
+def test_mirrored_strategy_loss_is_not_multiplied_by_replicas(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "mirrored.py"
+    script.write_text(_MIRRORED)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
+    assert lines, out.stderr[-3000:]
+    got, want = (float(v) for v in lines[0].split()[1:])
+    assert got == pytest.approx(want, rel=1e-5)

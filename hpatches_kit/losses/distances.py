@@ -157,7 +157,8 @@ def check_views(views_per_track, batch):
 class LabelledLoss(keras.losses.Loss):
     """Base for batch losses on ``(labels, embeddings)``: returns a scalar and, unlike
     ``keras.losses.Loss.__call__``, does *not* cast ``y_true`` to float, so integer track ids of any size
-    compare exactly. ``y_pred`` is converted to the loss dtype (float32 by default), as Keras does."""
+    compare exactly. ``y_pred`` is converted to the loss dtype (float32 by default), as Keras does. Under
+    ``tf.distribute`` the value is divided by the number of replicas, as Keras' own losses are."""
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -165,7 +166,20 @@ class LabelledLoss(keras.losses.Loss):
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true)
-            return ops.cast(self.call(y_true, y_pred), self.dtype)
+            return _scale_for_distribution(ops.cast(self.call(y_true, y_pred), self.dtype))
+
+
+def _scale_for_distribution(value):
+    """Divide by the number of replicas under ``tf.distribute`` like Keras' built-in losses do (Keras skips
+    this for losses that already return a scalar, which would make gradients and the reported loss
+    ``num_replicas`` times too large). Each replica mines its own slice of the global batch."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        n = tf.distribute.get_strategy().num_replicas_in_sync
+        if n > 1:
+            value = value * ops.cast(1.0 / n, value.dtype)
+    return value
 
 
 def serialize_metric(metric):
