@@ -152,3 +152,15 @@ def test_pair_losses_single_kind_batches(fn):
     assert np.isfinite(one) and np.isfinite(distinct)
     np.testing.assert_allclose(float(fn(np.zeros(5), x, balance=False)), one, **TOL)
     np.testing.assert_allclose(float(fn(np.arange(5), x, balance=False)), distinct, **TOL)
+
+
+@pytest.mark.parametrize("S,K", [(1, 4), (5, 1)])
+def test_hardnet_structured_degenerate_is_zero_with_zero_gradient(S, K):
+    import tensorflow as tf
+
+    x = tf.Variable(np.random.default_rng(8).normal(size=(S * K, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = L.hardnet_loss(L.sk_labels(S, K), x, views_per_track=K)
+    g = tape.gradient(loss, x)
+    assert float(loss) == 0.0
+    assert g is None or np.all(np.asarray(g) == 0.0)
