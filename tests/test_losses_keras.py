@@ -154,3 +154,31 @@ def test_mirrored_strategy_loss_is_not_multiplied_by_replicas(tmp_path):
     assert lines, out.stderr[-3000:]
     got, want = (float(v) for v in lines[0].split()[1:])
     assert got == pytest.approx(want, rel=1e-5)
+
+
+XLA_CASES = {
+    "semihard_sorted": lambda y, e: L.triplet_semihard_loss(y, e),
+    "semihard_sk": lambda y, e: L.triplet_semihard_loss(y, e, views_per_track=4),
+    "batch_all_sk": lambda y, e: L.batch_all_triplet_loss(y, e, views_per_track=4),
+    "hardnet_sk": lambda y, e: L.hardnet_loss(y, e, views_per_track=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(XLA_CASES))
+def test_xla_compiles_and_matches_eager(name):
+    # Keras uses jit_compile="auto" -> XLA on GPU machines: the sort/search and reshape paths must compile.
+    import tensorflow as tf
+
+    fn = XLA_CASES[name]
+    x, y = _data(S=8, K=4)
+    var = tf.Variable(x)
+
+    @tf.function(jit_compile=True)
+    def step():
+        with tf.GradientTape() as tape:
+            loss = fn(y, var)
+        return loss, tape.gradient(loss, var)
+
+    loss, g = step()
+    assert float(loss) == pytest.approx(float(fn(y, x)), rel=1e-5, abs=1e-6)
+    assert np.all(np.isfinite(g.numpy()))
