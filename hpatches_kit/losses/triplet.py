@@ -231,27 +231,27 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, soft=False, dist
 
 
 def sample_random_triplets(labels, num_triplets: int, rng=None):
-    """Sample ``num_triplets`` random valid triplets from ``labels`` (NumPy, for the data pipeline):
-    returns ``(a, p, n)`` index arrays with ``labels[a] == labels[p]``, ``a != p``, ``labels[n] != labels[a]``."""
+    """Sample ``num_triplets`` random valid triplets from ``labels`` (NumPy, vectorised, for the data
+    pipeline): returns ``(a, p, n)`` index arrays with ``labels[a] == labels[p]``, ``a != p`` and
+    ``labels[n] != labels[a]``. Anchors are uniform over items that have a positive; given the anchor,
+    the positive is uniform over its other same-label items and the negative uniform over other labels."""
     rng = np.random.default_rng(rng)
     labels = np.asarray(labels).reshape(-1)
-    uniq, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    if len(uniq) < 2 or not (counts >= 2).any():
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if len(counts) < 2 or not (counts >= 2).any():
         raise ValueError("labels admit no valid triplet (need a label with >= 2 items and at least 2 labels)")
-    groups = [np.flatnonzero(inv == g) for g in range(len(uniq))]
-    ok = np.flatnonzero(counts[inv] >= 2)
-    a = rng.choice(ok, size=num_triplets)
-    p = np.empty_like(a)
-    n = np.empty_like(a)
-    for i, ai in enumerate(a):
-        g = groups[inv[ai]]
-        others = g[g != ai]
-        p[i] = others[rng.integers(len(others))]
-        while True:
-            cand = rng.integers(len(labels))
-            if inv[cand] != inv[ai]:
-                n[i] = cand
-                break
+    order = np.argsort(inv, kind="stable")  # items grouped by label
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(labels), np.int64)
+    rank[order] = np.arange(len(labels)) - starts[inv[order]]  # position of each item inside its group
+    a = rng.choice(np.flatnonzero(counts[inv] >= 2), size=num_triplets)
+    g = inv[a]
+    r = rng.integers(0, counts[g] - 1)
+    r += r >= rank[a]  # skip the anchor itself
+    p = order[starts[g] + r]
+    r = rng.integers(0, len(labels) - counts[g])
+    r = np.where(r < starts[g], r, r + counts[g])  # skip the anchor's group
+    n = order[r]
     return a, p, n
 
 
