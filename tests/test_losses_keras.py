@@ -182,3 +182,22 @@ def test_xla_compiles_and_matches_eager(name):
     loss, g = step()
     assert float(loss) == pytest.approx(float(fn(y, x)), rel=1e-5, abs=1e-6)
     assert np.all(np.isfinite(g.numpy()))
+
+
+def test_random_triplet_loss_keras_round_trip(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(10, 3, 6)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((3, 6))
+    model = keras.Model(inp, keras.layers.Dense(5)(inp))
+    loss = L.RandomTripletLoss(margin=0.3, soft=False, distance_metric="squared-L2", swap=True)
+    model.compile(optimizer="sgd", loss=loss)
+    dummy = np.zeros(10, np.int64)
+    before = model.evaluate(x, dummy, batch_size=10, verbose=0)
+    e = model.predict(x, verbose=0)
+    want = float(L.triplet_margin_loss(e[:, 0], e[:, 1], e[:, 2], 0.3, False, "squared-L2", swap=True))
+    assert before == pytest.approx(want, rel=1e-5)
+    model.save(tmp_path / "r.keras")
+    loaded = keras.saving.load_model(tmp_path / "r.keras")
+    assert loaded.loss.get_config() == loss.get_config()
+    assert loaded.evaluate(x, dummy, batch_size=10, verbose=0) == pytest.approx(before, rel=1e-6)
