@@ -23,7 +23,6 @@ from keras import ops
 from .distances import (
     LabelledLoss,
     _as_float,
-    _off_diagonal,
     check_batch,
     flat_labels,
     pairwise_distance,
