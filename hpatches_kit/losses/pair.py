@@ -1,0 +1,138 @@
+"""Pair losses for descriptors: contrastive (Hadsell et al. 2006) and cosine, in ``keras.ops``.
+
+Batch form on ``(labels, embeddings)``: every unordered pair ``i < j`` of the batch is a pair, matching
+when the labels are equal.
+
+* contrastive: matching ``d^2``, non-matching ``max(0, margin - d)^2`` (``d`` from ``distance_metric``,
+  default L2; the tfa/Keras convention without Hadsell's factor 1/2).
+* cosine: matching ``1 - cos``, non-matching ``max(0, cos - margin)`` (PyTorch ``CosineEmbeddingLoss``
+  per-pair terms, margin default 0).
+
+``balance=True`` (default) averages the matching and the non-matching terms separately and adds the two
+means (an S x K batch has far more non-matching pairs); ``balance=False`` averages over all pairs.
+A batch without any pair of a kind contributes 0 for that kind.
+
+Explicit pairs: :func:`contrastive_pair_loss` / :func:`cosine_pair_loss` take ``(a, b, same)`` rows.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .distances import (
+    LabelledLoss,
+    _as_float,
+    check_batch,
+    flat_labels,
+    pairwise_distance,
+    safe_mean,
+    safe_sqrt,
+)
+
+__all__ = [
+    "pair_contrastive_loss",
+    "pair_cosine_loss",
+    "contrastive_pair_loss",
+    "cosine_pair_loss",
+    "PairContrastiveLoss",
+    "PairCosineLoss",
+]
+
+_PAIR_METRICS = ("L2", "squared-L2")
+
+
+def _pair_masks(labels):
+    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    idx = ops.arange(ops.shape(labels)[0])
+    upper = ops.expand_dims(idx, 1) < ops.expand_dims(idx, 0)
+    return ops.logical_and(same, upper), ops.logical_and(ops.logical_not(same), upper)
+
+
+def _reduce(pos_term, neg_term, pos, neg, balance):
+    if balance:
+        return safe_mean(pos_term, pos) + safe_mean(neg_term, neg)
+    both = ops.where(pos, pos_term, neg_term)
+    return safe_mean(both, ops.logical_or(pos, neg))
+
+
+def pair_contrastive_loss(y_true, y_pred, margin=1.0, distance_metric="L2", balance=True):
+    """Contrastive loss over all pairs of the batch (see module docstring)."""
+    if distance_metric not in _PAIR_METRICS:
+        raise ValueError(f"distance_metric must be one of {_PAIR_METRICS}, got {distance_metric!r}")
+    labels = flat_labels(y_true)
+    emb = _as_float(y_pred)
+    check_batch(labels, emb)
+    d = pairwise_distance(emb, distance_metric)
+    pos, neg = _pair_masks(labels)
+    return _reduce(ops.square(d), ops.square(ops.relu(margin - d)), pos, neg, balance)
+
+
+def _cosine_matrix(emb):
+    sq = ops.sum(ops.square(emb), axis=1, keepdims=True)
+    xn = emb / ops.sqrt(ops.maximum(sq, 1e-12))
+    return ops.matmul(xn, ops.transpose(xn))
+
+
+def pair_cosine_loss(y_true, y_pred, margin=0.0, balance=True):
+    """Cosine loss over all pairs of the batch (see module docstring)."""
+    labels = flat_labels(y_true)
+    emb = _as_float(y_pred)
+    check_batch(labels, emb)
+    cos = _cosine_matrix(emb)
+    pos, neg = _pair_masks(labels)
+    return _reduce(1.0 - cos, ops.relu(cos - margin), pos, neg, balance)
+
+
+def contrastive_pair_loss(a, b, same, margin=1.0, distance_metric="L2"):
+    """Mean over rows of ``same * d^2 + (1 - same) * max(0, margin - d)^2`` for explicit ``(N, D)`` pairs."""
+    if distance_metric not in _PAIR_METRICS:
+        raise ValueError(f"distance_metric must be one of {_PAIR_METRICS}, got {distance_metric!r}")
+    a, b = _as_float(a), _as_float(b)
+    y = ops.cast(ops.reshape(ops.convert_to_tensor(same), (-1,)), a.dtype)
+    d2 = ops.sum(ops.square(a - b), axis=-1)
+    d = d2 if distance_metric == "squared-L2" else safe_sqrt(d2)
+    return ops.mean(y * ops.square(d) + (1.0 - y) * ops.square(ops.relu(margin - d)))
+
+
+def cosine_pair_loss(a, b, same, margin=0.0):
+    """Mean over rows of ``same * (1 - cos) + (1 - same) * max(0, cos - margin)`` for explicit pairs."""
+    a, b = _as_float(a), _as_float(b)
+    y = ops.cast(ops.reshape(ops.convert_to_tensor(same), (-1,)), a.dtype)
+    na = ops.sqrt(ops.maximum(ops.sum(ops.square(a), axis=-1), 1e-12))
+    nb = ops.sqrt(ops.maximum(ops.sum(ops.square(b), axis=-1), 1e-12))
+    cos = ops.sum(a * b, axis=-1) / (na * nb)
+    return ops.mean(y * (1.0 - cos) + (1.0 - y) * ops.relu(cos - margin))
+
+
+@keras.saving.register_keras_serializable(package="hpatches_kit")
+class PairContrastiveLoss(LabelledLoss):
+    """Keras loss for :func:`pair_contrastive_loss`."""
+
+    def __init__(self, margin=1.0, distance_metric="L2", balance=True, name=None, **kwargs):
+        super().__init__(name=name or "pair_contrastive_loss", **kwargs)
+        if distance_metric not in _PAIR_METRICS:
+            raise ValueError(f"distance_metric must be one of {_PAIR_METRICS}, got {distance_metric!r}")
+        self.margin, self.distance_metric, self.balance = float(margin), distance_metric, bool(balance)
+
+    def call(self, y_true, y_pred):
+        return pair_contrastive_loss(y_true, y_pred, self.margin, self.distance_metric, self.balance)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "distance_metric": self.distance_metric,
+                "balance": self.balance}
+
+
+@keras.saving.register_keras_serializable(package="hpatches_kit")
+class PairCosineLoss(LabelledLoss):
+    """Keras loss for :func:`pair_cosine_loss`."""
+
+    def __init__(self, margin=0.0, balance=True, name=None, **kwargs):
+        super().__init__(name=name or "pair_cosine_loss", **kwargs)
+        self.margin, self.balance = float(margin), bool(balance)
+
+    def call(self, y_true, y_pred):
+        return pair_cosine_loss(y_true, y_pred, self.margin, self.balance)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "balance": self.balance}
