@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence as Seq
 
 import numpy as np
@@ -10,7 +11,7 @@ from ..data.errors import DataError
 from ..data.hpatches import VARIANTS, sequence_kind
 from ..data.splits import split_sequences
 from .protocol import POOL_SIZES, TASKS, DescriptorSet, eval_matching, eval_retrieval, eval_verification
-from .tasks import load_tasks, tasks_for_dataset
+from .tasks import load_tasks, retr_file, tasks_for_dataset, verif_file
 
 VARIANT_NAMES = {"e": "Easy", "h": "Hard", "t": "Tough"}
 HEADLINES = {
@@ -113,13 +114,15 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
     results = {"meta": {"split": split, "sequences": len(test), "tracks": int(sum(ds.lengths.values())),
                         "dim": ds.dim, "distance": distance, "tasks_source": ts.source if ts else None}}
     if "verification" in tasks:
-        raw = eval_verification(ds, ts.verification, distance, progress=progress)
+        where = {k: str(Path(ts.source) / verif_file(k, split)) for k in ("pos", "neg_intra", "neg_inter")}
+        raw = eval_verification(ds, ts.verification, distance, progress=progress, where=where)
         n = {k: int(len(ts.verification.table(k)["s1"])) for k in ("pos", "neg_intra", "neg_inter")}
         results["verification"] = summarise_verification(raw, n)
     if "matching" in tasks:
         results["matching"] = summarise_matching(eval_matching(ds, test, distance, progress=progress))
     if "retrieval" in tasks:
-        results["retrieval"] = summarise_retrieval(eval_retrieval(ds, ts.retrieval, distance, progress=progress))
+        where = {k: str(Path(ts.source) / retr_file(k, split)) for k in ("queries", "distractors")}
+        results["retrieval"] = summarise_retrieval(eval_retrieval(ds, ts.retrieval, distance, progress=progress, where=where))
     return results
 
 

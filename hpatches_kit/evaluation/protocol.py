@@ -6,6 +6,7 @@ See ``docs/evaluation.md`` for the exact definitions and the summaries.
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence as Seq
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from ..data.errors import DataError
 from ..data.hpatches import TYPES, VARIANTS
 from . import metrics
-from .distances import FastDistances, check_distance, exact_pair_distances
+from .distances import FastDistances, check_distance, exact_pair_distances, exact_row_distances
 from .tasks import RetrievalTask, VerificationPairs
 
 POOL_SIZES = (100, 500, 1000, 5000, 10000, 15000, 20000)
@@ -47,68 +48,74 @@ class DescriptorSet:
             raise DataError(source, "no sequences to evaluate")
         self.names = names
         self.index = {s: i for i, s in enumerate(names)}
-        self.stacks: dict[str, np.ndarray] = {}
         dim = None
+        lengths = []
         for s in names:
             entry = descs[s]
             miss = [t for t in TYPES if t not in entry]
             if miss:
                 raise DataError(s, f"descriptors missing for types: {', '.join(miss)}")
-            arrs = []
             n = None
             for t in TYPES:
-                a = np.asarray(entry[t])
+                a = entry[t]
                 where = f"{s}/{t}"
-                if a.ndim != 2:
-                    raise DataError(where, f"descriptors must be a 2-D (N, D) array, got shape {a.shape}")
+                shape = np.shape(a)
+                if len(shape) != 2:
+                    raise DataError(where, f"descriptors must be a 2-D (N, D) array, got shape {shape}")
                 if n is None:
-                    n = a.shape[0]
-                elif a.shape[0] != n:
-                    raise DataError(where, f"{a.shape[0]} descriptors but ref has {n}: all types of a sequence need the same count")
+                    n = shape[0]
+                elif shape[0] != n:
+                    raise DataError(where, f"{shape[0]} descriptors but ref has {n}: all types of a sequence need the same count")
                 if dim is None:
-                    dim = a.shape[1]
-                elif a.shape[1] != dim:
-                    raise DataError(where, f"descriptor dimension {a.shape[1]} differs from {dim} of the other sequences")
-                if not np.issubdtype(a.dtype, np.number):
-                    raise DataError(where, f"descriptors have non-numeric dtype {a.dtype}")
-                a = a.astype(np.float32, copy=False)
-                if not np.isfinite(a).all():
-                    bad = int(np.nonzero(~np.isfinite(a).all(axis=1))[0][0])
-                    raise DataError(where, f"descriptor {bad} contains NaN or Inf")
-                arrs.append(a)
+                    dim = shape[1]
+                elif shape[1] != dim:
+                    raise DataError(where, f"descriptor dimension {shape[1]} differs from {dim} of the other sequences")
             if n == 0:
                 raise DataError(s, "sequence has no descriptors")
-            self.stacks[s] = np.stack(arrs)
+            lengths.append(n)
         self.dim = int(dim)
-        self.lengths = {s: int(self.stacks[s].shape[1]) for s in names}
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.total = int(self.offsets[-1])
+        # one (16, T, D) float32 block; per-sequence stacks are views into it
+        self.flat = np.empty((len(TYPES), self.total, self.dim), np.float32)
+        self.stacks: dict[str, np.ndarray] = {}
+        for k, s in enumerate(names):
+            o0, o1 = self.offsets[k], self.offsets[k + 1]
+            for j, t in enumerate(TYPES):
+                a = np.asarray(descs[s][t])
+                if not np.issubdtype(a.dtype, np.number):
+                    raise DataError(f"{s}/{t}", f"descriptors have non-numeric dtype {a.dtype}")
+                self.flat[j, o0:o1] = a
+                if not np.isfinite(self.flat[j, o0:o1]).all():
+                    bad = int(np.nonzero(~np.isfinite(self.flat[j, o0:o1]).all(axis=1))[0][0])
+                    raise DataError(f"{s}/{t}", f"descriptor {bad} contains NaN or Inf")
+            self.stacks[s] = self.flat[:, o0:o1]
+        self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
+        self.lengths = {s: int(n) for s, n in zip(names, lengths)}
 
     def seq_ids(self, names: np.ndarray, where: str) -> np.ndarray:
-        uniq, inv = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
-        ids = np.empty(len(uniq), np.int64)
-        for k, u in enumerate(uniq):
+        names = np.asarray(names, dtype=object)
+        for u in set(names.tolist()):
             if u not in self.index:
-                raise DataError(where, f"unknown sequence {u!r} (not among the evaluated sequences)")
-            ids[k] = self.index[u]
-        return ids[inv]
+                raise DataError(where, f"unknown sequence {str(u)!r} (not among the evaluated sequences)")
+        index = self.index
+        return np.fromiter((index[x] for x in names.tolist()), dtype=np.int64, count=names.size)
 
     def check_idx(self, seq_ids: np.ndarray, idx: np.ndarray, where: str) -> None:
-        lens = np.array([self.lengths[s] for s in self.names], np.int64)[seq_ids]
+        lens = np.diff(self.offsets)[seq_ids]
+        idx = np.asarray(idx, np.int64)
         bad = np.nonzero((idx < 0) | (idx >= lens))[0]
         if bad.size:
             b = bad[0]
             raise DataError(where, f"row {b + 1}: patch index {idx[b]} out of range for {self.names[seq_ids[b]]} ({lens[b]} patches)")
 
-    def gather(self, seq_ids: np.ndarray, type_idx: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    def rows(self, seq_ids: np.ndarray, type_idx, idx: np.ndarray) -> np.ndarray:
+        """Row numbers into :attr:`rows2d` of (sequence, type, patch) triples."""
+        return np.asarray(type_idx, np.int64) * self.total + self.offsets[seq_ids] + np.asarray(idx, np.int64)
+
+    def gather(self, seq_ids: np.ndarray, type_idx, idx: np.ndarray) -> np.ndarray:
         """Descriptors of (sequence, type, patch) triples, ``(M, D)`` float32."""
-        out = np.empty((len(seq_ids), self.dim), np.float32)
-        order = np.argsort(seq_ids, kind="stable")
-        sid_sorted = seq_ids[order]
-        bounds = np.searchsorted(sid_sorted, np.arange(len(self.names) + 1))
-        for k, s in enumerate(self.names):
-            sel = order[bounds[k] : bounds[k + 1]]
-            if sel.size:
-                out[sel] = self.stacks[s][type_idx[sel], idx[sel]]
-        return out
+        return np.take(self.rows2d, self.rows(seq_ids, type_idx, idx), axis=0)
 
 
 def _subsample_curve(x, y, n=CURVE_POINTS):
@@ -120,46 +127,141 @@ def _subsample_curve(x, y, n=CURVE_POINTS):
 
 
 # -- verification ------------------------------------------------------------------------------------
-def verification_distances(ds: DescriptorSet, table: dict, distance: str, where: str) -> dict:
-    """Distances of one pair table for each variant: ``{v: (M,) float64}``."""
-    s1 = ds.seq_ids(table["s1"], where)
-    s2 = ds.seq_ids(table["s2"], where)
-    ds.check_idx(s1, table["idx1"], where)
-    ds.check_idx(s2, table["idx2"], where)
-    out = {}
+def verification_distances(ds: DescriptorSet, pairs: VerificationPairs, distance: str, where: dict | None = None,
+                           threads: int | None = None) -> dict:
+    """Distances of the three pair tables for each variant: ``{kind: {v: (M,) float64}}``.
+
+    Tables whose first patches coincide (the official files: every kind shares ``s1, t1, idx1``) share one
+    gather of those descriptors; chunks run on a small thread pool (NumPy releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    where = where or {}
+    cols = {}
+    cache: list = []
+
+    def ids(arr, w):
+        for prev, val in cache:
+            if prev is arr or (len(prev) == len(arr) and np.array_equal(prev, arr)):
+                return val
+        val = ds.seq_ids(arr, w)
+        cache.append((arr, val))
+        return val
+
+    for k in ("pos", "neg_intra", "neg_inter"):
+        t, w = pairs.table(k), where.get(k, f"verif_{k}")
+        s1, s2 = ids(t["s1"], w), ids(t["s2"], w)
+        ds.check_idx(s1, t["idx1"], w)
+        ds.check_idx(s2, t["idx2"], w)
+        cols[k] = (s1, s2, t)
+    kinds = list(cols)
+    X = ds.rows2d
+    out = {k: {} for k in kinds}
+    threads = threads or min(4, os.cpu_count() or 1)
+    chunk = 2048
     for v in VARIANTS:
-        a = ds.gather(s1, _variant_type_index(v, table["t1"]), table["idx1"])
-        b = ds.gather(s2, _variant_type_index(v, table["t2"]), table["idx2"])
-        out[v] = exact_pair_distances(a, b, distance)
+        r1 = {k: ds.rows(cols[k][0], _variant_type_index(v, cols[k][2]["t1"]), cols[k][2]["idx1"]) for k in kinds}
+        r2 = {k: ds.rows(cols[k][1], _variant_type_index(v, cols[k][2]["t2"]), cols[k][2]["idx2"]) for k in kinds}
+        groups: list[list[str]] = []  # kinds sharing identical first-patch rows
+        for k in kinds:
+            for g in groups:
+                if np.array_equal(r1[g[0]], r1[k]):
+                    g.append(k)
+                    break
+            else:
+                groups.append([k])
+        for g in groups:
+            n = len(r1[g[0]])
+            # visit pairs in (sequence, patch) order of their first patch: gathers stay within one
+            # sequence's descriptors (cache-friendly), results are scattered back to file order
+            lead = cols[g[0]]
+            order = np.argsort(ds.offsets[lead[0]] + np.asarray(lead[2]["idx1"], np.int64), kind="stable")
+            a_rows = r1[g[0]][order]
+            b_rows = {k: r2[k][order] for k in g}
+            for k in g:
+                out[k][v] = np.empty(n, np.float64)
+
+            def work(s, g=g, order=order, a_rows=a_rows, b_rows=b_rows):
+                sel = order[s : s + chunk]
+                a = np.take(X, a_rows[s : s + chunk], axis=0).astype(np.float64)
+                for k in g:
+                    diff = a - np.take(X, b_rows[k][s : s + chunk], axis=0)
+                    if distance == "L2":
+                        diff *= diff
+                        out[k][v][sel] = np.sqrt(np.sum(diff, axis=-1))
+                    else:
+                        np.abs(diff, out=diff)
+                        out[k][v][sel] = np.sum(diff, axis=-1)
+
+            if threads > 1 and n > chunk:
+                with ThreadPoolExecutor(threads) as ex:
+                    list(ex.map(work, range(0, n, chunk)))
+            else:
+                for s0 in range(0, n, chunk):
+                    work(s0)
     return out
 
 
+def _neg_first_auc_ap(neg_sorted: np.ndarray, pos_sorted: np.ndarray, pos_imb_sorted: np.ndarray):
+    """Official ROC AUC of ``[negatives; positives]`` and official AP of ``[negatives; first positives]``
+    (scores = -distance, stable sort) from the *sorted* distances, in closed form: with negatives listed
+    first, a negative tied with a positive ranks before it, so every negative step of the ROC curve adds
+    ``tpr / N`` with ``tpr = #{pos: d_pos < d_neg} / P``, and the j-th positive (ascending) of the
+    imbalanced list sits at rank ``j + #{neg: d_neg <= d_pos}``."""
+    n, p = neg_sorted.size, pos_sorted.size
+    below = np.searchsorted(pos_sorted, neg_sorted, side="left")
+    auc = float(np.sum(below / float(max(p, metrics.SMALL))) / float(max(n, metrics.SMALL))) if n else 0.0
+    if pos_imb_sorted.size:
+        ranks = np.arange(1, pos_imb_sorted.size + 1) + np.searchsorted(neg_sorted, pos_imb_sorted, side="right")
+        ap = float(metrics.ap_from_ranks(ranks.astype(np.float64), pos_imb_sorted.size))
+    else:
+        ap = 0.0
+    return auc, ap
+
+
+def _threshold_curves(neg_sorted, pos_sorted, n_imb_pos_sorted, n=CURVE_POINTS):
+    allv = np.concatenate([neg_sorted, pos_sorted])
+    thr = np.unique(np.quantile(allv, np.linspace(0, 1, n)))
+    tp = np.searchsorted(pos_sorted, thr, side="right")
+    fp = np.searchsorted(neg_sorted, thr, side="right")
+    tpr = np.concatenate([[0.0], tp / max(pos_sorted.size, 1)])
+    fpr = np.concatenate([[0.0], fp / max(neg_sorted.size, 1)])
+    tpi = np.searchsorted(n_imb_pos_sorted, thr, side="right")
+    rec = np.concatenate([[0.0], tpi / max(n_imb_pos_sorted.size, 1)])
+    prec = np.concatenate([[1.0], np.maximum(tpi, metrics.SMALL) / np.maximum(tpi + fp, metrics.SMALL)])
+    return fpr.tolist(), tpr.tolist(), rec.tolist(), prec.tolist()
+
+
 def eval_verification(ds: DescriptorSet, pairs: VerificationPairs, distance: str = "L2", curves: bool = True,
-                      progress: bool = False) -> dict:
+                      progress: bool = False, where: dict | None = None) -> dict:
     """Official verification: per variant, negatives stacked before positives; balanced = ROC AUC over all
     of them; imbalanced = AP over the first ``P + int(0.2 P)`` rows (all negatives + 20% of the positives
-    when there are as many negatives as positives)."""
+    when there are as many negatives as positives). Curves (for plots) are sampled at distance quantiles."""
     distance = check_distance(distance)
-    from tqdm.auto import tqdm
-
-    d = {}
-    for k in tqdm(("pos", "neg_intra", "neg_inter"), desc="verification", disable=not progress, leave=False):
-        d[k] = verification_distances(ds, pairs.table(k), distance, f"verif_{k}")
+    d = verification_distances(ds, pairs, distance, where)
     npos = d["pos"]["e"].shape[0]
     res = {}
+    n_imb = npos + int(npos * 0.2)
     for v in VARIANTS:
         res[v] = {}
+        ps = np.sort(d["pos"][v])
+        imb_cache: dict = {}
         for neg in ("intra", "inter"):
             dn = d[f"neg_{neg}"][v]
-            dist = np.concatenate([dn, d["pos"][v]])
-            lab = np.concatenate([np.zeros(dn.shape[0]), np.ones(npos)])
-            fpr, tpr, auc = metrics.roc(-dist, lab)
-            n_imb = npos + int(npos * 0.2)
-            prec, rec, ap = metrics.pr(-dist[:n_imb], lab[:n_imb])
+            # the official imbalanced list is the first n_imb rows of [negatives; positives]
+            n_imb_neg = min(n_imb, dn.shape[0])
+            n_imb_pos = n_imb - n_imb_neg
+            if n_imb_pos not in imb_cache:
+                imb_cache[n_imb_pos] = np.sort(d["pos"][v][:n_imb_pos])
+            pis = imb_cache[n_imb_pos]
+            ns = np.sort(dn)
+            auc, _ = _neg_first_auc_ap(ns, ps, pis[:0])
+            nsi = ns if n_imb_neg == dn.shape[0] else np.sort(dn[:n_imb_neg])
+            _, ap = _neg_first_auc_ap(nsi, ps[:0], pis)
             entry = {"balanced": {"auc": auc}, "imbalanced": {"ap": ap}}
             if curves:
-                entry["balanced"]["fpr"], entry["balanced"]["tpr"] = _subsample_curve(fpr, tpr)
-                entry["imbalanced"]["rc"], entry["imbalanced"]["pr"] = _subsample_curve(rec, prec)
+                fpr, tpr, rec, prec = _threshold_curves(ns, ps, pis)
+                entry["balanced"].update(fpr=fpr, tpr=tpr)
+                entry["imbalanced"].update(rc=rec, pr=prec)
             res[v][neg] = entry
     return res
 
@@ -211,7 +313,7 @@ def eval_matching(ds: DescriptorSet, sequences: Seq[str] | None = None, distance
 
 # -- retrieval ---------------------------------------------------------------------------------------
 def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2", pool_sizes=POOL_SIZES,
-                   chunk: int = 256, progress: bool = False) -> dict:
+                   chunk: int = 256, progress: bool = False, where: dict | None = None) -> dict:
     """Official retrieval. Query = a ``ref`` patch; its ranked list is ``[5 positives (same index in the
     variant's 5 targets), distractors of other sequences in file order]`` truncated to the pool size;
     AP by the official ``pr`` (stable ranking: a distractor tied with a positive ranks after it).
@@ -222,10 +324,12 @@ def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2",
     from tqdm.auto import tqdm
 
     q, dtab = task.queries, task.distractors
-    qs = ds.seq_ids(q["s"], "retr_queries")
-    ds.check_idx(qs, q["idx"], "retr_queries")
-    dsid = ds.seq_ids(dtab["s"], "retr_distractors")
-    ds.check_idx(dsid, dtab["idx"], "retr_distractors")
+    wq = (where or {}).get("queries", "retr_queries")
+    wd = (where or {}).get("distractors", "retr_distractors")
+    qs = ds.seq_ids(q["s"], wq)
+    ds.check_idx(qs, q["idx"], wq)
+    dsid = ds.seq_ids(dtab["s"], wd)
+    ds.check_idx(dsid, dtab["idx"], wd)
     nq = len(qs)
     zeros = np.zeros(nq, np.int64)
     desc_q = ds.gather(qs, zeros, q["idx"]).astype(np.float64)
