@@ -34,11 +34,9 @@ def ref_tpfp(scores, labels, numpos=None):
     stop = np.max(np.where(scores[perm] > -np.inf))
     perm = perm[: stop + 1]
     lab = labels[perm]
-    tp, fp = [0], [0]
-    for x in lab:  # explicit accumulation loop
-        tp.append(tp[-1] + (x == 1))
-        fp.append(fp[-1] + (x == 0))
-    return np.array(tp, float), np.array(fp, float), p, n
+    tp = np.hstack((0, np.cumsum(lab == 1)))
+    fp = np.hstack((0, np.cumsum(lab == 0)))
+    return tp, fp, p, n
 
 
 def ref_pr(scores, labels, numpos=None):

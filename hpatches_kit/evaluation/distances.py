@@ -63,35 +63,49 @@ def exact_row_distances(X: np.ndarray, r1: np.ndarray, r2: np.ndarray, distance:
 class FastDistances:
     """Approximate distance matrices against a fixed database ``B`` with a rigorous error margin.
 
-    ``key(A)`` returns ``(K, tol)``: ``K[i, j]`` is the squared L2 (or the L1) distance up to an absolute
-    error below ``tol[i] / 2``. ``to_key(d)`` maps an exact distance to the same scale.
+    ``key(A)`` returns ``(K, tol)``: ``K[i, j]`` approximates the squared L2 distance (float32 BLAS
+    ``|a|^2 + |b|^2 - 2ab``) or the L1 distance (float64 ``cdist``) with an absolute error below
+    ``tol[i] / 4``; ``to_key(d)`` maps an exact distance to the same scale. Decisions closer than ``tol``
+    to a threshold are re-made on exact distances by the callers.
     """
 
     def __init__(self, B: np.ndarray, distance: str = "L2"):
         self.distance = check_distance(distance)
-        self.B = np.ascontiguousarray(B, dtype=np.float64)
         if self.distance == "L2":
-            self.bn = np.einsum("ij,ij->i", self.B, self.B)
-            self.bmax = float(self.bn.max()) if self.bn.size else 0.0
+            self.B = np.ascontiguousarray(B, dtype=np.float32)
+            b64 = self.B.astype(np.float64)
+            self.bn64 = np.einsum("ij,ij->i", b64, b64)
+            self.bn = self.bn64.astype(np.float32)
+            self.bmax = float(self.bn64.max()) if self.bn64.size else 0.0
+            # float32 dot products of length D err by at most ~D * 2^-24 * |a||b| (a 4x margin on top)
+            self.rel = 4.0 * (self.B.shape[1] + 4) * 2.0**-24
         else:
+            self.B = np.ascontiguousarray(B, dtype=np.float64)
             self.bmax = float(np.abs(self.B).sum(axis=1).max()) if self.B.size else 0.0
+            self.rel = REL_TOL
 
-    def key(self, A: np.ndarray, cols=None):
-        A = np.ascontiguousarray(A, dtype=np.float64)
+    def key(self, A: np.ndarray, cols=None, row_offset: bool = True):
+        """``row_offset=False`` (L2) leaves out the per-row constant ``|a|^2``: ``K = |b|^2 - 2ab``; then
+        compare it with ``to_key(d) - offset`` where ``offset`` is the returned third value."""
         B = self.B if cols is None else self.B[cols]
         if self.distance == "L2":
-            an = np.einsum("ij,ij->i", A, A)
+            A32 = np.ascontiguousarray(A, dtype=np.float32)
+            a64 = A32.astype(np.float64)
+            an64 = np.einsum("ij,ij->i", a64, a64)
             bn = self.bn if cols is None else self.bn[cols]
-            K = A @ B.T
-            K *= -2.0
-            K += an[:, None]
+            K = A32 @ B.T
+            K *= np.float32(-2.0)
+            if row_offset:
+                K += an64.astype(np.float32)[:, None]
             K += bn[None, :]
-            np.maximum(K, 0.0, out=K)
-            tol = REL_TOL * (an + self.bmax) + 1e-300
+            tol = self.rel * (an64 + self.bmax) + 1e-30
+            if not row_offset:
+                return K, tol, an64
         else:
-            K = cdist(A, B, "cityblock")
-            tol = REL_TOL * (np.abs(A).sum(axis=1) + self.bmax) + 1e-300
-        return K, tol
+            A64 = np.ascontiguousarray(A, dtype=np.float64)
+            K = cdist(A64, B, "cityblock")
+            tol = self.rel * (np.abs(A64).sum(axis=1) + self.bmax) + 1e-300
+        return (K, tol) if row_offset else (K, tol, np.zeros(K.shape[0]))
 
     def to_key(self, d: np.ndarray) -> np.ndarray:
         d = np.asarray(d, np.float64)

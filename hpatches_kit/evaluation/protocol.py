@@ -267,22 +267,29 @@ def eval_verification(ds: DescriptorSet, pairs: VerificationPairs, distance: str
 
 
 # -- matching ----------------------------------------------------------------------------------------
-def nearest_neighbours(A: np.ndarray, B: np.ndarray, distance: str, chunk: int = 2048):
-    """Exact first-index nearest neighbour in ``B`` of every row of ``A`` and its exact distance."""
-    fd = FastDistances(B, distance)
+def nearest_neighbours(A: np.ndarray, B: np.ndarray, distance: str, chunk: int = 2048, fd: FastDistances | None = None):
+    """Exact first-index nearest neighbour in ``B`` of every row of ``A`` (as ``np.argmin`` over exact
+    distances) and its exact distance: fast matrix, then every column within the error margin of the row
+    minimum is re-ranked on exact distances."""
+    fd = fd or FastDistances(B, distance)
+    B64 = np.asarray(B, np.float64)
+    A64 = np.asarray(A, np.float64)
     nn = np.empty(A.shape[0], np.int64)
     for s in range(0, A.shape[0], chunk):
-        K, tol = fd.key(A[s : s + chunk])
-        kmin = K.min(axis=1)
-        cand = K <= (kmin + tol)[:, None]
-        first = np.argmax(cand, axis=1)
-        multi = np.nonzero(cand.sum(axis=1) > 1)[0]
-        for r in multi:  # near-ties (rare): decide on exact distances, first index wins like np.argmin
-            cols = np.nonzero(cand[r])[0]
-            ex = exact_pair_distances(np.repeat(A[s + r][None], cols.size, 0), B[cols], distance)
-            first[r] = cols[np.argmin(ex)]
-        nn[s : s + chunk] = first
-    return nn, exact_pair_distances(A, B[nn], distance)
+        K, tol, _ = fd.key(A[s : s + chunk], row_offset=False)  # the row constant |a|^2 cannot change an argmin
+        first = np.argmin(K, axis=1)
+        kmin = K[np.arange(K.shape[0]), first].astype(np.float64)
+        cand = K <= (kmin + tol).astype(K.dtype)[:, None]
+        nn[s : s + K.shape[0]] = first
+        multi = np.flatnonzero(np.count_nonzero(cand, axis=1) > 1)
+        if multi.size:
+            r, cc = np.divmod(np.flatnonzero(cand[multi]), K.shape[1])
+            rr = multi[r]
+            ex = exact_pair_distances(A64[s + rr], B64[cc], distance)
+            order = np.lexsort((cc, ex, rr))  # per row: smallest exact distance, then first index
+            firsts = order[np.r_[0, np.nonzero(np.diff(rr[order]))[0] + 1]]
+            nn[s + rr[firsts]] = cc[firsts]
+    return nn, exact_pair_distances(A64, B64[nn], distance)
 
 
 def eval_matching(ds: DescriptorSet, sequences: Seq[str] | None = None, distance: str = "L2", curves: bool = False,
@@ -295,13 +302,13 @@ def eval_matching(ds: DescriptorSet, sequences: Seq[str] | None = None, distance
     out = {}
     for s in tqdm(sequences or ds.names, desc="matching", unit="seq", disable=not progress, leave=False):
         st = ds.stacks[s]
-        ref = st[0].astype(np.float64)
+        ref = st[0]
         n = ref.shape[0]
         out[s] = {}
         for vi, v in enumerate(VARIANTS):
             out[s][v] = {}
             for k in range(1, 6):
-                nn, md = nearest_neighbours(ref, st[1 + 5 * vi + k - 1].astype(np.float64), distance)
+                nn, md = nearest_neighbours(ref, st[1 + 5 * vi + k - 1], distance)
                 ok = nn == np.arange(n)
                 prec, rec, ap = metrics.pr(-md, ok, numpos=n)
                 e = {"ap": ap, "sr": float(np.count_nonzero(ok)) / float(n)}
@@ -332,8 +339,8 @@ def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2",
     ds.check_idx(dsid, dtab["idx"], wd)
     nq = len(qs)
     zeros = np.zeros(nq, np.int64)
-    desc_q = ds.gather(qs, zeros, q["idx"]).astype(np.float64)
-    desc_d = ds.gather(dsid, np.zeros(len(dsid), np.int64), dtab["idx"]).astype(np.float64)
+    desc_q = ds.gather(qs, zeros, q["idx"])
+    desc_d = ds.gather(dsid, np.zeros(len(dsid), np.int64), dtab["idx"])
     # exact distances to the 5 positives of every variant: (V, Q, 5)
     pos = np.empty((len(VARIANTS), nq, 5))
     for vi in range(len(VARIANTS)):
@@ -345,43 +352,49 @@ def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2",
     fd = FastDistances(desc_d, distance)
     pool_sizes = tuple(int(p) for p in pool_sizes)
     npool = len(pool_sizes)
-    ap = np.empty((len(VARIANTS), nq, npool))
+    nv = len(VARIANTS)
+    ap = np.empty((nv, nq, npool))
     n_distr = np.empty(nq, np.int64)
     groups = [(g, np.nonzero(qs == g)[0]) for g in np.unique(qs)]
     bar = tqdm(total=nq, desc="retrieval", unit="query", disable=not progress, leave=False)
     for g, rows_all in groups:
+        own = np.nonzero(dsid == g)[0]
         cols = np.nonzero(dsid != g)[0]
         m = cols.size
         n_distr[rows_all] = m
-        bounds = [0] + [max(0, min(p - 5, m)) for p in pool_sizes]
+        # pool p holds the 5 positives and the first p-5 distractors of other sequences; as positions in
+        # the full distractor list (own-sequence distractors are excluded by an infinite key)
+        nk = [max(0, min(p - 5, m)) for p in pool_sizes]
+        ends = np.array([cols[n - 1] + 1 if n > 0 else 0 for n in nk], np.int64)
+        last = int(ends.max()) if ends.size else 0
         for c0 in range(0, rows_all.size, chunk):
             rows = rows_all[c0 : c0 + chunk]
-            K, tol = fd.key(desc_q[rows], cols)
-            for vi in range(len(VARIANTS)):
-                thr = pos_sorted[vi, rows]  # (R, 5) exact
-                tk = fd.to_key(thr)
-                counts = np.zeros((rows.size, 5, npool), np.int64)
-                lo_k = (tk - tol[:, None])[:, :, None]
-                for si in range(npool):
-                    a, b = bounds[si], bounds[si + 1]
-                    if b > a:
-                        counts[:, :, si] = np.count_nonzero(K[:, None, a:b] < lo_k, axis=2)
-                # entries within the margin of a threshold: decide on exact distances
-                lo = (tk.min(axis=1) - tol)[:, None]
-                hi = (tk.max(axis=1) + tol)[:, None]
-                rr, cc = np.nonzero((K[:, : bounds[-1]] >= lo) & (K[:, : bounds[-1]] <= hi))
-                if rr.size:
-                    near = np.abs(K[rr, cc][:, None] - tk[rr]) <= tol[rr, None]  # (E, 5)
+            K, tol, off = fd.key(desc_q[rows], row_offset=False)
+            K = K[:, :last]
+            K[:, own[own < last]] = np.inf
+            # thresholds on the key scale (exact positive distances), (V, R, 5), and their error bands
+            tk = fd.to_key(pos_sorted[:, rows]) - off[None, :, None]
+            lo32 = (tk - tol[None, :, None]).astype(K.dtype)
+            hi32 = (tk + tol[None, :, None]).astype(K.dtype)
+            # only distractors not farther than the farthest positive of some variant can change a rank
+            rr, cc = np.divmod(np.flatnonzero(K <= hi32.max(axis=(0, 2))[:, None]), K.shape[1])
+            counts = np.zeros((nv, rows.size, 5, npool), np.int64)
+            if rr.size:
+                kv = K[rr, cc]
+                seg = np.searchsorted(ends, cc, side="right")  # first pool that contains this distractor
+                for vi in range(nv):
+                    less = kv[:, None] < lo32[vi, rr]  # (E, 5) definitely closer than the positive
+                    near = ~less & (kv[:, None] <= hi32[vi, rr])
                     e_idx, j_idx = np.nonzero(near)
-                    if e_idx.size:
-                        r_e, c_e = rr[e_idx], cc[e_idx]
-                        ex = exact_pair_distances(desc_q[rows[r_e]], desc_d[cols[c_e]], distance)
-                        less = ex < thr[r_e, j_idx]
-                        seg = np.searchsorted(np.asarray(bounds[1:]), c_e, side="right")
-                        np.add.at(counts, (r_e[less], j_idx[less], seg[less]), 1)
-                cum = np.cumsum(counts, axis=2)  # (R, 5, npool): distractors strictly closer, within pool
-                ranks = np.arange(1, 6)[None, :, None] + cum
-                ap[vi, rows] = metrics.ap_from_ranks(np.moveaxis(ranks, 1, 2), 5)
+                    if e_idx.size:  # within the error margin: decide on exact distances
+                        ex = exact_pair_distances(desc_q[rows[rr[e_idx]]], desc_d[cc[e_idx]], distance)
+                        less[e_idx, j_idx] = ex < pos_sorted[vi, rows[rr[e_idx]], j_idx]
+                    e_idx, j_idx = np.nonzero(less)
+                    flat = (rr[e_idx] * 5 + j_idx) * (npool + 1) + seg[e_idx]
+                    hist = np.bincount(flat, minlength=rows.size * 5 * (npool + 1)).reshape(rows.size, 5, npool + 1)
+                    counts[vi] = np.cumsum(hist[:, :, :npool], axis=2)  # closer distractors within each pool
+            ranks = np.arange(1, 6)[None, None, :, None] + counts  # (V, R, 5, npool)
+            ap[:, rows] = metrics.ap_from_ranks(np.moveaxis(ranks, 2, 3), 5)
             bar.update(rows.size)
     bar.close()
     return {"ap": {v: ap[vi] for vi, v in enumerate(VARIANTS)}, "pool_sizes": list(pool_sizes),
