@@ -76,7 +76,7 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> None:
     markers for Easy/Hard/Tough (circles: intra / illum, crosses: inter / view)."""
     plt = _plt()
     tasks = [t for t in ("verification", "matching", "retrieval") if any(t in r for _, r in entries)]
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), 1.2 + 0.45 * len(entries)), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), max(2.6, 1.4 + 0.45 * len(entries))), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = sorted([(n, r[task]) for n, r in entries if task in r], key=lambda x: x[1]["headline"]["value"])
         ys = range(len(rows))
