@@ -219,8 +219,9 @@ def _neg_first_auc_ap(neg_sorted: np.ndarray, pos_sorted: np.ndarray, pos_imb_so
 
 
 def _threshold_curves(neg_sorted, pos_sorted, n_imb_pos_sorted, n=CURVE_POINTS):
-    allv = np.concatenate([neg_sorted, pos_sorted])
-    thr = np.unique(np.quantile(allv, np.linspace(0, 1, n)))
+    # thresholds: evenly spaced order statistics of both (already sorted) samples
+    picks = [a[np.linspace(0, a.size - 1, n // 2).astype(np.int64)] for a in (neg_sorted, pos_sorted) if a.size]
+    thr = np.unique(np.concatenate(picks)) if picks else np.zeros(0)
     tp = np.searchsorted(pos_sorted, thr, side="right")
     fp = np.searchsorted(neg_sorted, thr, side="right")
     tpr = np.concatenate([[0.0], tp / max(pos_sorted.size, 1)])
