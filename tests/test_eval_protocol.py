@@ -178,14 +178,15 @@ def _retrieval_task(rng, lengths, nq, nd):
                          distractors={"s": np.array([a for a, _ in d], object), "idx": np.array([b for _, b in d])})
 
 
+@pytest.mark.parametrize("dense", [0.0, 1.0], ids=["dense", "sparse"])
 @pytest.mark.parametrize("kind", ["int", "dup", "cont"])
 @pytest.mark.parametrize("distance", ["L2", "L1"])
-def test_retrieval_matches_reference(kind, distance):
+def test_retrieval_matches_reference(kind, distance, dense):
     rng = np.random.default_rng(3)
     descs = random_descs(rng, LENGTHS, 4 if kind == "int" else 16, kind)
     task = _retrieval_task(rng, LENGTHS, 25, 45)
     pools = (6, 10, 17, 30, 40, 100)  # includes pools beyond the distractors left after masking
-    ours = eval_retrieval(DescriptorSet(descs), task, distance, pool_sizes=pools, chunk=7)
+    ours = eval_retrieval(DescriptorSet(descs), task, distance, pool_sizes=pools, chunk=7, dense_fraction=dense)
     ref = ref_retrieval(descs, task, distance, pools)
     for v in VARS:
         np.testing.assert_allclose(ours["ap"][v], ref[v], rtol=0, atol=1e-9)

@@ -346,7 +346,8 @@ def _eval_matching(ds, sequences, distance, curves, progress) -> dict:
 
 # -- retrieval ---------------------------------------------------------------------------------------
 def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2", pool_sizes=POOL_SIZES,
-                   chunk: int = 256, progress: bool = False, where: dict | None = None) -> dict:
+                   chunk: int = 256, progress: bool = False, where: dict | None = None,
+                   dense_fraction: float = 0.02) -> dict:
     """Official retrieval. Query = a ``ref`` patch; its ranked list is ``[5 positives (same index in the
     variant's 5 targets), distractors of other sequences in file order]`` truncated to the pool size;
     AP by the official ``pr`` (stable ranking: a distractor tied with a positive ranks after it).
@@ -354,10 +355,44 @@ def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2",
     Returns ``{"ap": {v: (Q, len(pool_sizes)) array}, "pool_sizes": [...], ...}``.
     """
     with _blas_limit():
-        return _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where)
+        return _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where, dense_fraction)
 
 
-def _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where) -> dict:
+def _dense_counts(K, lo32, hi32, ends, counts, desc_q, desc_d, rows, pos_sorted, distance, npool):
+    """Per query row: distractors strictly closer than each positive, per pool, when many distractors are
+    relevant. With the 15 lower band edges ``lo`` of a row sorted, ``b(K) = #{lo <= K}`` and
+    ``K < lo_k  <=>  b(K) <= searchsorted(lo, lo_k, 'left')``; a 2-D cumulative histogram over
+    (pool segment, b) gives every count. Entries inside a band ``[lo_k, hi_k]`` (``#{lo <= K} > #{hi < K}``)
+    are decided on exact distances."""
+    nv = lo32.shape[0]
+    seg_of_col = np.searchsorted(ends, np.arange(K.shape[1]), side="right")
+    nb = nv * 5 + 1
+    for r in range(K.shape[0]):
+        lo = lo32[:, r].ravel()
+        hi = hi32[:, r].ravel()
+        lo_s = np.sort(lo)
+        krow = K[r]
+        b = np.searchsorted(lo_s, krow, side="right")
+        hist = np.bincount(seg_of_col * nb + b, minlength=(npool + 1) * nb).reshape(npool + 1, nb)
+        C = np.cumsum(np.cumsum(hist, axis=0), axis=1)[:npool]  # (npool, nb)
+        pos_in = np.searchsorted(lo_s, lo, side="left")  # (15,)
+        counts[:, r] = C[:, pos_in].T.reshape(nv, 5, npool)
+        inside = np.flatnonzero(b > np.searchsorted(np.sort(hi), krow, side="left"))
+        if inside.size:
+            kv = krow[inside]
+            for vi in range(nv):
+                near = (kv[:, None] >= lo32[vi, r][None, :]) & (kv[:, None] <= hi32[vi, r][None, :])
+                e_idx, j_idx = np.nonzero(near)
+                if e_idx.size:
+                    cols = inside[e_idx]
+                    ex = exact_pair_distances(desc_q[np.full(cols.size, rows[r])], desc_d[cols], distance)
+                    less = ex < pos_sorted[vi, rows[r], j_idx]
+                    seg = seg_of_col[cols[less]]
+                    for jj, sg in zip(j_idx[less], seg):
+                        counts[vi, r, jj, sg:] += 1
+
+
+def _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where, dense_fraction) -> dict:
     distance = check_distance(distance)
     from tqdm.auto import tqdm
 
@@ -407,10 +442,14 @@ def _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where) -> d
             tk = fd.to_key(pos_sorted[:, rows]) - off[None, :, None]
             lo32 = (tk - tol[None, :, None]).astype(K.dtype)
             hi32 = (tk + tol[None, :, None]).astype(K.dtype)
-            # only distractors not farther than the farthest positive of some variant can change a rank
-            rr, cc = np.divmod(np.flatnonzero(K <= hi32.max(axis=(0, 2))[:, None]), K.shape[1])
             counts = np.zeros((nv, rows.size, 5, npool), np.int64)
-            if rr.size:
+            # only distractors not farther than the farthest positive of some variant can change a rank
+            relevant = K <= hi32.max(axis=(0, 2))[:, None]
+            n_rel = int(np.count_nonzero(relevant))
+            if n_rel > dense_fraction * relevant.size:
+                _dense_counts(K, lo32, hi32, ends, counts, desc_q, desc_d, rows, pos_sorted, distance, npool)
+            elif n_rel:
+                rr, cc = np.divmod(np.flatnonzero(relevant), K.shape[1])
                 kv = K[rr, cc]
                 seg = np.searchsorted(ends, cc, side="right")  # first pool that contains this distractor
                 for vi in range(nv):
