@@ -358,38 +358,55 @@ def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2",
         return _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where, dense_fraction)
 
 
+def _bsearch(S: np.ndarray, x: np.ndarray, right: bool) -> np.ndarray:
+    """Row-wise ``searchsorted``: ``S`` (R, n) sorted rows, ``x`` (R, m) -> (R, m) insertion points."""
+    R, n = S.shape
+    lo = np.zeros(x.shape, np.int64)
+    hi = np.full(x.shape, n, np.int64)
+    rows = np.arange(R)[:, None]
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) // 2
+        v = S[rows, np.minimum(mid, n - 1)]
+        go = (v <= x) if right else (v < x)
+        go &= active
+        lo = np.where(go, mid + 1, lo)
+        hi = np.where(active & ~go, mid, hi)
+
+
 def _dense_counts(K, lo32, hi32, ends, counts, desc_q, desc_d, rows, pos_sorted, distance, npool):
-    """Per query row: distractors strictly closer than each positive, per pool, when many distractors are
-    relevant. With the 15 lower band edges ``lo`` of a row sorted, ``b(K) = #{lo <= K}`` and
-    ``K < lo_k  <=>  b(K) <= searchsorted(lo, lo_k, 'left')``; a 2-D cumulative histogram over
-    (pool segment, b) gives every count. Entries inside a band ``[lo_k, hi_k]`` (``#{lo <= K} > #{hi < K}``)
-    are decided on exact distances."""
+    """Distractors strictly closer than each positive, per pool, when many distractors are relevant:
+    each pool segment of the key matrix is argsorted row-wise, the band edges ``lo``/``hi`` of the 15
+    thresholds are located by a vectorised binary search (``#{K < lo}`` is definitely closer), and the
+    entries inside a band ``[lo, hi]`` are decided on exact distances."""
     nv = lo32.shape[0]
-    seg_of_col = np.searchsorted(ends, np.arange(K.shape[1]), side="right")
-    nb = nv * 5 + 1
-    for r in range(K.shape[0]):
-        lo = lo32[:, r].ravel()
-        hi = hi32[:, r].ravel()
-        lo_s = np.sort(lo)
-        krow = K[r]
-        b = np.searchsorted(lo_s, krow, side="right")
-        hist = np.bincount(seg_of_col * nb + b, minlength=(npool + 1) * nb).reshape(npool + 1, nb)
-        C = np.cumsum(np.cumsum(hist, axis=0), axis=1)[:npool]  # (npool, nb)
-        pos_in = np.searchsorted(lo_s, lo, side="left")  # (15,)
-        counts[:, r] = C[:, pos_in].T.reshape(nv, 5, npool)
-        inside = np.flatnonzero(b > np.searchsorted(np.sort(hi), krow, side="left"))
-        if inside.size:
-            kv = krow[inside]
-            for vi in range(nv):
-                near = (kv[:, None] >= lo32[vi, r][None, :]) & (kv[:, None] <= hi32[vi, r][None, :])
-                e_idx, j_idx = np.nonzero(near)
-                if e_idx.size:
-                    cols = inside[e_idx]
-                    ex = exact_pair_distances(desc_q[np.full(cols.size, rows[r])], desc_d[cols], distance)
-                    less = ex < pos_sorted[vi, rows[r], j_idx]
-                    seg = seg_of_col[cols[less]]
-                    for jj, sg in zip(j_idx[less], seg):
-                        counts[vi, r, jj, sg:] += 1
+    R = K.shape[0]
+    lo = np.moveaxis(lo32, 0, 1).reshape(R, nv * 5)  # (R, 15): (variant, positive) order
+    hi = np.moveaxis(hi32, 0, 1).reshape(R, nv * 5)
+    thr = np.moveaxis(pos_sorted[:, rows], 0, 1).reshape(R, nv * 5)
+    seg_counts = np.zeros((R, nv * 5, npool), np.int64)
+    starts = np.concatenate([[0], ends[:-1]])
+    for si in range(npool):
+        a, b = int(starts[si]), int(ends[si])
+        if b <= a:
+            continue
+        order = np.argsort(K[:, a:b], axis=1)
+        S = np.take_along_axis(K[:, a:b], order, axis=1)
+        n_less = _bsearch(S, lo, right=False)
+        n_band = _bsearch(S, hi, right=True) - n_less
+        seg_counts[:, :, si] = n_less
+        rr, kk = np.nonzero(n_band > 0)
+        if rr.size:
+            lens = n_band[rr, kk]
+            pos = np.repeat(n_less[rr, kk], lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+            er, ek = np.repeat(rr, lens), np.repeat(kk, lens)
+            cols = a + order[er, pos]
+            ex = exact_pair_distances(desc_q[rows[er]], desc_d[cols], distance)
+            less = ex < thr[er, ek]
+            np.add.at(seg_counts, (er[less], ek[less], np.full(int(less.sum()), si)), 1)
+    counts[:] = np.moveaxis(np.cumsum(seg_counts, axis=2).reshape(R, nv, 5, npool), 1, 0)
 
 
 def _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where, dense_fraction) -> dict:
