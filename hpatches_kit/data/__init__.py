@@ -9,6 +9,7 @@ from .hpatches import (
     HPatchesDataset,
     Sequence,
     find_sequence_dirs,
+    iter_load_sequences,
     load_dataset,
     load_sequence,
     read_patch_image,
@@ -21,7 +22,7 @@ from .embedded import default_data_dir, ensure_default
 
 __all__ = [
     "DataError", "HPATCHES_PATCH_SIZE", "NHPATCHES_PATCH_SIZE", "TYPES", "VARIANTS", "HPatchesDataset",
-    "Sequence", "find_sequence_dirs", "load_dataset", "load_sequence", "read_patch_image", "resize_patches",
+    "Sequence", "find_sequence_dirs", "iter_load_sequences", "load_dataset", "load_sequence", "read_patch_image", "resize_patches",
     "type_index", "write_patch_image", "SPLIT_NAMES", "load_splits", "split_sequences", "default_data_dir",
     "ensure_default",
 ]

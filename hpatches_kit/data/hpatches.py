@@ -291,11 +291,13 @@ def load_dataset(
     size: int | None = None,
     noise: bool | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> HPatchesDataset:
     """Load an HPatches-format dataset.
 
     ``root=None`` uses the embedded default dataset (built on first use). ``split``/``subset`` select
     sequences of an official split; ``sequences`` names them explicitly. ``size`` resizes every patch.
+    ``workers``: threads decoding sequences in parallel (``None``: :func:`default_workers`; 1: serial).
     """
     from tqdm.auto import tqdm
 
@@ -315,6 +317,44 @@ def load_dataset(
         if unknown:
             raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
         dirs = [by_name[n] for n in sequences]
-    it = tqdm(dirs, desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)
-    seqs = [load_sequence(d, size=size, noise=noise) for d in it]
-    return HPatchesDataset(seqs, root=root)
+    it = iter_load_sequences(dirs, size=size, noise=noise, workers=workers)
+    it = tqdm(it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)
+    return HPatchesDataset(list(it), root=root)
+
+
+def default_workers() -> int:
+    """Threads for parallel loading: ``$HPATCHES_LOAD_WORKERS``, else ``min(4, cpu count)``."""
+    env = os.environ.get("HPATCHES_LOAD_WORKERS")
+    return max(1, int(env)) if env else max(1, min(4, os.cpu_count() or 1))
+
+
+def iter_load_sequences(dirs, size: int | None = None, noise: bool | None = None, workers: int | None = None) -> Iterator[Sequence]:
+    """Yield :func:`load_sequence` of each folder, in order, decoding up to ``workers`` sequences at once in
+    threads (OpenCV releases the GIL while decoding/resizing). At most ``2 * workers`` loaded sequences wait
+    to be consumed, so memory stays bounded when the consumer streams (as ``pack_dataset`` does)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    dirs = list(dirs)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or len(dirs) < 2:
+        for d in dirs:
+            yield load_sequence(d, size=size, noise=noise)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hpatches-load") as ex:
+        pending: deque = deque()
+        it = iter(dirs)
+        try:
+            for d in it:
+                pending.append(ex.submit(load_sequence, d, size=size, noise=noise))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                seq = pending.popleft().result()  # re-raises the DataError of a bad sequence, in order
+                for d in it:
+                    pending.append(ex.submit(load_sequence, d, size=size, noise=noise))
+                    break
+                yield seq
+        finally:
+            for f in pending:
+                f.cancel()

@@ -1,0 +1,557 @@
+"""Packed dataset cache: memory-mapped ``.npy`` arrays for fast reload, plus TFRecord shards for tf.data.
+
+Layout of a packed cache folder::
+
+    manifest.json                 format version, counts, shapes, sha256 of every file, source fingerprint
+    tracks.npy                    (T, 16, P, P) uint8   -- track-major, rows of all sequences in order
+    noisy.npy                     (T, 16, P, P) uint8   -- only when every sequence has *_noise.png twins
+    seq_ids.npy                   (T,) int32            -- index into manifest["seq_names"]
+    track_idx.npy                 (T,) int32            -- patch index of the track inside its sequence
+    tracks-XXXXX-of-YYYYY.tfrecord  one tf.train.Example per track (see :func:`parse_track_example`)
+
+The cache is built in a temporary sibling folder and renamed into place, so ``out_dir`` is either a complete
+cache or untouched. Packing from a folder streams one sequence at a time into the memory-mapped output, so
+peak memory is one sequence, not the dataset. :func:`load_packed` checks the manifest (format version,
+file sizes, array shapes/dtypes, counts; ``verify="full"`` also sha256) and, given the source folder, that
+the source has not changed since packing -- a stale or corrupt cache raises :class:`DataError` saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+from .hpatches import NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences, resize_patches
+
+FORMAT = "hpatches-kit-packed"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SHARD_BYTES = 256 << 20  # default shard size when shards=None
+NT = len(TYPES)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _sha256(path, chunk: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def shard_name(i: int, n: int) -> str:
+    return f"tracks-{i:05d}-of-{n:05d}.tfrecord"
+
+
+def source_fingerprint(seq_dirs) -> str:
+    """A cheap fingerprint of a dataset on disk: names, sizes and mtimes of every sequence's PNGs."""
+    h = hashlib.sha256()
+    for d in seq_dirs:
+        d = Path(d)
+        h.update(d.name.encode() + b"\0")
+        for f in sorted(d.glob("*.png")):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _select_dirs(root, split, subset, splits_file, sequences=None) -> list[Path]:
+    dirs = find_sequence_dirs(root)
+    if split is not None:
+        from .splits import split_sequences
+
+        keep = set(split_sequences(split, [d.name for d in dirs], subset=subset, splits_file=splits_file, root=root))
+        dirs = [d for d in dirs if d.name in keep]
+    if sequences is not None:
+        by_name = {d.name: d for d in dirs}
+        unknown = [n for n in sequences if n not in by_name]
+        if unknown:
+            raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
+        dirs = [by_name[n] for n in sequences]
+    if not dirs:
+        raise DataError(root, "no sequences selected to pack")
+    return dirs
+
+
+def _ref_count(d: Path) -> int:
+    """Patch count of a sequence from its ref.png header (no decode); load_sequence re-checks on decode."""
+    from .validate import png_size
+
+    f = d / "ref.png"
+    wh = png_size(f)
+    if wh is None:
+        raise DataError(f, "missing file" if not f.is_file() else "cannot decode image (corrupt or not a PNG)")
+    w, h = wh
+    if w == 0 or h == 0 or h % w:
+        raise DataError(f, f"image height {h} is not a multiple of the patch size {w}")
+    return h // w
+
+
+@contextlib.contextmanager
+def _atomic_dir(out_dir: Path):
+    """Build a folder in a temporary sibling and swap it into place on success."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise DataError(out_dir, "exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+            raise DataError(out_dir, "exists, is not empty and is not a packed cache; refusing to overwrite it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        yield tmp
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+            os.rmdir(old)
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# -- packing ------------------------------------------------------------------------------------------
+def pack_dataset(
+    ds_or_root=None,
+    out_dir=None,
+    size: int | None = 32,
+    shards: int | None = None,
+    split: str | None = None,
+    subset: str = "test",
+    splits_file=None,
+    noise: bool | None = None,
+    tfrecords: bool = True,
+    progress: bool = True,
+    workers: int | None = None,
+) -> Path:
+    """Pack a dataset (an :class:`HPatchesDataset`, a dataset folder, or ``None`` = embedded default) into
+    ``out_dir``; returns ``out_dir``.
+
+    ``size``: patch size of the cache (``None`` keeps the source size). ``shards``: number of TFRecord shards
+    (``None``: about 256 MiB each). ``split``/``subset``/``splits_file`` select sequences as in
+    :func:`load_dataset`. ``noise``: ``None`` packs ``noisy.npy`` when every sequence has noisy twins, ``True``
+    requires them, ``False`` skips them. ``workers``: threads decoding PNGs (see :func:`iter_load_sequences`).
+    """
+    if out_dir is None:
+        raise ValueError("out_dir is required")
+    out_dir = Path(out_dir)
+    t0 = time.time()
+
+    if isinstance(ds_or_root, HPatchesDataset):
+        ds = ds_or_root.split(split, subset=subset, splits_file=splits_file) if split else ds_or_root
+        if not len(ds):
+            raise DataError(ds.root, "no sequences selected to pack")
+        names = ds.names
+        counts = [s.num_patches for s in ds]
+        src_p = ds.patch_size
+        has_noise = ds.has_noise if noise is None else bool(noise)
+        if noise and not ds.has_noise:
+            raise DataError(ds.root, "noise=True but the dataset has no noisy images")
+        source = {"root": ds.root, "fingerprint": None}
+
+        def sequences():
+            for s in ds:
+                yield s
+
+    else:
+        root = ds_or_root
+        if root is None:
+            from .embedded import ensure_default
+
+            root = ensure_default(progress=progress)
+        root = Path(root)
+        dirs = _select_dirs(root, split, subset, splits_file)
+        names = [d.name for d in dirs]
+        counts = [_ref_count(d) for d in dirs]
+        from .validate import png_size
+
+        src_p = png_size(dirs[0] / "ref.png")[0]
+        all_noise = all((d / f"{t}{NOISE_SUFFIX}.png").is_file() for d in dirs for t in TYPES)
+        if noise and not all_noise:
+            bad = next(d for d in dirs if not all((d / f"{t}{NOISE_SUFFIX}.png").is_file() for t in TYPES))
+            raise DataError(bad, "noise=True but this sequence has no (complete) *_noise.png twins")
+        has_noise = all_noise if noise is None else bool(noise)
+        source = {"root": str(root.resolve()), "fingerprint": source_fingerprint(dirs), "split": split, "subset": subset}
+
+        def sequences():
+            yield from iter_load_sequences(dirs, size=size, noise=has_noise, workers=workers)
+
+    return pack_stream(sequences(), out_dir, names, counts, patch_size=int(size or src_p), noisy=has_noise,
+                       source=source, source_patch_size=int(src_p), shards=shards, tfrecords=tfrecords,
+                       progress=progress, t0=t0)
+
+
+def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool = False, source: dict | None = None,
+                source_patch_size: int | None = None, shards: int | None = None, tfrecords: bool = True,
+                progress: bool = True, t0: float | None = None) -> Path:
+    """Pack an iterable of :class:`Sequence` (named ``names``, holding ``counts`` tracks each, in order)
+    without holding more than one of them in memory; patches are resized to ``patch_size``. This is what
+    :func:`pack_dataset` does after reading the folder's PNG headers for the counts."""
+    from tqdm.auto import tqdm
+
+    t0 = time.time() if t0 is None else t0
+    names, counts = list(names), [int(c) for c in counts]
+    if len(names) != len(counts):
+        raise ValueError(f"{len(names)} names but {len(counts)} counts")
+    has_noise = bool(noisy)
+    src_p = int(source_patch_size or patch_size)
+    source = source or {"root": None, "fingerprint": None}
+    p = int(patch_size)
+    total = int(sum(counts))
+    shape = (total, NT, p, p)
+    per_track = NT * p * p * (2 if has_noise else 1)
+    n_shards = int(shards) if shards else max(1, math.ceil(total * per_track / SHARD_BYTES))
+    n_shards = max(1, min(n_shards, max(total, 1)))
+
+    with _atomic_dir(out_dir) as tmp:
+        # plain sequential writes (not a writable memmap): the written pages stay in the page cache instead
+        # of the process's resident set, and the sha256 is computed on the way
+        tracks = _NpyWriter(tmp / "tracks.npy", shape)
+        noisy = _NpyWriter(tmp / "noisy.npy", shape) if has_noise else None
+        seq_ids = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        track_idx = np.concatenate([np.arange(c, dtype=np.int32) for c in counts]) if counts else np.zeros(0, np.int32)
+        off = 0
+        try:
+            it = tqdm(sequences, total=len(names), desc="packing sequences", unit="seq", disable=not progress, leave=False)
+            for k, s in enumerate(it):
+                if k >= len(names) or s.name != names[k]:
+                    raise DataError(s.path or s.name, f"sequence {k} is {s.name!r}, expected {names[k]!r}" if k < len(names) else f"more sequences than the {len(names)} named")
+                if s.noisy is None and noisy is not None:
+                    raise DataError(s.path or s.name, "sequence has no noisy images but the cache is packed with noise")
+                if s.num_patches != counts[k]:
+                    raise DataError(s.path or s.name, f"holds {s.num_patches} patches, expected {counts[k]} (from ref.png)")
+                tracks.write(resize_patches(s.tracks, p))
+                if noisy is not None:
+                    noisy.write(resize_patches(s.noisy, p))
+                off += s.num_patches
+            if off != total:
+                raise DataError(out_dir, f"sequences supplied {off} tracks, expected {total}")
+        finally:
+            tracks.close()
+            if noisy is not None:
+                noisy.close()
+        np.save(tmp / "seq_ids.npy", seq_ids)
+        np.save(tmp / "track_idx.npy", track_idx)
+
+        shard_meta = []
+        if tfrecords:
+            shard_meta = _write_shards(tmp, shape, has_noise, seq_ids, n_shards, progress)
+        arrays = {}
+        for name, arr in (("tracks", tracks), ("noisy", noisy), ("seq_ids", seq_ids), ("track_idx", track_idx)):
+            if arr is None:
+                continue
+            f = tmp / f"{name}.npy"
+            digest = arr.sha256 if isinstance(arr, _NpyWriter) else _sha256(f)
+            arrays[name] = {"file": f.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "bytes": f.stat().st_size, "sha256": digest}
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "build_seconds": round(time.time() - t0, 2),
+            "source": source,
+            "source_patch_size": int(src_p),
+            "patch_size": p,
+            "num_tracks": total,
+            "num_patches": total * NT,
+            "types": list(TYPES),
+            "noisy": bool(has_noise),
+            "seq_names": names,
+            "seq_counts": [int(c) for c in counts],
+            "arrays": arrays,
+            "shards": shard_meta,
+        }
+        from ..io import atomic_write_json
+
+        atomic_write_json(tmp / MANIFEST, manifest)
+    return out_dir
+
+
+def _bytes_feature(b: bytes):
+    import tensorflow as tf
+
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))
+
+
+def _int_feature(v: int):
+    import tensorflow as tf
+
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+
+def track_example(patches: np.ndarray, track: int, seq: int, noisy: np.ndarray | None = None) -> bytes:
+    """Serialise one track ``(16, P, P) uint8`` as a ``tf.train.Example``."""
+    import tensorflow as tf
+
+    feats = {
+        "patches": _bytes_feature(np.ascontiguousarray(patches, np.uint8).tobytes()),
+        "track": _int_feature(track),
+        "seq": _int_feature(seq),
+        "patch_size": _int_feature(patches.shape[-1]),
+    }
+    if noisy is not None:
+        feats["noisy"] = _bytes_feature(np.ascontiguousarray(noisy, np.uint8).tobytes())
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+class _NpyWriter:
+    """Write a C-order uint8 ``.npy`` of known shape by appending row blocks; hashes as it goes."""
+
+    def __init__(self, path: Path, shape, dtype=np.uint8):
+        import io
+
+        self.path, self.shape, self.dtype = Path(path), tuple(int(x) for x in shape), np.dtype(dtype)
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                   "fortran_order": False, "shape": self.shape})
+        self._h = hashlib.sha256(head.getvalue())
+        self._f = open(self.path, "wb")
+        self._f.write(head.getvalue())
+        self.rows = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, self.dtype)
+        if block.shape[1:] != self.shape[1:] or self.rows + block.shape[0] > self.shape[0]:
+            raise ValueError(f"{self.path}: block {block.shape} does not fit array {self.shape} at row {self.rows}")
+        mv = memoryview(block).cast("B")
+        self._h.update(mv)
+        self._f.write(mv)
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    @property
+    def sha256(self) -> str:
+        if self.rows != self.shape[0]:
+            raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+        return self._h.hexdigest()
+
+
+def _read_rows(path: Path, shape, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a uint8 ``.npy`` by a plain read (keeps the process's RSS small)."""
+    row = int(np.prod(shape[1:]))
+    with open(path, "rb") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        f.seek(f.tell() + start * row)
+        buf = f.read((stop - start) * row)
+    return np.frombuffer(buf, np.uint8).reshape((stop - start,) + tuple(shape[1:]))
+
+
+def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, progress: bool) -> list[dict]:
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    total = shape[0]
+    bounds = np.linspace(0, total, n_shards + 1).astype(np.int64)
+    meta = []
+    bar = tqdm(total=total, desc="writing TFRecords", unit="track", disable=not progress, leave=False)
+    for i in range(n_shards):
+        a, b = int(bounds[i]), int(bounds[i + 1])
+        f = tmp / shard_name(i, n_shards)
+        with tf.io.TFRecordWriter(str(f)) as w:
+            for s in range(a, b, 2048):  # read the arrays in blocks
+                e = min(b, s + 2048)
+                blk = _read_rows(tmp / "tracks.npy", shape, s, e)
+                nblk = _read_rows(tmp / "noisy.npy", shape, s, e) if has_noise else None
+                for k in range(e - s):
+                    w.write(track_example(blk[k], s + k, seq_ids[s + k], None if nblk is None else nblk[k]))
+                bar.update(e - s)
+        meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": _sha256(f)})
+    bar.close()
+    return meta
+
+
+def parse_track_example(serialized, patch_size: int, noisy: bool = False) -> dict:
+    """Parse serialised track Examples for ``tf.data`` (graph-mode ops only, static shapes).
+
+    A scalar string gives ``{"patches": (16, P, P) uint8, "track": int64, "seq": int64}`` (+ ``"noisy"``);
+    a batch (rank-1 string tensor, e.g. after ``.batch()``) gives the same with a leading batch axis.
+    ``track`` is the row of the track in the packed ``tracks.npy``; ``seq`` its sequence index.
+    """
+    import tensorflow as tf
+
+    p = int(patch_size)
+    spec = {
+        "patches": tf.io.FixedLenFeature([], tf.string),
+        "track": tf.io.FixedLenFeature([], tf.int64),
+        "seq": tf.io.FixedLenFeature([], tf.int64),
+    }
+    if noisy:
+        spec["noisy"] = tf.io.FixedLenFeature([], tf.string)
+    serialized = tf.convert_to_tensor(serialized)
+    batched = serialized.shape.rank == 1
+    ex = tf.io.parse_example(serialized, spec) if batched else tf.io.parse_single_example(serialized, spec)
+    shape = [-1, NT, p, p] if batched else [NT, p, p]
+
+    def dec(x):
+        # ensure_shape makes a record of the wrong patch size fail loudly instead of reshaping garbage
+        flat = tf.io.decode_raw(x, tf.uint8)
+        flat = tf.ensure_shape(flat, [None, NT * p * p] if batched else [NT * p * p])
+        return tf.reshape(flat, shape)
+
+    out = {"patches": dec(ex["patches"]), "track": ex["track"], "seq": ex["seq"]}
+    if noisy:
+        out["noisy"] = dec(ex["noisy"])
+    return out
+
+
+# -- loading ------------------------------------------------------------------------------------------
+@dataclass
+class PackedDataset:
+    """A loaded packed cache. ``tracks``/``noisy`` are read-only memmaps when loaded with ``mmap=True``."""
+
+    tracks: np.ndarray  # (T, 16, P, P) uint8
+    noisy: np.ndarray | None
+    seq_ids: np.ndarray  # (T,) int32
+    seq_names: list[str]
+    track_idx: np.ndarray | None = None
+    manifest: dict = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.tracks.shape[-1])
+
+    @property
+    def num_tracks(self) -> int:
+        return int(self.tracks.shape[0])
+
+    @property
+    def tfrecord_files(self) -> list[str]:
+        return [str(Path(self.path) / s["file"]) for s in self.manifest.get("shards", [])]
+
+    def sequence_slice(self, name: str) -> slice:
+        counts = self.manifest["seq_counts"]
+        k = self.seq_names.index(name)
+        a = int(sum(counts[:k]))
+        return slice(a, a + int(counts[k]))
+
+    def to_dataset(self) -> HPatchesDataset:
+        """An :class:`HPatchesDataset` whose sequences are views into the (memory-mapped) arrays."""
+        seqs = []
+        for name in self.seq_names:
+            sl = self.sequence_slice(name)
+            seqs.append(Sequence(name=name, tracks=self.tracks[sl], noisy=None if self.noisy is None else self.noisy[sl], path=self.path))
+        return HPatchesDataset(seqs, root=self.manifest.get("source", {}).get("root"))
+
+    def tf_dataset(self, noisy: bool = False, shuffle_files: bool = False, num_parallel_reads=None):
+        """``tf.data.Dataset`` of parsed tracks from the TFRecord shards."""
+        import tensorflow as tf
+
+        files = self.tfrecord_files
+        if not files:
+            raise DataError(self.path, "this packed cache has no TFRecord shards (packed with tfrecords=False)")
+        if noisy and not self.manifest.get("noisy"):
+            raise DataError(self.path, "this packed cache has no noisy images")
+        fds = tf.data.Dataset.from_tensor_slices(files)
+        if shuffle_files:
+            fds = fds.shuffle(len(files))
+        ds = tf.data.TFRecordDataset(fds, num_parallel_reads=num_parallel_reads or tf.data.AUTOTUNE)
+        p = self.patch_size
+        return ds.map(lambda s: parse_track_example(s, p, noisy), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _stale(path, why: str) -> DataError:
+    return DataError(path, f"stale or corrupt packed cache: {why}; re-run `hpatches-data pack`")
+
+
+def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) -> PackedDataset:
+    """Load a packed cache.
+
+    ``mmap=True`` memory-maps the arrays (near-instant, no RAM until touched). ``verify``: ``"quick"``
+    checks the manifest, file sizes, array headers and counts; ``"full"`` also the sha256 of every file;
+    ``"none"`` skips the checks. ``source``: a dataset folder; raises if it changed since packing (stale).
+    """
+    out_dir = Path(out_dir)
+    if verify not in ("none", "quick", "full"):
+        raise ValueError(f"verify must be 'none', 'quick' or 'full', got {verify!r}")
+    mf = out_dir / MANIFEST
+    if not out_dir.is_dir():
+        raise DataError(out_dir, "packed cache folder does not exist; create it with `hpatches-data pack`")
+    if not mf.is_file():
+        raise DataError(out_dir, "not a packed cache (no manifest.json); create it with `hpatches-data pack`")
+    try:
+        man = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _stale(mf, f"manifest is not valid JSON ({e})") from None
+    if man.get("format") != FORMAT:
+        raise _stale(mf, f"unknown format {man.get('format')!r}")
+    if man.get("version") != FORMAT_VERSION:
+        raise _stale(mf, f"written by format version {man.get('version')}, this hpatches-kit reads version {FORMAT_VERSION}")
+    try:
+        arrays = man["arrays"]
+        total, p = int(man["num_tracks"]), int(man["patch_size"])
+        names, counts = list(man["seq_names"]), [int(c) for c in man["seq_counts"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise _stale(mf, f"manifest lacks or has a bad field {e}") from None
+    if verify != "none":
+        if sum(counts) != total or len(names) != len(counts):
+            raise _stale(mf, f"manifest counts disagree: {len(names)} names, {len(counts)} counts summing to {sum(counts)}, num_tracks {total}")
+        expect_shapes = {"tracks": [total, NT, p, p], "noisy": [total, NT, p, p], "seq_ids": [total], "track_idx": [total]}
+        for name in ("tracks", "seq_ids") + (("noisy",) if man.get("noisy") else ()):
+            if name not in arrays:
+                raise _stale(mf, f"manifest lists no {name} array")
+        for name, a in arrays.items():
+            f = out_dir / a["file"]
+            if not f.is_file():
+                raise _stale(f, "file is missing")
+            if f.stat().st_size != a["bytes"]:
+                raise _stale(f, f"file is {f.stat().st_size} bytes, manifest says {a['bytes']} (truncated or rewritten)")
+            if list(a["shape"]) != expect_shapes.get(name, a["shape"]):
+                raise _stale(f, f"manifest shape {a['shape']} disagrees with the counts {expect_shapes[name]}")
+        for s in man.get("shards", []):
+            f = out_dir / s["file"]
+            if not f.is_file():
+                raise _stale(f, "TFRecord shard is missing")
+            if f.stat().st_size != s["bytes"]:
+                raise _stale(f, f"TFRecord shard is {f.stat().st_size} bytes, manifest says {s['bytes']}")
+        if sum(s["tracks"] for s in man.get("shards", [])) not in (0, total):
+            raise _stale(mf, "TFRecord shards do not cover every track")
+        if verify == "full":
+            for entry in list(arrays.values()) + list(man.get("shards", [])):
+                f = out_dir / entry["file"]
+                if _sha256(f) != entry["sha256"]:
+                    raise _stale(f, "sha256 checksum mismatch (file corrupted)")
+    if source is not None:
+        by_name = {d.name: d for d in find_sequence_dirs(source)}
+        gone = [n for n in names if n not in by_name]
+        if gone:
+            raise _stale(out_dir, f"source {source} no longer has the packed sequences {', '.join(gone[:5])}")
+        if source_fingerprint([by_name[n] for n in names]) != man.get("source", {}).get("fingerprint"):
+            raise _stale(out_dir, f"source {source} changed since it was packed (file sizes or times differ)")
+
+    def load(name):
+        a = arrays[name]
+        f = out_dir / a["file"]
+        try:
+            arr = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise _stale(f, f"cannot read array ({e})") from None
+        if verify != "none" and (list(arr.shape) != list(a["shape"]) or str(arr.dtype) != a["dtype"]):
+            raise _stale(f, f"array is {arr.shape} {arr.dtype}, manifest says {tuple(a['shape'])} {a['dtype']}")
+        return arr
+
+    tracks = load("tracks")
+    noisy = load("noisy") if "noisy" in arrays else None
+    seq_ids = np.asarray(load("seq_ids"))
+    track_idx = np.asarray(load("track_idx")) if "track_idx" in arrays else None
+    return PackedDataset(tracks=tracks, noisy=noisy, seq_ids=seq_ids, seq_names=names, track_idx=track_idx, manifest=man, path=str(out_dir))

@@ -1,0 +1,310 @@
+"""Synthesise HPatches-format sequences from single photos, and build the embedded default dataset.
+
+* Illumination sequences ``i_*``: identity homographies; images 2..6 are lighting changes of the photo of
+  growing strength (colour-temperature shift before greyscale, smooth shading, soft cast shadows, exposure
+  and gamma, then blur / sensor noise / JPEG) -- see :mod:`hpatches_kit.data.photometric`.
+* Viewpoint sequences ``v_*``: the photo is a plane seen from a camera that orbits it (tilt about a random
+  axis in the plane, roll, zoom, small pan), growing with the image index; the induced homography is
+  ``K [r1 r2 D e3]`` (pinhole, plane at distance f); images are rendered 2x supersampled and area-averaged,
+  with a mild photometric change.
+Then the extraction procedure of :mod:`hpatches_kit.data.extract` runs on each 6-image sequence.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..io import atomic_write_json
+from . import extract as X
+from .errors import DataError
+from .hpatches import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, find_sequence_dirs, load_sequence, resize_patches
+from .noise import NOISE_LEVELS, noise_level, noisy_tracks
+from .photometric import camera_pipeline, illumination_change
+
+__all__ = ["synthesize", "build_default_dataset", "make_nhpatches", "SKIMAGE_PHOTOS", "load_photos",
+           "illumination_sequence", "viewpoint_sequence", "viewpoint_homography"]
+
+#: Natural photos shipped with scikit-image that load offline (no pooch download).
+SKIMAGE_PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "coins",
+                  "moon", "page", "text", "hubble_deep_field", "immunohistochemistry", "retina", "cell", "clock",
+                  "stereo_motorcycle")
+DEFAULT_NUM_ILLUM = 13
+DEFAULT_NUM_VIEW = 13
+DEFAULT_MAX_PATCHES = 260
+MAX_SIDE = 640
+
+
+def _to_float_rgb(img: np.ndarray, source) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 64:
+        raise DataError(source, f"unsupported photo shape {img.shape} (need an RGB or grey image of at least 64x64)")
+    if img.dtype == np.uint8:
+        f = img.astype(np.float32) / 255.0
+    elif img.dtype == np.uint16:
+        f = img.astype(np.float32) / 65535.0
+    else:
+        f = img.astype(np.float32)
+        f = (f - f.min()) / max(float(f.max() - f.min()), 1e-6)
+    h, w = f.shape[:2]
+    if max(h, w) > MAX_SIDE:
+        k = MAX_SIDE / max(h, w)
+        f = cv2.resize(f, (int(round(w * k)), int(round(h * k))), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(f)
+
+
+def load_photos(photos=None) -> list[tuple[str, np.ndarray]]:
+    """``[(name, float32 RGB in [0, 1])]``: image files (paths) or, for ``None``, scikit-image's photos
+    (those that need a download are skipped). Images are downscaled to at most 640 px on the long side."""
+    out = []
+    if photos is None:
+        import skimage.data as skd
+
+        for name in SKIMAGE_PHOTOS:
+            try:
+                img = getattr(skd, name)()
+            except Exception:  # needs pooch / network: skip
+                continue
+            if isinstance(img, tuple):
+                img = img[0]
+            out.append((name, _to_float_rgb(img, f"skimage.data.{name}")))
+        if not out:
+            raise DataError("skimage.data", "no scikit-image photo could be loaded")
+        return out
+    for p in photos:
+        p = Path(p)
+        if not p.is_file():
+            raise DataError(p, "missing photo")
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise DataError(p, "cannot decode photo (corrupt or unsupported format)")
+        out.append((p.stem, _to_float_rgb(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), p)))
+    if not out:
+        raise DataError(None, "no photos given")
+    return out
+
+
+def _random_view(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random crop (70-100% of each side) and optional mirror of a photo, so re-used photos differ."""
+    h, w = photo.shape[:2]
+    ch, cw = int(h * rng.uniform(0.7, 1.0)), int(w * rng.uniform(0.7, 1.0))
+    y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    out = photo[y0 : y0 + ch, x0 : x0 + cw]
+    if rng.uniform() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def illumination_sequence(photo: np.ndarray, rng: np.random.Generator):
+    """6 greyscale uint8 images (lighting changes growing with the index) and 5 identity homographies."""
+    ref = camera_pipeline(photo, rng, blur=0.0, noise=1.0, jpeg=96)
+    images = [ref]
+    for k in range(1, 6):
+        s = (k / 5.0) * rng.uniform(0.8, 1.1)
+        lit = illumination_change(photo, s, rng)
+        images.append(camera_pipeline(lit, rng, blur=rng.uniform(0.0, 0.7) * s, noise=1.0 + 2.0 * s,
+                                      jpeg=int(round(96 - 30 * s * rng.uniform(0.5, 1.0)))))
+    return images, [np.eye(3) for _ in range(5)]
+
+
+def viewpoint_homography(w: int, h: int, f: float, tilt_deg: float, tilt_axis: float, roll_deg: float,
+                         zoom: float, pan=(0.0, 0.0)) -> np.ndarray:
+    """Homography ref -> new view of a fronto-parallel plane (the reference image) seen by a camera that
+    orbits the plane's centre: tilt ``tilt_deg`` about the in-plane axis at angle ``tilt_axis``, roll about
+    the optical axis, distance ``zoom * f`` (``zoom < 1`` = closer), principal point shifted by ``pan`` px."""
+    t = math.radians(tilt_deg)
+    a = np.array([math.cos(tilt_axis), math.sin(tilt_axis), 0.0])
+    Kx = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    R_tilt = np.eye(3) + math.sin(t) * Kx + (1 - math.cos(t)) * (Kx @ Kx)
+    r = math.radians(roll_deg)
+    R_roll = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    R = R_roll @ R_tilt
+    D = zoom * f
+    # plane points X = (u, v, f) for centred ref pixel coords (u, v); new camera: x ~ K (R X - R P0 + D e3)
+    Hc = np.diag([f, f, 1.0]) @ np.column_stack([R[:, 0], R[:, 1], np.array([0.0, 0.0, D])])
+    C = np.array([[1, 0, (w - 1) / 2.0], [0, 1, (h - 1) / 2.0], [0, 0, 1]])
+    P = np.array([[1, 0, pan[0]], [0, 1, pan[1]], [0, 0, 1]])
+    H = P @ C @ Hc @ np.linalg.inv(C)
+    return H / H[2, 2]
+
+
+def viewpoint_sequence(photo: np.ndarray, rng: np.random.Generator):
+    """6 greyscale uint8 images of the photo as a plane seen from a moving camera, and the homographies."""
+    h, w = photo.shape[:2]
+    f = max(h, w) * rng.uniform(0.9, 1.6)
+    tilt_max = rng.uniform(25.0, 55.0)
+    axis = rng.uniform(0, np.pi)
+    roll_max = rng.uniform(-35.0, 35.0)
+    zoom_max = math.exp(rng.uniform(-0.35, 0.35))
+    pan_max = rng.uniform(-0.06, 0.06, 2) * np.array([w, h])
+    ref = camera_pipeline(photo, rng, blur=0.0, noise=1.0, jpeg=96)
+    images, Hs = [ref], []
+    S = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])  # 2x supersampling (pixel-centre aligned)
+    for k in range(1, 6):
+        s = k / 5.0
+        H = viewpoint_homography(w, h, f, tilt_max * s, axis + rng.normal(0, 0.1), roll_max * s * rng.uniform(0.85, 1.15),
+                                 zoom_max**s, pan_max * s)
+        big = cv2.warpPerspective(photo, S @ H, (2 * w, 2 * h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        view = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
+        lit = illumination_change(view, 0.15 * s, rng)  # mild photometric change
+        images.append(camera_pipeline(lit, rng, blur=rng.uniform(0.0, 0.4), noise=1.0 + rng.uniform(0, 1.0),
+                                      jpeg=int(rng.integers(85, 97))))
+        Hs.append(H)
+    return images, Hs
+
+
+def _plan(photos, num_illum: int, num_view: int):
+    """``[(name, kind, photo index)]``: illum sequences take photos in order, viewpoint ones start half-way
+    through the list so a photo rarely serves both kinds; names get a counter when a photo is re-used."""
+    n = len(photos)
+    plan, used = [], {}
+    for kind, count, start in (("i", num_illum, 0), ("v", num_view, n // 2)):
+        for j in range(count):
+            pi = (start + j) % n
+            base = f"{kind}_{photos[pi][0]}"
+            used[base] = used.get(base, 0) + 1
+            plan.append((base if used[base] == 1 else f"{base}{used[base]}", kind, pi))
+    return plan
+
+
+def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, max_patches=None, noise: bool = False,
+               seed: int = 0, progress: bool = True, size: int | None = None, jitter="hpatches",
+               per_detector: int = 1000) -> Path:
+    """Synthesise an HPatches-format dataset from single photos (see the module docstring).
+
+    Writes ``num_illum`` ``i_*`` and ``num_view`` ``v_*`` sequences (65x65 patches), ``dataset.json`` and
+    ``splits.json`` into ``out_dir`` (built in a temporary folder and renamed into place). ``noise=True``
+    writes the N-HPatches layout instead: ``size`` (default 32) px clean patches plus ``<type>_noise.png``
+    twins (ref: easy level, e/h/t: easy/hard/tough, see :mod:`hpatches_kit.data.noise`).
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    plist = load_photos(photos)
+    spec = X.resolve_jitter(jitter)
+    psize = int(size) if size else (NHPATCHES_PATCH_SIZE if noise else HPATCHES_PATCH_SIZE)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        per_seq, overlaps = {}, []
+        plan = _plan(plist, int(num_illum), int(num_view))
+        for idx, (name, kind, pi) in enumerate(tqdm(plan, desc="synthesising", unit="seq", disable=not progress)):
+            rng = np.random.default_rng([int(seed), idx, 1])
+            photo = _random_view(plist[pi][1], rng)
+            images, Hs = (illumination_sequence if kind == "i" else viewpoint_sequence)(photo, rng)
+            tracks, ov, _ = X.extract_sequence(images, Hs, rng, max_patches=max_patches, jitter=spec,
+                                               per_detector=per_detector)
+            if len(tracks) == 0:
+                raise DataError(name, f"no patches could be extracted from photo {plist[pi][0]!r}")
+            tracks = resize_patches(tracks, psize)
+            X.write_sequence(tmp, name, tracks)
+            if noise:
+                _write_noisy(tmp / name, noisy_tracks(tracks, np.random.default_rng([int(seed), idx, 2])))
+            per_seq[name] = len(tracks)
+            overlaps.append(ov)
+        params = X._parameters(spec, max_patches, HPATCHES_PATCH_SIZE, per_detector)
+        params.update({"photos": [p[0] for p in plist] if photos is None else [str(p) for p in photos],
+                       "num_illum": int(num_illum), "num_view": int(num_view), "output_patch_size": psize,
+                       "max_side": MAX_SIDE})
+        extra = {"noise": _noise_meta()} if noise else None
+        X.write_dataset_meta(tmp, "hpatches_kit.data.synth", seed, params, per_seq, overlaps, extra)
+        X._publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _noise_meta() -> dict:
+    return {"kind": "gaussian", "sigma_grey_levels": dict(NOISE_LEVELS),
+            "per_type": {t: noise_level(t) for t in TYPES}, "ref_level": "easy"}
+
+
+def _write_noisy(seq_dir: Path, noisy: np.ndarray) -> None:
+    X.write_sequence(seq_dir.parent, seq_dir.name, noisy, suffix="_noise")
+
+
+def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: int = 0) -> Path:
+    """N-HPatches version of an HPatches-format dataset: patches resized to ``size`` (area interpolation)
+    plus ``<type>_noise.png`` twins (ref: easy noise; e/h/t: easy/hard/tough). Copies ``splits.json`` and
+    extends ``dataset.json``. Built in a temporary folder and renamed into place."""
+    import json
+
+    src_root, out_root = Path(src_root), Path(out_root)
+    dirs = find_sequence_dirs(src_root)
+    out_root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_root.name}.tmp-", dir=out_root.parent))
+    try:
+        counts = {}
+        for idx, d in enumerate(dirs):
+            seq = load_sequence(d, size=size, noise=False)
+            X.write_sequence(tmp, seq.name, seq.tracks)
+            _write_noisy(tmp / seq.name, noisy_tracks(seq.tracks, np.random.default_rng([int(seed), idx, 3])))
+            counts[seq.name] = seq.num_patches
+        meta = {}
+        src_meta = src_root / "dataset.json"
+        if src_meta.is_file():
+            try:
+                meta = json.loads(src_meta.read_text())
+            except json.JSONDecodeError as e:
+                raise DataError(src_meta, f"not valid JSON: {e}") from None
+        meta["n_hpatches"] = {"source": str(src_root), "patch_size": int(size), "seed": int(seed), "noise": _noise_meta()}
+        meta.setdefault("counts", {"sequences": len(counts), "tracks": int(sum(counts.values())), "per_sequence": counts})
+        atomic_write_json(tmp / "dataset.json", meta)
+        if (src_root / "splits.json").is_file():
+            shutil.copyfile(src_root / "splits.json", tmp / "splits.json")
+        else:
+            atomic_write_json(tmp / "splits.json", X.make_splits(list(counts), seed))
+        X._publish(tmp, out_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_root
+
+
+def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum: int = DEFAULT_NUM_ILLUM,
+                          num_view: int = DEFAULT_NUM_VIEW, max_patches: int = DEFAULT_MAX_PATCHES, photos=None) -> Path:
+    """Build the embedded default: ``root/hpatches`` (65x65), ``root/n-hpatches`` (32x32 + noisy twins) and
+    ``root/COMPLETE`` (written last). Everything is built in a temporary folder next to ``root`` and renamed
+    into place, so an interrupted build leaves nothing half-made. Returns ``root``."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        synthesize(tmp / "hpatches", photos=photos, num_illum=num_illum, num_view=num_view, max_patches=max_patches,
+                   seed=seed, progress=progress)
+        make_nhpatches(tmp / "hpatches", tmp / "n-hpatches", size=NHPATCHES_PATCH_SIZE, seed=seed)
+        from .hpatches import find_sequence_dirs as _f
+
+        n_seq = len(_f(tmp / "hpatches"))
+        atomic_write_json(tmp / "COMPLETE", {"seed": int(seed), "sequences": n_seq, "generator": "hpatches_kit.data.synth"})
+        if root.exists():
+            if any(root.iterdir()) and not (root / "COMPLETE").is_file() and not _ours(root):
+                raise DataError(root, "folder exists and is not an embedded dataset; refusing to overwrite")
+            old = root.with_name(f".{root.name}.old-{os.getpid()}")
+            os.replace(root, old)
+            os.replace(tmp, root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def _ours(root: Path) -> bool:
+    """A half-made folder from an older build of ours (only our sub-folders in it)."""
+    return all(p.name in ("hpatches", "n-hpatches", "COMPLETE") or p.name.startswith(".") for p in root.iterdir())
