@@ -89,3 +89,19 @@ def test_pair_matching_is_delegated(monkeypatch):
     assert seen["argv"] == argv
     seen.clear()
     assert cli.main(["--task=pair-matching", "--foo"]) == 0 and seen["argv"] == ["--task=pair-matching", "--foo"]
+
+
+@pytest.mark.slow
+def test_embedded_default_raw_all_tasks(tmp_path, capsys):
+    """On the embedded default (built once into $HPATCHES_KIT_HOME): all three tasks run and the
+    difficulty variants are ordered Easy > Hard > Tough as on the real HPatches."""
+    out = tmp_path / "emb.json"
+    assert cli.main(["--task", "all", "--baseline", "raw", "--json", str(out), "--no-progress"]) == 0
+    res = json.loads(out.read_text())
+    v = res["verification"]["table"]
+    assert v["e"]["inter"]["ap"] > v["h"]["inter"]["ap"] > v["t"]["inter"]["ap"]
+    m = res["matching"]["table"]
+    assert m["e"]["all"] > m["h"]["all"] > m["t"]["all"]
+    r = res["retrieval"]["per_variant"]
+    assert r["e"] > r["h"] > r["t"]
+    assert res["meta"]["sequences"] >= 10
