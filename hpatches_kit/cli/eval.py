@@ -1,0 +1,115 @@
+"""``hpatches-eval``: benchmark a descriptor on the HPatches tasks (verification, matching, retrieval).
+
+Descriptors come from a CSV folder in the official layout (``--descriptors``), a Keras model
+(``--model``, optional ``--denoiser``) or a baseline (``--baseline``, default sift). Task files are read
+from ``--tasks-dir`` by their official names, otherwise generated for the dataset by the official rules
+(cached). ``--task pair-matching`` hands the whole command line to ``hpatches_kit.cli.eval_pairs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+TASK_CHOICES = ("verification", "matching", "retrieval", "all", "pair-matching")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hpatches-eval", description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="all", choices=TASK_CHOICES, help="task to run (default: all three)")
+    p.add_argument("--data", default=None, help="dataset folder (default: the embedded default dataset)")
+    p.add_argument("--split", default="full", help="split: a, b, c (need a splits file), illum, view, full (default)")
+    p.add_argument("--splits-file", default=None, help="splits.json (official format)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--descriptors", metavar="CSV_DIR", help="descriptor folder <name>/<sequence>/<type>.csv")
+    src.add_argument("--model", metavar="FILE.keras", help="Keras descriptor model")
+    src.add_argument("--baseline", choices=("sift", "rootsift", "raw"), help="baseline descriptor (default: sift)")
+    p.add_argument("--denoiser", metavar="FILE.keras", help="Keras denoiser applied before --model")
+    p.add_argument("--noisy", action="store_true", help="describe the noisy (*_noise.png) patches (N-HPatches)")
+    p.add_argument("--tasks-dir", default=None, help="folder with the official task CSVs of the split")
+    p.add_argument("--distance", default="L2", choices=("L2", "L1"))
+    p.add_argument("--json", default=None, metavar="OUT", help="write the results JSON here")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write plots into this folder")
+    p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
+    p.add_argument("--batch-size", type=int, default=512, help="batch size for --model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _wants_pair_matching(argv) -> bool:
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        if a == "--task" and i + 1 < len(argv) and argv[i + 1] == "pair-matching":
+            return True
+        if a == "--task=pair-matching":
+            return True
+    return False
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..data import load_dataset
+    from ..evaluation import compute_descriptors, evaluate, format_summary, get_baseline, keras_describer
+    from ..evaluation.describers import read_descriptor_dir, write_descriptor_dir
+    from ..io import atomic_write_json
+
+    progress = not args.no_progress
+    tasks = ("verification", "matching", "retrieval") if args.task == "all" else (args.task,)
+    if args.denoiser and not args.model:
+        raise SystemExit("hpatches-eval: --denoiser needs --model")
+    dataset = None
+    # the dataset is needed to compute descriptors and to generate task files
+    need_data = args.descriptors is None or args.data is not None or (
+        args.tasks_dir is None and any(t != "matching" for t in tasks))
+    if need_data:
+        dataset = load_dataset(args.data, split=args.split, splits_file=args.splits_file,
+                               noise=True if args.noisy else None, progress=progress)
+    if args.descriptors:
+        names = dataset.names if dataset is not None else None
+        descs = read_descriptor_dir(args.descriptors, names, progress=progress)
+        label = Path(args.descriptors).name
+    else:
+        if args.model:
+            describer = keras_describer(args.model, denoiser=args.denoiser, batch_size=args.batch_size)
+            label = Path(args.model).stem
+        else:
+            label = args.baseline or "sift"
+            describer = get_baseline(label)
+        descs = compute_descriptors(dataset, describer, noisy=args.noisy, progress=progress)
+    if args.export_csv:
+        write_descriptor_dir(args.export_csv, descs)
+        print(f"descriptors exported to {args.export_csv}")
+    results = evaluate(descs, dataset, tasks=tasks, split=args.split, splits_file=args.splits_file,
+                       tasks_dir=args.tasks_dir, distance=args.distance, progress=progress)
+    results["meta"]["descriptor"] = label
+    print(format_summary(results))
+    if args.json:
+        atomic_write_json(args.json, results)
+        print(f"results written to {args.json}")
+    if args.plots:
+        from ..plots.eval import plot_results
+
+        for p in plot_results(results, args.plots, name=label):
+            print(f"plot written: {p}")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _wants_pair_matching(argv):
+        return int(importlib.import_module("hpatches_kit.cli.eval_pairs").main(argv) or 0)
+    args = build_parser().parse_args(argv)
+    from ..data.errors import DataError
+
+    try:
+        return run(args)
+    except DataError as e:
+        print(f"hpatches-eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

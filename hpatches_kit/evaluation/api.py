@@ -1,0 +1,164 @@
+"""``evaluate``: run the HPatches tasks on descriptors and summarise them as the official results printer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence as Seq
+
+import numpy as np
+
+from ..data.errors import DataError
+from ..data.hpatches import VARIANTS, sequence_kind
+from ..data.splits import split_sequences
+from .protocol import POOL_SIZES, TASKS, DescriptorSet, eval_matching, eval_retrieval, eval_verification
+from .tasks import load_tasks, retr_file, tasks_for_dataset, verif_file
+
+VARIANT_NAMES = {"e": "Easy", "h": "Hard", "t": "Tough"}
+HEADLINES = {
+    "verification": "mean over e/h/t x intra/inter of the imbalanced-protocol AP (official avg_imbalanced), %",
+    "matching": "official avg: mean of the illumination and viewpoint averages, each the mean over e/h/t of "
+                "the mean over sequences of the mean AP over targets 1..5 (if the split has only one kind: "
+                "mean over e/h/t of the mean over all sequences and targets), %",
+    "retrieval": "mean over e/h/t of the mean over pool sizes 100..20000 of the mean AP over queries "
+                 "(official avg), %",
+}
+
+__all__ = ["evaluate", "format_summary", "summarise_verification", "summarise_matching", "summarise_retrieval"]
+
+
+def _pct(x) -> float:
+    return float(100.0 * x)
+
+
+def summarise_verification(raw: dict, num_pairs: dict) -> dict:
+    table = {v: {neg: {"auc": _pct(raw[v][neg]["balanced"]["auc"]), "ap": _pct(raw[v][neg]["imbalanced"]["ap"])}
+                 for neg in ("intra", "inter")} for v in VARIANTS}
+    bal = float(np.mean([table[v][n]["auc"] for v in VARIANTS for n in ("intra", "inter")]))
+    imb = float(np.mean([table[v][n]["ap"] for v in VARIANTS for n in ("intra", "inter")]))
+    curves = {v: {n: {"fpr": raw[v][n]["balanced"].get("fpr"), "tpr": raw[v][n]["balanced"].get("tpr"),
+                      "recall": raw[v][n]["imbalanced"].get("rc"), "precision": raw[v][n]["imbalanced"].get("pr")}
+                  for n in ("intra", "inter")} for v in VARIANTS}
+    return {"table": table, "avg_balanced_auc": bal, "avg_imbalanced_ap": imb,
+            "headline": {"name": "verification mAP", "value": imb, "definition": HEADLINES["verification"]},
+            "num_pairs": num_pairs, "curves": curves}
+
+
+def summarise_matching(raw: dict) -> dict:
+    seqs = list(raw)
+    per_seq = {s: {v: float(np.mean([raw[s][v][k]["ap"] for k in range(1, 6)])) for v in VARIANTS} for s in seqs}
+    table = {}
+    for v in VARIANTS:
+        row = {"all": _pct(np.mean([per_seq[s][v] for s in seqs])),
+               "sr": _pct(np.mean([raw[s][v][k]["sr"] for s in seqs for k in range(1, 6)]))}
+        for kind in ("illum", "view"):
+            ks = [s for s in seqs if sequence_kind(s) == kind]
+            row[kind] = _pct(np.mean([per_seq[s][v] for s in ks])) if ks else None
+        table[v] = row
+    mean_all = float(np.mean([table[v]["all"] for v in VARIANTS]))
+    out = {"table": table, "mean_over_variants": mean_all}
+    if all(table[v]["illum"] is not None and table[v]["view"] is not None for v in VARIANTS):
+        avg_i = float(np.mean([table[v]["illum"] for v in VARIANTS]))
+        avg_v = float(np.mean([table[v]["view"] for v in VARIANTS]))
+        out.update(avg_illum=avg_i, avg_view=avg_v, avg=(avg_i + avg_v) / 2.0)
+        head = out["avg"]
+    else:
+        head = mean_all
+    out["headline"] = {"name": "matching mAP", "value": head, "definition": HEADLINES["matching"]}
+    out["per_sequence"] = {s: {v: _pct(per_seq[s][v]) for v in VARIANTS} for s in seqs}
+    return out
+
+
+def summarise_retrieval(raw: dict) -> dict:
+    pools = raw["pool_sizes"]
+    table = {v: {str(p): _pct(raw["ap"][v][:, i].mean()) for i, p in enumerate(pools)} for v in VARIANTS}
+    per_v = {v: float(np.mean(list(table[v].values()))) for v in VARIANTS}
+    avg = float(np.mean(list(per_v.values())))
+    return {"table": table, "per_variant": per_v, "avg": avg,
+            "headline": {"name": "retrieval mAP", "value": avg, "definition": HEADLINES["retrieval"]},
+            "pool_sizes": pools, "num_queries": raw["num_queries"], "num_distractors": raw["num_distractors"],
+            "effective_pool_max": int(5 + np.max(raw["distractors_per_query"])) if raw["num_queries"] else 0}
+
+
+def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str = "full", splits_file=None,
+             tasks_dir=None, distance: str = "L2", progress: bool = True, cache_dir=None, counts=None) -> dict:
+    """Run the HPatches tasks on ``descs`` (``{seq: {type: (N, D)}}``) over the test sequences of ``split``.
+
+    ``dataset`` (an :class:`HPatchesDataset`) is needed to generate task files (when ``tasks_dir`` is None)
+    and names the available sequences; with ``tasks_dir`` the official files ``verif_*_split-<split>.csv``
+    and ``retr_*_split-<split>.csv`` are read from it. Returns a JSON-ready dict with one entry per task
+    (``table`` with per-variant numbers in %, ``headline``) plus ``meta``.
+    """
+    tasks = tuple(tasks)
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise ValueError(f"unknown tasks {bad}; expected some of {TASKS}")
+    available = dataset.names if dataset is not None else list(descs)
+    root = dataset.root if dataset is not None else None
+    test = split_sequences(split, available, subset="test", splits_file=splits_file, root=root)
+    if not test:
+        raise DataError(splits_file or root, f"split {split!r} has no test sequences in this dataset")
+    ds = DescriptorSet(descs, test)
+    need_files = [t for t in tasks if t in ("verification", "retrieval")]
+    if tasks_dir is not None:
+        ts = load_tasks(tasks_dir, split, need_files)
+    elif need_files:
+        if dataset is None:
+            raise ValueError("evaluate needs the dataset (to generate task files) or tasks_dir")
+        refs = {s: dataset[s].tracks[:, 0] for s in test}
+        for s in test:
+            if refs[s].shape[0] != ds.lengths[s]:
+                raise DataError(s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {refs[s].shape[0]}")
+        ts = tasks_for_dataset(refs, test, split, need_files, cache_dir=cache_dir, counts=counts, progress=progress)
+    else:
+        ts = None
+    results = {"meta": {"split": split, "sequences": len(test), "tracks": int(sum(ds.lengths.values())),
+                        "dim": ds.dim, "distance": distance, "tasks_source": ts.source if ts else None}}
+    if "verification" in tasks:
+        where = {k: str(Path(ts.source) / verif_file(k, split)) for k in ("pos", "neg_intra", "neg_inter")}
+        raw = eval_verification(ds, ts.verification, distance, progress=progress, where=where)
+        n = {k: int(len(ts.verification.table(k)["s1"])) for k in ("pos", "neg_intra", "neg_inter")}
+        results["verification"] = summarise_verification(raw, n)
+    if "matching" in tasks:
+        results["matching"] = summarise_matching(eval_matching(ds, test, distance, progress=progress))
+    if "retrieval" in tasks:
+        where = {k: str(Path(ts.source) / retr_file(k, split)) for k in ("queries", "distractors")}
+        results["retrieval"] = summarise_retrieval(eval_retrieval(ds, ts.retrieval, distance, progress=progress, where=where))
+    return results
+
+
+def _f(x) -> str:
+    return "   -  " if x is None else f"{x:6.2f}"
+
+
+def format_summary(results: dict) -> str:
+    """Plain-text tables (numbers in %) in the layout of the official results printer."""
+    lines = []
+    m = results.get("meta", {})
+    if m:
+        lines.append(f"HPatches evaluation: split {m.get('split')}, {m.get('sequences')} sequences, "
+                     f"{m.get('tracks')} tracks, dim {m.get('dim')}, distance {m.get('distance')}")
+    if "verification" in results:
+        r = results["verification"]
+        lines += ["", "Verification        AUC (balanced)      AP (imbalanced)",
+                  "                    intra    inter      intra    inter"]
+        for v in VARIANTS:
+            t = r["table"][v]
+            lines.append(f"  {VARIANT_NAMES[v]:<16}{_f(t['intra']['auc'])}   {_f(t['inter']['auc'])}     "
+                         f"{_f(t['intra']['ap'])}   {_f(t['inter']['ap'])}")
+        lines.append(f"  mean AUC {r['avg_balanced_auc']:.2f}   verification mAP (imbalanced) {r['avg_imbalanced_ap']:.2f}")
+    if "matching" in results:
+        r = results["matching"]
+        lines += ["", "Matching            mAP illum  mAP view   mAP all    success rate"]
+        for v in VARIANTS:
+            t = r["table"][v]
+            lines.append(f"  {VARIANT_NAMES[v]:<16}  {_f(t['illum'])}    {_f(t['view'])}    {_f(t['all'])}     {_f(t['sr'])}")
+        lines.append(f"  matching mAP {r['headline']['value']:.2f}")
+    if "retrieval" in results:
+        r = results["retrieval"]
+        pools = r["pool_sizes"]
+        lines += ["", "Retrieval mAP  pool " + " ".join(f"{p:>6d}" for p in pools) + "    mean"]
+        for v in VARIANTS:
+            vals = " ".join(_f(r["table"][v][str(p)]) for p in pools)
+            lines.append(f"  {VARIANT_NAMES[v]:<18} {vals}  {_f(r['per_variant'][v])}")
+        lines.append(f"  retrieval mAP {r['avg']:.2f}  ({r['num_queries']} queries, {r['num_distractors']} distractors)")
+    return "\n".join(lines)

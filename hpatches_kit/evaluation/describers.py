@@ -1,0 +1,240 @@
+"""Describers (``(N, P, P) uint8 -> (N, D) float32``), descriptor computation and descriptor CSV folders.
+
+Baselines (:func:`get_baseline`):
+
+* ``raw``: the patch resized to 32x32 (area interpolation), flattened, minus its mean, divided by its
+  standard deviation (constant patches give zeros);
+* ``sift``: OpenCV SIFT descriptor of the whole patch as one upright keypoint (angle 0) at the patch centre
+  with size ``P / 5.303`` (the official ``extract_opencv_sift.py``: the descriptor window's radius is the
+  patch width); values as OpenCV returns them (0..255 scale);
+* ``rootsift``: SIFT, L1-normalised, square-rooted (Arandjelovic & Zisserman 2012).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..data.errors import DataError
+from ..data.hpatches import TYPES, resize_patches
+
+Describer = Callable[[np.ndarray], np.ndarray]
+BASELINES = ("sift", "rootsift", "raw")
+RAW_SIZE = 32
+
+__all__ = [
+    "BASELINES", "get_baseline", "raw_describer", "sift_describer", "rootsift_describer", "keras_describer",
+    "compute_descriptors", "read_descriptor_dir", "write_descriptor_dir",
+]
+
+
+def _check_patches(patches) -> np.ndarray:
+    p = np.asarray(patches)
+    if p.ndim != 3 or p.shape[1] != p.shape[2]:
+        raise ValueError(f"expected (N, P, P) patches, got shape {p.shape}")
+    return p
+
+
+def raw_describer(size: int = RAW_SIZE) -> Describer:
+    def describe(patches):
+        p = _check_patches(patches)
+        if p.dtype != np.uint8:
+            p = np.clip(p, 0, 255).astype(np.uint8)
+        x = resize_patches(p, size).reshape(p.shape[0], -1).astype(np.float64)
+        x -= x.mean(axis=1, keepdims=True)
+        sd = x.std(axis=1, keepdims=True)
+        return np.divide(x, sd, out=np.zeros_like(x), where=sd > 0).astype(np.float32)
+
+    describe.name = "raw"
+    return describe
+
+
+def sift_describer(root: bool = False) -> Describer:
+    import cv2
+
+    sift = cv2.SIFT_create()
+
+    def describe(patches):
+        p = _check_patches(patches)
+        if p.dtype != np.uint8:
+            p = np.clip(p, 0, 255).astype(np.uint8)
+        n, s = p.shape[0], p.shape[1]
+        kp = [cv2.KeyPoint(s / 2.0, s / 2.0, s / 5.303, 0.0)]
+        out = np.empty((n, 128), np.float32)
+        for i in range(n):
+            _, d = sift.compute(np.ascontiguousarray(p[i]), kp)
+            if d is None or d.shape != (1, 128):
+                raise RuntimeError(f"OpenCV SIFT returned no descriptor for patch {i}")
+            out[i] = d[0]
+        if root:
+            l1 = out.sum(axis=1, keepdims=True)
+            out = np.sqrt(np.divide(out, l1, out=np.zeros_like(out), where=l1 > 0))
+        return out
+
+    describe.name = "rootsift" if root else "sift"
+    return describe
+
+
+def rootsift_describer() -> Describer:
+    return sift_describer(root=True)
+
+
+def get_baseline(name: str) -> Describer:
+    name = str(name).lower()
+    if name == "raw":
+        return raw_describer()
+    if name == "sift":
+        return sift_describer()
+    if name == "rootsift":
+        return rootsift_describer()
+    raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+
+
+def _resize_float(x: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    n, h = x.shape[0], x.shape[1]
+    if h == size:
+        return x
+    interp = cv2.INTER_AREA if size < h else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(x[i], (size, size), interpolation=interp) for i in range(n)])
+
+
+def _load_model(model_or_path):
+    if isinstance(model_or_path, (str, os.PathLike)):
+        import keras
+
+        try:
+            import hpatches_kit.models  # noqa: F401  (registers the project's layers)
+        except Exception:
+            pass
+        path = Path(model_or_path)
+        if not path.is_file():
+            raise DataError(path, "model file not found")
+        try:
+            return keras.saving.load_model(str(path), compile=False)
+        except Exception as e:
+            raise DataError(path, f"cannot load Keras model: {e}") from None
+    return model_or_path
+
+
+def _input_size(model, what: str) -> int:
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 1 or shape[1] != shape[2] or shape[1] is None:
+        raise ValueError(f"{what} must take (H, W, 1) square patches, its input shape is {shape}")
+    return int(shape[1])
+
+
+def keras_describer(model_or_path, denoiser=None, batch_size: int = 512) -> Describer:
+    """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
+    standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
+    convention, output in [0, 255]) is applied first, at its own input size."""
+    model = _load_model(model_or_path)
+    den = _load_model(denoiser) if denoiser is not None else None
+    size = _input_size(model, "descriptor model")
+    dsize = _input_size(den, "denoiser") if den is not None else None
+
+    def run(m, x):
+        outs = [np.asarray(m.predict_on_batch(x[s : s + batch_size])) for s in range(0, x.shape[0], batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0,) + tuple(m.output_shape[1:]), np.float32)
+
+    def describe(patches):
+        p = _check_patches(patches)
+        if den is not None:
+            x = resize_patches(p.astype(np.uint8), dsize).astype(np.float32)[..., None]
+            x = np.clip(run(den, x).reshape(p.shape[0], dsize, dsize), 0, 255).astype(np.float32)
+            x = _resize_float(x, size)
+        else:
+            x = resize_patches(p.astype(np.uint8), size).astype(np.float32)
+        d = run(model, x[..., None]).reshape(p.shape[0], -1)
+        return d.astype(np.float32)
+
+    describe.name = getattr(model, "name", "keras")
+    return describe
+
+
+def compute_descriptors(dataset, describer: Describer, noisy: bool = False, progress: bool = True) -> dict:
+    """``{seq: {type: (N, D) float32}}`` for every sequence of ``dataset`` (an :class:`HPatchesDataset`)."""
+    from tqdm.auto import tqdm
+
+    out = {}
+    for seq in tqdm(list(dataset), desc="describing", unit="seq", disable=not progress, leave=False):
+        src = seq.noisy if noisy else seq.tracks
+        if src is None:
+            raise DataError(seq.path or seq.name, "sequence has no noisy (*_noise.png) images")
+        n = src.shape[0]
+        flat = np.ascontiguousarray(src.transpose(1, 0, 2, 3)).reshape(len(TYPES) * n, src.shape[2], src.shape[3])
+        d = np.asarray(describer(flat))
+        if d.ndim != 2 or d.shape[0] != flat.shape[0]:
+            raise ValueError(f"{seq.name}: describer returned shape {d.shape} for {flat.shape[0]} patches")
+        d = d.astype(np.float32).reshape(len(TYPES), n, -1)
+        if not np.isfinite(d).all():
+            raise DataError(seq.name, "describer produced NaN or Inf descriptors")
+        out[seq.name] = {t: d[j] for j, t in enumerate(TYPES)}
+    return out
+
+
+# -- CSV folders (official layout <root>/<sequence>/<type>.csv) ----------------------------------------
+def _sniff_delimiter(line: str) -> str | None:
+    for d in (",", ";", "\t"):
+        if d in line:
+            return d
+    return None  # whitespace
+
+
+def _read_desc_csv(path: Path) -> np.ndarray:
+    try:
+        with open(path) as f:
+            first = f.readline()
+    except OSError as e:
+        raise DataError(path, f"cannot read: {e}") from None
+    if not first.strip():
+        raise DataError(path, "empty descriptor file")
+    delim = _sniff_delimiter(first)
+    try:
+        a = np.loadtxt(path, delimiter=delim, dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise DataError(path, f"not a numeric descriptor CSV: {e}") from None
+    if a.shape[1] < 2:
+        raise DataError(path, f"descriptors have dimension {a.shape[1]}: wrong delimiter?")
+    if not np.isfinite(a).all():
+        bad = int(np.nonzero(~np.isfinite(a).all(axis=1))[0][0])
+        raise DataError(path, f"row {bad + 1} contains NaN or Inf")
+    return a.astype(np.float32)
+
+
+def read_descriptor_dir(root, sequences=None, progress: bool = True) -> dict:
+    """Read ``<root>/<sequence>/<type>.csv`` (any of ``, ; tab whitespace`` as delimiter)."""
+    from tqdm.auto import tqdm
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "descriptor folder does not exist")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if sequences is None else list(sequences)
+    if not names:
+        raise DataError(root, "no sequence folders with descriptor CSVs")
+    out = {}
+    for s in tqdm(names, desc="reading descriptors", unit="seq", disable=not progress, leave=False):
+        d = root / s
+        if not d.is_dir():
+            raise DataError(d, "no descriptors for this sequence (folder missing)")
+        missing = [t for t in TYPES if not (d / f"{t}.csv").is_file()]
+        if missing:
+            raise DataError(d, f"missing descriptor files: {', '.join(t + '.csv' for t in missing)}")
+        out[s] = {t: _read_desc_csv(d / f"{t}.csv") for t in TYPES}
+    return out
+
+
+def write_descriptor_dir(root, descs: Mapping[str, Mapping[str, np.ndarray]], delimiter: str = ",") -> None:
+    """Export descriptors in the official layout (each file written atomically, ``%.9g`` round-trips float32)."""
+    from ..io import atomic_write_text
+
+    for s, types in descs.items():
+        for t in TYPES:
+            a = np.asarray(types[t], np.float32)
+            lines = [delimiter.join(f"{v:.9g}" for v in row) for row in a.tolist()]
+            atomic_write_text(Path(root) / s / f"{t}.csv", "\n".join(lines) + "\n")

@@ -1,0 +1,294 @@
+"""HPatches task definition files: read, write and generate them with the official sampling rules.
+
+Official files (``hpatches-benchmark/tasks``), per split ``X``:
+
+* ``verif_pos_split-X.csv``, ``verif_neg_intra_split-X.csv``, ``verif_neg_inter_split-X.csv`` with header
+  ``s1,t1,idx1,s2,t2,idx2``: sequence, image id (0 = ``ref``, k = target k of the variant under
+  evaluation) and patch index of both patches of a pair;
+* ``retr_queries_split-X.csv``, ``retr_distractors_split-X.csv`` with header ``s,idx`` (``ref`` patches).
+
+Generation reproduces ``utils/tasks.py`` of the official benchmark draw for draw (legacy
+``numpy.random`` seeded with 42; see ``docs/evaluation.md``), with counts scaled to the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence as Seq
+
+import numpy as np
+
+from ..data.errors import DataError
+from ..io import atomic_write_text
+
+VERIF_KINDS = ("pos", "neg_intra", "neg_inter")
+VERIF_HEADER = ("s1", "t1", "idx1", "s2", "t2", "idx2")
+RETR_HEADER = ("s", "idx")
+OFFICIAL_PAIRS = 1_000_000
+OFFICIAL_QUERIES = 10_000
+OFFICIAL_DISTRACTORS = 20_000
+SEED = 42
+#: a query/distractor patch must have a pixel standard deviation above this (official rule)
+MIN_PATCH_STD = 10.0
+
+__all__ = [
+    "VerificationPairs", "RetrievalTask", "TaskSet", "verif_file", "retr_file", "read_verification",
+    "read_retrieval", "write_verification", "write_retrieval", "generate_verification", "generate_retrieval",
+    "scaled_counts", "load_tasks", "tasks_for_dataset",
+]
+
+
+def verif_file(kind: str, split: str) -> str:
+    return f"verif_{kind}_split-{split}.csv"
+
+
+def retr_file(kind: str, split: str) -> str:
+    return f"retr_{kind}_split-{split}.csv"
+
+
+@dataclass
+class VerificationPairs:
+    """Three pair tables (``pos``, ``neg_intra``, ``neg_inter``); each a dict of columns
+    ``s1, t1, idx1, s2, t2, idx2`` (``s*``: object arrays of sequence names, others int64)."""
+
+    pos: dict
+    neg_intra: dict
+    neg_inter: dict
+
+    def table(self, kind: str) -> dict:
+        return getattr(self, kind)
+
+
+@dataclass
+class RetrievalTask:
+    """Query and distractor ``ref`` patches: ``{"s": names, "idx": int64}`` each."""
+
+    queries: dict
+    distractors: dict
+
+
+@dataclass
+class TaskSet:
+    split: str
+    verification: VerificationPairs | None = None
+    retrieval: RetrievalTask | None = None
+    source: str = ""
+
+
+# -- CSV ---------------------------------------------------------------------------------------------
+def _read_csv(path: Path, header: Seq[str]) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "task file not found")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DataError(path, "not a text CSV file") from None
+    lines = text.splitlines()
+    if not lines or tuple(c.strip() for c in lines[0].split(",")) != tuple(header):
+        got = lines[0] if lines else "<empty file>"
+        raise DataError(path, f"bad header {got!r}; expected {','.join(header)!r}")
+    rows = [ln.split(",") for ln in lines[1:] if ln.strip()]
+    ncol = len(header)
+    for i, r in enumerate(rows):
+        if len(r) != ncol:
+            raise DataError(path, f"line {i + 2}: expected {ncol} columns, got {len(r)}")
+    cols = list(zip(*rows)) if rows else [()] * ncol
+    out = {}
+    for name, col in zip(header, cols):
+        if name.startswith("s"):
+            out[name] = np.array([c.strip() for c in col], dtype=object)
+        else:
+            try:
+                out[name] = np.array(col, dtype=np.int64) if col else np.zeros(0, np.int64)
+            except ValueError:
+                bad = next(j for j, c in enumerate(col) if not c.strip().lstrip("-").isdigit())
+                raise DataError(path, f"line {bad + 2}: column {name!r} is not an integer: {col[bad]!r}") from None
+    return out
+
+
+def _write_csv(path: Path, header: Seq[str], table: dict) -> None:
+    cols = [table[h] for h in header]
+    body = "\n".join(",".join(str(v) for v in row) for row in zip(*cols))
+    atomic_write_text(path, ",".join(header) + "\n" + (body + "\n" if body else ""))
+
+
+def read_verification(tasks_dir, split: str) -> VerificationPairs:
+    d = Path(tasks_dir)
+    tabs = {k: _read_csv(d / verif_file(k, split), VERIF_HEADER) for k in VERIF_KINDS}
+    for k, t in tabs.items():
+        for c in ("t1", "t2"):
+            bad = np.nonzero((t[c] < 0) | (t[c] > 5))[0]
+            if bad.size:
+                raise DataError(d / verif_file(k, split), f"line {bad[0] + 2}: image id {c}={t[c][bad[0]]} not in 0..5")
+    return VerificationPairs(**tabs)
+
+
+def read_retrieval(tasks_dir, split: str) -> RetrievalTask:
+    d = Path(tasks_dir)
+    return RetrievalTask(
+        queries=_read_csv(d / retr_file("queries", split), RETR_HEADER),
+        distractors=_read_csv(d / retr_file("distractors", split), RETR_HEADER),
+    )
+
+
+def write_verification(tasks_dir, split: str, pairs: VerificationPairs) -> None:
+    for k in VERIF_KINDS:
+        _write_csv(Path(tasks_dir) / verif_file(k, split), VERIF_HEADER, pairs.table(k))
+
+
+def write_retrieval(tasks_dir, split: str, task: RetrievalTask) -> None:
+    _write_csv(Path(tasks_dir) / retr_file("queries", split), RETR_HEADER, task.queries)
+    _write_csv(Path(tasks_dir) / retr_file("distractors", split), RETR_HEADER, task.distractors)
+
+
+# -- generation (official rules) -----------------------------------------------------------------------
+def scaled_counts(num_tracks: int) -> dict:
+    """Task sizes for a split holding ``num_tracks`` tracks: the official sizes (10^6 pairs of each kind,
+    10^4 queries, 2*10^4 distractors), reduced for small datasets to ``min(10^6, 5 T)`` pairs,
+    ``min(10^4, T // 4)`` queries and ``min(2*10^4, T - queries)`` distractors."""
+    t = int(num_tracks)
+    q = max(1, min(OFFICIAL_QUERIES, t // 4))
+    return {
+        "pairs": max(1, min(OFFICIAL_PAIRS, 5 * t)),
+        "queries": q,
+        "distractors": max(1, min(OFFICIAL_DISTRACTORS, t - q)),
+    }
+
+
+def generate_verification(lengths: Mapping[str, int], test: Seq[str], n_pairs: int = OFFICIAL_PAIRS) -> VerificationPairs:
+    """``gen_verif`` of the official benchmark, draw for draw (``np.random.seed(42)``):
+
+    positives: a sequence uniformly from ``test`` per pair; two distinct patch indices (the first is the
+    patch of the positive pair and of the intra negative, the second the other patch of the intra negative);
+    two distinct image ids from ``0..4`` (``np.arange(5)``, so as in the official files target 5 is never
+    drawn); inter negatives: a second sequence drawn uniformly from ``test`` (it may equal the first, as in
+    the official code) and a uniform patch index in it, with the same image ids as the positive.
+    """
+    test = list(test)
+    for s in test:
+        if s not in lengths:
+            raise DataError(s, "sequence of the split is not in the dataset")
+        if lengths[s] < 2:
+            raise DataError(s, f"sequence has {lengths[s]} patches; verification pairs need at least 2")
+    n = int(n_pairs)
+    rs = np.random.RandomState(SEED)
+    names = np.array(test, dtype=object)
+    s = names[rs.choice(len(test), n)]
+    s_n = [lengths[k] for k in s]
+    s_idx = np.array([rs.choice(k, 2, replace=False) for k in s_n], dtype=np.int64).reshape(n, 2)
+    s_type = np.array([rs.choice(5, 2, replace=False) for _ in range(n)], dtype=np.int64).reshape(n, 2)
+    s_inter = names[rs.choice(len(test), n)]
+    s_idx_inter = np.array([rs.randint(lengths[k]) for k in s_inter], dtype=np.int64)
+    t1, t2 = s_type[:, 0], s_type[:, 1]
+    pos = dict(s1=s, t1=t1, idx1=s_idx[:, 0], s2=s, t2=t2, idx2=s_idx[:, 0])
+    intra = dict(s1=s, t1=t1, idx1=s_idx[:, 0], s2=s, t2=t2, idx2=s_idx[:, 1])
+    inter = dict(s1=s, t1=t1, idx1=s_idx[:, 0], s2=s_inter, t2=t2, idx2=s_idx_inter)
+    return VerificationPairs(pos=pos, neg_intra=intra, neg_inter=inter)
+
+
+def generate_retrieval(
+    ref_patches: Mapping[str, np.ndarray],
+    test: Seq[str],
+    n_queries: int = OFFICIAL_QUERIES,
+    n_distractors: int = OFFICIAL_DISTRACTORS,
+) -> RetrievalTask:
+    """``gen_retrieval`` of the official benchmark, draw for draw (``np.random.seed(42)``):
+
+    ``4 * n_queries`` candidate queries and ``10 * n_distractors`` candidate distractors, each a uniform
+    sequence of ``test`` then a uniform ``ref`` patch index in it; candidates whose patch has a pixel
+    standard deviation <= 10 are dropped; duplicates are dropped (first kept); the first ``n_queries``
+    queries are kept; distractors equal to a kept query are dropped; the first ``n_distractors`` are kept.
+    ``ref_patches``: ``{seq: (N, P, P) uint8}``.
+    """
+    test = list(test)
+    for s in test:
+        if s not in ref_patches:
+            raise DataError(s, "sequence of the split is not in the dataset")
+    lengths = {s: int(ref_patches[s].shape[0]) for s in test}
+    rs = np.random.RandomState(SEED)
+    names = np.array(test, dtype=object)
+    s_q = names[rs.choice(len(test), int(n_queries * 4))]
+    s_q_idx = np.array([rs.randint(lengths[k]) for k in s_q], dtype=np.int64)
+    s_d = names[rs.choice(len(test), int(n_distractors * 10))]
+    s_d_idx = np.array([rs.randint(lengths[k]) for k in s_d], dtype=np.int64)
+
+    stds = {s: ref_patches[s].reshape(lengths[s], -1).std(axis=1) for s in test}
+
+    def keep(ss, ii):
+        ok = np.array([stds[a][b] > MIN_PATCH_STD for a, b in zip(ss, ii)], dtype=bool)
+        seen, out_s, out_i = set(), [], []
+        for a, b in zip(ss[ok], ii[ok]):
+            if (a, b) not in seen:
+                seen.add((a, b))
+                out_s.append(a)
+                out_i.append(int(b))
+        return out_s, out_i
+
+    qs, qi = keep(s_q, s_q_idx)
+    qs, qi = qs[: int(n_queries)], qi[: int(n_queries)]
+    qset = set(zip(qs, qi))
+    ds, di = keep(s_d, s_d_idx)
+    pairs = [(a, b) for a, b in zip(ds, di) if (a, b) not in qset][: int(n_distractors)]
+    return RetrievalTask(
+        queries={"s": np.array(qs, dtype=object), "idx": np.array(qi, dtype=np.int64)},
+        distractors={"s": np.array([a for a, _ in pairs], dtype=object), "idx": np.array([b for _, b in pairs], dtype=np.int64)},
+    )
+
+
+# -- loading for a dataset ---------------------------------------------------------------------------
+def load_tasks(tasks_dir, split: str, tasks: Seq[str]) -> TaskSet:
+    """Read the official task files of ``split`` from ``tasks_dir`` (only those the tasks need)."""
+    ts = TaskSet(split=split, source=str(tasks_dir))
+    if "verification" in tasks:
+        ts.verification = read_verification(tasks_dir, split)
+    if "retrieval" in tasks:
+        ts.retrieval = read_retrieval(tasks_dir, split)
+    return ts
+
+
+def _fingerprint(ref_patches: Mapping[str, np.ndarray], test: Seq[str], counts: dict, split: str) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps({"split": split, "test": list(test), "counts": counts, "v": 1}).encode())
+    for s in test:
+        a = np.ascontiguousarray(ref_patches[s])
+        h.update(s.encode() + str(a.shape).encode())
+        h.update(hashlib.sha1(a.tobytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def tasks_for_dataset(
+    ref_patches: Mapping[str, np.ndarray],
+    test: Seq[str],
+    split: str,
+    tasks: Seq[str],
+    cache_dir=None,
+    counts: dict | None = None,
+    progress: bool = False,
+) -> TaskSet:
+    """Task files generated for a dataset by the official rules with :func:`scaled_counts`, cached in
+    ``cache_dir/<fingerprint>/`` in the official CSV format (written atomically)."""
+    if cache_dir is None:
+        from ..data.embedded import cache_dir as home
+
+        cache_dir = home() / "tasks"
+    counts = counts or scaled_counts(sum(int(ref_patches[s].shape[0]) for s in test))
+    d = Path(cache_dir) / _fingerprint(ref_patches, test, counts, split)
+    ts = TaskSet(split=split, source=str(d))
+    if "verification" in tasks:
+        if not all((d / verif_file(k, split)).is_file() for k in VERIF_KINDS):
+            if progress:
+                print(f"generating verification pairs ({counts['pairs']} of each kind) -> {d}")
+            lengths = {s: int(ref_patches[s].shape[0]) for s in test}
+            write_verification(d, split, generate_verification(lengths, test, counts["pairs"]))
+        ts.verification = read_verification(d, split)
+    if "retrieval" in tasks:
+        if not all((d / retr_file(k, split)).is_file() for k in ("queries", "distractors")):
+            if progress:
+                print(f"generating retrieval queries/distractors -> {d}")
+            write_retrieval(d, split, generate_retrieval(ref_patches, test, counts["queries"], counts["distractors"]))
+        ts.retrieval = read_retrieval(d, split)
+    return ts
