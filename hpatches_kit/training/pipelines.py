@@ -108,11 +108,13 @@ def _validate_sk(num_tracks, tracks_per_batch, views):
 
 
 def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed: int = 0, augment: bool = True,
-                       geometric: bool = False, repeat: bool = True, prefetch: bool = True) -> tf.data.Dataset:
+                       geometric: bool = False, repeat: bool = True, prefetch: bool = True,
+                       gain: float = 0.2, offset: float = 20.0) -> tf.data.Dataset:
     """S x K descriptor batches from ``(T, 16, P, P) uint8`` tracks held in memory (see module docstring).
 
     Yields ``(x, labels)``: ``x`` (S*K, P, P, 1) float32 in [0, 255], ``labels`` (S*K,) int32 =
-    ``repeat(arange(S), K)``. ``repeat=False`` gives one epoch of ``T // S`` batches.
+    ``repeat(arange(S), K)``. ``repeat=False`` gives one epoch of ``T // S`` batches. ``gain``/``offset``:
+    photometric jitter ranges (contrast gain in ``1 +- gain``, brightness in ``+- offset`` grey levels).
     """
     tracks = _check_tracks(tracks)
     t = tracks.shape[0]
@@ -123,7 +125,7 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate()
-    ds = ds.map(lambda i, ids: make_sk_batch(tf.gather(table, ids), i, seed, views, augment, geometric),
+    ds = ds.map(lambda i, ids: make_sk_batch(tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
