@@ -5,7 +5,7 @@ from .pipelines import (denoise_dataset, descriptor_dataset, descriptor_dataset_
                         steps_per_epoch, triplet_dataset)
 from .distribute import (auto_jit, auto_precision, check_tracks_per_replica, device_kind, get_strategy,
                          set_precision)
-from .mining import (BatchAllLoss, BatchHardLoss, CurriculumTripletLoss, GlobalBatchLoss, batch_all_triplet,
+from .mining import (BatchAllLoss, BatchHardLoss, CurriculumTripletLoss, GlobalBatchLoss, ReplicaLoss, batch_all_triplet,
                      batch_hard_triplet)
 from .callbacks import (AtomicCheckpoint, CollapseDetector, MiningCurriculum, ResumeState, descriptor_spread,
                         load_resume)
@@ -14,6 +14,6 @@ __all__ = [
     "descriptor_dataset", "descriptor_dataset_from_tfrecords", "denoise_dataset", "triplet_dataset",
     "make_sk_batch", "steps_per_epoch", "get_strategy", "check_tracks_per_replica", "set_precision",
     "auto_precision", "auto_jit", "device_kind", "BatchHardLoss", "BatchAllLoss", "CurriculumTripletLoss",
-    "GlobalBatchLoss", "batch_hard_triplet", "batch_all_triplet", "CollapseDetector", "MiningCurriculum",
+    "GlobalBatchLoss", "ReplicaLoss", "batch_hard_triplet", "batch_all_triplet", "CollapseDetector", "MiningCurriculum",
     "AtomicCheckpoint", "ResumeState", "load_resume", "descriptor_spread",
 ]

@@ -74,7 +74,7 @@ class CurriculumTripletLoss(keras.losses.Loss):
         w = ops.convert_to_tensor(self.hard_weight)
         hard = batch_hard_triplet(y_true, y_pred, self.margin)
         soft = batch_all_triplet(y_true, y_pred, self.margin)
-        return (1.0 - w) * soft + w * hard
+        return scale_for_replicas((1.0 - w) * soft + w * hard)
 
     def get_config(self):
         return {"margin": self.margin, "hard_weight": float(keras.ops.convert_to_numpy(self.hard_weight)), "name": self.name,
@@ -88,7 +88,7 @@ class BatchHardLoss(keras.losses.Loss):
         self.margin = float(margin)
 
     def call(self, y_true, y_pred):
-        return batch_hard_triplet(y_true, y_pred, self.margin)
+        return scale_for_replicas(batch_hard_triplet(y_true, y_pred, self.margin))
 
     def get_config(self):
         return {"margin": self.margin, "name": self.name, "reduction": self.reduction}
@@ -100,40 +100,74 @@ class BatchAllLoss(BatchHardLoss):
         super().__init__(margin=margin, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        return batch_all_triplet(y_true, y_pred, self.margin)
+        return scale_for_replicas(batch_all_triplet(y_true, y_pred, self.margin))
+
+
+def num_replicas() -> int:
+    """Replicas of the current ``tf.distribute`` strategy (1 outside any, or on another backend)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def scale_for_replicas(loss):
+    """Divide a scalar loss by the number of replicas. Keras 3 does this itself only for losses whose
+    ``call`` returns per-sample values: ``reduce_values`` returns a scalar ``call`` result untouched, so
+    under ``MirroredStrategy`` a scalar triplet loss would otherwise be summed over replicas (R x too
+    large gradients and reported loss)."""
+    r = num_replicas()
+    return loss if r == 1 else loss * (1.0 / r)
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class GlobalBatchLoss(keras.losses.Loss):
-    """Wrap a ``(labels, embeddings)`` loss so that, inside a ``tf.distribute`` replica context with more
-    than one replica, it is computed on the *global* batch: embeddings and labels of all replicas are
-    gathered (``ReplicaContext.all_gather``, whose gradient sums the upstream gradients over replicas and
-    hands each replica its own slice). Every replica then computes the same global loss; Keras divides it by
-    the number of replicas and the optimizer sums the replicas' gradients, so the update equals one device's
-    update on the whole batch. Outside a replica context it is the wrapped loss unchanged. Labels must be
-    unique per track across the global batch (the S x K pipelines give ``repeat(arange(S), K)`` globally).
-    Note: the TensorFlow backend is required for the gather (``tf.distribute`` is TensorFlow's)."""
+class ReplicaLoss(keras.losses.Loss):
+    """Make a ``(labels, embeddings) -> scalar`` loss correct under ``tf.distribute``.
 
-    def __init__(self, loss, name=None, **kwargs):
+    ``global_batch=False``: each replica computes the loss on its own slice (whole tracks), scaled by
+    ``1/R``, so the step equals the mean of the per-slice losses on one device.
+    ``global_batch=True``: inside a replica context with R > 1 replicas, embeddings and labels of all
+    replicas are gathered (``ReplicaContext.all_gather``, whose gradient sums the upstream gradients over
+    replicas and hands each replica its own slice), so hardest negatives come from the global batch; every
+    replica computes the same global loss, scaled by ``1/R``, and the optimizer's cross-replica sum gives the
+    update one device would make on the whole batch. Labels must be unique per track across the global
+    batch (the S x K pipelines give ``repeat(arange(S), K)`` over the global batch).
+    Outside a strategy both are the wrapped loss unchanged. ``tf.distribute`` is TensorFlow's, so the gather
+    needs the TensorFlow backend."""
+
+    def __init__(self, loss, global_batch: bool = False, name=None, **kwargs):
         loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
-        super().__init__(name=name or f"global_{getattr(loss, 'name', 'loss')}", **kwargs)
+        prefix = "global_" if global_batch else ""
+        super().__init__(name=name or f"{prefix}{getattr(loss, 'name', 'loss')}", **kwargs)
         self.loss = loss
+        self.global_batch = bool(global_batch)
 
     def call(self, y_true, y_pred):
-        import tensorflow as tf
+        if self.global_batch and num_replicas() > 1:
+            import tensorflow as tf
 
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            y_pred = ctx.all_gather(ops.cast(y_pred, "float32"), axis=0)
-            y_true = ctx.all_gather(ops.cast(y_true, "float32"), axis=0)
+            ctx = tf.distribute.get_replica_context()
+            if ctx is not None and ctx.num_replicas_in_sync > 1:
+                y_pred = ctx.all_gather(ops.cast(y_pred, "float32"), axis=0)
+                y_true = ctx.all_gather(ops.cast(y_true, "float32"), axis=0)
         fn = self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss
-        return fn(y_true, y_pred)
+        value = fn(y_true, y_pred)
+        if len(value.shape):
+            value = ops.mean(value)
+        return scale_for_replicas(ops.cast(value, "float32"))
 
     def get_config(self):
-        return {"loss": keras.losses.serialize(self.loss), "name": self.name, "reduction": self.reduction}
+        return {"loss": keras.losses.serialize(self.loss), "global_batch": self.global_batch, "name": self.name,
+                "reduction": self.reduction}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["loss"] = keras.losses.deserialize(config["loss"])
         return cls(**config)
+
+
+def GlobalBatchLoss(loss, **kwargs):  # noqa: N802 - reads like a class
+    """``ReplicaLoss(loss, global_batch=True)``: mine over the embeddings of all replicas."""
+    return ReplicaLoss(loss, global_batch=True, **kwargs)
