@@ -93,6 +93,10 @@ with strat.scope():
 with strat.scope():
     m = build()
     l_pkg, w_pkg = step(m, BatchHardLoss(margin=0.5))  # the package's own loss scales itself
+with strat.scope():
+    m = build()
+    l_pkg_g, w_pkg_g = step(m, GlobalBatchLoss(BatchHardLoss(margin=0.5)))  # no double scaling
+out.update(pkg_global=l_pkg_g, pkg_global_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_pkg_g, w_whole)))
 out.update(raw=l_raw, pkg=l_pkg, pkg_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_pkg, w_slices)))
 try:
     check_tracks_per_replica(7, strat)
@@ -132,6 +136,8 @@ def test_package_loss_scales_itself_and_bare_scalar_loss_does_not(result):
 def test_global_batch_mining_equals_one_device(result):
     assert result["global_"] == pytest.approx(result["whole"], rel=1e-5, abs=1e-6)
     assert result["global_w_err"] < 1e-5
+    assert result["pkg_global"] == pytest.approx(result["whole"], rel=1e-5, abs=1e-6)
+    assert result["pkg_global_w_err"] < 1e-5
     # the comparison can fail: the two objectives really differ on this batch, and the step moved weights
     assert abs(result["whole"] - sum(result["slices"]) / 2) > 1e-3 or result["slices_vs_whole_w"] > 1e-4
     assert result["moved"] > 1e-3

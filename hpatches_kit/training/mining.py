@@ -6,7 +6,8 @@ batch-all to batch-hard through a weight held in a variable (set by
 :class:`hpatches_kit.training.callbacks.MiningCurriculum`), and :class:`GlobalBatchLoss`, which mines
 over the embeddings of all replicas.
 
-Every loss takes ``(labels, embeddings)``: ``labels`` (B,) integer-valued (may arrive as float),
+Our losses divide themselves by the number of replicas (see :func:`scale_for_replicas`); wrap any other
+scalar ``(labels, embeddings)`` loss in :class:`ReplicaLoss`. Every loss takes ``(labels, embeddings)``: ``labels`` (B,) integer-valued (may arrive as float),
 ``embeddings`` (B, D).
 """
 
@@ -70,11 +71,14 @@ class CurriculumTripletLoss(keras.losses.Loss):
         self.margin = float(margin)
         self.hard_weight = keras.Variable(float(hard_weight), trainable=False, dtype="float32", name="hard_weight")
 
-    def call(self, y_true, y_pred):
+    def raw(self, y_true, y_pred):
         w = ops.convert_to_tensor(self.hard_weight)
         hard = batch_hard_triplet(y_true, y_pred, self.margin)
         soft = batch_all_triplet(y_true, y_pred, self.margin)
-        return scale_for_replicas((1.0 - w) * soft + w * hard)
+        return (1.0 - w) * soft + w * hard
+
+    def call(self, y_true, y_pred):
+        return scale_for_replicas(self.raw(y_true, y_pred))
 
     def get_config(self):
         return {"margin": self.margin, "hard_weight": float(keras.ops.convert_to_numpy(self.hard_weight)), "name": self.name,
@@ -87,8 +91,12 @@ class BatchHardLoss(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
         self.margin = float(margin)
 
+    def raw(self, y_true, y_pred):
+        """The loss on this batch, not divided by the number of replicas."""
+        return batch_hard_triplet(y_true, y_pred, self.margin)
+
     def call(self, y_true, y_pred):
-        return scale_for_replicas(batch_hard_triplet(y_true, y_pred, self.margin))
+        return scale_for_replicas(self.raw(y_true, y_pred))
 
     def get_config(self):
         return {"margin": self.margin, "name": self.name, "reduction": self.reduction}
@@ -99,8 +107,8 @@ class BatchAllLoss(BatchHardLoss):
     def __init__(self, margin: float = 1.0, name="batch_all", **kwargs):
         super().__init__(margin=margin, name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
-        return scale_for_replicas(batch_all_triplet(y_true, y_pred, self.margin))
+    def raw(self, y_true, y_pred):
+        return batch_all_triplet(y_true, y_pred, self.margin)
 
 
 def num_replicas() -> int:
@@ -151,7 +159,7 @@ class ReplicaLoss(keras.losses.Loss):
             if ctx is not None and ctx.num_replicas_in_sync > 1:
                 y_pred = ctx.all_gather(ops.cast(y_pred, "float32"), axis=0)
                 y_true = ctx.all_gather(ops.cast(y_true, "float32"), axis=0)
-        fn = self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss
+        fn = getattr(self.loss, "raw", None) or (self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss)
         value = fn(y_true, y_pred)
         if len(value.shape):
             value = ops.mean(value)
