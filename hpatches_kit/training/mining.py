@@ -179,3 +179,23 @@ class ReplicaLoss(keras.losses.Loss):
 def GlobalBatchLoss(loss, **kwargs):  # noqa: N802 - reads like a class
     """``ReplicaLoss(loss, global_batch=True)``: mine over the embeddings of all replicas."""
     return ReplicaLoss(loss, global_batch=True, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="hpatches_kit")
+class RandomTripletLoss(keras.losses.Loss):
+    """The classic baseline's triplet loss on explicit triplets: ``y_pred`` is ``concat(a, p, n)`` along
+    the last axis (``(B, 3D)``), loss ``mean(max(0, ||a-p|| - ||a-n|| + margin))``; ``y_true`` is ignored."""
+
+    def __init__(self, margin: float = 1.0, name="random_triplet", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = float(margin)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        a, p, n = ops.split(y_pred, 3, axis=-1)
+        dp = ops.sqrt(ops.sum(ops.square(a - p), axis=-1) + 1e-12)
+        dn = ops.sqrt(ops.sum(ops.square(a - n), axis=-1) + 1e-12)
+        return ops.maximum(dp - dn + self.margin, 0.0)  # per sample: Keras averages and scales per replica
+
+    def get_config(self):
+        return {"margin": self.margin, "name": self.name, "reduction": self.reduction}
