@@ -80,7 +80,10 @@ def run(args) -> int:
         if model is None:
             model = (shallow_unet(p) if args.model == "shallow_unet"
                      else deep_unet(p, base=args.base, depth=args.depth))
-            model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=args.loss, jit_compile=ctx.jit)
+            optimizer = keras.optimizers.Adam(args.lr)
+        else:  # resumed: keep the optimizer state and step count
+            optimizer = model.optimizer
+        model.compile(optimizer=optimizer, loss=args.loss, jit_compile=ctx.jit)
     train = train.skip(initial_epoch * steps) if initial_epoch else train
 
     val, val_steps, test = None, None, None

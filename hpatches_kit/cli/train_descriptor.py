@@ -160,7 +160,14 @@ def run(args) -> int:
                 model, loss = _random_triplet_model(net, args.margin)
             else:
                 model, loss = net, _loss(args, ctx.strategy)
-            model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=loss, jit_compile=ctx.jit)
+            optimizer = keras.optimizers.Adam(args.lr)
+        else:  # resumed: keep the optimizer (state, step count), take loss/jit from this command line
+            if triplets != (model.name == "triplet_net"):
+                raise SystemExit("--resume: the checkpoint was trained with a different --loss family "
+                                 "(random-triplet vs S x K mining)")
+            loss = _random_triplet_model(model.get_layer("l2net"), args.margin)[1] if triplets else _loss(args, ctx.strategy)
+            optimizer = model.optimizer
+        model.compile(optimizer=optimizer, loss=loss, jit_compile=ctx.jit)
     net = model.get_layer("l2net") if triplets else model
     if initial_epoch >= args.epochs:
         print(f"[resume] already trained {initial_epoch} >= --epochs {args.epochs} epochs", file=sys.stderr)
