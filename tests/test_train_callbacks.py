@@ -157,3 +157,23 @@ def test_resume_reports_missing_or_corrupt_checkpoint(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps({"epoch": 1, "file": "last.keras"}))
     with pytest.raises(DataError, match="last.keras: checkpoint named by state.json is missing"):
         load_resume(tmp_path)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_loss_in_float32(policy):
+    from hpatches_kit.training import set_precision
+
+    tracks = np.random.default_rng(4).integers(0, 256, (8, 16, 8, 8), dtype=np.uint8)
+    x, y = next(iter(descriptor_dataset(tracks, 4, 2, seed=0)))
+    try:
+        assert set_precision(policy) == policy
+        m = _small_model()
+        assert m.layers[-2].compute_dtype == policy.split("_")[1]
+        assert keras.backend.standardize_dtype(m(x).dtype) == "float32"
+        loss = float(m.train_on_batch(x, y))
+        if policy == "mixed_float16":
+            assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    ref = _small_model()  # same seed, float32
+    assert loss == pytest.approx(float(ref.evaluate(x, y, verbose=0)), abs=0.05)

@@ -38,9 +38,11 @@ class PatchStandardize(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
 class L2Normalize(layers.Layer):
-    """``x / max(||x||_2, eps)`` along the last axis, computed in the layer's dtype (float32 by default)."""
+    """``x / max(||x||_2, eps)`` along the last axis, computed in the layer's dtype: float32 unless another
+    ``dtype`` is given, even under a mixed-precision global policy (descriptors and losses stay float32)."""
 
     def __init__(self, epsilon: float = 1e-10, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
