@@ -133,12 +133,8 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
 # -- packed TFRecord shards ------------------------------------------------------------------------------
 
 def _parse_track(serialized, patch_size: int, noisy: bool = False):
-    try:  # the data branch's parser, when available
-        from ..data.pack import parse_track_example  # type: ignore
-
-        return parse_track_example(serialized, patch_size, noisy=noisy)
-    except ImportError:
-        pass
+    """Parse one packed track (the ``tf.train.Example`` layout of docs/ARCHITECTURE.md: ``patches`` bytes of
+    16*P*P uint8, optional ``noisy``, ``track``, ``seq``)."""
     feats = {"patches": tf.io.FixedLenFeature([], tf.string), "track": tf.io.FixedLenFeature([], tf.int64),
              "seq": tf.io.FixedLenFeature([], tf.int64)}
     if noisy:
