@@ -177,3 +177,10 @@ def test_mixed_precision_loss_in_float32(policy):
         keras.mixed_precision.set_global_policy("float32")
     ref = _small_model()  # same seed, float32
     assert loss == pytest.approx(float(ref.evaluate(x, y, verbose=0)), abs=0.05)
+
+
+def test_auto_device_defaults():
+    from hpatches_kit.training import auto_jit, auto_precision
+
+    assert auto_precision("cpu") == "float32" and auto_jit("cpu") is False
+    assert auto_precision("tpu") == "mixed_bfloat16" and auto_jit("tpu") is True
