@@ -100,3 +100,17 @@ def test_cli_errors_name_the_problem(nh_data, tmp_path):
     with pytest.raises(SystemExit, match="fewer than one batch"):
         _run(train_descriptor, ["--data", str(nh_data), "--batch-size", "1024", "--out", str(tmp_path / "o2"),
                                 "--verbose", "0", "--mixed-precision", "float32"])
+
+
+def test_descriptor_cli_other_losses(nh_data, tmp_path):
+    common = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "1", "--verbose", "0",
+              "--mixed-precision", "float32", "--dim", "16", "--no-eval"]
+    out = tmp_path / "cur"
+    assert _run(train_descriptor, common + ["--epochs", "2", "--loss", "curriculum", "--global-mining",
+                                            "--curriculum-warmup", "1", "--out", str(out)]) == 0
+    h = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(h["loss"]) == 2 and all(np.isfinite(h["loss"]))
+    out = tmp_path / "trip"
+    assert _run(train_descriptor, common + ["--epochs", "1", "--loss", "random-triplet", "--out", str(out)]) == 0
+    net = keras.models.load_model(out / "model.keras")  # the descriptor itself, not the 3-branch wrapper
+    assert net.name == "l2net" and net.output_shape == (None, 16)
