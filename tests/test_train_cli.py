@@ -114,3 +114,15 @@ def test_descriptor_cli_other_losses(nh_data, tmp_path):
     assert _run(train_descriptor, common + ["--epochs", "1", "--loss", "random-triplet", "--out", str(out)]) == 0
     net = keras.models.load_model(out / "model.keras")  # the descriptor itself, not the 3-branch wrapper
     assert net.name == "l2net" and net.output_shape == (None, 16)
+
+
+def test_dispatcher_builds_our_subcommands(monkeypatch, capsys):
+    """Our modules plug into hpatches-train's contract (configure/run). The ViT subcommand is another
+    branch's, so the dispatch table is narrowed to ours here."""
+    from hpatches_kit.cli import train
+
+    monkeypatch.setattr(train, "SUBCOMMANDS", {k: v for k, v in train.SUBCOMMANDS.items() if k != "vit-adapter"})
+    for cmd, flag in (("descriptor", "--global-mining"), ("denoise", "--depth")):
+        with pytest.raises(SystemExit) as e:
+            train.main([cmd, "--help"])
+        assert e.value.code == 0 and flag in capsys.readouterr().out

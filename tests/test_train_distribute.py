@@ -145,3 +145,20 @@ def test_global_batch_mining_equals_one_device(result):
 
 def test_tracks_must_split_evenly(result):
     assert result["odd_ok"] is False
+
+
+def test_get_strategy_names(monkeypatch):
+    import tensorflow as tf
+
+    from hpatches_kit.training import get_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    assert get_strategy("default") is tf.distribute.get_strategy()
+    assert get_strategy("auto").num_replicas_in_sync == 1  # one CPU, no TPU, no TF_CONFIG
+    with pytest.raises(ValueError, match="unknown strategy"):
+        get_strategy("horovod")
+    with pytest.raises(RuntimeError, match="needs TF_CONFIG"):
+        get_strategy("multiworker")
+    with pytest.raises(RuntimeError, match="no TPU"):
+        get_strategy("tpu")
