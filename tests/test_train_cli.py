@@ -48,6 +48,7 @@ def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     assert m["tracks_per_batch"] == 8 and len(m["history"]["loss"]) == 1 and "val_loss" in m["history"]
     assert m["heldout_nn_matching"]["tracks"] == 22 and 0.0 <= m["heldout_nn_matching"]["mean"] <= 1.0
     model = keras.models.load_model(out / "model.keras")
+    assert getattr(model, "optimizer", None) is None  # the final file is the uncompiled inference model
     d = model.predict(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)), verbose=0)
     np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
     assert (out / "training_curves.png").stat().st_size > 1000

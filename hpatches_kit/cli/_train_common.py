@@ -161,11 +161,18 @@ def maybe_resume(args, ctx: RunContext):
     return res.model, res.initial_epoch, hist
 
 
-def save_final(model, ctx: RunContext, metrics: dict) -> None:
+def save_final(model, ctx: RunContext, metrics: dict, write_model: bool = True) -> None:
     from ..io import atomic_path, atomic_write_json
 
+    if not write_model:
+        atomic_write_json(ctx.out / "metrics.json", {**ctx.info, **metrics})
+        return
+    # The final model is saved uncompiled (no optimizer, no loss): a light, loss-agnostic inference file.
+    # Loading it needs only ``import hpatches_kit.models`` (custom layers); checkpoints keep the full state.
+    final = type(model).from_config(model.get_config())  # clone_model would copy the compile config
+    final.set_weights(model.get_weights())
     with atomic_path(ctx.out / "model.keras", suffix=".keras") as tmp:
-        model.save(tmp)
+        final.save(tmp)
     atomic_write_json(ctx.out / "metrics.json", {**ctx.info, **metrics})
 
 

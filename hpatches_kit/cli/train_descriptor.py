@@ -211,7 +211,7 @@ def run(args) -> int:
         ds_eval = load_dataset(root, sequences=test_names, progress=False)
         res, text = try_evaluation(ctx.out / "model.keras", ds_eval, denoiser=args.denoiser)
         metrics["evaluation"] = res
-        save_final(net, ctx, metrics)
+        save_final(net, ctx, metrics, write_model=False)
         print(text)
     print(f"[done] {ctx.out / 'model.keras'}", file=sys.stderr)
     return 0
