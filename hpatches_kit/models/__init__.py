@@ -1,0 +1,25 @@
+"""Keras models: U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`) and,
+lazily, the ViT adapter (``models/vit/``, another package)."""
+
+from .l2net import L2Normalize, PatchStandardize, l2net
+from .unet import deep_unet, shallow_unet
+
+
+def vit_adapter(*a, **k):
+    from .vit import vit_adapter as f
+
+    return f(*a, **k)
+
+
+MODELS = {"shallow_unet": shallow_unet, "deep_unet": deep_unet, "l2net": l2net}
+
+
+def get_model(name: str, **kwargs):
+    """Build a model by name (``shallow_unet``, ``deep_unet``, ``l2net``; ``-`` and ``_`` are equivalent)."""
+    key = name.replace("-", "_").lower()
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    return MODELS[key](**kwargs)
+
+
+__all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "get_model", "MODELS"]

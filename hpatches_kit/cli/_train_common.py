@@ -1,0 +1,203 @@
+"""Shared plumbing of the ``hpatches-train`` subcommands: common arguments, run setup (seed, precision,
+jit, strategy), the train/held-out split, resume and the fit loop with checkpoints, TensorBoard logs,
+``metrics.json`` and plots. Everything under ``--out`` is written atomically."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.errors import DataError
+
+PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str, losses, batch_size: int,
+                    epochs: int, lr: float, kind: str) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None, help=f"dataset folder (default: the embedded {kind} dataset)")
+    g.add_argument("--split", default="a", help="hold out the 'test' sequences of this split (a/b/c from "
+                   "the dataset's splits.json, or illum/view) for validation and the final evaluation; "
+                   "'none' trains and evaluates on everything (default: a)")
+    g.add_argument("--splits-file", default=None, help="splits.json to use instead of <data>/splits.json")
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--model", default=model, choices=models, help=f"architecture (default: {model})")
+    g.add_argument("--loss", default=loss, choices=losses, help=f"loss (default: {loss})")
+    g.add_argument("--batch-size", type=int, default=batch_size, help=f"patches per batch (default: {batch_size})")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
+    g.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (default: one pass)")
+    g.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default: {lr:g})")
+    g.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
+    g.add_argument("--no-augment", dest="augment", action="store_false", help="disable on-graph augmentation")
+    g = p.add_argument_group("device")
+    g.add_argument("--strategy", default="auto", choices=("auto", "tpu", "mirrored", "multiworker", "default"),
+                   help="tf.distribute strategy (default: auto = TPU > >=2 GPUs > TF_CONFIG > default)")
+    g.add_argument("--mixed-precision", default="auto", choices=PRECISION_CHOICES,
+                   help="dtype policy (default: auto = per device, see docs/training.md)")
+    g.add_argument("--jit", default="auto", choices=("auto", "on", "off"),
+                   help="XLA jit_compile (default: auto = on for GPU/TPU, off on CPU)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=None, help="output folder (default: runs/<command>-<time>)")
+    g.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints (optimizer state, epoch)")
+    g.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress (1 = bar)")
+    g.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the final evaluation")
+
+
+@dataclass
+class RunContext:
+    out: Path
+    strategy: object
+    precision: str
+    jit: bool
+    device: str
+    info: dict = field(default_factory=dict)
+
+
+def setup_run(args, command: str) -> RunContext:
+    import keras
+
+    from ..training.distribute import auto_jit, device_kind, get_strategy, set_precision
+
+    out = Path(args.out or Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and (out / "model.keras").exists() and not args.resume:
+        raise SystemExit(f"{out}: already holds a finished run (model.keras); use another --out or --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    strategy = get_strategy(args.strategy)
+    dev = device_kind()
+    precision = set_precision(args.mixed_precision)
+    jit = auto_jit(dev) if args.jit == "auto" else args.jit == "on"
+    if args.epochs < 1 or args.batch_size < 2:
+        raise SystemExit("--epochs must be >= 1 and --batch-size >= 2")
+    ctx = RunContext(out=out, strategy=strategy, precision=precision, jit=jit, device=dev)
+    ctx.info = {"command": command, "device": dev, "replicas": strategy.num_replicas_in_sync,
+                "strategy": type(strategy).__name__, "precision": precision, "jit_compile": jit,
+                "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
+    print(f"[hpatches-train {command}] device={dev} replicas={strategy.num_replicas_in_sync} "
+          f"precision={precision} jit={jit} out={out}", file=sys.stderr)
+    return ctx
+
+
+def resolve_data(args, kind: str) -> Path:
+    if args.data:
+        return Path(args.data)
+    from ..data import ensure_default
+
+    try:
+        return Path(ensure_default(kind=kind))
+    except ImportError as e:
+        raise DataError(None, f"the embedded default dataset cannot be built here ({e}); pass --data DIR") from None
+
+
+def split_names(args, root: Path) -> tuple[list[str], list[str], str]:
+    """``(train, test, how)`` sequence names of the dataset at ``root``."""
+    from ..data import find_sequence_dirs
+    from ..data.splits import default_splits_file, split_sequences
+
+    names = [d.name for d in find_sequence_dirs(root)]
+    if args.split == "none":
+        return names, names, "none (train = test = all sequences)"
+    seq_root = find_sequence_dirs(root)[0].parent
+    splits_file = args.splits_file or default_splits_file(root) or default_splits_file(seq_root)
+    if args.split in ("a", "b", "c") and splits_file is None:
+        test = names[::4] if len(names) > 1 else []
+        warnings.warn(f"{root}: no splits.json; holding out every 4th sequence ({len(test)}) instead of split "
+                      f"{args.split!r}", stacklevel=2)
+        return [n for n in names if n not in test], test, "every-4th fallback"
+    test = split_sequences(args.split, names, subset="test", splits_file=splits_file, root=root)
+    train = [n for n in names if n not in set(test)]
+    if not train:
+        raise DataError(root, f"split {args.split!r} leaves no training sequences")
+    return train, test, f"split {args.split} ({splits_file or 'by name'})"
+
+
+def make_callbacks(ctx: RunContext, history: dict, extra: list | None = None, tensorboard: bool = True):
+    import keras
+
+    from ..training.callbacks import AtomicCheckpoint, MetricsLogger
+
+    cbs = [AtomicCheckpoint(ctx.out / "checkpoints")]
+    if tensorboard and tensorboard_available():
+        cbs.append(keras.callbacks.TensorBoard(str(ctx.out / "logs"), write_graph=False, profile_batch=0))
+    cbs.append(MetricsLogger(ctx.out / "history.json", ctx.out / "training_curves.png", history=history))
+    return cbs + list(extra or [])
+
+
+def tensorboard_available() -> bool:
+    """TensorBoard event files need the ``tensorboard`` package (tf.summary has no implementation without it)."""
+    import importlib.util
+
+    ok = importlib.util.find_spec("tensorboard") is not None
+    if not ok:
+        print("[note] tensorboard is not installed: no TensorBoard logs (history.json and the curves PNG are "
+              "still written)", file=sys.stderr)
+    return ok
+
+
+def maybe_resume(args, ctx: RunContext):
+    """``(model_or_None, initial_epoch, previous_history)``."""
+    import json
+
+    from ..training.callbacks import load_resume
+
+    if not args.resume:
+        return None, 0, {}
+    with ctx.strategy.scope():
+        res = load_resume(ctx.out / "checkpoints")
+    if res is None:
+        print(f"[resume] no checkpoint in {ctx.out / 'checkpoints'}: starting from scratch", file=sys.stderr)
+        return None, 0, {}
+    hist = {}
+    hp = ctx.out / "history.json"
+    if hp.is_file():
+        hist = {k: v[: res.initial_epoch] for k, v in json.loads(hp.read_text()).get("history", {}).items()}
+    print(f"[resume] {res.path}: {res.initial_epoch} epochs done, optimizer step "
+          f"{int(res.model.optimizer.iterations.numpy())}", file=sys.stderr)
+    return res.model, res.initial_epoch, hist
+
+
+def save_final(model, ctx: RunContext, metrics: dict, write_model: bool = True) -> None:
+    from ..io import atomic_path, atomic_write_json
+
+    if not write_model:
+        atomic_write_json(ctx.out / "metrics.json", {**ctx.info, **metrics})
+        return
+    # The final model is saved uncompiled (no optimizer, no loss): a light, loss-agnostic inference file.
+    # Loading it needs only ``import hpatches_kit.models`` (custom layers); checkpoints keep the full state.
+    final = type(model).from_config(model.get_config())  # clone_model would copy the compile config
+    final.set_weights(model.get_weights())
+    with atomic_path(ctx.out / "model.keras", suffix=".keras") as tmp:
+        final.save(tmp)
+    atomic_write_json(ctx.out / "metrics.json", {**ctx.info, **metrics})
+
+
+def try_evaluation(model_path, dataset, denoiser=None, split=None):
+    """Run the evaluation package on ``dataset`` if it is available; returns ``(summary_dict, text)`` or
+    ``({"skipped": reason}, reason)``."""
+    try:
+        from ..evaluation import compute_descriptors, evaluate, format_summary, keras_describer
+    except ImportError as e:
+        return {"skipped": f"hpatches_kit.evaluation not available ({e})"}, "evaluation skipped: package not available"
+    try:
+        describer = keras_describer(str(model_path), denoiser=denoiser)
+        descs = compute_descriptors(dataset, describer)
+        res = evaluate(descs, dataset=dataset)
+        return res, format_summary(res)
+    except Exception as e:  # noqa: BLE001 - the run is done; report, do not lose it
+        return {"error": f"{type(e).__name__}: {e}"}, f"evaluation failed: {type(e).__name__}: {e}"
+
+
+def steps_or_default(args, default: int) -> int:
+    steps = args.steps_per_epoch or default
+    if steps < 1:
+        raise SystemExit(f"not enough training data for one batch of {args.batch_size}")
+    return steps
+
+
+def env_note() -> dict:
+    return {"python": sys.version.split()[0], "pid": os.getpid()}

@@ -1,0 +1,170 @@
+"""Training callbacks: collapse detection, mining curriculum, atomic per-epoch checkpoints + resume,
+and a metrics/plots logger."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..io import atomic_path, atomic_write_json
+
+
+def descriptor_spread(emb) -> float:
+    """Root total variance of a set of descriptors: ``sqrt(sum_d var_d)`` = RMS distance to the centroid.
+    About 1 for well-spread unit vectors, 0 when every patch maps to the same descriptor."""
+    e = np.asarray(emb, np.float64)
+    return float(np.sqrt(e.var(axis=0).sum()))
+
+
+class CollapseWarning(UserWarning):
+    pass
+
+
+class CollapseDetector(keras.callbacks.Callback):
+    """Flag descriptor collapse at the end of each epoch: the training loss is pinned at the margin
+    (``|loss - margin| <= loss_tol * margin``) **and** the spread of the descriptors of a fixed probe batch
+    (:func:`descriptor_spread`) is below ``spread_tol``, for ``patience`` epochs in a row.
+    ``action="warn"`` emits a :class:`CollapseWarning`; ``"stop"`` also stops training.
+    ``self.collapsed_epochs`` lists the epochs flagged; ``self.spreads`` the spread per epoch."""
+
+    def __init__(self, probe, margin: float = 1.0, loss_tol: float = 0.05, spread_tol: float = 0.05,
+                 patience: int = 1, action: str = "warn", monitor: str = "loss"):
+        super().__init__()
+        if action not in ("warn", "stop"):
+            raise ValueError(f"action must be 'warn' or 'stop', got {action!r}")
+        self.probe = np.asarray(probe, np.float32)
+        self.margin, self.loss_tol, self.spread_tol = float(margin), float(loss_tol), float(spread_tol)
+        self.patience, self.action, self.monitor = int(patience), action, monitor
+        self.collapsed_epochs: list[int] = []
+        self.spreads: list[float] = []
+        self._streak = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        spread = descriptor_spread(self.model.predict(self.probe, verbose=0, batch_size=256))
+        self.spreads.append(spread)
+        logs["descriptor_spread"] = spread
+        loss = logs.get(self.monitor)
+        pinned = loss is not None and abs(float(loss) - self.margin) <= self.loss_tol * self.margin
+        if pinned and spread < self.spread_tol:
+            self._streak += 1
+        else:
+            self._streak = 0
+        if self._streak >= self.patience:
+            self.collapsed_epochs.append(epoch)
+            msg = (f"descriptor collapse at epoch {epoch + 1}: loss {float(loss):.4f} pinned at margin {self.margin} "
+                   f"and descriptor spread {spread:.4g} < {self.spread_tol}")
+            warnings.warn(msg, CollapseWarning, stacklevel=2)
+            if self.action == "stop":
+                self.model.stop_training = True
+
+
+class MiningCurriculum(keras.callbacks.Callback):
+    """Progressive mining: sets ``loss.hard_weight`` (a :class:`~.mining.CurriculumTripletLoss`) to 0
+    (batch-all) for ``warmup`` epochs, then ramps it linearly to 1 (batch-hard) over ``ramp`` epochs."""
+
+    def __init__(self, loss, warmup: int = 1, ramp: int = 1):
+        super().__init__()
+        self.loss, self.warmup, self.ramp = loss, int(warmup), int(ramp)
+        self.weights: list[float] = []
+
+    def weight(self, epoch: int) -> float:
+        if epoch < self.warmup:
+            return 0.0
+        if self.ramp <= 0:
+            return 1.0
+        return float(min(1.0, (epoch - self.warmup + 1) / self.ramp))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        w = self.weight(epoch)
+        self.loss.hard_weight.assign(w)
+        self.weights.append(w)
+
+
+STATE_FILE = "state.json"
+LAST = "last.keras"
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save the full model (weights, optimizer state, compile config) every epoch to
+    ``<dir>/epoch-XXXX.keras`` and ``<dir>/last.keras``, each written atomically, then ``state.json``
+    (``{"epoch": epochs completed, "file": ...}``), also atomically and last, so a crash at any moment
+    leaves a consistent last checkpoint. Keeps the ``keep`` newest epoch files."""
+
+    def __init__(self, directory, keep: int = 2):
+        super().__init__()
+        self.dir = Path(directory)
+        self.keep = int(keep)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        f = self.dir / f"epoch-{epoch + 1:04d}.keras"
+        with atomic_path(f, suffix=".keras") as tmp:
+            self.model.save(tmp)
+        with atomic_path(self.dir / LAST, suffix=".keras") as tmp:
+            shutil.copyfile(f, tmp)
+        clean_logs = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+        atomic_write_json(self.dir / STATE_FILE, {"epoch": epoch + 1, "file": LAST, "logs": clean_logs})
+        olds = sorted(self.dir.glob("epoch-*.keras"))[: -self.keep] if self.keep > 0 else []
+        for o in olds:
+            o.unlink(missing_ok=True)
+
+
+@dataclass
+class ResumeState:
+    model: keras.Model
+    initial_epoch: int
+    path: Path
+
+
+def load_resume(directory, custom_objects=None) -> ResumeState | None:
+    """The last checkpoint in ``directory`` (model compiled with its optimizer state) and the number of
+    epochs already done, or ``None`` when there is none. A ``state.json`` that points to a missing or
+    unreadable checkpoint raises ``DataError`` naming the file."""
+    from ..data.errors import DataError
+
+    d = Path(directory)
+    sf = d / STATE_FILE
+    if not sf.is_file():
+        return None
+    try:
+        state = json.loads(sf.read_text())
+        epoch = int(state["epoch"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(sf, f"corrupt checkpoint state: {e}") from None
+    ck = d / state.get("file", LAST)
+    if not ck.is_file():
+        raise DataError(ck, "checkpoint named by state.json is missing")
+    try:
+        model = keras.models.load_model(ck, custom_objects=custom_objects, compile=True)
+    except Exception as e:  # noqa: BLE001 - report which file failed
+        raise DataError(ck, f"cannot load checkpoint: {e}") from e
+    return ResumeState(model=model, initial_epoch=epoch, path=ck)
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Append each epoch's logs to ``history`` (continuing a resumed run's), write them atomically to
+    ``json_path`` and redraw the training-curve PNG ``plot_path`` (if given)."""
+
+    def __init__(self, json_path, plot_path=None, history: dict | None = None, extra: dict | None = None):
+        super().__init__()
+        self.json_path, self.plot_path = Path(json_path), (Path(plot_path) if plot_path else None)
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+        self.extra = dict(extra or {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        for k, v in (logs or {}).items():
+            if np.ndim(v) == 0:
+                self.history.setdefault(k, []).append(float(v))
+        self.history.setdefault("epoch", []).append(epoch + 1)
+        atomic_write_json(self.json_path, {**self.extra, "history": self.history})
+        if self.plot_path is not None:
+            from ..plots.training import plot_training_curves
+
+            plot_training_curves(self.history, self.plot_path)

@@ -1,0 +1,117 @@
+"""Distribution strategies, mixed precision and the replica split of S x K batches.
+
+* :func:`get_strategy` -- ``"auto"``: TPU when a cluster resolver finds one, ``MirroredStrategy`` for >= 2
+  GPUs, ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set, else the default strategy.
+* Batches are split across replicas by *whole tracks*: Keras/tf.distribute cut the global batch into
+  ``R`` consecutive slices, and batches are track-major, so each slice holds ``S/R`` complete tracks when
+  ``S % R == 0`` (enforced by :func:`check_tracks_per_replica`).
+* Loss scaling: Keras divides each replica's loss by ``R`` and sums the gradients, so the step equals the
+  mean of the per-slice losses computed on one device. With global-batch mining
+  (:class:`hpatches_kit.training.mining.GlobalBatchLoss`) every replica mines over the gathered global batch.
+* :func:`set_precision` -- ``float32``, ``mixed_float16``, ``mixed_bfloat16`` or ``auto`` (per device).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+def _tpu_resolver():
+    try:
+        r = tf.distribute.cluster_resolver.TPUClusterResolver()
+        r.master()  # raises when there is no TPU
+        return r
+    except (ValueError, RuntimeError, tf.errors.NotFoundError, KeyError, AttributeError):
+        return None
+
+
+def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """A ``tf.distribute`` strategy by name (see module docstring)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    if name in ("tpu", "auto"):
+        r = _tpu_resolver() if (name == "tpu" or os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0")
+                                or os.environ.get("COLAB_TPU_ADDR")) else None
+        if r is not None:
+            tf.config.experimental_connect_to_cluster(r)
+            tf.tpu.experimental.initialize_tpu_system(r)
+            return tf.distribute.TPUStrategy(r)
+        if name == "tpu":
+            raise RuntimeError("strategy 'tpu' requested but no TPU was found by TPUClusterResolver")
+    if name == "multiworker" or (name == "auto" and os.environ.get("TF_CONFIG")):
+        if name == "multiworker" and not os.environ.get("TF_CONFIG"):
+            raise RuntimeError("strategy 'multiworker' needs TF_CONFIG (cluster spec and task) in the environment")
+        json.loads(os.environ["TF_CONFIG"])  # fail early on malformed JSON
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "auto" and len(tf.config.list_logical_devices("GPU")) >= 2:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def check_tracks_per_replica(tracks_per_batch: int, strategy: tf.distribute.Strategy) -> int:
+    """Number of tracks per replica; raises unless ``S`` splits into whole tracks per replica."""
+    r = strategy.num_replicas_in_sync
+    if tracks_per_batch % r:
+        raise ValueError(f"tracks per batch S={tracks_per_batch} must be divisible by the {r} replicas so every "
+                         "replica gets whole tracks")
+    return tracks_per_batch // r
+
+
+def device_kind() -> str:
+    if tf.config.list_logical_devices("TPU"):
+        return "tpu"
+    if tf.config.list_logical_devices("GPU"):
+        return "gpu"
+    return "cpu"
+
+
+def auto_precision(kind: str | None = None) -> str:
+    """Default policy per device: TPU ``mixed_bfloat16``; GPU ``mixed_bfloat16`` on Ampere+ else
+    ``mixed_float16``; CPU ``float32``: on the project's AVX512-BF16 CPUs ``benchmarks/train_throughput.py``
+    measured bf16 at 0.79x and 1.15x of float32 in two runs (shared, contended cores) -- not reliably faster,
+    so bf16 stays opt-in there (``--mixed-precision mixed_bfloat16``)."""
+    kind = kind or device_kind()
+    if kind == "tpu":
+        return "mixed_bfloat16"
+    if kind == "gpu":
+        try:
+            cc = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("compute_capability")
+            return "mixed_bfloat16" if cc and cc[0] >= 8 else "mixed_float16"
+        except Exception:  # pragma: no cover - device query failed
+            return "mixed_float16"
+    return "float32"
+
+
+def auto_jit(kind: str | None = None) -> bool:
+    """XLA ``jit_compile`` default: on for GPU/TPU, off on CPU (measured much slower there)."""
+    return (kind or device_kind()) in ("gpu", "tpu")
+
+
+def set_precision(policy: str = "float32") -> str:
+    """Set Keras's global dtype policy; returns the policy set. Losses stay float32 (our models end in a
+    float32 layer and our losses cast to float32); ``mixed_float16`` gets loss scaling from Keras."""
+    if policy not in PRECISIONS:
+        raise ValueError(f"unknown precision {policy!r}; expected one of {', '.join(PRECISIONS)}")
+    if policy == "auto":
+        policy = auto_precision()
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def replica_slices(x, num_replicas: int):
+    """Split a global batch into the ``num_replicas`` consecutive slices tf.distribute gives the replicas."""
+    n = x.shape[0]
+    if n % num_replicas:
+        warnings.warn(f"batch of {n} does not split evenly over {num_replicas} replicas")
+    k = n // num_replicas
+    return [x[i * k:(i + 1) * k] for i in range(num_replicas)]

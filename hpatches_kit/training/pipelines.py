@@ -1,0 +1,242 @@
+"""tf.data input pipelines for descriptor and denoiser training.
+
+All pipelines are TPU-ready: static shapes (``drop_remainder=True``), pure TensorFlow ops (no
+``py_function``), randomness from stateless ops keyed on ``(seed, batch index)`` so a pipeline is
+deterministic under a seed, and they stream either from numpy arrays held in memory or from the packed
+TFRecord shards (:mod:`hpatches_kit.data.pack`).
+
+**Descriptor batches** (:func:`descriptor_dataset`): ``S`` tracks x ``K`` views, track-major, so the labels
+are ``repeat(arange(S), K)`` -- small per-batch ids, exact under Keras's float cast of ``y_true``. Tracks
+are drawn without replacement within an epoch (one permutation per epoch, batched before repeating), so
+a batch never holds the same track twice. The ``K`` views are distinct and drawn at random from the
+track's 16. Augmentation: per-view photometric jitter (random contrast gain and brightness offset, clipped
+to [0, 255]) -- it changes nothing a descriptor should be sensitive to -- and, optionally, one random
+flip/rot90 *per track*, applied identically to all its views (a new, still-consistent track); geometric
+changes per view are *not* applied, since they would teach rotation invariance the benchmark does not want.
+
+**Denoising pairs** (:func:`denoise_dataset`): ``(noisy, clean)`` patch pairs, the same random flip/rot90
+applied to both. **Random triplets** (:func:`triplet_dataset`): the classic baseline generator,
+``(anchor, positive, negative)`` with anchor/positive two distinct views of a track and the negative a
+random view of another track.
+
+Patches come out as ``float32`` in [0, 255], shape ``(..., P, P, 1)`` (what the models expect).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from ..data.errors import DataError
+
+NUM_VIEWS = 16
+
+
+def _check_tracks(tracks, what="tracks"):
+    a = np.asarray(tracks) if not isinstance(tracks, np.ndarray) else tracks
+    if a.ndim != 4 or a.shape[1] != NUM_VIEWS or a.shape[2] != a.shape[3] or a.dtype != np.uint8:
+        raise ValueError(f"{what}: expected a (T, 16, P, P) uint8 array, got {a.shape} {a.dtype}")
+    return a
+
+
+def _seed_pair(seed, counter):
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)])
+
+
+def _rot_flip(x, code):
+    """Apply one of 8 dihedral transforms to the last two axes of ``x`` (..., P, P); ``code`` (...,) in [0, 8)
+    broadcast over the leading axes of ``x`` that it covers."""
+    variants = []
+    for flip in (False, True):
+        y = tf.reverse(x, axis=[-1]) if flip else x
+        for _ in range(4):
+            variants.append(y)
+            y = tf.reverse(tf.linalg.matrix_transpose(y), axis=[-2])  # rot90
+    stack = tf.stack(variants, axis=0)  # (8, ...)
+    code = tf.cast(code, tf.int32)
+    onehot = tf.one_hot(code, 8, dtype=x.dtype)  # (..., 8)
+    # move the variant axis last, weight and sum (exact: one-hot).
+    perm = list(range(1, len(x.shape) + 1)) + [0]
+    st = tf.transpose(stack, perm)
+    oh = tf.reshape(onehot, tf.concat([tf.shape(code), tf.ones([len(x.shape) - len(code.shape)], tf.int32), [8]], 0))
+    return tf.reduce_sum(st * oh, axis=-1)
+
+
+def _photometric(x, seed, gain=0.2, offset=20.0):
+    """Per-patch contrast gain in [1-gain, 1+gain] around the patch mean, brightness offset in
+    [-offset, offset]; ``x`` (N, P, P) float32."""
+    n = tf.shape(x)[0]
+    s1 = tf.random.experimental.stateless_fold_in(seed, 1)
+    s2 = tf.random.experimental.stateless_fold_in(seed, 2)
+    g = tf.random.stateless_uniform([n, 1, 1], s1, 1.0 - gain, 1.0 + gain)
+    o = tf.random.stateless_uniform([n, 1, 1], s2, -offset, offset)
+    m = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    return tf.clip_by_value((x - m) * g + m + o, 0.0, 255.0)
+
+
+def make_sk_batch(batch_tracks, counter, seed, views: int, augment: bool = True, geometric: bool = False,
+                  gain: float = 0.2, offset: float = 20.0):
+    """Turn ``(S, 16, P, P) uint8`` tracks into an S x K batch: ``((S*K, P, P, 1) float32, (S*K,) int32)``."""
+    s = batch_tracks.shape[0]
+    p = batch_tracks.shape[-1]
+    key = _seed_pair(seed, counter)
+    # K distinct views per track: the K smallest of 16 uniform keys.
+    u = tf.random.stateless_uniform([s, NUM_VIEWS], tf.random.experimental.stateless_fold_in(key, 0))
+    idx = tf.math.top_k(-u, k=views).indices  # (S, K)
+    x = tf.gather(batch_tracks, idx, axis=1, batch_dims=1)  # (S, K, P, P)
+    x = tf.cast(x, tf.float32)
+    if augment and geometric:
+        code = tf.random.stateless_uniform([s], tf.random.experimental.stateless_fold_in(key, 3), 0, 8, dtype=tf.int32)
+        x = _rot_flip(x, code)
+    x = tf.reshape(x, [s * views, p, p])
+    if augment:
+        x = _photometric(x, tf.random.experimental.stateless_fold_in(key, 4), gain, offset)
+    labels = tf.repeat(tf.range(s, dtype=tf.int32), views)
+    return tf.reshape(x, [s * views, p, p, 1]), labels
+
+
+def _validate_sk(num_tracks, tracks_per_batch, views):
+    if views < 2 or views > NUM_VIEWS:
+        raise ValueError(f"views (K) must be in [2, 16], got {views}")
+    if tracks_per_batch < 2:
+        raise ValueError(f"tracks_per_batch (S) must be >= 2, got {tracks_per_batch}")
+    if num_tracks is not None and num_tracks < tracks_per_batch:
+        raise ValueError(f"only {num_tracks} tracks: fewer than one batch of S={tracks_per_batch} tracks")
+
+
+def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed: int = 0, augment: bool = True,
+                       geometric: bool = False, repeat: bool = True, prefetch: bool = True,
+                       gain: float = 0.2, offset: float = 20.0) -> tf.data.Dataset:
+    """S x K descriptor batches from ``(T, 16, P, P) uint8`` tracks held in memory (see module docstring).
+
+    Yields ``(x, labels)``: ``x`` (S*K, P, P, 1) float32 in [0, 255], ``labels`` (S*K,) int32 =
+    ``repeat(arange(S), K)``. ``repeat=False`` gives one epoch of ``T // S`` batches. ``gain``/``offset``:
+    photometric jitter ranges (contrast gain in ``1 +- gain``, brightness in ``+- offset`` grey levels).
+    """
+    tracks = _check_tracks(tracks)
+    t = tracks.shape[0]
+    _validate_sk(t, tracks_per_batch, views)
+    table = tf.constant(tracks)
+    ds = tf.data.Dataset.range(t).shuffle(t, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(tracks_per_batch, drop_remainder=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate()
+    ds = ds.map(lambda i, ids: make_sk_batch(tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+# -- packed TFRecord shards ------------------------------------------------------------------------------
+
+def _parse_track(serialized, patch_size: int, noisy: bool = False):
+    """Parse one packed track (the ``tf.train.Example`` layout of docs/ARCHITECTURE.md: ``patches`` bytes of
+    16*P*P uint8, optional ``noisy``, ``track``, ``seq``)."""
+    feats = {"patches": tf.io.FixedLenFeature([], tf.string), "track": tf.io.FixedLenFeature([], tf.int64),
+             "seq": tf.io.FixedLenFeature([], tf.int64)}
+    if noisy:
+        feats["noisy"] = tf.io.FixedLenFeature([], tf.string)
+    ex = tf.io.parse_single_example(serialized, feats)
+    out = {"patches": tf.reshape(tf.io.decode_raw(ex["patches"], tf.uint8), [NUM_VIEWS, patch_size, patch_size]),
+           "track": ex["track"], "seq": ex["seq"]}
+    if noisy:
+        out["noisy"] = tf.reshape(tf.io.decode_raw(ex["noisy"], tf.uint8), [NUM_VIEWS, patch_size, patch_size])
+    return out
+
+
+def _shard_files(shards):
+    if isinstance(shards, (str, os.PathLike)):
+        d = str(shards)
+        files = sorted(glob.glob(os.path.join(d, "tracks-*-of-*.tfrecord"))) if os.path.isdir(d) else sorted(glob.glob(d))
+    else:
+        files = [str(f) for f in shards]
+    if not files:
+        raise DataError(shards, "no packed TFRecord shards (tracks-XXXXX-of-YYYYY.tfrecord) found")
+    return files
+
+
+def descriptor_dataset_from_tfrecords(shards, patch_size: int, tracks_per_batch: int = 256, views: int = 2,
+                                      seed: int = 0, augment: bool = True, geometric: bool = False,
+                                      shuffle_buffer: int = 16384, repeat: bool = True, use_noisy: bool = False):
+    """S x K batches streamed from the packed TFRecord shards (a folder or a list of files); same output as
+    :func:`descriptor_dataset`. Shuffling is file-order + a ``shuffle_buffer`` of tracks."""
+    files = _shard_files(shards)
+    _validate_sk(None, tracks_per_batch, views)
+    key = "noisy" if use_noisy else "patches"
+    ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)), deterministic=True)
+    ds = ds.map(lambda s: _parse_track(s, patch_size, use_noisy)[key], num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    ds = ds.batch(tracks_per_batch, drop_remainder=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate().map(lambda i, b: make_sk_batch(b, i, seed, views, augment, geometric),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# -- denoising pairs -------------------------------------------------------------------------------------
+
+def denoise_dataset(noisy, clean, batch_size: int = 128, seed: int = 0, augment: bool = True,
+                    repeat: bool = True, prefetch: bool = True) -> tf.data.Dataset:
+    """``(noisy, clean)`` batches of ``(B, P, P, 1)`` float32 in [0, 255] from two equal-shape uint8 arrays
+    (``(T, 16, P, P)`` tracks or ``(N, P, P)`` patches). ``augment`` applies one random flip/rot90 per pair,
+    the same to noisy and clean."""
+    noisy, clean = np.asarray(noisy), np.asarray(clean)
+    if noisy.shape != clean.shape or noisy.dtype != np.uint8 or clean.dtype != np.uint8 or noisy.ndim not in (3, 4):
+        raise ValueError(f"noisy/clean must be equal-shape uint8 (T,16,P,P) or (N,P,P) arrays, got {noisy.shape} "
+                         f"{noisy.dtype} and {clean.shape} {clean.dtype}")
+    p = noisy.shape[-1]
+    pairs = np.stack([noisy.reshape(-1, p, p), clean.reshape(-1, p, p)], axis=1)  # (N, 2, P, P)
+    n = pairs.shape[0]
+    if n < batch_size:
+        raise ValueError(f"only {n} patch pairs: fewer than one batch of {batch_size}")
+    table = tf.constant(pairs)
+
+    def make(i, ids):
+        x = tf.cast(tf.gather(table, ids), tf.float32)  # (B, 2, P, P)
+        if augment:
+            code = tf.random.stateless_uniform([batch_size], _seed_pair(seed, i), 0, 8, dtype=tf.int32)
+            x = _rot_flip(x, code)
+        return tf.reshape(x[:, 0], [batch_size, p, p, 1]), tf.reshape(x[:, 1], [batch_size, p, p, 1])
+
+    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate().map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+# -- random triplets (classic baseline) ------------------------------------------------------------------
+
+def triplet_dataset(tracks, batch_size: int = 128, seed: int = 0, repeat: bool = True) -> tf.data.Dataset:
+    """Random triplets like the classic HPatches baseline generator: yields ``((a, p, n), y)`` with ``a``,
+    ``p`` two distinct views of one random track, ``n`` a random view of a different random track (each
+    ``(B, P, P, 1)`` float32) and ``y`` a dummy ``(B,)`` zeros target."""
+    tracks = _check_tracks(tracks)
+    t, p = tracks.shape[0], tracks.shape[-1]
+    if t < 2:
+        raise ValueError("triplet_dataset needs at least 2 tracks")
+    table = tf.constant(tracks)
+
+    def make(i):
+        key = _seed_pair(seed, i)
+        f = lambda k: tf.random.experimental.stateless_fold_in(key, k)  # noqa: E731
+        a_tr = tf.random.stateless_uniform([batch_size], f(0), 0, t, dtype=tf.int64)
+        n_tr = (a_tr + tf.random.stateless_uniform([batch_size], f(1), 1, t, dtype=tf.int64)) % t  # != a_tr
+        va = tf.random.stateless_uniform([batch_size], f(2), 0, NUM_VIEWS, dtype=tf.int64)
+        vp = (va + tf.random.stateless_uniform([batch_size], f(3), 1, NUM_VIEWS, dtype=tf.int64)) % NUM_VIEWS
+        vn = tf.random.stateless_uniform([batch_size], f(4), 0, NUM_VIEWS, dtype=tf.int64)
+        g = lambda tr, v: tf.reshape(tf.cast(tf.gather_nd(table, tf.stack([tr, v], 1)), tf.float32), [batch_size, p, p, 1])  # noqa: E731
+        return (g(a_tr, va), g(a_tr, vp), g(n_tr, vn)), tf.zeros([batch_size], tf.float32)
+
+    ds = tf.data.Dataset.range(2**62) if repeat else tf.data.Dataset.range(max(1, t // batch_size))
+    return ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(num_tracks: int, tracks_per_batch: int) -> int:
+    return num_tracks // tracks_per_batch

@@ -1,0 +1,186 @@
+"""Mining losses vs brute-force NumPy loops; collapse detection on a forced-collapse model; curriculum;
+atomic checkpoints and resume continuing epochs and optimizer state exactly."""
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from hpatches_kit.data import DataError
+from hpatches_kit.models import L2Normalize
+from hpatches_kit.training import (AtomicCheckpoint, BatchHardLoss, CollapseDetector, CurriculumTripletLoss,
+                                   MiningCurriculum, ReplicaLoss, batch_all_triplet, batch_hard_triplet,
+                                   descriptor_dataset, descriptor_spread, load_resume)
+from hpatches_kit.training.callbacks import CollapseWarning
+
+
+def _np_losses(labels, e, margin):
+    n = len(labels)
+    d = np.sqrt(((e[:, None] - e[None]) ** 2).sum(-1))
+    hard, alls = [], []
+    for a in range(n):
+        pos = [p for p in range(n) if p != a and labels[p] == labels[a]]
+        neg = [q for q in range(n) if labels[q] != labels[a]]
+        if not pos or not neg:
+            continue
+        hard.append(max(0.0, max(d[a, p] for p in pos) - min(d[a, q] for q in neg) + margin))
+        alls += [max(0.0, d[a, p] - d[a, q] + margin) for p in pos for q in neg]
+    alls = np.array(alls)
+    return np.mean(hard), alls.sum() / max((alls > 1e-16).sum(), 1)
+
+
+def test_mining_losses_match_numpy_loops():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 3)
+    e = rng.normal(size=(15, 6)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    for margin in (0.3, 1.0):
+        hard, alls = _np_losses(labels, e, margin)
+        assert float(batch_hard_triplet(labels, e, margin)) == pytest.approx(hard, rel=1e-4)
+        assert float(batch_all_triplet(labels, e, margin)) == pytest.approx(alls, rel=1e-4)
+    cur = CurriculumTripletLoss(margin=1.0, hard_weight=0.0)
+    hard, alls = _np_losses(labels, e, 1.0)
+    assert float(cur(labels.astype(np.float32), e)) == pytest.approx(alls, rel=1e-4)
+    cur.hard_weight.assign(1.0)
+    assert float(cur(labels.astype(np.float32), e)) == pytest.approx(hard, rel=1e-4)
+    # serialisable
+    for loss in (cur, BatchHardLoss(0.5), ReplicaLoss(BatchHardLoss(0.5), global_batch=True)):
+        again = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert float(again(labels, e)) == pytest.approx(float(loss(labels, e)), rel=1e-6)
+
+
+def test_descriptor_spread_hand_example():
+    assert descriptor_spread([[1, 0], [-1, 0]]) == pytest.approx(1.0)
+    assert descriptor_spread(np.ones((5, 3))) == 0.0
+
+
+def _collapsing_model(trainable_kernel=False):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inp)
+    dense = keras.layers.Dense(4, kernel_initializer="zeros", bias_initializer="ones")
+    x = dense(x)
+    m = keras.Model(inp, L2Normalize()(x))
+    dense.kernel.trainable = trainable_kernel
+    return m
+
+
+def test_collapse_detector_stops_a_collapsed_model():
+    tracks = np.random.default_rng(1).integers(0, 256, (16, 16, 8, 8), dtype=np.uint8)
+    ds = descriptor_dataset(tracks, 4, 2, seed=0)
+    probe = next(iter(ds))[0].numpy()
+    m = _collapsing_model()
+    m.compile(optimizer="sgd", loss=BatchHardLoss(margin=1.0))
+    det = CollapseDetector(probe, margin=1.0, action="stop")
+    with pytest.warns(CollapseWarning, match="collapse at epoch 1"):
+        h = m.fit(ds, steps_per_epoch=2, epochs=5, verbose=0, callbacks=[det])
+    assert len(h.history["loss"]) == 1 and det.collapsed_epochs == [0]
+    assert h.history["loss"][0] == pytest.approx(1.0, abs=1e-5) and det.spreads[0] < 1e-6
+
+
+def test_collapse_detector_quiet_on_a_healthy_model():
+    tracks = np.random.default_rng(1).integers(0, 256, (16, 16, 8, 8), dtype=np.uint8)
+    ds = descriptor_dataset(tracks, 4, 2, seed=0)
+    probe = next(iter(ds))[0].numpy() / 255.0
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    m = keras.Model(inp, L2Normalize()(keras.layers.Dense(8)(keras.layers.Flatten()(inp))))
+    m.compile(optimizer="sgd", loss=BatchHardLoss(margin=1.0))
+    det = CollapseDetector(probe, margin=1.0, action="stop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        h = m.fit(ds.map(lambda x, y: (x / 255.0, y)), steps_per_epoch=2, epochs=2, verbose=0, callbacks=[det])
+    assert len(h.history["loss"]) == 2 and det.collapsed_epochs == [] and min(det.spreads) > 0.3
+
+
+def test_mining_curriculum_schedule_reaches_the_loss():
+    loss = CurriculumTripletLoss(hard_weight=1.0)
+    cb = MiningCurriculum(loss, warmup=2, ramp=2)
+    assert [cb.weight(e) for e in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    cb.on_epoch_begin(2)
+    assert float(loss.hard_weight.numpy()) == 0.5
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt("simulated crash after epoch 1")
+
+
+def _small_model():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    x = keras.layers.Dense(8)(x)
+    m = keras.Model(inp, L2Normalize()(x))
+    m.compile(optimizer=keras.optimizers.Adam(1e-2), loss=BatchHardLoss(0.5))
+    return m
+
+
+def test_checkpoint_resume_continues_epochs_and_optimizer(tmp_path):
+    tracks = np.random.default_rng(2).integers(0, 256, (24, 16, 8, 8), dtype=np.uint8)
+    steps = 3
+    data = lambda skip=0: descriptor_dataset(tracks, 4, 2, seed=5).skip(skip)  # noqa: E731
+
+    full = _small_model()
+    full.fit(data(), steps_per_epoch=steps, epochs=2, verbose=0, callbacks=[AtomicCheckpoint(tmp_path / "a")])
+
+    part = _small_model()
+    with pytest.raises(KeyboardInterrupt):
+        part.fit(data(), steps_per_epoch=steps, epochs=2, verbose=0,
+                 callbacks=[AtomicCheckpoint(tmp_path / "b"), _Interrupt()])
+    state = json.loads((tmp_path / "b" / "state.json").read_text())
+    assert state["epoch"] == 1
+    assert not list((tmp_path / "b").glob(".*tmp*"))  # no temp files left behind
+    res = load_resume(tmp_path / "b")
+    assert res.initial_epoch == 1 and int(res.model.optimizer.iterations.numpy()) == steps
+    res.model.fit(data(skip=steps * res.initial_epoch), steps_per_epoch=steps, epochs=2,
+                  initial_epoch=res.initial_epoch, verbose=0, callbacks=[AtomicCheckpoint(tmp_path / "b")])
+    assert int(res.model.optimizer.iterations.numpy()) == 2 * steps
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["epoch"] == 2
+    for a, b in zip(full.weights, res.model.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # and the interruption really mattered: the weights after epoch 1 differ from the final ones
+    after1 = keras.models.load_model(tmp_path / "a" / "epoch-0001.keras")
+    assert max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(after1.weights, full.weights)) > 1e-4
+
+
+def test_resume_reports_missing_or_corrupt_checkpoint(tmp_path):
+    assert load_resume(tmp_path) is None
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(DataError, match="state.json: corrupt"):
+        load_resume(tmp_path)
+    (tmp_path / "state.json").write_text(json.dumps({"epoch": 1, "file": "last.keras"}))
+    with pytest.raises(DataError, match="last.keras: checkpoint named by state.json is missing"):
+        load_resume(tmp_path)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_loss_in_float32(policy):
+    from hpatches_kit.training import set_precision
+
+    tracks = np.random.default_rng(4).integers(0, 256, (8, 16, 8, 8), dtype=np.uint8)
+    x, y = next(iter(descriptor_dataset(tracks, 4, 2, seed=0)))
+    try:
+        assert set_precision(policy) == policy
+        m = _small_model()
+        assert m.layers[-2].compute_dtype == policy.split("_")[1]
+        assert keras.backend.standardize_dtype(m(x).dtype) == "float32"
+        loss = float(m.train_on_batch(x, y))
+        if policy == "mixed_float16":
+            assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    ref = _small_model()  # same seed, float32
+    assert loss == pytest.approx(float(ref.evaluate(x, y, verbose=0)), abs=0.05)
+
+
+def test_auto_device_defaults():
+    from hpatches_kit.training import auto_jit, auto_precision
+
+    assert auto_precision("cpu") == "float32" and auto_jit("cpu") is False
+    assert auto_precision("tpu") == "mixed_bfloat16" and auto_jit("tpu") is True
