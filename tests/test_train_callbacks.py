@@ -10,9 +10,9 @@ import pytest
 
 from hpatches_kit.data import DataError
 from hpatches_kit.models import L2Normalize
-from hpatches_kit.training import (AtomicCheckpoint, BatchHardLoss, CollapseDetector, CurriculumTripletLoss,
-                                   MiningCurriculum, ReplicaLoss, batch_all_triplet, batch_hard_triplet,
-                                   descriptor_dataset, descriptor_spread, load_resume)
+from hpatches_kit.losses import BatchHardTripletLoss
+from hpatches_kit.training import (AtomicCheckpoint, CollapseDetector, CurriculumTripletLoss, MiningCurriculum,
+                                   ReplicaLoss, descriptor_dataset, descriptor_spread, load_resume)
 from hpatches_kit.training.callbacks import CollapseWarning
 
 
@@ -31,23 +31,38 @@ def _np_losses(labels, e, margin):
     return np.mean(hard), alls.sum() / max((alls > 1e-16).sum(), 1)
 
 
-def test_mining_losses_match_numpy_loops():
+def test_curriculum_loss_matches_numpy_loops():
+    """The curriculum loss (built on the package's batch-all / batch-hard; those are checked against brute
+    force in tests/test_losses_triplet.py) at weights 0, 1 and 0.25, general and S x K paths, int labels."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(5), 3)
     e = rng.normal(size=(15, 6)).astype(np.float32)
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     for margin in (0.3, 1.0):
         hard, alls = _np_losses(labels, e, margin)
-        assert float(batch_hard_triplet(labels, e, margin)) == pytest.approx(hard, rel=1e-4)
-        assert float(batch_all_triplet(labels, e, margin)) == pytest.approx(alls, rel=1e-4)
-    cur = CurriculumTripletLoss(margin=1.0, hard_weight=0.0)
-    hard, alls = _np_losses(labels, e, 1.0)
-    assert float(cur(labels.astype(np.float32), e)) == pytest.approx(alls, rel=1e-4)
-    cur.hard_weight.assign(1.0)
-    assert float(cur(labels.astype(np.float32), e)) == pytest.approx(hard, rel=1e-4)
-    # serialisable
-    for loss in (cur, BatchHardLoss(0.5), ReplicaLoss(BatchHardLoss(0.5), global_batch=True)):
+        for views in (None, 3):
+            cur = CurriculumTripletLoss(margin=margin, hard_weight=0.0, views_per_track=views)
+            assert float(cur(labels, e)) == pytest.approx(alls, rel=1e-4)
+            cur.hard_weight.assign(1.0)
+            assert float(cur(labels, e)) == pytest.approx(hard, rel=1e-4)
+            cur.hard_weight.assign(0.25)
+            assert float(cur(labels, e)) == pytest.approx(0.75 * alls + 0.25 * hard, rel=1e-4)
+    # soft margin: softplus instead of the hinge
+    d = np.sqrt(((e[:, None] - e[None]) ** 2).sum(-1))
+    same = labels[:, None] == labels[None]
+    hp = np.where(same & ~np.eye(15, dtype=bool), d, -np.inf).max(1)
+    hn = np.where(~same, d, np.inf).min(1)
+    soft = CurriculumTripletLoss(hard_weight=1.0, soft=True)
+    assert float(soft(labels, e)) == pytest.approx(np.log1p(np.exp(hp - hn)).mean(), rel=1e-4)
+    # ReplicaLoss outside a strategy is the wrapped (unscaled) loss; int64 ids beyond float32 precision stay exact
+    big = (labels + 2 ** 40).astype(np.int64)
+    wrapped = ReplicaLoss(CurriculumTripletLoss(margin=1.0, hard_weight=1.0), global_batch=True)
+    assert float(wrapped(big, e)) == pytest.approx(_np_losses(labels, e, 1.0)[0], rel=1e-4)
+    # serialisable (config round trip keeps the weight, the wrapped loss and its options)
+    cur = CurriculumTripletLoss(margin=0.5, hard_weight=0.25, views_per_track=3, distance_metric="squared-L2")
+    for loss in (cur, BatchHardTripletLoss(0.5), ReplicaLoss(BatchHardTripletLoss(0.5), global_batch=True), ReplicaLoss(cur)):
         again = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert type(again) is type(loss)
         assert float(again(labels, e)) == pytest.approx(float(loss(labels, e)), rel=1e-6)
 
 
@@ -72,7 +87,7 @@ def test_collapse_detector_stops_a_collapsed_model():
     ds = descriptor_dataset(tracks, 4, 2, seed=0)
     probe = next(iter(ds))[0].numpy()
     m = _collapsing_model()
-    m.compile(optimizer="sgd", loss=BatchHardLoss(margin=1.0))
+    m.compile(optimizer="sgd", loss=BatchHardTripletLoss(margin=1.0))
     det = CollapseDetector(probe, margin=1.0, action="stop")
     with pytest.warns(CollapseWarning, match="collapse at epoch 1"):
         h = m.fit(ds, steps_per_epoch=2, epochs=5, verbose=0, callbacks=[det])
@@ -87,7 +102,7 @@ def test_collapse_detector_quiet_on_a_healthy_model():
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 1))
     m = keras.Model(inp, L2Normalize()(keras.layers.Dense(8)(keras.layers.Flatten()(inp))))
-    m.compile(optimizer="sgd", loss=BatchHardLoss(margin=1.0))
+    m.compile(optimizer="sgd", loss=BatchHardTripletLoss(margin=1.0))
     det = CollapseDetector(probe, margin=1.0, action="stop")
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseWarning)
@@ -117,7 +132,7 @@ def _small_model():
     x = keras.layers.Dense(16, activation="relu")(x)
     x = keras.layers.Dense(8)(x)
     m = keras.Model(inp, L2Normalize()(x))
-    m.compile(optimizer=keras.optimizers.Adam(1e-2), loss=BatchHardLoss(0.5))
+    m.compile(optimizer=keras.optimizers.Adam(1e-2), loss=BatchHardTripletLoss(0.5))
     return m
 
 

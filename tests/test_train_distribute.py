@@ -18,7 +18,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import numpy as np, keras
 from keras import ops
 from hpatches_kit.models import L2Normalize
-from hpatches_kit.training import BatchHardLoss, GlobalBatchLoss, ReplicaLoss, check_tracks_per_replica, descriptor_dataset, get_strategy
+from hpatches_kit.losses import BatchAllTripletLoss, BatchHardTripletLoss
+from hpatches_kit.training import CurriculumTripletLoss, GlobalBatchLoss, ReplicaLoss, check_tracks_per_replica, descriptor_dataset, get_strategy
 
 
 def batch_hard(labels, emb, margin=0.5):  # minimal reference loss (keras.ops), independent of the package's
@@ -92,11 +93,22 @@ with strat.scope():
     l_raw, _ = step(m, BH())  # a bare scalar loss: Keras does not divide it by the replicas
 with strat.scope():
     m = build()
-    l_pkg, w_pkg = step(m, BatchHardLoss(margin=0.5))  # the package's own loss scales itself
+    l_pkg, w_pkg = step(m, BatchHardTripletLoss(margin=0.5))  # the package's own loss scales itself
 with strat.scope():
     m = build()
-    l_pkg_g, w_pkg_g = step(m, GlobalBatchLoss(BatchHardLoss(margin=0.5)))  # no double scaling
+    l_pkg_g, w_pkg_g = step(m, GlobalBatchLoss(BatchHardTripletLoss(margin=0.5)))  # no double scaling
 out.update(pkg_global=l_pkg_g, pkg_global_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_pkg_g, w_whole)))
+with strat.scope():  # curriculum at weight 1 = batch-hard; global mining over int labels, scaled once
+    m = build()
+    l_cur_g, w_cur_g = step(m, GlobalBatchLoss(CurriculumTripletLoss(margin=0.5, hard_weight=1.0, views_per_track=K)))
+with strat.scope():  # batch-all (S x K fast path) mined globally == one device on the whole batch
+    m = build()
+    l_ba_g, w_ba_g = step(m, GlobalBatchLoss(BatchAllTripletLoss(margin=0.5, views_per_track=K)))
+m = build()
+l_ba_one, w_ba_one = step(m, BatchAllTripletLoss(margin=0.5, views_per_track=K))  # one device (default strategy)
+out.update(cur_global=l_cur_g, cur_global_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_cur_g, w_whole)),
+           ba_global=l_ba_g, ba_one=l_ba_one,
+           ba_global_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_ba_g, w_ba_one)))
 out.update(raw=l_raw, pkg=l_pkg, pkg_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_pkg, w_slices)))
 try:
     check_tracks_per_replica(7, strat)
@@ -141,6 +153,15 @@ def test_global_batch_mining_equals_one_device(result):
     # the comparison can fail: the two objectives really differ on this batch, and the step moved weights
     assert abs(result["whole"] - sum(result["slices"]) / 2) > 1e-3 or result["slices_vs_whole_w"] > 1e-4
     assert result["moved"] > 1e-3
+
+
+def test_global_mining_package_losses_scale_once(result):
+    """Curriculum (weight 1) and S x K batch-all, wrapped in GlobalBatchLoss, equal one device on the whole
+    batch: the wrapper evaluates the unscaled loss and divides by the replicas exactly once."""
+    assert result["cur_global"] == pytest.approx(result["whole"], rel=1e-5, abs=1e-6)
+    assert result["cur_global_w_err"] < 1e-5
+    assert result["ba_global"] == pytest.approx(result["ba_one"], rel=1e-5, abs=1e-6)
+    assert result["ba_global_w_err"] < 1e-5
 
 
 def test_tracks_must_split_evenly(result):

@@ -5,7 +5,8 @@ import numpy as np
 
 from conftest import make_tracks
 from hpatches_kit.models import l2net, shallow_unet
-from hpatches_kit.training import BatchHardLoss, denoise_dataset, descriptor_dataset
+from hpatches_kit.losses import BatchHardTripletLoss
+from hpatches_kit.training import denoise_dataset, descriptor_dataset
 
 
 def test_l2net_learns_to_match_heldout_tracks():
@@ -14,7 +15,7 @@ def test_l2net_learns_to_match_heldout_tracks():
     train, test = tracks[:64], tracks[64:]
     keras.utils.set_random_seed(0)
     m = l2net(input_size=16, dim=32, dropout=0.0)
-    m.compile(optimizer=keras.optimizers.Adam(3e-3), loss=BatchHardLoss(1.0))
+    m.compile(optimizer=keras.optimizers.Adam(3e-3), loss=BatchHardTripletLoss(1.0))
 
     def heldout():
         # batch statistics (training=True, no dropout): a few steps are too few for BN's moving averages

@@ -1,19 +1,18 @@
 """Training: tf.data pipelines (S x K descriptor batches, denoising pairs, random triplets), distribution,
-mining losses and callbacks (collapse detection, curriculum, atomic checkpoints / resume)."""
+mining-loss wrappers (the losses themselves are in hpatches_kit.losses) and callbacks (collapse detection, curriculum, atomic checkpoints / resume)."""
 
 from .pipelines import (denoise_dataset, descriptor_dataset, descriptor_dataset_from_tfrecords, make_sk_batch,
                         steps_per_epoch, triplet_dataset)
 from .distribute import (auto_jit, auto_precision, check_tracks_per_replica, device_kind, get_strategy,
                          set_precision)
-from .mining import (BatchAllLoss, BatchHardLoss, CurriculumTripletLoss, GlobalBatchLoss, ReplicaLoss, batch_all_triplet,
-                     batch_hard_triplet)
+from .mining import CurriculumTripletLoss, GlobalBatchLoss, ReplicaLoss
 from .callbacks import (AtomicCheckpoint, CollapseDetector, MiningCurriculum, ResumeState, descriptor_spread,
                         load_resume)
 
 __all__ = [
     "descriptor_dataset", "descriptor_dataset_from_tfrecords", "denoise_dataset", "triplet_dataset",
     "make_sk_batch", "steps_per_epoch", "get_strategy", "check_tracks_per_replica", "set_precision",
-    "auto_precision", "auto_jit", "device_kind", "BatchHardLoss", "BatchAllLoss", "CurriculumTripletLoss",
-    "GlobalBatchLoss", "ReplicaLoss", "batch_hard_triplet", "batch_all_triplet", "CollapseDetector", "MiningCurriculum",
+    "auto_precision", "auto_jit", "device_kind", "CurriculumTripletLoss",
+    "GlobalBatchLoss", "ReplicaLoss", "CollapseDetector", "MiningCurriculum",
     "AtomicCheckpoint", "ResumeState", "load_resume", "descriptor_spread",
 ]

@@ -1,14 +1,16 @@
-"""Minimal online-mining triplet losses used by the training loop (``keras.ops``, float32).
+"""Training-side wrappers around the losses of :mod:`hpatches_kit.losses` (``keras.ops``).
 
-The full-featured losses live in :mod:`hpatches_kit.losses` (another branch); this module keeps what the
-trainer itself needs: batch-hard and batch-all (hinge, L2 distance), a curriculum loss that moves from
-batch-all to batch-hard through a weight held in a variable (set by
-:class:`hpatches_kit.training.callbacks.MiningCurriculum`), and :class:`GlobalBatchLoss`, which mines
-over the embeddings of all replicas.
+The losses themselves (batch-hard, batch-all, semi-hard, soft margin, HardNet, random triplets) live in
+:mod:`hpatches_kit.losses`; this module adds what only the trainer needs:
 
-Our losses divide themselves by the number of replicas (see :func:`scale_for_replicas`); wrap any other
-scalar ``(labels, embeddings)`` loss in :class:`ReplicaLoss`. Every loss takes ``(labels, embeddings)``: ``labels`` (B,) integer-valued (may arrive as float),
-``embeddings`` (B, D).
+* :class:`CurriculumTripletLoss` -- ``(1 - w) * batch_all + w * batch_hard`` with ``w`` in a variable set by
+  :class:`hpatches_kit.training.callbacks.MiningCurriculum` (batch-all first, then batch-hard).
+* :class:`ReplicaLoss` / :func:`GlobalBatchLoss` -- per-replica or global-batch (``all_gather``) mining under
+  ``tf.distribute``.
+
+All are :class:`hpatches_kit.losses.distances.LabelledLoss` subclasses: ``__call__`` keeps the labels' own
+(integer) dtype and divides the value by the number of replicas exactly once; ``call`` is the unscaled loss.
+Every loss takes ``(labels, embeddings)``: ``labels`` (B,) track ids, ``embeddings`` (B, D).
 """
 
 from __future__ import annotations
@@ -16,99 +18,41 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ..losses import batch_all_triplet_loss, batch_hard_triplet_loss
+from ..losses.distances import (LabelledLoss, check_metric, check_views, deserialize_metric,
+                                serialize_metric)
 
-def pairwise_l2(e):
-    """(B, B) Euclidean distances (gradient-safe at 0)."""
-    sq = ops.sum(ops.square(e), axis=1)
-    d2 = ops.expand_dims(sq, 1) - 2.0 * ops.matmul(e, ops.transpose(e)) + ops.expand_dims(sq, 0)
-    d2 = ops.maximum(d2, 0.0)
-    zero = ops.cast(d2 <= 1e-16, d2.dtype)
-    d = ops.sqrt(d2 + zero * 1e-16) * (1.0 - zero)
-    return d
-
-
-def _prep(labels, emb):
-    emb = ops.cast(emb, "float32")
-    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-    same = ops.expand_dims(labels, 0) == ops.expand_dims(labels, 1)
-    eye = ops.eye(ops.shape(labels)[0], dtype="bool")
-    pos = ops.logical_and(same, ops.logical_not(eye))
-    neg = ops.logical_not(same)
-    return emb, pos, neg
-
-
-def batch_hard_triplet(labels, emb, margin: float = 1.0):
-    """Mean over anchors of ``max(0, hardest_pos - hardest_neg + margin)`` (anchors with a positive)."""
-    emb, pos, neg = _prep(labels, emb)
-    d = pairwise_l2(emb)
-    posf, negf = ops.cast(pos, "float32"), ops.cast(neg, "float32")
-    hp = ops.max(d * posf, axis=1)
-    big = ops.max(d) + 1.0
-    hn = ops.min(d + big * (1.0 - negf), axis=1)
-    valid = ops.cast(ops.logical_and(ops.any(pos, axis=1), ops.any(neg, axis=1)), "float32")
-    l = ops.maximum(hp - hn + margin, 0.0) * valid
-    return ops.sum(l) / ops.maximum(ops.sum(valid), 1.0)
-
-
-def batch_all_triplet(labels, emb, margin: float = 1.0):
-    """Mean of ``max(0, d(a,p) - d(a,n) + margin)`` over the valid triplets with a positive loss."""
-    emb, pos, neg = _prep(labels, emb)
-    d = pairwise_l2(emb)
-    t = ops.expand_dims(d, 2) - ops.expand_dims(d, 1) + margin  # [a, p, n]
-    mask = ops.cast(ops.logical_and(ops.expand_dims(pos, 2), ops.expand_dims(neg, 1)), "float32")
-    t = ops.maximum(t, 0.0) * mask
-    n_pos = ops.sum(ops.cast(t > 1e-16, "float32"))
-    return ops.sum(t) / ops.maximum(n_pos, 1.0)
+__all__ = ["CurriculumTripletLoss", "ReplicaLoss", "GlobalBatchLoss", "num_replicas", "unscaled_loss"]
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class CurriculumTripletLoss(keras.losses.Loss):
-    """``(1 - w) * batch_all + w * batch_hard``; ``w`` (``hard_weight``) is a non-trainable variable,
-    0 = batch-all, 1 = batch-hard. With ``hard_weight=1`` it is plain batch-hard."""
+class CurriculumTripletLoss(LabelledLoss):
+    """``(1 - w) * batch_all_triplet_loss + w * batch_hard_triplet_loss`` (same ``margin``, ``soft``,
+    ``distance_metric``; ``views_per_track`` speeds up batch-all on S x K batches). ``w`` (``hard_weight``)
+    is a non-trainable variable: 0 = batch-all, 1 = batch-hard."""
 
-    def __init__(self, margin: float = 1.0, hard_weight: float = 1.0, name="curriculum_triplet", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin = float(margin)
+    def __init__(self, margin: float = 1.0, hard_weight: float = 1.0, soft: bool = False, distance_metric="L2",
+                 views_per_track=None, name=None, **kwargs):
+        super().__init__(name=name or "curriculum_triplet", **kwargs)
+        self.margin, self.soft, self.distance_metric = float(margin), bool(soft), check_metric(distance_metric)
+        self.views_per_track = check_views(views_per_track, None)
         self.hard_weight = keras.Variable(float(hard_weight), trainable=False, dtype="float32", name="hard_weight")
 
-    def raw(self, y_true, y_pred):
+    def call(self, y_true, y_pred):
         w = ops.convert_to_tensor(self.hard_weight)
-        hard = batch_hard_triplet(y_true, y_pred, self.margin)
-        soft = batch_all_triplet(y_true, y_pred, self.margin)
-        return (1.0 - w) * soft + w * hard
-
-    def call(self, y_true, y_pred):
-        return scale_for_replicas(self.raw(y_true, y_pred))
+        hard = batch_hard_triplet_loss(y_true, y_pred, self.margin, self.soft, self.distance_metric)
+        alls = batch_all_triplet_loss(y_true, y_pred, self.margin, self.soft, self.distance_metric,
+                                      views_per_track=self.views_per_track)
+        return (1.0 - w) * ops.cast(alls, "float32") + w * ops.cast(hard, "float32")
 
     def get_config(self):
-        return {"margin": self.margin, "hard_weight": float(keras.ops.convert_to_numpy(self.hard_weight)), "name": self.name,
-                "reduction": self.reduction}
+        return {**super().get_config(), "margin": self.margin, "soft": self.soft,
+                "distance_metric": serialize_metric(self.distance_metric), "views_per_track": self.views_per_track,
+                "hard_weight": float(ops.convert_to_numpy(self.hard_weight))}
 
-
-@keras.saving.register_keras_serializable(package="hpatches_kit")
-class BatchHardLoss(keras.losses.Loss):
-    def __init__(self, margin: float = 1.0, name="batch_hard", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin = float(margin)
-
-    def raw(self, y_true, y_pred):
-        """The loss on this batch, not divided by the number of replicas."""
-        return batch_hard_triplet(y_true, y_pred, self.margin)
-
-    def call(self, y_true, y_pred):
-        return scale_for_replicas(self.raw(y_true, y_pred))
-
-    def get_config(self):
-        return {"margin": self.margin, "name": self.name, "reduction": self.reduction}
-
-
-@keras.saving.register_keras_serializable(package="hpatches_kit")
-class BatchAllLoss(BatchHardLoss):
-    def __init__(self, margin: float = 1.0, name="batch_all", **kwargs):
-        super().__init__(margin=margin, name=name, **kwargs)
-
-    def raw(self, y_true, y_pred):
-        return batch_all_triplet(y_true, y_pred, self.margin)
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "distance_metric": deserialize_metric(config.get("distance_metric", "L2"))})
 
 
 def num_replicas() -> int:
@@ -120,29 +64,34 @@ def num_replicas() -> int:
     return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
-def scale_for_replicas(loss):
-    """Divide a scalar loss by the number of replicas. Keras 3 does this itself only for losses whose
-    ``call`` returns per-sample values: ``reduce_values`` returns a scalar ``call`` result untouched, so
-    under ``MirroredStrategy`` a scalar triplet loss would otherwise be summed over replicas (R x too
-    large gradients and reported loss)."""
-    r = num_replicas()
-    return loss if r == 1 else loss * (1.0 / r)
+def unscaled_loss(loss, y_true, y_pred):
+    """The value of ``loss`` on one batch, *not* divided by the number of replicas: ``loss.call`` for a
+    ``keras.losses.Loss`` (a :class:`LabelledLoss`'s ``__call__`` would scale it), the callable otherwise.
+    Per-sample values are averaged to a scalar."""
+    fn = loss.call if isinstance(loss, keras.losses.Loss) else loss
+    value = fn(y_true, y_pred)
+    if len(value.shape):
+        value = ops.mean(value)
+    return ops.cast(value, "float32")
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class ReplicaLoss(keras.losses.Loss):
+class ReplicaLoss(LabelledLoss):
     """Make a ``(labels, embeddings) -> scalar`` loss correct under ``tf.distribute``.
 
     ``global_batch=False``: each replica computes the loss on its own slice (whole tracks), scaled by
-    ``1/R``, so the step equals the mean of the per-slice losses on one device.
+    ``1/R``, so the step equals the mean of the per-slice losses on one device (the package losses already
+    do this themselves; the wrapper is for any other scalar loss).
     ``global_batch=True``: inside a replica context with R > 1 replicas, embeddings and labels of all
     replicas are gathered (``ReplicaContext.all_gather``, whose gradient sums the upstream gradients over
     replicas and hands each replica its own slice), so hardest negatives come from the global batch; every
     replica computes the same global loss, scaled by ``1/R``, and the optimizer's cross-replica sum gives the
     update one device would make on the whole batch. Labels must be unique per track across the global
-    batch (the S x K pipelines give ``repeat(arange(S), K)`` over the global batch).
-    Outside a strategy both are the wrapped loss unchanged. ``tf.distribute`` is TensorFlow's, so the gather
-    needs the TensorFlow backend."""
+    batch (the S x K pipelines give ``repeat(arange(S), K)`` over the global batch); they are gathered in
+    their own dtype (never cast to float).
+    The wrapped loss is evaluated unscaled (:func:`unscaled_loss`) and the result is scaled once, by
+    :class:`LabelledLoss`. Outside a strategy both modes equal the wrapped loss. The gather needs the
+    TensorFlow backend (``tf.distribute``)."""
 
     def __init__(self, loss, global_batch: bool = False, name=None, **kwargs):
         loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
@@ -157,17 +106,12 @@ class ReplicaLoss(keras.losses.Loss):
 
             ctx = tf.distribute.get_replica_context()
             if ctx is not None and ctx.num_replicas_in_sync > 1:
-                y_pred = ctx.all_gather(ops.cast(y_pred, "float32"), axis=0)
-                y_true = ctx.all_gather(ops.cast(y_true, "float32"), axis=0)
-        fn = getattr(self.loss, "raw", None) or (self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss)
-        value = fn(y_true, y_pred)
-        if len(value.shape):
-            value = ops.mean(value)
-        return scale_for_replicas(ops.cast(value, "float32"))
+                y_pred = ctx.all_gather(y_pred, axis=0)
+                y_true = ctx.all_gather(ops.reshape(y_true, (-1,)), axis=0)
+        return unscaled_loss(self.loss, y_true, y_pred)
 
     def get_config(self):
-        return {"loss": keras.losses.serialize(self.loss), "global_batch": self.global_batch, "name": self.name,
-                "reduction": self.reduction}
+        return {**super().get_config(), "loss": keras.losses.serialize(self.loss), "global_batch": self.global_batch}
 
     @classmethod
     def from_config(cls, config):
@@ -179,23 +123,3 @@ class ReplicaLoss(keras.losses.Loss):
 def GlobalBatchLoss(loss, **kwargs):  # noqa: N802 - reads like a class
     """``ReplicaLoss(loss, global_batch=True)``: mine over the embeddings of all replicas."""
     return ReplicaLoss(loss, global_batch=True, **kwargs)
-
-
-@keras.saving.register_keras_serializable(package="hpatches_kit")
-class RandomTripletLoss(keras.losses.Loss):
-    """The classic baseline's triplet loss on explicit triplets: ``y_pred`` is ``concat(a, p, n)`` along
-    the last axis (``(B, 3D)``), loss ``mean(max(0, ||a-p|| - ||a-n|| + margin))``; ``y_true`` is ignored."""
-
-    def __init__(self, margin: float = 1.0, name="random_triplet", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin = float(margin)
-
-    def call(self, y_true, y_pred):
-        y_pred = ops.cast(y_pred, "float32")
-        a, p, n = ops.split(y_pred, 3, axis=-1)
-        dp = ops.sqrt(ops.sum(ops.square(a - p), axis=-1) + 1e-12)
-        dn = ops.sqrt(ops.sum(ops.square(a - n), axis=-1) + 1e-12)
-        return ops.maximum(dp - dn + self.margin, 0.0)  # per sample: Keras averages and scales per replica
-
-    def get_config(self):
-        return {"margin": self.margin, "name": self.name, "reduction": self.reduction}
