@@ -42,7 +42,9 @@ def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--out", str(out),
             "--verbose", "0", "--mixed-precision", "float32", "--dim", "32"]
     assert _run(train_descriptor, base + ["--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
+    _check_evaluation(m["evaluation"], out / "model.keras", nh_data, printed)
     # split a: i_a, i_b, v_c train (20+18+16 tracks), v_d, i_e held out
     assert (m["train_sequences"], m["test_sequences"], m["train_tracks"]) == (3, 2, 54)
     assert m["tracks_per_batch"] == 8 and len(m["history"]["loss"]) == 1 and "val_loss" in m["history"]
@@ -62,6 +64,47 @@ def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     assert m["history"]["epoch"] == [1, 2]
     ck = keras.models.load_model(out / "checkpoints" / "last.keras")
     assert int(ck.optimizer.iterations.numpy()) == 4
+
+
+def _check_evaluation(ev, model_path, data, printed):
+    """The end-of-training evaluation succeeded on the 2 held-out sequences (official protocol) and agrees
+    with the evaluation API run directly on the saved model; its summary was printed."""
+    from hpatches_kit.data import load_dataset
+    from hpatches_kit.evaluation import compute_descriptors, evaluate, keras_describer
+
+    assert "error" not in ev and "skipped" not in ev, ev
+    assert ev["meta"]["sequences"] == 2 and ev["meta"]["tracks"] == 12 + 10 and ev["meta"]["distance"] == "L2"
+    assert set(ev["headline"]) == {"verification", "matching", "retrieval"}
+    for task in ("verification", "matching", "retrieval"):
+        assert 0.0 <= ev["headline"][task] <= 100.0 and ev[task]["headline"]["value"] == ev["headline"][task]
+        assert set(ev[task]["table"]) == {"e", "h", "t"}  # per-variant tables
+    assert "curves" not in ev["verification"]  # metrics.json keeps the tables, not the ROC/PR curves
+    ds = load_dataset(data, sequences=["v_d", "i_e"], progress=False)
+    model = keras.models.load_model(model_path)
+    describer = keras_describer(str(model_path))  # loads our model (custom layers registered)
+    x = ds["v_d"].tracks[:5, 3]
+    np.testing.assert_allclose(describer(x), model.predict(x[..., None].astype(np.float32), verbose=0), atol=1e-5)
+    ref = evaluate(compute_descriptors(ds, describer, progress=False), dataset=ds, progress=False)
+    for task in ("verification", "matching", "retrieval"):
+        assert ev["headline"][task] == pytest.approx(ref[task]["headline"]["value"], abs=1e-9)
+    assert "HPatches evaluation: split full, 2 sequences" in printed and "retrieval mAP" in printed
+
+
+def test_evaluation_failure_keeps_the_model(nh_data, tmp_path, monkeypatch, capsys):
+    import hpatches_kit.evaluation as ev
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated evaluation crash")
+
+    monkeypatch.setattr(ev, "evaluate", boom)
+    out = tmp_path / "d"
+    assert _run(train_descriptor, ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "1", "--epochs",
+                                   "1", "--out", str(out), "--verbose", "0", "--mixed-precision", "float32",
+                                   "--dim", "16", "--collapse", "off"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["evaluation"] == {"error": "RuntimeError: simulated evaluation crash"}
+    assert "evaluation failed: RuntimeError" in capsys.readouterr().out
+    assert keras.models.load_model(out / "model.keras").output_shape == (None, 16)
 
 
 def test_denoise_cli_end_to_end(nh_data, tmp_path):

@@ -176,18 +176,41 @@ def save_final(model, ctx: RunContext, metrics: dict, write_model: bool = True) 
     atomic_write_json(ctx.out / "metrics.json", {**ctx.info, **metrics})
 
 
-def try_evaluation(model_path, dataset, denoiser=None, split=None):
-    """Run the evaluation package on ``dataset`` if it is available; returns ``(summary_dict, text)`` or
-    ``({"skipped": reason}, reason)``."""
+def summarise_evaluation(res: dict) -> dict:
+    """The JSON part of an :func:`hpatches_kit.evaluation.evaluate` result kept in ``metrics.json``:
+    ``meta``, ``headline`` (``{task: mAP in %}``) and per task its headline, per-variant ``table`` and
+    averages (the ROC/PR curves and per-sequence matching numbers are left out)."""
+    out = {"meta": res.get("meta", {}),
+           "headline": {t: res[t]["headline"]["value"] for t in ("verification", "matching", "retrieval") if t in res}}
+    if "verification" in res:
+        r = res["verification"]
+        out["verification"] = {k: r[k] for k in ("headline", "table", "avg_balanced_auc", "avg_imbalanced_ap",
+                                                 "num_pairs")}
+    if "matching" in res:
+        r = res["matching"]
+        out["matching"] = {k: v for k, v in r.items() if k != "per_sequence"}
+    if "retrieval" in res:
+        r = res["retrieval"]
+        out["retrieval"] = {k: r[k] for k in ("headline", "table", "per_variant", "avg", "pool_sizes", "num_queries",
+                                              "num_distractors", "effective_pool_max")}
+    return out
+
+
+def try_evaluation(model_path, dataset, denoiser=None, noisy: bool = False, progress: bool = False):
+    """Evaluate the saved descriptor model on every sequence of ``dataset`` (the held-out test sequences)
+    with the official HPatches protocol (verification, matching, retrieval; task files generated for these
+    sequences, L2 distance) via :mod:`hpatches_kit.evaluation`. Returns ``(summary, text)``:
+    :func:`summarise_evaluation` of the result and :func:`~hpatches_kit.evaluation.format_summary`; on any
+    failure ``({"error": ...}, message)`` -- the trained model is already saved and is never lost."""
     try:
         from ..evaluation import compute_descriptors, evaluate, format_summary, keras_describer
     except ImportError as e:
         return {"skipped": f"hpatches_kit.evaluation not available ({e})"}, "evaluation skipped: package not available"
     try:
-        describer = keras_describer(str(model_path), denoiser=denoiser)
-        descs = compute_descriptors(dataset, describer)
-        res = evaluate(descs, dataset=dataset)
-        return res, format_summary(res)
+        describer = keras_describer(str(model_path), denoiser=str(denoiser) if denoiser else None)
+        descs = compute_descriptors(dataset, describer, noisy=noisy, progress=progress)
+        res = evaluate(descs, dataset=dataset, split="full", distance="L2", progress=progress)
+        return summarise_evaluation(res), format_summary(res)
     except Exception as e:  # noqa: BLE001 - the run is done; report, do not lose it
         return {"error": f"{type(e).__name__}: {e}"}, f"evaluation failed: {type(e).__name__}: {e}"
 

@@ -15,7 +15,8 @@ import numpy as np
 from ._train_common import (add_common_args, make_callbacks, maybe_resume, resolve_data, save_final, setup_run,
                             split_names, steps_or_default, try_evaluation)
 
-LOSSES = ("batch-hard", "batch-all", "curriculum", "random-triplet", "semi-hard", "soft-hard")
+LOSSES = ("batch-hard", "batch-all", "semi-hard", "soft-margin", "hardnet", "curriculum", "random-triplet")
+DISTANCES = ("L2", "squared-L2", "angular")
 
 
 def configure(p):
@@ -26,7 +27,9 @@ def configure(p):
     g.add_argument("--patch-size", type=int, default=32, help="resize patches to this size (default: 32)")
     g.add_argument("--dim", type=int, default=128, help="descriptor size (default: 128)")
     g.add_argument("--dropout", type=float, default=0.3, help="dropout before the last conv (default: 0.3)")
-    g.add_argument("--margin", type=float, default=1.0, help="triplet margin (default: 1.0)")
+    g.add_argument("--margin", type=float, default=1.0, help="triplet margin (default: 1.0; unused by soft-margin)")
+    g.add_argument("--distance", default="L2", choices=DISTANCES,
+                   help="descriptor distance the loss mines and penalises (default: L2)")
     g.add_argument("--global-mining", action="store_true",
                    help="mine hardest negatives over the global batch of all replicas (all_gather)")
     g.add_argument("--curriculum-warmup", type=int, default=1,
@@ -80,39 +83,53 @@ def heldout_matching(model, tracks: np.ndarray, max_tracks: int = 500, seed: int
     return out
 
 
-def _loss(args, strategy):
-    from ..training.mining import BatchAllLoss, BatchHardLoss, CurriculumTripletLoss, ReplicaLoss
+def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int = 2, global_mining: bool = False):
+    """The Keras loss for ``--loss name`` (see :data:`LOSSES`) on S x K track-major batches with ``views``
+    views per track. ``global_mining`` wraps it in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`."""
+    from ..losses import (BatchAllTripletLoss, BatchHardTripletLoss, HardNetLoss, RandomTripletLoss,
+                          TripletSemiHardLoss)
+    from ..training.mining import CurriculumTripletLoss, GlobalBatchLoss
 
-    name = args.loss
-    if name == "batch-hard":
-        loss = BatchHardLoss(args.margin)
-    elif name == "batch-all":
-        loss = BatchAllLoss(args.margin)
-    elif name == "curriculum":
-        loss = CurriculumTripletLoss(args.margin, hard_weight=0.0)
-    else:
-        try:
-            from ..losses import triplet as T
+    if name == "random-triplet":
+        if global_mining:
+            raise SystemExit("--global-mining does not apply to --loss random-triplet")
+        return RandomTripletLoss(margin=margin, distance_metric=distance)
+    build = {
+        "batch-hard": lambda: BatchHardTripletLoss(margin=margin, distance_metric=distance),
+        "soft-margin": lambda: BatchHardTripletLoss(margin=margin, soft=True, distance_metric=distance,
+                                                    name="soft_margin_triplet_loss"),
+        "batch-all": lambda: BatchAllTripletLoss(margin=margin, distance_metric=distance, views_per_track=views),
+        "semi-hard": lambda: TripletSemiHardLoss(margin=margin, distance_metric=distance, views_per_track=views),
+        "hardnet": lambda: HardNetLoss(margin=margin, distance_metric=distance, views_per_track=views),
+        "curriculum": lambda: CurriculumTripletLoss(margin=margin, hard_weight=0.0, distance_metric=distance,
+                                                    views_per_track=views),
+    }
+    if name not in build:
+        raise SystemExit(f"unknown --loss {name!r}; expected one of {', '.join(LOSSES)}")
+    loss = build[name]()
+    return GlobalBatchLoss(loss) if global_mining else loss
 
-            loss = (T.TripletSemiHardLoss(margin=args.margin) if name == "semi-hard"
-                    else T.TripletHardLoss(margin=args.margin, soft=True))
-        except (ImportError, AttributeError) as e:
-            raise SystemExit(f"--loss {name} needs hpatches_kit.losses.triplet (not available here: {e})")
-        return ReplicaLoss(loss, global_batch=args.global_mining)
-    if args.global_mining:
-        return ReplicaLoss(loss, global_batch=True)
-    return loss
+
+def collapse_level(name: str, margin: float) -> float:
+    """The loss value of a collapsed descriptor (all distances 0): the margin, or softplus(0) = ln 2."""
+    return float(np.log(2.0)) if name == "soft-margin" else float(margin)
 
 
-def _random_triplet_model(net, margin):
+def _loss(args):
+    return make_loss(args.loss, args.margin, args.distance, args.views, args.global_mining)
+
+
+def _random_triplet_model(net):
+    """Three weight-sharing branches; output ``(B, 3, D)`` = (anchor, positive, negative) descriptors, the
+    layout :class:`hpatches_kit.losses.RandomTripletLoss` expects."""
     import keras
 
-    from ..training.mining import RandomTripletLoss
-
     s = net.input_shape[1:]
+    d = net.output_shape[-1]
     ins = [keras.Input(s, name=n) for n in ("anchor", "positive", "negative")]
-    out = keras.layers.Concatenate(name="apn")([net(i) for i in ins])
-    return keras.Model(ins, out, name="triplet_net"), RandomTripletLoss(margin)
+    rows = [keras.layers.Reshape((1, d), name=f"{n}_row")(net(i)) for n, i in zip(("a", "p", "n"), ins)]
+    out = keras.layers.Concatenate(axis=1, name="apn")(rows)
+    return keras.Model(ins, out, name="triplet_net")
 
 
 def run(args) -> int:
@@ -144,9 +161,8 @@ def run(args) -> int:
     if len(tracks) < S:
         raise SystemExit(f"only {len(tracks)} training tracks: fewer than one batch of {S} tracks; lower --batch-size")
     triplets = args.loss == "random-triplet"
+    _loss(args)  # validate the loss options before any work
     if triplets:
-        if args.global_mining:
-            raise SystemExit("--global-mining does not apply to --loss random-triplet")
         train = triplet_dataset(tracks, batch_size=args.batch_size, seed=args.seed)
     else:
         train = descriptor_dataset(tracks, S, K, seed=args.seed, augment=args.augment, geometric=args.geometric)
@@ -156,16 +172,14 @@ def run(args) -> int:
     with ctx.strategy.scope():
         if model is None:
             net = l2net(input_size=args.patch_size, dim=args.dim, dropout=args.dropout)
-            if triplets:
-                model, loss = _random_triplet_model(net, args.margin)
-            else:
-                model, loss = net, _loss(args, ctx.strategy)
+            model = _random_triplet_model(net) if triplets else net
+            loss = _loss(args)
             optimizer = keras.optimizers.Adam(args.lr)
         else:  # resumed: keep the optimizer (state, step count), take loss/jit from this command line
             if triplets != (model.name == "triplet_net"):
                 raise SystemExit("--resume: the checkpoint was trained with a different --loss family "
                                  "(random-triplet vs S x K mining)")
-            loss = _random_triplet_model(model.get_layer("l2net"), args.margin)[1] if triplets else _loss(args, ctx.strategy)
+            loss = _loss(args)
             optimizer = model.optimizer
         model.compile(optimizer=optimizer, loss=loss, jit_compile=ctx.jit)
     net = model.get_layer("l2net") if triplets else model
@@ -183,7 +197,7 @@ def run(args) -> int:
     if args.collapse != "off" and not triplets:
         probe_src = test_tracks if test_tracks is not None and len(test_tracks) >= 2 else tracks
         probe = probe_src[: min(256, len(probe_src)), 0, :, :, None].astype(np.float32)
-        extra.append(CollapseDetector(probe, margin=args.margin, action=args.collapse))
+        extra.append(CollapseDetector(probe, margin=collapse_level(args.loss, args.margin), action=args.collapse))
     if args.loss == "curriculum":
         lossobj = model.loss.loss if hasattr(model.loss, "global_batch") else model.loss
         extra.append(MiningCurriculum(lossobj, warmup=args.curriculum_warmup, ramp=1))
@@ -208,8 +222,9 @@ def run(args) -> int:
             f"{k} {v:.3f}" for k, v in metrics["heldout_nn_matching"].items() if k != "tracks"), file=sys.stderr)
     save_final(net, ctx, metrics)
     if args.evaluate and test_names:
-        ds_eval = load_dataset(root, sequences=test_names, progress=False)
-        res, text = try_evaluation(ctx.out / "model.keras", ds_eval, denoiser=args.denoiser)
+        res, text = try_evaluation(ctx.out / "model.keras", load_dataset(root, sequences=test_names, noise=args.noisy or None,
+                                                                         progress=False),
+                                   denoiser=args.denoiser, noisy=args.noisy, progress=args.verbose > 0)
         metrics["evaluation"] = res
         save_final(net, ctx, metrics, write_model=False)
         print(text)
