@@ -1,0 +1,87 @@
+"""Every ``hpatches-train descriptor --loss`` choice runs end to end (1 epoch, 2 steps, tiny data) and the
+checkpoint is compiled with the package loss the flag names (class, distance, options)."""
+
+import argparse
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import make_tracks, write_dataset
+from hpatches_kit import losses as L
+from hpatches_kit.cli import train_descriptor
+from hpatches_kit.training import CurriculumTripletLoss, ReplicaLoss
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    names = ["i_a", "v_b", "i_c"]
+    seqs = {n: make_tracks(c, 16, rng) for n, c in zip(names, [12, 10, 6])}
+    root = write_dataset(tmp_path_factory.mktemp("losses") / "data", seqs)
+    (root / "splits.json").write_text(json.dumps({"a": {"train": names[:2], "test": names[2:]}}))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _run(argv):
+    p = argparse.ArgumentParser()
+    train_descriptor.configure(p)
+    return train_descriptor.run(p.parse_args(argv))
+
+
+# (flag, distance, expected class, expected config entries)
+CASES = [
+    ("batch-hard", "L2", L.BatchHardTripletLoss, {"soft": False, "margin": 0.5}),
+    ("batch-all", "squared-L2", L.BatchAllTripletLoss, {"views_per_track": 2, "average": "positive"}),
+    ("semi-hard", "angular", L.TripletSemiHardLoss, {"views_per_track": 2, "soft": False}),
+    ("soft-margin", "L2", L.BatchHardTripletLoss, {"soft": True}),
+    ("hardnet", "L2", L.HardNetLoss, {"views_per_track": 2, "anchor_swap": True}),
+    ("curriculum", "angular", CurriculumTripletLoss, {"views_per_track": 2}),
+    ("random-triplet", "squared-L2", L.RandomTripletLoss, {"swap": False}),
+]
+
+
+def test_every_loss_choice_is_offered():
+    assert sorted(train_descriptor.LOSSES) == sorted(c[0] for c in CASES)
+    p = argparse.ArgumentParser()
+    train_descriptor.configure(p)
+    assert p.parse_args([]).loss == "batch-hard" and p.parse_args([]).distance == "L2"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--distance", "cosine"])
+
+
+@pytest.mark.parametrize("flag,distance,cls,cfg", CASES, ids=[c[0] for c in CASES])
+def test_loss_choice_end_to_end(data, tmp_path, flag, distance, cls, cfg):
+    out = tmp_path / flag
+    assert _run(["--data", str(data), "--batch-size", "8", "--steps-per-epoch", "2", "--epochs", "1",
+                 "--patch-size", "16", "--dim", "8", "--loss", flag, "--distance", distance, "--margin", "0.5",
+                 "--out", str(out), "--verbose", "0", "--mixed-precision", "float32", "--no-eval"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["history"]["loss"]) == 1 and np.isfinite(m["history"]["loss"][0])
+    ck = keras.models.load_model(out / "checkpoints" / "last.keras")  # compiled: the loss deserialises
+    loss = ck.loss
+    assert type(loss) is cls
+    conf = loss.get_config()
+    assert conf["distance_metric"] == distance and conf["margin"] == 0.5
+    for k, v in cfg.items():
+        assert conf[k] == v, (k, conf)
+    net = keras.models.load_model(out / "model.keras")  # the bare descriptor for every loss
+    assert net.name == "l2net" and net.output_shape == (None, 8)
+
+
+def test_global_mining_wraps_the_chosen_loss():
+    loss = train_descriptor.make_loss("hardnet", 1.0, "L2", 4, global_mining=True)
+    assert isinstance(loss, ReplicaLoss) and loss.global_batch and isinstance(loss.loss, L.HardNetLoss)
+    assert loss.loss.views_per_track == 4
+    with pytest.raises(SystemExit, match="random-triplet"):
+        train_descriptor.make_loss("random-triplet", global_mining=True)
+    # soft margin collapses to softplus(0) = ln 2, the hinge losses to the margin
+    assert train_descriptor.collapse_level("soft-margin", 1.0) == pytest.approx(np.log(2))
+    assert train_descriptor.collapse_level("hardnet", 0.7) == 0.7
