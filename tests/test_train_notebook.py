@@ -19,3 +19,6 @@ def test_notebook_code_cells_run():
     assert len(h) == 2 and all(np.isfinite(h))
     assert 0.0 <= ns["accuracy"] <= 1.0
     assert ns["model"].output_shape == (None, 32)
+    from hpatches_kit.losses import BatchHardTripletLoss
+
+    assert isinstance(ns["model"].loss, BatchHardTripletLoss)  # the package loss, not a training-area copy
