@@ -30,7 +30,8 @@ def main():
     import tensorflow as tf
 
     from hpatches_kit.models import l2net
-    from hpatches_kit.training import BatchHardLoss, descriptor_dataset
+    from hpatches_kit.losses import BatchHardTripletLoss
+    from hpatches_kit.training import descriptor_dataset
 
     keras.mixed_precision.set_global_policy(a.precision)
     rng = np.random.default_rng(0)
@@ -47,7 +48,7 @@ def main():
     pipe = a.pipeline_batches / (time.perf_counter() - t0)
 
     model = l2net()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=BatchHardLoss(1.0), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=BatchHardTripletLoss(1.0), jit_compile=False)
     x, y = next(it)
     model.train_on_batch(x, y)  # trace + warm up
     model.train_on_batch(x, y)

@@ -18,14 +18,14 @@ import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np, keras
 from hpatches_kit.models import l2net
-from hpatches_kit.training import BatchHardLoss
+from hpatches_kit.losses import BatchHardTripletLoss
 policy, jit, batch, steps = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4])
 keras.mixed_precision.set_global_policy(policy)
 keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).uniform(0, 255, (batch, 32, 32, 1)).astype("float32")
 y = np.repeat(np.arange(batch // 2), 2).astype("int32")
 m = l2net()
-m.compile(optimizer=keras.optimizers.Adam(1e-3), loss=BatchHardLoss(1.0), jit_compile=jit)
+m.compile(optimizer=keras.optimizers.Adam(1e-3), loss=BatchHardTripletLoss(1.0), jit_compile=jit)
 t0 = time.perf_counter(); m.train_on_batch(x, y); m.train_on_batch(x, y); warm = time.perf_counter() - t0
 t0 = time.perf_counter()
 for _ in range(steps):
