@@ -75,6 +75,8 @@ def embed(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     import keras
 
     if not hasattr(model, "predict"):
+        import hpatches_kit.models.vit  # noqa: F401  (registers the custom layers)
+
         model = keras.models.load_model(model)
     want = model.input_shape[1:3]
     if tuple(images.shape[1:3]) != tuple(want):
