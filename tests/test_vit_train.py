@@ -92,3 +92,14 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     # training moved the adapters away from their initialisation
     init = _weights(a / "checkpoints" / "epoch_001.keras")
     assert any(not np.allclose(x, y) for x, y in zip(init, _weights(a / "checkpoints" / "epoch_002.keras")))
+
+
+def test_pair_batches_grouped_keep_sources_together():
+    left = np.arange(12, dtype="f4")[:, None, None, None] * np.ones((12, 2, 2, 1), "f4")
+    groups = np.array(list("aaabbbbccddd"))
+    pb = PairBatches(left, left, batch_size=4, augment=False, seed=1, groups=groups)
+    order = [int(v) for i in range(len(pb)) for v in pb[i][0][0][:, 0, 0, 0]]
+    assert sorted(order) == list(range(12))
+    seq = [groups[i] for i in order]
+    runs = [g for k, g in enumerate(seq) if k == 0 or seq[k - 1] != g]
+    assert sorted(runs) == ["a", "b", "c", "d"]  # each source appears as one contiguous run

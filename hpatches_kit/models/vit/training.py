@@ -62,17 +62,20 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class PairBatches(keras.utils.PyDataset):
-    """Shuffled batches of ``((left, right), target)``. With ``negatives`` (cosine-embedding loss) every pair
+    """Shuffled batches of ``((left, right), target)``. With ``groups`` the pairs of one source are kept
+    together (sources in random order, pairs shuffled within), so in-batch negatives are hard ones. With ``negatives`` (cosine-embedding loss) every pair
     also appears once with a wrong right image (``target -1``); otherwise targets are all ``+1`` and the
     in-batch losses use the other pairs of the batch as negatives."""
 
-    def __init__(self, left, right, batch_size=16, negatives=False, seed=0, augment=True, epoch=0, **kwargs):
+    def __init__(self, left, right, batch_size=16, negatives=False, seed=0, augment=True, epoch=0, groups=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if len(left) < 2:
             raise ValueError("need at least 2 training pairs")
         self.left, self.right = left, right
         self.batch_size, self.negatives, self.augment = int(batch_size), bool(negatives), bool(augment)
         self.seed, self.epoch = int(seed), int(epoch)
+        self.groups = None if groups is None else np.asarray(groups)
         self._make_epoch()
 
     def _make_epoch(self):
@@ -86,6 +89,10 @@ class PairBatches(keras.utils.PyDataset):
             ri = np.r_[ri, (np.arange(n) + shift) % n]
             y = np.r_[y, -np.ones(n, np.float32)]
         order = self.rng.permutation(len(li))
+        if self.groups is not None:  # hard negatives: keep pairs of one source (photo / sequence) together
+            g = self.groups[li[order]]
+            rank = {u: k for k, u in enumerate(self.rng.permutation(np.unique(g)))}
+            order = order[np.argsort([rank[x] for x in g], kind="stable")]
         self.li, self.ri, self.y = li[order], ri[order], y[order]
         # drop a trailing batch of 1 (in-batch losses need >= 2 pairs)
         self._n = max(1, len(self.li) // self.batch_size + (len(self.li) % self.batch_size > 1))
