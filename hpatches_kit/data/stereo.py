@@ -11,7 +11,7 @@ Every error names the offending file (:class:`~hpatches_kit.data.DataError`).
 
 The embedded default (:func:`default_pairs`, used when no folder is given) needs no download: the real
 Middlebury pair ``skimage.data.stereo_motorcycle()`` plus pairs synthesised from other photos scikit-image
-ships -- two overlapping views of one region, with a small shift, crop and perspective change and a
+ships -- two overlapping views of one region (regions of one photo taken from distinct grid cells), with a small shift, crop and perspective change and a
 photometric change (gain, bias, gamma, noise) on the right view. Deterministic under ``seed``.
 """
 
@@ -207,9 +207,17 @@ def default_pairs_u8(seed: int = 0, pairs_per_photo: int = 3, size: int = 224):
     sources = [("motorcycle", ml, mr)] + [(n, _photo(n), None) for n in PHOTOS]
     for name, img, other in sources:
         h, w = img.shape[:2]
+        # windows of one photo come from distinct cells of a grid, so they do not overlap (until a photo
+        # runs out of cells): pairs of the same photo show different content, not near-duplicates
+        side = rng.uniform(0.4, 0.5) * min(h, w)
+        nx, ny = max(1, int(w // side)), max(1, int(h // side))
+        cells = [(cx, cy) for cy in range(ny) for cx in range(nx)]
+        cells = [cells[i] for i in rng.permutation(len(cells))]
+        cw, ch = w / nx, h / ny
         for k in range(pairs_per_photo):
-            side = rng.uniform(0.45, 0.7) * min(h, w)
-            x0, y0 = rng.uniform(0, w - side), rng.uniform(0, h - side)
+            cx, cy = cells[k % len(cells)]
+            x0 = cx * cw + rng.uniform(0, max(0.0, cw - side))
+            y0 = cy * ch + rng.uniform(0, max(0.0, ch - side))
             sq = np.array([[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]])
             if other is not None:  # real stereo pair: same window in both views (disparity does the rest)
                 l, r = _view(img, sq, size), _view(other, sq, size, rng, photometric=False)
