@@ -36,10 +36,13 @@ def run_seed(seed, args):
 
     keras.utils.set_random_seed(seed)
     evalset = default_pairs(size=args.image_size, seed=0, pairs_per_photo=args.eval_pairs_per_photo)
-    _, test = split_pairs(evalset, args.test_fraction, seed=seed)
     big = default_pairs(size=args.image_size, seed=1000 + seed, pairs_per_photo=args.train_pairs_per_photo)
-    test_groups = set(test.groups)
-    train = big.subset([i for i, g in enumerate(big.groups) if g not in test_groups])
+    if args.split == "photos":  # held-out photos: never seen in training
+        _, test = split_pairs(evalset, args.test_fraction, seed=seed)
+        test_groups = set(test.groups)
+        train = big.subset([i for i, g in enumerate(big.groups) if g not in test_groups])
+    else:  # held-out pairs: new crops of all photos (other windows, other distortions) vs training crops
+        test, train = evalset, big
     model = vit_adapter(args.preset, bottleneck=args.bottleneck, image_size=args.image_size, pooling=args.pooling,
                         train_layernorms=args.train_layernorms)
     before = evaluate_pairs(model, test)
@@ -67,11 +70,13 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--train-pairs-per-photo", type=int, default=12)
     p.add_argument("--eval-pairs-per-photo", type=int, default=3)
+    p.add_argument("--split", default="photos", choices=["photos", "pairs"],
+                   help="photos: held-out photos; pairs: held-out pairs (new crops) of the training photos")
     p.add_argument("--train-layernorms", action="store_true")
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args(argv)
-    print(f"ViT adapters, pair matching on held-out photos: {args.preset} {args.image_size}x{args.image_size}, "
+    print(f"ViT adapters, pair matching on held-out {args.split}: {args.preset} {args.image_size}x{args.image_size}, "
           f"bottleneck {args.bottleneck}{' + LayerNorms' if args.train_layernorms else ''}, {args.loss} loss, {args.epochs} epochs, RANDOM-INIT frozen backbone "
           "(no pretrained weights offline). CPU timings are noisy (shared machine).")
     gains = {m: [] for m in ("row", "both_axes", "assignment")}
