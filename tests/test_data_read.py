@@ -63,3 +63,18 @@ def test_official_splits_parse(shared_benchmark):
     assert split_sequences("a", names, splits_file=shared_benchmark / "splits.json") == sp["a"]["test"]
     with pytest.raises(DataError, match="not in the dataset"):
         split_sequences("a", names[:10], splits_file=shared_benchmark / "splits.json")
+
+
+def test_atomic_write_permissions_follow_umask(tmp_path):
+    import os
+    import stat
+
+    from hpatches_kit.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temporary left behind

@@ -14,18 +14,22 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hpatches-train", description=__doc__.splitlines()[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen subcommand's module is imported (``--help`` lists all of them cheaply)."""
+    parser = argparse.ArgumentParser(prog="hpatches-train", description="Train denoisers, descriptors and ViT adapters on HPatches-format data.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(mod).configure(p)
+        if name == command:
+            importlib.import_module(mod).configure(p)
         p.set_defaults(_module=mod)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in SUBCOMMANDS), None)
+    args = build_parser(command).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

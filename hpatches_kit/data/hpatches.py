@@ -304,7 +304,7 @@ def load_dataset(
     if root is None:
         from .embedded import ensure_default
 
-        root = ensure_default()
+        root = ensure_default(progress=progress)
     dirs = find_sequence_dirs(root)
     if split is not None:
         from .splits import split_sequences

@@ -1,3 +1,195 @@
-"""Embedding losses for image-pair matching and retrieval (see package docstring)."""
+"""Embedding losses for image-pair matching and retrieval, written with ``keras.ops``.
 
-__all__: list[str] = []
+Pair batches are *pair-stacked*: ``y_pred`` of shape ``(B, 2, D)`` holds left ``y_pred[:, 0]`` and right
+``y_pred[:, 1]`` embeddings of ``B`` matching pairs. Retrieval losses also accept the descriptor-batch
+contract of the rest of the toolkit, ``(labels (N,), embeddings (N, D))``.
+
+* :func:`cosine_embedding_loss` / :class:`CosineEmbeddingLoss` -- PyTorch ``CosineEmbeddingLoss``:
+  ``1 - cos`` for target ``+1``, ``max(0, cos - margin)`` for ``-1`` (0 for any other target), mean.
+* :func:`symmetric_contrastive_loss` / :class:`SymmetricContrastiveLoss` -- in-batch: pair ``(l_i, r_i)`` is
+  a positive, every ``(l_i, r_j)``, ``i != j``, a negative, in both directions (``l -> r`` and ``r -> l``);
+  ``pos_weight * mean_i(1 - cos_ii) + neg_weight * mean_{i != j} max(0, cos_ij - margin)``, default 2/3 : 1/3.
+* :func:`irt_contrastive_loss`, :func:`koleo_loss`, :class:`IRTLoss`, :class:`KoLeoRegularizer` -- the Image
+  Retrieval Transformer objective (El-Nouby et al. 2021) on L2-normalised embeddings ``z``::
+
+      L_contr = 1/N sum_i [ sum_{j != i, y_j = y_i} (1 - z_i.z_j) + sum_{y_j != y_i} max(0, z_i.z_j - beta) ]
+      L_KoLeo = -1/N sum_i log(min_{j != i} ||z_i - z_j|| + eps)
+      L       = L_contr + lambda * L_KoLeo,   beta = 0.5, lambda = 0.7
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = [
+    "cosine_similarity_matrix", "cosine_embedding_loss", "symmetric_contrastive_loss", "irt_contrastive_loss",
+    "koleo_loss", "irt_loss", "pair_labels", "CosineEmbeddingLoss", "SymmetricContrastiveLoss", "IRTLoss",
+    "KoLeoRegularizer",
+]
+
+PKG = "hpatches_kit.losses"
+_TORCH_EPS = 1e-12  # torch.nn.functional.cosine_embedding_loss's EPSILON
+
+
+def _l2n(x, eps=1e-12):
+    return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), eps))
+
+
+def cosine_similarity_matrix(a, b):
+    """``(N, D), (M, D) -> (N, M)`` cosine similarities."""
+    return ops.matmul(_l2n(a), ops.transpose(_l2n(b)))
+
+
+def cosine_embedding_loss(x1, x2, target, margin: float = 0.0, reduction: str = "mean"):
+    """PyTorch ``F.cosine_embedding_loss``: ``x1, x2`` ``(B, D)``, ``target`` ``(B,)`` of ``+1 / -1``."""
+    x1 = ops.convert_to_tensor(x1, "float32")
+    x2 = ops.convert_to_tensor(x2, "float32")
+    t = ops.reshape(ops.cast(target, x1.dtype), (-1,))
+    prod = ops.sum(x1 * x2, axis=-1)
+    m1 = ops.sum(x1 * x1, axis=-1) + _TORCH_EPS
+    m2 = ops.sum(x2 * x2, axis=-1) + _TORCH_EPS
+    cos = prod / ops.sqrt(m1 * m2)
+    zeros = ops.zeros_like(cos)
+    pos = ops.where(ops.equal(t, 1.0), 1.0 - cos, zeros)
+    neg = ops.where(ops.equal(t, -1.0), ops.maximum(cos - margin, 0.0), zeros)
+    loss = pos + neg
+    if reduction == "mean":
+        return ops.mean(loss)
+    if reduction == "sum":
+        return ops.sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _split_pairs(y_pred):
+    if len(y_pred.shape) != 3 or y_pred.shape[1] != 2:
+        raise ValueError(f"pair losses expect pair-stacked embeddings (B, 2, D), got shape {tuple(y_pred.shape)}")
+    return y_pred[:, 0], y_pred[:, 1]
+
+
+def symmetric_contrastive_loss(left, right, margin: float = 0.0, pos_weight: float = 2.0 / 3.0,
+                               neg_weight: float = 1.0 / 3.0):
+    """In-batch symmetric contrastive loss on cosine similarities (see module docstring). Needs ``B >= 2``."""
+    s = cosine_similarity_matrix(ops.convert_to_tensor(left, "float32"), ops.convert_to_tensor(right, "float32"))
+    b = ops.shape(s)[0]
+    eye = ops.eye(b, dtype=s.dtype)
+    pos = ops.sum((1.0 - s) * eye) / ops.cast(b, s.dtype)
+    off = 1.0 - eye
+    hinge = ops.maximum(s - margin, 0.0) * off
+    n_off = ops.maximum(ops.cast(b * (b - 1), s.dtype), 1.0)
+    # direction l->r (rows) and r->l (columns, i.e. the transposed matrix): same pairs, averaged both ways
+    neg = 0.5 * (ops.sum(hinge) / n_off + ops.sum(ops.transpose(hinge)) / n_off)
+    return pos_weight * pos + neg_weight * neg
+
+
+def pair_labels(y_pred):
+    """Pair-stacked ``(B, 2, D)`` -> ``(labels (2B,), embeddings (2B, D))`` with pair ``i`` labelled ``i``."""
+    left, right = _split_pairs(y_pred)
+    b = ops.shape(left)[0]
+    ids = ops.arange(b)
+    return ops.concatenate([ids, ids], axis=0), ops.concatenate([left, right], axis=0)
+
+
+def irt_contrastive_loss(labels, embeddings, beta: float = 0.5):
+    """IRT contrastive loss on L2-normalised embeddings (positives ``1 - s``, negatives ``max(0, s - beta)``,
+    self-pairs excluded, summed per anchor, averaged over anchors)."""
+    z = _l2n(ops.convert_to_tensor(embeddings, "float32"))
+    y = ops.reshape(labels, (-1,))
+    s = ops.matmul(z, ops.transpose(z))
+    n = ops.shape(s)[0]
+    same = ops.cast(ops.equal(y[:, None], y[None, :]), s.dtype)
+    not_self = 1.0 - ops.eye(n, dtype=s.dtype)
+    pos = ops.sum((1.0 - s) * same * not_self)
+    neg = ops.sum(ops.maximum(s - beta, 0.0) * (1.0 - same))
+    return (pos + neg) / ops.cast(n, s.dtype)
+
+
+def koleo_loss(embeddings, eps: float = 1e-8, normalize: bool = True):
+    """Kozachenko-Leonenko differential-entropy regulariser: ``-mean_i log(min_{j != i} ||z_i - z_j|| + eps)``
+    (``z`` L2-normalised first unless ``normalize=False``). Needs ``N >= 2``."""
+    z = ops.convert_to_tensor(embeddings, "float32")
+    if normalize:
+        z = _l2n(z)
+    sq = ops.sum(ops.square(z), axis=-1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * ops.matmul(z, ops.transpose(z))
+    n = ops.shape(z)[0]
+    big = ops.eye(n, dtype=d2.dtype) * 1e9
+    nn = ops.sqrt(ops.maximum(ops.min(d2 + big, axis=1), 0.0))
+    return -ops.mean(ops.log(nn + eps))
+
+
+def irt_loss(labels, embeddings, beta: float = 0.5, koleo_weight: float = 0.7):
+    return irt_contrastive_loss(labels, embeddings, beta) + koleo_weight * koleo_loss(embeddings)
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class CosineEmbeddingLoss(keras.losses.Loss):
+    """``y_true`` ``(B,)`` targets ``+1/-1``, ``y_pred`` pair-stacked ``(B, 2, D)``; PyTorch semantics."""
+
+    def __init__(self, margin: float = 0.0, name: str = "cosine_embedding_loss", **kwargs):
+        kwargs.setdefault("reduction", "sum_over_batch_size")
+        super().__init__(name=name, **kwargs)
+        self.margin = float(margin)
+
+    def call(self, y_true, y_pred):
+        left, right = _split_pairs(y_pred)
+        return cosine_embedding_loss(left, right, y_true, self.margin, reduction="none")
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class SymmetricContrastiveLoss(keras.losses.Loss):
+    """``y_pred`` pair-stacked ``(B, 2, D)``; ``y_true`` ignored (pairs are positives by construction)."""
+
+    def __init__(self, margin: float = 0.0, pos_weight: float = 2.0 / 3.0, neg_weight: float = 1.0 / 3.0,
+                 name: str = "symmetric_contrastive_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin, self.pos_weight, self.neg_weight = float(margin), float(pos_weight), float(neg_weight)
+
+    def call(self, y_true, y_pred):
+        left, right = _split_pairs(y_pred)
+        return symmetric_contrastive_loss(left, right, self.margin, self.pos_weight, self.neg_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "pos_weight": self.pos_weight,
+                "neg_weight": self.neg_weight}
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class IRTLoss(keras.losses.Loss):
+    """IRT contrastive + ``koleo_weight`` x KoLeo. ``y_pred`` either ``(N, D)`` with ``y_true`` integer labels,
+    or pair-stacked ``(B, 2, D)`` (``y_true`` ignored, pair ``i`` is class ``i``)."""
+
+    def __init__(self, beta: float = 0.5, koleo_weight: float = 0.7, name: str = "irt_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.beta, self.koleo_weight = float(beta), float(koleo_weight)
+
+    def call(self, y_true, y_pred):
+        if len(y_pred.shape) == 3:
+            y_true, y_pred = pair_labels(y_pred)
+        return irt_loss(y_true, y_pred, self.beta, self.koleo_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta, "koleo_weight": self.koleo_weight}
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class KoLeoRegularizer(keras.losses.Loss):
+    """Standalone KoLeo as a Keras loss (``y_true`` ignored; ``y_pred`` ``(N, D)`` or pair-stacked), scaled by
+    ``weight``: add it to a descriptor loss to spread embeddings uniformly."""
+
+    def __init__(self, weight: float = 1.0, eps: float = 1e-8, name: str = "koleo", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.weight, self.eps = float(weight), float(eps)
+
+    def call(self, y_true, y_pred):
+        if len(y_pred.shape) == 3:
+            y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
+        return self.weight * koleo_loss(y_pred, self.eps)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "eps": self.eps}

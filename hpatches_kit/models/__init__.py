@@ -6,9 +6,17 @@ from .unet import deep_unet, shallow_unet
 
 
 def vit_adapter(*a, **k):
+    """See :func:`hpatches_kit.models.vit.vit_adapter` (imported lazily: the ViT stack is large)."""
     from .vit import vit_adapter as f
 
     return f(*a, **k)
+
+
+def parameter_report(model):
+    """See :func:`hpatches_kit.models.vit.parameter_report`."""
+    from .vit import parameter_report as f
+
+    return f(model)
 
 
 MODELS = {"shallow_unet": shallow_unet, "deep_unet": deep_unet, "l2net": l2net}
@@ -22,4 +30,4 @@ def get_model(name: str, **kwargs):
     return MODELS[key](**kwargs)
 
 
-__all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "get_model", "MODELS"]
+__all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "parameter_report", "get_model", "MODELS"]

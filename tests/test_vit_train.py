@@ -1,0 +1,105 @@
+"""``hpatches-train vit-adapter``: outputs, atomic checkpoints, exact resume; OneCycle vs PyTorch's formula."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import hpatches_kit.models.vit  # noqa: F401
+from hpatches_kit.models.vit.training import OneCycle, PairBatches
+
+
+def torch_onecycle(step, max_lr, total, pct=0.3, div=25.0, final_div=1e4):
+    """PyTorch OneCycleLR.get_lr (anneal_strategy='cos', three_phase=False), written out by hand."""
+    init = max_lr / div
+    low = init / final_div
+    phases = [(pct * total - 1, init, max_lr), (total - 1, max_lr, low)]
+    start_step = 0.0
+    for i, (end_step, s, e) in enumerate(phases):
+        if step <= end_step or i == len(phases) - 1:
+            p = (step - start_step) / (end_step - start_step)
+            return e + (s - e) / 2.0 * (math.cos(math.pi * p) + 1)
+        start_step = end_step
+
+
+def test_onecycle_matches_pytorch_formula():
+    sched = OneCycle(0.01, 50)
+    for step in range(50):
+        assert float(sched(step)) == pytest.approx(torch_onecycle(step, 0.01, 50), rel=1e-5, abs=1e-12)
+    assert float(sched(0)) == pytest.approx(0.01 / 25, rel=1e-5)
+    assert float(sched(14)) == pytest.approx(0.01, rel=1e-5)
+    clone = OneCycle.from_config(sched.get_config())
+    assert float(clone(20)) == float(sched(20))
+
+
+def test_pair_batches_cover_pairs_and_negatives():
+    left = np.arange(10, dtype="f4")[:, None, None, None] * np.ones((10, 2, 2, 1), "f4")
+    pb = PairBatches(left, left + 100, batch_size=4, negatives=True, augment=False, seed=3)
+    seen = []
+    for i in range(len(pb)):
+        (l, r), y = pb[i]
+        seen += [(int(a[0, 0, 0]), int(b[0, 0, 0]) - 100, int(t)) for a, b, t in zip(l, r, y)]
+    assert len(seen) == 20
+    assert sorted(a for a, b, t in seen if t == 1) == list(range(10)) and all(a == b for a, b, t in seen if t == 1)
+    assert sorted(a for a, b, t in seen if t == -1) == list(range(10)) and all(a != b for a, b, t in seen if t == -1)
+    # order is a function of (seed, epoch) only (fit(shuffle=False): PairBatches shuffles itself)
+    again = PairBatches(left, left + 100, batch_size=4, negatives=True, augment=False, seed=3)
+    np.testing.assert_array_equal(again[0][0][0], pb[0][0][0])
+
+
+COMMON = ["--preset", "vit-tiny", "--bottleneck", "4", "--batch-size", "8", "--lr", "1e-2",
+          "--verbose", "0"]
+
+
+def _weights(path):
+    return [w for w in keras.models.load_model(path).get_weights()]
+
+
+@pytest.mark.parametrize("loss", ["contrastive", "cosine", "irt"])
+def test_train_outputs(tmp_path, loss):
+    from hpatches_kit.cli.train_vit import main
+
+    out = tmp_path / "run"
+    assert main(COMMON + ["--epochs", "1", "--loss", loss, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in m["epochs"]] == [1] and np.isfinite(m["epochs"][0]["loss"])
+    assert m["parameters"]["trainable"] == m["parameters"]["adapters"] == 2 * 2 * (2 * 32 * 4 + 4 + 32)
+    assert set(m["final"]["accuracy"]) == {"row", "both_axes", "assignment"}
+    assert (out / "checkpoints" / "epoch_001.keras").is_file()
+    model = keras.models.load_model(out / "model.keras")
+    assert model.output_shape == (None, 32)
+    assert not list(out.rglob(".*tmp*"))  # nothing half-written left behind
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    from hpatches_kit.cli.train_vit import main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(COMMON + ["--epochs", "2", "--out", str(a)]) == 0
+    assert main(COMMON + ["--epochs", "2", "--out", str(b)]) == 0
+    # simulate a crash after epoch 1: drop what epoch 2 wrote, then resume
+    for p in ("checkpoints/epoch_002.keras", "model.keras"):
+        (b / p).unlink()
+    assert main(COMMON + ["--epochs", "2", "--out", str(b), "--resume"]) == 0
+    ma, mb = json.loads((a / "metrics.json").read_text()), json.loads((b / "metrics.json").read_text())
+    assert [e["epoch"] for e in mb["epochs"]] == [1, 2]
+    for ea, eb in zip(ma["epochs"], mb["epochs"]):
+        assert eb["loss"] == pytest.approx(ea["loss"], rel=1e-4) and eb["lr"] == pytest.approx(ea["lr"], rel=1e-5)
+    for wa, wb in zip(_weights(a / "model.keras"), _weights(b / "model.keras")):
+        np.testing.assert_allclose(wb, wa, rtol=1e-4, atol=1e-6)
+    # training moved the adapters away from their initialisation
+    init = _weights(a / "checkpoints" / "epoch_001.keras")
+    assert any(not np.allclose(x, y) for x, y in zip(init, _weights(a / "checkpoints" / "epoch_002.keras")))
+
+
+def test_pair_batches_grouped_keep_sources_together():
+    left = np.arange(12, dtype="f4")[:, None, None, None] * np.ones((12, 2, 2, 1), "f4")
+    groups = np.array(list("aaabbbbccddd"))
+    pb = PairBatches(left, left, batch_size=4, augment=False, seed=1, groups=groups)
+    order = [int(v) for i in range(len(pb)) for v in pb[i][0][0][:, 0, 0, 0]]
+    assert sorted(order) == list(range(12))
+    seq = [groups[i] for i in order]
+    runs = [g for k, g in enumerate(seq) if k == 0 or seq[k - 1] != g]
+    assert sorted(runs) == ["a", "b", "c", "d"]  # each source appears as one contiguous run
