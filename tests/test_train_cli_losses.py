@@ -11,7 +11,7 @@ import pytest
 from conftest import make_tracks, write_dataset
 from hpatches_kit import losses as L
 from hpatches_kit.cli import train_descriptor
-from hpatches_kit.training import CurriculumTripletLoss, ReplicaLoss
+from hpatches_kit.training import CurriculumTripletLoss, KoLeoRegularised, ReplicaLoss
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,41 @@ def test_global_mining_wraps_the_chosen_loss():
     # soft margin collapses to softplus(0) = ln 2, the hinge losses to the margin
     assert train_descriptor.collapse_level("soft-margin", 1.0) == pytest.approx(np.log(2))
     assert train_descriptor.collapse_level("hardnet", 0.7) == 0.7
+
+
+def test_koleo_regularised_matches_numpy_loop():
+    """batch-hard + w * KoLeo over the first view of each track, against brute-force loops; int labels."""
+    rng = np.random.default_rng(3)
+    S, K, w = 6, 3, 0.3
+    labels = np.repeat(np.arange(S), K)
+    e = rng.normal(size=(S * K, 5)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    d = np.sqrt(((e[:, None].astype(np.float64) - e[None]) ** 2).sum(-1))
+    hard = np.mean([max(0.0, max(d[a, p] for p in range(S * K) if p != a and labels[p] == labels[a])
+                        - min(d[a, q] for q in range(S * K) if labels[q] != labels[a]) + 1.0) for a in range(S * K)])
+    first = list(range(0, S * K, K))
+    ko = -np.mean([np.log(min(d[i, j] for j in first if j != i) + 1e-8) for i in first])
+    loss = KoLeoRegularised(L.BatchHardTripletLoss(1.0), weight=w, views_per_track=K)
+    assert float(loss(labels, e)) == pytest.approx(hard + w * ko, rel=1e-4)
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert type(again) is KoLeoRegularised and type(again.loss) is L.BatchHardTripletLoss
+    assert float(again(labels, e)) == pytest.approx(float(loss(labels, e)), rel=1e-6)
+    with pytest.raises(ValueError, match="multiple of views_per_track"):
+        KoLeoRegularised(L.BatchHardTripletLoss(), views_per_track=4)(labels, e)
+
+
+def test_koleo_flag_with_curriculum_and_global_mining(data, tmp_path):
+    out = tmp_path / "ko"
+    assert _run(["--data", str(data), "--batch-size", "8", "--steps-per-epoch", "2", "--epochs", "2",
+                 "--patch-size", "16", "--dim", "8", "--loss", "curriculum", "--koleo", "0.1", "--global-mining",
+                 "--curriculum-warmup", "1", "--out", str(out), "--verbose", "0", "--mixed-precision", "float32",
+                 "--no-eval"]) == 0
+    h = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(h["loss"]) == 2 and all(np.isfinite(h["loss"]))
+    loss = keras.models.load_model(out / "checkpoints" / "last.keras").loss
+    assert isinstance(loss, ReplicaLoss) and loss.global_batch and isinstance(loss.loss, KoLeoRegularised)
+    inner = loss.loss.loss
+    assert isinstance(inner, CurriculumTripletLoss) and float(inner.hard_weight.numpy()) == 1.0  # ramped
+    assert loss.loss.weight == 0.1
+    with pytest.raises(SystemExit, match="koleo"):
+        train_descriptor.make_loss("random-triplet", koleo=0.1)

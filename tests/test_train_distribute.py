@@ -19,7 +19,7 @@ import numpy as np, keras
 from keras import ops
 from hpatches_kit.models import L2Normalize
 from hpatches_kit.losses import BatchAllTripletLoss, BatchHardTripletLoss
-from hpatches_kit.training import CurriculumTripletLoss, GlobalBatchLoss, ReplicaLoss, check_tracks_per_replica, descriptor_dataset, get_strategy
+from hpatches_kit.training import CurriculumTripletLoss, GlobalBatchLoss, KoLeoRegularised, ReplicaLoss, check_tracks_per_replica, descriptor_dataset, get_strategy
 
 
 def batch_hard(labels, emb, margin=0.5):  # minimal reference loss (keras.ops), independent of the package's
@@ -106,6 +106,13 @@ with strat.scope():  # batch-all (S x K fast path) mined globally == one device 
     l_ba_g, w_ba_g = step(m, GlobalBatchLoss(BatchAllTripletLoss(margin=0.5, views_per_track=K)))
 m = build()
 l_ba_one, w_ba_one = step(m, BatchAllTripletLoss(margin=0.5, views_per_track=K))  # one device (default strategy)
+with strat.scope():  # KoLeo on the gathered batch (one view per track of the global batch)
+    m = build()
+    l_ko_g, w_ko_g = step(m, GlobalBatchLoss(KoLeoRegularised(BatchHardTripletLoss(0.5), weight=0.2, views_per_track=K)))
+m = build()
+l_ko_one, w_ko_one = step(m, KoLeoRegularised(BatchHardTripletLoss(0.5), weight=0.2, views_per_track=K))
+out.update(ko_global=l_ko_g, ko_one=l_ko_one,
+           ko_global_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_ko_g, w_ko_one)))
 out.update(cur_global=l_cur_g, cur_global_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_cur_g, w_whole)),
            ba_global=l_ba_g, ba_one=l_ba_one,
            ba_global_w_err=max(float(np.abs(a - b).max()) for a, b in zip(w_ba_g, w_ba_one)))
@@ -162,6 +169,8 @@ def test_global_mining_package_losses_scale_once(result):
     assert result["cur_global_w_err"] < 1e-5
     assert result["ba_global"] == pytest.approx(result["ba_one"], rel=1e-5, abs=1e-6)
     assert result["ba_global_w_err"] < 1e-5
+    assert result["ko_global"] == pytest.approx(result["ko_one"], rel=1e-5, abs=1e-6)
+    assert result["ko_global_w_err"] < 1e-5
 
 
 def test_tracks_must_split_evenly(result):

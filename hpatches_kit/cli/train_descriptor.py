@@ -30,6 +30,9 @@ def configure(p):
     g.add_argument("--margin", type=float, default=1.0, help="triplet margin (default: 1.0; unused by soft-margin)")
     g.add_argument("--distance", default="L2", choices=DISTANCES,
                    help="descriptor distance the loss mines and penalises (default: L2)")
+    g.add_argument("--koleo", type=float, default=0.0, metavar="WEIGHT",
+                   help="add WEIGHT x KoLeo entropy regulariser on one view per track (default: 0 = off; "
+                        "not with random-triplet)")
     g.add_argument("--global-mining", action="store_true",
                    help="mine hardest negatives over the global batch of all replicas (all_gather)")
     g.add_argument("--curriculum-warmup", type=int, default=1,
@@ -83,16 +86,20 @@ def heldout_matching(model, tracks: np.ndarray, max_tracks: int = 500, seed: int
     return out
 
 
-def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int = 2, global_mining: bool = False):
+def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int = 2, global_mining: bool = False,
+              koleo: float = 0.0):
     """The Keras loss for ``--loss name`` (see :data:`LOSSES`) on S x K track-major batches with ``views``
-    views per track. ``global_mining`` wraps it in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`."""
+    views per track. ``koleo > 0`` adds that weight of KoLeo (:class:`~hpatches_kit.training.mining.
+    KoLeoRegularised`); ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`."""
     from ..losses import (BatchAllTripletLoss, BatchHardTripletLoss, HardNetLoss, RandomTripletLoss,
                           TripletSemiHardLoss)
-    from ..training.mining import CurriculumTripletLoss, GlobalBatchLoss
+    from ..training.mining import CurriculumTripletLoss, GlobalBatchLoss, KoLeoRegularised
 
+    if koleo < 0:
+        raise SystemExit(f"--koleo must be >= 0, got {koleo}")
     if name == "random-triplet":
-        if global_mining:
-            raise SystemExit("--global-mining does not apply to --loss random-triplet")
+        if global_mining or koleo:
+            raise SystemExit("--global-mining and --koleo do not apply to --loss random-triplet")
         return RandomTripletLoss(margin=margin, distance_metric=distance)
     build = {
         "batch-hard": lambda: BatchHardTripletLoss(margin=margin, distance_metric=distance),
@@ -107,16 +114,20 @@ def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int =
     if name not in build:
         raise SystemExit(f"unknown --loss {name!r}; expected one of {', '.join(LOSSES)}")
     loss = build[name]()
+    if koleo:
+        loss = KoLeoRegularised(loss, weight=koleo, views_per_track=views)
     return GlobalBatchLoss(loss) if global_mining else loss
 
 
-def collapse_level(name: str, margin: float) -> float:
-    """The loss value of a collapsed descriptor (all distances 0): the margin, or softplus(0) = ln 2."""
-    return float(np.log(2.0)) if name == "soft-margin" else float(margin)
+def collapse_level(name: str, margin: float, koleo: float = 0.0, eps: float = 1e-8) -> float:
+    """The loss value of a collapsed descriptor (all distances 0): the margin, or softplus(0) = ln 2, plus
+    ``koleo * -log(eps)`` (KoLeo of coincident embeddings)."""
+    base = float(np.log(2.0)) if name == "soft-margin" else float(margin)
+    return base + float(koleo) * float(-np.log(eps))
 
 
 def _loss(args):
-    return make_loss(args.loss, args.margin, args.distance, args.views, args.global_mining)
+    return make_loss(args.loss, args.margin, args.distance, args.views, args.global_mining, args.koleo)
 
 
 def _random_triplet_model(net):
@@ -197,9 +208,11 @@ def run(args) -> int:
     if args.collapse != "off" and not triplets:
         probe_src = test_tracks if test_tracks is not None and len(test_tracks) >= 2 else tracks
         probe = probe_src[: min(256, len(probe_src)), 0, :, :, None].astype(np.float32)
-        extra.append(CollapseDetector(probe, margin=collapse_level(args.loss, args.margin), action=args.collapse))
+        extra.append(CollapseDetector(probe, margin=collapse_level(args.loss, args.margin, args.koleo), action=args.collapse))
     if args.loss == "curriculum":
-        lossobj = model.loss.loss if hasattr(model.loss, "global_batch") else model.loss
+        lossobj = model.loss
+        while not hasattr(lossobj, "hard_weight"):  # unwrap GlobalBatchLoss / KoLeoRegularised
+            lossobj = lossobj.loss
         extra.append(MiningCurriculum(lossobj, warmup=args.curriculum_warmup, ramp=1))
     t0 = time.time()
     if initial_epoch < args.epochs:

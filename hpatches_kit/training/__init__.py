@@ -5,14 +5,14 @@ from .pipelines import (denoise_dataset, descriptor_dataset, descriptor_dataset_
                         steps_per_epoch, triplet_dataset)
 from .distribute import (auto_jit, auto_precision, check_tracks_per_replica, device_kind, get_strategy,
                          set_precision)
-from .mining import CurriculumTripletLoss, GlobalBatchLoss, ReplicaLoss
+from .mining import CurriculumTripletLoss, GlobalBatchLoss, KoLeoRegularised, ReplicaLoss
 from .callbacks import (AtomicCheckpoint, CollapseDetector, MiningCurriculum, ResumeState, descriptor_spread,
                         load_resume)
 
 __all__ = [
     "descriptor_dataset", "descriptor_dataset_from_tfrecords", "denoise_dataset", "triplet_dataset",
     "make_sk_batch", "steps_per_epoch", "get_strategy", "check_tracks_per_replica", "set_precision",
-    "auto_precision", "auto_jit", "device_kind", "CurriculumTripletLoss",
+    "auto_precision", "auto_jit", "device_kind", "CurriculumTripletLoss", "KoLeoRegularised",
     "GlobalBatchLoss", "ReplicaLoss", "CollapseDetector", "MiningCurriculum",
     "AtomicCheckpoint", "ResumeState", "load_resume", "descriptor_spread",
 ]

@@ -22,7 +22,8 @@ from ..losses import batch_all_triplet_loss, batch_hard_triplet_loss
 from ..losses.distances import (LabelledLoss, check_metric, check_views, deserialize_metric,
                                 serialize_metric)
 
-__all__ = ["CurriculumTripletLoss", "ReplicaLoss", "GlobalBatchLoss", "num_replicas", "unscaled_loss"]
+__all__ = ["CurriculumTripletLoss", "KoLeoRegularised", "ReplicaLoss", "GlobalBatchLoss", "num_replicas",
+           "unscaled_loss"]
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
@@ -112,6 +113,38 @@ class ReplicaLoss(LabelledLoss):
 
     def get_config(self):
         return {**super().get_config(), "loss": keras.losses.serialize(self.loss), "global_batch": self.global_batch}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["loss"] = keras.losses.deserialize(config["loss"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="hpatches_kit")
+class KoLeoRegularised(LabelledLoss):
+    """``loss + weight * koleo_loss(one view per track)``: the wrapped ``(labels, embeddings)`` loss (unscaled)
+    plus the KoLeo entropy regulariser (:func:`hpatches_kit.losses.koleo_loss`, Sablayrolles et al. 2019) on
+    the first view of every track of an S x K track-major batch (rows ``0, K, 2K, ...``). Taking one view per
+    track keeps KoLeo from pushing the views of a track apart (their nearest neighbour is usually each other);
+    it spreads distinct tracks over the sphere."""
+
+    def __init__(self, loss, weight: float = 0.1, views_per_track: int = 2, eps: float = 1e-8, name=None, **kwargs):
+        loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
+        super().__init__(name=name or f"{getattr(loss, 'name', 'loss')}_koleo", **kwargs)
+        self.loss, self.weight, self.eps = loss, float(weight), float(eps)
+        self.views_per_track = check_views(views_per_track, None)
+
+    def call(self, y_true, y_pred):
+        from ..losses import koleo_loss
+
+        check_views(self.views_per_track, y_pred.shape[0])
+        base = unscaled_loss(self.loss, y_true, y_pred)
+        return base + self.weight * ops.cast(koleo_loss(y_pred[:: self.views_per_track], self.eps), "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "loss": keras.losses.serialize(self.loss), "weight": self.weight,
+                "views_per_track": self.views_per_track, "eps": self.eps}
 
     @classmethod
     def from_config(cls, config):
