@@ -1,7 +1,7 @@
 """``hpatches-train denoise``: train a U-Net denoiser on N-HPatches-style (noisy, clean) patch pairs.
 
 Defaults: the embedded N-HPatches dataset (32x32 with ``*_noise`` twins), the shallow U-Net, Adam 1e-3,
-mean absolute error in grey levels, batches of 128 pairs, split ``a`` test sequences held out. At the end:
+mean absolute error in grey levels, batches of 128 pairs, 3 epochs, split ``a`` test sequences held out. At the end:
 held-out MAE / PSNR of the denoised vs the noisy input, and a PNG of denoising examples.
 """
 
@@ -22,7 +22,7 @@ LOSSES = ("mae", "mse")
 
 def configure(p):
     add_common_args(p, model="shallow_unet", models=MODELS, loss="mae", losses=LOSSES, batch_size=128,
-                    epochs=10, lr=1e-3, kind="n-hpatches")
+                    epochs=3, lr=1e-3, kind="n-hpatches")
     g = p.add_argument_group("denoiser")
     g.add_argument("--base", type=int, default=32, help="deep_unet: filters of the first level (default: 32)")
     g.add_argument("--depth", type=int, default=4, help="deep_unet: levels (default: 4)")

@@ -1,0 +1,98 @@
+"""Denoising quality bars on the embedded N-HPatches default (held-out split-``a`` test sequences):
+
+1. the deep U-Net reaches a lower held-out MAE than the shallow U-Net at equal epochs;
+2. a descriptor trained and evaluated on denoised patches beats one trained and evaluated on noisy patches
+   (official HPatches protocol on the held-out sequences).
+
+Every step is a real ``hpatches-train`` run (so this also exercises the commands end to end); results are
+read back from each run's ``metrics.json``. Prints a table and the ratios. On 2 CPU cores the defaults take
+roughly 20-30 minutes; ``--quick`` shrinks every budget for a smoke run.
+
+    python benchmarks/denoise_quality.py --out runs/bench-denoise
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def train(cmd: list[str], out: Path, resume: bool) -> dict:
+    metrics = out / "metrics.json"
+    if resume and metrics.is_file():
+        print(f"[reuse] {out}", flush=True)
+        return json.loads(metrics.read_text())
+    full = [sys.executable, "-m", "hpatches_kit.cli.train", *cmd, "--out", str(out), "--verbose", "2"]
+    print("$ " + " ".join(full[2:]), flush=True)
+    t0 = time.time()
+    subprocess.run(full, check=True)
+    m = json.loads(metrics.read_text())
+    m["_wall_s"] = time.time() - t0
+    return m
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench-denoise")
+    ap.add_argument("--epochs", type=int, default=None, help="denoiser epochs, equal for both U-Nets "
+                    "(default: the command's default, so the shallow run is exactly `hpatches-train denoise`)")
+    ap.add_argument("--steps", type=int, default=None, help="denoiser steps per epoch (default: one pass)")
+    ap.add_argument("--desc-epochs", type=int, default=12, help="descriptor epochs (equal for noisy/denoised)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test, numbers meaningless)")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs found under --out")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.epochs, a.steps, a.desc_epochs = 1, 20, 1
+    out = Path(a.out)
+    from hpatches_kit.data import ensure_default
+
+    nh = str(ensure_default("n-hpatches"))
+    common = ["--seed", str(a.seed)]
+    den = {}
+    for name in ("shallow_unet", "deep_unet"):
+        budget = (["--epochs", str(a.epochs)] if a.epochs else []) + (["--steps-per-epoch", str(a.steps)] if a.steps else [])
+        den[name] = train(["denoise", "--model", name, *budget, *common], out / name, a.reuse)
+    best = min(den, key=lambda k: den[k]["heldout"]["mae_denoised"])
+    desc = {
+        "noisy": train(["descriptor", "--data", nh, "--noisy", "--epochs", str(a.desc_epochs), *common],
+                       out / "desc-noisy", a.reuse),
+        "denoised": train(["descriptor", "--data", nh, "--noisy", "--denoiser", str(out / best / "model.keras"),
+                           "--epochs", str(a.desc_epochs), *common], out / "desc-denoised", a.reuse),
+    }
+
+    ep = den["shallow_unet"]["args"]["epochs"]
+    print(f"\nDenoisers (held-out N-HPatches patches, grey levels; equal budgets: {ep} epochs, batch 128)")
+    print(f"{'model':<14}{'params':>10}{'MAE noisy':>11}{'MAE out':>9}{'PSNR noisy':>12}{'PSNR out':>10}")
+    import keras
+
+    import hpatches_kit.models  # noqa: F401  (registers the custom layers)
+
+    for name, m in den.items():
+        h = m["heldout"]
+        params = keras.models.load_model(out / name / "model.keras", compile=False).count_params()
+        print(f"{name:<14}{params:>10}{h['mae_noisy']:>11.2f}{h['mae_denoised']:>9.2f}"
+              f"{h['psnr_noisy']:>12.2f}{h['psnr_denoised']:>10.2f}")
+    r = den["shallow_unet"]["heldout"]["mae_denoised"] / den["deep_unet"]["heldout"]["mae_denoised"]
+    print(f"deep U-Net MAE is {r:.2f}x lower than shallow: {'PASS' if r > 1 else 'FAIL'}")
+
+    print(f"\nDescriptor on noisy vs denoised ({best}) input, official protocol on held-out sequences, mAP %")
+    print(f"{'input':<10}{'verification':>14}{'matching':>10}{'retrieval':>11}")
+    wins = []
+    for name, m in desc.items():
+        h = m["evaluation"]["headline"]
+        print(f"{name:<10}{h['verification']:>14.2f}{h['matching']:>10.2f}{h['retrieval']:>11.2f}")
+    for task in ("verification", "matching", "retrieval"):
+        n, d = desc["noisy"]["evaluation"]["headline"][task], desc["denoised"]["evaluation"]["headline"][task]
+        wins.append(d > n)
+        print(f"  {task:<13} denoised/noisy = {d / n:.3f}")
+    print(f"descriptor on denoised beats noisy on all three tasks: {'PASS' if all(wins) else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
