@@ -24,7 +24,7 @@ def configure(p):
     add_common_args(p, model="shallow_unet", models=MODELS, loss="mae", losses=LOSSES, batch_size=128,
                     epochs=3, lr=1e-3, kind="n-hpatches")
     g = p.add_argument_group("denoiser")
-    g.add_argument("--base", type=int, default=32, help="deep_unet: filters of the first level (default: 32)")
+    g.add_argument("--base", type=int, default=16, help="deep_unet: filters of the first level (default: 16)")
     g.add_argument("--depth", type=int, default=4, help="deep_unet: levels (default: 4)")
     g.add_argument("--max-eval-patches", type=int, default=20000, help="held-out patches for MAE/PSNR")
 

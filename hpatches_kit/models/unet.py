@@ -43,7 +43,7 @@ def _conv_block(x, filters: int, prefix: str):
     return x
 
 
-def deep_unet(input_size: int = 32, base: int = 32, depth: int = 4, name: str = "deep_unet") -> keras.Model:
+def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = "deep_unet") -> keras.Model:
     """A ``depth``-level U-Net (level ``i`` has ``base * 2**i`` filters; two conv-BN-ReLU per level; max-pool
     down, transposed conv up, skip concatenations). ``input_size`` must be divisible by ``2**(depth-1)``."""
     if depth < 2:
