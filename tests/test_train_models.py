@@ -115,6 +115,19 @@ def test_deep_unet_levels_and_roundtrip(tmp_path):
         deep_unet(input_size=36, depth=4)
 
 
+def test_deep_unet_is_residual():
+    """clean = noisy + 255 * conv_out(features): with the correction head zeroed the model is exactly the
+    identity, and a constant bias b shifts every pixel by 255 * b."""
+    m = deep_unet(input_size=32, base=4, depth=3)
+    head = m.get_layer("conv_out")
+    k, b = head.get_weights()
+    head.set_weights([np.zeros_like(k), np.zeros_like(b)])
+    x = np.random.default_rng(6).uniform(0, 255, (2, 32, 32, 1)).astype(np.float32)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), x)
+    head.set_weights([np.zeros_like(k), np.full_like(b, 0.01)])
+    np.testing.assert_allclose(m.predict(x, verbose=0), x + 2.55, rtol=1e-6, atol=1e-4)
+
+
 def test_l2net_mixed_precision_outputs_float32():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:

@@ -45,7 +45,8 @@ def _conv_block(x, filters: int, prefix: str):
 
 def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = "deep_unet") -> keras.Model:
     """A ``depth``-level U-Net (level ``i`` has ``base * 2**i`` filters; two conv-BN-ReLU per level; max-pool
-    down, transposed conv up, skip concatenations). ``input_size`` must be divisible by ``2**(depth-1)``."""
+    down, transposed conv up, skip concatenations) with a global residual: ``clean = noisy + correction``.
+    ``input_size`` must be divisible by ``2**(depth-1)``."""
     if depth < 2:
         raise ValueError(f"deep_unet: depth must be >= 2, got {depth}")
     _check_size(input_size, 2 ** (depth - 1), "deep_unet")
@@ -61,6 +62,10 @@ def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = 
         x = layers.Conv2DTranspose(base * 2**lvl, 2, strides=2, padding="same", name=f"up{lvl}")(x)
         x = layers.Concatenate(name=f"skip{lvl}")([x, skips[lvl]])
         x = _conv_block(x, base * 2**lvl, f"dec{lvl}")
+    # Residual output: the network predicts the correction (minus the noise) and adds it to the input, so
+    # the identity is the starting point (the DnCNN / residual U-Net design) and the output is the clean patch.
     x = layers.Conv2D(1, 1, name="conv_out")(x)
-    out = layers.Rescaling(255.0, dtype="float32", name="clean")(x)
+    correction = layers.Rescaling(255.0, dtype="float32", name="correction")(x)
+    out = layers.Add(dtype="float32", name="clean")([layers.Activation("linear", dtype="float32", name="noisy_f32")(inp),
+                                                     correction])
     return keras.Model(inp, out, name=name)
