@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     r = den["shallow_unet"]["heldout"]["mae_denoised"] / den["deep_unet"]["heldout"]["mae_denoised"]
     print(f"deep U-Net MAE is {r:.2f}x lower than shallow: {'PASS' if r > 1 else 'FAIL'}")
 
-    print(f"\nDescriptor on noisy vs denoised ({best}) input, official protocol on held-out sequences, mAP %")
+    used = Path(desc["denoised"]["args"]["denoiser"]).parent.name
+    print(f"\nDescriptor on noisy vs denoised ({used}) input, official protocol on held-out sequences, mAP %")
     print(f"{'input':<10}{'verification':>14}{'matching':>10}{'retrieval':>11}")
     wins = []
     for name, m in desc.items():

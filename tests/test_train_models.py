@@ -116,14 +116,15 @@ def test_deep_unet_levels_and_roundtrip(tmp_path):
 
 
 def test_deep_unet_is_residual():
-    """clean = noisy + 255 * conv_out(features): with the correction head zeroed the model is exactly the
-    identity, and a constant bias b shifts every pixel by 255 * b."""
+    """clean = noisy + 255 * conv_out(features): the untrained model (zero-initialised head) is exactly the
+    identity, and a constant bias b with a zero kernel shifts every pixel by 255 * b."""
     m = deep_unet(input_size=32, base=4, depth=3)
     head = m.get_layer("conv_out")
     k, b = head.get_weights()
-    head.set_weights([np.zeros_like(k), np.zeros_like(b)])
     x = np.random.default_rng(6).uniform(0, 255, (2, 32, 32, 1)).astype(np.float32)
-    np.testing.assert_array_equal(m.predict(x, verbose=0), x)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), x)  # untrained: the zero-initialised head
+    head.set_weights([np.random.default_rng(7).normal(size=k.shape).astype(np.float32), np.zeros_like(b)])
+    assert np.abs(m.predict(x, verbose=0) - x).max() > 1.0  # the head does feed the output
     head.set_weights([np.zeros_like(k), np.full_like(b, 0.01)])
     np.testing.assert_allclose(m.predict(x, verbose=0), x + 2.55, rtol=1e-6, atol=1e-4)
 

@@ -64,7 +64,9 @@ def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = 
         x = _conv_block(x, base * 2**lvl, f"dec{lvl}")
     # Residual output: the network predicts the correction (minus the noise) and adds it to the input, so
     # the identity is the starting point (the DnCNN / residual U-Net design) and the output is the clean patch.
-    x = layers.Conv2D(1, 1, name="conv_out")(x)
+    # zero-initialised head: the untrained model is exactly the identity (MAE = the noise level), not a
+    # random perturbation of 255 x unit-variance features.
+    x = layers.Conv2D(1, 1, kernel_initializer="zeros", name="conv_out")(x)
     correction = layers.Rescaling(255.0, dtype="float32", name="correction")(x)
     out = layers.Add(dtype="float32", name="clean")([layers.Activation("linear", dtype="float32", name="noisy_f32")(inp),
                                                      correction])
