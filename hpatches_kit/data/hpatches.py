@@ -282,6 +282,24 @@ class HPatchesDataset:
         return f"HPatchesDataset({s['sequences']} sequences, {s['tracks']} tracks, {s['patch_size']}px, root={self.root!r})"
 
 
+def select_sequence_dirs(root, split=None, subset: str = "test", splits_file=None, sequences=None) -> list[Path]:
+    """The sequence folders under ``root`` chosen by an official ``split``/``subset`` and/or explicit
+    ``sequences`` names (in that order); unknown names raise a :class:`DataError` naming them."""
+    dirs = find_sequence_dirs(root)
+    if split is not None:
+        from .splits import split_sequences
+
+        keep = set(split_sequences(split, [d.name for d in dirs], subset=subset, splits_file=splits_file, root=root))
+        dirs = [d for d in dirs if d.name in keep]
+    if sequences is not None:
+        by_name = {d.name: d for d in dirs}
+        unknown = [n for n in sequences if n not in by_name]
+        if unknown:
+            raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
+        dirs = [by_name[n] for n in sequences]
+    return dirs
+
+
 def load_dataset(
     root=None,
     sequences: Seq[str] | None = None,
@@ -305,18 +323,7 @@ def load_dataset(
         from .embedded import ensure_default
 
         root = ensure_default(progress=progress)
-    dirs = find_sequence_dirs(root)
-    if split is not None:
-        from .splits import split_sequences
-
-        keep = set(split_sequences(split, [d.name for d in dirs], subset=subset, splits_file=splits_file, root=root))
-        dirs = [d for d in dirs if d.name in keep]
-    if sequences is not None:
-        by_name = {d.name: d for d in dirs}
-        unknown = [n for n in sequences if n not in by_name]
-        if unknown:
-            raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
-        dirs = [by_name[n] for n in sequences]
+    dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
     it = iter_load_sequences(dirs, size=size, noise=noise, workers=workers)
     it = tqdm(it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)
     return HPatchesDataset(list(it), root=root)

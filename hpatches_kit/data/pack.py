@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .hpatches import NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences, resize_patches
+from .hpatches import NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences, resize_patches,
+                       select_sequence_dirs
 
 FORMAT = "hpatches-kit-packed"
 FORMAT_VERSION = 1
@@ -70,18 +71,7 @@ def source_fingerprint(seq_dirs) -> str:
 
 
 def _select_dirs(root, split, subset, splits_file, sequences=None) -> list[Path]:
-    dirs = find_sequence_dirs(root)
-    if split is not None:
-        from .splits import split_sequences
-
-        keep = set(split_sequences(split, [d.name for d in dirs], subset=subset, splits_file=splits_file, root=root))
-        dirs = [d for d in dirs if d.name in keep]
-    if sequences is not None:
-        by_name = {d.name: d for d in dirs}
-        unknown = [n for n in sequences if n not in by_name]
-        if unknown:
-            raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
-        dirs = [by_name[n] for n in sequences]
+    dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
     if not dirs:
         raise DataError(root, "no sequences selected to pack")
     return dirs
