@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .hpatches import NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences, resize_patches,
-                       select_sequence_dirs
+from .hpatches import (NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences,
+                       resize_patches, select_sequence_dirs)
 
 FORMAT = "hpatches-kit-packed"
 FORMAT_VERSION = 1
