@@ -7,7 +7,8 @@ one in tests/test_eval_protocol.py) on the same inputs at the official sizes.
   per-query loops) is timed on --naive-queries queries and extrapolated linearly;
 * matching: --seqs sequences of --tracks tracks, naive timed on --naive-seqs sequences, extrapolated.
 
-Peak memory: tracemalloc peak of our implementation (NumPy allocations) and the process max RSS.
+Times are one untraced call each (after a warm-up that compiles the numba kernel); peak memory is the
+tracemalloc peak of a second call (NumPy allocations) and the process max RSS.
 Usage: python benchmarks/eval_speed.py [--quick]
 """
 
@@ -61,10 +62,13 @@ def head(pairs, k):
 
 
 def timed(fn):
-    tracemalloc.start()
+    """Wall time of one untraced call (tracemalloc's allocation hooks would slow it), then the peak NumPy
+    allocation of a second, traced call."""
     t = time.perf_counter()
     out = fn()
     dt = time.perf_counter() - t
+    tracemalloc.start()
+    fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return out, dt, peak
@@ -97,6 +101,9 @@ def main(argv=None):
 
     if "verification" in run:
         pairs = make_pairs(rng, names, a.tracks, a.pairs)
+        t = time.perf_counter()  # one-time: compile (or load from numba's cache) the distance kernel
+        eval_verification(ds, head(pairs, 1000), "L2", curves=False)
+        print(f"verification kernel compile/load (once per install): {time.perf_counter() - t:.2f} s")
         ours, t_ours, peak = timed(lambda: eval_verification(ds, pairs, "L2", curves=False))
         sub = head(pairs, a.naive_pairs)
         t = time.perf_counter()

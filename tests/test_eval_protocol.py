@@ -141,9 +141,11 @@ def random_descs(rng, lengths, dim, kind):
 LENGTHS = {"i_a": 23, "i_b": 17, "v_c": 20, "v_d": 14}
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("kind", ["int", "dup", "cont"])
 @pytest.mark.parametrize("distance", ["L2", "L1"])
-def test_verification_matches_reference(kind, distance):
+def test_verification_matches_reference(kind, distance, backend, monkeypatch):
+    monkeypatch.setenv("HPATCHES_KIT_EVAL_BACKEND", backend)
     rng = np.random.default_rng(1)
     descs = random_descs(rng, LENGTHS, 6 if kind == "int" else 16, kind)
     pairs = generate_verification(LENGTHS, list(LENGTHS), n_pairs=300)

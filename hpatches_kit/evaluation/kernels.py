@@ -1,0 +1,172 @@
+"""Compiled pair-distance kernels for verification (numba), with a NumPy fallback.
+
+Verification needs ``d(X[r1[i]], X[r2[i]])`` for millions of row pairs (3 tables x 3 variants x 10^6 at the
+official size). In NumPy that means gathering both rows, casting them to float64 and reducing: several
+passes over memory per pair, about 0.4 us per pair. The numba kernel reads the two rows in place, converts
+and accumulates in float64 in one vectorised pass, in parallel over pairs, and visits the pairs in the order
+of their first patch so that the rows of one track are read together.
+
+Exactness: every distance is float64 in difference form (``sqrt(sum((a - b)^2))`` / ``sum(|a - b|)``), as
+``scipy.spatial.distance`` computes it in the official code. The kernel lets LLVM reassociate the sum over
+the D coordinates (that is what vectorises it) and nothing else; the resulting order is the same for every
+pair (it depends only on D and the CPU's vector width), so identical descriptors give bit-identical
+distances and the official stable ranking of ties is reproduced. Versus a sequential sum the difference is a
+few ulps, the same latitude the official code has (its BLAS ``ddot`` summation order depends on the BLAS
+build). The square root is NumPy's, correctly rounded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+__all__ = ["HAVE_NUMBA", "pair_distances", "variant_pair_distances", "kernel_threads"]
+
+try:  # numba is a dependency; the NumPy path keeps the toolkit working where it cannot load
+    if os.environ.get("HPATCHES_KIT_NO_NUMBA"):
+        raise ImportError("disabled by HPATCHES_KIT_NO_NUMBA")
+    import numba
+
+    HAVE_NUMBA = True
+except Exception:  # pragma: no cover - exercised with HPATCHES_KIT_NO_NUMBA in the tests
+    numba = None
+    HAVE_NUMBA = False
+
+#: reassociation (vectorised sum) and FMA contraction only: no assumptions about NaN, Inf or signed zeros
+FASTMATH = {"reassoc", "contract"}
+
+
+def kernel_threads() -> int:
+    """Threads of the compiled kernels: ``$HPATCHES_KIT_EVAL_THREADS`` if set, else every core (numba's
+    work queue does not busy-wait, unlike a multi-threaded BLAS on a shared machine)."""
+    env = os.environ.get("HPATCHES_KIT_EVAL_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    return max(1, os.cpu_count() or 1)
+
+
+if HAVE_NUMBA:
+    _jit = dict(fastmath=FASTMATH, cache=True, nogil=True)
+
+    @numba.njit(inline="always", **_jit)
+    def _sqdist(xa, xb):
+        s = 0.0
+        for j in range(xa.shape[0]):
+            d = np.float64(xa[j]) - np.float64(xb[j])
+            s += d * d
+        return s
+
+    @numba.njit(inline="always", **_jit)
+    def _l1dist(xa, xb):
+        s = 0.0
+        for j in range(xa.shape[0]):
+            s += abs(np.float64(xa[j]) - np.float64(xb[j]))
+        return s
+
+    def _make(dist):
+        def rows_kernel(X, r1, r2, out):
+            for i in numba.prange(r1.shape[0]):
+                out[i] = dist(X[r1[i]], X[r2[i]])
+
+        def variant_kernel(X, total, order, pa, ta, pb, tb, out):
+            # out[v, i] = d(X[row(v, ta[i], pa[i])], X[row(v, tb[i], pb[i])]) for the variants v = e, h, t
+            # (image id 0 = ref = type 0; id k = type 1 + 5 v + k - 1), pairs visited in ``order``
+            for q in numba.prange(order.shape[0]):
+                i = order[q]
+                for v in range(3):
+                    t = ta[i]
+                    a = (0 if t == 0 else 5 * v + t) * total + pa[i]
+                    t = tb[i]
+                    b = (0 if t == 0 else 5 * v + t) * total + pb[i]
+                    out[v, i] = dist(X[a], X[b])
+
+        return (numba.njit(parallel=True, **_jit)(rows_kernel), numba.njit(parallel=True, **_jit)(variant_kernel))
+
+    _KERNELS = {"L2": _make(_sqdist), "L1": _make(_l1dist)}
+
+
+class _Threads:
+    """Run numba kernels on :func:`kernel_threads` threads (restoring the previous count); a read-only
+    cache folder only costs a recompile, so its warning is silenced."""
+
+    def __enter__(self):
+        self.prev = numba.get_num_threads()
+        numba.set_num_threads(min(kernel_threads(), numba.config.NUMBA_NUM_THREADS))
+        self.w = warnings.catch_warnings()
+        self.w.__enter__()
+        warnings.simplefilter("ignore", numba.NumbaWarning)
+        return self
+
+    def __exit__(self, *exc):
+        self.w.__exit__(*exc)
+        numba.set_num_threads(self.prev)
+
+
+def _check(distance):
+    d = str(distance).upper()
+    if d not in ("L2", "L1"):
+        raise ValueError(f"unknown distance {distance!r}; expected L2 or L1")
+    return d
+
+
+def _numpy_pair_distances(X, r1, r2, distance, chunk=4096):
+    out = np.empty(len(r1), np.float64)
+    for s in range(0, len(r1), chunk):
+        a = np.take(X, r1[s : s + chunk], axis=0).astype(np.float64)
+        a -= np.take(X, r2[s : s + chunk], axis=0)
+        if distance == "L2":
+            a *= a
+        else:
+            np.abs(a, out=a)
+        out[s : s + chunk] = np.sum(a, axis=-1)
+    return out
+
+
+def pair_distances(X: np.ndarray, r1, r2, distance: str = "L2", backend: str | None = None) -> np.ndarray:
+    """``d(X[r1[i]], X[r2[i]])`` in float64 for every i (``X``: ``(R, D)`` float32 or float64).
+
+    ``backend``: ``"numba"`` (default where numba loads) or ``"numpy"``."""
+    distance = _check(distance)
+    r1 = np.ascontiguousarray(r1, np.int64)
+    r2 = np.ascontiguousarray(r2, np.int64)
+    if r1.shape != r2.shape:
+        raise ValueError(f"row index arrays differ in length ({r1.shape} vs {r2.shape})")
+    backend = backend or ("numba" if HAVE_NUMBA else "numpy")
+    if backend == "numba" and HAVE_NUMBA and X.dtype in (np.float32, np.float64):
+        out = np.empty(r1.shape[0], np.float64)
+        if r1.size:
+            with _Threads():
+                _KERNELS[distance][0](np.ascontiguousarray(X), r1, r2, out)
+    else:
+        out = _numpy_pair_distances(X, r1, r2, distance)
+    if distance == "L2":
+        np.sqrt(out, out=out)
+    return out
+
+
+def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: str = "L2") -> np.ndarray:
+    """Distances of HPatches pairs for the three variants at once, ``(3, n)`` float64 (rows e, h, t).
+
+    ``X``: the ``(16 * total, D)`` type-major descriptor rows (type ``k`` of patch ``p`` at row
+    ``k * total + p``, types ordered ``ref, e1..e5, h1..h5, t1..t5``); ``pa, pb``: global patch numbers of
+    both sides; ``ta, tb``: image ids 0..5 (0 = ``ref``, k = target k of the variant). Needs numba."""
+    if not HAVE_NUMBA:
+        raise RuntimeError("variant_pair_distances needs numba")
+    distance = _check(distance)
+    pa, pb, ta, tb = (np.ascontiguousarray(x, np.int64) for x in (pa, pb, ta, tb))
+    n = pa.shape[0]
+    if not (pb.shape[0] == ta.shape[0] == tb.shape[0] == n):
+        raise ValueError("pair columns differ in length")
+    out = np.empty((3, n), np.float64)
+    if n:
+        order = np.argsort(pa)  # any order gives the same result; this one reads a track's rows together
+        with _Threads():
+            _KERNELS[distance][1](np.ascontiguousarray(X), np.int64(total), order, pa, ta, pb, tb, out)
+    if distance == "L2":
+        np.sqrt(out, out=out)
+    return out
