@@ -68,26 +68,39 @@ if HAVE_NUMBA:
             s += abs(np.float64(xa[j]) - np.float64(xb[j]))
         return s
 
-    def _make(dist):
-        def rows_kernel(X, r1, r2, out):
-            for i in numba.prange(r1.shape[0]):
-                out[i] = dist(X[r1[i]], X[r2[i]])
+    # one module-level function per distance (numba's on-disk cache keys functions by name and line, so
+    # closures made by a factory would evict each other)
+    @numba.njit(parallel=True, **_jit)
+    def _rows_l2(X, r1, r2, out):
+        for i in numba.prange(r1.shape[0]):
+            out[i] = _sqdist(X[r1[i]], X[r2[i]])
 
-        def variant_kernel(X, total, order, pa, ta, pb, tb, out):
-            # out[v, i] = d(X[row(v, ta[i], pa[i])], X[row(v, tb[i], pb[i])]) for the variants v = e, h, t
-            # (image id 0 = ref = type 0; id k = type 1 + 5 v + k - 1), pairs visited in ``order``
-            for q in numba.prange(order.shape[0]):
-                i = order[q]
-                for v in range(3):
-                    t = ta[i]
-                    a = (0 if t == 0 else 5 * v + t) * total + pa[i]
-                    t = tb[i]
-                    b = (0 if t == 0 else 5 * v + t) * total + pb[i]
-                    out[v, i] = dist(X[a], X[b])
+    @numba.njit(parallel=True, **_jit)
+    def _rows_l1(X, r1, r2, out):
+        for i in numba.prange(r1.shape[0]):
+            out[i] = _l1dist(X[r1[i]], X[r2[i]])
 
-        return (numba.njit(parallel=True, **_jit)(rows_kernel), numba.njit(parallel=True, **_jit)(variant_kernel))
+    # out[v, i] = d(X[row(v, ta[i], pa[i])], X[row(v, tb[i], pb[i])]) for the variants v = e, h, t (image id
+    # 0 = ref = type 0; id k = type 1 + 5 v + k - 1 = 5 v + k), pairs visited in ``order``
+    @numba.njit(parallel=True, **_jit)
+    def _variant_l2(X, total, order, pa, ta, pb, tb, out):
+        for q in numba.prange(order.shape[0]):
+            i = order[q]
+            for v in range(3):
+                a = (0 if ta[i] == 0 else 5 * v + ta[i]) * total + pa[i]
+                b = (0 if tb[i] == 0 else 5 * v + tb[i]) * total + pb[i]
+                out[v, i] = _sqdist(X[a], X[b])
 
-    _KERNELS = {"L2": _make(_sqdist), "L1": _make(_l1dist)}
+    @numba.njit(parallel=True, **_jit)
+    def _variant_l1(X, total, order, pa, ta, pb, tb, out):
+        for q in numba.prange(order.shape[0]):
+            i = order[q]
+            for v in range(3):
+                a = (0 if ta[i] == 0 else 5 * v + ta[i]) * total + pa[i]
+                b = (0 if tb[i] == 0 else 5 * v + tb[i]) * total + pb[i]
+                out[v, i] = _l1dist(X[a], X[b])
+
+    _KERNELS = {"L2": (_rows_l2, _variant_l2), "L1": (_rows_l1, _variant_l1)}
 
 
 class _Threads:
@@ -149,12 +162,15 @@ def pair_distances(X: np.ndarray, r1, r2, distance: str = "L2", backend: str | N
     return out
 
 
-def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: str = "L2") -> np.ndarray:
+def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: str = "L2",
+                           order: np.ndarray | None = None) -> np.ndarray:
     """Distances of HPatches pairs for the three variants at once, ``(3, n)`` float64 (rows e, h, t).
 
     ``X``: the ``(16 * total, D)`` type-major descriptor rows (type ``k`` of patch ``p`` at row
     ``k * total + p``, types ordered ``ref, e1..e5, h1..h5, t1..t5``); ``pa, pb``: global patch numbers of
-    both sides; ``ta, tb``: image ids 0..5 (0 = ``ref``, k = target k of the variant). Needs numba."""
+    both sides; ``ta, tb``: image ids 0..5 (0 = ``ref``, k = target k of the variant). ``order``: the order
+    to visit the pairs in (default ``argsort(pa)``, which reads a track's rows together; the result does
+    not depend on it). Needs numba."""
     if not HAVE_NUMBA:
         raise RuntimeError("variant_pair_distances needs numba")
     distance = _check(distance)
@@ -164,7 +180,9 @@ def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: 
         raise ValueError("pair columns differ in length")
     out = np.empty((3, n), np.float64)
     if n:
-        order = np.argsort(pa)  # any order gives the same result; this one reads a track's rows together
+        order = np.argsort(pa) if order is None else np.ascontiguousarray(order, np.int64)
+        if order.shape != (n,):
+            raise ValueError("order must be a permutation of the pairs")
         with _Threads():
             _KERNELS[distance][1](np.ascontiguousarray(X), np.int64(total), order, pa, ta, pb, tb, out)
     if distance == "L2":

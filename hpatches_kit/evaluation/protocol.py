@@ -201,10 +201,15 @@ def _verification_distances_numba(ds, pairs, distance, where) -> dict:
 
     cols = _verification_tables(ds, pairs, where)
     out = {}
+    orders: list = []  # tables with the same first patches (the official files) share one sort
     for k, (s1, s2, t) in cols.items():
         pa = ds.offsets[s1] + np.asarray(t["idx1"], np.int64)
+        order = next((o for p, o in orders if p.shape == pa.shape and np.array_equal(p, pa)), None)
+        if order is None:
+            order = np.argsort(pa)
+            orders.append((pa, order))
         pb = ds.offsets[s2] + np.asarray(t["idx2"], np.int64)
-        d = variant_pair_distances(ds.rows2d, ds.total, pa, t["t1"], pb, t["t2"], distance)
+        d = variant_pair_distances(ds.rows2d, ds.total, pa, t["t1"], pb, t["t2"], distance, order=order)
         out[k] = {v: d[i] for i, v in enumerate(VARIANTS)}
     return out
 
