@@ -28,27 +28,25 @@ import numpy as np  # noqa: E402
 def run_seed(seed, args):
     import keras
 
-    from hpatches_kit.data.stereo import default_pairs, split_pairs
+    from hpatches_kit.data.stereo import default_pairs, embedded_split
     from hpatches_kit.evaluation.pair_matching import evaluate_pairs
-    from hpatches_kit.losses.embedding import IRTLoss, SymmetricContrastiveLoss
+    from hpatches_kit.losses.embedding import InfoNCELoss, IRTLoss, SymmetricContrastiveLoss
     from hpatches_kit.models.vit import parameter_report, vit_adapter
     from hpatches_kit.models.vit.training import OneCycle, PairBatches, siamese
 
     keras.utils.set_random_seed(seed)
-    evalset = default_pairs(size=args.image_size, seed=0, pairs_per_photo=args.eval_pairs_per_photo)
-    big = default_pairs(size=args.image_size, seed=1000 + seed, pairs_per_photo=args.train_pairs_per_photo)
-    if args.split == "photos":  # held-out photos: never seen in training
-        _, test = split_pairs(evalset, args.test_fraction, seed=seed)
-        test_groups = set(test.groups)
-        train = big.subset([i for i, g in enumerate(big.groups) if g not in test_groups])
+    if args.split == "photos":  # held-out photos: never seen in training (what hpatches-train vit-adapter does)
+        train, test = embedded_split(args.image_size, seed, args.test_fraction, args.train_pairs_per_photo,
+                                     args.eval_pairs_per_photo)
     else:  # held-out pairs: new crops of all photos (other windows, other distortions) vs training crops
-        test, train = evalset, big
+        test = default_pairs(size=args.image_size, seed=0, pairs_per_photo=args.eval_pairs_per_photo)
+        train = default_pairs(size=args.image_size, seed=1000 + seed, pairs_per_photo=args.train_pairs_per_photo)
     model = vit_adapter(args.preset, bottleneck=args.bottleneck, image_size=args.image_size, pooling=args.pooling,
                         train_layernorms=args.train_layernorms)
     before = evaluate_pairs(model, test)
     batches = PairBatches(train.left, train.right, args.batch_size, seed=seed)
     net = siamese(model)
-    loss = IRTLoss() if args.loss == "irt" else SymmetricContrastiveLoss()
+    loss = {"irt": IRTLoss, "infonce": InfoNCELoss, "contrastive": SymmetricContrastiveLoss}[args.loss]()
     net.compile(optimizer=keras.optimizers.Adam(OneCycle(args.lr, len(batches) * args.epochs)), loss=loss)
     t0 = time.time()
     net.fit(batches, epochs=args.epochs, verbose=0, shuffle=False)
@@ -63,13 +61,13 @@ def main(argv=None):
     p.add_argument("--preset", default="vit-mini")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--bottleneck", type=int, default=32)
-    p.add_argument("--pooling", default="cls")
-    p.add_argument("--loss", default="contrastive", choices=["contrastive", "irt"])
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--loss", default="infonce", choices=["contrastive", "irt", "infonce"])
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--train-pairs-per-photo", type=int, default=12)
-    p.add_argument("--eval-pairs-per-photo", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--train-pairs-per-photo", type=int, default=100)
+    p.add_argument("--eval-pairs-per-photo", type=int, default=10)
     p.add_argument("--split", default="photos", choices=["photos", "pairs"],
                    help="photos: held-out photos; pairs: held-out pairs (new crops) of the training photos")
     p.add_argument("--train-layernorms", action="store_true")

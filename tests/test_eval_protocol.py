@@ -180,10 +180,12 @@ def _retrieval_task(rng, lengths, nq, nd):
                          distractors={"s": np.array([a for a, _ in d], object), "idx": np.array([b for _, b in d])})
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("dense", [0.0, 1.0], ids=["dense", "sparse"])
 @pytest.mark.parametrize("kind", ["int", "dup", "cont"])
 @pytest.mark.parametrize("distance", ["L2", "L1"])
-def test_retrieval_matches_reference(kind, distance, dense):
+def test_retrieval_matches_reference(kind, distance, dense, backend, monkeypatch):
+    monkeypatch.setenv("HPATCHES_KIT_EVAL_BACKEND", backend)
     rng = np.random.default_rng(3)
     descs = random_descs(rng, LENGTHS, 4 if kind == "int" else 16, kind)
     task = _retrieval_task(rng, LENGTHS, 25, 45)

@@ -104,6 +104,30 @@ def test_irt_and_koleo_match_loops(rng):
     assert float(E.IRTLoss()(np.zeros(4), np.stack([left, right], 1))) == pytest.approx(w2, abs=1e-4)
 
 
+def ref_info_nce(left, right, t):
+    b = len(left)
+    s = [[np.dot(unit(left[i]), unit(right[j])) / t for j in range(b)] for i in range(b)]
+    l2r = [-s[i][i] + math.log(sum(math.exp(s[i][j]) for j in range(b))) for i in range(b)]
+    r2l = [-s[j][j] + math.log(sum(math.exp(s[i][j]) for i in range(b))) for j in range(b)]
+    return 0.5 * (sum(l2r) / b + sum(r2l) / b)
+
+
+def test_info_nce_matches_loop(rng):
+    left, right = rng.normal(size=(7, 5)), rng.normal(size=(7, 5))
+    for t in (0.05, 0.5, 2.0):
+        got = float(E.info_nce_loss(left.astype("f4"), right.astype("f4"), t))
+        assert got == pytest.approx(ref_info_nce(left, right, t), rel=1e-4)
+    obj = E.InfoNCELoss(temperature=0.1)
+    assert float(obj(np.zeros(7), np.stack([left, right], 1).astype("f4"))) == pytest.approx(
+        ref_info_nce(left, right, 0.1), rel=1e-4)
+    # separable pairs with a small temperature: the loss goes to 0, and it is finite for huge logits
+    eye = np.eye(4, dtype="f4")
+    assert float(E.info_nce_loss(eye, eye, 0.01)) == pytest.approx(0.0, abs=1e-6)
+    assert np.isfinite(float(E.info_nce_loss(eye, eye[::-1].copy(), 1e-4)))
+    with pytest.raises(ValueError, match="temperature"):
+        E.InfoNCELoss(temperature=0.0)
+
+
 def test_koleo_hand_worked():
     # four points on the unit circle at 90 degrees: nearest-neighbour distance sqrt(2) for all
     z = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], "f4")
@@ -112,7 +136,7 @@ def test_koleo_hand_worked():
 
 def test_losses_get_config_round_trip():
     for obj in (E.CosineEmbeddingLoss(margin=0.2), E.SymmetricContrastiveLoss(margin=0.1, pos_weight=0.6),
-                E.IRTLoss(beta=0.4, koleo_weight=0.3), E.KoLeoRegularizer(weight=2.0)):
+                E.IRTLoss(beta=0.4, koleo_weight=0.3), E.KoLeoRegularizer(weight=2.0), E.InfoNCELoss(0.2)):
         clone = keras.losses.deserialize(keras.losses.serialize(obj))
         assert type(clone) is type(obj) and clone.get_config() == obj.get_config()
 

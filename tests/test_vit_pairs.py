@@ -102,6 +102,19 @@ def brute_force_scores(L, R, t):
                "assignment": np.mean(np.array(best) == np.arange(n))}
 
 
+def test_embedded_split_holds_out_photos():
+    train, test = stereo.embedded_split(size=32, seed=1, test_fraction=0.3, train_pairs_per_photo=5,
+                                        eval_pairs_per_photo=2)
+    held = set(test.groups)
+    assert held and not held & set(train.groups)  # no held-out photo in training
+    assert len(test) == 2 * len(held) and len(train) == 5 * len(set(train.groups))
+    assert len(held) + len(set(train.groups)) == len(set(stereo.default_pairs(32, 0, 1).groups))
+    # the held-out pairs are the fixed evaluation draw: the same for any training seed
+    _, test2 = stereo.embedded_split(size=32, seed=1, test_fraction=0.3, train_pairs_per_photo=1,
+                                     eval_pairs_per_photo=2)
+    assert np.array_equal(test.left, test2.left) and test.names == test2.names
+
+
 def test_pair_matching_vs_brute_force():
     rng = np.random.default_rng(5)
     for trial in range(4):

@@ -50,14 +50,14 @@ def test_pair_batches_cover_pairs_and_negatives():
 
 
 COMMON = ["--preset", "vit-tiny", "--bottleneck", "4", "--batch-size", "8", "--lr", "1e-2",
-          "--verbose", "0"]
+          "--verbose", "0", "--train-pairs-per-photo", "6", "--eval-pairs-per-photo", "3"]
 
 
 def _weights(path):
     return [w for w in keras.models.load_model(path).get_weights()]
 
 
-@pytest.mark.parametrize("loss", ["contrastive", "cosine", "irt"])
+@pytest.mark.parametrize("loss", ["contrastive", "cosine", "irt", "infonce"])
 def test_train_outputs(tmp_path, loss):
     from hpatches_kit.cli.train_vit import main
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-LOSSES = ("contrastive", "cosine", "irt")
+LOSSES = ("contrastive", "cosine", "irt", "infonce")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bottleneck", type=int, default=64, help="adapter bottleneck width m")
     p.add_argument("--loss", default="contrastive", choices=LOSSES,
                    help="contrastive: symmetric in-batch; cosine: PyTorch CosineEmbeddingLoss with shuffled "
-                        "negatives; irt: IRT contrastive + KoLeo")
+                        "negatives; irt: IRT contrastive + KoLeo; infonce: symmetric InfoNCE (softmax over the batch)")
+    p.add_argument("--temperature", type=float, default=0.05, help="infonce: softmax temperature")
     p.add_argument("--margin", type=float, default=0.0, help="negative margin (contrastive / cosine)")
     p.add_argument("--lr", type=float, default=1e-3, help="(peak) learning rate")
     p.add_argument("--lr-schedule", default="onecycle", choices=["onecycle", "none"])
@@ -38,6 +39,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="stereo folder (MPI Sintel / left+right); default: embedded pairs")
     p.add_argument("--passes", default="clean", choices=["clean", "final", "both"])
     p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share of sources (by group)")
+    p.add_argument("--train-pairs-per-photo", type=int, default=100,
+                   help="embedded default: training pairs drawn from each training photo")
+    p.add_argument("--eval-pairs-per-photo", type=int, default=10,
+                   help="embedded default: held-out pairs of each held-out photo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/vit-adapter", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -45,12 +50,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _loss(args):
-    from hpatches_kit.losses.embedding import CosineEmbeddingLoss, IRTLoss, SymmetricContrastiveLoss
+    from hpatches_kit.losses.embedding import CosineEmbeddingLoss, InfoNCELoss, IRTLoss, SymmetricContrastiveLoss
 
     if args.loss == "contrastive":
         return SymmetricContrastiveLoss(margin=args.margin)
     if args.loss == "cosine":
         return CosineEmbeddingLoss(margin=args.margin)
+    if args.loss == "infonce":
+        return InfoNCELoss(temperature=args.temperature)
     return IRTLoss()
 
 
@@ -68,7 +75,7 @@ def run(args) -> int:
 
     import keras
 
-    from hpatches_kit.data.stereo import load_stereo_pairs, split_pairs
+    from hpatches_kit.data.stereo import embedded_split, load_stereo_pairs, split_pairs
     from hpatches_kit.evaluation.pair_matching import evaluate_pairs
     from hpatches_kit.io import atomic_path, atomic_write_json
     from hpatches_kit.models.vit import find_backbone, get_preset, parameter_report, vit_adapter
@@ -78,8 +85,12 @@ def run(args) -> int:
     ckdir = out / "checkpoints"
     keras.utils.set_random_seed(args.seed)
     size = args.image_size or get_preset(args.preset).image_size
-    pairs = load_stereo_pairs(args.data, size=size, passes=args.passes, seed=args.seed)
-    train, test = split_pairs(pairs, args.test_fraction, args.seed)
+    if args.data is None:  # embedded default: many training views of the training photos, held-out photos
+        train, test = embedded_split(size, args.seed, args.test_fraction, args.train_pairs_per_photo,
+                                     args.eval_pairs_per_photo)
+    else:
+        pairs = load_stereo_pairs(args.data, size=size, passes=args.passes, seed=args.seed)
+        train, test = split_pairs(pairs, args.test_fraction, args.seed)
     def make_batches(epoch):
         return PairBatches(train.left, train.right, args.batch_size, negatives=args.loss == "cosine",
                            seed=args.seed, epoch=epoch)
@@ -115,7 +126,7 @@ def run(args) -> int:
     rep = parameter_report(backbone)
     metrics["parameters"] = rep
     metrics["pairs"] = {"train": len(train), "test": len(test), "test_sources": sorted(set(test.groups)),
-                        "data": pairs.source, "image_size": size}
+                        "data": test.source, "image_size": size}
     print(f"trainable {rep['trainable']:,} of {rep['total']:,} parameters (adapters {rep['adapters']:,}, "
           f"{100 * rep['adapter_overhead']:.2f}% of the backbone); {len(train)} train / {len(test)} held-out pairs")
     print(f"frozen backbone + identity adapters: held-out accuracy {metrics['frozen']['accuracy']}")

@@ -256,3 +256,18 @@ def split_pairs(pairs: StereoPairs, test_fraction: float = 0.3, seed: int = 0):
     te = [i for i, g in enumerate(pairs.groups) if g in test_groups]
     tr = [i for i, g in enumerate(pairs.groups) if g not in test_groups]
     return pairs.subset(tr), pairs.subset(te)
+
+
+def embedded_split(size: int = 224, seed: int = 0, test_fraction: float = 0.3, train_pairs_per_photo: int = 100,
+                   eval_pairs_per_photo: int = 10):
+    """``(train, test)`` on the embedded default, split by source photo (held-out photos are never seen).
+
+    The held-out pairs are ``eval_pairs_per_photo`` pairs of each test photo from the fixed evaluation draw
+    (``seed=0``); the training pairs are a separate, larger draw (``seed=1000 + seed``: other windows, other
+    distortions) of the training photos only, so that the adapters see many views of few photos."""
+    evalset = default_pairs(size=size, seed=0, pairs_per_photo=eval_pairs_per_photo)
+    _, test = split_pairs(evalset, test_fraction, seed=seed)
+    held = set(test.groups)
+    big = default_pairs(size=size, seed=1000 + seed, pairs_per_photo=train_pairs_per_photo)
+    train = big.subset([i for i, g in enumerate(big.groups) if g not in held])
+    return train, test

@@ -22,7 +22,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["HAVE_NUMBA", "pair_distances", "variant_pair_distances", "kernel_threads"]
+__all__ = ["HAVE_NUMBA", "pair_distances", "array_distances", "variant_pair_distances", "retrieval_counts",
+           "kernel_threads"]
 
 try:  # numba is a dependency; the NumPy path keeps the toolkit working where it cannot load
     if os.environ.get("HPATCHES_KIT_NO_NUMBA"):
@@ -100,7 +101,55 @@ if HAVE_NUMBA:
                 b = (0 if tb[i] == 0 else 5 * v + tb[i]) * total + pb[i]
                 out[v, i] = _l1dist(X[a], X[b])
 
-    _KERNELS = {"L2": (_rows_l2, _variant_l2), "L1": (_rows_l1, _variant_l1)}
+    @numba.njit(parallel=True, **_jit)
+    def _arrays_l2(A, B, out):
+        for i in numba.prange(A.shape[0]):
+            out[i] = _sqdist(A[i], B[i])
+
+    @numba.njit(parallel=True, **_jit)
+    def _arrays_l1(A, B, out):
+        for i in numba.prange(A.shape[0]):
+            out[i] = _l1dist(A[i], B[i])
+
+    @numba.njit(inline="always", **_jit)
+    def _count_row(r, K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts, l1):
+        # one query row of the dense retrieval count (see retrieval_counts)
+        nj = lo.shape[1]
+        nseg = counts.shape[2]
+        hist = np.zeros((nj + 1, nseg), np.int64)
+        top = hi[r, nj - 1]
+        for c in range(K.shape[1]):
+            k = K[r, c]
+            if not k <= top:  # farther than every positive (or masked with inf): changes no rank
+                continue
+            p = 0
+            for j in range(nj):  # branch-free count of lo_j <= k (lo is sorted): vectorises
+                p += lo[r, j] <= k
+            sg = seg_of_col[c]
+            hist[p, sg] += 1  # definitely closer than the positives p.. (K < lo there)
+            if p > 0 and hi[r, p - 1] >= k:  # inside the error band of some positive: decide exactly
+                ex = _l1dist(Q[r], Dd[c]) if l1 else np.sqrt(_sqdist(Q[r], Dd[c]))
+                for j in range(p):
+                    if hi[r, j] >= k and ex < thr[r, j]:
+                        counts[r, perm[r, j], sg] += 1
+        for sg in range(nseg):
+            run = 0
+            for j in range(nj):
+                run += hist[j, sg]
+                counts[r, perm[r, j], sg] += run
+
+    @numba.njit(parallel=True, **_jit)
+    def _retr_counts_l2(K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts):
+        for r in numba.prange(K.shape[0]):
+            _count_row(r, K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts, False)
+
+    @numba.njit(parallel=True, **_jit)
+    def _retr_counts_l1(K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts):
+        for r in numba.prange(K.shape[0]):
+            _count_row(r, K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts, True)
+
+    _KERNELS = {"L2": (_rows_l2, _variant_l2, _arrays_l2, _retr_counts_l2),
+                "L1": (_rows_l1, _variant_l1, _arrays_l1, _retr_counts_l1)}
 
 
 class _Threads:
@@ -188,3 +237,48 @@ def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: 
     if distance == "L2":
         np.sqrt(out, out=out)
     return out
+
+
+def array_distances(A: np.ndarray, B: np.ndarray, distance: str = "L2") -> np.ndarray:
+    """Row-wise ``d(A[i], B[i])``, float64, with the kernels' arithmetic (needs numba)."""
+    distance = _check(distance)
+    A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
+    if A.shape != B.shape or A.ndim != 2:
+        raise ValueError(f"row-wise distances need two (N, D) arrays of one shape, got {A.shape} and {B.shape}")
+    out = np.empty(A.shape[0], np.float64)
+    if A.shape[0]:
+        if A.dtype != B.dtype:
+            A, B = A.astype(np.float64), B.astype(np.float64)
+        with _Threads():
+            _KERNELS[distance][2](A, B, out)
+    if distance == "L2":
+        np.sqrt(out, out=out)
+    return out
+
+
+def retrieval_counts(K, lo, hi, thr, seg_of_col, nseg, Q, Dd, distance: str = "L2") -> np.ndarray:
+    """Dense retrieval counting: for every query row ``r`` and positive ``j``, the number of distractors
+    in each pool segment that rank before that positive (strictly closer: a tie ranks after it).
+
+    ``K`` ``(R, L)``: fast keys of the distractors (columns in file order, ``inf`` for masked ones);
+    ``lo``/``hi`` ``(R, J)``: the positives' keys minus/plus the keys' error margin; ``thr`` ``(R, J)``: the
+    positives' exact distances; ``seg_of_col`` ``(L,)``: pool segment of each column; ``Q`` ``(R, D)``,
+    ``Dd`` ``(L, D)``: descriptors for the exact decisions inside an error band (with the arithmetic of
+    :func:`array_distances`). Keys below ``lo`` count as closer, above ``hi`` as farther; the band between
+    is decided on exact distances. Returns ``(R, J, nseg)`` int64."""
+    distance = _check(distance)
+    perm = np.lexsort((hi, lo), axis=-1)  # by lo, then hi: both ascending along every row
+    lo_s = np.ascontiguousarray(np.take_along_axis(lo, perm, 1))
+    hi_s = np.ascontiguousarray(np.take_along_axis(hi, perm, 1))
+    if np.any(np.diff(hi_s, axis=1) < 0):  # lo and hi come from one threshold and a per-row margin
+        raise ValueError("lo and hi must be ordered alike in every row")
+    thr_s = np.ascontiguousarray(np.take_along_axis(thr, perm, 1), np.float64)
+    counts = np.zeros((K.shape[0], lo.shape[1], int(nseg)), np.int64)
+    if K.size:
+        Q, Dd = np.ascontiguousarray(Q), np.ascontiguousarray(Dd)
+        if Q.dtype != Dd.dtype:
+            Q, Dd = Q.astype(np.float64), Dd.astype(np.float64)
+        with _Threads():
+            _KERNELS[distance][3](np.ascontiguousarray(K), lo_s, hi_s, thr_s, np.ascontiguousarray(perm, np.int64),
+                                  np.ascontiguousarray(seg_of_col, np.int64), Q, Dd, counts)
+    return counts

@@ -427,11 +427,20 @@ def _dense_counts(K, lo32, hi32, ends, counts, desc_q, desc_d, rows, pos_sorted,
     each pool segment of the key matrix is argsorted row-wise, the band edges ``lo``/``hi`` of the 15
     thresholds are located by a vectorised binary search (``#{K < lo}`` is definitely closer), and the
     entries inside a band ``[lo, hi]`` are decided on exact distances."""
+    from . import kernels
+
     nv = lo32.shape[0]
     R = K.shape[0]
     lo = np.moveaxis(lo32, 0, 1).reshape(R, nv * 5)  # (R, 15): (variant, positive) order
     hi = np.moveaxis(hi32, 0, 1).reshape(R, nv * 5)
     thr = np.moveaxis(pos_sorted[:, rows], 0, 1).reshape(R, nv * 5)
+    if kernels.HAVE_NUMBA and (os.environ.get("HPATCHES_KIT_EVAL_BACKEND") or "numba") == "numba":
+        # one pass over the keys per row (compiled): no row-wise sort of the distractors
+        seg_of_col = np.searchsorted(ends, np.arange(K.shape[1]), side="right")
+        seg_counts = kernels.retrieval_counts(K, lo, hi, thr, seg_of_col, npool, desc_q[rows],
+                                              desc_d[: K.shape[1]], distance)
+        counts[:] = np.moveaxis(np.cumsum(seg_counts, axis=2).reshape(R, nv, 5, npool), 1, 0)
+        return
     seg_counts = np.zeros((R, nv * 5, npool), np.int64)
     starts = np.concatenate([[0], ends[:-1]])
     for si in range(npool):

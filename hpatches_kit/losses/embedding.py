@@ -9,6 +9,9 @@ contract of the rest of the toolkit, ``(labels (N,), embeddings (N, D))``.
 * :func:`symmetric_contrastive_loss` / :class:`SymmetricContrastiveLoss` -- in-batch: pair ``(l_i, r_i)`` is
   a positive, every ``(l_i, r_j)``, ``i != j``, a negative, in both directions (``l -> r`` and ``r -> l``);
   ``pos_weight * mean_i(1 - cos_ii) + neg_weight * mean_{i != j} max(0, cos_ij - margin)``, default 2/3 : 1/3.
+* :func:`info_nce_loss` / :class:`InfoNCELoss` -- symmetric InfoNCE (CLIP / SimCLR-style): with
+  ``s_ij = cos(l_i, r_j) / T``, ``0.5 * mean_i[-log softmax_j(s_ij)_i] + 0.5 * mean_j[-log softmax_i(s_ij)_j]``;
+  every other pair of the batch is a negative, weighted by how hard it is (temperature ``T``, default 0.05).
 * :func:`irt_contrastive_loss`, :func:`koleo_loss`, :class:`IRTLoss`, :class:`KoLeoRegularizer` -- the Image
   Retrieval Transformer objective (El-Nouby et al. 2021) on L2-normalised embeddings ``z``::
 
@@ -24,8 +27,8 @@ from keras import ops
 
 __all__ = [
     "cosine_similarity_matrix", "cosine_embedding_loss", "symmetric_contrastive_loss", "irt_contrastive_loss",
-    "koleo_loss", "irt_loss", "pair_labels", "CosineEmbeddingLoss", "SymmetricContrastiveLoss", "IRTLoss",
-    "KoLeoRegularizer",
+    "koleo_loss", "irt_loss", "pair_labels", "info_nce_loss", "CosineEmbeddingLoss", "SymmetricContrastiveLoss",
+    "IRTLoss", "InfoNCELoss", "KoLeoRegularizer",
 ]
 
 PKG = "hpatches_kit.losses"
@@ -82,6 +85,16 @@ def symmetric_contrastive_loss(left, right, margin: float = 0.0, pos_weight: flo
     # direction l->r (rows) and r->l (columns, i.e. the transposed matrix): same pairs, averaged both ways
     neg = 0.5 * (ops.sum(hinge) / n_off + ops.sum(ops.transpose(hinge)) / n_off)
     return pos_weight * pos + neg_weight * neg
+
+
+def info_nce_loss(left, right, temperature: float = 0.05):
+    """Symmetric InfoNCE over the in-batch cosine matrix (see module docstring). Needs ``B >= 2``."""
+    s = cosine_similarity_matrix(ops.convert_to_tensor(left, "float32"), ops.convert_to_tensor(right, "float32"))
+    s = s / temperature
+    diag = ops.diagonal(s)
+    l2r = ops.logsumexp(s, axis=1) - diag  # left i retrieves right i among all rights
+    r2l = ops.logsumexp(s, axis=0) - diag  # right j retrieves left j among all lefts
+    return 0.5 * (ops.mean(l2r) + ops.mean(r2l))
 
 
 def pair_labels(y_pred):
@@ -157,6 +170,24 @@ class SymmetricContrastiveLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "pos_weight": self.pos_weight,
                 "neg_weight": self.neg_weight}
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class InfoNCELoss(keras.losses.Loss):
+    """``y_pred`` pair-stacked ``(B, 2, D)``; ``y_true`` ignored. Symmetric InfoNCE with ``temperature``."""
+
+    def __init__(self, temperature: float = 0.05, name: str = "info_nce_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def call(self, y_true, y_pred):
+        left, right = _split_pairs(y_pred)
+        return info_nce_loss(left, right, self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
 
 
 @keras.saving.register_keras_serializable(package=PKG)
