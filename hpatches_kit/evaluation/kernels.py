@@ -176,19 +176,6 @@ def _check(distance):
     return d
 
 
-def _numpy_pair_distances(X, r1, r2, distance, chunk=4096):
-    out = np.empty(len(r1), np.float64)
-    for s in range(0, len(r1), chunk):
-        a = np.take(X, r1[s : s + chunk], axis=0).astype(np.float64)
-        a -= np.take(X, r2[s : s + chunk], axis=0)
-        if distance == "L2":
-            a *= a
-        else:
-            np.abs(a, out=a)
-        out[s : s + chunk] = np.sum(a, axis=-1)
-    return out
-
-
 def pair_distances(X: np.ndarray, r1, r2, distance: str = "L2", backend: str | None = None) -> np.ndarray:
     """``d(X[r1[i]], X[r2[i]])`` in float64 for every i (``X``: ``(R, D)`` float32 or float64).
 
@@ -199,13 +186,14 @@ def pair_distances(X: np.ndarray, r1, r2, distance: str = "L2", backend: str | N
     if r1.shape != r2.shape:
         raise ValueError(f"row index arrays differ in length ({r1.shape} vs {r2.shape})")
     backend = backend or ("numba" if HAVE_NUMBA else "numpy")
-    if backend == "numba" and HAVE_NUMBA and X.dtype in (np.float32, np.float64):
-        out = np.empty(r1.shape[0], np.float64)
-        if r1.size:
-            with _Threads():
-                _KERNELS[distance][0](np.ascontiguousarray(X), r1, r2, out)
-    else:
-        out = _numpy_pair_distances(X, r1, r2, distance)
+    if not (backend == "numba" and HAVE_NUMBA and X.dtype in (np.float32, np.float64)):
+        from .distances import exact_row_distances
+
+        return exact_row_distances(X, r1, r2, distance)
+    out = np.empty(r1.shape[0], np.float64)
+    if r1.size:
+        with _Threads():
+            _KERNELS[distance][0](np.ascontiguousarray(X), r1, r2, out)
     if distance == "L2":
         np.sqrt(out, out=out)
     return out
