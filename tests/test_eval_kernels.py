@@ -13,6 +13,7 @@ from scipy.spatial import distance as spd
 
 from hpatches_kit.data import TYPES
 from hpatches_kit.evaluation import kernels
+from hpatches_kit.evaluation.distances import exact_pair_distances
 from hpatches_kit.evaluation.protocol import DescriptorSet, verification_distances
 from hpatches_kit.evaluation.tasks import generate_verification
 
@@ -28,17 +29,23 @@ def _loop(X, r1, r2, distance):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dim", [128, 13, 1])
 @pytest.mark.parametrize("distance", ["L2", "L1"])
-def test_pair_distances_equal_scipy_loop(distance, dim, dtype):
+def test_exact_distances_equal_scipy_loop(distance, dim, dtype):
     rng = np.random.default_rng(dim)
     X = (rng.normal(size=(300, dim)) * rng.uniform(0.01, 100)).astype(dtype)
     r1, r2 = rng.integers(0, 300, 2000), rng.integers(0, 300, 2000)
     ref = _loop(X, r1, r2, distance)
     for backend in ("numba", "numpy"):
-        got = kernels.pair_distances(X, r1, r2, distance, backend=backend)
+        os.environ["HPATCHES_KIT_EVAL_BACKEND"] = backend
+        try:
+            got = exact_pair_distances(X[r1], X[r2], distance)
+        finally:
+            del os.environ["HPATCHES_KIT_EVAL_BACKEND"]
         assert got.dtype == np.float64
         # a few ulps: only the order of the float64 sum over coordinates may differ
         np.testing.assert_allclose(got, ref, rtol=8 * dim * 2.0**-53, atol=0)
-    assert np.all(kernels.pair_distances(X, r1, r1, distance) == 0.0)
+    np.testing.assert_array_equal(kernels.array_distances(X[r1], X[r2], distance),
+                                  exact_pair_distances(X[r1], X[r2], distance))
+    assert np.all(kernels.array_distances(X[r1], X[r1], distance) == 0.0)
 
 
 @needs_numba
@@ -52,12 +59,12 @@ def test_identical_vectors_give_bit_identical_distances(distance):
     rows = rng.choice(np.r_[0:7, 8:11, 12:5000], 600, replace=False)
     ru, rw = rows[:300], rows[300:]
     X[ru], X[rw] = u, w
-    d = kernels.pair_distances(X, ru, rw, distance)
+    d = kernels.array_distances(X[ru], X[rw], distance)
     assert np.unique(d).size == 1
     total = 5000 // 16 * 16 // 16
     pa = rng.integers(0, total, 400)
     vd = kernels.variant_pair_distances(X[: 16 * total], total, pa, np.zeros(400, int), pa, np.ones(400, int), distance)
-    same = kernels.pair_distances(X, pa, 1 * total + pa, distance)
+    same = kernels.array_distances(X[pa], X[1 * total + pa], distance)
     assert np.array_equal(vd[0], same)
 
 
@@ -96,8 +103,33 @@ def test_backends_agree_on_verification_distances():
 
 def test_numpy_fallback_without_numba():
     code = ("from hpatches_kit.evaluation import kernels; import numpy as np; assert not kernels.HAVE_NUMBA; "
+            "assert not kernels.use_numba('numba'); "
+            "from hpatches_kit.evaluation.distances import exact_pair_distances; "
             "X = np.arange(12, dtype=np.float32).reshape(4, 3); "
-            "print(kernels.pair_distances(X, [0, 1], [3, 1]).tolist())")
+            "print(exact_pair_distances(X[[0, 1]], X[[3, 1]]).tolist())")
     env = dict(os.environ, HPATCHES_KIT_NO_NUMBA="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str([float(np.sqrt(3 * 81)), 0.0])
+
+
+@needs_numba
+def test_kernels_reject_out_of_range_input():
+    """The compiled loops do not check bounds: the wrappers must, and say what is wrong."""
+    X = np.zeros((16 * 4, 3), np.float32)
+    ok = np.zeros(2, int)
+    with pytest.raises(ValueError, match="pb out of range"):
+        kernels.variant_pair_distances(X, 4, ok, ok, np.array([0, 4]), ok)
+    with pytest.raises(ValueError, match="ta out of range"):
+        kernels.variant_pair_distances(X, 4, ok, np.array([0, 6]), ok, ok)
+    with pytest.raises(ValueError, match="16 x 5"):
+        kernels.variant_pair_distances(X, 5, ok, ok, ok, ok)
+    with pytest.raises(ValueError, match="permutation"):
+        kernels.variant_pair_distances(X, 4, ok, ok, ok, ok, order=np.array([0, 0]))
+    K = np.zeros((2, 3), np.float32)
+    lo = np.zeros((2, 1), np.float32)
+    with pytest.raises(ValueError, match="seg_of_col out of range"):
+        kernels.retrieval_counts(K, lo, lo, lo, np.array([0, 1, 2]), 2, np.zeros((2, 4)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="Dd"):
+        kernels.retrieval_counts(K, lo, lo, lo, np.zeros(3, int), 1, np.zeros((2, 4)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="backend"):
+        kernels.use_numba("cuda")

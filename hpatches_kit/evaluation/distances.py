@@ -34,8 +34,8 @@ def exact_pair_distances(a: np.ndarray, b: np.ndarray, distance: str = "L2", chu
     b = np.asarray(b)
     from . import kernels
 
-    if kernels.HAVE_NUMBA and _backend() == "numba" and a.ndim == 2 and a.shape == b.shape \
-            and a.dtype.kind == "f" and b.dtype.kind == "f":
+    floats = (np.float32, np.float64)
+    if kernels.use_numba() and a.ndim == 2 and a.shape == b.shape and a.dtype in floats and b.dtype in floats:
         return kernels.array_distances(a, b, distance)
     out = np.empty(a.shape[0], np.float64)
     for s in range(0, a.shape[0], chunk):
@@ -48,12 +48,6 @@ def exact_pair_distances(a: np.ndarray, b: np.ndarray, distance: str = "L2", chu
             np.abs(diff, out=diff)
             out[s : s + chunk] = np.sum(diff, axis=-1)
     return out
-
-
-def _backend() -> str:
-    import os
-
-    return os.environ.get("HPATCHES_KIT_EVAL_BACKEND") or "numba"
 
 
 def exact_row_distances(X: np.ndarray, r1: np.ndarray, r2: np.ndarray, distance: str = "L2",

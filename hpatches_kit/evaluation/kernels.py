@@ -1,4 +1,4 @@
-"""Compiled pair-distance kernels for verification (numba), with a NumPy fallback.
+"""Compiled distance kernels for the evaluation tasks (numba); :func:`use_numba` picks them or NumPy.
 
 Verification needs ``d(X[r1[i]], X[r2[i]])`` for millions of row pairs (3 tables x 3 variants x 10^6 at the
 official size). In NumPy that means gathering both rows, casting them to float64 and reducing: several
@@ -12,7 +12,7 @@ the D coordinates (that is what vectorises it) and nothing else; the resulting o
 pair (it depends only on D and the CPU's vector width), so identical descriptors give bit-identical
 distances and the official stable ranking of ties is reproduced. Versus a sequential sum the difference is a
 few ulps, the same latitude the official code has (its BLAS ``ddot`` summation order depends on the BLAS
-build). The square root is NumPy's, correctly rounded.
+build). Square roots are IEEE (correctly rounded) in NumPy and numba alike.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["HAVE_NUMBA", "pair_distances", "array_distances", "variant_pair_distances", "retrieval_counts",
+__all__ = ["HAVE_NUMBA", "use_numba", "array_distances", "variant_pair_distances", "retrieval_counts",
            "kernel_threads"]
 
 try:  # numba is a dependency; the NumPy path keeps the toolkit working where it cannot load
@@ -37,6 +37,18 @@ except Exception:  # pragma: no cover - exercised with HPATCHES_KIT_NO_NUMBA in 
 
 #: reassociation (vectorised sum) and FMA contraction only: no assumptions about NaN, Inf or signed zeros
 FASTMATH = {"reassoc", "contract"}
+
+
+BACKENDS = ("numba", "numpy")
+
+
+def use_numba(backend: str | None = None) -> bool:
+    """Whether evaluation runs the compiled kernels: ``backend`` (``"numba"`` or ``"numpy"``), else
+    ``$HPATCHES_KIT_EVAL_BACKEND``, else numba wherever it loads. The one switch every task consults."""
+    backend = backend or os.environ.get("HPATCHES_KIT_EVAL_BACKEND") or "numba"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown evaluation backend {backend!r}; expected numba or numpy")
+    return backend == "numba" and HAVE_NUMBA
 
 
 def kernel_threads() -> int:
@@ -55,65 +67,30 @@ if HAVE_NUMBA:
     _jit = dict(fastmath=FASTMATH, cache=True, nogil=True)
 
     @numba.njit(inline="always", **_jit)
-    def _sqdist(xa, xb):
+    def _dist(xa, xb, l1):
+        # squared L2 (the caller takes the square root) or L1 of two rows, accumulated in float64
         s = 0.0
-        for j in range(xa.shape[0]):
-            d = np.float64(xa[j]) - np.float64(xb[j])
-            s += d * d
+        if l1:
+            for j in range(xa.shape[0]):
+                s += abs(np.float64(xa[j]) - np.float64(xb[j]))
+        else:
+            for j in range(xa.shape[0]):
+                d = np.float64(xa[j]) - np.float64(xb[j])
+                s += d * d
         return s
 
     @numba.njit(inline="always", **_jit)
-    def _l1dist(xa, xb):
-        s = 0.0
-        for j in range(xa.shape[0]):
-            s += abs(np.float64(xa[j]) - np.float64(xb[j]))
-        return s
-
-    # one module-level function per distance (numba's on-disk cache keys functions by name and line, so
-    # closures made by a factory would evict each other)
-    @numba.njit(parallel=True, **_jit)
-    def _rows_l2(X, r1, r2, out):
-        for i in numba.prange(r1.shape[0]):
-            out[i] = _sqdist(X[r1[i]], X[r2[i]])
-
-    @numba.njit(parallel=True, **_jit)
-    def _rows_l1(X, r1, r2, out):
-        for i in numba.prange(r1.shape[0]):
-            out[i] = _l1dist(X[r1[i]], X[r2[i]])
-
-    # out[v, i] = d(X[row(v, ta[i], pa[i])], X[row(v, tb[i], pb[i])]) for the variants v = e, h, t (image id
-    # 0 = ref = type 0; id k = type 1 + 5 v + k - 1 = 5 v + k), pairs visited in ``order``
-    @numba.njit(parallel=True, **_jit)
-    def _variant_l2(X, total, order, pa, ta, pb, tb, out):
-        for q in numba.prange(order.shape[0]):
-            i = order[q]
-            for v in range(3):
-                a = (0 if ta[i] == 0 else 5 * v + ta[i]) * total + pa[i]
-                b = (0 if tb[i] == 0 else 5 * v + tb[i]) * total + pb[i]
-                out[v, i] = _sqdist(X[a], X[b])
-
-    @numba.njit(parallel=True, **_jit)
-    def _variant_l1(X, total, order, pa, ta, pb, tb, out):
-        for q in numba.prange(order.shape[0]):
-            i = order[q]
-            for v in range(3):
-                a = (0 if ta[i] == 0 else 5 * v + ta[i]) * total + pa[i]
-                b = (0 if tb[i] == 0 else 5 * v + tb[i]) * total + pb[i]
-                out[v, i] = _l1dist(X[a], X[b])
-
-    @numba.njit(parallel=True, **_jit)
-    def _arrays_l2(A, B, out):
-        for i in numba.prange(A.shape[0]):
-            out[i] = _sqdist(A[i], B[i])
-
-    @numba.njit(parallel=True, **_jit)
-    def _arrays_l1(A, B, out):
-        for i in numba.prange(A.shape[0]):
-            out[i] = _l1dist(A[i], B[i])
+    def _variant_pair(X, total, i, pa, ta, pb, tb, out, l1):
+        # out[v, i] = d(X[row(v, ta[i], pa[i])], X[row(v, tb[i], pb[i])]) for the variants v = e, h, t (image
+        # id 0 = ref = type 0; id k = type 1 + 5 v + k - 1 = 5 v + k)
+        for v in range(3):
+            a = (0 if ta[i] == 0 else 5 * v + ta[i]) * total + pa[i]
+            b = (0 if tb[i] == 0 else 5 * v + tb[i]) * total + pb[i]
+            out[v, i] = _dist(X[a], X[b], l1)
 
     @numba.njit(inline="always", **_jit)
     def _count_row(r, K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts, l1):
-        # one query row of the dense retrieval count (see retrieval_counts)
+        # dense retrieval count of one query row (see retrieval_counts)
         nj = lo.shape[1]
         nseg = counts.shape[2]
         hist = np.zeros((nj + 1, nseg), np.int64)
@@ -128,7 +105,9 @@ if HAVE_NUMBA:
             sg = seg_of_col[c]
             hist[p, sg] += 1  # definitely closer than the positives p.. (K < lo there)
             if p > 0 and hi[r, p - 1] >= k:  # inside the error band of some positive: decide exactly
-                ex = _l1dist(Q[r], Dd[c]) if l1 else np.sqrt(_sqdist(Q[r], Dd[c]))
+                ex = _dist(Q[r], Dd[c], l1)
+                if not l1:
+                    ex = np.sqrt(ex)
                 for j in range(p):
                     if hi[r, j] >= k and ex < thr[r, j]:
                         counts[r, perm[r, j], sg] += 1
@@ -137,6 +116,29 @@ if HAVE_NUMBA:
             for j in range(nj):
                 run += hist[j, sg]
                 counts[r, perm[r, j], sg] += run
+
+    # numba's on-disk cache keys functions by name and line: one module-level entry point per distance
+    # (closures made by a factory would evict each other); the parallel loop stays here, the per-item
+    # bodies above are shared and inlined
+    @numba.njit(parallel=True, **_jit)
+    def _variant_l2(X, total, order, pa, ta, pb, tb, out):
+        for q in numba.prange(order.shape[0]):
+            _variant_pair(X, total, order[q], pa, ta, pb, tb, out, False)
+
+    @numba.njit(parallel=True, **_jit)
+    def _variant_l1(X, total, order, pa, ta, pb, tb, out):
+        for q in numba.prange(order.shape[0]):
+            _variant_pair(X, total, order[q], pa, ta, pb, tb, out, True)
+
+    @numba.njit(parallel=True, **_jit)
+    def _arrays_l2(A, B, out):
+        for i in numba.prange(A.shape[0]):
+            out[i] = _dist(A[i], B[i], False)
+
+    @numba.njit(parallel=True, **_jit)
+    def _arrays_l1(A, B, out):
+        for i in numba.prange(A.shape[0]):
+            out[i] = _dist(A[i], B[i], True)
 
     @numba.njit(parallel=True, **_jit)
     def _retr_counts_l2(K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts):
@@ -148,8 +150,8 @@ if HAVE_NUMBA:
         for r in numba.prange(K.shape[0]):
             _count_row(r, K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts, True)
 
-    _KERNELS = {"L2": (_rows_l2, _variant_l2, _arrays_l2, _retr_counts_l2),
-                "L1": (_rows_l1, _variant_l1, _arrays_l1, _retr_counts_l1)}
+    _KERNELS = {"L2": {"variant": _variant_l2, "arrays": _arrays_l2, "counts": _retr_counts_l2},
+                "L1": {"variant": _variant_l1, "arrays": _arrays_l1, "counts": _retr_counts_l1}}
 
 
 class _Threads:
@@ -176,29 +178,6 @@ def _check(distance):
     return d
 
 
-def pair_distances(X: np.ndarray, r1, r2, distance: str = "L2", backend: str | None = None) -> np.ndarray:
-    """``d(X[r1[i]], X[r2[i]])`` in float64 for every i (``X``: ``(R, D)`` float32 or float64).
-
-    ``backend``: ``"numba"`` (default where numba loads) or ``"numpy"``."""
-    distance = _check(distance)
-    r1 = np.ascontiguousarray(r1, np.int64)
-    r2 = np.ascontiguousarray(r2, np.int64)
-    if r1.shape != r2.shape:
-        raise ValueError(f"row index arrays differ in length ({r1.shape} vs {r2.shape})")
-    backend = backend or ("numba" if HAVE_NUMBA else "numpy")
-    if not (backend == "numba" and HAVE_NUMBA and X.dtype in (np.float32, np.float64)):
-        from .distances import exact_row_distances
-
-        return exact_row_distances(X, r1, r2, distance)
-    out = np.empty(r1.shape[0], np.float64)
-    if r1.size:
-        with _Threads():
-            _KERNELS[distance][0](np.ascontiguousarray(X), r1, r2, out)
-    if distance == "L2":
-        np.sqrt(out, out=out)
-    return out
-
-
 def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: str = "L2",
                            order: np.ndarray | None = None) -> np.ndarray:
     """Distances of HPatches pairs for the three variants at once, ``(3, n)`` float64 (rows e, h, t).
@@ -217,11 +196,17 @@ def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: 
         raise ValueError("pair columns differ in length")
     out = np.empty((3, n), np.float64)
     if n:
+        # the kernel does not check bounds: reject anything that would read or write outside the arrays
+        if X.ndim != 2 or X.shape[0] != 16 * int(total):
+            raise ValueError(f"X must hold 16 x {total} descriptor rows, got shape {X.shape}")
+        for name, arr, top in (("pa", pa, total), ("pb", pb, total), ("ta", ta, 6), ("tb", tb, 6)):
+            if arr.min() < 0 or arr.max() >= top:
+                raise ValueError(f"{name} out of range 0..{int(top) - 1}")
         order = np.argsort(pa) if order is None else np.ascontiguousarray(order, np.int64)
-        if order.shape != (n,):
+        if order.shape != (n,) or order.min() < 0 or order.max() >= n or np.bincount(order, minlength=n).max() != 1:
             raise ValueError("order must be a permutation of the pairs")
         with _Threads():
-            _KERNELS[distance][1](np.ascontiguousarray(X), np.int64(total), order, pa, ta, pb, tb, out)
+            _KERNELS[distance]["variant"](np.ascontiguousarray(X), np.int64(total), order, pa, ta, pb, tb, out)
     if distance == "L2":
         np.sqrt(out, out=out)
     return out
@@ -238,7 +223,7 @@ def array_distances(A: np.ndarray, B: np.ndarray, distance: str = "L2") -> np.nd
         if A.dtype != B.dtype:
             A, B = A.astype(np.float64), B.astype(np.float64)
         with _Threads():
-            _KERNELS[distance][2](A, B, out)
+            _KERNELS[distance]["arrays"](A, B, out)
     if distance == "L2":
         np.sqrt(out, out=out)
     return out
@@ -255,6 +240,13 @@ def retrieval_counts(K, lo, hi, thr, seg_of_col, nseg, Q, Dd, distance: str = "L
     :func:`array_distances`). Keys below ``lo`` count as closer, above ``hi`` as farther; the band between
     is decided on exact distances. Returns ``(R, J, nseg)`` int64."""
     distance = _check(distance)
+    R, L = np.shape(K)
+    seg_of_col = np.asarray(seg_of_col)
+    if not (np.shape(lo) == np.shape(hi) == np.shape(thr) and np.shape(lo)[0] == R and np.shape(Q)[0] == R
+            and seg_of_col.shape == (L,) and np.shape(Dd)[0] == L and np.shape(Q)[1:] == np.shape(Dd)[1:]):
+        raise ValueError("retrieval_counts: K (R, L), lo/hi/thr (R, J), seg_of_col (L,), Q (R, D), Dd (L, D)")
+    if L and (seg_of_col.min() < 0 or seg_of_col.max() >= nseg):
+        raise ValueError(f"seg_of_col out of range 0..{nseg - 1}")
     perm = np.lexsort((hi, lo), axis=-1)  # by lo, then hi: both ascending along every row
     lo_s = np.ascontiguousarray(np.take_along_axis(lo, perm, 1))
     hi_s = np.ascontiguousarray(np.take_along_axis(hi, perm, 1))
@@ -267,6 +259,6 @@ def retrieval_counts(K, lo, hi, thr, seg_of_col, nseg, Q, Dd, distance: str = "L
         if Q.dtype != Dd.dtype:
             Q, Dd = Q.astype(np.float64), Dd.astype(np.float64)
         with _Threads():
-            _KERNELS[distance][3](np.ascontiguousarray(K), lo_s, hi_s, thr_s, np.ascontiguousarray(perm, np.int64),
+            _KERNELS[distance]["counts"](np.ascontiguousarray(K), lo_s, hi_s, thr_s, np.ascontiguousarray(perm, np.int64),
                                   np.ascontiguousarray(seg_of_col, np.int64), Q, Dd, counts)
     return counts

@@ -159,10 +159,7 @@ def verification_distances(ds: DescriptorSet, pairs: VerificationPairs, distance
     numbers (tested against the loop reference)."""
     from . import kernels
 
-    backend = backend or os.environ.get("HPATCHES_KIT_EVAL_BACKEND") or ("numba" if kernels.HAVE_NUMBA else "numpy")
-    if backend not in ("numba", "numpy"):
-        raise ValueError(f"unknown evaluation backend {backend!r}; expected numba or numpy")
-    if backend == "numba" and kernels.HAVE_NUMBA:
+    if kernels.use_numba(backend):
         return _verification_distances_numba(ds, pairs, distance, where)
     return _verification_distances_numpy(ds, pairs, distance, where, threads)
 
@@ -216,7 +213,6 @@ def _verification_distances_numba(ds, pairs, distance, where) -> dict:
 
 def _verification_distances_numpy(ds, pairs, distance, where, threads) -> dict:
     from concurrent.futures import ThreadPoolExecutor
-
 
     cols = _verification_tables(ds, pairs, where)
     kinds = list(cols)
@@ -424,9 +420,10 @@ def _bsearch(S: np.ndarray, x: np.ndarray, right: bool) -> np.ndarray:
 
 def _dense_counts(K, lo32, hi32, ends, counts, desc_q, desc_d, rows, pos_sorted, distance, npool):
     """Distractors strictly closer than each positive, per pool, when many distractors are relevant:
-    each pool segment of the key matrix is argsorted row-wise, the band edges ``lo``/``hi`` of the 15
-    thresholds are located by a vectorised binary search (``#{K < lo}`` is definitely closer), and the
-    entries inside a band ``[lo, hi]`` are decided on exact distances."""
+    keys below a positive's band ``[lo, hi]`` are definitely closer, keys inside it are decided on exact
+    distances. With numba (:func:`.kernels.retrieval_counts`) one compiled pass over each row of keys; with
+    NumPy each pool segment of the key matrix is argsorted row-wise and the band edges of the 15 thresholds
+    are located by a vectorised binary search."""
     from . import kernels
 
     nv = lo32.shape[0]
@@ -434,7 +431,7 @@ def _dense_counts(K, lo32, hi32, ends, counts, desc_q, desc_d, rows, pos_sorted,
     lo = np.moveaxis(lo32, 0, 1).reshape(R, nv * 5)  # (R, 15): (variant, positive) order
     hi = np.moveaxis(hi32, 0, 1).reshape(R, nv * 5)
     thr = np.moveaxis(pos_sorted[:, rows], 0, 1).reshape(R, nv * 5)
-    if kernels.HAVE_NUMBA and (os.environ.get("HPATCHES_KIT_EVAL_BACKEND") or "numba") == "numba":
+    if kernels.use_numba():
         # one pass over the keys per row (compiled): no row-wise sort of the distractors
         seg_of_col = np.searchsorted(ends, np.arange(K.shape[1]), side="right")
         seg_counts = kernels.retrieval_counts(K, lo, hi, thr, seg_of_col, npool, desc_q[rows],
