@@ -103,3 +103,13 @@ def test_pair_batches_grouped_keep_sources_together():
     seq = [groups[i] for i in order]
     runs = [g for k, g in enumerate(seq) if k == 0 or seq[k - 1] != g]
     assert sorted(runs) == ["a", "b", "c", "d"]  # each source appears as one contiguous run
+
+
+@pytest.mark.parametrize("bad, message", [(["--temperature", "0"], "--temperature"),
+                                          (["--train-pairs-per-photo", "0"], "pairs-per-photo")])
+def test_bad_options_are_named(tmp_path, bad, message):
+    from hpatches_kit.cli.train_vit import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(COMMON + ["--epochs", "1", "--out", str(tmp_path / "run")] + bad)
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -73,6 +73,11 @@ def _latest_checkpoint(ckdir: Path):
 def run(args) -> int:
     import json
 
+    if args.temperature <= 0:
+        raise SystemExit(f"--temperature must be > 0, got {args.temperature}")
+    if args.train_pairs_per_photo < 1 or args.eval_pairs_per_photo < 1:
+        raise SystemExit("--train-pairs-per-photo and --eval-pairs-per-photo must be >= 1")
+
     import keras
 
     from hpatches_kit.data.stereo import embedded_split, load_stereo_pairs, split_pairs
