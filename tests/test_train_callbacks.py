@@ -13,7 +13,7 @@ from hpatches_kit.models import L2Normalize
 from hpatches_kit.losses import BatchHardTripletLoss
 from hpatches_kit.training import (AtomicCheckpoint, CollapseDetector, CurriculumTripletLoss, MiningCurriculum,
                                    ReplicaLoss, descriptor_dataset, descriptor_spread, load_resume)
-from hpatches_kit.training.callbacks import CollapseWarning
+from hpatches_kit.training.callbacks import CollapseWarning, MetricsLogger
 
 
 def _np_losses(labels, e, margin):
@@ -199,3 +199,19 @@ def test_auto_device_defaults():
 
     assert auto_precision("cpu") == "float32" and auto_jit("cpu") is False
     assert auto_precision("tpu") == "mixed_bfloat16" and auto_jit("tpu") is True
+
+
+def test_metrics_logger_keeps_every_metric_aligned_with_epochs(tmp_path):
+    """A metric missing from an epoch's logs (validation every few epochs) is logged as null, one first
+    seen late is front-padded, a resumed history carries on; the curves PNG plots only the logged points."""
+    from hpatches_kit.plots.training import _logged
+
+    log = MetricsLogger(tmp_path / "h.json", tmp_path / "c.png", history={"loss": [5.0], "epoch": [1]})
+    for e, logs in enumerate([{"loss": 4.0}, {"loss": 3.0, "val_loss": 2.5}, {"loss": 2.0}], start=1):
+        log.on_epoch_end(e, logs)
+    want = {"loss": [5.0, 4.0, 3.0, 2.0], "val_loss": [None, None, 2.5, None], "epoch": [1, 2, 3, 4]}
+    assert log.history == want
+    assert json.loads((tmp_path / "h.json").read_text())["history"] == want
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert _logged(want["epoch"], want["val_loss"]) == ([3], [2.5])
+    assert _logged([1, 2, 3], [1.0, float("nan"), 0.5]) == ([1, 3], [1.0, 0.5])

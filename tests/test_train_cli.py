@@ -66,6 +66,41 @@ def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     assert int(ck.optimizer.iterations.numpy()) == 4
 
 
+def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_path, capsys):
+    """The default --lr-schedule cosine follows Keras's CosineDecay formula (written out by hand here) over
+    epochs x steps; --val-every 2 of 3 epochs validates at epochs 2 and 3 (the last) and logs null at 1;
+    a resume with more --epochs re-plans the decay over the new total."""
+    import math
+
+    out = tmp_path / "cos"
+    base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0",
+            "--mixed-precision", "float32", "--dim", "16", "--no-eval", "--collapse", "off", "--lr", "0.002"]
+    assert _run(train_descriptor, base + ["--epochs", "3", "--val-every", "2", "--out", str(out)]) == 0
+    h = json.loads((out / "metrics.json").read_text())["history"]
+    assert h["epoch"] == [1, 2, 3] and len(h["loss"]) == 3 and all(np.isfinite(h["loss"]))
+    assert h["val_loss"][0] is None and all(np.isfinite(h["val_loss"][1:]))
+    assert json.loads((out / "history.json").read_text())["history"]["val_loss"][0] is None  # JSON null
+    ck = keras.models.load_model(out / "checkpoints" / "epoch-0002.keras")
+    step = int(ck.optimizer.iterations.numpy())
+    assert step == 4
+    want = 0.002 * 0.5 * (1 + math.cos(math.pi * step / 6))
+    assert float(keras.ops.convert_to_numpy(ck.optimizer.learning_rate)) == pytest.approx(want, rel=1e-5)
+
+    out2 = tmp_path / "ext"
+    assert _run(train_descriptor, base + ["--epochs", "1", "--out", str(out2)]) == 0
+    assert _run(train_descriptor, base + ["--epochs", "3", "--out", str(out2), "--resume"]) == 0
+    assert "re-planned over 6 steps" in capsys.readouterr().err
+    ck = keras.models.load_model(out2 / "checkpoints" / "epoch-0002.keras")
+    assert ck.optimizer.get_config()["learning_rate"]["config"]["decay_steps"] == 6
+    assert float(keras.ops.convert_to_numpy(ck.optimizer.learning_rate)) == pytest.approx(
+        0.002 * 0.5 * (1 + math.cos(math.pi * 4 / 6)), rel=1e-5)
+    # constant schedule: the learning rate never moves
+    out3 = tmp_path / "const"
+    assert _run(train_descriptor, base + ["--epochs", "1", "--lr-schedule", "constant", "--out", str(out3)]) == 0
+    ck = keras.models.load_model(out3 / "checkpoints" / "last.keras")
+    assert float(keras.ops.convert_to_numpy(ck.optimizer.learning_rate)) == pytest.approx(0.002, rel=1e-6)
+
+
 def _check_evaluation(ev, model_path, data, printed):
     """The end-of-training evaluation succeeded on the 2 held-out sequences (official protocol) and agrees
     with the evaluation API run directly on the saved model; its summary was printed."""
@@ -141,6 +176,10 @@ def test_denoise_cli_end_to_end(nh_data, tmp_path):
 def test_cli_errors_name_the_problem(nh_data, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         _run(train_descriptor, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--verbose", "0"])
+    for flag, value in (("--val-every", "0"), ("--lr", "0")):
+        with pytest.raises(SystemExit, match=flag):
+            _run(train_descriptor, ["--data", str(nh_data), flag, value, "--out", str(tmp_path / "o3"),
+                                    "--verbose", "0"])
     with pytest.raises(SystemExit, match="fewer than one batch"):
         _run(train_descriptor, ["--data", str(nh_data), "--batch-size", "1024", "--out", str(tmp_path / "o2"),
                                 "--verbose", "0", "--mixed-precision", "float32"])

@@ -17,8 +17,11 @@ from ..data.errors import DataError
 PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str, losses, batch_size: int,
-                    epochs: int, lr: float, kind: str) -> None:
+                    epochs: int, lr: float, kind: str, lr_schedule: str = "constant", val_every: int = 1) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None, help=f"dataset folder (default: the embedded {kind} dataset)")
     g.add_argument("--split", default="a", help="hold out the 'test' sequences of this split (a/b/c from "
@@ -32,8 +35,14 @@ def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str
     g.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
     g.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (default: one pass)")
     g.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default: {lr:g})")
+    g.add_argument("--lr-schedule", default=lr_schedule, choices=LR_SCHEDULES,
+                   help="constant, or cosine decay from --lr to 0 over --epochs x steps (Keras CosineDecay; "
+                        "--resume keeps the checkpoint's schedule) (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="disable on-graph augmentation")
+    g.add_argument("--val-every", type=int, default=val_every, metavar="N",
+                   help="validate on the held-out tracks every N epochs and after the last one; the other "
+                        "epochs log val_* as null (default: %(default)s)")
     g = p.add_argument_group("device")
     g.add_argument("--strategy", default="auto", choices=("auto", "tpu", "mirrored", "multiworker", "default"),
                    help="tf.distribute strategy (default: auto = TPU > >=2 GPUs > TF_CONFIG > default)")
@@ -74,6 +83,10 @@ def setup_run(args, command: str) -> RunContext:
     jit = auto_jit(dev) if args.jit == "auto" else args.jit == "on"
     if args.epochs < 1 or args.batch_size < 2:
         raise SystemExit("--epochs must be >= 1 and --batch-size >= 2")
+    if getattr(args, "val_every", 1) < 1:
+        raise SystemExit(f"--val-every must be >= 1, got {args.val_every}")
+    if getattr(args, "lr", 1.0) <= 0:
+        raise SystemExit(f"--lr must be > 0, got {args.lr}")
     ctx = RunContext(out=out, strategy=strategy, precision=precision, jit=jit, device=dev)
     ctx.info = {"command": command, "device": dev, "replicas": strategy.num_replicas_in_sync,
                 "strategy": type(strategy).__name__, "precision": precision, "jit_compile": jit,
@@ -213,6 +226,39 @@ def try_evaluation(model_path, dataset, denoiser=None, noisy: bool = False, prog
         return summarise_evaluation(res), format_summary(res)
     except Exception as e:  # noqa: BLE001 - the run is done; report, do not lose it
         return {"error": f"{type(e).__name__}: {e}"}, f"evaluation failed: {type(e).__name__}: {e}"
+
+
+def make_optimizer(args, steps_per_epoch: int):
+    """Adam at ``--lr``, constant or (``--lr-schedule cosine``) cosine-decayed to 0 over the whole run,
+    ``--epochs x steps_per_epoch`` steps."""
+    import keras
+
+    lr = args.lr
+    if getattr(args, "lr_schedule", "constant") == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps_per_epoch),
+                                                    alpha=0.0)
+    return keras.optimizers.Adam(lr)
+
+
+def replan_schedule(optimizer, args, steps_per_epoch: int) -> None:
+    """On ``--resume`` with ``--lr-schedule cosine``: a checkpoint's cosine schedule planned for another
+    ``--epochs`` is re-planned over ``--epochs x steps_per_epoch`` (the step count carries on, so resuming with
+    the same ``--epochs`` changes nothing and a longer run continues the decay from where it now stands)."""
+    import keras
+
+    if getattr(args, "lr_schedule", "constant") != "cosine":
+        return
+    cfg = optimizer.get_config().get("learning_rate")
+    total = max(1, args.epochs * steps_per_epoch)
+    if isinstance(cfg, dict) and cfg.get("class_name") == "CosineDecay" and cfg["config"].get("decay_steps") == total:
+        return
+    print(f"[resume] cosine learning-rate schedule re-planned over {total} steps", file=sys.stderr)
+    optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=total, alpha=0.0)
+
+
+def validation_epochs(epochs: int, every: int) -> list[int]:
+    """The 1-based epochs that validate: every ``every``-th, and always the last (Keras ``validation_freq``)."""
+    return [e for e in range(1, epochs + 1) if e % every == 0 or e == epochs]
 
 
 def steps_or_default(args, default: int) -> int:

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from ._train_common import (add_common_args, make_callbacks, maybe_resume, resolve_data, save_final, setup_run,
-                            split_names, steps_or_default)
+from ._train_common import (add_common_args, make_callbacks, make_optimizer, maybe_resume, replan_schedule,
+                            resolve_data, save_final, setup_run, split_names, steps_or_default, validation_epochs)
 
 MODELS = ("shallow_unet", "deep_unet")
 LOSSES = ("mae", "mse")
@@ -80,9 +80,10 @@ def run(args) -> int:
         if model is None:
             model = (shallow_unet(p) if args.model == "shallow_unet"
                      else deep_unet(p, base=args.base, depth=args.depth))
-            optimizer = keras.optimizers.Adam(args.lr)
+            optimizer = make_optimizer(args, steps)
         else:  # resumed: keep the optimizer state and step count
             optimizer = model.optimizer
+            replan_schedule(optimizer, args, steps)
         model.compile(optimizer=optimizer, loss=args.loss, jit_compile=ctx.jit)
     train = train.skip(initial_epoch * steps) if initial_epoch else train
 
@@ -98,7 +99,8 @@ def run(args) -> int:
     t0 = time.time()
     if initial_epoch < args.epochs:
         model.fit(train, steps_per_epoch=steps, epochs=args.epochs, initial_epoch=initial_epoch,
-                  validation_data=val, validation_steps=val_steps, verbose=args.verbose,
+                  validation_data=val, validation_steps=val_steps,
+                  validation_freq=validation_epochs(args.epochs, args.val_every), verbose=args.verbose,
                   callbacks=make_callbacks(ctx, history))
     metrics = {"data": str(root), "split": how, "train_sequences": len(train_names),
                "test_sequences": len(test_names), "train_pairs": int(n_pairs), "steps_per_epoch": steps,

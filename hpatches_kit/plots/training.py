@@ -16,6 +16,12 @@ def _plt():
     return plt
 
 
+def _logged(epochs, values):
+    """The ``(epoch, value)`` points actually logged: ``None``/NaN entries (epochs without validation) dropped."""
+    pts = [(e, float(v)) for e, v in zip(epochs, values) if v is not None and np.isfinite(v)]
+    return [e for e, _ in pts], [v for _, v in pts]
+
+
 def plot_training_curves(history: dict, path, title: str = "training") -> None:
     """One panel per metric (``x`` and ``val_x`` together); ``history`` maps names to per-epoch lists."""
     plt = _plt()
@@ -25,9 +31,10 @@ def plot_training_curves(history: dict, path, title: str = "training") -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
     for ax, k in zip(axes[0], names):
         ep = history.get("epoch") or list(range(1, len(history[k]) + 1))
-        ax.plot(ep[: len(history[k])], history[k], "o-", label=k)
-        if history.get(f"val_{k}"):
-            ax.plot(ep[: len(history[f"val_{k}"])], history[f"val_{k}"], "s--", label=f"val_{k}")
+        for key, style in ((k, "o-"), (f"val_{k}", "s--")):
+            xs, ys = _logged(ep, history.get(key) or [])
+            if xs:
+                ax.plot(xs, ys, style, label=key)
         ax.set_xlabel("epoch")
         ax.set_title(k)
         ax.grid(alpha=0.3)

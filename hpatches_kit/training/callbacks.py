@@ -150,7 +150,8 @@ def load_resume(directory, custom_objects=None) -> ResumeState | None:
 
 class MetricsLogger(keras.callbacks.Callback):
     """Append each epoch's logs to ``history`` (continuing a resumed run's), write them atomically to
-    ``json_path`` and redraw the training-curve PNG ``plot_path`` (if given)."""
+    ``json_path`` and redraw the training-curve PNG ``plot_path`` (if given). Every metric's list has one
+    entry per epoch; ``None`` where the epoch did not log it (validation only every few epochs)."""
 
     def __init__(self, json_path, plot_path=None, history: dict | None = None, extra: dict | None = None):
         super().__init__()
@@ -159,9 +160,16 @@ class MetricsLogger(keras.callbacks.Callback):
         self.extra = dict(extra or {})
 
     def on_epoch_end(self, epoch, logs=None):
-        for k, v in (logs or {}).items():
-            if np.ndim(v) == 0:
-                self.history.setdefault(k, []).append(float(v))
+        done = len(self.history.get("epoch", []))  # epochs logged before this one
+        scalars = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+        # Every list stays aligned with "epoch": a metric missing from an epoch's logs (val_* between
+        # validations, see ``--val-every``) is logged as None (JSON null), one first seen late is front-padded.
+        for k in set(self.history) | set(scalars):
+            if k == "epoch":
+                continue
+            col = self.history.setdefault(k, [])
+            col.extend([None] * (done - len(col)))
+            col.append(scalars.get(k))
         self.history.setdefault("epoch", []).append(epoch + 1)
         atomic_write_json(self.json_path, {**self.extra, "history": self.history})
         if self.plot_path is not None:
