@@ -41,7 +41,14 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="denoiser epochs, equal for both U-Nets "
                     "(default: the command's default, so the shallow run is exactly `hpatches-train denoise`)")
     ap.add_argument("--steps", type=int, default=None, help="denoiser steps per epoch (default: one pass)")
-    ap.add_argument("--desc-epochs", type=int, default=12, help="descriptor epochs (equal for noisy/denoised)")
+    ap.add_argument("--desc-epochs", type=int, default=None, help="descriptor epochs, equal for noisy/denoised "
+                    "(default: the command's default, so each arm is exactly `hpatches-train descriptor --noisy "
+                    "[--denoiser ...]`)")
+    ap.add_argument("--denoiser", default=None, help="use this trained denoiser .keras for bar 2 and skip training "
+                    "the two U-Nets (bar 1), e.g. models/unet-shallow-embedded.keras")
+    ap.add_argument("--init", default=None, help="both descriptor arms start from this trained descriptor "
+                    "(`hpatches-train descriptor --init`), e.g. models/l2net-embedded.keras: pretrained on clean "
+                    "patches of the same training sequences, fine-tuned on noisy vs denoised ones")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test, numbers meaningless)")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs found under --out")
@@ -54,17 +61,30 @@ def main(argv=None) -> int:
     nh = str(ensure_default("n-hpatches"))
     common = ["--seed", str(a.seed)]
     den = {}
-    for name in ("shallow_unet", "deep_unet"):
-        budget = (["--epochs", str(a.epochs)] if a.epochs else []) + (["--steps-per-epoch", str(a.steps)] if a.steps else [])
-        den[name] = train(["denoise", "--model", name, *budget, *common], out / name, a.reuse)
-    best = min(den, key=lambda k: den[k]["heldout"]["mae_denoised"])
+    if a.denoiser is None:
+        for name in ("shallow_unet", "deep_unet"):
+            budget = ((["--epochs", str(a.epochs)] if a.epochs else [])
+                      + (["--steps-per-epoch", str(a.steps)] if a.steps else []))
+            den[name] = train(["denoise", "--model", name, *budget, *common], out / name, a.reuse)
+        best = min(den, key=lambda k: den[k]["heldout"]["mae_denoised"])
+        denoiser = out / best / "model.keras"
+    else:
+        denoiser = Path(a.denoiser)
+        if not denoiser.is_file():
+            ap.error(f"--denoiser {denoiser}: no such file")
+    budget = (["--epochs", str(a.desc_epochs)] if a.desc_epochs else []) + (["--init", a.init] if a.init else [])
     desc = {
-        "noisy": train(["descriptor", "--data", nh, "--noisy", "--epochs", str(a.desc_epochs), *common],
-                       out / "desc-noisy", a.reuse),
-        "denoised": train(["descriptor", "--data", nh, "--noisy", "--denoiser", str(out / best / "model.keras"),
-                           "--epochs", str(a.desc_epochs), *common], out / "desc-denoised", a.reuse),
+        "noisy": train(["descriptor", "--data", nh, "--noisy", *budget, *common], out / "desc-noisy", a.reuse),
+        "denoised": train(["descriptor", "--data", nh, "--noisy", "--denoiser", str(denoiser), *budget, *common],
+                          out / "desc-denoised", a.reuse),
     }
+    if den:
+        compare_denoisers(den, out)
+    compare_descriptors(desc)
+    return 0
 
+
+def compare_denoisers(den: dict, out: Path) -> None:
     ep = den["shallow_unet"]["args"]["epochs"]
     print(f"\nDenoisers (held-out N-HPatches patches, grey levels; equal budgets: {ep} epochs, batch 128)")
     print(f"{'model':<14}{'params':>10}{'MAE noisy':>11}{'MAE out':>9}{'PSNR noisy':>12}{'PSNR out':>10}")
@@ -80,8 +100,14 @@ def main(argv=None) -> int:
     r = den["shallow_unet"]["heldout"]["mae_denoised"] / den["deep_unet"]["heldout"]["mae_denoised"]
     print(f"deep U-Net MAE is {r:.2f}x lower than shallow: {'PASS' if r > 1 else 'FAIL'}")
 
-    used = Path(desc["denoised"]["args"]["denoiser"]).parent.name
-    print(f"\nDescriptor on noisy vs denoised ({used}) input, official protocol on held-out sequences, mAP %")
+
+def compare_descriptors(desc: dict) -> None:
+    used = Path(desc["denoised"]["args"]["denoiser"])
+    used = used.parent.name if used.name == "model.keras" else used.name
+    ep, init = desc["noisy"]["args"]["epochs"], desc["noisy"]["args"].get("init")
+    start = f"fine-tuned from {Path(init).name}" if init else "from scratch"
+    print(f"\nDescriptor on noisy vs denoised ({used}) input, {ep} epochs each {start}, official protocol on "
+          "held-out sequences, mAP %")
     print(f"{'input':<10}{'verification':>14}{'matching':>10}{'retrieval':>11}")
     wins = []
     for name, m in desc.items():
@@ -92,7 +118,6 @@ def main(argv=None) -> int:
         wins.append(d > n)
         print(f"  {task:<13} denoised/noisy = {d / n:.3f}")
     print(f"descriptor on denoised beats noisy on all three tasks: {'PASS' if all(wins) else 'FAIL'}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_keras_describer_resizes_and_chains_denoiser(tmp_path):
     x = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_AREA) for a in p]).astype(np.float32)
     np.testing.assert_allclose(d, model.predict(x[..., None], verbose=0), rtol=1e-5, atol=1e-5)
     d2 = keras_describer(model, denoiser=dp)(p)
-    x16 = np.stack([cv2.resize(a, (16, 16), interpolation=cv2.INTER_AREA) for a in p]).astype(np.float32) * 0.5
+    x16 = np.rint(np.stack([cv2.resize(a, (16, 16), interpolation=cv2.INTER_AREA) for a in p]).astype(np.float32) * 0.5)
     x32 = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_LINEAR) for a in x16])
     np.testing.assert_allclose(d2, model.predict(x32[..., None], verbose=0), rtol=1e-5, atol=1e-5)
     with pytest.raises(DataError, match="missing.keras: model file not found"):

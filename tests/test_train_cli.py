@@ -67,14 +67,15 @@ def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
 
 
 def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_path, capsys):
-    """The default --lr-schedule cosine follows Keras's CosineDecay formula (written out by hand here) over
+    """--lr-schedule cosine follows Keras's CosineDecay formula (written out by hand here) over
     epochs x steps; --val-every 2 of 3 epochs validates at epochs 2 and 3 (the last) and logs null at 1;
     a resume with more --epochs re-plans the decay over the new total."""
     import math
 
     out = tmp_path / "cos"
     base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0",
-            "--mixed-precision", "float32", "--dim", "16", "--no-eval", "--collapse", "off", "--lr", "0.002"]
+            "--mixed-precision", "float32", "--dim", "16", "--no-eval", "--collapse", "off", "--lr", "0.002",
+            "--lr-schedule", "cosine"]
     assert _run(train_descriptor, base + ["--epochs", "3", "--val-every", "2", "--out", str(out)]) == 0
     h = json.loads((out / "metrics.json").read_text())["history"]
     assert h["epoch"] == [1, 2, 3] and len(h["loss"]) == 3 and all(np.isfinite(h["loss"]))
@@ -94,7 +95,17 @@ def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_pat
     assert ck.optimizer.get_config()["learning_rate"]["config"]["decay_steps"] == 6
     assert float(keras.ops.convert_to_numpy(ck.optimizer.learning_rate)) == pytest.approx(
         0.002 * 0.5 * (1 + math.cos(math.pi * 4 / 6)), rel=1e-5)
-    # constant schedule: the learning rate never moves
+    # --init: a new run starts from the saved descriptor's weights; another size is refused by name
+    from hpatches_kit.models import l2net
+
+    net = l2net(input_size=32, dim=16)
+    train_descriptor.init_weights(net, out / "model.keras")
+    for a, b in zip(net.get_weights(), keras.models.load_model(out / "model.keras").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(DataError, match="model.keras: --init model does not match"):
+        _run(train_descriptor, base + ["--dim", "32", "--epochs", "1", "--out", str(tmp_path / "bad"),
+                                            "--init", str(out / "model.keras")])
+    # constant schedule (the default): the learning rate never moves
     out3 = tmp_path / "const"
     assert _run(train_descriptor, base + ["--epochs", "1", "--lr-schedule", "constant", "--out", str(out3)]) == 0
     ck = keras.models.load_model(out3 / "checkpoints" / "last.keras")

@@ -132,7 +132,8 @@ def _input_size(model, what: str) -> int:
 def keras_describer(model_or_path, denoiser=None, batch_size: int = 512) -> Describer:
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
-    convention, output in [0, 255]) is applied first, at its own input size."""
+    convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
+    grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches."""
     model = _load_model(model_or_path)
     den = _load_model(denoiser) if denoiser is not None else None
     size = _input_size(model, "descriptor model")
@@ -146,7 +147,8 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 512) -> Desc
         p = _check_patches(patches)
         if den is not None:
             x = resize_patches(p.astype(np.uint8), dsize).astype(np.float32)[..., None]
-            x = np.clip(run(den, x).reshape(p.shape[0], dsize, dsize), 0, 255).astype(np.float32)
+            # quantised to 8 bits like the training input (``hpatches-train descriptor --denoiser``)
+            x = np.clip(np.rint(run(den, x).reshape(p.shape[0], dsize, dsize)), 0, 255).astype(np.float32)
             x = _resize_float(x, size)
         else:
             x = resize_patches(p.astype(np.uint8), size).astype(np.float32)
