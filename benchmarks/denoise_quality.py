@@ -5,10 +5,14 @@
    (official HPatches protocol on the held-out sequences).
 
 Every step is a real ``hpatches-train`` run (so this also exercises the commands end to end); results are
-read back from each run's ``metrics.json``. Prints a table and the ratios. On 2 CPU cores the defaults take
-roughly 20-30 minutes; ``--quick`` shrinks every budget for a smoke run.
+read back from each run's ``metrics.json``. Prints a table and the ratios. On 2 CPU cores the two U-Nets
+take about 30 minutes and each descriptor arm about 12; ``--quick`` shrinks every budget for a smoke run.
 
     python benchmarks/denoise_quality.py --out runs/bench-denoise
+    python benchmarks/denoise_quality.py --out runs/bench-ft --denoiser models/unet-shallow-embedded.keras \
+        --init models/l2net-embedded.keras      # bar 2 only, both arms fine-tuned from the clean default
+
+Measured results and what they mean: README.md ("Denoising").
 """
 
 from __future__ import annotations
