@@ -36,8 +36,9 @@ def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str
     g.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (default: one pass)")
     g.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default: {lr:g})")
     g.add_argument("--lr-schedule", default=lr_schedule, choices=LR_SCHEDULES,
-                   help="constant, or cosine decay from --lr to 0 over --epochs x steps (Keras CosineDecay; "
-                        "--resume keeps the checkpoint's schedule) (default: %(default)s)")
+                   help="constant, or cosine decay from --lr to 0 over --epochs x steps (Keras CosineDecay). "
+                        "--resume keeps the checkpoint's schedule; with cosine it re-plans the decay for a new "
+                        "--epochs (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="disable on-graph augmentation")
     g.add_argument("--val-every", type=int, default=val_every, metavar="N",
@@ -233,27 +234,30 @@ def make_optimizer(args, steps_per_epoch: int):
     ``--epochs x steps_per_epoch`` steps."""
     import keras
 
-    lr = args.lr
-    if getattr(args, "lr_schedule", "constant") == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps_per_epoch),
-                                                    alpha=0.0)
-    return keras.optimizers.Adam(lr)
+    cosine = getattr(args, "lr_schedule", "constant") == "cosine"
+    return keras.optimizers.Adam(_cosine_decay(args, steps_per_epoch) if cosine else args.lr)
+
+
+def _cosine_decay(args, steps_per_epoch: int):
+    import keras
+
+    total = max(1, args.epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=total, alpha=0.0)
 
 
 def replan_schedule(optimizer, args, steps_per_epoch: int) -> None:
     """On ``--resume`` with ``--lr-schedule cosine``: a checkpoint's cosine schedule planned for another
     ``--epochs`` is re-planned over ``--epochs x steps_per_epoch`` (the step count carries on, so resuming with
     the same ``--epochs`` changes nothing and a longer run continues the decay from where it now stands)."""
-    import keras
-
     if getattr(args, "lr_schedule", "constant") != "cosine":
         return
     cfg = optimizer.get_config().get("learning_rate")
-    total = max(1, args.epochs * steps_per_epoch)
-    if isinstance(cfg, dict) and cfg.get("class_name") == "CosineDecay" and cfg["config"].get("decay_steps") == total:
+    new = _cosine_decay(args, steps_per_epoch)
+    same = isinstance(cfg, dict) and cfg.get("class_name") == "CosineDecay"
+    if same and cfg["config"].get("decay_steps") == new.decay_steps:
         return
-    print(f"[resume] cosine learning-rate schedule re-planned over {total} steps", file=sys.stderr)
-    optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=total, alpha=0.0)
+    print(f"[resume] cosine learning-rate schedule re-planned over {new.decay_steps} steps", file=sys.stderr)
+    optimizer.learning_rate = new
 
 
 def validation_epochs(epochs: int, every: int) -> list[int]:

@@ -87,9 +87,9 @@ def init_weights(net, path) -> None:
         src = src.get_layer("l2net")
     mine, theirs = [w.shape for w in net.get_weights()], [w.shape for w in src.get_weights()]
     if tuple(src.input_shape[1:]) != tuple(net.input_shape[1:]) or mine != theirs:
-        raise DataError(path, f"--init model does not match: input {src.input_shape[1:]} vs {net.input_shape[1:]}, "
-                              f"{len(theirs)} vs {len(mine)} weight arrays"
-                              + ("" if len(mine) != len(theirs) else ", shapes differ"))
+        raise DataError(path, f"--init model does not match: input {src.input_shape[1:]} and output "
+                              f"{src.output_shape[1:]} vs this run's {net.input_shape[1:]} and {net.output_shape[1:]} "
+                              f"(check --patch-size and --dim)")
     net.set_weights(src.get_weights())
 
 

@@ -164,9 +164,7 @@ class MetricsLogger(keras.callbacks.Callback):
         scalars = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
         # Every list stays aligned with "epoch": a metric missing from an epoch's logs (val_* between
         # validations, see ``--val-every``) is logged as None (JSON null), one first seen late is front-padded.
-        for k in set(self.history) | set(scalars):
-            if k == "epoch":
-                continue
+        for k in [k for k in self.history if k != "epoch"] + [k for k in scalars if k not in self.history]:
             col = self.history.setdefault(k, [])
             col.extend([None] * (done - len(col)))
             col.append(scalars.get(k))
