@@ -76,16 +76,34 @@ def main(argv=None) -> int:
         denoiser = Path(a.denoiser)
         if not denoiser.is_file():
             ap.error(f"--denoiser {denoiser}: no such file")
-    budget = (["--epochs", str(a.desc_epochs)] if a.desc_epochs else []) + (["--init", a.init] if a.init else [])
+    desc_args = (["--epochs", str(a.desc_epochs)] if a.desc_epochs else []) + (["--init", a.init] if a.init else [])
     desc = {
-        "noisy": train(["descriptor", "--data", nh, "--noisy", *budget, *common], out / "desc-noisy", a.reuse),
-        "denoised": train(["descriptor", "--data", nh, "--noisy", "--denoiser", str(denoiser), *budget, *common],
+        "noisy": train(["descriptor", "--data", nh, "--noisy", *desc_args, *common], out / "desc-noisy", a.reuse),
+        "denoised": train(["descriptor", "--data", nh, "--noisy", "--denoiser", str(denoiser), *desc_args, *common],
                           out / "desc-denoised", a.reuse),
     }
     if den:
         compare_denoisers(den, out)
     compare_descriptors(desc)
+    if a.init:
+        untuned_reference(a.init, denoiser, nh)
     return 0
+
+
+def untuned_reference(init: str, denoiser: Path, nh: str) -> None:
+    """The ``--init`` model itself, not fine-tuned, on the same held-out noisy and denoised patches."""
+    from hpatches_kit.cli._train_common import try_evaluation
+    from hpatches_kit.data import load_dataset
+
+    test = load_dataset(nh, split="a", subset="test", noise=True, progress=False)
+    print(f"\nreference: {Path(init).name} not fine-tuned, evaluated on the same {len(test)} held-out sequences")
+    for name, den in (("noisy", None), ("denoised", denoiser)):
+        res, text = try_evaluation(init, test, denoiser=den, noisy=True)
+        if "headline" not in res:
+            print(f"{name:<10}{text}")
+            continue
+        h = res["headline"]
+        print(f"{name:<10}{h['verification']:>14.2f}{h['matching']:>10.2f}{h['retrieval']:>11.2f}")
 
 
 def compare_denoisers(den: dict, out: Path) -> None:
