@@ -22,13 +22,18 @@ def test_sift_is_opencv_sift_of_the_centre_keypoint():
     p = _patches()
     d = get_baseline("sift")(p)
     sift = cv2.SIFT_create()
+    # exactly the official extract_opencv_sift.py: get_center_kp(PS) leaves OpenCV's default angle (-1)
+    kp = cv2.KeyPoint()
+    kp.pt = (65 / 2.0, 65 / 2.0)
+    kp.size = 2 * (65 / 2.0) / 5.303
+    assert kp.angle == -1
+    upright = cv2.KeyPoint(32.5, 32.5, 65 / 5.303, 0.0)
+    differs = False
     for i in range(len(p)):
-        kp = cv2.KeyPoint()
-        kp.pt = (32.5, 32.5)
-        kp.size = 65 / 5.303  # official extract_opencv_sift.py: 2 * (PS / 2) / 5.303
-        kp.angle = 0.0
         ref = sift.compute(p[i], [kp])[1][0]
         np.testing.assert_array_equal(d[i], ref)
+        differs |= not np.array_equal(ref, sift.compute(p[i], [upright])[1][0])
+    assert differs  # the angle matters: an angle-0 keypoint would not reproduce the official rows
     r = get_baseline("rootsift")(p)
     np.testing.assert_allclose(r, np.sqrt(d / d.sum(axis=1, keepdims=True)), rtol=1e-6)
     np.testing.assert_allclose((r**2).sum(axis=1), 1.0, rtol=1e-5)

@@ -45,7 +45,8 @@ def _synth(args) -> int:
 def _extract(args) -> int:
     from hpatches_kit.data.extract import extract_dataset
 
-    extract_dataset(args.src, args.out, seed=args.seed, max_patches=args.max_patches, progress=not args.quiet)
+    extract_dataset(args.src, args.out, seed=args.seed, max_patches=args.max_patches, progress=not args.quiet,
+                    jitter_scale=args.jitter_scale)
     print(f"wrote {args.out}")
     _print_dataset_summary(args.out)
     return 0
@@ -120,11 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-patches", type=int, help="cap on patches per sequence")
     p.set_defaults(func=_synth)
 
-    p = add("extract", "extract HPatches-format patches from image sequences (hpatches-sequences layout)")
-    p.add_argument("src", type=Path, help="folder of image sequences (each with 1.ppm..6.ppm and H_1_2..H_1_6)")
+    p = add("extract", "extract HPatches-format patches from image sequences (hpatches-sequences or Oxford layout)")
+    p.add_argument("src", type=Path, help="folder of image sequences (each with 1.ppm..6.ppm and H_1_2..H_1_6, or "
+                                          "img1..img6 and H1to2p..H1to6p[.txt])")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-patches", type=int, help="cap on patches per sequence")
+    p.add_argument("--jitter-scale", type=float, default=1.0, metavar="S",
+                   help="multiply HPatches' calibrated e/h/t geometric jitter by S (1 = HPatches' noise levels, "
+                        "0.333 = small noise, 0 = exact reprojections; default: 1)")
     p.set_defaults(func=_extract)
 
     p = add("info", "inspect a dataset: sequences, patch counts, sizes, noisy twins, builder metadata, problems")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_NAME = "embedded-v1"
+DEFAULT_NAME = "embedded-v2"
 DEFAULT_SEED = 0
 
 

@@ -17,7 +17,11 @@ For each sequence (a reference image, five target images and the ground-truth ho
    the patch minifies the image).
 
 Source layouts: ``hpatches-sequences-release`` (``1.ppm .. 6.ppm``, ``H_1_2 .. H_1_6``) and Oxford affine
-(``img1 .. img6`` with any of .ppm/.pgm/.png/.jpg, ``H1to2p .. H1to6p``).
+(``img1 .. img6`` with any of .ppm/.pgm/.png/.jpg, ``H1to2p .. H1to6p``, optionally with a ``.txt`` suffix).
+
+``jitter_scale`` multiplies the calibrated jitter magnitudes: 1 is HPatches' geometric noise, ``1/3`` the
+"small noise" regime (patches nearly exact reprojections, where SIFT's precise gradient histograms shine); the
+real-validation benchmark builds both.
 """
 
 from __future__ import annotations
@@ -48,6 +52,14 @@ NUM_TARGETS = 5
 
 
 # -- reading sources ---------------------------------------------------------------------------------------
+def _oxford_homography(folder: Path, i: int) -> Path | None:
+    """``H1to{i}p`` or the common variant ``H1to{i}p.txt`` of an Oxford-layout folder (``None`` if neither)."""
+    for name in (f"H1to{i}p", f"H1to{i}p.txt"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 def _find_image(folder: Path, stem: str) -> Path | None:
     for ext in IMAGE_EXTS:
         for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
@@ -63,7 +75,7 @@ def source_layout(folder) -> str | None:
         return None
     if _find_image(folder, "1") is not None or (folder / "H_1_2").is_file():
         return "hpatches"
-    if _find_image(folder, "img1") is not None or (folder / "H1to2p").is_file():
+    if _find_image(folder, "img1") is not None or _oxford_homography(folder, 2) is not None:
         return "oxford"
     return None
 
@@ -123,7 +135,8 @@ def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray
             raise DataError(folder / f"{stem}.ppm", f"missing image {stem}.* ({layout} layout)")
         images.append(read_image_grey(p))
         if i > 1:
-            Hs.append(read_homography(folder / (f"H_1_{i}" if layout == "hpatches" else f"H1to{i}p")))
+            hp = folder / f"H_1_{i}" if layout == "hpatches" else (_oxford_homography(folder, i) or folder / f"H1to{i}p")
+            Hs.append(read_homography(hp))
     name = folder.name
     if not name.startswith(("i_", "v_")):
         ident = all(np.allclose(H, np.eye(3), atol=1e-6) for H in Hs)
@@ -340,15 +353,19 @@ def _draw_jitters(rng, magnitude, A, Hs, images, redraws):
     return J if ok.all() else None
 
 
-def resolve_jitter(jitter) -> dict:
-    """Jitter spec -> ``{"targets": {v: overlap or None}, "magnitudes": {v: m}}``.
+def resolve_jitter(jitter, scale: float = 1.0) -> dict:
+    """Jitter spec -> ``{"targets": {v: overlap or None}, "magnitudes": {v: m}, "scale": scale}``.
 
     ``"hpatches"``: the HPatches targets (0.85 / 0.72 / 0.60 median overlap); ``"none"``/``None``/``0``: no
     jitter (every variant is an exact reprojection); a dict ``{"e": 0.85, "h": 0.72, "t": 0.6}`` of target
-    median overlaps.
+    median overlaps. ``scale`` multiplies the calibrated magnitudes (``targets`` then name the overlaps at
+    scale 1; the measured overlaps go to ``dataset.json``).
     """
+    scale = float(scale)
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"jitter scale must be a finite number >= 0, got {scale}")
     if jitter in (None, "none", 0, False):
-        return {"targets": {v: None for v in VARIANTS}, "magnitudes": {v: 0.0 for v in VARIANTS}}
+        return {"targets": {v: None for v in VARIANTS}, "magnitudes": {v: 0.0 for v in VARIANTS}, "scale": scale}
     if isinstance(jitter, str):
         if jitter != "hpatches":
             raise ValueError(f"jitter must be 'hpatches', 'none' or a dict of target overlaps, got {jitter!r}")
@@ -357,7 +374,8 @@ def resolve_jitter(jitter) -> dict:
         targets = {v: float(jitter[v]) for v in VARIANTS}
     else:
         raise ValueError(f"jitter must be 'hpatches', 'none' or a dict of target overlaps, got {jitter!r}")
-    return {"targets": targets, "magnitudes": {v: G.calibrate_jitter(t) for v, t in targets.items()}}
+    return {"targets": targets, "magnitudes": {v: scale * G.calibrate_jitter(t) for v, t in targets.items()},
+            "scale": scale}
 
 
 def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jitter="hpatches",
@@ -523,7 +541,7 @@ def _publish(tmp: Path, out_dir: Path) -> None:
 
 
 def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatches", progress: bool = True,
-                    patch_size: int = HPATCHES_PATCH_SIZE, per_detector: int = 1000) -> Path:
+                    patch_size: int = HPATCHES_PATCH_SIZE, per_detector: int = 1000, jitter_scale: float = 1.0) -> Path:
     """Extract an HPatches-format dataset from homography sequences (see the module docstring).
 
     ``max_patches`` caps the tracks per sequence (a random subset of the valid regions). Writes the sequence
@@ -534,7 +552,7 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
 
     out_dir = Path(out_dir)
     seq_dirs = find_source_sequences(src)
-    spec = resolve_jitter(jitter)
+    spec = resolve_jitter(jitter, jitter_scale)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -572,5 +590,6 @@ def _parameters(spec, max_patches, patch_size, per_detector) -> dict:
         "max_patches": max_patches,
         "jitter_target_overlap": spec["targets"],
         "jitter_magnitude": spec["magnitudes"],
+        "jitter_scale": spec.get("scale", 1.0),
         "jitter_shape": dict(G.JITTER_SHAPE),
     }

@@ -7,7 +7,13 @@
   axis in the plane, roll, zoom, small pan), growing with the image index; the induced homography is
   ``K [r1 r2 D e3]`` (pinhole, plane at distance f); images are rendered 2x supersampled and area-averaged,
   with a mild photometric change.
-Then the extraction procedure of :mod:`hpatches_kit.data.extract` runs on each 6-image sequence.
+* Zoom sequences ``v_zoom-*`` (zoom out up to 4x with roll) and blur sequences ``i_blur-*`` (defocus,
+  Gaussian or motion blur): see :mod:`hpatches_kit.data.scenes`.
+
+Then the extraction procedure of :mod:`hpatches_kit.data.extract` runs on each 6-image sequence, with the
+HPatches jitter scaled by ``jitter_scale`` (a number, or a ``(low, high)`` range drawn per sequence, so that
+training data holds both near-exact and HPatches-noisy correspondences). ``workers > 1`` builds sequences in
+parallel processes; the output is byte-identical whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -27,17 +33,27 @@ from .errors import DataError
 from .hpatches import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
 from .photometric import camera_pipeline, illumination_change
+from .scenes import blur_sequence, zoom_sequence
 
-__all__ = ["synthesize", "build_default_dataset", "make_nhpatches", "SKIMAGE_PHOTOS", "load_photos",
-           "illumination_sequence", "viewpoint_sequence", "viewpoint_homography"]
+__all__ = ["synthesize", "build_default_dataset", "make_nhpatches", "SKIMAGE_PHOTOS", "PACKAGE_PHOTOS", "load_photos",
+           "illumination_sequence", "viewpoint_sequence", "viewpoint_homography", "KINDS"]
 
-#: Natural photos shipped with scikit-image that load offline (no pooch download).
+#: Natural photos shipped with scikit-image that load offline (no pooch download). Text, document,
+#: astronomy and microscopy images are left out: they are not what a descriptor meets in photographs.
 SKIMAGE_PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "coins",
-                  "moon", "page", "text", "hubble_deep_field", "immunohistochemistry", "retina", "cell", "clock",
-                  "stereo_motorcycle")
-DEFAULT_NUM_ILLUM = 13
-DEFAULT_NUM_VIEW = 13
+                  "clock", "stereo_motorcycle")
+#: Natural photos other installed dependencies ship: (package, path inside the package).
+PACKAGE_PHOTOS = (("sklearn", "datasets/images/china.jpg"), ("sklearn", "datasets/images/flower.jpg"),
+                  ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
+#: Sequence kinds: key -> (name prefix, builder name).
+KINDS = {"i": "i_", "v": "v_", "z": "v_zoom-", "b": "i_blur-"}
+DEFAULT_NUM_ILLUM = 12
+DEFAULT_NUM_VIEW = 12
+DEFAULT_NUM_ZOOM = 8
+DEFAULT_NUM_BLUR = 8
 DEFAULT_MAX_PATCHES = 260
+#: Per-sequence range of the jitter scale of the embedded default (1 = HPatches' geometric noise).
+DEFAULT_JITTER_SCALE = (0.25, 1.0)
 MAX_SIDE = 640
 
 
@@ -70,6 +86,8 @@ def load_photos(photos=None) -> list[tuple[str, np.ndarray]]:
     (those that need a download are skipped). Images are downscaled to at most 640 px on the long side."""
     out = []
     if photos is None:
+        import importlib
+
         import skimage.data as skd
 
         for name in SKIMAGE_PHOTOS:
@@ -80,6 +98,14 @@ def load_photos(photos=None) -> list[tuple[str, np.ndarray]]:
             if isinstance(img, tuple):
                 img = img[0]
             out.append((name, _to_float_rgb(img, f"skimage.data.{name}")))
+        for pkg, rel in PACKAGE_PHOTOS:
+            try:
+                path = Path(importlib.import_module(pkg).__file__).parent / rel
+            except ImportError:
+                continue
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+            if img is not None:
+                out.append((path.stem, _to_float_rgb(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), path)))
         if not out:
             raise DataError("skimage.data", "no scikit-image photo could be loaded")
         return out
@@ -96,14 +122,21 @@ def load_photos(photos=None) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _random_view(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random crop (70-100% of each side) and optional mirror of a photo, so re-used photos differ."""
+def _random_view(photo: np.ndarray, rng: np.random.Generator, rescale: bool = False) -> np.ndarray:
+    """A random crop (70-100% of each side) and optional mirror of a photo, so re-used photos differ;
+    ``rescale`` also rotates by a random multiple of 90 degrees and downscales by 1-1.6x (area filter)."""
     h, w = photo.shape[:2]
     ch, cw = int(h * rng.uniform(0.7, 1.0)), int(w * rng.uniform(0.7, 1.0))
     y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
     out = photo[y0 : y0 + ch, x0 : x0 + cw]
     if rng.uniform() < 0.5:
         out = out[:, ::-1]
+    if rescale:
+        out = np.rot90(out, int(rng.integers(0, 4)))
+        k = 1.0 / rng.uniform(1.0, 1.6)
+        if min(out.shape[:2]) * k >= 128:
+            out = cv2.resize(np.ascontiguousarray(out), (int(round(out.shape[1] * k)), int(round(out.shape[0] * k))),
+                             interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(out)
 
 
@@ -165,59 +198,111 @@ def viewpoint_sequence(photo: np.ndarray, rng: np.random.Generator):
     return images, Hs
 
 
-def _plan(photos, num_illum: int, num_view: int):
+def _plan(photos, num_illum: int, num_view: int, num_zoom: int = 0, num_blur: int = 0):
     """``[(name, kind, photo index)]``: illum sequences take photos in order, viewpoint ones start half-way
-    through the list so a photo rarely serves both kinds; names get a counter when a photo is re-used."""
+    through the list, zoom and blur ones a quarter and three quarters of the way, so a photo rarely serves
+    two kinds; names get a counter when a photo is re-used."""
     n = len(photos)
     plan, used = [], {}
-    for kind, count, start in (("i", num_illum, 0), ("v", num_view, n // 2)):
-        for j in range(count):
+    for kind, count, start in (("i", num_illum, 0), ("v", num_view, n // 2), ("z", num_zoom, n // 4),
+                               ("b", num_blur, (3 * n) // 4)):
+        for j in range(int(count)):
             pi = (start + j) % n
-            base = f"{kind}_{photos[pi][0]}"
+            base = f"{KINDS[kind]}{photos[pi][0]}"
             used[base] = used.get(base, 0) + 1
             plan.append((base if used[base] == 1 else f"{base}{used[base]}", kind, pi))
     return plan
 
 
-def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, max_patches=None, noise: bool = False,
-               seed: int = 0, progress: bool = True, size: int | None = None, jitter="hpatches",
-               per_detector: int = 1000) -> Path:
-    """Synthesise an HPatches-format dataset from single photos (see the module docstring).
+_BUILDERS = {"i": illumination_sequence, "v": viewpoint_sequence, "z": zoom_sequence, "b": blur_sequence}
 
-    Writes ``num_illum`` ``i_*`` and ``num_view`` ``v_*`` sequences (65x65 patches), ``dataset.json`` and
-    ``splits.json`` into ``out_dir`` (built in a temporary folder and renamed into place). ``noise=True``
-    writes the N-HPatches layout instead: ``size`` (default 32) px clean patches plus ``<type>_noise.png``
-    twins (ref: easy level, e/h/t: easy/hard/tough, see :mod:`hpatches_kit.data.noise`).
-    """
+
+def _jitter_scale(js, rng: np.random.Generator) -> float:
+    if isinstance(js, (tuple, list)):
+        lo, hi = float(js[0]), float(js[1])
+        if not 0 <= lo <= hi:
+            raise ValueError(f"jitter_scale range must satisfy 0 <= low <= high, got {js}")
+        return float(rng.uniform(lo, hi))
+    return float(js)
+
+
+def _build_one(job):
+    """One planned sequence -> ``(tracks at psize, overlaps, jitter scale)``; runs in worker processes."""
+    seed, idx, kind, photo, jitter, js, max_patches, per_detector, psize, rescale = job
+    rng = np.random.default_rng([int(seed), idx, 1])
+    view = _random_view(photo, rng, rescale=rescale)
+    images, Hs = _BUILDERS[kind](view, rng)
+    scale = _jitter_scale(js, np.random.default_rng([int(seed), idx, 4]))
+    spec = X.resolve_jitter(jitter, scale)
+    tracks, ov, _ = X.extract_sequence(images, Hs, rng, max_patches=max_patches, jitter=spec, per_detector=per_detector)
+    return (resize_patches(tracks, psize) if len(tracks) else tracks), ov, scale
+
+
+def _run_jobs(jobs, workers: int, progress: bool, desc: str):
+    """Yield ``_build_one(job)`` for each job in order, ``workers`` processes at a time (spawned, so a parent
+    that imported TensorFlow is safe)."""
     from tqdm.auto import tqdm
 
+    bar = tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress)
+    try:
+        if workers <= 1:
+            for j in jobs:
+                yield _build_one(j)
+                bar.update(1)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+            for r in ex.map(_build_one, jobs):
+                yield r
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, max_patches=None, noise: bool = False,
+               seed: int = 0, progress: bool = True, size: int | None = None, jitter="hpatches",
+               per_detector: int = 1000, num_zoom: int = 0, num_blur: int = 0, jitter_scale=1.0, workers: int = 1,
+               rescale: bool = False) -> Path:
+    """Synthesise an HPatches-format dataset from single photos (see the module docstring).
+
+    Writes ``num_illum`` ``i_*``, ``num_view`` ``v_*``, ``num_zoom`` ``v_zoom-*`` and ``num_blur``
+    ``i_blur-*`` sequences (65x65 patches, or ``size``), ``dataset.json`` and ``splits.json`` into
+    ``out_dir`` (built in a temporary folder and renamed into place). ``noise=True`` writes the N-HPatches
+    layout instead: ``size`` (default 32) px clean patches plus ``<type>_noise.png`` twins (ref: easy level,
+    e/h/t: easy/hard/tough, see :mod:`hpatches_kit.data.noise`). ``jitter_scale``: a number or a
+    ``(low, high)`` range drawn per sequence; ``rescale``: photos also randomly rotated by 90-degree steps and
+    downscaled (more distinct views of few photos, for large training sets); ``workers``: processes.
+    """
     out_dir = Path(out_dir)
     plist = load_photos(photos)
     spec = X.resolve_jitter(jitter)
     psize = int(size) if size else (NHPATCHES_PATCH_SIZE if noise else HPATCHES_PATCH_SIZE)
+    _jitter_scale(jitter_scale, np.random.default_rng(0))  # validate before any work
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        per_seq, overlaps = {}, []
-        plan = _plan(plist, int(num_illum), int(num_view))
-        for idx, (name, kind, pi) in enumerate(tqdm(plan, desc="synthesising", unit="seq", disable=not progress)):
-            rng = np.random.default_rng([int(seed), idx, 1])
-            photo = _random_view(plist[pi][1], rng)
-            images, Hs = (illumination_sequence if kind == "i" else viewpoint_sequence)(photo, rng)
-            tracks, ov, _ = X.extract_sequence(images, Hs, rng, max_patches=max_patches, jitter=spec,
-                                               per_detector=per_detector)
+        per_seq, overlaps, scales = {}, [], {}
+        plan = _plan(plist, num_illum, num_view, num_zoom, num_blur)
+        jobs = [(seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale)
+                for idx, (name, kind, pi) in enumerate(plan)]
+        for idx, (tracks, ov, scale) in enumerate(_run_jobs(jobs, int(workers), progress, "synthesising")):
+            name, _, pi = plan[idx]
             if len(tracks) == 0:
                 raise DataError(name, f"no patches could be extracted from photo {plist[pi][0]!r}")
-            tracks = resize_patches(tracks, psize)
             X.write_sequence(tmp, name, tracks)
             if noise:
                 _write_noisy(tmp / name, noisy_tracks(tracks, np.random.default_rng([int(seed), idx, 2])))
             per_seq[name] = len(tracks)
             overlaps.append(ov)
+            scales[name] = round(scale, 6)
         params = X._parameters(spec, max_patches, HPATCHES_PATCH_SIZE, per_detector)
         params.update({"photos": [p[0] for p in plist] if photos is None else [str(p) for p in photos],
-                       "num_illum": int(num_illum), "num_view": int(num_view), "output_patch_size": psize,
-                       "max_side": MAX_SIDE})
+                       "num_illum": int(num_illum), "num_view": int(num_view), "num_zoom": int(num_zoom),
+                       "num_blur": int(num_blur), "output_patch_size": psize, "max_side": MAX_SIDE,
+                       "jitter_scale": list(jitter_scale) if isinstance(jitter_scale, (tuple, list)) else float(jitter_scale),
+                       "jitter_scale_per_sequence": scales, "rescale": bool(rescale)})
         extra = {"noise": _noise_meta()} if noise else None
         X.write_dataset_meta(tmp, "hpatches_kit.data.synth", seed, params, per_seq, overlaps, extra)
         X._publish(tmp, out_dir)
@@ -275,7 +360,9 @@ def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: i
 
 
 def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum: int = DEFAULT_NUM_ILLUM,
-                          num_view: int = DEFAULT_NUM_VIEW, max_patches: int = DEFAULT_MAX_PATCHES, photos=None) -> Path:
+                          num_view: int = DEFAULT_NUM_VIEW, max_patches: int = DEFAULT_MAX_PATCHES, photos=None,
+                          num_zoom: int = DEFAULT_NUM_ZOOM, num_blur: int = DEFAULT_NUM_BLUR,
+                          jitter_scale=DEFAULT_JITTER_SCALE, workers: int | None = None) -> Path:
     """Build the embedded default: ``root/hpatches`` (65x65), ``root/n-hpatches`` (32x32 + noisy twins) and
     ``root/COMPLETE`` (written last). Everything is built in a temporary folder next to ``root`` and renamed
     into place, so an interrupted build leaves nothing half-made. Returns ``root``."""
@@ -284,7 +371,8 @@ def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum:
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         synthesize(tmp / "hpatches", photos=photos, num_illum=num_illum, num_view=num_view, max_patches=max_patches,
-                   seed=seed, progress=progress)
+                   seed=seed, progress=progress, num_zoom=num_zoom, num_blur=num_blur, jitter_scale=jitter_scale,
+                   workers=workers if workers is not None else min(2, os.cpu_count() or 1))
         make_nhpatches(tmp / "hpatches", tmp / "n-hpatches", size=NHPATCHES_PATCH_SIZE, seed=seed)
         from .hpatches import find_sequence_dirs as _f
 

@@ -4,9 +4,11 @@ Baselines (:func:`get_baseline`):
 
 * ``raw``: the patch resized to 32x32 (area interpolation), flattened, minus its mean, divided by its
   standard deviation (constant patches give zeros);
-* ``sift``: OpenCV SIFT descriptor of the whole patch as one upright keypoint (angle 0) at the patch centre
-  with size ``P / 5.303`` (the official ``extract_opencv_sift.py``: the descriptor window's radius is the
-  patch width); values as OpenCV returns them (0..255 scale);
+* ``sift``: OpenCV SIFT descriptor of the whole patch as one keypoint at the patch centre ``(P/2, P/2)`` with
+  size ``P / 5.303``, built exactly as the official ``extract_opencv_sift.py`` builds it: ``cv2.KeyPoint()``
+  with ``pt`` and ``size`` set and OpenCV's default angle (-1, which OpenCV's descriptor code reads as a
+  rotation of 361 degrees, so the rows differ from an angle-0 keypoint by up to 3 units); values as OpenCV
+  returns them (0..255 scale);
 * ``rootsift``: SIFT, L1-normalised, square-rooted (Arandjelovic & Zisserman 2012).
 """
 
@@ -53,6 +55,18 @@ def raw_describer(size: int = RAW_SIZE) -> Describer:
     return describe
 
 
+def official_sift_keypoint(patch_size: int):
+    """The centre keypoint of the official ``extract_opencv_sift.py``: a default ``cv2.KeyPoint()`` (angle -1)
+    with ``pt = (P/2, P/2)`` and ``size = 2 (P/2) / 5.303``."""
+    import cv2
+
+    c = patch_size / 2.0
+    kp = cv2.KeyPoint()
+    kp.pt = (c, c)
+    kp.size = 2 * c / 5.303
+    return kp
+
+
 def sift_describer(root: bool = False) -> Describer:
     import cv2
 
@@ -63,7 +77,7 @@ def sift_describer(root: bool = False) -> Describer:
         if p.dtype != np.uint8:
             p = np.clip(p, 0, 255).astype(np.uint8)
         n, s = p.shape[0], p.shape[1]
-        kp = [cv2.KeyPoint(s / 2.0, s / 2.0, s / 5.303, 0.0)]
+        kp = [official_sift_keypoint(s)]
         out = np.empty((n, 128), np.float32)
         for i in range(n):
             _, d = sift.compute(np.ascontiguousarray(p[i]), kp)
