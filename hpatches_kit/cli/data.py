@@ -34,8 +34,13 @@ def _synth(args) -> int:
         return 0
     from hpatches_kit.data.synth import synthesize
 
+    js = args.jitter_scale[0] if len(args.jitter_scale) == 1 else tuple(args.jitter_scale)
+    if len(args.jitter_scale) > 2:
+        raise ValueError("--jitter-scale takes one number or a LOW HIGH range")
     synthesize(args.out, photos=args.photos, num_illum=args.num_illum, num_view=args.num_view,
-               max_patches=args.max_patches, noise=args.noise, seed=args.seed, progress=not args.quiet)
+               max_patches=args.max_patches, noise=args.noise, seed=args.seed, progress=not args.quiet,
+               num_zoom=args.num_zoom, num_blur=args.num_blur, jitter_scale=js, workers=args.workers,
+               rescale=args.rescale, size=args.size, test_fraction=args.test_fraction)
     print(f"wrote {args.out}")
     _print_dataset_summary(args.out)
     return 0
@@ -118,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", action="store_true", help="also write N-HPatches *_noise.png twins")
     p.add_argument("--num-illum", type=int, default=12, help="illumination (i_*) sequences")
     p.add_argument("--num-view", type=int, default=12, help="viewpoint (v_*) sequences")
+    p.add_argument("--num-zoom", type=int, default=0, help="zoom + rotation (v_zoom-*) sequences (default: 0)")
+    p.add_argument("--num-blur", type=int, default=0, help="defocus/Gaussian/motion blur (i_blur-*) sequences (default: 0)")
+    p.add_argument("--jitter-scale", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="HPatches' geometric jitter x S, or a LOW HIGH range drawn per sequence (default: 1)")
+    p.add_argument("--rescale", action="store_true",
+                   help="also rotate photos by 90-degree steps and downscale them at random (large training sets)")
+    p.add_argument("--size", type=int, default=None, help="output patch size (default: 65, or 32 with --noise)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1; output is identical)")
+    p.add_argument("--test-fraction", type=float, default=40 / 116,
+                   help="share of sequences in the test half of the a/b/c splits (default: 40/116 as in HPatches)")
     p.add_argument("--max-patches", type=int, help="cap on patches per sequence")
     p.set_defaults(func=_synth)
 

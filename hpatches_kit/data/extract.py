@@ -505,7 +505,7 @@ def write_sequence(out_dir: Path, name: str, tracks: np.ndarray, suffix: str = "
 
 
 def write_dataset_meta(out_dir: Path, generator: str, seed: int, parameters: dict, per_seq: dict,
-                       overlaps: list[dict], extra: dict | None = None) -> None:
+                       overlaps: list[dict], extra: dict | None = None, test_fraction: float = 40 / 116) -> None:
     names = sorted(per_seq)
     meta = {
         "generator": generator,
@@ -524,7 +524,7 @@ def write_dataset_meta(out_dir: Path, generator: str, seed: int, parameters: dic
     if extra:
         meta.update(extra)
     atomic_write_json(Path(out_dir) / "dataset.json", meta)
-    atomic_write_json(Path(out_dir) / "splits.json", make_splits(names, seed))
+    atomic_write_json(Path(out_dir) / "splits.json", make_splits(names, seed, test_fraction))
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:

@@ -264,7 +264,7 @@ def _run_jobs(jobs, workers: int, progress: bool, desc: str):
 def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, max_patches=None, noise: bool = False,
                seed: int = 0, progress: bool = True, size: int | None = None, jitter="hpatches",
                per_detector: int = 1000, num_zoom: int = 0, num_blur: int = 0, jitter_scale=1.0, workers: int = 1,
-               rescale: bool = False) -> Path:
+               rescale: bool = False, test_fraction: float = 40 / 116) -> Path:
     """Synthesise an HPatches-format dataset from single photos (see the module docstring).
 
     Writes ``num_illum`` ``i_*``, ``num_view`` ``v_*``, ``num_zoom`` ``v_zoom-*`` and ``num_blur``
@@ -273,7 +273,8 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
     layout instead: ``size`` (default 32) px clean patches plus ``<type>_noise.png`` twins (ref: easy level,
     e/h/t: easy/hard/tough, see :mod:`hpatches_kit.data.noise`). ``jitter_scale``: a number or a
     ``(low, high)`` range drawn per sequence; ``rescale``: photos also randomly rotated by 90-degree steps and
-    downscaled (more distinct views of few photos, for large training sets); ``workers``: processes.
+    downscaled (more distinct views of few photos, for large training sets); ``workers``: processes;
+    ``test_fraction``: the share of sequences in the test half of each ``splits.json`` split.
     """
     out_dir = Path(out_dir)
     plist = load_photos(photos)
@@ -304,7 +305,7 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
                        "jitter_scale": list(jitter_scale) if isinstance(jitter_scale, (tuple, list)) else float(jitter_scale),
                        "jitter_scale_per_sequence": scales, "rescale": bool(rescale)})
         extra = {"noise": _noise_meta()} if noise else None
-        X.write_dataset_meta(tmp, "hpatches_kit.data.synth", seed, params, per_seq, overlaps, extra)
+        X.write_dataset_meta(tmp, "hpatches_kit.data.synth", seed, params, per_seq, overlaps, extra, test_fraction)
         X._publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

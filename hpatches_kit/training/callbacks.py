@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,17 +152,27 @@ def load_resume(directory, custom_objects=None) -> ResumeState | None:
 class MetricsLogger(keras.callbacks.Callback):
     """Append each epoch's logs to ``history`` (continuing a resumed run's), write them atomically to
     ``json_path`` and redraw the training-curve PNG ``plot_path`` (if given). Every metric's list has one
-    entry per epoch; ``None`` where the epoch did not log it (validation only every few epochs)."""
+    entry per epoch; ``None`` where the epoch did not log it (validation only every few epochs).
+    ``epoch_wall_s`` is each epoch's wall time from the end of the previous one (or the start of
+    training), so it holds the steps, validation and every callback: the time users wait."""
 
     def __init__(self, json_path, plot_path=None, history: dict | None = None, extra: dict | None = None):
         super().__init__()
         self.json_path, self.plot_path = Path(json_path), (Path(plot_path) if plot_path else None)
         self.history = {k: list(v) for k, v in (history or {}).items()}
         self.extra = dict(extra or {})
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         done = len(self.history.get("epoch", []))  # epochs logged before this one
         scalars = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+        now = time.perf_counter()
+        if self._last is not None:
+            scalars["epoch_wall_s"] = now - self._last
+        self._last = now
         # Every list stays aligned with "epoch": a metric missing from an epoch's logs (val_* between
         # validations, see ``--val-every``) is logged as None (JSON null), one first seen late is front-padded.
         for k in [k for k in self.history if k != "epoch"] + [k for k in scalars if k not in self.history]:
