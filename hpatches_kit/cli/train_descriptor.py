@@ -185,6 +185,7 @@ def run(args) -> int:
     print(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})", file=sys.stderr)
     ds_train = load_dataset(root, sequences=train_names, size=args.patch_size, progress=args.verbose > 0)
     tracks, _ = ds_train.all_tracks(noisy=args.noisy)
+    del ds_train  # the concatenated copy is all training needs: keep one host copy, not two
     test_tracks = None
     if test_names:
         ds_test = load_dataset(root, sequences=test_names, size=args.patch_size, progress=args.verbose > 0)
@@ -206,6 +207,10 @@ def run(args) -> int:
     else:
         train = descriptor_dataset(tracks, S, K, seed=args.seed, augment=args.augment, geometric=args.geometric)
     steps = steps_or_default(args, len(tracks) // S)
+    num_train_tracks = len(tracks)
+    probe_src = test_tracks if test_tracks is not None and len(test_tracks) >= 2 else tracks
+    probe = np.ascontiguousarray(probe_src[: min(256, len(probe_src)), 0, :, :, None]).astype(np.float32)
+    del tracks, probe_src  # the pipeline holds the tracks now (one in-graph copy)
 
     model, initial_epoch, history = maybe_resume(args, ctx)
     with ctx.strategy.scope():
@@ -237,8 +242,6 @@ def run(args) -> int:
             val_steps = max(1, min(len(test_tracks) // sv, 20))
     extra = []
     if args.collapse != "off" and not triplets:
-        probe_src = test_tracks if test_tracks is not None and len(test_tracks) >= 2 else tracks
-        probe = probe_src[: min(256, len(probe_src)), 0, :, :, None].astype(np.float32)
         extra.append(CollapseDetector(probe, margin=collapse_level(args.loss, args.margin, args.koleo), action=args.collapse))
     if args.loss == "curriculum":
         lossobj = model.loss
@@ -254,7 +257,7 @@ def run(args) -> int:
     train_s = time.time() - t0
 
     metrics = {"data": str(root), "split": how, "train_sequences": len(train_names),
-               "test_sequences": len(test_names), "train_tracks": int(len(tracks)), "tracks_per_batch": S,
+               "test_sequences": len(test_names), "train_tracks": int(num_train_tracks), "tracks_per_batch": S,
                "views": K, "steps_per_epoch": steps, "train_seconds": train_s}
     import json
 

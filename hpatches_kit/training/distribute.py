@@ -77,7 +77,7 @@ def device_kind() -> str:
 
 def auto_precision(kind: str | None = None) -> str:
     """Default policy per device: TPU ``mixed_bfloat16``; GPU ``mixed_bfloat16`` on Ampere+ else
-    ``mixed_float16``; CPU ``float32``: on the project's AVX512-BF16 CPUs ``benchmarks/train_throughput.py``
+    ``mixed_float16``; CPU ``float32``: on the project's AVX512-BF16 CPUs ``benchmarks/train_speed.py --jit``
     measured bf16 at 0.79x and 1.15x of float32 in two runs (shared, contended cores) -- not reliably faster,
     so bf16 stays opt-in there (``--mixed-precision mixed_bfloat16``)."""
     kind = kind or device_kind()
