@@ -3,7 +3,8 @@
 Descriptors come from a CSV folder in the official layout (``--descriptors``), a Keras model
 (``--model``, optional ``--denoiser``) or a baseline (``--baseline``, default sift). Task files are read
 from ``--tasks-dir`` by their official names, otherwise generated for the dataset by the official rules
-(cached). ``--task pair-matching`` hands the whole command line to ``hpatches_kit.cli.eval_pairs``.
+(cached). ``--task pair-matching`` hands the whole command line to ``hpatches_kit.cli.eval_pairs``;
+``hpatches-eval compare RESULTS.json... --out DIR`` (``hpatches_kit.cli.eval_compare``) compares results.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ TASK_CHOICES = ("verification", "matching", "retrieval", "all", "pair-matching")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hpatches-eval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="hpatches-eval", description=__doc__.splitlines()[0],
+                                epilog="hpatches-eval compare RESULTS.json... --out DIR: the multi-descriptor figure, "
+                                       "Markdown table and CSV from --json results (hpatches-eval compare --help)")
     p.add_argument("--task", default="all", choices=TASK_CHOICES, help="task to run (default: all three)")
     p.add_argument("--data", default=None, help="dataset folder (default: the embedded default dataset)")
     p.add_argument("--split", default="full", help="split: a, b, c (need a splits file), illum, view, full (default)")
@@ -99,6 +102,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        return int(importlib.import_module("hpatches_kit.cli.eval_compare").main(argv[1:]) or 0)
     if _wants_pair_matching(argv):
         return int(importlib.import_module("hpatches_kit.cli.eval_pairs").main(argv) or 0)
     args = build_parser().parse_args(argv)

@@ -1,7 +1,12 @@
-"""Keras models: U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`) and,
-lazily, the ViT adapter (``models/vit/``, another package)."""
+"""Keras models: U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`), Keras
+twins of PyTorch descriptors and their checkpoint import (:mod:`.torch_ports`, :func:`from_torch`; PyTorch
+itself is imported only to read a checkpoint file) and, lazily, the ViT adapter (``models/vit/``, another
+package)."""
 
 from .l2net import L2Normalize, PatchStandardize, l2net
+from .torch_import import from_torch
+from .torch_ports import ARCHS as TORCH_ARCHS
+from .torch_ports import InstanceNorm, torch_port
 from .unet import deep_unet, shallow_unet
 
 
@@ -30,4 +35,5 @@ def get_model(name: str, **kwargs):
     return MODELS[key](**kwargs)
 
 
-__all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "parameter_report", "get_model", "MODELS"]
+__all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "parameter_report",
+           "get_model", "MODELS", "from_torch", "torch_port", "InstanceNorm", "TORCH_ARCHS"]

@@ -17,23 +17,42 @@ from keras import layers, ops
 @keras.saving.register_keras_serializable(package="hpatches_kit")
 class PatchStandardize(layers.Layer):
     """Standardise each sample to zero mean and unit standard deviation over its pixels:
-    ``(x - mean) / (std + eps)`` (L2-Net's input normalisation; no trainable weights)."""
+    ``(x - mean) / (std + eps)`` (L2-Net's input normalisation; no trainable weights).
 
-    def __init__(self, epsilon: float = 1e-7, **kwargs):
+    Args:
+        epsilon: added to the standard deviation.
+        ddof: delta degrees of freedom of the standard deviation: 0 (population, the default) or 1 (the
+            unbiased ``torch.std`` that the PyTorch HardNet / L2-Net code uses).
+
+    Shape:
+        - Input: :math:`(B, ...)`
+        - Output: same as the input.
+    """
+
+    def __init__(self, epsilon: float = 1e-7, ddof: int = 0, **kwargs):
         super().__init__(**kwargs)
+        if int(ddof) not in (0, 1):
+            raise ValueError(f"PatchStandardize: ddof must be 0 or 1, got {ddof}")
         self.epsilon = float(epsilon)
+        self.ddof = int(ddof)
 
     def call(self, x):
         axes = tuple(range(1, len(x.shape)))
         mean = ops.mean(x, axis=axes, keepdims=True)
-        std = ops.sqrt(ops.mean(ops.square(x - mean), axis=axes, keepdims=True))
+        var = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
+        if self.ddof:
+            n = 1
+            for a in axes:
+                n *= int(x.shape[a])
+            var = var * ops.cast(n / (n - self.ddof), x.dtype)
+        std = ops.sqrt(var)
         return (x - mean) / (std + ops.cast(self.epsilon, x.dtype))
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "ddof": self.ddof}
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")

@@ -1,0 +1,177 @@
+"""Compare descriptors from their results JSONs (``hpatches-eval --json``): the HPatches paper's figure, a
+Markdown table and a CSV.
+
+Results are comparable only when they were computed on the same test set with the same task files:
+:func:`load_results` refuses (``DataError`` naming both files and the field) results whose ``split``,
+number of sequences or tracks, or task-file source differ.
+
+Per task, a descriptor's numbers are its headline mAP (``results[task]["headline"]``, as
+:func:`hpatches_kit.evaluation.evaluate` defines it) and one number per variant Easy / Hard / Tough: the
+mean of the sub-cases the paper's markers show (verification: intra and inter AP; matching: illumination
+and viewpoint mAP, or the all-sequence mAP when the split has one kind; retrieval: the per-variant mean over
+pool sizes). The table's ``mean`` is the mean of the headlines over the tasks present in every result.
+
+Example::
+
+    from hpatches_kit.evaluation.compare import load_results, write_comparison
+    entries = load_results(["sift.json", "l2net.json"])
+    write_comparison(entries, "report/")   # comparison.png, comparison.md, comparison.csv
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence as Seq
+
+import numpy as np
+
+from ..data.errors import DataError
+from .protocol import TASKS
+
+__all__ = ["Entry", "load_results", "variant_scores", "comparison_rows", "format_markdown", "format_csv",
+           "write_comparison"]
+
+Entry = tuple  # (name, results dict, path)
+_MATCH_KEYS = (("split", "split"), ("sequences", "number of test sequences"), ("tracks", "number of tracks"))
+
+
+def variant_scores(task: str, res: dict) -> dict:
+    """``{"e", "h", "t"}`` -> the per-variant number of ``res`` (one task's result dict), in %."""
+    t = res["table"] if task != "retrieval" else None
+    if task == "verification":
+        return {v: float(np.mean([t[v][n]["ap"] for n in ("intra", "inter")])) for v in "eht"}
+    if task == "matching":
+        out = {}
+        for v in "eht":
+            vals = [x for x in (t[v]["illum"], t[v]["view"]) if x is not None]
+            out[v] = float(np.mean(vals)) if vals else float(t[v]["all"])
+        return out
+    return {v: float(res["per_variant"][v]) for v in "eht"}
+
+
+def _read(path: Path) -> dict:
+    try:
+        r = json.loads(path.read_text())
+    except OSError as e:
+        raise DataError(path, f"cannot read results: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"not a results JSON (hpatches-eval --json): {e}") from None
+    if not isinstance(r, dict) or not isinstance(r.get("meta"), dict):
+        raise DataError(path, "not a results JSON of hpatches-eval --json (no 'meta')")
+    tasks = [t for t in TASKS if t in r]
+    if not tasks:
+        raise DataError(path, f"holds none of the tasks {', '.join(TASKS)}")
+    for t in tasks:
+        if not isinstance(r[t], dict) or "headline" not in r[t]:
+            raise DataError(path, f"task {t!r} has no headline result")
+    return r
+
+
+def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
+    """Read results JSONs and check they are comparable.
+
+    Args:
+        paths: results files written by ``hpatches-eval --json`` (at least one).
+        names: one label per file (default: the file's ``meta.descriptor``, else its stem; repeated labels
+            get the file stem appended).
+
+    Returns:
+        ``[(name, results, path)]`` in the order given.
+
+    Raises:
+        DataError: a file that does not read as results, or results of another split, test set or task files
+            than the first file's (the message names both files and the field).
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("load_results: no results files given")
+    if names is not None and len(names) != len(paths):
+        raise ValueError(f"load_results: {len(names)} names for {len(paths)} files")
+    results = [_read(p) for p in paths]
+    first, m0 = paths[0], results[0]["meta"]
+    for p, r in zip(paths[1:], results[1:]):
+        m = r["meta"]
+        for key, what in _MATCH_KEYS:
+            if m.get(key) != m0.get(key):
+                raise DataError(p, f"{what} is {m.get(key)!r} but {first} has {m0.get(key)!r}: results of different "
+                                   "splits or datasets cannot be compared")
+        needs_files = any(t in r and t in results[0] for t in ("verification", "retrieval"))
+        if needs_files and m.get("tasks_source") != m0.get("tasks_source"):
+            raise DataError(p, f"task files {m.get('tasks_source')!r} differ from {first}'s "
+                               f"{m0.get('tasks_source')!r}: verification/retrieval results on different task "
+                               "files cannot be compared")
+    labels = list(names) if names is not None else [str(r["meta"].get("descriptor") or p.stem)
+                                                    for p, r in zip(paths, results)]
+    counts = {n: labels.count(n) for n in labels}
+    labels = [f"{n} ({p.stem})" if counts[n] > 1 else n for n, p in zip(labels, paths)]
+    return [(n, r, p) for n, r, p in zip(labels, results, paths)]
+
+
+def _common_tasks(entries) -> list[str]:
+    return [t for t in TASKS if all(t in r for _, r, _ in entries)]
+
+
+def comparison_rows(entries: Seq[Entry]) -> list[dict]:
+    """One dict per descriptor, best first (by ``mean``, then name): ``name``, ``file``, ``mean`` and per task
+    present in every result ``<task>`` (headline) and ``<task>_e/_h/_t``."""
+    tasks = _common_tasks(entries)
+    rows = []
+    for name, r, path in entries:
+        row = {"name": name, "file": str(path)}
+        for t in tasks:
+            row[t] = float(r[t]["headline"]["value"])
+            for v, x in variant_scores(t, r[t]).items():
+                row[f"{t}_{v}"] = x
+        row["mean"] = float(np.mean([row[t] for t in tasks])) if tasks else float("nan")
+        rows.append(row)
+    return sorted(rows, key=lambda row: (-row["mean"], row["name"]))
+
+
+def _columns(rows) -> list[str]:
+    return [k for k in rows[0] if k not in ("name", "file")] if rows else []
+
+
+def format_markdown(entries: Seq[Entry]) -> str:
+    """Markdown table (mAP %, 2 decimals), best mean first, with the split and task-file source above it."""
+    rows = comparison_rows(entries)
+    m = entries[0][1]["meta"]
+    tasks = _common_tasks(entries)
+    head = ["descriptor"] + [h for t in tasks for h in (t, f"{t[:5]}. E", f"{t[:5]}. H", f"{t[:5]}. T")] + ["mean"]
+    lines = [f"HPatches results, split `{m.get('split')}`, {m.get('sequences')} sequences, {m.get('tracks')} tracks "
+             f"(mAP %; headline per task, then Easy / Hard / Tough)", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for row in rows:
+        vals = [f"{row[k]:.2f}" for t in tasks for k in (t, f"{t}_e", f"{t}_h", f"{t}_t")] + [f"{row['mean']:.2f}"]
+        lines.append("| " + " | ".join([row["name"].replace("|", "\\|")] + vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(entries: Seq[Entry]) -> str:
+    """CSV (full precision), one row per descriptor in :func:`comparison_rows` order."""
+    import csv
+    import io
+
+    rows = comparison_rows(entries)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = ["descriptor", "file"] + _columns(rows)
+    w.writerow(cols)
+    for row in rows:
+        w.writerow([row["name"], row["file"]] + [repr(row[k]) for k in cols[2:]])
+    return buf.getvalue()
+
+
+def write_comparison(entries: Seq[Entry], out_dir) -> list[Path]:
+    """Write ``comparison.png`` (the paper's three-panel figure: one bar per descriptor, each panel sorted by
+    its task's headline, Easy/Hard/Tough markers), ``comparison.md`` and ``comparison.csv`` into ``out_dir``
+    (each atomically); returns the paths."""
+    from ..io import atomic_write_text
+    from ..plots.eval import plot_hpatches_bars
+
+    out = Path(out_dir)
+    png, md, csv_path = out / "comparison.png", out / "comparison.md", out / "comparison.csv"
+    plot_hpatches_bars([(n, r) for n, r, _ in entries], png)
+    atomic_write_text(md, format_markdown(entries))
+    atomic_write_text(csv_path, format_csv(entries))
+    return [png, md, csv_path]

@@ -1,0 +1,142 @@
+"""``hpatches-eval compare``: rows and panels sorted by hand-set headlines, per-variant numbers worked by hand,
+mismatched splits / test sets / task files refused naming the file, and end to end on JSONs that
+``hpatches-eval --json`` writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from hpatches_kit.cli.eval import main
+from hpatches_kit.data.errors import DataError
+from hpatches_kit.evaluation.compare import comparison_rows, format_markdown, load_results, variant_scores
+
+
+def result(name, ver, mat, ret, split="a", tracks=1000, source="/tasks/x"):
+    """A results dict shaped like ``evaluate``'s, with the per-variant numbers (e, h, t) = base + (2, 0, -2)."""
+    off = {"e": 2.0, "h": 0.0, "t": -2.0}
+    return {
+        "meta": {"split": split, "sequences": 10, "tracks": tracks, "dim": 128, "distance": "L2",
+                 "tasks_source": source, "descriptor": name},
+        "verification": {"table": {v: {"intra": {"auc": 0, "ap": ver + off[v] - 1}, "inter": {"auc": 0, "ap": ver + off[v] + 1}}
+                                   for v in "eht"}, "headline": {"value": ver}},
+        "matching": {"table": {v: {"illum": mat + off[v] - 3, "view": mat + off[v] + 3, "all": -1, "sr": 0} for v in "eht"},
+                     "headline": {"value": mat}},
+        "retrieval": {"per_variant": {v: ret + off[v] for v in "eht"}, "headline": {"value": ret}},
+    }
+
+
+def write(tmp_path, fname, r):
+    p = tmp_path / fname
+    p.write_text(json.dumps(r))
+    return p
+
+
+def test_variant_scores_by_hand():
+    r = result("d", 50, 30, 40)
+    assert variant_scores("verification", r["verification"]) == {"e": 52.0, "h": 50.0, "t": 48.0}  # mean(51, 53)
+    assert variant_scores("matching", r["matching"]) == {"e": 32.0, "h": 30.0, "t": 28.0}
+    r["matching"]["table"]["h"].update(illum=None, view=None, all=7.5)  # a split with one kind: 'all'
+    assert variant_scores("matching", r["matching"])["h"] == 7.5
+    assert variant_scores("retrieval", r["retrieval"]) == {"e": 42.0, "h": 40.0, "t": 38.0}
+
+
+def test_rows_sorted_by_mean_and_table(tmp_path):
+    files = [write(tmp_path, "a.json", result("sift", 60, 20, 30)),      # mean 36.67
+             write(tmp_path, "b.json", result("tfeat", 80, 30, 50)),     # mean 53.33
+             write(tmp_path, "c.json", result("raw", 40, 10, 10))]       # mean 20
+    entries = load_results(files)
+    rows = comparison_rows(entries)
+    assert [r["name"] for r in rows] == ["tfeat", "sift", "raw"]
+    assert rows[0]["mean"] == pytest.approx(160 / 3) and rows[0]["verification_e"] == 82.0
+    md = format_markdown(entries).splitlines()
+    assert md[0].startswith("HPatches results, split `a`, 10 sequences, 1000 tracks")
+    assert md[4].startswith("| tfeat | 80.00 | 82.00 | 80.00 | 78.00 | 30.00 |") and md[4].endswith("| 53.33 |")
+    assert [l.split(" | ")[0] for l in md[4:]] == ["| tfeat", "| sift", "| raw"]
+    # CLI: figure + table + CSV, CSV in the same order with full precision
+    out = tmp_path / "report"
+    assert main(["compare", *map(str, files), "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"comparison.png", "comparison.md", "comparison.csv"}
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows_csv = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [r["descriptor"] for r in rows_csv] == ["tfeat", "sift", "raw"]
+    assert float(rows_csv[1]["mean"]) == pytest.approx(110 / 3, abs=1e-12)
+
+
+def test_each_panel_sorted_by_its_task(tmp_path, monkeypatch):
+    """The figure's panels: bottom-to-top = ascending headline of that task (best on top), per task."""
+    import matplotlib.axes
+
+    import hpatches_kit.plots.eval as pe
+
+    widths = []
+    real_barh = matplotlib.axes.Axes.barh
+
+    def barh(self, ys, w, *a, **k):
+        widths.append(list(w))
+        return real_barh(self, ys, w, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh", barh)
+    entries = load_results([write(tmp_path, "a.json", result("a", 60, 35, 30)),
+                            write(tmp_path, "b.json", result("b", 80, 20, 50)),
+                            write(tmp_path, "c.json", result("c", 40, 25, 10))])
+    pe.plot_hpatches_bars([(n, r) for n, r, _ in entries], tmp_path / "f.png")
+    assert widths == [[40, 60, 80], [20, 25, 35], [10, 30, 50]]  # verification, matching, retrieval
+
+
+@pytest.mark.parametrize("field,kw,message", [
+    ("split", {"split": "b"}, "split is 'b' but .*a.json has 'a': results of different splits"),
+    ("tracks", {"tracks": 999}, "number of tracks is 999 but .*a.json has 1000"),
+    ("tasks", {"source": "/tasks/y"}, "task files '/tasks/y' differ from .*a.json's '/tasks/x'"),
+])
+def test_mismatched_results_refused(tmp_path, capsys, field, kw, message):
+    a = write(tmp_path, "a.json", result("sift", 60, 20, 30))
+    b = write(tmp_path, "b.json", result("mine", 70, 25, 35, **kw))
+    with pytest.raises(DataError, match=message) as e:
+        load_results([a, b])
+    assert e.value.path == str(b)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"hpatches-eval compare: error: {b}: ")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_files_and_duplicate_names(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="bad.json: not a results JSON"):
+        load_results([bad])
+    with pytest.raises(DataError, match="holds none of the tasks"):
+        load_results([write(tmp_path, "e.json", {"meta": {"split": "a"}})])
+    a = write(tmp_path, "x1.json", result("sift", 60, 20, 30))
+    b = write(tmp_path, "x2.json", result("sift", 61, 20, 30))
+    assert [n for n, _, _ in load_results([a, b])] == ["sift (x1)", "sift (x2)"]
+    assert [n for n, _, _ in load_results([a, b], names=["L2", "L1"])] == ["L2", "L1"]
+    assert main(["compare", str(a), str(b), "--name", "one", "--out", str(tmp_path / "o")]) == 2
+    assert "1 --name for 2 results files" in capsys.readouterr().err
+
+
+def test_end_to_end_on_hpatches_eval_json(tiny_dataset, tmp_path, capsys):
+    """JSONs written by ``hpatches-eval --json`` compare; the row order follows their printed headlines."""
+    files = []
+    for b in ("sift", "raw"):
+        f = tmp_path / f"{b}.json"
+        assert main(["--data", str(tiny_dataset), "--baseline", b, "--json", str(f), "--no-progress"]) == 0
+        files.append(f)
+    capsys.readouterr()
+    assert main(["compare", *map(str, files), "--out", str(tmp_path / "cmp")]) == 0
+    res = {f.stem: json.loads(f.read_text()) for f in files}
+    means = {k: sum(r[t]["headline"]["value"] for t in ("verification", "matching", "retrieval")) / 3 for k, r in res.items()}
+    order = sorted(means, key=lambda k: -means[k])
+    rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
+    assert [r["descriptor"] for r in rows] == order
+    for r in rows:
+        assert float(r["mean"]) == pytest.approx(means[r["descriptor"]], abs=1e-9)
+    # another split of the same data is refused
+    other = tmp_path / "illum.json"
+    assert main(["--data", str(tiny_dataset), "--split", "illum", "--baseline", "sift", "--json", str(other),
+                 "--no-progress"]) == 0
+    assert main(["compare", str(files[0]), str(other), "--out", str(tmp_path / "x")]) == 2
+    assert "split is 'illum' but" in capsys.readouterr().err
