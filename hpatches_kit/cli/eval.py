@@ -49,11 +49,9 @@ def _wants_pair_matching(argv) -> bool:
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from ..data import load_dataset
+    from ..data import index_dataset, load_dataset
     from ..evaluation import compute_descriptors, evaluate, format_summary, get_baseline, keras_describer
-    from ..evaluation.describers import read_descriptor_dir, write_descriptor_dir
+    from ..evaluation.describers import read_descriptor_set, write_descriptor_dir
     from ..io import atomic_write_json
 
     progress = not args.no_progress
@@ -61,17 +59,18 @@ def run(args) -> int:
     if args.denoiser and not args.model:
         raise SystemExit("hpatches-eval: --denoiser needs --model")
     dataset = None
-    # the dataset is needed to compute descriptors and to generate task files
-    need_data = args.descriptors is None or args.data is not None or (
-        args.tasks_dir is None and any(t != "matching" for t in tasks))
-    if need_data:
-        dataset = load_dataset(args.data, split=args.split, splits_file=args.splits_file,
-                               noise=True if args.noisy else None, progress=progress)
     if args.descriptors:
+        # precomputed descriptors: no image is decoded. The dataset (if given, or needed to generate task
+        # files) is only indexed: sequence names, patch counts from the PNG headers, and the ref images
+        # decoded only if retrieval task files must be generated
+        if args.data is not None or (args.tasks_dir is None and any(t != "matching" for t in tasks)):
+            dataset = index_dataset(args.data, split=args.split, splits_file=args.splits_file, progress=progress)
         names = dataset.names if dataset is not None else None
-        descs = read_descriptor_dir(args.descriptors, names, progress=progress)
+        descs = read_descriptor_set(args.descriptors, names, progress=progress)
         label = Path(args.descriptors).name
     else:
+        dataset = load_dataset(args.data, split=args.split, splits_file=args.splits_file,
+                               noise=True if args.noisy else None, progress=progress)
         if args.model:
             describer = keras_describer(args.model, denoiser=args.denoiser, batch_size=args.batch_size)
             label = Path(args.model).stem
@@ -80,7 +79,7 @@ def run(args) -> int:
             describer = get_baseline(label)
         descs = compute_descriptors(dataset, describer, noisy=args.noisy, progress=progress)
     if args.export_csv:
-        write_descriptor_dir(args.export_csv, descs)
+        write_descriptor_dir(args.export_csv, descs.as_dict() if hasattr(descs, "as_dict") else descs)
         print(f"descriptors exported to {args.export_csv}")
     results = evaluate(descs, dataset, tasks=tasks, split=args.split, splits_file=args.splits_file,
                        tasks_dir=args.tasks_dir, distance=args.distance, progress=progress)

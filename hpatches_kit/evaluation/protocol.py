@@ -113,6 +113,49 @@ class DescriptorSet:
         self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
         self.lengths = {s: int(n) for s, n in zip(names, lengths)}
 
+    @classmethod
+    def from_arrays(cls, arrays: dict, source: str | None = None) -> "DescriptorSet":
+        """A set from ``{seq: [16 (N, D) float32 arrays in TYPES order]}`` already checked by the caller
+        (equal counts per sequence, one dimension, finite values: :func:`.describers.read_descriptor_set`
+        does it naming the files). The lists are emptied while copying, so each sequence's arrays are freed
+        as soon as they are in the block."""
+        self = cls.__new__(cls)
+        names = list(arrays)
+        if not names:
+            raise DataError(source, "no sequences to evaluate")
+        lengths = [int(arrays[s][0].shape[0]) for s in names]
+        for s, n in zip(names, lengths):
+            if n == 0:
+                raise DataError(s, "sequence has no descriptors")
+        self.names = names
+        self.index = {s: i for i, s in enumerate(names)}
+        self.dim = int(arrays[names[0]][0].shape[1])
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.total = int(self.offsets[-1])
+        self.flat = np.empty((len(TYPES), self.total, self.dim), np.float32)
+        self.stacks = {}
+        for k, s in enumerate(names):
+            o0, o1 = self.offsets[k], self.offsets[k + 1]
+            lst = arrays[s]
+            for j in range(len(TYPES)):
+                self.flat[j, o0:o1] = lst[j]
+                lst[j] = None
+            self.stacks[s] = self.flat[:, o0:o1]
+        self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
+        self.lengths = {s: int(n) for s, n in zip(names, lengths)}
+        return self
+
+    def as_dict(self) -> dict:
+        """``{seq: {type: (N, D)}}`` views into the block (for exporting)."""
+        return {s: {t: self.stacks[s][j] for j, t in enumerate(TYPES)} for s in self.names}
+
+    def subset(self, names: Seq[str]) -> "DescriptorSet":
+        """The set restricted to ``names`` (itself when they are its sequences, in order)."""
+        names = list(names)
+        if names == self.names:
+            return self
+        return DescriptorSet(self.as_dict(), names)
+
     def seq_ids(self, names: np.ndarray, where: str) -> np.ndarray:
         names = np.asarray(names, dtype=object).ravel()
         values = names.tolist()
