@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from pathlib import Path
 
 TASK_CHOICES = ("verification", "matching", "retrieval", "all", "pair-matching")
@@ -59,6 +60,7 @@ def run(args) -> int:
     if args.denoiser and not args.model:
         raise SystemExit("hpatches-eval: --denoiser needs --model")
     dataset = None
+    t0 = time.perf_counter()
     if args.descriptors:
         # precomputed descriptors: no image is decoded. The dataset (if given, or needed to generate task
         # files) is only indexed: sequence names, patch counts from the PNG headers, and the ref images
@@ -78,12 +80,14 @@ def run(args) -> int:
             label = args.baseline or "sift"
             describer = get_baseline(label)
         descs = compute_descriptors(dataset, describer, noisy=args.noisy, progress=progress)
+    t_desc = time.perf_counter() - t0  # reading (or computing) the descriptors
     if args.export_csv:
         write_descriptor_dir(args.export_csv, descs.as_dict() if hasattr(descs, "as_dict") else descs)
         print(f"descriptors exported to {args.export_csv}")
     results = evaluate(descs, dataset, tasks=tasks, split=args.split, splits_file=args.splits_file,
                        tasks_dir=args.tasks_dir, distance=args.distance, progress=progress)
     results["meta"]["descriptor"] = label
+    results["meta"]["seconds"] = {"descriptors": t_desc, **results["meta"]["seconds"]}
     print(format_summary(results))
     if args.json:
         atomic_write_json(args.json, results)
