@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="write the results JSON here")
     p.add_argument("--plots", default=None, metavar="DIR", help="write plots into this folder")
     p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
-    p.add_argument("--batch-size", type=int, default=512, help="batch size for --model")
+    p.add_argument("--batch-size", type=int, default=1024, help="batch size for --model (every batch has this size)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

@@ -143,7 +143,7 @@ def _input_size(model, what: str) -> int:
     return int(shape[1])
 
 
-def keras_describer(model_or_path, denoiser=None, batch_size: int = 512) -> Describer:
+def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Describer:
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
@@ -154,7 +154,15 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 512) -> Desc
     dsize = _input_size(den, "denoiser") if den is not None else None
 
     def run(m, x):
-        outs = [np.asarray(m.predict_on_batch(x[s : s + batch_size])) for s in range(0, x.shape[0], batch_size)]
+        # every call sees the same (batch_size, ...) shape: the last batch is padded, so the model is traced
+        # once and runs one compiled function at its full batch throughput (a new shape would retrace it)
+        outs = []
+        for s in range(0, x.shape[0], batch_size):
+            b = x[s : s + batch_size]
+            k = b.shape[0]
+            if k < batch_size:
+                b = np.concatenate([b, np.zeros((batch_size - k,) + b.shape[1:], b.dtype)])
+            outs.append(np.asarray(m.predict_on_batch(b))[:k])
         return np.concatenate(outs) if outs else np.zeros((0,) + tuple(m.output_shape[1:]), np.float32)
 
     def describe(patches):
@@ -173,24 +181,49 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 512) -> Desc
     return describe
 
 
-def compute_descriptors(dataset, describer: Describer, noisy: bool = False, progress: bool = True) -> dict:
-    """``{seq: {type: (N, D) float32}}`` for every sequence of ``dataset`` (an :class:`HPatchesDataset`)."""
+def compute_descriptors(dataset, describer: Describer, noisy: bool = False, progress: bool = True,
+                        chunk_patches: int = 1 << 16) -> dict:
+    """``{seq: {type: (N, D) float32}}`` for every sequence of ``dataset`` (an :class:`HPatchesDataset`, its
+    images decoded once, in parallel, by :func:`~hpatches_kit.data.load_dataset`).
+
+    Sequences are described together in calls of at least ``chunk_patches`` patches (a Keras describer
+    then runs full batches across sequence boundaries instead of one short batch per sequence)."""
     from tqdm.auto import tqdm
 
+    seqs = list(dataset)
     out = {}
-    for seq in tqdm(list(dataset), desc="describing", unit="seq", disable=not progress, leave=False):
+    bar = tqdm(total=len(seqs), desc="describing", unit="seq", disable=not progress, leave=False)
+
+    def flush(group):
+        flats = [np.ascontiguousarray(src.transpose(1, 0, 2, 3)).reshape(len(TYPES) * src.shape[0], src.shape[2], src.shape[3])
+                 for _, src in group]
+        allp = flats[0] if len(flats) == 1 else np.concatenate(flats)
+        d = np.asarray(describer(allp))
+        if d.ndim != 2 or d.shape[0] != allp.shape[0]:
+            raise ValueError(f"{group[0][0].name}: describer returned shape {d.shape} for {allp.shape[0]} patches")
+        o = 0
+        for seq, src in group:
+            n = src.shape[0]
+            ds = d[o : o + len(TYPES) * n].astype(np.float32).reshape(len(TYPES), n, -1)
+            o += len(TYPES) * n
+            if not np.isfinite(ds).all():
+                raise DataError(seq.name, "describer produced NaN or Inf descriptors")
+            out[seq.name] = {t: ds[j] for j, t in enumerate(TYPES)}
+            bar.update(1)
+
+    group, size = [], 0
+    for seq in seqs:
         src = seq.noisy if noisy else seq.tracks
         if src is None:
             raise DataError(seq.path or seq.name, "sequence has no noisy (*_noise.png) images")
-        n = src.shape[0]
-        flat = np.ascontiguousarray(src.transpose(1, 0, 2, 3)).reshape(len(TYPES) * n, src.shape[2], src.shape[3])
-        d = np.asarray(describer(flat))
-        if d.ndim != 2 or d.shape[0] != flat.shape[0]:
-            raise ValueError(f"{seq.name}: describer returned shape {d.shape} for {flat.shape[0]} patches")
-        d = d.astype(np.float32).reshape(len(TYPES), n, -1)
-        if not np.isfinite(d).all():
-            raise DataError(seq.name, "describer produced NaN or Inf descriptors")
-        out[seq.name] = {t: d[j] for j, t in enumerate(TYPES)}
+        group.append((seq, src))
+        size += len(TYPES) * src.shape[0]
+        if size >= chunk_patches:
+            flush(group)
+            group, size = [], 0
+    if group:
+        flush(group)
+    bar.close()
     return out
 
 
