@@ -7,6 +7,9 @@ official CSV layout (``<seq>/<type>.csv``, shortest round-trip floats), task fil
 Defaults: the mid-size set of issue 13 (40 x 600, 2*10^5 pairs, 5000 queries); ``--official`` = 116 sequences,
 10^6 pairs, 10^4 queries x 2*10^4 distractors.
 
+Times are wall seconds and, in brackets, CPU seconds (all threads; the reference's parallel reading is
+timed for CPU once more in one process), since a shared machine's wall times swing with its load.
+
 Ours: ``python -m hpatches_kit.cli.eval --task all --descriptors DIR --tasks-dir DIR --json OUT`` in a fresh
 process, after one warm-up run (numba's on-disk cache compiled once per install); per-task seconds from the
 JSON's ``meta.seconds``; peak RSS of the process (``ru_maxrss`` of the child).
@@ -123,6 +126,10 @@ def ref_load(root: Path) -> dict:
     return {s.name: s for s in seqs}
 
 
+def ref_load_serial(root: Path) -> dict:
+    return {s.name: s for s in (RefSeq(str(p)) for p in sorted(root.iterdir()) if p.is_dir())}
+
+
 def _tname(v, t):
     return "ref" if t == 0 else f"{v}{t}"
 
@@ -193,12 +200,14 @@ def run_ours(desc_dir, tasks_dir, out_json):
     cmd = [sys.executable, "-m", "hpatches_kit.cli.eval", "--task", "all", "--descriptors", str(desc_dir),
            "--tasks-dir", str(tasks_dir), "--json", str(out_json), "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     dt = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return dt, json.loads(Path(out_json).read_text()), (rss if rss > before else None), " ".join(cmd[1:])
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    rss = r1.ru_maxrss if r1.ru_maxrss > r0.ru_maxrss else None
+    return dt, cpu, json.loads(Path(out_json).read_text()), rss, " ".join(cmd[1:])
 
 
 def main(argv=None):
@@ -222,8 +231,8 @@ def main(argv=None):
     desc_dir, tasks_dir = make_set(work, a.seqs, a.tracks, a.dim, a.pairs, a.queries, a.distractors, a.noise)
 
     run_ours(desc_dir, tasks_dir, work / "warmup.json")  # numba's cache, page cache
-    t_ours, res, rss, cmd = run_ours(desc_dir, tasks_dir, work / "ours.json")
-    sec = res["meta"]["seconds"]
+    t_ours, c_ours, res, rss, cmd = run_ours(desc_dir, tasks_dir, work / "ours.json")
+    sec, csec = res["meta"]["seconds"], res["meta"]["cpu_seconds"]
 
     import pandas as pd
 
@@ -231,16 +240,20 @@ def main(argv=None):
     t = time.perf_counter()
     descr = ref_load(desc_dir)
     t_load = time.perf_counter() - t
-    ref_t, errs = {}, {}
+    c = time.process_time()  # the CPU time of that reading: once more in this process, one file at a time
+    ref_load_serial(desc_dir)
+    c_load = time.process_time() - c
+    ref_t, ref_c, errs = {}, {}, {}
     from hpatches_kit.evaluation import tasks as T
     from hpatches_kit.evaluation.protocol import DescriptorSet, eval_retrieval, eval_verification
 
     tabs = {k: pd.read_csv(tasks_dir / T.verif_file(k, "full")).to_numpy() for k in T.VERIF_KINDS}
     npairs = max(10, int(len(tabs["pos"]) * f))
     sub = {k: v[:npairs] for k, v in tabs.items()}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     rv = ref_verification(descr, sub)
     ref_t["verification"] = (time.perf_counter() - t) * len(tabs["pos"]) / npairs
+    ref_c["verification"] = (time.process_time() - c) * len(tabs["pos"]) / npairs
     ds = DescriptorSet({s: {ty: getattr(descr[s], ty) for ty in TYPES} for s in descr})
     if npairs == len(tabs["pos"]):
         ov = {v: {n: (res["verification"]["table"][v][n]["auc"] / 100, res["verification"]["table"][v][n]["ap"] / 100) for n in ("intra", "inter")} for v in VARS}
@@ -254,18 +267,20 @@ def main(argv=None):
 
     names = sorted(descr)
     nseq = max(1, int(round(len(names) * f)))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     rm = ref_matching(descr, names[:nseq])
     ref_t["matching"] = (time.perf_counter() - t) * len(names) / nseq
+    ref_c["matching"] = (time.process_time() - c) * len(names) / nseq
     errs["matching"] = max(abs(res["matching"]["per_sequence"][s][v] / 100 - np.mean([rm[s][v][k] for k in range(1, 6)]))
                            for s in rm for v in VARS)
 
     q = pd.read_csv(tasks_dir / T.retr_file("queries", "full")).to_numpy()
     d = pd.read_csv(tasks_dir / T.retr_file("distractors", "full")).to_numpy()
     nq = max(5, int(len(q) * f))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     rr = ref_retrieval(descr, q[:nq], d)
     ref_t["retrieval"] = (time.perf_counter() - t) * len(q) / nq
+    ref_c["retrieval"] = (time.process_time() - c) * len(q) / nq
     if nq == len(q):
         errs["retrieval"] = max(abs(res["retrieval"]["table"][v][str(p)] / 100 - rr[v][:, j].mean()) for v in VARS for j, p in enumerate(POOLS))
     else:
@@ -274,6 +289,7 @@ def main(argv=None):
         o = eval_retrieval(ds, task, "L2")
         errs["retrieval"] = max(float(np.abs(o["ap"][v] - rr[v]).max()) for v in VARS)
     t_ref = t_load + sum(ref_t.values())
+    c_ref = c_load + sum(ref_c.values())
 
     print(f"set: {a.seqs} sequences x {a.tracks} tracks, D = {a.dim}, {a.pairs:,} pairs/kind, "
           f"{res['retrieval']['num_queries']:,} queries x {res['retrieval']['num_distractors']:,} distractors; "
@@ -281,12 +297,13 @@ def main(argv=None):
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared: timings are noisy); "
           f"reference task loops timed on {100 * f:g}% and extrapolated")
     print(f"ours: {cmd}")
-    print("| part | official-style (s) | ours (s) | ratio | max abs diff |")
+    print("| part | official-style: wall s (CPU s) | ours: wall s (CPU s) | ratio wall (CPU) | max abs diff |")
     print("|---|---|---|---|---|")
-    print(f"| reading descriptors | {t_load:.1f} | {sec['descriptors']:.2f} | {t_load / sec['descriptors']:.1f}x | - |")
-    for k in ("verification", "matching", "retrieval"):
-        print(f"| {k} | {ref_t[k]:.1f} | {sec[k]:.2f} | {ref_t[k] / sec[k]:.0f}x | {errs[k]:.1e} |")
-    print(f"| **whole command** (start to JSON) | {t_ref:.1f} | {t_ours:.2f} | **{t_ref / t_ours:.1f}x** | |")
+    rows = [("reading descriptors", t_load, c_load, sec["descriptors"], csec["descriptors"], "-")]
+    rows += [(k, ref_t[k], ref_c[k], sec[k], csec[k], f"{errs[k]:.1e}") for k in ("verification", "matching", "retrieval")]
+    rows += [("**whole command** (start to JSON)", t_ref, c_ref, t_ours, c_ours, "")]
+    for name, tw, tc, ow, oc, e in rows:
+        print(f"| {name} | {tw:.1f} ({tc:.1f}) | {ow:.2f} ({oc:.2f}) | **{tw / ow:.1f}x** ({tc / oc:.1f}x) | {e} |")
     if rss:
         print(f"our command's peak RSS: {rss / 2**20:.2f} GiB")
 
