@@ -405,19 +405,41 @@ def read_descriptor_dir(root, sequences=None, progress: bool = True) -> dict:
     return out
 
 
+def _count_rows(path: Path) -> int:
+    """Non-blank lines of a text file (what both parsers turn into rows), without parsing numbers."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def read_descriptor_set(root, sequences=None, progress: bool = True):
     """Read a CSV descriptor folder straight into a :class:`~.protocol.DescriptorSet` (what the evaluation
     runs on): each sequence's 16 files are checked (equal counts, one dimension, finite values, errors
-    naming the file) and copied into the set's block as they arrive, so the peak memory is the set plus a
-    few sequences in flight, not two copies of every descriptor."""
+    naming the file). The rows of every ``ref.csv`` are counted first, so the set's block is allocated once
+    and each sequence is copied in and freed as it arrives: the peak memory is the set plus the few
+    sequences being parsed, not two copies of every descriptor."""
     from .protocol import DescriptorSet
 
     root = Path(root)
-    stacks = {}
-    dim = None
-    for s, arrays in _read_all(root, sequences, progress):
-        dim = _check_sequence(root, s, arrays, dim)
-        stacks[s] = arrays
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if sequences is None and root.is_dir() else sequences
+    dim = [None]
+
+    def checked():
+        for s, arrays in _read_all(root, names, progress):
+            dim[0] = _check_sequence(root, s, arrays, dim[0])
+            yield s, arrays
+
+    try:
+        counts = {s: _count_rows(root / s / "ref.csv") for s in names} if names else None
+    except OSError:
+        counts = None  # a missing folder or file: _read_all names it
+    if counts:
+        try:
+            return DescriptorSet.from_stream(counts, checked(), source=str(root))
+        except ValueError as e:
+            if isinstance(e, DataError):
+                raise
+            # rows counted differently from the parse (should not happen): the two-copy path
+    stacks = dict(checked())
     return DescriptorSet.from_arrays(stacks, source=str(root))
 
 

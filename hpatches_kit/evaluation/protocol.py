@@ -145,6 +145,41 @@ class DescriptorSet:
         self.lengths = {s: int(n) for s, n in zip(names, lengths)}
         return self
 
+    @classmethod
+    def from_stream(cls, counts: dict, stream, source: str | None = None) -> "DescriptorSet":
+        """A set from ``(seq, [16 arrays])`` items arriving in the order of ``counts`` (``{seq: N}``, known
+        beforehand), each copied into the preallocated block as it arrives: the peak memory is the set plus
+        the sequences in flight. Checks as :meth:`from_arrays`; an item whose count differs from ``counts``
+        raises ``ValueError`` (the caller knows the file)."""
+        self = cls.__new__(cls)
+        names = list(counts)
+        if not names:
+            raise DataError(source, "no sequences to evaluate")
+        lengths = [int(counts[s]) for s in names]
+        self.names = names
+        self.index = {s: i for i, s in enumerate(names)}
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.total = int(self.offsets[-1])
+        self.stacks = {}
+        self.flat = None
+        for k, (s, lst) in enumerate(stream):
+            if s != names[k] or lst[0].shape[0] != lengths[k]:
+                raise ValueError(f"{s}: {lst[0].shape[0]} rows, {lengths[k]} expected")
+            if lengths[k] == 0:
+                raise DataError(s, "sequence has no descriptors")
+            if self.flat is None:
+                self.dim = int(lst[0].shape[1])
+                self.flat = np.empty((len(TYPES), self.total, self.dim), np.float32)
+            o0, o1 = self.offsets[k], self.offsets[k + 1]
+            for j in range(len(TYPES)):
+                self.flat[j, o0:o1] = lst[j]
+            self.stacks[s] = self.flat[:, o0:o1]
+        if len(self.stacks) != len(names):
+            raise ValueError("stream ended early")
+        self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
+        self.lengths = {s: int(n) for s, n in zip(names, lengths)}
+        return self
+
     def as_dict(self) -> dict:
         """``{seq: {type: (N, D)}}`` views into the block (for exporting)."""
         return {s: {t: self.stacks[s][j] for j, t in enumerate(TYPES)} for s in self.names}
