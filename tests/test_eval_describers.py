@@ -105,3 +105,19 @@ def test_compute_descriptors_and_csv_round_trip(tiny_dataset, tmp_path):
     (out / "v_delta" / "ref.csv").write_text("1,2,nan\n")
     with pytest.raises(DataError, match=r"v_delta/ref.csv: row 1 contains NaN"):
         read_descriptor_dir(out, ["v_delta"], progress=False)
+
+
+def test_model_describes_in_full_batches_across_sequences(tiny_dataset, tmp_path):
+    """compute_descriptors feeds a Keras model fixed-size batches spanning sequences (one traced shape);
+    the descriptors are the model's outputs patch by patch, in each sequence's type order."""
+    model, _, _, _ = _tiny_models(tmp_path)
+    shapes = []
+    real = model.predict_on_batch
+    model.predict_on_batch = lambda x: shapes.append(x.shape[0]) or real(x)
+    ds = load_dataset(tiny_dataset, progress=False)
+    got = compute_descriptors(ds, keras_describer(model, batch_size=64), progress=False, chunk_patches=300)
+    assert set(shapes) == {64} and len(shapes) >= 3
+    for s in ds:
+        for j, t in enumerate(TYPES):
+            x = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_AREA) for a in s.tracks[:, j]]).astype(np.float32)
+            np.testing.assert_allclose(got[s.name][t], real(x[..., None]), rtol=1e-5, atol=1e-5)

@@ -133,3 +133,18 @@ def test_kernels_reject_out_of_range_input():
         kernels.retrieval_counts(K, lo, lo, lo, np.zeros(3, int), 1, np.zeros((2, 4)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="backend"):
         kernels.use_numba("cuda")
+
+
+@needs_numba
+def test_thread_count_does_not_change_distances(monkeypatch):
+    """Small calls run on one thread, large ones on all: the per-item code is the same, so are the bits."""
+    rng = np.random.default_rng(3)
+    A, B = rng.normal(size=(20000, 128)).astype(np.float32), rng.normal(size=(20000, 128)).astype(np.float32)
+    outs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("HPATCHES_KIT_EVAL_THREADS", threads)
+        outs.append(kernels.array_distances(A, B, "L2"))
+    monkeypatch.setattr(kernels, "SERIAL_WORK", 10**12)
+    outs.append(kernels.array_distances(A, B, "L2"))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])

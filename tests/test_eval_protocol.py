@@ -300,3 +300,42 @@ def test_generated_tasks_are_consistent():
     dset = list(zip(task.distractors["s"], task.distractors["idx"]))
     assert len(qset) == len(task.queries["s"]) == 10 and len(set(dset)) == len(dset) and not (qset & set(dset))
     assert all(not (s == "i_c" and i < 6) for s, i in list(qset) + dset)
+
+
+# -- batched matching --------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["int", "cont"])
+@pytest.mark.parametrize("distance", ["L2", "L1"])
+def test_batched_matching_equals_per_target_and_loop(kind, distance):
+    """All 15 targets in one pass (chunked rows) give the NN, distances and AP of one target at a time
+    (bit for bit) and of the official-style loop (scipy cdist, argmin, pr)."""
+    from hpatches_kit.evaluation.protocol import matching_ap, nearest_neighbours, nearest_neighbours_multi
+
+    rng = np.random.default_rng(7)
+    descs = random_descs(rng, {"i_a": 40}, 5 if kind == "int" else 16, kind)
+    st = DescriptorSet(descs).stacks["i_a"]
+    for max_entries in (1 << 23, 700):  # one chunk, many chunks
+        nn, md = nearest_neighbours_multi(st[0], st[1:], distance, max_entries=max_entries)
+        ok = nn == np.arange(40)
+        ap = matching_ap(md, ok)
+        for j in range(15):
+            nn1, md1 = nearest_neighbours(st[0], st[1 + j], distance)
+            np.testing.assert_array_equal(nn[j], nn1)
+            np.testing.assert_array_equal(md[j], md1)
+            assert ap[j] == metrics.pr(-md1, nn1 == np.arange(40), numpos=40)[2]
+    ref = ref_matching(descs, ["i_a"], distance)
+    for vi, v in enumerate(VARS):
+        for k in range(1, 6):
+            assert abs(ap[5 * vi + k - 1] - ref["i_a"][v][k][0]) <= 1e-9
+
+
+def test_matching_ap_equals_pr_on_ties():
+    from hpatches_kit.evaluation.protocol import matching_ap
+
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 7, 300):
+        md = rng.integers(0, 4, size=(6, n)).astype(np.float64)
+        ok = rng.random((6, n)) < 0.5
+        got = matching_ap(md, ok)
+        for r in range(6):
+            assert got[r] == metrics.pr(-md[r], ok[r], numpos=n)[2]
+            assert abs(got[r] - ref_pr(-md[r], ok[r], numpos=n)) <= 1e-12

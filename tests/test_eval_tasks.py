@@ -111,3 +111,23 @@ def test_scaled_counts_and_cache(tmp_path):
     refs["i_a"] = refs["i_a"].copy()
     refs["i_a"][0, 0, 0] ^= 1  # different data -> different cache entry
     assert T.tasks_for_dataset(refs, list(refs), "full", ("retrieval",), cache_dir=tmp_path).source != ts.source
+
+
+def test_fast_task_reader_equals_line_reader(shared_benchmark, tmp_path):
+    """Arrow's reader gives the columns of the line-by-line reader (official files), and hands every file
+    it cannot take cleanly to it (errors naming the line)."""
+    for f in sorted((shared_benchmark / "tasks").glob("retr_*_split-a.csv")):
+        a, b = T._read_csv_arrow(f, T.RETR_HEADER), T._read_csv_lines(f, T.RETR_HEADER)
+        assert a is not None and all(a[c].dtype == b[c].dtype and np.array_equal(a[c], b[c]) for c in T.RETR_HEADER)
+    p = tmp_path / "x.csv"
+    for body in ("s,idx\ni_a,1\n i_b ,2\n", "s,idx\ni_a,1\ni_b\n", "s,idx\ni_a,x\n", "s,idx\n\ni_a,3\n\n", "s,idx\n"):
+        p.write_text(body)
+        try:
+            ref = T._read_csv_lines(p, T.RETR_HEADER)
+        except DataError as e:
+            with pytest.raises(DataError, match="line"):
+                T._read_csv(p, T.RETR_HEADER)
+            assert "line" in str(e)
+            continue
+        got = T._read_csv(p, T.RETR_HEADER)
+        assert all(np.array_equal(got[c], ref[c]) and got[c].dtype == ref[c].dtype for c in T.RETR_HEADER), body

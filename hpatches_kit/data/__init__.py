@@ -6,9 +6,11 @@ from .hpatches import (
     NHPATCHES_PATCH_SIZE,
     TYPES,
     VARIANTS,
+    DatasetIndex,
     HPatchesDataset,
     Sequence,
     find_sequence_dirs,
+    index_dataset,
     iter_load_sequences,
     load_dataset,
     load_sequence,
@@ -21,7 +23,7 @@ from .splits import SPLIT_NAMES, load_splits, split_sequences
 from .embedded import default_data_dir, ensure_default
 
 __all__ = [
-    "DataError", "HPATCHES_PATCH_SIZE", "NHPATCHES_PATCH_SIZE", "TYPES", "VARIANTS", "HPatchesDataset",
+    "DataError", "HPATCHES_PATCH_SIZE", "NHPATCHES_PATCH_SIZE", "TYPES", "VARIANTS", "HPatchesDataset", "DatasetIndex", "index_dataset",
     "Sequence", "find_sequence_dirs", "iter_load_sequences", "load_dataset", "load_sequence", "read_patch_image", "resize_patches",
     "type_index", "write_patch_image", "SPLIT_NAMES", "load_splits", "split_sequences", "default_data_dir",
     "ensure_default",

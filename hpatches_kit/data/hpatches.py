@@ -254,6 +254,10 @@ class HPatchesDataset:
 
         return self.subset(split_sequences(name, self.names, subset=subset, splits_file=splits_file, root=self.root))
 
+    def ref_patches(self, names: Seq[str] | None = None) -> dict[str, np.ndarray]:
+        """``{name: (N, P, P) uint8}``: the ``ref`` patches of the sequences (views, nothing copied)."""
+        return {n: self[n].tracks[:, 0] for n in (self.names if names is None else names)}
+
     def all_tracks(self, noisy: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """All tracks concatenated: ``(T, 16, P, P) uint8`` and the sequence index of each track."""
         arrs = [(s.noisy if noisy else s.tracks) for s in self.sequences.values()]
@@ -327,6 +331,79 @@ def load_dataset(
     it = iter_load_sequences(dirs, size=size, noise=noise, workers=workers)
     it = tqdm(it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)
     return HPatchesDataset(list(it), root=root)
+
+
+def png_size(path) -> tuple[int, int]:
+    """``(width, height)`` of a PNG from its header, without decoding it (errors name the file)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError as e:
+        raise DataError(path, f"cannot read: {e}") from None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise DataError(path, "not a PNG file (bad header)")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+class DatasetIndex:
+    """The sequence folders of a dataset, nothing decoded: names, folders, patch counts from the PNG
+    headers, and :meth:`ref_patches` decoding only the ``ref.png`` images (in parallel) when asked.
+
+    What an evaluation of precomputed descriptors needs from a dataset: which sequences exist and how many
+    patches each holds; task generation also needs the ``ref`` patches (the official std filter)."""
+
+    def __init__(self, dirs: Iterable, root=None):
+        self.dirs: "OrderedDict[str, Path]" = OrderedDict((Path(d).name, Path(d)) for d in dirs)
+        self.root = str(root) if root is not None else None
+        self._refs: dict[str, np.ndarray] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.dirs)
+
+    def __len__(self) -> int:
+        return len(self.dirs)
+
+    def __contains__(self, name) -> bool:
+        return name in self.dirs
+
+    def num_patches(self, name: str) -> int:
+        """Patches per image of a sequence, from ``ref.png``'s header (height / width)."""
+        f = self.dirs[name] / "ref.png"
+        if not f.is_file():
+            raise DataError(self.dirs[name], "sequence is missing image types: ref")
+        w, h = png_size(f)
+        if w == 0 or h % w:
+            raise DataError(f, f"image height {h} is not a multiple of the patch size {w}")
+        return h // w
+
+    def ref_patches(self, names: Seq[str] | None = None, workers: int | None = None) -> dict[str, np.ndarray]:
+        """``{name: (N, P, P) uint8}`` ``ref`` patches, decoded once (in threads) and kept."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = self.names if names is None else list(names)
+        todo = [n for n in names if n not in self._refs]
+        workers = default_workers() if workers is None else max(1, int(workers))
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            for n, arr in zip(todo, ex.map(lambda n: read_patch_image(self.dirs[n] / "ref.png"), todo)):
+                self._refs[n] = arr
+        return {n: self._refs[n] for n in names}
+
+    def __repr__(self) -> str:
+        return f"DatasetIndex({len(self)} sequences, root={self.root!r})"
+
+
+def index_dataset(root=None, sequences: Seq[str] | None = None, split: str | None = None, subset: str = "test",
+                  splits_file=None, progress: bool = True) -> DatasetIndex:
+    """A :class:`DatasetIndex` of a dataset folder (``None``: the embedded default), selected as by
+    :func:`load_dataset`, without decoding any image."""
+    if root is None:
+        from .embedded import ensure_default
+
+        root = ensure_default(progress=progress)
+    dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
+    return DatasetIndex(dirs, root=root)
 
 
 def default_workers() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Mapping, Sequence as Seq
 
@@ -79,11 +80,24 @@ def summarise_retrieval(raw: dict) -> dict:
             "effective_pool_max": int(5 + np.max(raw["distractors_per_query"])) if raw["num_queries"] else 0}
 
 
+def _check_counts(dataset, ds: DescriptorSet, test) -> None:
+    """Descriptor counts against the dataset's patch counts (a :class:`DatasetIndex` reads them from the
+    PNG headers, nothing decoded)."""
+    for s in test:
+        n = dataset.num_patches(s) if hasattr(dataset, "num_patches") and callable(dataset.num_patches) \
+            else dataset[s].num_patches
+        if n != ds.lengths[s]:
+            raise DataError(s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {n}")
+
+
 def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str = "full", splits_file=None,
              tasks_dir=None, distance: str = "L2", progress: bool = True, cache_dir=None, counts=None) -> dict:
-    """Run the HPatches tasks on ``descs`` (``{seq: {type: (N, D)}}``) over the test sequences of ``split``.
+    """Run the HPatches tasks on ``descs`` (``{seq: {type: (N, D)}}`` or a :class:`DescriptorSet`) over the
+    test sequences of ``split``.
 
-    ``dataset`` (an :class:`HPatchesDataset`) is needed to generate task files (when ``tasks_dir`` is None)
+    ``dataset`` (an :class:`HPatchesDataset`, or a :class:`~hpatches_kit.data.DatasetIndex` when the
+    descriptors are precomputed: nothing but the ``ref`` images is then decoded, and only to generate
+    retrieval task files) is needed to generate task files (when ``tasks_dir`` is None)
     and names the available sequences; with ``tasks_dir`` the official files ``verif_*_split-<split>.csv``
     and ``retr_*_split-<split>.csv`` are read from it. Returns a JSON-ready dict with one entry per task
     (``table`` with per-variant numbers in %, ``headline``) plus ``meta``.
@@ -92,19 +106,22 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         raise ValueError(f"unknown tasks {bad}; expected some of {TASKS}")
-    available = dataset.names if dataset is not None else list(descs)
+    have = descs.names if isinstance(descs, DescriptorSet) else list(descs)
+    available = dataset.names if dataset is not None else have
     root = dataset.root if dataset is not None else None
     test = split_sequences(split, available, subset="test", splits_file=splits_file, root=root)
     if not test:
         raise DataError(splits_file or root, f"split {split!r} has no test sequences in this dataset")
-    ds = DescriptorSet(descs, test)
+    ds = descs.subset(test) if isinstance(descs, DescriptorSet) else DescriptorSet(descs, test)
+    if dataset is not None and tasks_dir is not None:
+        _check_counts(dataset, ds, test)
     need_files = [t for t in tasks if t in ("verification", "retrieval")]
     if tasks_dir is not None:
         ts = load_tasks(tasks_dir, split, need_files)
     elif need_files:
         if dataset is None:
             raise ValueError("evaluate needs the dataset (to generate task files) or tasks_dir")
-        refs = {s: dataset[s].tracks[:, 0] for s in test}
+        refs = dataset.ref_patches(test)  # a DatasetIndex decodes only the ref images, once
         for s in test:
             if refs[s].shape[0] != ds.lengths[s]:
                 raise DataError(s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {refs[s].shape[0]}")
@@ -113,16 +130,27 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
         ts = None
     results = {"meta": {"split": split, "sequences": len(test), "tracks": int(sum(ds.lengths.values())),
                         "dim": ds.dim, "distance": distance, "tasks_source": ts.source if ts else None}}
+    timings = results["meta"]["seconds"] = {}
+    cpu = results["meta"]["cpu_seconds"] = {}  # all threads of the process
     if "verification" in tasks:
+        t0, c0 = time.perf_counter(), time.process_time()
         where = {k: str(Path(ts.source) / verif_file(k, split)) for k in ("pos", "neg_intra", "neg_inter")}
         raw = eval_verification(ds, ts.verification, distance, progress=progress, where=where)
         n = {k: int(len(ts.verification.table(k)["s1"])) for k in ("pos", "neg_intra", "neg_inter")}
         results["verification"] = summarise_verification(raw, n)
+        timings["verification"] = time.perf_counter() - t0
+        cpu["verification"] = time.process_time() - c0
     if "matching" in tasks:
+        t0, c0 = time.perf_counter(), time.process_time()
         results["matching"] = summarise_matching(eval_matching(ds, test, distance, progress=progress))
+        timings["matching"] = time.perf_counter() - t0
+        cpu["matching"] = time.process_time() - c0
     if "retrieval" in tasks:
+        t0, c0 = time.perf_counter(), time.process_time()
         where = {k: str(Path(ts.source) / retr_file(k, split)) for k in ("queries", "distractors")}
         results["retrieval"] = summarise_retrieval(eval_retrieval(ds, ts.retrieval, distance, progress=progress, where=where))
+        timings["retrieval"] = time.perf_counter() - t0
+        cpu["retrieval"] = time.process_time() - c0
     return results
 
 

@@ -40,6 +40,8 @@ FASTMATH = {"reassoc", "contract"}
 
 
 BACKENDS = ("numba", "numpy")
+#: kernel calls with less work than this (coordinates read) run on one thread
+SERIAL_WORK = 1 << 21
 
 
 def use_numba(backend: str | None = None) -> bool:
@@ -158,9 +160,16 @@ class _Threads:
     """Run numba kernels on :func:`kernel_threads` threads (restoring the previous count); a read-only
     cache folder only costs a recompile, so its warning is silenced."""
 
+    def __init__(self, work: float | None = None):
+        self.work = work
+
     def __enter__(self):
         self.prev = numba.get_num_threads()
-        numba.set_num_threads(min(kernel_threads(), numba.config.NUMBA_NUM_THREADS))
+        # a small call runs on the calling thread alone: on a busy machine waking the pool can wait a
+        # scheduler quantum (ms) for an item that takes microseconds. The per-item code is the same
+        # compiled loop body whatever the thread count, so the numbers do not depend on it.
+        n = 1 if self.work is not None and self.work < SERIAL_WORK else kernel_threads()
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         self.w = warnings.catch_warnings()
         self.w.__enter__()
         warnings.simplefilter("ignore", numba.NumbaWarning)
@@ -205,7 +214,7 @@ def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: 
         order = np.argsort(pa) if order is None else np.ascontiguousarray(order, np.int64)
         if order.shape != (n,) or order.min() < 0 or order.max() >= n or np.bincount(order, minlength=n).max() != 1:
             raise ValueError("order must be a permutation of the pairs")
-        with _Threads():
+        with _Threads(3 * 2 * n * X.shape[1]):
             _KERNELS[distance]["variant"](np.ascontiguousarray(X), np.int64(total), order, pa, ta, pb, tb, out)
     if distance == "L2":
         np.sqrt(out, out=out)
@@ -222,7 +231,7 @@ def array_distances(A: np.ndarray, B: np.ndarray, distance: str = "L2") -> np.nd
     if A.shape[0]:
         if A.dtype != B.dtype:
             A, B = A.astype(np.float64), B.astype(np.float64)
-        with _Threads():
+        with _Threads(A.size):
             _KERNELS[distance]["arrays"](A, B, out)
     if distance == "L2":
         np.sqrt(out, out=out)
@@ -258,7 +267,7 @@ def retrieval_counts(K, lo, hi, thr, seg_of_col, nseg, Q, Dd, distance: str = "L
         Q, Dd = np.ascontiguousarray(Q), np.ascontiguousarray(Dd)
         if Q.dtype != Dd.dtype:
             Q, Dd = Q.astype(np.float64), Dd.astype(np.float64)
-        with _Threads():
+        with _Threads(K.size):
             _KERNELS[distance]["counts"](np.ascontiguousarray(K), lo_s, hi_s, thr_s, np.ascontiguousarray(perm, np.int64),
                                   np.ascontiguousarray(seg_of_col, np.int64), Q, Dd, counts)
     return counts

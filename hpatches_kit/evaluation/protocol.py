@@ -113,6 +113,84 @@ class DescriptorSet:
         self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
         self.lengths = {s: int(n) for s, n in zip(names, lengths)}
 
+    @classmethod
+    def from_arrays(cls, arrays: dict, source: str | None = None) -> "DescriptorSet":
+        """A set from ``{seq: [16 (N, D) float32 arrays in TYPES order]}`` already checked by the caller
+        (equal counts per sequence, one dimension, finite values: :func:`.describers.read_descriptor_set`
+        does it naming the files). The lists are emptied while copying, so each sequence's arrays are freed
+        as soon as they are in the block."""
+        self = cls.__new__(cls)
+        names = list(arrays)
+        if not names:
+            raise DataError(source, "no sequences to evaluate")
+        lengths = [int(arrays[s][0].shape[0]) for s in names]
+        for s, n in zip(names, lengths):
+            if n == 0:
+                raise DataError(s, "sequence has no descriptors")
+        self.names = names
+        self.index = {s: i for i, s in enumerate(names)}
+        self.dim = int(arrays[names[0]][0].shape[1])
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.total = int(self.offsets[-1])
+        self.flat = np.empty((len(TYPES), self.total, self.dim), np.float32)
+        self.stacks = {}
+        for k, s in enumerate(names):
+            o0, o1 = self.offsets[k], self.offsets[k + 1]
+            lst = arrays[s]
+            for j in range(len(TYPES)):
+                self.flat[j, o0:o1] = lst[j]
+                lst[j] = None
+            self.stacks[s] = self.flat[:, o0:o1]
+        self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
+        self.lengths = {s: int(n) for s, n in zip(names, lengths)}
+        return self
+
+    @classmethod
+    def from_stream(cls, counts: dict, stream, source: str | None = None) -> "DescriptorSet":
+        """A set from ``(seq, [16 arrays])`` items arriving in the order of ``counts`` (``{seq: N}``, known
+        beforehand), each copied into the preallocated block as it arrives: the peak memory is the set plus
+        the sequences in flight. Checks as :meth:`from_arrays`; an item whose count differs from ``counts``
+        raises ``ValueError`` (the caller knows the file)."""
+        self = cls.__new__(cls)
+        names = list(counts)
+        if not names:
+            raise DataError(source, "no sequences to evaluate")
+        lengths = [int(counts[s]) for s in names]
+        self.names = names
+        self.index = {s: i for i, s in enumerate(names)}
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.total = int(self.offsets[-1])
+        self.stacks = {}
+        self.flat = None
+        for k, (s, lst) in enumerate(stream):
+            if s != names[k] or lst[0].shape[0] != lengths[k]:
+                raise ValueError(f"{s}: {lst[0].shape[0]} rows, {lengths[k]} expected")
+            if lengths[k] == 0:
+                raise DataError(s, "sequence has no descriptors")
+            if self.flat is None:
+                self.dim = int(lst[0].shape[1])
+                self.flat = np.empty((len(TYPES), self.total, self.dim), np.float32)
+            o0, o1 = self.offsets[k], self.offsets[k + 1]
+            for j in range(len(TYPES)):
+                self.flat[j, o0:o1] = lst[j]
+            self.stacks[s] = self.flat[:, o0:o1]
+        if len(self.stacks) != len(names):
+            raise ValueError("stream ended early")
+        self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
+        self.lengths = {s: int(n) for s, n in zip(names, lengths)}
+        return self
+
+    def as_dict(self) -> dict:
+        """``{seq: {type: (N, D)}}`` views into the block (for exporting)."""
+        return {s: {t: self.stacks[s][j] for j, t in enumerate(TYPES)} for s in self.names}
+
+    def subset(self, names: Seq[str]) -> "DescriptorSet":
+        """The set restricted to ``names`` (itself when they are its sequences, in order)."""
+        names = list(names)
+        if names == self.names:
+            return self
+        return DescriptorSet(self.as_dict(), names)
+
     def seq_ids(self, names: np.ndarray, where: str) -> np.ndarray:
         names = np.asarray(names, dtype=object).ravel()
         values = names.tolist()
@@ -370,20 +448,84 @@ def _eval_matching(ds, sequences, distance, curves, progress) -> dict:
     out = {}
     for s in tqdm(sequences or ds.names, desc="matching", unit="seq", disable=not progress, leave=False):
         st = ds.stacks[s]
-        ref = st[0]
-        n = ref.shape[0]
+        n = st.shape[1]
+        # all 15 targets of the sequence at once: one matrix product, one exact pass, one AP pass
+        nn, md = nearest_neighbours_multi(st[0], st[1:], distance)  # (15, n) each
+        ok = nn == np.arange(n)[None, :]
+        ap = matching_ap(md, ok)
         out[s] = {}
         for vi, v in enumerate(VARIANTS):
             out[s][v] = {}
             for k in range(1, 6):
-                nn, md = nearest_neighbours(ref, st[1 + 5 * vi + k - 1], distance)
-                ok = nn == np.arange(n)
-                prec, rec, ap = metrics.pr(-md, ok, numpos=n)
-                e = {"ap": ap, "sr": float(np.count_nonzero(ok)) / float(n)}
+                row = 5 * vi + k - 1
+                e = {"ap": float(ap[row]), "sr": float(np.count_nonzero(ok[row])) / float(n)}
                 if curves:
+                    prec, rec, _ = metrics.pr(-md[row], ok[row], numpos=n)
                     e["rc"], e["pr"] = _subsample_curve(rec, prec)
                 out[s][v][k] = e
     return out
+
+
+def nearest_neighbours_multi(A: np.ndarray, T: np.ndarray, distance: str, max_entries: int = 1 << 23):
+    """:func:`nearest_neighbours` of the rows of ``A`` ``(n, D)`` in each of the ``m`` sets ``T`` ``(m, n_t, D)``
+    at once: ``(m, n)`` first-index NN and its exact distance. One fast matrix against all the sets (rows
+    chunked to ``max_entries`` keys), every entry within the error margin of its set's row minimum
+    re-ranked on exact distances, all exact distances in one call each."""
+    m, nt, dim = T.shape
+    n = A.shape[0]
+    B = np.ascontiguousarray(T).reshape(m * nt, dim)
+    fd = FastDistances(B, distance)
+    B64 = B.astype(np.float64)
+    A64 = np.asarray(A, np.float64)
+    nn = np.empty((m, n), np.int64)
+    chunk = max(1, min(n, max_entries // max(1, m * nt)))
+    ex_r, ex_k, ex_c = [], [], []
+    for s in range(0, n, chunk):
+        K, tol, _ = fd.key(A[s : s + chunk], row_offset=False)  # the row constant |a|^2 cannot change an argmin
+        c = K.shape[0]
+        K3 = K.reshape(c, m, nt)
+        first = np.argmin(K3, axis=2)  # (c, m)
+        kmin = np.take_along_axis(K3, first[:, :, None], axis=2)[:, :, 0].astype(np.float64)
+        cand = K3 <= (kmin + tol[:, None]).astype(K.dtype)[:, :, None]
+        nn[:, s : s + c] = first.T
+        multi = np.count_nonzero(cand, axis=2) > 1
+        if multi.any():
+            r, k, cc = np.nonzero(cand & multi[:, :, None])
+            ex_r.append(s + r)
+            ex_k.append(k)
+            ex_c.append(cc)
+    if ex_r:
+        rr, kk, cc = np.concatenate(ex_r), np.concatenate(ex_k), np.concatenate(ex_c)
+        ex = exact_pair_distances(A64[rr], B64[kk * nt + cc], distance)
+        g = rr * m + kk
+        order = np.lexsort((cc, ex, g))  # per (row, set): smallest exact distance, then first index
+        firsts = order[np.r_[0, np.nonzero(np.diff(g[order]))[0] + 1]]
+        nn[kk[firsts], rr[firsts]] = cc[firsts]
+    rows_b = (np.arange(m)[:, None] * nt + nn).ravel()
+    md = exact_pair_distances(np.tile(A64, (m, 1)), B64[rows_b], distance).reshape(m, n)
+    return nn, md
+
+
+def matching_ap(md: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Official matching AP (``pr(-md, ok, numpos=n)``) of every row of ``md``/``ok`` ``(m, n)`` at once.
+
+    With ``numpos = n`` every item is retrieved (the padded missing positives have score -inf and are cut
+    off), so each row's curve has the same ``n + 1`` points: rank by ascending distance with a stable sort
+    (ties keep the input order, as the official mergesort of ``-md``), cumulative tp/fp with a leading 0,
+    recall ``tp / n``, precision ``max(tp, 1e-10) / max(tp + fp, 1e-10)``, trapezoid area, the same
+    operations as :func:`.metrics.pr` applied row-wise (the same per-row sums, so the same floats)."""
+    m, n = md.shape
+    if np.isnan(md).any():
+        raise ValueError("scores contain NaN")
+    order = np.argsort(md, axis=1, kind="stable")
+    lab = np.take_along_axis(np.asarray(ok, bool), order, axis=1)
+    tp = np.zeros((m, n + 1), np.int64)
+    fp = np.zeros((m, n + 1), np.int64)
+    np.cumsum(lab, axis=1, out=tp[:, 1:])
+    np.cumsum(~lab, axis=1, out=fp[:, 1:])
+    recall = tp / float(max(n, metrics.SMALL))
+    precision = np.maximum(tp, metrics.SMALL) / np.maximum(tp + fp, metrics.SMALL)
+    return np.sum(np.diff(recall, axis=1) * (precision[:, 1:] + precision[:, :-1]) / 2.0, axis=1)
 
 
 # -- retrieval ---------------------------------------------------------------------------------------

@@ -80,9 +80,56 @@ class TaskSet:
 
 # -- CSV ---------------------------------------------------------------------------------------------
 def _read_csv(path: Path, header: Seq[str]) -> dict:
+    """A task file as columns (``s*``: object arrays of names, others int64). Arrow's C++ CSV reader
+    parses it; anything it does not take as clean (a bad header, a short row, a non-integer, a padded
+    name, ...) goes to the line-by-line reader, whose errors name the line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "task file not found")
+    fast = _read_csv_arrow(path, header)
+    return fast if fast is not None else _read_csv_lines(path, header)
+
+
+def _read_csv_arrow(path: Path, header: Seq[str]) -> dict | None:
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pcsv
+    except Exception:  # pragma: no cover - pyarrow is a dependency
+        return None
+    try:
+        with open(path, "rb") as f:
+            first = f.readline().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if tuple(c.strip() for c in first.split(",")) != tuple(header):
+        return None
+    types = {h: (pa.string() if h.startswith("s") else pa.int64()) for h in header}
+    try:
+        t = pcsv.read_csv(path, read_options=pcsv.ReadOptions(column_names=list(header), skip_rows=1),
+                          convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=False,
+                                                              null_values=[""]))
+    except (pa.ArrowException, OSError):
+        return None
+    out = {}
+    for h in header:
+        col = t.column(h)
+        if col.null_count:
+            return None
+        if h.startswith("s"):
+            enc = pc.dictionary_encode(col).combine_chunks()  # a few distinct names: map them once
+            names = enc.dictionary.to_pylist()
+            if any(n != n.strip() for n in names):
+                return None
+            lookup = np.empty(len(names), dtype=object)
+            lookup[:] = names
+            out[h] = lookup[enc.indices.to_numpy(zero_copy_only=False)]
+        else:
+            out[h] = col.to_numpy().astype(np.int64, copy=False)
+    return out
+
+
+def _read_csv_lines(path: Path, header: Seq[str]) -> dict:
     try:
         text = path.read_text()
     except UnicodeDecodeError:
