@@ -37,6 +37,31 @@ def _run(mod, argv):
     return mod.run(p.parse_args(argv))
 
 
+def _brute_force_nn_matching(model_path, seq_dirs):
+    """Held-out NN matching written out with loops: for each target image <v>1..<v>5 of variant v, the share of
+    reference patches whose L2-nearest target descriptor is their own track's; mean over the 5 images."""
+    from hpatches_kit.data import TYPES, load_sequence
+
+    tracks = np.concatenate([load_sequence(d).tracks for d in seq_dirs])
+    n = len(tracks)
+    model = keras.models.load_model(model_path)
+    desc = {t: model.predict(tracks[:, TYPES.index(t), :, :, None].astype(np.float32), verbose=0).astype(np.float64)
+            for t in TYPES}
+    out = {}
+    for v in "eht":
+        accs = []
+        for k in range(1, 6):
+            tgt = desc[f"{v}{k}"]
+            hits = 0
+            for i in range(n):
+                dists = [np.sqrt(((desc["ref"][i] - tgt[j]) ** 2).sum()) for j in range(n)]
+                hits += int(np.argmin(dists) == i)
+            accs.append(hits / n)
+        out[v] = sum(accs) / 5
+    out["mean"] = (out["e"] + out["h"] + out["t"]) / 3
+    return out
+
+
 def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     out = tmp_path / "desc"
     base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--out", str(out),
@@ -49,6 +74,9 @@ def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     assert (m["train_sequences"], m["test_sequences"], m["train_tracks"]) == (3, 2, 54)
     assert m["tracks_per_batch"] == 8 and len(m["history"]["loss"]) == 1 and "val_loss" in m["history"]
     assert m["heldout_nn_matching"]["tracks"] == 22 and 0.0 <= m["heldout_nn_matching"]["mean"] <= 1.0
+    want = _brute_force_nn_matching(out / "model.keras", [nh_data / "v_d", nh_data / "i_e"])
+    for k in ("e", "h", "t", "mean"):
+        assert m["heldout_nn_matching"][k] == pytest.approx(want[k], abs=1e-9), k
     model = keras.models.load_model(out / "model.keras")
     assert getattr(model, "optimizer", None) is None  # the final file is the uncompiled inference model
     d = model.predict(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)), verbose=0)
