@@ -68,6 +68,39 @@ def test_sample_jitter_matches_scalar_composition():
     assert np.allclose(G.sample_jitter(rng, 0.0, 3), np.eye(3))
 
 
+def test_sample_jitter_matrix_properties():
+    """Each frame is T(t) R(rot) S with S symmetric positive definite of eigenvalues (sx, sy), checked on
+    the matrix itself (polar decomposition, SVD) against the documented draw (u ~ U(-1, 1)^5, axis ~ U(0, pi))
+    scaled by the magnitude: rotation u0 * rot_deg * m degrees, singular values exp(u1, u2 * log_scale * m),
+    translation u3, u4 * trans * m."""
+    sh = G.JITTER_SHAPE
+    for m in (0.7, 1.0, 2.0):
+        rng = np.random.default_rng(11)
+        J = G.sample_jitter(rng, m, 400)
+        rng = np.random.default_rng(11)
+        u, ax = rng.uniform(-1, 1, (400, 5)), rng.uniform(0, np.pi, 400)
+        np.testing.assert_array_equal(J[:, 2], np.tile([0.0, 0.0, 1.0], (400, 1)))
+        np.testing.assert_allclose(J[:, :2, 2], u[:, 3:5] * sh["trans"] * m, atol=1e-12)
+        L = J[:, :2, :2]
+        U, sv, Vt = np.linalg.svd(L)
+        R = U @ Vt  # polar decomposition L = R S, S = V diag(sv) V^T
+        np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-9)  # a rotation, no reflection
+        rot = np.degrees(np.arctan2(R[:, 1, 0], R[:, 0, 0]))
+        np.testing.assert_allclose(rot, u[:, 0] * sh["rot_deg"] * m, atol=1e-9)
+        want_sv = np.sort(np.exp(u[:, 1:3] * sh["log_scale"] * m), axis=1)[:, ::-1]
+        np.testing.assert_allclose(sv, want_sv, rtol=1e-9)
+        S = np.einsum("nij,nik->njk", R, L)  # R^T L
+        np.testing.assert_allclose(S, np.transpose(S, (0, 2, 1)), atol=1e-12)  # symmetric
+        # eigenvector of sx lies along the drawn axis: S @ (cos a, sin a) = sx (cos a, sin a)
+        e = np.stack([np.cos(ax), np.sin(ax)], 1)
+        np.testing.assert_allclose(np.einsum("nij,nj->ni", S, e), np.exp(u[:, 1] * sh["log_scale"] * m)[:, None] * e,
+                                   atol=1e-9)
+        # and the ranges reach their bounds: |rot| <= 25 m deg, |log sv| <= 0.25 m, |t| <= 0.25 m
+        assert np.abs(rot).max() == pytest.approx(sh["rot_deg"] * m, rel=0.02)
+        assert np.abs(np.log(sv)).max() == pytest.approx(sh["log_scale"] * m, rel=0.02)
+        assert np.abs(J[:, :2, 2]).max() == pytest.approx(sh["trans"] * m, rel=0.02)
+
+
 def test_calibrated_jitter_hits_targets_on_fresh_samples():
     for v, target in G.JITTER_TARGETS.items():
         m = G.calibrate_jitter(target)

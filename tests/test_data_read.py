@@ -19,6 +19,30 @@ def test_round_trip_tracks(tmp_path):
     assert seq.kind == "view"
 
 
+def test_read_png_written_by_opencv_in_the_official_layout(tmp_path):
+    """A PNG made without the package's writer: patch i is rows [65 i, 65 i + 65) of a 65-px-wide image."""
+    import cv2
+
+    rng = np.random.default_rng(4)
+    n = 6
+    img = rng.integers(0, 256, size=(65 * n, 65), dtype=np.uint8)
+    img[65 * 2, :] = 255  # first row of patch 2 and last row of patch 1 mark the boundary
+    img[65 * 2 - 1, :] = 0
+    d = tmp_path / "v_cv"
+    d.mkdir()
+    for t in TYPES:
+        assert cv2.imwrite(str(d / f"{t}.png"), np.roll(img, 65 * TYPES.index(t), axis=0))
+    got = read_patch_image(d / "ref.png")
+    assert got.shape == (n, 65, 65)
+    for i in range(n):
+        np.testing.assert_array_equal(got[i], img[65 * i : 65 * i + 65])
+    assert (got[2, 0] == 255).all() and (got[1, -1] == 0).all()
+    seq = load_sequence(d)
+    for j, t in enumerate(TYPES):  # type t's file is the image rolled by j patches: track i holds patch i - j
+        for i in range(n):
+            np.testing.assert_array_equal(seq.tracks[i, j], img[65 * ((i - j) % n) : 65 * ((i - j) % n) + 65])
+
+
 def test_dataset_split_and_summary(tiny_dataset):
     ds = load_dataset(tiny_dataset, progress=False)
     assert ds.names == ["i_alpha", "i_beta", "v_delta", "v_gamma"]
@@ -39,6 +63,17 @@ def test_resize_matches_opencv_per_patch():
     # stacking vertically lets rows of neighbouring patches mix only at the boundary row for INTER_AREA
     # with a non-integer ratio; interior rows must match exactly.
     np.testing.assert_array_equal(out[:, 1:-1], ref[:, 1:-1])
+    # and so must the boundary rows, where bleed between stacked patches would show: every row, every size,
+    # down (area) and up (linear), on many patches (large stacks once shifted rows mid-stack)
+    p = rng.integers(0, 256, size=(600, 65, 65), dtype=np.uint8)
+    for size in (64, 48, 32, 29, 16, 96, 130):
+        interp = cv2.INTER_AREA if size < 65 else cv2.INTER_LINEAR
+        ref = np.stack([cv2.resize(x, (size, size), interpolation=interp) for x in p])
+        np.testing.assert_array_equal(resize_patches(p, size), ref, err_msg=f"size {size}")
+    q = rng.integers(0, 256, size=(300, 32, 32), dtype=np.uint8)
+    ref = np.stack([cv2.resize(x, (65, 65), interpolation=cv2.INTER_LINEAR) for x in q])
+    np.testing.assert_array_equal(resize_patches(q, 65), ref)
+    assert resize_patches(q[None, :3], 65).shape == (1, 3, 65, 65)  # leading dimensions kept
 
 
 def test_bad_patch_width(tmp_path):

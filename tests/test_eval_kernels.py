@@ -97,6 +97,20 @@ def test_backends_agree_on_verification_distances():
         for k in a:
             for v in a[k]:
                 np.testing.assert_allclose(b[k][v], a[k][v], rtol=1e-14, atol=0)
+    # each backend against the independent loop: image id 0 is "ref", id t >= 1 of variant v is "<v><t>"
+    backends = ["numpy"] + (["numba"] if kernels.HAVE_NUMBA else [])
+    for distance in ("L2", "L1"):
+        got = {be: verification_distances(ds, pairs, distance, backend=be) for be in backends}
+        for k in ("pos", "neg_intra", "neg_inter"):
+            t = pairs.table(k)
+            for v in "eht":
+                typ = lambda i: "ref" if i == 0 else f"{v}{i}"  # noqa: E731
+                A = np.array([descs[s][typ(i)][j] for s, i, j in zip(t["s1"], t["t1"], t["idx1"])])
+                B = np.array([descs[s][typ(i)][j] for s, i, j in zip(t["s2"], t["t2"], t["idx2"])])
+                ref = _loop(np.concatenate([A, B]), range(len(A)), range(len(A), 2 * len(A)), distance)
+                for be in backends:
+                    np.testing.assert_allclose(got[be][k][v], ref, rtol=8 * 32 * 2.0**-53, atol=0, err_msg=f"{be} {k} {v}")
+    assert len(set(pairs.table("neg_inter")["s2"])) == 3  # inter negatives really cross sequences here
     with pytest.raises(ValueError, match="backend"):
         verification_distances(ds, pairs, "L2", backend="cuda")
 

@@ -152,6 +152,16 @@ def test_pair_losses_single_kind_batches(fn):
     assert np.isfinite(one) and np.isfinite(distinct)
     np.testing.assert_allclose(float(fn(np.zeros(5), x, balance=False)), one, **TOL)
     np.testing.assert_allclose(float(fn(np.arange(5), x, balance=False)), distinct, **TOL)
+    # and both equal the brute-force loop (a missing kind contributes 0): not only each other
+    if fn is L.pair_contrastive_loss:
+        pos, neg = (lambda u, v: d_l2(u, v) ** 2), (lambda u, v: max(0.0, 1.0 - d_l2(u, v)) ** 2)
+    else:
+        pos, neg = (lambda u, v: 1 - cos(u, v)), (lambda u, v: max(0.0, cos(u, v)))
+    for lab in (np.zeros(5), np.arange(5), np.array([3, 3, 1, 2, 0])):
+        for balance in (True, False):
+            want = ref_pairs(lab, x, pos, neg, balance)
+            np.testing.assert_allclose(float(fn(lab, x, balance=balance)), want, **TOL)
+    assert one > 0 and distinct > 0  # neither kind's terms vanish on this batch, so a dropped kind shows
 
 
 @pytest.mark.parametrize("S,K", [(1, 4), (5, 1)])

@@ -110,6 +110,77 @@ def test_collapse_detector_quiet_on_a_healthy_model():
     assert len(h.history["loss"]) == 2 and det.collapsed_epochs == [] and min(det.spreads) > 0.3
 
 
+class _FixedEmbeddings:
+    """A stand-in model for :class:`CollapseDetector`: ``predict`` returns the embeddings set for the epoch."""
+
+    def __init__(self):
+        self.emb, self.stop_training = None, False
+
+    def predict(self, x, verbose=0, batch_size=None):
+        return self.emb
+
+
+def _spread_embeddings(spread, n=64, dim=4):
+    """``n`` descriptors whose root total variance is exactly ``spread`` (two antipodal points scaled)."""
+    e = np.zeros((n, dim))
+    e[: n // 2, 0], e[n // 2:, 0] = spread, -spread
+    assert descriptor_spread(e) == pytest.approx(spread, rel=1e-12)
+    return e + 0.3  # a common offset changes no spread
+
+
+def _drive(epochs, **kw):
+    """Run the detector's epoch-end hook over ``[(loss, spread), ...]``: (flagged epochs, warnings, stop flags)."""
+    kw.setdefault("margin", 1.0)
+    det = CollapseDetector(np.zeros((64, 8, 8, 1), np.float32), **kw)
+    model = _FixedEmbeddings()
+    det.set_model(model)
+    stops = []
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for epoch, (loss, spread) in enumerate(epochs):
+            model.emb = _spread_embeddings(spread)
+            logs = {"lr": 1e-3} if loss is None else {kw.get("monitor", "loss"): loss}
+            det.on_epoch_end(epoch, logs)
+            assert logs["descriptor_spread"] == pytest.approx(spread, rel=1e-9)
+            stops.append(model.stop_training)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, CollapseWarning)]
+    return det.collapsed_epochs, msgs, stops
+
+
+def test_collapse_detector_truth_table():
+    """Collapse = loss pinned at the margin AND low spread, ``patience`` epochs in a row; checked at the
+    band edges (|loss - margin| <= 0.05 margin, spread < 0.05) so a detector using only one signal, OR instead
+    of AND, a wrong band or a streak that does not reset fails here."""
+    pinned, unpinned, low, high = 1.0, 0.5, 0.01, 0.9
+    # each condition alone is not a collapse; both together are
+    assert _drive([(pinned, high)])[0] == []
+    assert _drive([(unpinned, low)])[0] == []
+    assert _drive([(unpinned, high)])[0] == []
+    flagged, msgs, stops = _drive([(pinned, low)])
+    assert flagged == [0] and len(msgs) == 1 and "collapse at epoch 1" in msgs[0] and stops == [False]
+    # the loss band is relative to the margin, both sides: margin 2 -> |loss - 2| <= 0.1
+    assert _drive([(1.91, low), (2.09, low)], margin=2.0)[0] == [0, 1]
+    assert _drive([(1.89, low), (2.11, low), (1.0, low)], margin=2.0)[0] == []
+    # the spread threshold is strict (< spread_tol)
+    assert _drive([(pinned, 0.049), (pinned, 0.051)])[0] == [0]
+    assert _drive([(pinned, 0.2)], spread_tol=0.25)[0] == [0]
+    # a missing monitored loss is never a collapse; monitor picks the log key
+    assert _drive([(None, low)])[0] == []
+    assert _drive([(pinned, low)], monitor="val_loss")[0] == [0]
+    # patience: the streak must be consecutive and resets on a healthy epoch
+    seq = [(pinned, low), (pinned, high), (pinned, low), (pinned, low), (pinned, low)]
+    assert _drive(seq, patience=2)[0] == [3, 4]
+    assert _drive(seq, patience=3)[0] == [4]
+    assert _drive(seq[:4], patience=3)[0] == []
+    # warn only warns; stop also stops training, from the flagged epoch on
+    flagged, msgs, stops = _drive(seq[:4], patience=2, action="warn")
+    assert flagged == [3] and len(msgs) == 1 and "collapse at epoch 4" in msgs[0] and stops == [False] * 4
+    flagged, msgs, stops = _drive(seq[:4], patience=2, action="stop")
+    assert flagged == [3] and len(msgs) == 1 and stops == [False, False, False, True]
+    with pytest.raises(ValueError, match="action"):
+        CollapseDetector(np.zeros((1, 8, 8, 1)), action="halt")
+
+
 def test_mining_curriculum_schedule_reaches_the_loss():
     loss = CurriculumTripletLoss(hard_weight=1.0)
     cb = MiningCurriculum(loss, warmup=2, ramp=2)

@@ -37,6 +37,31 @@ def _run(mod, argv):
     return mod.run(p.parse_args(argv))
 
 
+def _brute_force_nn_matching(model_path, seq_dirs):
+    """Held-out NN matching written out with loops: for each target image <v>1..<v>5 of variant v, the share of
+    reference patches whose L2-nearest target descriptor is their own track's; mean over the 5 images."""
+    from hpatches_kit.data import TYPES, load_sequence
+
+    tracks = np.concatenate([load_sequence(d).tracks for d in seq_dirs])
+    n = len(tracks)
+    model = keras.models.load_model(model_path)
+    desc = {t: model.predict(tracks[:, TYPES.index(t), :, :, None].astype(np.float32), verbose=0).astype(np.float64)
+            for t in TYPES}
+    out = {}
+    for v in "eht":
+        accs = []
+        for k in range(1, 6):
+            tgt = desc[f"{v}{k}"]
+            hits = 0
+            for i in range(n):
+                dists = [np.sqrt(((desc["ref"][i] - tgt[j]) ** 2).sum()) for j in range(n)]
+                hits += int(np.argmin(dists) == i)
+            accs.append(hits / n)
+        out[v] = sum(accs) / 5
+    out["mean"] = (out["e"] + out["h"] + out["t"]) / 3
+    return out
+
+
 def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     out = tmp_path / "desc"
     base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--out", str(out),
@@ -49,6 +74,9 @@ def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     assert (m["train_sequences"], m["test_sequences"], m["train_tracks"]) == (3, 2, 54)
     assert m["tracks_per_batch"] == 8 and len(m["history"]["loss"]) == 1 and "val_loss" in m["history"]
     assert m["heldout_nn_matching"]["tracks"] == 22 and 0.0 <= m["heldout_nn_matching"]["mean"] <= 1.0
+    want = _brute_force_nn_matching(out / "model.keras", [nh_data / "v_d", nh_data / "i_e"])
+    for k in ("e", "h", "t", "mean"):
+        assert m["heldout_nn_matching"][k] == pytest.approx(want[k], abs=1e-9), k
     model = keras.models.load_model(out / "model.keras")
     assert getattr(model, "optimizer", None) is None  # the final file is the uncompiled inference model
     d = model.predict(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)), verbose=0)
@@ -217,3 +245,65 @@ def test_dispatcher_builds_our_subcommands(monkeypatch, capsys):
         with pytest.raises(SystemExit) as e:
             train.main([cmd, "--help"])
         assert e.value.code == 0 and flag in capsys.readouterr().out
+
+
+def _collapsed_l2net(input_size=32, dim=128, dropout=0.3, **_):
+    """A stand-in for ``l2net`` whose descriptor is the constant unit vector e_1 for every patch (all
+    distances exactly 0): a collapsed model, to drive the CLI's collapse detection."""
+    from hpatches_kit.models import L2Normalize
+
+    inp = keras.Input((input_size, input_size, 1))
+    dense = keras.layers.Dense(dim, kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant(np.eye(dim)[0]), trainable=False)
+    return keras.Model(inp, L2Normalize()(dense(keras.layers.Flatten()(inp))))
+
+
+def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
+    """--collapse: the probe is view 0 of the held-out tracks; the level is the margin (hinge), ln 2
+    (soft margin) plus the KoLeo term of coincident descriptors; warn keeps training, stop ends it."""
+    import warnings
+
+    import hpatches_kit.models as models
+    import hpatches_kit.training as training
+    from hpatches_kit.data import load_sequence
+    from hpatches_kit.training.callbacks import CollapseDetector, CollapseWarning
+
+    made = []
+
+    class Recording(CollapseDetector):
+        def __init__(self, probe, **kw):
+            super().__init__(probe, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(models, "l2net", _collapsed_l2net)
+    monkeypatch.setattr(training, "CollapseDetector", Recording)
+    held = np.concatenate([load_sequence(nh_data / s).tracks[:, 0] for s in ("v_d", "i_e")])
+    base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0",
+            "--mixed-precision", "float32", "--dim", "8", "--no-eval", "--epochs", "3"]
+
+    def run(extra, out):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            assert _run(train_descriptor, base + extra + ["--out", str(tmp_path / out)]) == 0
+        h = json.loads((tmp_path / out / "metrics.json").read_text())["history"]
+        return made[-1], [str(w.message) for w in rec if issubclass(w.category, CollapseWarning)], h
+
+    # soft margin, stop: collapse at ln 2, flagged at epoch 1, training ends there
+    det, msgs, h = run(["--loss", "soft-margin", "--collapse", "stop"], "soft")
+    assert det.margin == pytest.approx(np.log(2.0)) and det.action == "stop"
+    assert h["loss"][0] == pytest.approx(np.log(2.0), abs=1e-4) and len(h["loss"]) == 1
+    assert det.collapsed_epochs == [0] and len(msgs) == 1 and "collapse at epoch 1" in msgs[0]
+    # the probe: view 0 of every held-out track (22 of them), not training patches
+    probe = det.probe[..., 0].astype(np.uint8)
+    assert probe.shape == held.shape
+    assert sorted(map(bytes, probe)) == sorted(map(bytes, held))
+    # batch-hard + KoLeo 0.1, warn: level 1 + 0.1 * -ln(1e-8); every epoch flagged, all 3 epochs run
+    det, msgs, h = run(["--loss", "batch-hard", "--koleo", "0.1", "--collapse", "warn"], "koleo")
+    level = 1.0 + 0.1 * -np.log(1e-8)
+    assert det.margin == pytest.approx(level) and det.action == "warn"
+    assert h["loss"] == pytest.approx([level] * 3, abs=1e-3)
+    assert det.collapsed_epochs == [0, 1, 2] and len(msgs) == 3 and "collapse at epoch 3" in msgs[-1]
+    # off: no detector at all
+    n = len(made)
+    run(["--loss", "batch-hard", "--collapse", "off", "--epochs", "1"], "off")
+    assert len(made) == n

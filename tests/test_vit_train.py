@@ -73,7 +73,9 @@ def test_train_outputs(tmp_path, loss):
     assert not list(out.rglob(".*tmp*"))  # nothing half-written left behind
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path):
+def test_resume_reproduces_uninterrupted_run(tmp_path, capsys):
+    import os
+
     from hpatches_kit.cli.train_vit import main
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -82,7 +84,20 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     # simulate a crash after epoch 1: drop what epoch 2 wrote, then resume
     for p in ("checkpoints/epoch_002.keras", "model.keras"):
         (b / p).unlink()
+    first = b / "checkpoints" / "epoch_001.keras"
+    before = (first.read_bytes(), os.stat(first).st_mtime_ns)
+    epoch1 = json.loads((b / "metrics.json").read_text())["epochs"][0]
+    capsys.readouterr()
     assert main(COMMON + ["--epochs", "2", "--out", str(b), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    # the resume loaded epoch 1's checkpoint, said so, left it untouched, and fitted epoch 2 only
+    assert f"resuming from {first} (epoch 1)" in printed
+    assert (first.read_bytes(), os.stat(first).st_mtime_ns) == before
+    mb = json.loads((b / "metrics.json").read_text())
+    assert mb["epochs"][0] == epoch1  # epoch 1's record (its wall seconds too) kept, not re-measured
+    steps = int(keras.models.load_model(first).optimizer.iterations.numpy())
+    assert steps >= 1
+    assert int(keras.models.load_model(b / "checkpoints" / "epoch_002.keras").optimizer.iterations.numpy()) == 2 * steps
     ma, mb = json.loads((a / "metrics.json").read_text()), json.loads((b / "metrics.json").read_text())
     assert [e["epoch"] for e in mb["epochs"]] == [1, 2]
     for ea, eb in zip(ma["epochs"], mb["epochs"]):

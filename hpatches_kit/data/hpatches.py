@@ -79,13 +79,24 @@ def resize_patches(patches: np.ndarray, size: int) -> np.ndarray:
     flat = patches.reshape(-1, p, p)
     interp = cv2.INTER_AREA if size < p else cv2.INTER_LINEAR
     out = np.empty((flat.shape[0], size, size), np.uint8)
-    # Patches are stacked vertically exactly as on disk; resizing them in one call is much faster than a loop.
-    chunk = 4096
-    for s in range(0, flat.shape[0], chunk):
-        block = flat[s : s + chunk]
-        tall = block.reshape(-1, p)
-        r = cv2.resize(tall, (size, size * block.shape[0]), interpolation=interp)
-        out[s : s + chunk] = r.reshape(-1, size, size)
+    if interp == cv2.INTER_AREA:
+        # Patches are stacked vertically exactly as on disk; resizing them in one call is much faster than a
+        # loop. Area cells of a downscale end exactly on patch boundaries, so no row mixes two patches.
+        chunk = 4096
+        for s in range(0, flat.shape[0], chunk):
+            block = flat[s : s + chunk]
+            tall = block.reshape(-1, p)
+            r = cv2.resize(tall, (size, size * block.shape[0]), interpolation=interp)
+            out[s : s + chunk] = r.reshape(-1, size, size)
+    else:
+        # Linear upscaling reads the neighbouring source row, so stacked patches would bleed into each other
+        # at their boundaries: resize the patches as the channels of one image instead (128 at a time: OpenCV
+        # 5 takes no more channels in resize).
+        chunk = 128
+        for s in range(0, flat.shape[0], chunk):
+            block = np.ascontiguousarray(flat[s : s + chunk].transpose(1, 2, 0))
+            r = cv2.resize(block, (size, size), interpolation=interp)
+            out[s : s + chunk] = r.reshape(size, size, -1).transpose(2, 0, 1)
     return out.reshape(patches.shape[:-2] + (size, size))
 
 
