@@ -3,7 +3,9 @@
 Descriptors come from a CSV folder in the official layout (``--descriptors``), a Keras model
 (``--model``, optional ``--denoiser``) or a baseline (``--baseline``, default sift). Task files are read
 from ``--tasks-dir`` by their official names, otherwise generated for the dataset by the official rules
-(cached). ``--task pair-matching`` hands the whole command line to ``hpatches_kit.cli.eval_pairs``.
+(cached). ``--task pair-matching`` hands the whole command line to ``hpatches_kit.cli.eval_pairs``;
+``--benchmark brown|sequences`` (Brown PhotoTour FPR95 + revisited mAP, full-image matching) to
+``hpatches_kit.cli.eval_benchmarks``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
     p.add_argument("--batch-size", type=int, default=512, help="batch size for --model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--benchmark", default="hpatches", choices=("hpatches", "brown", "sequences"),
+                   help="brown / sequences: see hpatches-eval --benchmark brown --help (default: hpatches)")
     return p
 
 
@@ -44,6 +48,16 @@ def _wants_pair_matching(argv) -> bool:
         if a == "--task" and i + 1 < len(argv) and argv[i + 1] == "pair-matching":
             return True
         if a == "--task=pair-matching":
+            return True
+    return False
+
+
+def _wants_benchmark(argv) -> bool:
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        if a == "--benchmark" and i + 1 < len(argv) and argv[i + 1] in ("brown", "sequences"):
+            return True
+        if a in ("--benchmark=brown", "--benchmark=sequences"):
             return True
     return False
 
@@ -101,6 +115,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if _wants_pair_matching(argv):
         return int(importlib.import_module("hpatches_kit.cli.eval_pairs").main(argv) or 0)
+    if _wants_benchmark(argv):
+        return int(importlib.import_module("hpatches_kit.cli.eval_benchmarks").main(argv) or 0)
     args = build_parser().parse_args(argv)
     from ..data.errors import DataError
 
