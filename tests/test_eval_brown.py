@@ -220,3 +220,15 @@ def test_train_descriptor_reads_brown_tracks(tmp_path):
     assert tracks.shape == (40, 16, 32, 32) and held is None
     with pytest.raises(DataError, match="info.txt"):
         train_descriptor.brown_training_tracks(p.parse_args(["--data", str(tmp_path), "--format", "brown"]))
+
+
+def test_same_label_pairs_vs_mask():
+    lab = np.random.default_rng(5).integers(0, 12, 90)
+    same = lab[:, None] == lab[None]
+    np.fill_diagonal(same, False)
+    from hpatches_kit.evaluation.brown import same_label_pairs
+
+    a, p = same_label_pairs(lab)
+    ra, rp = np.nonzero(same)
+    np.testing.assert_array_equal(a, ra)
+    np.testing.assert_array_equal(p, rp)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.errors import DataError
 
-__all__ = ["fpr_at_recall", "pair_distances", "hardest_negatives", "revisited_map", "describe_brown",
+__all__ = ["fpr_at_recall", "pair_distances", "same_label_pairs", "hardest_negatives", "revisited_map", "describe_brown",
            "evaluate_brown", "format_brown"]
 
 
@@ -67,7 +67,7 @@ def pair_distances(desc: np.ndarray, a, b, distance: str = "L2") -> np.ndarray:
     return out
 
 
-def hardest_negatives(desc: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def hardest_negatives(desc: np.ndarray, labels: np.ndarray, chunk: int | None = None) -> np.ndarray:
     """For every row: the index of its nearest row (L2) with a different label.
 
     Shape:
@@ -77,6 +77,7 @@ def hardest_negatives(desc: np.ndarray, labels: np.ndarray, chunk: int = 1024) -
 
     x = np.asarray(desc, np.float32)
     out = np.full(len(x), -1, np.int64)
+    chunk = chunk or max(16, min(1024, 2 ** 24 // max(len(x), 1)))  # <= 64 MB of distances at a time
     for s in range(0, len(x), chunk):
         d = pairwise_distances(x[s: s + chunk], x, metric="euclidean")
         d[labels[s: s + chunk, None] == labels[None]] = np.inf
@@ -86,13 +87,33 @@ def hardest_negatives(desc: np.ndarray, labels: np.ndarray, chunk: int = 1024) -
     return out
 
 
+def same_label_pairs(labels) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs ``(i, j)``, ``i != j``, of equal labels, without an N x N mask (memory ~ pairs).
+
+    Returns:
+        ``(anchors, positives)`` int64 arrays, sorted by anchor then positive.
+    """
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    lab = labels[order]
+    longest = int(np.unique(lab, return_counts=True)[1].max()) if len(lab) else 0
+    a, b = [], []
+    for k in range(1, longest):  # pairs k apart in label order
+        m = lab[:-k] == lab[k:]
+        a += [order[:-k][m], order[k:][m]]
+        b += [order[k:][m], order[:-k][m]]
+    if not a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = np.concatenate(a), np.concatenate(b)
+    o = np.lexsort((b, a))
+    return a[o].astype(np.int64), b[o].astype(np.int64)
+
+
 def _image_ap(desc, labels, reference_quirks: bool) -> float | None:
     from sklearn.metrics import average_precision_score
 
     n = len(labels)
-    same = labels[:, None] == labels[None]
-    np.fill_diagonal(same, False)
-    anc, pos = np.nonzero(same)
+    anc, pos = same_label_pairs(labels)
     if not len(anc):
         return None
     if reference_quirks:
