@@ -46,16 +46,14 @@ def main(argv=None) -> int:
     describers = [("sift", get_baseline("sift")), ("rootsift", get_baseline("rootsift"))]
     for m in a.model or [str(REPO / "models" / "l2net-embedded.keras")]:
         describers.append((Path(m).stem, keras_describer(m)))
-    results = []
-    for name, d in describers:
-        t0 = time.time()
-        r = evaluate_sequences(seqs, d, detector=a.detector, max_keypoints=a.max_keypoints, method=a.method,
-                               progress=False)
-        r["meta"].update(descriptor=name, seconds=round(time.time() - t0, 1))
-        results.append(r)
+    t0 = time.time()
+    results = evaluate_sequences(seqs, dict(describers), detector=a.detector, max_keypoints=a.max_keypoints,
+                                 method=a.method, progress=False)  # same keypoints and patches for all
+    seconds = round(time.time() - t0, 1)
     print(f"full-image matching on {a.src} ({', '.join(seqs[i][0] for i in range(len(seqs)))}; "
           f"{a.detector}, {a.max_keypoints} keypoints, mutual NN, {a.method})")
     print(format_sequences(results))
+    print(f"({seconds} s)")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     if a.plots:

@@ -19,6 +19,9 @@ every pair (image 1, image k), k = 2..6:
 5. **homography accuracy**: OpenCV ``findHomography`` (RANSAC, or USAC MAGSAC++) on the matches; the error of
    a pair is the mean distance between the four reference-image corners mapped by the estimated and by the
    true homography (infinite when estimation fails); accuracy at 1/3/5 px = fraction of pairs within.
+
+D2-Net's own evaluation also leaves out eight high-resolution sequences of ``hpatches-sequences-release``;
+point ``--data`` at a folder without them to reproduce its numbers.
 """
 
 from __future__ import annotations
@@ -177,7 +180,8 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
     Args:
         sequences: a folder (``hpatches-sequences-release`` or Oxford layout, or one sequence) or the list
             :func:`read_sequences` returns.
-        describer: ``(N, P, P) uint8 -> (N, D)``.
+        describer: ``(N, P, P) uint8 -> (N, D)``, or ``{name: describer}`` to compare several descriptors on
+            the same keypoints and patches (detection and sampling run once).
         detector: see :func:`detect_keypoints`.
         max_keypoints: keypoints per image.
         patch_size: patch size handed to the describer.
@@ -186,7 +190,8 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
 
     Returns:
         ``{"meta", "overall", "illumination", "viewpoint", "pairs"}``; each summary holds ``mma`` (one value
-        per threshold), ``homography`` (accuracy at 1/3/5 px), ``pairs``, ``mean_matches``, ``mean_features``.
+        per threshold), ``homography`` (accuracy at 1/3/5 px), ``pairs``, ``mean_matches``, ``mean_features``;
+        for a dict of describers, a list of such results (``meta["descriptor"]`` = the name), in its order.
 
     Example:
         >>> from hpatches_kit.evaluation import get_baseline
@@ -197,33 +202,41 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    named = dict(describer) if isinstance(describer, dict) else {"descriptor": describer}
     seqs = read_sequences(sequences) if not isinstance(sequences, (list, tuple)) else sequences
     thresholds = tuple(thresholds)
-    pairs = []
+    pairs = {n: [] for n in named}
     for name, images, Hs in tqdm(seqs, desc="sequences", unit="seq", disable=not progress, leave=False):
-        feats = []
-        for img in images:
-            kp = detect_keypoints(img, detector, max_keypoints)
-            d = np.asarray(describer(keypoint_patches(img, kp, patch_size)), np.float32) if len(kp) else \
-                np.zeros((0, 1), np.float32)
-            if d.shape[0] != len(kp) or not np.isfinite(d).all():
-                raise ValueError(f"{name}: describer returned shape {d.shape} or non-finite values for {len(kp)} patches")
-            feats.append((kp, d))
-        for k in range(1, len(images)):
-            r = pair_accuracy(feats[0][0], feats[k][0], feats[0][1], feats[k][1], Hs[k - 1], images[0].shape,
-                              thresholds, method, seed)
-            r.update(sequence=name, target=k + 1, kind="illumination" if name.startswith("i_") else "viewpoint",
-                     features=0.5 * (len(feats[0][0]) + len(feats[k][0])))
-            pairs.append(r)
-    out = {"meta": {"detector": detector, "max_keypoints": int(max_keypoints), "patch_size": int(patch_size),
-                    "method": method, "thresholds": list(thresholds), "corner_thresholds": list(CORNER_THRESHOLDS),
-                    "sequences": [s[0] for s in seqs]},
-           "overall": _summary(pairs, thresholds)}
-    for kind in ("illumination", "viewpoint"):
-        out[kind] = _summary([p for p in pairs if p["kind"] == kind], thresholds)
-    out["pairs"] = [{**p, "corner_error": p["corner_error"] if math.isfinite(p["corner_error"]) else None}
-                    for p in pairs]
-    return out
+        kps = [detect_keypoints(img, detector, max_keypoints) for img in images]
+        patches = [keypoint_patches(img, kp, patch_size) for img, kp in zip(images, kps)]
+        for dname, fn in named.items():  # every descriptor sees the same keypoints and patches
+            descs = []
+            for kp, pt in zip(kps, patches):
+                d = np.asarray(fn(pt), np.float32) if len(kp) else np.zeros((0, 1), np.float32)
+                if d.shape[0] != len(kp) or not np.isfinite(d).all():
+                    raise ValueError(f"{name}: {dname} returned shape {d.shape} or non-finite values for "
+                                     f"{len(kp)} patches")
+                descs.append(d)
+            for k in range(1, len(images)):
+                r = pair_accuracy(kps[0], kps[k], descs[0], descs[k], Hs[k - 1], images[0].shape, thresholds,
+                                  method, seed)
+                r.update(sequence=name, target=k + 1, kind="illumination" if name.startswith("i_") else "viewpoint",
+                         features=0.5 * (len(kps[0]) + len(kps[k])))
+                pairs[dname].append(r)
+    results = []
+    for dname, ps in pairs.items():
+        out = {"meta": {"detector": detector, "max_keypoints": int(max_keypoints), "patch_size": int(patch_size),
+                        "method": method, "thresholds": list(thresholds), "corner_thresholds": list(CORNER_THRESHOLDS),
+                        "sequences": [s[0] for s in seqs]},
+               "overall": _summary(ps, thresholds)}
+        if isinstance(describer, dict):
+            out["meta"]["descriptor"] = dname
+        for kind in ("illumination", "viewpoint"):
+            out[kind] = _summary([p for p in ps if p["kind"] == kind], thresholds)
+        out["pairs"] = [{**p, "corner_error": p["corner_error"] if math.isfinite(p["corner_error"]) else None}
+                        for p in ps]
+        results.append(out)
+    return results if isinstance(describer, dict) else results[0]
 
 
 def format_sequences(results: dict | list[dict]) -> str:
