@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", default="dog", choices=("dog", "harris", "hessian"))
     ap.add_argument("--max-keypoints", type=int, default=2000)
     ap.add_argument("--method", default="ransac", choices=("ransac", "usac"))
+    ap.add_argument("--cv-threads", type=int, default=1, help="OpenCV threads (default: 1)")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--plots", type=Path, help="write mma_vs_threshold.png here")
     a = ap.parse_args(argv)
@@ -39,6 +40,9 @@ def main(argv=None) -> int:
         print(f"{a.src}: sequences not found (see ../shared/real-sequences/README.md)", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
+    import cv2
+
+    cv2.setNumThreads(a.cv_threads)  # OpenCV's thread pool next to TensorFlow's stalls on a busy 2-core machine
     from hpatches_kit.evaluation import get_baseline, keras_describer
     from hpatches_kit.evaluation.image_matching import evaluate_sequences, format_sequences, read_sequences
 

@@ -25,6 +25,8 @@ def plot_mma(results: list[dict], path) -> Path:
             s = r[split]
             if s["pairs"]:
                 ax.plot(r["meta"]["thresholds"], s["mma"], marker="o", ms=3, label=r["meta"].get("descriptor", "?"))
+        if not results[0][split]["pairs"]:
+            ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set(title=f"{split} ({results[0][split]['pairs']} pairs)", xlabel="threshold [px]", ylim=(0, 1))
         ax.grid(True, ls=":")
     axes[0].set_ylabel("mean matching accuracy")
