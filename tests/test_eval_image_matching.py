@@ -107,11 +107,13 @@ def test_detector_pipeline_on_synthetic_sequences(synth):
     assert [s[0] for s in seqs] == ["v_boatlike", "i_synth", "v_synth"]
     sift = get_baseline("sift")
 
-    def shuffled(p, _r=np.random.default_rng(3)):
-        d = sift(p)
+    raw = get_baseline("raw")
+
+    def shuffled(p, _r=np.random.default_rng(3)):  # descriptors handed to the wrong keypoints
+        d = raw(p)
         return d[_r.permutation(len(d))]
 
-    res, bad = evaluate_sequences(seqs, {"sift": sift, "shuffled": shuffled}, max_keypoints=300, progress=False)
+    res, bad = evaluate_sequences(seqs, {"sift": sift, "shuffled": shuffled}, max_keypoints=200, progress=False)
     assert res["meta"]["descriptor"] == "sift" and bad["meta"]["descriptor"] == "shuffled"
     assert res["overall"]["pairs"] == 15 and res["illumination"]["pairs"] == 5 and res["viewpoint"]["pairs"] == 10
     mma = np.array(res["overall"]["mma"])

@@ -126,7 +126,8 @@ def _sheets(root: Path, n: int) -> list[Path]:
     return out
 
 
-def read_patches(root, indices=None, size: int | None = None, progress: bool = False) -> np.ndarray:
+def read_patches(root, indices=None, size: int | None = None, progress: bool = False,
+                 num_patches: int | None = None) -> np.ndarray:
     """Patches of a Brown subset, decoding one sheet at a time (memory: only the requested patches).
 
     Args:
@@ -134,6 +135,7 @@ def read_patches(root, indices=None, size: int | None = None, progress: bool = F
         indices: patch ids to read (any order, repeats allowed); ``None`` reads all patches of ``info.txt``.
         size: resize every patch to ``size x size`` (area interpolation); ``None`` keeps 64x64.
         progress: show a progress bar over the sheets.
+        num_patches: the number of patches when already known (skips re-reading ``info.txt``).
 
     Returns:
         ``(len(indices), size, size) uint8`` patches in the order of ``indices``.
@@ -151,7 +153,7 @@ def read_patches(root, indices=None, size: int | None = None, progress: bool = F
     from tqdm.auto import tqdm
 
     root = Path(root)
-    n = len(read_info(root))
+    n = len(read_info(root)) if num_patches is None else int(num_patches)
     idx = np.arange(n) if indices is None else np.asarray(indices, np.int64).ravel()
     if len(idx) and (idx.min() < 0 or idx.max() >= n):
         raise DataError(root, f"patch id {int(idx.max() if idx.max() >= n else idx.min())} out of range ({n} patches)")
@@ -210,7 +212,7 @@ class BrownSubset:
         return read_matches(self.root / name, self.point_ids)
 
     def patches(self, indices=None, size: int | None = None, progress: bool = False) -> np.ndarray:
-        return read_patches(self.root, indices, size, progress)
+        return read_patches(self.root, indices, size, progress, num_patches=len(self.point_ids))
 
 
 def open_brown(root, subset: str | None = None) -> BrownSubset:
