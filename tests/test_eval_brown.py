@@ -167,6 +167,12 @@ def test_brown_cli_fpr95_and_revisited_on_written_set(tmp_path, capsys):
     assert r["num_pairs"] == len(pairs) and r["fpr95"] == pytest.approx(brute_fpr95(np.abs(desc[a, 0] - desc[b, 0]), y))
     assert r["revisited_map"] == pytest.approx(_brute_revisited(desc, pid, iid, True))
     assert "FPR95" in capsys.readouterr().out and (tmp_path / "pl" / "brown_roc.png").stat().st_size > 1000
+    # the same descriptors as a CSV (one row per patch, info.txt order)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([desc, np.zeros_like(desc)]), delimiter=",")
+    rc = eval_cli.main(["--benchmark", "brown", "--data", str(root), "--subset", "liberty", "--descriptors",
+                        str(tmp_path / "d.csv"), "--no-revisited", "--json", str(out), "--no-progress"])
+    assert rc == 0 and json.loads(out.read_text())["results"][0]["fpr95"] == pytest.approx(r["fpr95"])
+    capsys.readouterr()
     # SIFT on the coded (flat) patches runs end to end, describing only the paired patches
     rc = eval_cli.main(["--benchmark", "brown", "--data", str(root), "--baseline", "sift", "--no-revisited",
                         "--subset", "liberty", "--no-progress"])
