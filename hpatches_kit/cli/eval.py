@@ -4,7 +4,9 @@ Descriptors come from a CSV folder in the official layout (``--descriptors``), a
 (``--model``, optional ``--denoiser``) or a baseline (``--baseline``, default sift). Task files are read
 from ``--tasks-dir`` by their official names, otherwise generated for the dataset by the official rules
 (cached). ``--task pair-matching`` hands the whole command line to ``hpatches_kit.cli.eval_pairs``;
-``hpatches-eval compare RESULTS.json... --out DIR`` (``hpatches_kit.cli.eval_compare``) compares results.
+``hpatches-eval compare RESULTS.json... --out DIR`` (``hpatches_kit.cli.eval_compare``) compares results;
+``--benchmark brown|sequences`` (Brown PhotoTour FPR95 + revisited mAP, full-image matching) hands off to
+``hpatches_kit.cli.eval_benchmarks``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
     p.add_argument("--batch-size", type=int, default=1024, help="batch size for --model (every batch has this size)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--benchmark", default="hpatches", choices=("hpatches", "brown", "sequences"),
+                   help="brown / sequences: see hpatches-eval --benchmark brown --help (default: hpatches)")
     return p
 
 
@@ -48,6 +52,16 @@ def _wants_pair_matching(argv) -> bool:
         if a == "--task" and i + 1 < len(argv) and argv[i + 1] == "pair-matching":
             return True
         if a == "--task=pair-matching":
+            return True
+    return False
+
+
+def _wants_benchmark(argv) -> bool:
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        if a == "--benchmark" and i + 1 < len(argv) and argv[i + 1] in ("brown", "sequences"):
+            return True
+        if a in ("--benchmark=brown", "--benchmark=sequences"):
             return True
     return False
 
@@ -110,6 +124,8 @@ def main(argv=None) -> int:
         return int(importlib.import_module("hpatches_kit.cli.eval_compare").main(argv[1:]) or 0)
     if _wants_pair_matching(argv):
         return int(importlib.import_module("hpatches_kit.cli.eval_pairs").main(argv) or 0)
+    if _wants_benchmark(argv):
+        return int(importlib.import_module("hpatches_kit.cli.eval_benchmarks").main(argv) or 0)
     args = build_parser().parse_args(argv)
     from ..data.errors import DataError
 

@@ -46,9 +46,33 @@ def configure(p):
     g.add_argument("--denoiser", default=None, help="a denoiser .keras applied to every input patch first")
     g.add_argument("--collapse", default="warn", choices=("warn", "stop", "off"),
                    help="on descriptor collapse (loss pinned at the margin, spread ~ 0): warn or stop")
+    g.add_argument("--format", default="hpatches", choices=("hpatches", "brown"),
+                   help="--data layout: HPatches sequences (default) or one Brown/UBC PhotoTour subset folder "
+                        "(tracks = 3-D points with >= 2 patches on 16 view slots; 5%% of the points held out for "
+                        "validation unless --split none)")
     g.add_argument("--init", default=None, metavar="MODEL.keras",
                    help="start from the weights of this trained descriptor (same architecture and sizes), e.g. "
                         "fine-tune models/l2net-embedded.keras on noisy or denoised patches")
+
+
+def brown_training_tracks(args):
+    """``(root, train, held_out, how)`` tracks of the Brown subset ``--data`` (see :func:`hpatches_kit.data.brown.
+    brown_tracks` for how points become 16-slot tracks)."""
+    from pathlib import Path
+
+    from ..data.brown import brown_tracks
+    from ..data.errors import DataError
+
+    if not args.data:
+        raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
+    if args.noisy:
+        raise SystemExit("--noisy: Brown data has no noisy twins")
+    holdout = 0.0 if args.split == "none" else 0.05
+    tracks, held = brown_tracks(args.data, size=args.patch_size, seed=args.seed, holdout=holdout,
+                                progress=args.verbose > 0)
+    how = f"brown: {len(tracks)} train / {0 if held is None else len(held)} held-out 3-D points"
+    print(f"[data] {args.data}: {how}", file=sys.stderr)
+    return Path(args.data), tracks, held, how
 
 
 def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.ndarray:
@@ -180,16 +204,20 @@ def run(args) -> int:
                             triplet_dataset)
 
     ctx = setup_run(args, "descriptor")
-    root = resolve_data(args, "hpatches")
-    train_names, test_names, how = split_names(args, root)
-    print(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})", file=sys.stderr)
-    ds_train = load_dataset(root, sequences=train_names, size=args.patch_size, progress=args.verbose > 0)
-    tracks, _ = ds_train.all_tracks(noisy=args.noisy)
-    del ds_train  # the concatenated copy is all training needs: keep one host copy, not two
-    test_tracks = None
-    if test_names:
-        ds_test = load_dataset(root, sequences=test_names, size=args.patch_size, progress=args.verbose > 0)
-        test_tracks = ds_test.all_tracks(noisy=args.noisy)[0]
+    if args.format == "brown":
+        root, tracks, test_tracks, how = brown_training_tracks(args)
+        train_names, test_names = [], []
+    else:
+        root = resolve_data(args, "hpatches")
+        train_names, test_names, how = split_names(args, root)
+        print(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})", file=sys.stderr)
+        ds_train = load_dataset(root, sequences=train_names, size=args.patch_size, progress=args.verbose > 0)
+        tracks, _ = ds_train.all_tracks(noisy=args.noisy)
+        del ds_train  # the concatenated copy is all training needs: keep one host copy, not two
+        test_tracks = None
+        if test_names:
+            ds_test = load_dataset(root, sequences=test_names, size=args.patch_size, progress=args.verbose > 0)
+            test_tracks = ds_test.all_tracks(noisy=args.noisy)[0]
     if args.denoiser:
         tracks = denoise_tracks(tracks, args.denoiser)
         test_tracks = denoise_tracks(test_tracks, args.denoiser) if test_tracks is not None else None
