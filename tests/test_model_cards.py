@@ -55,7 +55,7 @@ def test_descriptor_cards_have_results_blocks():
     """Every committed descriptor model's card carries the block, naming that model, and shows the block's
     numbers to readers too (the visible text outside the comment holds the three values as published)."""
     cards = {c.name for c in _cards()}
-    assert {"l2net-embedded.md", "l2net-embedded-30ep.md"} <= cards
+    assert {"l2net-embedded.md", "l2net-synth-v2.md"} <= cards
     for name in cards:
         text = (MODELS / name).read_text()
         res = card_results(MODELS / name)
