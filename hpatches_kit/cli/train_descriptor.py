@@ -179,6 +179,10 @@ def run(args) -> int:
     from ..training import (CollapseDetector, MiningCurriculum, check_tracks_per_replica, descriptor_dataset,
                             triplet_dataset)
 
+    if args.views < 2 and args.loss != "random-triplet":
+        raise SystemExit(f"--views must be >= 2 (positives need two views of a track), got {args.views}")
+    if args.dim < 1 or args.patch_size < 1:
+        raise SystemExit(f"--dim and --patch-size must be >= 1, got {args.dim} and {args.patch_size}")
     ctx = setup_run(args, "descriptor")
     root = resolve_data(args, "hpatches")
     train_names, test_names, how = split_names(args, root)
