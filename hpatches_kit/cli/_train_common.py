@@ -163,7 +163,7 @@ def check_run_args(args, out: Path) -> None:
                 listed = ", ".join(f"{_flag(k)} {now[k]!r} (run: {before[k]!r})" for k in bad)
                 raise DataError(path, f"--resume with arguments that differ from the run's: {listed}; resume with "
                                       f"the run's values or start a new --out")
-            for k in diff:
+            for k in (k for k in diff if k != "resume"):
                 print(f"[resume] {_flag(k)}: {before[k]!r} -> {now[k]!r} (applied)", file=sys.stderr)
             now = {**before, **now}
     atomic_write_json(path, now)

@@ -237,8 +237,11 @@ def run(args) -> int:
     if test_tracks is not None and not triplets:
         sv = min(S, (len(test_tracks) // ctx.strategy.num_replicas_in_sync) * ctx.strategy.num_replicas_in_sync)
         if sv >= 2:
-            val = descriptor_dataset(test_tracks, sv, K, seed=args.seed + 1, augment=False)
             val_steps = max(1, min(len(test_tracks) // sv, 20))
+            # the same val_steps batches at every validation (cached): a reshuffling stream would give each
+            # validation other batches, and a resumed run (a fresh stream) other ones again than an
+            # uninterrupted run -- val_loss would neither compare across epochs nor reproduce after --resume
+            val = descriptor_dataset(test_tracks, sv, K, seed=args.seed + 1, augment=False).take(val_steps).cache().repeat()
     extra = []
     if args.collapse != "off" and not triplets:
         probe_src = test_tracks if test_tracks is not None and len(test_tracks) >= 2 else tracks

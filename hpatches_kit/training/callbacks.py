@@ -120,10 +120,34 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         with atomic_path(self.dir / LAST, suffix=".keras") as tmp:
             shutil.copyfile(f, tmp)
         clean_logs = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
-        atomic_write_json(self.dir / STATE_FILE, {"epoch": epoch + 1, "file": LAST, "logs": clean_logs})
+        atomic_write_json(self.dir / STATE_FILE, {"epoch": epoch + 1, "file": LAST, "logs": clean_logs,
+                                                  "seed_generators": seed_generator_states(self.model)})
         olds = sorted(self.dir.glob("epoch-*.keras"))[: -self.keep] if self.keep > 0 else []
         for o in olds:
             o.unlink(missing_ok=True)
+
+
+def _seed_layers(model):
+    return [(f"{i}:{layer.name}", layer) for i, layer in enumerate(model._flatten_layers(include_self=True))
+            if getattr(layer, "_seed_generators", None)]
+
+
+def seed_generator_states(model) -> dict:
+    """The state of every ``keras.random.SeedGenerator`` of ``model``'s layers (Dropout's random masks), which
+    ``model.save`` does not keep: ``{"<index>:<layer name>": [[seed, counter], ...]}``."""
+    return {key: [np.asarray(sg.state.numpy()).tolist() for sg in layer._seed_generators]
+            for key, layer in _seed_layers(model)}
+
+
+def restore_seed_generator_states(model, states: dict) -> bool:
+    """Put :func:`seed_generator_states` back; ``False`` (nothing changed) when the layers do not match."""
+    layers = dict(_seed_layers(model))
+    if set(layers) != set(states) or any(len(layers[k]._seed_generators) != len(v) for k, v in states.items()):
+        return False
+    for key, values in states.items():
+        for sg, v in zip(layers[key]._seed_generators, values):
+            sg.state.assign(np.asarray(v, dtype=sg.state.dtype))
+    return True
 
 
 def remove_stale_temporaries(directory) -> list[Path]:
@@ -162,11 +186,12 @@ def load_resume(directory, custom_objects=None) -> ResumeState | None:
     epochs = sorted(((e, p) for p in d.glob("epoch-*.keras") if (e := _epoch_of(p)) is not None), reverse=True)
     if not sf.is_file() and not epochs:
         return None
-    notes, candidates = [], []
+    notes, candidates, seeds = [], [], None
     if sf.is_file():
         try:
             state = json.loads(sf.read_text())
             candidates.append((int(state["epoch"]), d / state.get("file", LAST)))
+            seeds = state.get("seed_generators")
         except (ValueError, KeyError, TypeError, OSError) as e:
             notes.append(f"{sf}: corrupt checkpoint state ({type(e).__name__}: {e})")
     else:
@@ -186,6 +211,12 @@ def load_resume(directory, custom_objects=None) -> ResumeState | None:
         if notes or errors:
             notes += errors
             notes.append(f"resuming from the newest intact checkpoint {ck} ({epoch} epochs done)")
+        # Dropout's random state is not in the .keras file; state.json holds it for the checkpoint it names
+        if i == 0 and seeds is not None and not restore_seed_generator_states(model, seeds):
+            notes.append(f"{sf}: random-generator state does not match the model's layers; not restored")
+        elif (i > 0 or seeds is None) and _seed_layers(model):
+            notes.append("dropout random state not restored (not in this checkpoint): the resumed run will not "
+                         "repeat an uninterrupted one bit for bit")
         return ResumeState(model=model, initial_epoch=epoch, path=ck, notes=notes)
     problems = "; ".join(notes + errors)
     where = candidates[0][1] if candidates else sf
