@@ -210,3 +210,60 @@ def test_cli_download_env_base_url(release_tar, tmp_path, monkeypatch, capsys):
         rc = main(["download", "--out", str(tmp_path / "e"), "--what", "hpatches-sequences", "--base-url", srv.url, "-q"])
     assert rc == 2 and "HTTP 404" in capsys.readouterr().err
     assert [p for p in (tmp_path / "e").iterdir()] == []
+
+
+def _flip_inside_stored_block(tar: bytes) -> bytes:
+    """Flip one byte in the middle of the deflate data (random member data -> stored blocks), so the stream
+    still inflates and the tar headers still parse: only the gzip CRC-32 can tell."""
+    bad = bytearray(tar)
+    bad[len(bad) // 2] ^= 0xFF
+    return bytes(bad)
+
+
+def test_gzip_crc_corruption_is_refused(tmp_path):
+    payload = _payload(200_000, seed=9)
+    tar = _tarball({"hpatches-release/i_a/blob.bin": payload})
+    bad = _flip_inside_stored_block(tar)
+    # the reference: tarfile alone reads the corrupt member without an error (it stops before the trailer) ...
+    with tarfile.open(fileobj=io.BytesIO(bad), mode="r:*") as tf:
+        got = tf.extractfile("hpatches-release/i_a/blob.bin").read()
+    assert got != payload and len(got) == len(payload)
+    # ... and zlib's own CRC check rejects it
+    import gzip
+    with pytest.raises(gzip.BadGzipFile, match="CRC"):
+        gzip.decompress(bad)
+    with FileServer({"/hpatches-release.tar.gz": bad}) as srv:
+        with pytest.raises(DownloadError, match=r"hpatches-release\.tar\.gz: not a valid tar archive \(corrupt gzip"):
+            download(["hpatches-release"], tmp_path, base_url=srv.url, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_keeps_the_present_copy_until_the_new_one_is_verified(release_tar, tmp_path, capsys):
+    tar, seqs = release_tar
+    out = tmp_path / "data"
+    with FileServer({"/hpatches-release.tar.gz": tar}) as srv:
+        download(["hpatches-release"], out, base_url=srv.url, progress=False)
+        url = srv.url
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    # mirror down (server stopped): --force fails and the dataset is still there, the message names no .part
+    rc = main(["download", "--out", str(out), "--what", "hpatches-release", "--base-url", url, "--force", "-q",
+               "--retries", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nothing was downloaded" in err and ".part" not in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    # a corrupt archive from the mirror: also refused, the old copy stays
+    with FileServer({"/hpatches-release.tar.gz": _flip_inside_stored_block(tar)}) as srv:
+        with pytest.raises(DownloadError, match="not a valid tar archive"):
+            download(["hpatches-release"], out, base_url=srv.url, progress=False, force=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    # a good new archive replaces it: a stale extra file of the old copy is gone, the new data is in place
+    (out / "hpatches-release" / "stale.txt").write_text("old")
+    new_seqs = {"i_z": make_tracks(2, 65, np.random.default_rng(3))}
+    src = write_dataset(tmp_path / "src2" / "hpatches-release", new_seqs)
+    tar2 = _tarball({f"hpatches-release/{f.relative_to(src).as_posix()}": f.read_bytes() for f in sorted(src.rglob("*.png"))})
+    with FileServer({"/hpatches-release.tar.gz": tar2}) as srv:
+        download(["hpatches-release"], out, base_url=srv.url, progress=False, force=True)
+    ds = load_dataset(out / "hpatches-release", progress=False)
+    assert ds.names == ["i_z"] and not (out / "hpatches-release" / "stale.txt").exists()
+    np.testing.assert_array_equal(ds["i_z"].tracks, new_seqs["i_z"])
+    assert [p.name for p in out.iterdir()] == ["hpatches-release"]

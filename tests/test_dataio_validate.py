@@ -198,3 +198,17 @@ def test_parallel_load_error_names_file(tmp_path):
     (tmp_path / "v_s4" / "t2.png").write_bytes(b"bad")
     with pytest.raises(DataError, match=r"v_s4/t2\.png: cannot decode image"):
         load_dataset(tmp_path, progress=False, workers=3)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{not json", "not valid JSON"),
+    ('["a", "b"]', "expected a JSON object"),
+    ('{"a": {"train": ["i_alpha"]}}', "split 'a' has no 'test' list"),
+])
+def test_cli_info_strict_fails_on_a_malformed_splits_file(tiny_dataset, capsys, text, problem):
+    (tiny_dataset / "splits.json").write_text(text)
+    assert main(["info", "--data", str(tiny_dataset), "--strict", "-q"]) == 1
+    out = capsys.readouterr().out
+    assert f"splits.json: {problem}" in out and "1 problem(s):" in out
+    (tiny_dataset / "splits.json").write_text('{"a": {"train": ["i_alpha"], "test": ["v_gamma"]}}')
+    assert main(["info", "--data", str(tiny_dataset), "--strict", "-q"]) == 0

@@ -49,3 +49,34 @@ def test_evaluate_without_dataset_from_task_files(tmp_path):
         evaluate(descs, None, tasks=("retrieval",), progress=False)
     only_m = evaluate(descs, None, tasks=("matching",), split="view", progress=False)
     assert set(only_m) == {"meta", "matching"} and only_m["meta"]["sequences"] == 2
+
+
+def test_constant_descriptors_keep_the_official_numbers_and_warn_loudly(tmp_path):
+    """All-zero descriptors: every distance ties; the official tie rule scores retrieval 100 and verification
+    AUC 0 (kept, as the official code reports them), with a DegenerateDescriptorWarning, a ``meta.warnings``
+    entry and a WARNING line atop the summary. Well-spread descriptors raise no warning."""
+    from hpatches_kit.evaluation.api import DegenerateDescriptorWarning
+
+    rng = np.random.default_rng(3)
+    lengths = {"i_a": 15, "v_b": 12, "v_c": 10}
+    T.write_verification(tmp_path, "full", T.generate_verification(lengths, list(lengths), 40))
+    refs = {s: rng.integers(0, 255, (n, 5, 5)).astype(np.uint8) for s, n in lengths.items()}
+    T.write_retrieval(tmp_path, "full", T.generate_retrieval(refs, list(lengths), 5, 20))
+    zero = {s: {t: np.zeros((n, 8), np.float32) for t in TYPES} for s, n in lengths.items()}
+    with pytest.warns(DegenerateDescriptorWarning, match="descriptors are constant"):
+        res = evaluate(zero, None, tasks_dir=tmp_path, tasks=("verification", "retrieval"), progress=False)
+    assert res["retrieval"]["avg"] == pytest.approx(100.0)
+    assert res["verification"]["avg_balanced_auc"] == pytest.approx(0.0)
+    assert res["meta"]["descriptor_spread"]["spread"] == 0.0 and len(res["meta"]["warnings"]) == 1
+    assert format_summary(res).splitlines()[0].startswith("WARNING: the descriptors are constant")
+    # nearly constant: a common offset plus tiny noise
+    near = {s: {t: 5.0 + 1e-6 * rng.normal(size=(n, 8)).astype(np.float32) for t in TYPES} for s, n in lengths.items()}
+    with pytest.warns(DegenerateDescriptorWarning, match="nearly constant"):
+        evaluate(near, None, tasks_dir=tmp_path, tasks=("verification",), progress=False)
+    good = {s: {t: rng.normal(size=(n, 8)).astype(np.float32) for t in TYPES} for s, n in lengths.items()}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateDescriptorWarning)
+        res = evaluate(good, None, tasks_dir=tmp_path, tasks=("verification",), progress=False)
+    assert "warnings" not in res["meta"] and res["meta"]["descriptor_spread"]["relative_spread"] > 0.5

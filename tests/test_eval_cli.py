@@ -105,3 +105,47 @@ def test_embedded_default_raw_all_tasks(tmp_path, capsys):
     r = res["retrieval"]["per_variant"]
     assert r["e"] > r["h"] > r["t"]
     assert res["meta"]["sequences"] >= 10
+
+
+def _one_error_line(err, *needles):
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hpatches-eval: error: ") and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_bad_arguments_and_outputs_are_one_line_before_any_work(tiny_dataset, home, capsys, monkeypatch):
+    import keras
+
+    import hpatches_kit.evaluation as ev
+
+    data = ["--data", str(tiny_dataset), "--no-progress"]
+    assert cli.main(data + ["--split", "zz"]) == 2
+    _one_error_line(capsys.readouterr().err, "zz")
+    assert cli.main(data + ["--batch-size", "0", "--model", str(home / "m.keras")]) == 2
+    _one_error_line(capsys.readouterr().err, "--batch-size must be >= 1")
+    # output paths are checked first: the evaluation never starts
+    started = []
+    real = ev.compute_descriptors
+    monkeypatch.setattr(ev, "compute_descriptors", lambda *a, **k: started.append(1) or real(*a, **k))
+    (home / "adir").mkdir()
+    (home / "afile").write_text("x")
+    for flag, value, needle in (("--json", home / "adir", "is a folder"),
+                                ("--json", home / "afile" / "r.json", "cannot write the file there"),
+                                ("--plots", home / "afile" / "plots", "cannot create the folder"),
+                                ("--export-csv", home / "afile", "exists and is not a folder")):
+        assert cli.main(data + ["--baseline", "raw", flag, str(value)]) == 2
+        _one_error_line(capsys.readouterr().err, str(value), flag, needle)
+    assert started == []
+    # --model: a file that is not a Keras model, and models of the wrong input shape, named with the problem
+    (home / "notkeras.keras").write_bytes(b"plain text, not a zip")
+    assert cli.main(data + ["--model", str(home / "notkeras.keras")]) == 2
+    _one_error_line(capsys.readouterr().err, "notkeras.keras", "exists but is not a Keras model")
+    for shape in ((32, 32, 3), (1024,)):
+        inp = keras.Input(shape)
+        m = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Flatten()(inp) if len(shape) > 1 else inp))
+        path = home / f"m{len(shape)}.keras"
+        m.save(path)
+        assert cli.main(data + ["--model", str(path)]) == 2
+        _one_error_line(capsys.readouterr().err, path.name, "must take (H, W, 1) square grey patches",
+                        str(shape))

@@ -135,3 +135,18 @@ def test_random_triplets_follow_the_baseline_rule():
     assert np.all(a // 16 == p // 16) and np.all(a % 16 != p % 16)
     assert np.all(n // 16 != a // 16)
     assert y.shape == (64,)
+
+
+def test_documented_usage_with_all_tracks(tiny_dataset):
+    """``descriptor_dataset(ds.all_tracks(), S, K)`` (the (tracks, seq_ids) pair) gives the batches of the
+    tracks array itself; every patch is found in the dataset's tracks (brute force)."""
+    from hpatches_kit.data import load_dataset
+
+    ds = load_dataset(tiny_dataset, size=16, progress=False)
+    pair = ds.all_tracks()
+    a = next(iter(descriptor_dataset(pair, 4, 2, seed=3, augment=False)))
+    b = next(iter(descriptor_dataset(pair[0], 4, 2, seed=3, augment=False)))
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+    for x in a[0].numpy()[..., 0]:
+        _locate(x.astype(np.uint8), pair[0])

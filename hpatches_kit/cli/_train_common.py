@@ -76,18 +76,35 @@ def setup_run(args, command: str) -> RunContext:
     out = Path(args.out or Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() and (out / "model.keras").exists() and not args.resume:
         raise SystemExit(f"{out}: already holds a finished run (model.keras); use another --out or --resume")
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
-    strategy = get_strategy(args.strategy)
-    dev = device_kind()
-    precision = set_precision(args.mixed_precision)
-    jit = auto_jit(dev) if args.jit == "auto" else args.jit == "on"
     if args.epochs < 1 or args.batch_size < 2:
         raise SystemExit("--epochs must be >= 1 and --batch-size >= 2")
     if getattr(args, "val_every", 1) < 1:
         raise SystemExit(f"--val-every must be >= 1, got {args.val_every}")
     if getattr(args, "lr", 1.0) <= 0:
         raise SystemExit(f"--lr must be > 0, got {args.lr}")
+    if not out.exists():
+        args._created_out = out  # removed again if the run fails before it has written anything else
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(out, f"cannot create the output folder ({e.strerror or e})") from None
+    import tempfile
+
+    try:  # a real write (os.access says yes to root on a read-only mount)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise DataError(out, f"output folder is not writable ({e.strerror or e})") from None
+    from ..training.callbacks import remove_stale_temporaries
+
+    for d in (out, out / "checkpoints"):
+        remove_stale_temporaries(d)
+    check_run_args(args, out)
+    keras.utils.set_random_seed(args.seed)
+    strategy = get_strategy(args.strategy)
+    dev = device_kind()
+    precision = set_precision(args.mixed_precision)
+    jit = auto_jit(dev) if args.jit == "auto" else args.jit == "on"
     ctx = RunContext(out=out, strategy=strategy, precision=precision, jit=jit, device=dev)
     ctx.info = {"command": command, "device": dev, "replicas": strategy.num_replicas_in_sync,
                 "strategy": type(strategy).__name__, "precision": precision, "jit_compile": jit,
@@ -95,6 +112,74 @@ def setup_run(args, command: str) -> RunContext:
     print(f"[hpatches-train {command}] device={dev} replicas={strategy.num_replicas_in_sync} "
           f"precision={precision} jit={jit} out={out}", file=sys.stderr)
     return ctx
+
+
+RUN_ARGS = "run_args.json"
+# arguments a --resume may change: they alter how long the run goes on, what it prints or checks, not what
+# the checkpoint's training so far means (everything else must match the run being resumed)
+RESUME_SAFE = ("epochs", "verbose", "evaluate", "val_every", "resume", "out", "collapse")
+_PATH_ARGS = ("data", "splits_file", "init", "denoiser")
+
+
+def run_arguments(args) -> dict:
+    """The run's arguments as written to ``<out>/run_args.json`` (paths made absolute)."""
+    d = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    for k in _PATH_ARGS:
+        if d.get(k) is not None:
+            d[k] = os.path.abspath(os.fspath(d[k]))
+    return {k: (os.fspath(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def _flag(k: str) -> str:
+    return {"evaluate": "--no-eval", "augment": "--no-augment"}.get(k, "--" + k.replace("_", "-"))
+
+
+def check_run_args(args, out: Path) -> None:
+    """Write the run's arguments to ``<out>/run_args.json`` at the start. On ``--resume`` of a run that has a
+    checkpoint, compare with the arguments it was started with: differences in :data:`RESUME_SAFE` are applied
+    and listed on stderr; any other difference raises ``DataError`` naming every one (the checkpoint was
+    trained with the old values and ``metrics.json`` would record the new ones)."""
+    import json
+
+    from ..io import atomic_write_json
+
+    path = out / RUN_ARGS
+    now = run_arguments(args)
+    has_ck = (out / "checkpoints" / "state.json").is_file() or any((out / "checkpoints").glob("epoch-*.keras"))
+    if args.resume and has_ck:
+        if not path.is_file():
+            print(f"[resume] {path}: missing (a run from an older version): the arguments cannot be checked "
+                  f"against the checkpoint's", file=sys.stderr)
+        else:
+            try:
+                before = json.loads(path.read_text())
+                if not isinstance(before, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, OSError) as e:
+                raise DataError(path, f"unreadable ({type(e).__name__}: {e}); cannot check --resume arguments") from None
+            diff = [k for k in now if k in before and before[k] != now[k]]
+            bad = [k for k in diff if k not in RESUME_SAFE]
+            if bad:
+                listed = ", ".join(f"{_flag(k)} {now[k]!r} (run: {before[k]!r})" for k in bad)
+                raise DataError(path, f"--resume with arguments that differ from the run's: {listed}; resume with "
+                                      f"the run's values or start a new --out")
+            for k in (k for k in diff if k != "resume"):
+                print(f"[resume] {_flag(k)}: {before[k]!r} -> {now[k]!r} (applied)", file=sys.stderr)
+            now = {**before, **now}
+    atomic_write_json(path, now)
+
+
+def discard_empty_out(args) -> None:
+    """After a failed start: remove the ``--out`` folder this run created when it holds nothing but
+    ``run_args.json`` (no checkpoint, history or model)."""
+    import shutil
+
+    out = getattr(args, "_created_out", None)
+    if out is None or not Path(out).is_dir():
+        return
+    left = [p for p in Path(out).rglob("*") if p.is_file() and p.name != RUN_ARGS]
+    if not left:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def resolve_data(args, kind: str) -> Path:
@@ -135,10 +220,12 @@ def make_callbacks(ctx: RunContext, history: dict, extra: list | None = None, te
 
     from ..training.callbacks import AtomicCheckpoint, MetricsLogger
 
-    cbs = [AtomicCheckpoint(ctx.out / "checkpoints")]
+    # history.json is written before the checkpoint's state.json: a kill between the two leaves the history
+    # one epoch ahead, which the resume cuts back to the checkpoint (the other order would lose an epoch)
+    cbs = [MetricsLogger(ctx.out / "history.json", ctx.out / "training_curves.png", history=history),
+           AtomicCheckpoint(ctx.out / "checkpoints")]
     if tensorboard and tensorboard_available():
         cbs.append(keras.callbacks.TensorBoard(str(ctx.out / "logs"), write_graph=False, profile_batch=0))
-    cbs.append(MetricsLogger(ctx.out / "history.json", ctx.out / "training_curves.png", history=history))
     return cbs + list(extra or [])
 
 
@@ -166,10 +253,27 @@ def maybe_resume(args, ctx: RunContext):
     if res is None:
         print(f"[resume] no checkpoint in {ctx.out / 'checkpoints'}: starting from scratch", file=sys.stderr)
         return None, 0, {}
+    for note in res.notes:
+        print(f"[resume] {note}", file=sys.stderr)
     hist = {}
     hp = ctx.out / "history.json"
     if hp.is_file():
-        hist = {k: v[: res.initial_epoch] for k, v in json.loads(hp.read_text()).get("history", {}).items()}
+        try:
+            loaded = json.loads(hp.read_text()).get("history", {})
+            if not isinstance(loaded, dict) or not all(isinstance(v, list) for v in loaded.values()):
+                raise ValueError("no 'history' of per-metric lists")
+            hist = {k: v[: res.initial_epoch] for k, v in loaded.items()}
+        except (ValueError, OSError, AttributeError) as e:
+            print(f"[resume] {hp}: unreadable ({type(e).__name__}: {e}); the history restarts at epoch "
+                  f"{res.initial_epoch + 1} (earlier epochs logged as null)", file=sys.stderr)
+            hist = {}
+    done = len(hist.get("epoch", []))
+    if done < res.initial_epoch:  # pad, so every list stays aligned with the epochs the checkpoint holds
+        if done:
+            print(f"[resume] {hp}: holds {done} of the {res.initial_epoch} epochs done; the missing ones are "
+                  f"logged as null", file=sys.stderr)
+        hist = {k: list(v) + [None] * (res.initial_epoch - len(v)) for k, v in hist.items() if k != "epoch"}
+        hist["epoch"] = list(range(1, res.initial_epoch + 1))
     print(f"[resume] {res.path}: {res.initial_epoch} epochs done, optimizer step "
           f"{int(res.model.optimizer.iterations.numpy())}", file=sys.stderr)
     return res.model, res.initial_epoch, hist

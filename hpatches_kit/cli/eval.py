@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_output_file(path, flag: str) -> None:
+    """``path`` can be written: not a folder, its folder exists (or can be made) and is writable."""
+    from ..data.errors import DataError
+
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(p, f"{flag}: is a folder, expected a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        check_output_dir(parent, flag)
+    except DataError as e:
+        raise DataError(p, f"{flag}: cannot write the file there ({e})") from None
+    if p.exists() and not os.access(p, os.W_OK):
+        raise DataError(p, f"{flag}: file is not writable")
+
+
+def check_output_dir(path, flag: str) -> None:
+    """``path`` is (or can be created as) a writable folder; created when missing."""
+    from ..data.errors import DataError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DataError(p, f"{flag}: exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(p, f"{flag}: cannot create the folder ({e.strerror or e})") from None
+    import tempfile
+
+    try:  # a real write: also right for root and read-only mounts, where os.access says yes
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise DataError(p, f"{flag}: folder is not writable ({e.strerror or e})") from None
+
+
 def _wants_pair_matching(argv) -> bool:
     argv = list(argv)
     for i, a in enumerate(argv):
@@ -76,6 +113,14 @@ def run(args) -> int:
     tasks = ("verification", "matching", "retrieval") if args.task == "all" else (args.task,)
     if args.denoiser and not args.model:
         raise SystemExit("hpatches-eval: --denoiser needs --model")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    # output paths are checked before the (long) evaluation, not after it
+    if args.json:
+        check_output_file(args.json, "--json")
+    for flag, d in (("--plots", args.plots), ("--export-csv", args.export_csv)):
+        if d:
+            check_output_dir(d, flag)
     dataset = None
     t0, c0 = time.perf_counter(), time.process_time()
     if args.descriptors:
@@ -131,8 +176,11 @@ def main(argv=None) -> int:
 
     try:
         return run(args)
-    except DataError as e:
-        print(f"hpatches-eval: error: {e}", file=sys.stderr)
+    except (DataError, ValueError, OSError) as e:  # bad input, unwritable output: one line, exit 2
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
+            msg = f"{e.filename}: {msg}"
+        print(f"hpatches-eval: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -203,6 +203,10 @@ def run(args) -> int:
     from ..training import (CollapseDetector, MiningCurriculum, check_tracks_per_replica, descriptor_dataset,
                             triplet_dataset)
 
+    if args.views < 2 and args.loss != "random-triplet":
+        raise SystemExit(f"--views must be >= 2 (positives need two views of a track), got {args.views}")
+    if args.dim < 1 or args.patch_size < 1:
+        raise SystemExit(f"--dim and --patch-size must be >= 1, got {args.dim} and {args.patch_size}")
     ctx = setup_run(args, "descriptor")
     if args.format == "brown":
         root, tracks, test_tracks, how = brown_training_tracks(args)
@@ -266,8 +270,11 @@ def run(args) -> int:
     if test_tracks is not None and not triplets:
         sv = min(S, (len(test_tracks) // ctx.strategy.num_replicas_in_sync) * ctx.strategy.num_replicas_in_sync)
         if sv >= 2:
-            val = descriptor_dataset(test_tracks, sv, K, seed=args.seed + 1, augment=False)
             val_steps = max(1, min(len(test_tracks) // sv, 20))
+            # the same val_steps batches at every validation (cached): a reshuffling stream would give each
+            # validation other batches, and a resumed run (a fresh stream) other ones again than an
+            # uninterrupted run -- val_loss would neither compare across epochs nor reproduce after --resume
+            val = descriptor_dataset(test_tracks, sv, K, seed=args.seed + 1, augment=False).take(val_steps).cache().repeat()
     extra = []
     if args.collapse != "off" and not triplets:
         extra.append(CollapseDetector(probe, margin=collapse_level(args.loss, args.margin, args.koleo), action=args.collapse))

@@ -11,9 +11,11 @@ Sources (official locations):
 
 Every file is downloaded to ``<name>.part`` with a tqdm bar, resumed with an HTTP ``Range`` request when a
 ``.part`` exists or the connection drops, checked (size against ``Content-Length``/``Content-Range``, sha256
-where known, tarball validity and safe member paths) and only then renamed to its final name; archives are
-extracted into a temporary folder and renamed into place. A failed check deletes the ``.part`` and raises
-:class:`DownloadError` -- nothing is left at the final path.
+where known, tarball validity -- the whole gzip stream with its CRC -- and safe member paths) and only then
+renamed to its final name; archives are extracted into a temporary folder and renamed into place. A failed
+check deletes the ``.part`` and raises :class:`DownloadError` -- nothing is left at the final path. ``force``
+fetches again but keeps the present copy until the new one is verified and extracted, then swaps it in.
+(The ICVL tarballs publish no checksum: they are checked by size, gzip CRC and tar structure.)
 
 URLs are overridable: ``base_url=`` / ``--base-url`` or ``$HPATCHES_DOWNLOAD_BASE_URL`` replaces the base of
 every source (files keep their relative paths), ``$HPATCHES_DOWNLOAD_BASE_URL_<SOURCE>`` (upper case, ``-`` ->
@@ -22,6 +24,7 @@ every source (files keep their relative paths), ``$HPATCHES_DOWNLOAD_BASE_URL_<S
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
@@ -183,8 +186,8 @@ def download_file(url: str, dest, sha256: str | None = None, size: int | None = 
             attempt += 1
             if attempt > retries:
                 have = part.stat().st_size if part.exists() else 0
-                raise DownloadError(url, f"download failed after {retries} retries ({e}); {have} bytes kept in {part} "
-                                         f"-- run again to resume") from None
+                kept = f"{have} bytes kept in {part} -- run again to resume" if have else "nothing was downloaded"
+                raise DownloadError(url, f"download failed after {retries} retries ({e}); {kept}") from None
             time.sleep(backoff * attempt)
     have = part.stat().st_size if part.exists() else 0
     if total is not None and have != total:
@@ -199,9 +202,25 @@ def download_file(url: str, dest, sha256: str | None = None, size: int | None = 
     return dest
 
 
-def _check_tar(archive: Path) -> list[str]:
-    """Read the whole archive (detects truncation/corruption) and check member paths are safe."""
+def _check_gzip(archive: Path) -> None:
+    """Decompress every gzip member of ``archive`` to its end, so the CRC-32 and length trailers are checked
+    (tarfile stops reading at the tar end-of-archive blocks, before the trailer: a corrupt byte in the data
+    would otherwise go unnoticed)."""
+    with open(archive, "rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            return  # not gzip-compressed: tarfile checks the rest
     try:
+        with gzip.open(archive, "rb") as f:
+            while f.read(CHUNK):
+                pass
+    except (OSError, EOFError, zlib.error) as e:
+        raise DownloadError(archive, f"corrupt gzip stream ({type(e).__name__}: {e})") from None
+
+
+def _check_tar(archive: Path) -> list[str]:
+    """Read the whole archive (detects truncation/corruption, gzip CRC included) and check member paths are safe."""
+    try:
+        _check_gzip(archive)
         with tarfile.open(archive, "r:*") as tf:
             names = []
             for m in tf:
@@ -215,6 +234,8 @@ def _check_tar(archive: Path) -> list[str]:
                     while f is not None and f.read(CHUNK):
                         pass
                 names.append(n)
+    except DownloadError as e:
+        raise DownloadError(archive, f"not a valid tar archive ({e.problem})") from None
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:
         raise DownloadError(archive, f"not a valid tar archive ({type(e).__name__}: {e})") from None
     if not names:
@@ -222,14 +243,15 @@ def _check_tar(archive: Path) -> list[str]:
     return names
 
 
-def extract_tar(archive, out_dir) -> list[Path]:
+def extract_tar(archive, out_dir, replace: bool = False) -> list[Path]:
     """Validate ``archive`` then extract it into ``out_dir`` atomically (temp folder, then rename each
-    top-level entry into place). Returns the top-level paths created."""
+    top-level entry into place). An existing top-level entry is an error, or with ``replace`` swapped out
+    only once the new one is fully extracted (the old one is deleted last). Returns the top-level paths."""
     archive, out_dir = Path(archive), Path(out_dir)
     names = _check_tar(archive)
     tops = sorted({Path(n).parts[0] for n in names if Path(n).parts})
-    clash = [t for t in tops if (out_dir / t).exists()]
-    if clash:
+    clash = [t for t in tops if (out_dir / t).exists() or (out_dir / t).is_symlink()]
+    if clash and not replace:
         raise DownloadError(out_dir / clash[0], "already exists; remove it (or pass --force) to extract again")
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=out_dir))
     try:
@@ -238,7 +260,11 @@ def extract_tar(archive, out_dir) -> list[Path]:
                 tf.extractall(tmp, filter="data")
             except TypeError:  # Python < 3.12 without the filter argument (members already checked above)
                 tf.extractall(tmp)
+        old = tmp / ".replaced"
+        old.mkdir()
         for t in tops:
+            if t in clash:
+                os.replace(out_dir / t, old / t)
             os.replace(tmp / t, out_dir / t)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -268,15 +294,14 @@ def download(what=("hpatches-release", "benchmark-tasks"), out_dir=".", base_url
                     print(f"{final}: already present, skipping (use --force to fetch again)")
                 paths.append(final)
                 continue
-            if force and final.exists():
-                shutil.rmtree(final) if final.is_dir() else final.unlink()
+            # --force: the present copy stays until the new one is downloaded, verified and extracted
             url = f"{base}/{rf.path}"
             if progress:
                 print(f"fetching {url}")
             f = download_file(url, out_dir / rf.dest, sha256=rf.sha256, size=rf.size, progress=progress, retries=retries)
             if rf.extract:
                 try:
-                    tops = extract_tar(f, out_dir)
+                    tops = extract_tar(f, out_dir, replace=force)
                 except DownloadError:
                     f.unlink(missing_ok=True)  # an invalid archive is garbage: nothing left behind
                     raise

@@ -226,6 +226,16 @@ def inspect_dataset(root, patch_size: int | None = None, progress: bool = False)
                 report.problems.append(Problem(str(cand), f"not valid JSON: {e}"))
             break
     report.has_splits_file = (meta_dir / "splits.json").is_file() or (root / "splits.json").is_file()
+    for cand in dict.fromkeys((meta_dir / "splits.json", root / "splits.json")):
+        if cand.is_file():  # a malformed splits.json is a problem (--strict fails), not a silent "yes"
+            from .splits import load_splits
+
+            try:
+                load_splits(cand)
+            except DataError as e:
+                report.problems.append(Problem(e.path, e.problem))
+            except OSError as e:
+                report.problems.append(Problem(str(cand), f"cannot read: {e}"))
     if not single:
         seq_set = set(dirs)
         for child in sorted(base.iterdir()):

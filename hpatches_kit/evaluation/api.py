@@ -24,7 +24,29 @@ HEADLINES = {
                  "(official avg), %",
 }
 
-__all__ = ["evaluate", "format_summary", "summarise_verification", "summarise_matching", "summarise_retrieval"]
+__all__ = ["evaluate", "format_summary", "DegenerateDescriptorWarning", "descriptor_spread_check", "summarise_verification", "summarise_matching", "summarise_retrieval"]
+
+
+class DegenerateDescriptorWarning(UserWarning):
+    """The descriptors are constant, or nearly: the official numbers are computed but mean nothing."""
+
+
+SPREAD_TOL = 1e-3
+
+
+def descriptor_spread_check(descs: Mapping, sequences, max_rows: int = 20000) -> dict:
+    """``{"spread", "rms_norm", "relative_spread"}`` of the descriptors of ``sequences`` (every patch type;
+    at most ``max_rows`` evenly spaced rows): spread = ``sqrt(sum_d var_d)`` (RMS distance to the centroid),
+    relative to the RMS descriptor norm. 0 for constant descriptors, about 1 for well-spread unit vectors."""
+    rows = [np.asarray(a) for s in sequences for a in descs[s].values()]
+    x = np.concatenate([r.reshape(len(r), -1) for r in rows]) if rows else np.zeros((0, 1))
+    if len(x) > max_rows:
+        x = x[np.linspace(0, len(x) - 1, max_rows).astype(int)]
+    x = x.astype(np.float64)
+    spread = float(np.sqrt(x.var(axis=0).sum())) if len(x) else 0.0
+    rms = float(np.sqrt((x ** 2).sum(1).mean())) if len(x) else 0.0
+    rel = spread / rms if rms > 0 else 0.0
+    return {"spread": spread, "rms_norm": rms, "relative_spread": rel}
 
 
 def _pct(x) -> float:
@@ -132,6 +154,16 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
                         "dim": ds.dim, "distance": distance, "tasks_source": ts.source if ts else None}}
     timings = results["meta"]["seconds"] = {}
     cpu = results["meta"]["cpu_seconds"] = {}  # all threads of the process
+    spread = descriptor_spread_check({q: dict(zip(TYPES, ds.stacks[q])) for q in test}, test)
+    results["meta"]["descriptor_spread"] = spread
+    if not np.isfinite(spread["relative_spread"]) or spread["relative_spread"] < SPREAD_TOL:
+        what = "constant" if spread["spread"] == 0 else f"nearly constant (relative spread {spread['relative_spread']:.3g})"
+        msg = (f"the descriptors are {what}: every distance ties, and the official tie rules then score "
+               f"retrieval near 100% and verification near 0 -- these numbers say nothing about the descriptor")
+        results["meta"]["warnings"] = [msg]
+        import warnings
+
+        warnings.warn(msg, DegenerateDescriptorWarning, stacklevel=2)
     if "verification" in tasks:
         t0, c0 = time.perf_counter(), time.process_time()
         where = {k: str(Path(ts.source) / verif_file(k, split)) for k in ("pos", "neg_intra", "neg_inter")}
@@ -162,6 +194,8 @@ def format_summary(results: dict) -> str:
     """Plain-text tables (numbers in %) in the layout of the official results printer."""
     lines = []
     m = results.get("meta", {})
+    for w in m.get("warnings", []):
+        lines.append(f"WARNING: {w}")
     if m:
         lines.append(f"HPatches evaluation: split {m.get('split')}, {m.get('sequences')} sequences, "
                      f"{m.get('tracks')} tracks, dim {m.get('dim')}, distance {m.get('distance')}")

@@ -132,14 +132,21 @@ def _load_model(model_or_path):
         try:
             return keras.saving.load_model(str(path), compile=False)
         except Exception as e:
-            raise DataError(path, f"cannot load Keras model: {e}") from None
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            if "not found" in first.lower() or "zip" in first.lower() or "signature" in first.lower():
+                # Keras says "File not found" for a file that exists but is no .keras zip / .h5 file
+                first = f"the file exists but is not a Keras model (.keras zip archive or .h5) ({first})"
+            raise DataError(path, f"cannot load Keras model: {first}") from None
     return model_or_path
 
 
-def _input_size(model, what: str) -> int:
-    shape = tuple(model.input_shape)
+def _input_size(model, what: str, where=None) -> int:
+    try:
+        shape = tuple(model.input_shape)
+    except (AttributeError, ValueError) as e:  # several inputs, or none
+        raise DataError(where, f"{what} must take one input of (H, W, 1) square patches ({e})") from None
     if len(shape) != 4 or shape[-1] != 1 or shape[1] != shape[2] or shape[1] is None:
-        raise ValueError(f"{what} must take (H, W, 1) square patches, its input shape is {shape}")
+        raise DataError(where, f"{what} must take (H, W, 1) square grey patches, its input shape is {shape[1:]}")
     return int(shape[1])
 
 
@@ -148,10 +155,14 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
     grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches."""
+    if int(batch_size) < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     model = _load_model(model_or_path)
     den = _load_model(denoiser) if denoiser is not None else None
-    size = _input_size(model, "descriptor model")
-    dsize = _input_size(den, "denoiser") if den is not None else None
+    where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
+    size = _input_size(model, "descriptor model", where)
+    dwhere = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
+    dsize = _input_size(den, "denoiser", dwhere) if den is not None else None
 
     def run(m, x):
         # every call sees the same (batch_size, ...) shape: the last batch is padded, so the model is traced

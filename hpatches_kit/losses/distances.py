@@ -143,6 +143,42 @@ def structured_positives(dist, views_per_track):
     return dp, mask
 
 
+def nan_if_not_finite(value, embeddings):
+    """``value``, or NaN when any embedding is NaN/Inf: a bad input shows in the loss (and stops training with
+    ``keras.callbacks.TerminateOnNaN``) instead of hiding behind a finite value whose gradient is NaN (mining
+    masks can drop the NaN rows from the value but not from the gradient)."""
+    finite = ops.all(ops.isfinite(embeddings))
+    return ops.where(finite, value, ops.cast(float("nan"), value.dtype))
+
+
+def _concrete_bool(x):
+    """``bool(x)`` when ``x`` has a value now (eager), ``None`` inside a traced function (graph/XLA)."""
+    try:
+        return bool(ops.convert_to_numpy(x))
+    except Exception:  # noqa: BLE001 - symbolic tensor
+        return None
+
+
+def check_structured_labels(labels, views_per_track, value):
+    """An S x K loss trusts the batch layout: the K labels of each track are equal and differ from every other
+    track's. Eagerly a wrong layout raises ``ValueError``; in a traced step (no value to look at) the loss
+    becomes NaN. Returns ``value``."""
+    k = int(views_per_track)
+    lab = ops.reshape(labels, (-1,))
+    b = ops.shape(lab)[0]
+    same = ops.equal(ops.expand_dims(lab, 1), ops.expand_dims(lab, 0))
+    track = ops.arange(b) // k
+    block = ops.equal(ops.expand_dims(track, 1), ops.expand_dims(track, 0))
+    ok = ops.all(ops.equal(same, block))
+    got = _concrete_bool(ok)
+    if got is False:
+        raise ValueError(f"views_per_track={k}: labels are not S x K track-major (each run of {k} labels must be "
+                         f"one track id, different from every other run); got {ops.convert_to_numpy(lab)[:4 * k]}...")
+    if got is None:
+        return ops.where(ok, value, ops.cast(float("nan"), value.dtype))
+    return value
+
+
 def check_views(views_per_track, batch):
     if views_per_track is None:
         return None

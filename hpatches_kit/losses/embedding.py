@@ -25,6 +25,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .distances import nan_if_not_finite, safe_sqrt
+
 __all__ = [
     "cosine_similarity_matrix", "cosine_embedding_loss", "symmetric_contrastive_loss", "irt_contrastive_loss",
     "koleo_loss", "irt_loss", "pair_labels", "info_nce_loss", "CosineEmbeddingLoss", "SymmetricContrastiveLoss",
@@ -129,8 +131,10 @@ def koleo_loss(embeddings, eps: float = 1e-8, normalize: bool = True):
     d2 = sq[:, None] + sq[None, :] - 2.0 * ops.matmul(z, ops.transpose(z))
     n = ops.shape(z)[0]
     big = ops.eye(n, dtype=d2.dtype) * 1e9
-    nn = ops.sqrt(ops.maximum(ops.min(d2 + big, axis=1), 0.0))
-    return -ops.mean(ops.log(nn + eps))
+    # safe_sqrt: value and gradient 0 at zero distance (coincident embeddings), where sqrt's gradient is inf
+    # and inf * 0 made the whole gradient NaN behind a finite loss
+    nn = safe_sqrt(ops.min(d2 + big, axis=1))
+    return nan_if_not_finite(-ops.mean(ops.log(nn + eps)), z)
 
 
 def irt_loss(labels, embeddings, beta: float = 0.5, koleo_weight: float = 0.7):

@@ -26,11 +26,13 @@ from .distances import (
     _off_diagonal,
     check_batch,
     check_metric,
+    check_structured_labels,
     check_views,
     deserialize_metric,
     flat_labels,
     label_masks,
     masked_min,
+    nan_if_not_finite,
     pairwise_distance,
     safe_mean,
     serialize_metric,
@@ -71,7 +73,8 @@ def _hardnet_labels(dist, pos, neg, margin, anchor_swap):
 
 def hardnet_loss(y_true, y_pred, margin=1.0, distance_metric="L2", views_per_track=None, anchor_swap=True):
     """HardNet loss on ``(labels, embeddings)`` (see module docstring). ``views_per_track=K`` assumes an
-    S x K track-major batch with distinct track ids (labels are then only used for their count);
+    S x K track-major batch with distinct track ids (checked: a wrong layout raises eagerly, gives NaN in a
+    traced step);
     ``None`` works on arbitrary labels. No positive pair or no negative -> 0."""
     check_metric(distance_metric)
     labels = flat_labels(y_true)
@@ -82,9 +85,10 @@ def hardnet_loss(y_true, y_pred, margin=1.0, distance_metric="L2", views_per_tra
     if k is not None:
         if k < 2:
             return ops.zeros((), dist.dtype)
-        return _hardnet_structured(dist, k, margin, anchor_swap)
+        value = check_structured_labels(labels, k, _hardnet_structured(dist, k, margin, anchor_swap))
+        return nan_if_not_finite(value, emb)
     pos, neg = label_masks(labels)
-    return _hardnet_labels(dist, pos, neg, margin, anchor_swap)
+    return nan_if_not_finite(_hardnet_labels(dist, pos, neg, margin, anchor_swap), emb)
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")

@@ -36,6 +36,7 @@ from .distances import (
     masked_min,
     pairwise_distance,
     safe_mean,
+    nan_if_not_finite,
     safe_sqrt,
     serialize_metric,
     structured_positives,
@@ -69,6 +70,7 @@ def _any_triplet(pos, neg):
 
 
 def _out_dtype(y_pred, value):
+    value = nan_if_not_finite(value, y_pred)
     dt = ops.convert_to_tensor(y_pred).dtype
     return ops.cast(value, dt) if dt in ("float16", "bfloat16") else value
 

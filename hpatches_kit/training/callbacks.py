@@ -4,10 +4,11 @@ and a metrics/plots logger."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -96,12 +97,20 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """Save the full model (weights, optimizer state, compile config) every epoch to
     ``<dir>/epoch-XXXX.keras`` and ``<dir>/last.keras``, each written atomically, then ``state.json``
     (``{"epoch": epochs completed, "file": ...}``), also atomically and last, so a crash at any moment
-    leaves a consistent last checkpoint. Keeps the ``keep`` newest epoch files."""
+    leaves a consistent last checkpoint. Keeps the ``keep`` newest epoch files. Temporary files that an
+    interrupted write left behind (``.*.tmp.keras``) are removed when training starts.
+
+    Put it **after** :class:`MetricsLogger` in the callback list: ``history.json`` is then written before
+    ``state.json``, so a kill between the two leaves a history one epoch ahead of the checkpoint, which
+    :func:`load_resume`'s caller cuts back (never one behind, which would lose an epoch)."""
 
     def __init__(self, directory, keep: int = 2):
         super().__init__()
         self.dir = Path(directory)
         self.keep = int(keep)
+
+    def on_train_begin(self, logs=None):
+        remove_stale_temporaries(self.dir)
 
     def on_epoch_end(self, epoch, logs=None):
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -111,10 +120,44 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         with atomic_path(self.dir / LAST, suffix=".keras") as tmp:
             shutil.copyfile(f, tmp)
         clean_logs = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
-        atomic_write_json(self.dir / STATE_FILE, {"epoch": epoch + 1, "file": LAST, "logs": clean_logs})
+        atomic_write_json(self.dir / STATE_FILE, {"epoch": epoch + 1, "file": LAST, "logs": clean_logs,
+                                                  "seed_generators": seed_generator_states(self.model)})
         olds = sorted(self.dir.glob("epoch-*.keras"))[: -self.keep] if self.keep > 0 else []
         for o in olds:
             o.unlink(missing_ok=True)
+
+
+def _seed_layers(model):
+    return [(f"{i}:{layer.name}", layer) for i, layer in enumerate(model._flatten_layers(include_self=True))
+            if getattr(layer, "_seed_generators", None)]
+
+
+def seed_generator_states(model) -> dict:
+    """The state of every ``keras.random.SeedGenerator`` of ``model``'s layers (Dropout's random masks), which
+    ``model.save`` does not keep: ``{"<index>:<layer name>": [[seed, counter], ...]}``."""
+    return {key: [np.asarray(sg.state.numpy()).tolist() for sg in layer._seed_generators]
+            for key, layer in _seed_layers(model)}
+
+
+def restore_seed_generator_states(model, states: dict) -> bool:
+    """Put :func:`seed_generator_states` back; ``False`` (nothing changed) when the layers do not match."""
+    layers = dict(_seed_layers(model))
+    if set(layers) != set(states) or any(len(layers[k]._seed_generators) != len(v) for k, v in states.items()):
+        return False
+    for key, values in states.items():
+        for sg, v in zip(layers[key]._seed_generators, values):
+            sg.state.assign(np.asarray(v, dtype=sg.state.dtype))
+    return True
+
+
+def remove_stale_temporaries(directory) -> list[Path]:
+    """Delete the temporary files :func:`hpatches_kit.io.atomic_path` names (``.<name>.<random>.tmp<ext>``)
+    that a killed write left in ``directory``; returns them."""
+    d = Path(directory)
+    stale = [p for p in d.glob(".*.tmp*") if p.is_file() and re.fullmatch(r"\..+\.[^.]+\.tmp(\.[A-Za-z0-9]+)?", p.name)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 @dataclass
@@ -122,31 +165,62 @@ class ResumeState:
     model: keras.Model
     initial_epoch: int
     path: Path
+    notes: list = field(default_factory=list)  # what was wrong and what was used instead
+
+
+def _epoch_of(path: Path) -> int | None:
+    m = re.fullmatch(r"epoch-(\d+)\.keras", path.name)
+    return int(m.group(1)) if m else None
 
 
 def load_resume(directory, custom_objects=None) -> ResumeState | None:
-    """The last checkpoint in ``directory`` (model compiled with its optimizer state) and the number of
-    epochs already done, or ``None`` when there is none. A ``state.json`` that points to a missing or
-    unreadable checkpoint raises ``DataError`` naming the file."""
+    """The newest intact checkpoint in ``directory`` (model compiled with its optimizer state) and the
+    number of epochs already done, or ``None`` when there is none. The one ``state.json`` names comes first;
+    when ``state.json`` is corrupt, or its checkpoint is missing or does not load, the newest
+    ``epoch-XXXX.keras`` that loads is used instead and ``notes`` says so. Nothing loadable at all raises
+    ``DataError`` naming the file and the problem."""
     from ..data.errors import DataError
 
     d = Path(directory)
     sf = d / STATE_FILE
-    if not sf.is_file():
+    epochs = sorted(((e, p) for p in d.glob("epoch-*.keras") if (e := _epoch_of(p)) is not None), reverse=True)
+    if not sf.is_file() and not epochs:
         return None
-    try:
-        state = json.loads(sf.read_text())
-        epoch = int(state["epoch"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(sf, f"corrupt checkpoint state: {e}") from None
-    ck = d / state.get("file", LAST)
-    if not ck.is_file():
-        raise DataError(ck, "checkpoint named by state.json is missing")
-    try:
-        model = keras.models.load_model(ck, custom_objects=custom_objects, compile=True)
-    except Exception as e:  # noqa: BLE001 - report which file failed
-        raise DataError(ck, f"cannot load checkpoint: {e}") from e
-    return ResumeState(model=model, initial_epoch=epoch, path=ck)
+    notes, candidates, seeds = [], [], None
+    if sf.is_file():
+        try:
+            state = json.loads(sf.read_text())
+            candidates.append((int(state["epoch"]), d / state.get("file", LAST)))
+            seeds = state.get("seed_generators")
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            notes.append(f"{sf}: corrupt checkpoint state ({type(e).__name__}: {e})")
+    else:
+        notes.append(f"{sf}: missing")
+    known = candidates[0][0] if candidates else None
+    candidates += [(e, p) for e, p in epochs if known is None or e <= known]
+    errors = []
+    for i, (epoch, ck) in enumerate(candidates):
+        if not ck.is_file():
+            errors.append(f"{ck}: checkpoint named by state.json is missing")
+            continue
+        try:
+            model = keras.models.load_model(ck, custom_objects=custom_objects, compile=True)
+        except Exception as e:  # noqa: BLE001 - report which file failed, try an older one
+            errors.append(f"{ck}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+            continue
+        if notes or errors:
+            notes += errors
+            notes.append(f"resuming from the newest intact checkpoint {ck} ({epoch} epochs done)")
+        # Dropout's random state is not in the .keras file; state.json holds it for the checkpoint it names
+        if i == 0 and seeds is not None and not restore_seed_generator_states(model, seeds):
+            notes.append(f"{sf}: random-generator state does not match the model's layers; not restored")
+        elif (i > 0 or seeds is None) and _seed_layers(model):
+            notes.append("dropout random state not restored (not in this checkpoint): the resumed run will not "
+                         "repeat an uninterrupted one bit for bit")
+        return ResumeState(model=model, initial_epoch=epoch, path=ck, notes=notes)
+    problems = "; ".join(notes + errors)
+    where = candidates[0][1] if candidates else sf
+    raise DataError(where, f"no intact checkpoint to resume from ({problems})")
 
 
 class MetricsLogger(keras.callbacks.Callback):

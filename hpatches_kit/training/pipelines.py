@@ -36,6 +36,9 @@ NUM_VIEWS = 16
 
 
 def _check_tracks(tracks, what="tracks"):
+    if (isinstance(tracks, tuple) and len(tracks) == 2 and np.ndim(tracks[0]) == 4 and np.ndim(tracks[1]) == 1
+            and len(tracks[0]) == len(tracks[1])):
+        tracks = tracks[0]  # HPatchesDataset.all_tracks() -> (tracks, sequence index per track)
     a = np.asarray(tracks) if not isinstance(tracks, np.ndarray) else tracks
     if a.ndim != 4 or a.shape[1] != NUM_VIEWS or a.shape[2] != a.shape[3] or a.dtype != np.uint8:
         raise ValueError(f"{what}: expected a (T, 16, P, P) uint8 array, got {a.shape} {a.dtype}")
