@@ -281,8 +281,12 @@ def test_metrics_logger_keeps_every_metric_aligned_with_epochs(tmp_path):
     for e, logs in enumerate([{"loss": 4.0}, {"loss": 3.0, "val_loss": 2.5}, {"loss": 2.0}], start=1):
         log.on_epoch_end(e, logs)
     want = {"loss": [5.0, 4.0, 3.0, 2.0], "val_loss": [None, None, 2.5, None], "epoch": [1, 2, 3, 4]}
+    # epoch wall times start once a first epoch end is seen (no on_train_begin here): aligned and null-padded
+    walls = log.history.pop("epoch_wall_s")
+    assert walls[:2] == [None, None] and all(w >= 0 for w in walls[2:]) and len(walls) == 4
     assert log.history == want
-    assert json.loads((tmp_path / "h.json").read_text())["history"] == want
+    assert {k: v for k, v in json.loads((tmp_path / "h.json").read_text())["history"].items()
+            if k != "epoch_wall_s"} == want
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert _logged(want["epoch"], want["val_loss"]) == ([3], [2.5])
     assert _logged([1, 2, 3], [1.0, float("nan"), 0.5]) == ([1, 3], [1.0, 0.5])

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence as Seq
 import numpy as np
 
 from ..data.errors import DataError
-from ..data.hpatches import VARIANTS, sequence_kind
+from ..data.hpatches import TYPES, VARIANTS, sequence_kind
 from ..data.splits import split_sequences
 from .protocol import POOL_SIZES, TASKS, DescriptorSet, eval_matching, eval_retrieval, eval_verification
 from .tasks import load_tasks, retr_file, tasks_for_dataset, verif_file
