@@ -45,7 +45,7 @@ SKIMAGE_PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick",
 #: Natural photos other installed dependencies ship: (package, path inside the package).
 PACKAGE_PHOTOS = (("sklearn", "datasets/images/china.jpg"), ("sklearn", "datasets/images/flower.jpg"),
                   ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
-#: Sequence kinds: key -> (name prefix, builder name).
+#: Sequence kinds: key -> sequence-name prefix (builders in ``_BUILDERS``).
 KINDS = {"i": "i_", "v": "v_", "z": "v_zoom-", "b": "i_blur-"}
 DEFAULT_NUM_ILLUM = 12
 DEFAULT_NUM_VIEW = 12

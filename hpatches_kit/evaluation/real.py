@@ -29,6 +29,7 @@ __all__ = ["REGIMES", "build_real_patches", "compare_on_real", "beats_baselines"
 #: Geometric-noise regimes: name -> multiplier of HPatches' calibrated jitter magnitudes.
 REGIMES = {"hpatches": 1.0, "small": 1.0 / 3.0}
 TASKS = ("verification", "matching", "retrieval")
+BASELINE_NAMES = {"sift": "SIFT", "rootsift": "RootSIFT"}
 
 
 def _source_key(src: Path, regime: str, seed: int, max_patches) -> str:
@@ -76,8 +77,7 @@ def compare_on_real(src, models: dict, baselines=("sift", "rootsift"), regimes=t
         root = build_real_patches(src, regime, seed=seed, max_patches=max_patches, cache=cache, progress=progress)
         ds = load_dataset(root, progress=False)
         rows = {}
-        entries = [(n, m) for n, m in models.items()] + [(b.upper() if b == "sift" else
-                                                         {"rootsift": "RootSIFT"}.get(b, b), b) for b in baselines]
+        entries = list(models.items()) + [(BASELINE_NAMES.get(b, b), b) for b in baselines]
         for name, what in entries:
             if isinstance(what, str) and what in ("sift", "rootsift", "raw"):
                 describer = get_baseline(what)
