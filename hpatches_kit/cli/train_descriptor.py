@@ -127,13 +127,15 @@ def heldout_matching(model, tracks: np.ndarray, max_tracks: int = 500, seed: int
     d = model.predict(tracks.reshape(-1, p, p, 1).astype(np.float32), batch_size=512, verbose=0).reshape(t, 16, -1)
     ref = d[:, 0]
     out = {}
-    for vi, var in enumerate("eht"):
+    from ..layout import VARIANTS, target_indices
+
+    for var in VARIANTS:
         accs = []
-        for j in range(1 + 5 * vi, 6 + 5 * vi):
+        for j in target_indices(var):
             dist = (ref ** 2).sum(1)[:, None] - 2 * ref @ d[:, j].T + (d[:, j] ** 2).sum(1)[None]
             accs.append(float((dist.argmin(1) == np.arange(t)).mean()))
         out[var] = float(np.mean(accs))
-    out["mean"] = float(np.mean([out[v] for v in "eht"]))
+    out["mean"] = float(np.mean([out[v] for v in VARIANTS]))
     out["tracks"] = int(t)
     return out
 

@@ -23,21 +23,16 @@ import numpy as np
 
 from .errors import DataError
 
-#: The 16 image types of a sequence, in track order (index 0 is the reference).
-TYPES: tuple[str, ...] = ("ref",) + tuple(f"{v}{i}" for v in "eht" for i in range(1, 6))
-#: The three difficulty variants of the targets.
-VARIANTS: tuple[str, ...] = ("e", "h", "t")
-TYPE_INDEX = {t: i for i, t in enumerate(TYPES)}
-HPATCHES_PATCH_SIZE = 65
-NHPATCHES_PATCH_SIZE = 32
-NOISE_SUFFIX = "_noise"
-
-
-def type_index(t: str) -> int:
-    try:
-        return TYPE_INDEX[t]
-    except KeyError:
-        raise ValueError(f"unknown image type {t!r}; expected one of {', '.join(TYPES)}") from None
+from ..layout import (  # noqa: F401  (re-exported: the public names of this module since v0.1)
+    HPATCHES_PATCH_SIZE,
+    NHPATCHES_PATCH_SIZE,
+    NOISE_SUFFIX,
+    TYPE_INDEX,
+    TYPES,
+    VARIANTS,
+    sequence_kind,
+    type_index,
+)
 
 
 def read_patch_image(path, patch_size: int | None = None) -> np.ndarray:
@@ -138,15 +133,6 @@ class Sequence:
         if src is None:
             raise DataError(self.path or self.name, "sequence has no noisy (*_noise.png) images")
         return src[:, type_index(t)]
-
-
-def sequence_kind(name: str) -> str:
-    base = os.path.basename(str(name))
-    if base.startswith("i_"):
-        return "illum"
-    if base.startswith("v_"):
-        return "view"
-    return "unknown"
 
 
 def is_sequence_dir(path) -> bool:

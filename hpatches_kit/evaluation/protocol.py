@@ -12,7 +12,7 @@ from typing import Mapping, Sequence as Seq
 import numpy as np
 
 from ..data.errors import DataError
-from ..data.hpatches import TYPES, VARIANTS
+from ..layout import TYPES, VARIANTS, target_indices, variant_type_index
 from . import metrics
 from .distances import FastDistances, check_distance, exact_pair_distances, exact_row_distances
 from .tasks import RetrievalTask, VerificationPairs
@@ -48,11 +48,7 @@ def _blas_limit():
         return contextlib.nullcontext()
 
 
-def _variant_type_index(variant: str, t: np.ndarray) -> np.ndarray:
-    """Image id 0..5 of a task file -> index into TYPES for a variant (0 -> ref, k -> <variant>k)."""
-    v = VARIANTS.index(variant)
-    t = np.asarray(t, np.int64)
-    return np.where(t == 0, 0, 1 + 5 * v + (t - 1))
+_variant_type_index = variant_type_index
 
 
 class DescriptorSet:
@@ -620,9 +616,9 @@ def _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where, dens
     desc_d = ds.gather(dsid, np.zeros(len(dsid), np.int64), dtab["idx"])
     # exact distances to the 5 positives of every variant: (V, Q, 5)
     pos = np.empty((len(VARIANTS), nq, 5))
-    for vi in range(len(VARIANTS)):
-        for k in range(5):
-            b = ds.gather(qs, np.full(nq, 1 + 5 * vi + k), q["idx"])
+    for vi, var in enumerate(VARIANTS):
+        for k, j in enumerate(target_indices(var)):
+            b = ds.gather(qs, np.full(nq, j), q["idx"])
             pos[vi, :, k] = exact_pair_distances(desc_q, b, distance)
     pos_order = np.argsort(pos, axis=2, kind="mergesort")
     pos_sorted = np.take_along_axis(pos, pos_order, axis=2)
