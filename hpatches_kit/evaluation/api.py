@@ -14,9 +14,8 @@ from . import registry
 from .descriptor_set import DescriptorSet
 from .matching import summarise_matching
 from .protocol import TASKS
-from .registry import TaskContext
 from .retrieval import summarise_retrieval
-from .summary import VARIANT_NAMES  # noqa: F401  (re-exported)
+from .task_interface import VARIANT_NAMES, TaskContext  # noqa: F401  (VARIANT_NAMES re-exported)
 from .tasks import load_tasks, tasks_for_dataset
 from .verification import summarise_verification
 

@@ -14,8 +14,7 @@ from . import metrics
 from .descriptor_set import DescriptorSet
 from .distances import FastDistances, check_distance, exact_pair_distances
 from .metrics import subsample_curve
-from .registry import TaskContext, compact_summary
-from .summary import VARIANT_NAMES, fmt, pct
+from .task_interface import VARIANT_NAMES, TaskContext, compact_summary, fmt, pct
 from .threads import blas_limit
 
 __all__ = [

@@ -3,7 +3,9 @@
 :func:`~.api.evaluate`, :func:`~.api.format_summary`, :func:`~.summary.summarise_evaluation`, the comparison
 tables (:mod:`.compare`) and the bar plot (:mod:`hpatches_kit.plots.eval`) iterate the registry, in
 registration order (the official tasks first: verification, matching, retrieval). Adding a task is one module
-defining a ``TASK`` object plus one entry in :data:`BUILTIN` (or a :func:`register` call at run time).
+defining a ``TASK`` object (the interface is :mod:`.task_interface`, re-exported here) plus one entry in
+:data:`BUILTIN` (or a :func:`register` call at run time). The built-ins are imported on first use, so the
+task modules (which import only the leaf :mod:`.task_interface`) never import this module back.
 
 Examples:
     >>> from hpatches_kit.evaluation import registry
@@ -16,8 +18,8 @@ Examples:
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Protocol, Sequence as Seq, runtime_checkable
+
+from .task_interface import Task, TaskContext, compact_summary
 
 __all__ = ["Task", "TaskContext", "BUILTIN", "register", "unregister", "get", "names", "compact_summary"]
 
@@ -27,60 +29,6 @@ BUILTIN = {
     "matching": "hpatches_kit.evaluation.matching:TASK",
     "retrieval": "hpatches_kit.evaluation.retrieval:TASK",
 }
-
-
-@dataclass
-class TaskContext:
-    """What a task's :meth:`Task.run` gets besides the descriptors.
-
-    Args:
-        sequences: the test sequences, in order.
-        split: the split name (it names the official task files).
-        distance: ``"L2"`` or ``"L1"``.
-        progress: show progress bars.
-        files: the :class:`~.tasks.TaskSet` holding the task files listed in the tasks' ``files`` (None when
-            no task needs any).
-    """
-
-    sequences: list
-    split: str
-    distance: str = "L2"
-    progress: bool = False
-    files: Any = None
-
-
-@runtime_checkable
-class Task(Protocol):
-    """One evaluation task.
-
-    Attributes:
-        name: the key of the task in the results and on the command line.
-        files: the official task-file kinds it reads from :attr:`TaskContext.files` (``"verification"``,
-            ``"retrieval"``), ``()`` for none.
-        headline_name: the name of its headline number (``"... mAP"``).
-        headline_definition: one sentence defining the headline number.
-        plot_label: x-axis label of its panel in the bar plot.
-    """
-
-    name: str
-    files: tuple
-    headline_name: str
-    headline_definition: str
-    plot_label: str
-
-    def run(self, ds, ctx: TaskContext) -> dict:
-        """The JSON-ready summary on the :class:`~.descriptor_set.DescriptorSet` ``ds``: at least
-        ``{"headline": {"name", "value" (in %), "definition"}}``, plus whatever the task reports."""
-
-    def compact(self, summary: dict) -> dict:
-        """The part of :meth:`run`'s summary kept in ``metrics.json`` (no curves, no per-sequence numbers)."""
-
-    def format(self, summary: dict) -> list:
-        """Lines of the plain-text summary (:func:`~.api.format_summary`), starting with a blank line."""
-
-    def variant_points(self, summary: dict) -> dict:
-        """``{"e", "h", "t"} -> [numbers in %]``: the per-variant markers of the bar plot; their mean is the
-        per-variant score of the comparison tables."""
 
 
 _TASKS: dict = {}
@@ -133,10 +81,3 @@ def names() -> tuple:
     """The registered task names, in order."""
     _load_builtin()
     return tuple(_TASKS)
-
-
-def compact_summary(summary: dict, keep: Seq[str] | None = None, drop: Seq[str] = ()) -> dict:
-    """``summary`` restricted to the keys ``keep`` (in that order; all keys when None) minus ``drop``."""
-    if keep is None:
-        return {k: v for k, v in summary.items() if k not in drop}
-    return {k: summary[k] for k in keep if k not in drop}

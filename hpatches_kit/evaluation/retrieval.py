@@ -13,8 +13,7 @@ from ..layout import VARIANTS, target_indices
 from . import metrics
 from .descriptor_set import DescriptorSet
 from .distances import FastDistances, check_distance, exact_pair_distances
-from .registry import TaskContext, compact_summary
-from .summary import VARIANT_NAMES, fmt, pct
+from .task_interface import VARIANT_NAMES, TaskContext, compact_summary, fmt, pct
 from .tasks import RetrievalTask, retr_file
 from .threads import blas_limit
 

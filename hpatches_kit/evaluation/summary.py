@@ -1,26 +1,13 @@
 """Summaries of an :func:`~.api.evaluate` result, driven by the task registry (:mod:`.registry`).
 
-:func:`summarise_evaluation` is the JSON part kept in ``metrics.json``; ``pct``, ``fmt`` and
-``VARIANT_NAMES`` are the number and text helpers the tasks' summaries share.
+:func:`summarise_evaluation` is the JSON part kept in ``metrics.json``.
 """
 
 from __future__ import annotations
 
 from . import registry
 
-VARIANT_NAMES = {"e": "Easy", "h": "Hard", "t": "Tough"}
-
-__all__ = ["summarise_evaluation", "VARIANT_NAMES", "pct", "fmt"]
-
-
-def pct(x) -> float:
-    """``x`` (a fraction) in %, as a Python float."""
-    return float(100.0 * x)
-
-
-def fmt(x) -> str:
-    """A table cell: ``x`` in a 6-wide, 2-decimal field, ``-`` for None."""
-    return "   -  " if x is None else f"{x:6.2f}"
+__all__ = ["summarise_evaluation"]
 
 
 def summarise_evaluation(res: dict) -> dict:

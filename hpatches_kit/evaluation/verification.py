@@ -15,8 +15,7 @@ from . import metrics
 from .descriptor_set import DescriptorSet
 from .distances import check_distance
 from .metrics import CURVE_POINTS
-from .registry import TaskContext, compact_summary
-from .summary import VARIANT_NAMES, fmt, pct
+from .task_interface import VARIANT_NAMES, TaskContext, compact_summary, fmt, pct
 from .tasks import VerificationPairs, verif_file
 from .threads import compute_threads
 
