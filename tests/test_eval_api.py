@@ -34,13 +34,19 @@ def test_summaries_follow_the_official_printer():
     assert s["avg_balanced_auc"] == pytest.approx(100 * np.mean([vr[v][n]["balanced"]["auc"] for v in "eht" for n in ("intra", "inter")]), abs=1e-9)
 
 
-def test_evaluate_without_dataset_from_task_files(tmp_path):
-    rng = np.random.default_rng(1)
-    lengths = {"i_a": 15, "v_b": 12, "v_c": 10}
+def random_descriptors_and_task_files(root, seed: int, lengths: dict) -> dict:
+    """Random 8-D descriptors of ``lengths`` (``{seq: N}``) and official-format task files of split ``full``
+    written to ``root`` (40 verification pairs per table, 5 retrieval queries, 20 distractors)."""
+    rng = np.random.default_rng(seed)
     descs = {s: {t: rng.normal(size=(n, 8)).astype(np.float32) for t in TYPES} for s, n in lengths.items()}
-    T.write_verification(tmp_path, "full", T.generate_verification(lengths, list(lengths), 40))
+    T.write_verification(root, "full", T.generate_verification(lengths, list(lengths), 40))
     refs = {s: rng.integers(0, 255, (n, 5, 5)).astype(np.uint8) for s, n in lengths.items()}
-    T.write_retrieval(tmp_path, "full", T.generate_retrieval(refs, list(lengths), 5, 20))
+    T.write_retrieval(root, "full", T.generate_retrieval(refs, list(lengths), 5, 20))
+    return descs
+
+
+def test_evaluate_without_dataset_from_task_files(tmp_path):
+    descs = random_descriptors_and_task_files(tmp_path, 1, {"i_a": 15, "v_b": 12, "v_c": 10})
     res = evaluate(descs, None, tasks_dir=tmp_path, progress=False)
     assert res["meta"]["sequences"] == 3 and res["retrieval"]["num_distractors"] == 20
     txt = format_summary(res)

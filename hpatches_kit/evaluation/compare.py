@@ -27,7 +27,7 @@ from typing import Sequence as Seq
 import numpy as np
 
 from ..data.errors import DataError
-from .protocol import TASKS
+from . import registry
 
 __all__ = ["Entry", "load_results", "variant_scores", "comparison_rows", "format_markdown", "format_csv",
            "write_comparison"]
@@ -37,17 +37,9 @@ _MATCH_KEYS = (("split", "split"), ("sequences", "number of test sequences"), ("
 
 
 def variant_scores(task: str, res: dict) -> dict:
-    """``{"e", "h", "t"}`` -> the per-variant number of ``res`` (one task's result dict), in %."""
-    t = res["table"] if task != "retrieval" else None
-    if task == "verification":
-        return {v: float(np.mean([t[v][n]["ap"] for n in ("intra", "inter")])) for v in "eht"}
-    if task == "matching":
-        out = {}
-        for v in "eht":
-            vals = [x for x in (t[v]["illum"], t[v]["view"]) if x is not None]
-            out[v] = float(np.mean(vals)) if vals else float(t[v]["all"])
-        return out
-    return {v: float(res["per_variant"][v]) for v in "eht"}
+    """``{"e", "h", "t"}`` -> the per-variant number of ``res`` (one task's result dict), in %: the mean of
+    the task's per-variant markers (:meth:`~.registry.Task.variant_points`)."""
+    return {v: float(np.mean(vals)) for v, vals in registry.get(task).variant_points(res).items()}
 
 
 def _read(path: Path) -> dict:
@@ -59,9 +51,9 @@ def _read(path: Path) -> dict:
         raise DataError(path, f"not a results JSON (hpatches-eval --json): {e}") from None
     if not isinstance(r, dict) or not isinstance(r.get("meta"), dict):
         raise DataError(path, "not a results JSON of hpatches-eval --json (no 'meta')")
-    tasks = [t for t in TASKS if t in r]
+    tasks = [t for t in registry.names() if t in r]
     if not tasks:
-        raise DataError(path, f"holds none of the tasks {', '.join(TASKS)}")
+        raise DataError(path, f"holds none of the tasks {', '.join(registry.names())}")
     for t in tasks:
         if not isinstance(r[t], dict) or "headline" not in r[t]:
             raise DataError(path, f"task {t!r} has no headline result")
@@ -96,7 +88,7 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
             if m.get(key) != m0.get(key):
                 raise DataError(p, f"{what} is {m.get(key)!r} but {first} has {m0.get(key)!r}: results of different "
                                    "splits or datasets cannot be compared")
-        needs_files = any(t in r and t in results[0] for t in ("verification", "retrieval"))
+        needs_files = any(t in r and t in results[0] and registry.get(t).files for t in registry.names())
         if needs_files and m.get("tasks_source") != m0.get("tasks_source"):
             raise DataError(p, f"task files {m.get('tasks_source')!r} differ from {first}'s "
                                f"{m0.get('tasks_source')!r}: verification/retrieval results on different task "
@@ -109,7 +101,7 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
 
 
 def _common_tasks(entries) -> list[str]:
-    return [t for t in TASKS if all(t in r for _, r, _ in entries)]
+    return [t for t in registry.names() if all(t in r for _, r, _ in entries)]
 
 
 def comparison_rows(entries: Seq[Entry]) -> list[dict]:

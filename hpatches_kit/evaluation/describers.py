@@ -1,4 +1,4 @@
-"""Describers (``(N, P, P) uint8 -> (N, D) float32``), descriptor computation and descriptor CSV folders.
+"""Describers (``(N, P, P) uint8 -> (N, D) float32``) and descriptor computation.
 
 Baselines (:func:`get_baseline`):
 
@@ -10,19 +10,21 @@ Baselines (:func:`get_baseline`):
   rotation of 361 degrees, so the rows differ from an angle-0 keypoint by up to 3 units); values as OpenCV
   returns them (0..255 scale);
 * ``rootsift``: SIFT, L1-normalised, square-rooted (Arandjelovic & Zisserman 2012).
+
+The CSV folder functions live in :mod:`.descriptor_csv` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 
 from ..data.errors import DataError
 from ..data.hpatches import TYPES, resize_patches
+from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor_set, write_descriptor_dir  # noqa: F401  (re-exported)
 
 Describer = Callable[[np.ndarray], np.ndarray]
 BASELINES = ("sift", "rootsift", "raw")
@@ -236,230 +238,3 @@ def compute_descriptors(dataset, describer: Describer, noisy: bool = False, prog
         flush(group)
     bar.close()
     return out
-
-
-# -- CSV folders (official layout <root>/<sequence>/<type>.csv) ----------------------------------------
-def _sniff_delimiter(line: str) -> str | None:
-    for d in (",", ";", "\t"):
-        if d in line:
-            return d
-    return None  # whitespace
-
-
-def _diagnose_csv(path: Path, delim: str | None, dim: int | None = None) -> None:
-    """Find the first malformed line of a descriptor CSV (slow, only on the error path) and raise a
-    :class:`DataError` naming the file and the line: a wrong number of values, a value that is not a number,
-    NaN/Inf (also a finite value beyond float32's range, which becomes Inf)."""
-    row = 0
-    try:
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                row += 1
-                fields = line.split(delim) if delim is not None else line.split()
-                if dim is None:
-                    dim = len(fields)
-                if len(fields) != dim:
-                    raise DataError(path, f"line {lineno}: {len(fields)} values, expected {dim} (as on the first row)")
-                for j, v in enumerate(fields):
-                    try:
-                        x = float(v)
-                    except ValueError:
-                        raise DataError(path, f"line {lineno}, column {j + 1}: not a number: {v.strip()!r}") from None
-                    with np.errstate(over="ignore"):
-                        x32 = np.float32(x)
-                    if not np.isfinite(x32):
-                        raise DataError(path, f"row {row} contains NaN or Inf (line {lineno}, column {j + 1}: {v.strip()!r})")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(path, f"cannot read as text: {e}") from None
-
-
-def _parse_arrow(path: Path, delim: str, dim: int) -> np.ndarray | None:
-    """Parse with Arrow's multi-threaded C++ CSV reader (correctly rounded ``fast_float`` conversion, the
-    same float64 values as ``float(text)``), as float64 -> float32 like the official loader. ``None`` when
-    anything is off (an error, a non-numeric column, an empty field): the caller then diagnoses the file."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    try:
-        table = pcsv.read_csv(
-            path,
-            read_options=pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
-            parse_options=pcsv.ParseOptions(delimiter=delim),
-            # the column count of the first line, all float64: no type inference (3x faster)
-            convert_options=pcsv.ConvertOptions(column_types={f"f{j}": pa.float64() for j in range(dim)},
-                                                strings_can_be_null=False, null_values=[""]))
-    except (pa.ArrowInvalid, pa.ArrowException, OSError):
-        return None
-    n, d = table.num_rows, table.num_columns
-    out = np.empty((n, d), np.float32)
-    for j, col in enumerate(table.columns):
-        if col.null_count or not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            return None
-        with np.errstate(over="ignore"):  # beyond float32's range -> inf, reported by the caller
-            out[:, j] = col.to_numpy().astype(np.float64, copy=False)  # float64 -> float32 on assignment
-    return out
-
-
-def _have_arrow() -> bool:
-    try:
-        import pyarrow.csv  # noqa: F401
-
-        return True
-    except Exception:  # pragma: no cover - pyarrow is a dependency
-        return False
-
-
-def _read_desc_csv(path: Path) -> np.ndarray:
-    """One descriptor CSV -> ``(N, D) float32``. Errors name the file and the line."""
-    try:
-        with open(path) as f:
-            first = f.readline()
-    except OSError as e:
-        raise DataError(path, f"cannot read: {e}") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not a text CSV file") from None
-    if not first.strip():
-        raise DataError(path, "empty descriptor file")
-    delim = _sniff_delimiter(first)
-    a = _parse_arrow(path, delim, len(first.split(delim))) if delim is not None and _have_arrow() else None
-    if a is None:
-        try:
-            a = np.loadtxt(path, delimiter=delim, dtype=np.float64, ndmin=2).astype(np.float32)
-        except ValueError:
-            _diagnose_csv(path, delim)
-            raise DataError(path, "not a numeric descriptor CSV") from None
-    if a.shape[1] < 2:
-        raise DataError(path, f"descriptors have dimension {a.shape[1]}: wrong delimiter?")
-    if not np.isfinite(a).all():
-        _diagnose_csv(path, delim, a.shape[1])
-        bad = int(np.nonzero(~np.isfinite(a).all(axis=1))[0][0])
-        raise DataError(path, f"row {bad + 1} contains NaN or Inf")
-    return a
-
-
-def _csv_workers() -> int:
-    from .kernels import kernel_threads
-
-    return kernel_threads()
-
-
-def _read_sequence_csvs(root: Path, s: str) -> list:
-    d = root / s
-    if not d.is_dir():
-        raise DataError(d, "no descriptors for this sequence (folder missing)")
-    missing = [t for t in TYPES if not (d / f"{t}.csv").is_file()]
-    if missing:
-        raise DataError(d, f"missing descriptor files: {', '.join(t + '.csv' for t in missing)}")
-    return [d / f"{t}.csv" for t in TYPES]
-
-
-def _read_all(root, sequences, progress: bool, desc: str = "reading descriptors"):
-    """Yield ``(sequence, [16 arrays])`` in order; files are parsed on a thread pool (Arrow releases the
-    GIL), a bounded number of sequences ahead."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "descriptor folder does not exist")
-    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if sequences is None else list(sequences)
-    if not names:
-        raise DataError(root, "no sequence folders with descriptor CSVs")
-    files = {s: _read_sequence_csvs(root, s) for s in names}  # every folder checked before any parse
-    workers = _csv_workers()
-    bar = tqdm(total=len(names), desc=desc, unit="seq", disable=not progress, leave=False)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hpatches-csv") as ex:
-        pending: deque = deque()
-        it = iter(names)
-        ahead = max(2, 2 * workers // len(TYPES) + 1)
-        try:
-            for s in it:
-                pending.append((s, [ex.submit(_read_desc_csv, f) for f in files[s]]))
-                if len(pending) >= ahead:
-                    break
-            while pending:
-                s, futs = pending.popleft()
-                arrays = [f.result() for f in futs]
-                for s2 in it:
-                    pending.append((s2, [ex.submit(_read_desc_csv, f) for f in files[s2]]))
-                    break
-                bar.update(1)
-                yield s, arrays
-        finally:
-            for _, futs in pending:
-                for f in futs:
-                    f.cancel()
-            bar.close()
-
-
-def _check_sequence(root: Path, s: str, arrays: list, dim: int | None) -> int:
-    n = arrays[0].shape[0]
-    for t, a in zip(TYPES, arrays):
-        if a.shape[0] != n:
-            raise DataError(root / s / f"{t}.csv", f"{a.shape[0]} descriptors but ref.csv has {n}: all types of a sequence need the same count")
-        if dim is not None and a.shape[1] != dim:
-            raise DataError(root / s / f"{t}.csv", f"descriptor dimension {a.shape[1]} differs from {dim} of the other files")
-    return arrays[0].shape[1]
-
-
-def read_descriptor_dir(root, sequences=None, progress: bool = True) -> dict:
-    """Read ``<root>/<sequence>/<type>.csv`` (any of ``, ; tab whitespace`` as delimiter) into
-    ``{seq: {type: (N, D) float32}}``. Files are parsed in parallel by Arrow's CSV reader; errors name the
-    file and the line (a wrong number of values, a non-number, NaN/Inf)."""
-    out = {}
-    for s, arrays in _read_all(root, sequences, progress):
-        out[s] = dict(zip(TYPES, arrays))
-    return out
-
-
-def _count_rows(path: Path) -> int:
-    """Non-blank lines of a text file (what both parsers turn into rows), without parsing numbers."""
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def read_descriptor_set(root, sequences=None, progress: bool = True):
-    """Read a CSV descriptor folder straight into a :class:`~.protocol.DescriptorSet` (what the evaluation
-    runs on): each sequence's 16 files are checked (equal counts, one dimension, finite values, errors
-    naming the file). The rows of every ``ref.csv`` are counted first, so the set's block is allocated once
-    and each sequence is copied in and freed as it arrives: the peak memory is the set plus the few
-    sequences being parsed, not two copies of every descriptor."""
-    from .protocol import DescriptorSet
-
-    root = Path(root)
-    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if sequences is None and root.is_dir() else sequences
-    dim = [None]
-
-    def checked():
-        for s, arrays in _read_all(root, names, progress):
-            dim[0] = _check_sequence(root, s, arrays, dim[0])
-            yield s, arrays
-
-    try:
-        counts = {s: _count_rows(root / s / "ref.csv") for s in names} if names else None
-    except OSError:
-        counts = None  # a missing folder or file: _read_all names it
-    if counts:
-        try:
-            return DescriptorSet.from_stream(counts, checked(), source=str(root))
-        except ValueError as e:
-            if isinstance(e, DataError):
-                raise
-            # rows counted differently from the parse (should not happen): the two-copy path
-    stacks = dict(checked())
-    return DescriptorSet.from_arrays(stacks, source=str(root))
-
-
-def write_descriptor_dir(root, descs: Mapping[str, Mapping[str, np.ndarray]], delimiter: str = ",") -> None:
-    """Export descriptors in the official layout (each file written atomically, ``%.9g`` round-trips float32)."""
-    from ..io import atomic_write_text
-
-    for s, types in descs.items():
-        for t in TYPES:
-            a = np.asarray(types[t], np.float32)
-            lines = [delimiter.join(f"{v:.9g}" for v in row) for row in a.tolist()]
-            atomic_write_text(Path(root) / s / f"{t}.csv", "\n".join(lines) + "\n")

@@ -17,7 +17,7 @@ DISTANCES = ("L2", "L1")
 #: relative safety margin for the fast matrix (its rounding error is ~D * 1e-16 relative).
 REL_TOL = 1e-9
 
-__all__ = ["DISTANCES", "check_distance", "exact_pair_distances", "exact_row_distances", "FastDistances"]
+__all__ = ["DISTANCES", "check_distance", "exact_pair_distances", "FastDistances"]
 
 
 def check_distance(distance: str) -> str:
@@ -47,22 +47,6 @@ def exact_pair_distances(a: np.ndarray, b: np.ndarray, distance: str = "L2", chu
         else:
             np.abs(diff, out=diff)
             out[s : s + chunk] = np.sum(diff, axis=-1)
-    return out
-
-
-def exact_row_distances(X: np.ndarray, r1: np.ndarray, r2: np.ndarray, distance: str = "L2",
-                        chunk: int = 32768) -> np.ndarray:
-    """``exact_pair_distances(X[r1], X[r2])`` without materialising the gathers (chunked)."""
-    out = np.empty(len(r1), np.float64)
-    for s in range(0, len(r1), chunk):
-        a = np.take(X, r1[s : s + chunk], axis=0).astype(np.float64)
-        a -= np.take(X, r2[s : s + chunk], axis=0)
-        if distance == "L2":
-            a *= a
-            out[s : s + chunk] = np.sqrt(np.sum(a, axis=-1))
-        else:
-            np.abs(a, out=a)
-            out[s : s + chunk] = np.sum(a, axis=-1)
     return out
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 SMALL = 1e-10
+#: number of points kept per curve in the results (curves are subsampled for plots/JSON)
+CURVE_POINTS = 200
 
-__all__ = ["tpfp", "pr", "roc", "average_precision", "roc_auc", "ap_from_ranks"]
+__all__ = ["tpfp", "pr", "roc", "average_precision", "roc_auc", "ap_from_ranks", "subsample_curve"]
 
 
 def _trapezoid(y, x) -> float:
@@ -98,3 +100,12 @@ def ap_from_ranks(ranks: np.ndarray, numpos: int) -> np.ndarray:
     p = float(max(numpos, SMALL))
     drec = j / p - (j - 1) / p
     return np.sum(drec * (prec_at + prec_before) / 2.0, axis=-1)
+
+
+def subsample_curve(x, y, n=CURVE_POINTS):
+    """At most ``n`` evenly spaced points of the curve ``(x, y)`` as two lists (for plots and JSON)."""
+    x = np.asarray(x)
+    if x.size <= n:
+        return x.tolist(), np.asarray(y).tolist()
+    keep = np.unique(np.linspace(0, x.size - 1, n).round().astype(int))
+    return x[keep].tolist(), np.asarray(y)[keep].tolist()

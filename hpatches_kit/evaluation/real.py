@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..data.errors import DataError
-
 __all__ = ["REGIMES", "build_real_patches", "compare_on_real", "beats_baselines"]
 
 #: Geometric-noise regimes: name -> multiplier of HPatches' calibrated jitter magnitudes.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence as Seq
 
+from ..evaluation import registry
 from ..io import atomic_savefig
 
 COLOURS = {"e": "#4daf4a", "h": "#e41a1c", "t": "#377eb8"}
@@ -62,35 +63,25 @@ def plot_retrieval_pools(results: dict, path) -> None:
     plt.close(fig)
 
 
-def _variant_points(task: str, res: dict) -> dict:
-    """Per-variant markers: verification/matching plot both sub-cases (intra/inter, illum/view)."""
-    if task == "verification":
-        return {v: [res["table"][v][n]["ap"] for n in ("intra", "inter")] for v in "eht"}
-    if task == "matching":
-        return {v: [x for x in (res["table"][v]["illum"], res["table"][v]["view"]) if x is not None] or [res["table"][v]["all"]] for v in "eht"}
-    return {v: [res["per_variant"][v]] for v in "eht"}
-
-
 def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> None:
     """HPatches-paper style: one panel per task, one bar per descriptor (its headline mAP), coloured
     markers for Easy/Hard/Tough (circles: intra / illum, crosses: inter / view)."""
     plt = _plt()
-    tasks = [t for t in ("verification", "matching", "retrieval") if any(t in r for _, r in entries)]
+    tasks = [t for t in registry.names() if any(t in r for _, r in entries)]
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), max(2.6, 1.4 + 0.45 * len(entries))), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = sorted([(n, r[task]) for n, r in entries if task in r], key=lambda x: x[1]["headline"]["value"])
         ys = range(len(rows))
         ax.barh(list(ys), [r["headline"]["value"] for _, r in rows], color="#bbbbbb", edgecolor="k")
         for y, (_, r) in zip(ys, rows):
-            for v, vals in _variant_points(task, r).items():
+            for v, vals in registry.get(task).variant_points(r).items():
                 for j, x in enumerate(vals):
                     ax.plot(x, y, "o" if j == 0 else "x", color=COLOURS[v], ms=6)
             ax.text(101, y, f"{r['headline']['value']:.2f}", va="center", fontsize=9)
         ax.set_yticks(list(ys))
         ax.set_yticklabels([n for n, _ in rows])
         ax.set_xlim(0, 100)
-        ax.set_xlabel({"verification": "Patch Verification mAP [%]", "matching": "Image Matching mAP [%]",
-                       "retrieval": "Patch Retrieval mAP [%]"}[task])
+        ax.set_xlabel(registry.get(task).plot_label)
         ax.grid(True, axis="x", ls=":")
     handles = [plt.Line2D([], [], marker="s", ls="", color=COLOURS[v], label=NAMES[v]) for v in "eht"]
     fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False)
@@ -111,7 +102,7 @@ def plot_results(results: dict, out_dir, name: str = "descriptor") -> list[Path]
         p = out_dir / "retrieval_pool_sizes.png"
         plot_retrieval_pools(results, p)
         written.append(p)
-    if any(t in results for t in ("verification", "matching", "retrieval")):
+    if any(t in results for t in registry.names()):
         p = out_dir / "hpatches_bars.png"
         plot_hpatches_bars([(name, results)], p)
         written.append(p)

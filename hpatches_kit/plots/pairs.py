@@ -39,30 +39,3 @@ def plot_similarity_matrix(sim, path, names=None, predictions=None, title: str =
     finally:
         plt.close(fig)
 
-
-def plot_accuracy_bars(results: dict, path, title: str = "pair-matching accuracy") -> None:
-    """Bars of accuracy per method for one or more named results ``{label: pair_matching_scores(...)}``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(results)
-    methods = list(next(iter(results.values()))["accuracy"])
-    x = np.arange(len(methods))
-    w = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for k, lab in enumerate(labels):
-        ax.bar(x + k * w, [results[lab]["accuracy"][m] for m in methods], w, label=lab)
-    chance = next(iter(results.values()))["chance"]
-    ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xticks(x + w * (len(labels) - 1) / 2, methods)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        atomic_savefig(fig, path, dpi=120)
-    finally:
-        plt.close(fig)
