@@ -55,11 +55,11 @@ def test_notebook_structure():
     assert "pytest" not in src and "REPORT" not in src
 
 
-@pytest.mark.slow
-def test_notebook_runs_and_trains(tmp_path, monkeypatch):
+def _execute(params, monkeypatch):
+    """Run the notebook with ``params`` injected after its parameters cell; returns (stdout text, the
+    report, every output)."""
     nb = nbformat.read(NB, as_version=4)
     i = next(k for k, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    params = dict(SMALL, OUT=str(tmp_path / "run"))
     inject = "\n".join(f"{k} = {v!r}" for k, v in params.items())
     nb.cells.insert(i + 1, nbformat.v4.new_code_cell(inject, metadata={"tags": ["injected-parameters"]}))
     nb.cells.append(nbformat.v4.new_code_cell(REPORT))
@@ -71,11 +71,15 @@ def test_notebook_runs_and_trains(tmp_path, monkeypatch):
     client.execute()
     if os.environ.get("HPATCHES_KIT_KEEP_NOTEBOOK"):  # inspect the executed notebook
         nbformat.write(nb, os.environ["HPATCHES_KIT_KEEP_NOTEBOOK"])
-
     outputs = [o for c in _cells(nb) for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     line = next(l for l in text.splitlines() if l.startswith("REPORT "))
-    rep = json.loads(line[len("REPORT "):])
+    return text, json.loads(line[len("REPORT "):]), outputs
+
+
+@pytest.mark.slow
+def test_notebook_runs_and_trains(tmp_path, monkeypatch):
+    text, rep, outputs = _execute(dict(SMALL, OUT=str(tmp_path / "run")), monkeypatch)
     out = Path(rep["out"])
 
     # the install cell found this checkout and installed nothing
@@ -131,3 +135,25 @@ def test_notebook_runs_and_trains(tmp_path, monkeypatch):
         assert len(rows) == 6 and all(len(r) == 7 for r in rows), rows
     else:
         assert "real validation skipped" in text
+
+
+@pytest.mark.slow
+def test_notebook_optional_sections(tmp_path, monkeypatch):
+    """Denoise first (N-HPatches flavour of the embedded data) and fine-tune the committed default."""
+    params = dict(SMALL, OUT=str(tmp_path / "run"), DENOISE=True, DENOISER_MODEL="models/unet-shallow-embedded.keras",
+                  FINE_TUNE=True, FINE_TUNE_EPOCHS=1, EXPORT_CSV=False, REAL_SEQUENCES=None, EPOCHS=2,
+                  TRAIN_SEQUENCES=2, EVAL_SEQUENCES=2)
+    text, rep, _ = _execute(params, monkeypatch)
+    out = Path(rep["out"])
+    assert "/n-hpatches: 2 train sequences" in text
+    # the descriptor trained on the committed denoiser's 8-bit output, whose MAE is below the noisy input's
+    mae = float(text.split("MAE of the denoised training patches:")[1].split()[0])
+    noisy_mae = float(text.split("MAE of the noisy training patches:")[1].split()[0])
+    assert 0 < mae < noisy_mae, (mae, noisy_mae)
+    assert len(rep["loss"]) == 2 and all(math.isfinite(v) for v in rep["loss"])
+    assert all(0.0 <= v <= 100.0 for v in rep["headline"].values())
+    # the fine-tuned committed model (128-d) was evaluated too: a second summary table
+    assert text.count("HPatches evaluation: split full, 2 sequences") == 2
+    assert "dim 128" in text and "dim 32" in text
+    assert (out / "model.keras").is_file() and not (out / "descriptors").exists()
+    assert "real validation skipped" in text
