@@ -38,7 +38,7 @@ keras.mixed_precision.set_global_policy(policy)
 keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).uniform(0, 255, (batch, 32, 32, 1)).astype("float32")
 y = np.repeat(np.arange(batch // 2), 2).astype("int32")
-m = l2net()
+m = l2net(fused_bn=os.environ.get("TRAIN_SPEED_BN", "fused") != "keras")  # TRAIN_SPEED_BN=keras: plain Keras BN
 m.compile(optimizer=keras.optimizers.Adam(1e-3), loss=BatchHardTripletLoss(1.0), jit_compile=jit)
 for _ in range(2):
     m.train_on_batch(x, y)

@@ -1,9 +1,11 @@
-"""Keras models: U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`), Keras
+"""Keras models: U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`) and its
+fused batch norm (:mod:`.layers`), Keras
 twins of PyTorch descriptors and their checkpoint import (:mod:`.torch_ports`, :func:`from_torch`; PyTorch
 itself is imported only to read a checkpoint file) and, lazily, the ViT adapter (``models/vit/``, another
 package)."""
 
 from .l2net import L2Normalize, PatchStandardize, l2net
+from .layers import FusedBatchNorm, with_fused_batch_norm
 from .torch_import import from_torch
 from .torch_ports import ARCHS as TORCH_ARCHS
 from .torch_ports import InstanceNorm, torch_port
@@ -36,4 +38,5 @@ def get_model(name: str, **kwargs):
 
 
 __all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "parameter_report",
+           "FusedBatchNorm", "with_fused_batch_norm",
            "get_model", "MODELS", "from_torch", "torch_port", "InstanceNorm", "TORCH_ARCHS"]
