@@ -39,7 +39,7 @@ import numpy as np
 from ..io import atomic_write_bytes, atomic_write_json
 from . import geometry as G
 from .errors import DataError
-from .hpatches import HPATCHES_PATCH_SIZE, TYPES, VARIANTS
+from ..layout import HPATCHES_PATCH_SIZE, TYPES, VARIANTS
 
 __all__ = ["extract_dataset", "extract_sequence", "read_source_sequence", "find_source_sequences",
            "detect_regions", "make_splits", "MAGNIFICATION"]

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Sequence as Seq
 
+from ..layout import sequence_kind
 from .errors import DataError
-from .hpatches import sequence_kind
 
 SPLIT_NAMES = ("a", "b", "c", "illum", "view", "full")
 NAME_SPLITS = ("illum", "view", "full")

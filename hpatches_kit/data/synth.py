@@ -30,7 +30,8 @@ import numpy as np
 from ..io import atomic_write_json
 from . import extract as X
 from .errors import DataError
-from .hpatches import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, find_sequence_dirs, load_sequence, resize_patches
+from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES
+from .sequences import find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
 from .photometric import camera_pipeline, illumination_change
 from .scenes import blur_sequence, zoom_sequence
@@ -375,9 +376,7 @@ def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum:
                    seed=seed, progress=progress, num_zoom=num_zoom, num_blur=num_blur, jitter_scale=jitter_scale,
                    workers=workers if workers is not None else min(2, os.cpu_count() or 1))
         make_nhpatches(tmp / "hpatches", tmp / "n-hpatches", size=NHPATCHES_PATCH_SIZE, seed=seed)
-        from .hpatches import find_sequence_dirs as _f
-
-        n_seq = len(_f(tmp / "hpatches"))
+        n_seq = len(find_sequence_dirs(tmp / "hpatches"))
         atomic_write_json(tmp / "COMPLETE", {"seed": int(seed), "sequences": n_seq, "generator": "hpatches_kit.data.synth"})
         if root.exists():
             if any(root.iterdir()) and not (root / "COMPLETE").is_file() and not _ours(root):
