@@ -26,7 +26,6 @@ real-validation benchmark builds both.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..io import atomic_write_png
-from ..layout import NOISE_SUFFIX, TYPES, sequence_kind
+from ..layout import NOISE_SUFFIX, TYPES, sequence_kind, type_index
 from .errors import DataError
 
 

@@ -8,7 +8,6 @@ a list of :class:`Problem` (file + what is wrong). It never raises on bad data -
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
