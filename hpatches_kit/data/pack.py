@@ -34,6 +34,7 @@ import numpy as np
 from .errors import DataError
 from .hpatches import (NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences,
                        resize_patches, select_sequence_dirs)
+from .tfrecord import parse_track_example, track_example  # noqa: F401  (re-exported: public since v0.1)
 
 FORMAT = "hpatches-kit-packed"
 FORMAT_VERSION = 1
@@ -273,33 +274,6 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
     return out_dir
 
 
-def _bytes_feature(b: bytes):
-    import tensorflow as tf
-
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))
-
-
-def _int_feature(v: int):
-    import tensorflow as tf
-
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-
-
-def track_example(patches: np.ndarray, track: int, seq: int, noisy: np.ndarray | None = None) -> bytes:
-    """Serialise one track ``(16, P, P) uint8`` as a ``tf.train.Example``."""
-    import tensorflow as tf
-
-    feats = {
-        "patches": _bytes_feature(np.ascontiguousarray(patches, np.uint8).tobytes()),
-        "track": _int_feature(track),
-        "seq": _int_feature(seq),
-        "patch_size": _int_feature(patches.shape[-1]),
-    }
-    if noisy is not None:
-        feats["noisy"] = _bytes_feature(np.ascontiguousarray(noisy, np.uint8).tobytes())
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
-
-
 class _NpyWriter:
     """Write a C-order uint8 ``.npy`` of known shape by appending row blocks; hashes as it goes."""
 
@@ -368,40 +342,6 @@ def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, pro
         meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": _sha256(f)})
     bar.close()
     return meta
-
-
-def parse_track_example(serialized, patch_size: int, noisy: bool = False) -> dict:
-    """Parse serialised track Examples for ``tf.data`` (graph-mode ops only, static shapes).
-
-    A scalar string gives ``{"patches": (16, P, P) uint8, "track": int64, "seq": int64}`` (+ ``"noisy"``);
-    a batch (rank-1 string tensor, e.g. after ``.batch()``) gives the same with a leading batch axis.
-    ``track`` is the row of the track in the packed ``tracks.npy``; ``seq`` its sequence index.
-    """
-    import tensorflow as tf
-
-    p = int(patch_size)
-    spec = {
-        "patches": tf.io.FixedLenFeature([], tf.string),
-        "track": tf.io.FixedLenFeature([], tf.int64),
-        "seq": tf.io.FixedLenFeature([], tf.int64),
-    }
-    if noisy:
-        spec["noisy"] = tf.io.FixedLenFeature([], tf.string)
-    serialized = tf.convert_to_tensor(serialized)
-    batched = serialized.shape.rank == 1
-    ex = tf.io.parse_example(serialized, spec) if batched else tf.io.parse_single_example(serialized, spec)
-    shape = [-1, NT, p, p] if batched else [NT, p, p]
-
-    def dec(x):
-        # ensure_shape makes a record of the wrong patch size fail loudly instead of reshaping garbage
-        flat = tf.io.decode_raw(x, tf.uint8)
-        flat = tf.ensure_shape(flat, [None, NT * p * p] if batched else [NT * p * p])
-        return tf.reshape(flat, shape)
-
-    out = {"patches": dec(ex["patches"]), "track": ex["track"], "seq": ex["seq"]}
-    if noisy:
-        out["noisy"] = dec(ex["noisy"])
-    return out
 
 
 # -- loading ------------------------------------------------------------------------------------------
