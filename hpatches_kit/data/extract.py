@@ -27,17 +27,15 @@ real-validation benchmark builds both.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_json, atomic_write_png
 from . import geometry as G
 from .errors import DataError
+from .fsio import build_then_swap
 from ..layout import HPATCHES_PATCH_SIZE, TYPES, VARIANTS
 
 __all__ = ["extract_dataset", "extract_sequence", "read_source_sequence", "find_source_sequences",
@@ -490,10 +488,7 @@ def write_stack_png(path, patches: np.ndarray) -> None:
     """``(N, P, P) uint8`` patches as one vertically stacked PNG, atomically (zlib level 1: the stacks are
     written by the thousand and level 1 is ~2x faster than 3 for ~4% larger files; output is byte-stable)."""
     patches = np.ascontiguousarray(patches)
-    ok, buf = cv2.imencode(".png", patches.reshape(-1, patches.shape[-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise OSError(f"{path}: could not encode PNG")
-    atomic_write_bytes(path, buf.tobytes())
+    atomic_write_png(path, patches.reshape(-1, patches.shape[-1]), compression=1)
 
 
 def write_sequence(out_dir: Path, name: str, tracks: np.ndarray, suffix: str = "") -> None:
@@ -526,17 +521,17 @@ def write_dataset_meta(out_dir: Path, generator: str, seed: int, parameters: dic
     atomic_write_json(Path(out_dir) / "splits.json", make_splits(names, seed, test_fraction))
 
 
-def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move a finished build into place (replacing an older build of ours)."""
-    if out_dir.exists():
-        if not (out_dir / "dataset.json").is_file() and any(out_dir.iterdir()):
-            raise DataError(out_dir, "output folder exists and is not a dataset built by hpatches-kit; refusing to overwrite")
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+def _is_built_dataset(d: Path) -> bool:
+    return (d / "dataset.json").is_file()
+
+
+def build_dataset_folder(out_dir):
+    """Context manager yielding a temporary folder to write a dataset in; on success it replaces ``out_dir``
+    (only an older dataset built by hpatches-kit, i.e. holding ``dataset.json``, is ever replaced; anything
+    else raises :class:`DataError` before any work). The one publish step of :func:`extract_dataset` and
+    :mod:`.synth`."""
+    return build_then_swap(out_dir, _is_built_dataset,
+                           "output folder exists and is not a dataset built by hpatches-kit; refusing to overwrite")
 
 
 def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatches", progress: bool = True,
@@ -552,9 +547,7 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
     out_dir = Path(out_dir)
     seq_dirs = find_source_sequences(src)
     spec = resolve_jitter(jitter, jitter_scale)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with build_dataset_folder(out_dir) as tmp:
         per_seq, overlaps, infos = {}, [], {}
         for idx, d in enumerate(tqdm(seq_dirs, desc="extracting", unit="seq", disable=not progress)):
             name, images, Hs = read_source_sequence(d)
@@ -569,17 +562,14 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
             per_seq[name] = len(tracks)
             overlaps.append(ov)
             infos[name] = {k: v for k, v in info.items() if k != "frames"}
-        params = _parameters(spec, max_patches, patch_size, per_detector)
+        params = extraction_parameters(spec, max_patches, patch_size, per_detector)
         params["source"] = str(Path(src).resolve())
         write_dataset_meta(tmp, "hpatches_kit.data.extract", seed, params, per_seq, overlaps)
-        _publish(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
-def _parameters(spec, max_patches, patch_size, per_detector) -> dict:
+def extraction_parameters(spec, max_patches, patch_size, per_detector) -> dict:
+    """The extraction parameters recorded in ``dataset.json`` (``spec`` from :func:`resolve_jitter`)."""
     return {
         "patch_size": int(patch_size),
         "magnification": MAGNIFICATION,

@@ -18,13 +18,8 @@ the source has not changed since packing -- a stale or corrupt cache raises :cla
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .fsio import build_then_swap, read_json, sha256_file
 from .hpatches import (NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences,
                        resize_patches, select_sequence_dirs)
 from .tfrecord import parse_track_example, track_example  # noqa: F401  (re-exported: public since v0.1)
@@ -44,17 +40,6 @@ NT = len(TYPES)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def _sha256(path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def shard_name(i: int, n: int) -> str:
     return f"tracks-{i:05d}-of-{n:05d}.tfrecord"
 
@@ -92,30 +77,10 @@ def _ref_count(d: Path) -> int:
     return h // w
 
 
-@contextlib.contextmanager
 def _atomic_dir(out_dir: Path):
-    """Build a folder in a temporary sibling and swap it into place on success."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise DataError(out_dir, "exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-            raise DataError(out_dir, "exists, is not empty and is not a packed cache; refusing to overwrite it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        yield tmp
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            os.rmdir(old)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Build a packed cache in a temporary sibling and swap it into place on success."""
+    return build_then_swap(out_dir, lambda d: (d / MANIFEST).is_file(),
+                           "exists, is not empty and is not a packed cache; refusing to overwrite it")
 
 
 # -- packing ------------------------------------------------------------------------------------------
@@ -249,7 +214,7 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
             if arr is None:
                 continue
             f = tmp / f"{name}.npy"
-            digest = arr.sha256 if isinstance(arr, _NpyWriter) else _sha256(f)
+            digest = arr.sha256 if isinstance(arr, _NpyWriter) else sha256_file(f)
             arrays[name] = {"file": f.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "bytes": f.stat().st_size, "sha256": digest}
         manifest = {
             "format": FORMAT,
@@ -339,7 +304,7 @@ def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, pro
                 for k in range(e - s):
                     w.write(track_example(blk[k], s + k, seq_ids[s + k], None if nblk is None else nblk[k]))
                 bar.update(e - s)
-        meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": _sha256(f)})
+        meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
     bar.close()
     return meta
 
@@ -420,9 +385,9 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
     if not mf.is_file():
         raise DataError(out_dir, "not a packed cache (no manifest.json); create it with `hpatches-data pack`")
     try:
-        man = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _stale(mf, f"manifest is not valid JSON ({e})") from None
+        man = read_json(mf)
+    except DataError as e:
+        raise _stale(mf, f"manifest is {e.problem}") from None
     if man.get("format") != FORMAT:
         raise _stale(mf, f"unknown format {man.get('format')!r}")
     if man.get("version") != FORMAT_VERSION:
@@ -459,7 +424,7 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
         if verify == "full":
             for entry in list(arrays.values()) + list(man.get("shards", [])):
                 f = out_dir / entry["file"]
-                if _sha256(f) != entry["sha256"]:
+                if sha256_file(f) != entry["sha256"]:
                     raise _stale(f, "sha256 checksum mismatch (file corrupted)")
     if source is not None:
         by_name = {d.name: d for d in find_sequence_dirs(source)}
