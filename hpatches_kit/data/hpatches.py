@@ -29,6 +29,7 @@ from ..layout import (  # noqa: F401  (re-exported: the public names of this mod
     type_index,
 )
 from .errors import DataError
+from .splits import split_sequences
 from .sequences import (  # noqa: F401  (re-exported: the public names of this module since v0.1)
     Sequence,
     default_workers,
@@ -96,8 +97,6 @@ class HPatchesDataset:
 
     def split(self, name: str = "full", subset: str = "test", splits_file=None) -> "HPatchesDataset":
         """The sequences of an official split (see :func:`hpatches_kit.data.splits.split_sequences`)."""
-        from .splits import split_sequences
-
         return self.subset(split_sequences(name, self.names, subset=subset, splits_file=splits_file, root=self.root))
 
     def ref_patches(self, names: Seq[str] | None = None) -> dict[str, np.ndarray]:
@@ -137,8 +136,6 @@ def select_sequence_dirs(root, split=None, subset: str = "test", splits_file=Non
     ``sequences`` names (in that order); unknown names raise a :class:`DataError` naming them."""
     dirs = find_sequence_dirs(root)
     if split is not None:
-        from .splits import split_sequences
-
         keep = set(split_sequences(split, [d.name for d in dirs], subset=subset, splits_file=splits_file, root=root))
         dirs = [d for d in dirs if d.name in keep]
     if sequences is not None:

@@ -25,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write_json
+from ..layout import NOISE_SUFFIX, TYPES
 from .errors import DataError
 from .fsio import build_then_swap, sha256_file
-from ..layout import NOISE_SUFFIX, TYPES
 from .hpatches import HPatchesDataset, iter_load_sequences, resize_patches, select_sequence_dirs
+from .sequences import png_size
 from .packed import (  # noqa: F401  (re-exported: public names of this module since v0.1)
     FORMAT,
     FORMAT_VERSION,
@@ -55,8 +57,6 @@ def _select_dirs(root, split, subset, splits_file, sequences=None) -> list[Path]
 
 def _ref_count(d: Path) -> int:
     """Patch count of a sequence from its ref.png header (no decode); load_sequence re-checks on decode."""
-    from .validate import png_size
-
     f = d / "ref.png"
     wh = png_size(f)
     if wh is None:
@@ -126,8 +126,6 @@ def pack_dataset(
         dirs = _select_dirs(root, split, subset, splits_file)
         names = [d.name for d in dirs]
         counts = [_ref_count(d) for d in dirs]
-        from .validate import png_size
-
         src_p = png_size(dirs[0] / "ref.png")[0]
         all_noise = all((d / f"{t}{NOISE_SUFFIX}.png").is_file() for d in dirs for t in TYPES)
         if noise and not all_noise:
@@ -223,8 +221,6 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
             "arrays": arrays,
             "shards": shard_meta,
         }
-        from ..io import atomic_write_json
-
         atomic_write_json(tmp / MANIFEST, manifest)
     return out_dir
 
