@@ -63,12 +63,12 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def atomic_write_png(path, image) -> None:
-    """Write an image with OpenCV, atomically (PNG compression level fixed so output is byte-stable)."""
+def atomic_write_png(path, image, compression: int = 3) -> None:
+    """Write an image with OpenCV, atomically (PNG zlib ``compression`` level fixed so output is byte-stable)."""
     import cv2
 
     with atomic_path(path, suffix=".png") as tmp:
-        if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+        if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]):
             raise OSError(f"{path}: could not write image")
 
 

@@ -25,7 +25,6 @@ every source (files keep their relative paths), ``$HPATCHES_DOWNLOAD_BASE_URL_<S
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
 import os
 import shutil
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
+from .fsio import sha256_file
 
 ICVL_BASE = "http://icvl.ee.ic.ac.uk/vbalnt/hpatches"
 BENCHMARK_COMMIT = "e0c993c7756d26129fef47f752f79e4cfe6681aa"
@@ -111,14 +111,6 @@ SOURCES: dict[str, Source] = {
 def source_base_url(source: Source, base_url: str | None = None) -> str:
     env_one = os.environ.get(f"{ENV_BASE}_{source.name.upper().replace('-', '_')}")
     return (base_url or env_one or os.environ.get(ENV_BASE) or source.base_url).rstrip("/")
-
-
-def _sha256(path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def _total_from_response(resp, offset: int) -> int | None:
@@ -194,7 +186,7 @@ def download_file(url: str, dest, sha256: str | None = None, size: int | None = 
         part.unlink(missing_ok=True)
         raise DownloadError(url, f"size mismatch: got {have} bytes, expected {total}; deleted {part.name}")
     if sha256 is not None:
-        digest = _sha256(part)
+        digest = sha256_file(part)
         if digest != sha256:
             part.unlink(missing_ok=True)
             raise DownloadError(url, f"sha256 mismatch: got {digest}, expected {sha256}; deleted {part.name}")

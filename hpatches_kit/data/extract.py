@@ -26,27 +26,34 @@ real-validation benchmark builds both.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..io import atomic_write_bytes, atomic_write_json
+from ..layout import HPATCHES_PATCH_SIZE, TYPES, VARIANTS
 from . import geometry as G
+from .detect import (  # noqa: F401  (re-exported)
+    DETECTORS,
+    MAGNIFICATION,
+    cluster_regions,
+    detect_regions,
+    dominant_orientation,
+)
 from .errors import DataError
-from .hpatches import HPATCHES_PATCH_SIZE, TYPES, VARIANTS
-
+from .writer import (  # noqa: F401  (re-exported: public names of this module since v0.1)
+    GENERATOR_VERSION,
+    build_dataset_folder,
+    make_splits,
+    overlap_summary,
+    write_dataset_meta,
+    write_sequence,
+    write_stack_png,
+)
 __all__ = ["extract_dataset", "extract_sequence", "read_source_sequence", "find_source_sequences",
            "detect_regions", "make_splits", "MAGNIFICATION"]
 
-GENERATOR_VERSION = 1
-#: Measurement region radius = MAGNIFICATION x detected scale (HPatches uses 5).
-MAGNIFICATION = 5.0
 IMAGE_EXTS = (".ppm", ".pgm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NUM_TARGETS = 5
 
@@ -142,128 +149,6 @@ def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray
         ident = all(np.allclose(H, np.eye(3), atol=1e-6) for H in Hs)
         name = ("i_" if ident else "v_") + name
     return name, images, Hs
-
-
-# -- detection ---------------------------------------------------------------------------------------------
-def _detect_dog(img, n):
-    sift = cv2.SIFT_create(nfeatures=n)
-    kps = sift.detect(img, None)
-    if not kps:
-        return np.zeros((0, 4))
-    a = np.array([(k.pt[0], k.pt[1], k.size / 2.0, k.response) for k in kps], np.float64)
-    return a[np.argsort(-a[:, 3], kind="stable")][:n]
-
-
-def _detect_harris(img, n, min_side=48):
-    out = []
-    f = 1.0
-    im = img
-    per_level = max(8, n // 4)
-    while min(im.shape) >= min_side:
-        pts = cv2.goodFeaturesToTrack(im, maxCorners=per_level, qualityLevel=0.01, minDistance=3, blockSize=5,
-                                      useHarrisDetector=True, k=0.04)
-        if pts is not None:
-            pts = pts.reshape(-1, 2)
-            rank = np.arange(len(pts)) / max(len(pts), 1)
-            # integration scale of a 5x5 Harris window ~ 1.6 px at this level
-            out.append(np.column_stack([pts[:, 0] * f, pts[:, 1] * f, np.full(len(pts), 1.6 * f), 1.0 - rank]))
-        f *= math.sqrt(2.0)
-        im = cv2.resize(img, (int(round(img.shape[1] / f)), int(round(img.shape[0] / f))), interpolation=cv2.INTER_AREA)
-    if not out:
-        return np.zeros((0, 4))
-    a = np.concatenate(out)
-    return a[np.argsort(-a[:, 3], kind="stable")][:n]
-
-
-def _detect_hessian(img, n, sigma0=1.6, per_octave=3, octaves=4):
-    from scipy.ndimage import maximum_filter
-
-    im = img.astype(np.float32) / 255.0
-    sigmas = [sigma0 * 2 ** (i / per_octave) for i in range(per_octave * octaves + 2)]
-    stack = []
-    for s in sigmas:
-        L = cv2.GaussianBlur(im, (0, 0), s)
-        Lxx = cv2.Sobel(L, cv2.CV_32F, 2, 0, ksize=3) / 4.0
-        Lyy = cv2.Sobel(L, cv2.CV_32F, 0, 2, ksize=3) / 4.0
-        Lxy = cv2.Sobel(L, cv2.CV_32F, 1, 1, ksize=3) / 4.0
-        stack.append((s**4) * (Lxx * Lyy - Lxy * Lxy))
-    D = np.stack(stack)
-    mx = maximum_filter(D, size=(3, 3, 3), mode="nearest")
-    peak = (D == mx) & (D > 1e-5)
-    peak[0] = peak[-1] = False
-    z, y, x = np.nonzero(peak)
-    if len(z) == 0:
-        return np.zeros((0, 4))
-    resp = D[z, y, x]
-    a = np.column_stack([x.astype(np.float64), y, np.asarray(sigmas)[z], resp])
-    return a[np.argsort(-a[:, 3], kind="stable")][:n]
-
-
-DETECTORS = {"dog": _detect_dog, "harris": _detect_harris, "hessian": _detect_hessian}
-
-
-def detect_regions(img, per_detector: int = 1000, min_scale: float = 2.0, max_overlap: float = 0.5) -> np.ndarray:
-    """Detections of all three detectors, clustered: ``(N, 4)`` = x, y, scale, detector id.
-
-    Candidates are ranked by their rank within their own detector (so the detectors interleave); a candidate
-    is dropped when its measurement disk (radius ``MAGNIFICATION * scale``) overlaps an already kept one by
-    more than ``max_overlap`` (IoU).
-    """
-    cands = []
-    for d, fn in enumerate(DETECTORS.values()):
-        a = fn(img, per_detector)
-        if len(a):
-            a = a[a[:, 2] >= min_scale] if min_scale else a
-            rank = np.arange(len(a)) / max(len(a), 1)
-            cands.append(np.column_stack([a[:, :3], np.full(len(a), d), rank]))
-    if not cands:
-        return np.zeros((0, 4))
-    c = np.concatenate(cands)
-    c = c[np.lexsort((c[:, 3], c[:, 4]))]
-    kept = cluster_regions(c[:, :2], MAGNIFICATION * c[:, 2], max_overlap)
-    return c[kept, :4]
-
-
-def cluster_regions(centres, radii, max_overlap: float = 0.5) -> np.ndarray:
-    """Greedy clustering in the given (priority) order: indices of the kept disks, none of which overlaps a
-    previously kept one by more than ``max_overlap`` IoU."""
-    centres = np.asarray(centres, np.float64)
-    radii = np.asarray(radii, np.float64)
-    kept: list[int] = []
-    kc = np.zeros((0, 2))
-    kr = np.zeros(0)
-    for i in range(len(radii)):
-        if len(kept):
-            # cheap reject: disks whose centres are farther than r1 + r2 do not overlap
-            near = np.abs(kc - centres[i]).max(1) < kr + radii[i]
-            if np.any(near) and np.max(G.circle_iou(kc[near], kr[near], centres[i], radii[i])) > max_overlap:
-                continue
-        kept.append(i)
-        kc = np.vstack([kc, centres[i]])
-        kr = np.append(kr, radii[i])
-    return np.asarray(kept, np.int64)
-
-
-def dominant_orientation(grad_mag, grad_ang, x, y, scale) -> float:
-    """SIFT-style dominant gradient orientation (radians) around ``(x, y)`` at ``scale``."""
-    sw = 1.5 * scale
-    R = int(round(3 * sw))
-    h, w = grad_mag.shape
-    x0, x1 = max(int(round(x)) - R, 0), min(int(round(x)) + R + 1, w)
-    y0, y1 = max(int(round(y)) - R, 0), min(int(round(y)) + R + 1, h)
-    if x1 <= x0 or y1 <= y0:
-        return 0.0
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    wgt = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sw * sw)) * grad_mag[y0:y1, x0:x1]
-    bins = (np.floor(grad_ang[y0:y1, x0:x1] / (2 * np.pi) * 36).astype(np.int64)) % 36
-    hist = np.bincount(bins.ravel(), weights=wgt.ravel(), minlength=36)
-    for _ in range(2):
-        hist = 0.25 * np.roll(hist, 1) + 0.5 * hist + 0.25 * np.roll(hist, -1)
-    k = int(np.argmax(hist))
-    l, c, r = hist[k - 1], hist[k], hist[(k + 1) % 36]
-    den = l - 2 * c + r
-    off = 0.5 * (l - r) / den if den != 0 else 0.0
-    return float(((k + 0.5 + off) / 36.0) * 2 * np.pi)
 
 
 # -- patch sampling ----------------------------------------------------------------------------------------
@@ -448,98 +333,6 @@ def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jit
     return out, ov, info
 
 
-# -- splits and dataset output -----------------------------------------------------------------------------
-def make_splits(names, seed: int = 0, test_fraction: float = 40 / 116) -> dict:
-    """a/b/c random train/test splits (stratified by i_/v_, ~40/116 test as in HPatches) + illum/view/full,
-    in the official ``splits.json`` format."""
-    names = sorted(names)
-    illum = [n for n in names if n.startswith("i_")]
-    view = [n for n in names if n.startswith("v_")]
-    other = [n for n in names if n not in illum and n not in view]
-    out = {}
-    for j, split in enumerate("abc"):
-        rng = np.random.default_rng([seed, 1000 + j])
-        test = []
-        for group in (illum, view, other):
-            if not group:
-                continue
-            k = int(round(len(group) * test_fraction))
-            if len(group) > 1:
-                k = min(max(k, 1), len(group) - 1)
-            test += [group[i] for i in sorted(rng.permutation(len(group))[:k])]
-        test = sorted(test)
-        out[split] = {"name": split, "train": [n for n in names if n not in set(test)], "test": test}
-    out["illum"] = {"name": "illum", "test": illum}
-    out["view"] = {"name": "view", "test": view}
-    out["full"] = {"name": "full", "test": names}
-    return out
-
-
-def overlap_summary(per_seq_overlaps: list[dict]) -> dict:
-    """Median overlap per variant and per image type over all tracks."""
-    med = {}
-    for v in VARIANTS:
-        arrs = [o[v] for o in per_seq_overlaps if len(o[v])]
-        allv = np.concatenate(arrs) if arrs else np.zeros((0, NUM_TARGETS))
-        med[v] = float(np.median(allv)) if allv.size else None
-        for k in range(NUM_TARGETS):
-            med[f"{v}{k + 1}"] = float(np.median(allv[:, k])) if allv.size else None
-    return med
-
-
-def write_stack_png(path, patches: np.ndarray) -> None:
-    """``(N, P, P) uint8`` patches as one vertically stacked PNG, atomically (zlib level 1: the stacks are
-    written by the thousand and level 1 is ~2x faster than 3 for ~4% larger files; output is byte-stable)."""
-    patches = np.ascontiguousarray(patches)
-    ok, buf = cv2.imencode(".png", patches.reshape(-1, patches.shape[-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise OSError(f"{path}: could not encode PNG")
-    atomic_write_bytes(path, buf.tobytes())
-
-
-def write_sequence(out_dir: Path, name: str, tracks: np.ndarray, suffix: str = "") -> None:
-    d = Path(out_dir) / name
-    d.mkdir(parents=True, exist_ok=True)
-    for j, t in enumerate(TYPES):
-        write_stack_png(d / f"{t}{suffix}.png", tracks[:, j])
-
-
-def write_dataset_meta(out_dir: Path, generator: str, seed: int, parameters: dict, per_seq: dict,
-                       overlaps: list[dict], extra: dict | None = None, test_fraction: float = 40 / 116) -> None:
-    names = sorted(per_seq)
-    meta = {
-        "generator": generator,
-        "generator_version": GENERATOR_VERSION,
-        "seed": int(seed),
-        "parameters": parameters,
-        "overlap_median": overlap_summary(overlaps),
-        "counts": {
-            "sequences": len(names),
-            "illum_sequences": sum(n.startswith("i_") for n in names),
-            "view_sequences": sum(n.startswith("v_") for n in names),
-            "tracks": int(sum(per_seq.values())),
-            "per_sequence": {n: int(per_seq[n]) for n in names},
-        },
-    }
-    if extra:
-        meta.update(extra)
-    atomic_write_json(Path(out_dir) / "dataset.json", meta)
-    atomic_write_json(Path(out_dir) / "splits.json", make_splits(names, seed, test_fraction))
-
-
-def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move a finished build into place (replacing an older build of ours)."""
-    if out_dir.exists():
-        if not (out_dir / "dataset.json").is_file() and any(out_dir.iterdir()):
-            raise DataError(out_dir, "output folder exists and is not a dataset built by hpatches-kit; refusing to overwrite")
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
-
-
 def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatches", progress: bool = True,
                     patch_size: int = HPATCHES_PATCH_SIZE, per_detector: int = 1000, jitter_scale: float = 1.0) -> Path:
     """Extract an HPatches-format dataset from homography sequences (see the module docstring).
@@ -553,9 +346,7 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
     out_dir = Path(out_dir)
     seq_dirs = find_source_sequences(src)
     spec = resolve_jitter(jitter, jitter_scale)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with build_dataset_folder(out_dir) as tmp:
         per_seq, overlaps, infos = {}, [], {}
         for idx, d in enumerate(tqdm(seq_dirs, desc="extracting", unit="seq", disable=not progress)):
             name, images, Hs = read_source_sequence(d)
@@ -570,17 +361,14 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
             per_seq[name] = len(tracks)
             overlaps.append(ov)
             infos[name] = {k: v for k, v in info.items() if k != "frames"}
-        params = _parameters(spec, max_patches, patch_size, per_detector)
+        params = extraction_parameters(spec, max_patches, patch_size, per_detector)
         params["source"] = str(Path(src).resolve())
         write_dataset_meta(tmp, "hpatches_kit.data.extract", seed, params, per_seq, overlaps)
-        _publish(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
-def _parameters(spec, max_patches, patch_size, per_detector) -> dict:
+def extraction_parameters(spec, max_patches, patch_size, per_detector) -> dict:
+    """The extraction parameters recorded in ``dataset.json`` (``spec`` from :func:`resolve_jitter`)."""
     return {
         "patch_size": int(patch_size),
         "magnification": MAGNIFICATION,

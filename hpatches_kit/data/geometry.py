@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 
-import cv2
 import numpy as np
 
 __all__ = [
@@ -41,11 +40,6 @@ def ellipse_polygon(frame, n: int = 256) -> np.ndarray:
     uv = np.stack([k * np.cos(t), k * np.sin(t), np.ones_like(t)], axis=0)
     xy = np.asarray(frame, np.float64) @ uv
     return (xy[:2] / xy[2]).T
-
-
-def _poly_area(p: np.ndarray) -> float:
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def ellipse_iou(frame_a, frame_b, n: int = 2048) -> float:

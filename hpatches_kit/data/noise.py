@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hpatches import TYPES
+from ..layout import TYPES
 
 __all__ = ["NOISE_LEVELS", "noise_level", "add_noise", "noisy_tracks"]
 

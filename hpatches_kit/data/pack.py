@@ -18,57 +18,35 @@ the source has not changed since packing -- a stale or corrupt cache raises :cla
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write_json
+from ..layout import NOISE_SUFFIX, TYPES
 from .errors import DataError
-from .hpatches import (NOISE_SUFFIX, TYPES, HPatchesDataset, Sequence, find_sequence_dirs, iter_load_sequences,
-                       resize_patches, select_sequence_dirs)
+from .fsio import build_then_swap, sha256_file
+from .hpatches import HPatchesDataset, iter_load_sequences, resize_patches, select_sequence_dirs
+from .sequences import png_size
+from .packed import (  # noqa: F401  (re-exported: public names of this module since v0.1)
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    NT,
+    SHARD_BYTES,
+    PackedDataset,
+    load_packed,
+    shard_name,
+    source_fingerprint,
+)
+from .tfrecord import parse_track_example, track_example  # noqa: F401  (re-exported: public since v0.1)
 
-FORMAT = "hpatches-kit-packed"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-SHARD_BYTES = 256 << 20  # default shard size when shards=None
-NT = len(TYPES)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def _sha256(path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-def shard_name(i: int, n: int) -> str:
-    return f"tracks-{i:05d}-of-{n:05d}.tfrecord"
-
-
-def source_fingerprint(seq_dirs) -> str:
-    """A cheap fingerprint of a dataset on disk: names, sizes and mtimes of every sequence's PNGs."""
-    h = hashlib.sha256()
-    for d in seq_dirs:
-        d = Path(d)
-        h.update(d.name.encode() + b"\0")
-        for f in sorted(d.glob("*.png")):
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
 
 def _select_dirs(root, split, subset, splits_file, sequences=None) -> list[Path]:
     dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
@@ -79,8 +57,6 @@ def _select_dirs(root, split, subset, splits_file, sequences=None) -> list[Path]
 
 def _ref_count(d: Path) -> int:
     """Patch count of a sequence from its ref.png header (no decode); load_sequence re-checks on decode."""
-    from .validate import png_size
-
     f = d / "ref.png"
     wh = png_size(f)
     if wh is None:
@@ -91,30 +67,10 @@ def _ref_count(d: Path) -> int:
     return h // w
 
 
-@contextlib.contextmanager
 def _atomic_dir(out_dir: Path):
-    """Build a folder in a temporary sibling and swap it into place on success."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise DataError(out_dir, "exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-            raise DataError(out_dir, "exists, is not empty and is not a packed cache; refusing to overwrite it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        yield tmp
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            os.rmdir(old)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Build a packed cache in a temporary sibling and swap it into place on success."""
+    return build_then_swap(out_dir, lambda d: (d / MANIFEST).is_file(),
+                           "exists, is not empty and is not a packed cache; refusing to overwrite it")
 
 
 # -- packing ------------------------------------------------------------------------------------------
@@ -170,8 +126,6 @@ def pack_dataset(
         dirs = _select_dirs(root, split, subset, splits_file)
         names = [d.name for d in dirs]
         counts = [_ref_count(d) for d in dirs]
-        from .validate import png_size
-
         src_p = png_size(dirs[0] / "ref.png")[0]
         all_noise = all((d / f"{t}{NOISE_SUFFIX}.png").is_file() for d in dirs for t in TYPES)
         if noise and not all_noise:
@@ -248,7 +202,7 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
             if arr is None:
                 continue
             f = tmp / f"{name}.npy"
-            digest = arr.sha256 if isinstance(arr, _NpyWriter) else _sha256(f)
+            digest = arr.sha256 if isinstance(arr, _NpyWriter) else sha256_file(f)
             arrays[name] = {"file": f.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "bytes": f.stat().st_size, "sha256": digest}
         manifest = {
             "format": FORMAT,
@@ -267,37 +221,8 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
             "arrays": arrays,
             "shards": shard_meta,
         }
-        from ..io import atomic_write_json
-
         atomic_write_json(tmp / MANIFEST, manifest)
     return out_dir
-
-
-def _bytes_feature(b: bytes):
-    import tensorflow as tf
-
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))
-
-
-def _int_feature(v: int):
-    import tensorflow as tf
-
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-
-
-def track_example(patches: np.ndarray, track: int, seq: int, noisy: np.ndarray | None = None) -> bytes:
-    """Serialise one track ``(16, P, P) uint8`` as a ``tf.train.Example``."""
-    import tensorflow as tf
-
-    feats = {
-        "patches": _bytes_feature(np.ascontiguousarray(patches, np.uint8).tobytes()),
-        "track": _int_feature(track),
-        "seq": _int_feature(seq),
-        "patch_size": _int_feature(patches.shape[-1]),
-    }
-    if noisy is not None:
-        feats["noisy"] = _bytes_feature(np.ascontiguousarray(noisy, np.uint8).tobytes())
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
 class _NpyWriter:
@@ -365,183 +290,6 @@ def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, pro
                 for k in range(e - s):
                     w.write(track_example(blk[k], s + k, seq_ids[s + k], None if nblk is None else nblk[k]))
                 bar.update(e - s)
-        meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": _sha256(f)})
+        meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
     bar.close()
     return meta
-
-
-def parse_track_example(serialized, patch_size: int, noisy: bool = False) -> dict:
-    """Parse serialised track Examples for ``tf.data`` (graph-mode ops only, static shapes).
-
-    A scalar string gives ``{"patches": (16, P, P) uint8, "track": int64, "seq": int64}`` (+ ``"noisy"``);
-    a batch (rank-1 string tensor, e.g. after ``.batch()``) gives the same with a leading batch axis.
-    ``track`` is the row of the track in the packed ``tracks.npy``; ``seq`` its sequence index.
-    """
-    import tensorflow as tf
-
-    p = int(patch_size)
-    spec = {
-        "patches": tf.io.FixedLenFeature([], tf.string),
-        "track": tf.io.FixedLenFeature([], tf.int64),
-        "seq": tf.io.FixedLenFeature([], tf.int64),
-    }
-    if noisy:
-        spec["noisy"] = tf.io.FixedLenFeature([], tf.string)
-    serialized = tf.convert_to_tensor(serialized)
-    batched = serialized.shape.rank == 1
-    ex = tf.io.parse_example(serialized, spec) if batched else tf.io.parse_single_example(serialized, spec)
-    shape = [-1, NT, p, p] if batched else [NT, p, p]
-
-    def dec(x):
-        # ensure_shape makes a record of the wrong patch size fail loudly instead of reshaping garbage
-        flat = tf.io.decode_raw(x, tf.uint8)
-        flat = tf.ensure_shape(flat, [None, NT * p * p] if batched else [NT * p * p])
-        return tf.reshape(flat, shape)
-
-    out = {"patches": dec(ex["patches"]), "track": ex["track"], "seq": ex["seq"]}
-    if noisy:
-        out["noisy"] = dec(ex["noisy"])
-    return out
-
-
-# -- loading ------------------------------------------------------------------------------------------
-@dataclass
-class PackedDataset:
-    """A loaded packed cache. ``tracks``/``noisy`` are read-only memmaps when loaded with ``mmap=True``."""
-
-    tracks: np.ndarray  # (T, 16, P, P) uint8
-    noisy: np.ndarray | None
-    seq_ids: np.ndarray  # (T,) int32
-    seq_names: list[str]
-    track_idx: np.ndarray | None = None
-    manifest: dict = field(default_factory=dict)
-    path: str | None = None
-
-    @property
-    def patch_size(self) -> int:
-        return int(self.tracks.shape[-1])
-
-    @property
-    def num_tracks(self) -> int:
-        return int(self.tracks.shape[0])
-
-    @property
-    def tfrecord_files(self) -> list[str]:
-        return [str(Path(self.path) / s["file"]) for s in self.manifest.get("shards", [])]
-
-    def sequence_slice(self, name: str) -> slice:
-        counts = self.manifest["seq_counts"]
-        k = self.seq_names.index(name)
-        a = int(sum(counts[:k]))
-        return slice(a, a + int(counts[k]))
-
-    def to_dataset(self) -> HPatchesDataset:
-        """An :class:`HPatchesDataset` whose sequences are views into the (memory-mapped) arrays."""
-        seqs = []
-        for name in self.seq_names:
-            sl = self.sequence_slice(name)
-            seqs.append(Sequence(name=name, tracks=self.tracks[sl], noisy=None if self.noisy is None else self.noisy[sl], path=self.path))
-        return HPatchesDataset(seqs, root=self.manifest.get("source", {}).get("root"))
-
-    def tf_dataset(self, noisy: bool = False, shuffle_files: bool = False, num_parallel_reads=None):
-        """``tf.data.Dataset`` of parsed tracks from the TFRecord shards."""
-        import tensorflow as tf
-
-        files = self.tfrecord_files
-        if not files:
-            raise DataError(self.path, "this packed cache has no TFRecord shards (packed with tfrecords=False)")
-        if noisy and not self.manifest.get("noisy"):
-            raise DataError(self.path, "this packed cache has no noisy images")
-        fds = tf.data.Dataset.from_tensor_slices(files)
-        if shuffle_files:
-            fds = fds.shuffle(len(files))
-        ds = tf.data.TFRecordDataset(fds, num_parallel_reads=num_parallel_reads or tf.data.AUTOTUNE)
-        p = self.patch_size
-        return ds.map(lambda s: parse_track_example(s, p, noisy), num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _stale(path, why: str) -> DataError:
-    return DataError(path, f"stale or corrupt packed cache: {why}; re-run `hpatches-data pack`")
-
-
-def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) -> PackedDataset:
-    """Load a packed cache.
-
-    ``mmap=True`` memory-maps the arrays (near-instant, no RAM until touched). ``verify``: ``"quick"``
-    checks the manifest, file sizes, array headers and counts; ``"full"`` also the sha256 of every file;
-    ``"none"`` skips the checks. ``source``: a dataset folder; raises if it changed since packing (stale).
-    """
-    out_dir = Path(out_dir)
-    if verify not in ("none", "quick", "full"):
-        raise ValueError(f"verify must be 'none', 'quick' or 'full', got {verify!r}")
-    mf = out_dir / MANIFEST
-    if not out_dir.is_dir():
-        raise DataError(out_dir, "packed cache folder does not exist; create it with `hpatches-data pack`")
-    if not mf.is_file():
-        raise DataError(out_dir, "not a packed cache (no manifest.json); create it with `hpatches-data pack`")
-    try:
-        man = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _stale(mf, f"manifest is not valid JSON ({e})") from None
-    if man.get("format") != FORMAT:
-        raise _stale(mf, f"unknown format {man.get('format')!r}")
-    if man.get("version") != FORMAT_VERSION:
-        raise _stale(mf, f"written by format version {man.get('version')}, this hpatches-kit reads version {FORMAT_VERSION}")
-    try:
-        arrays = man["arrays"]
-        total, p = int(man["num_tracks"]), int(man["patch_size"])
-        names, counts = list(man["seq_names"]), [int(c) for c in man["seq_counts"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise _stale(mf, f"manifest lacks or has a bad field {e}") from None
-    if verify != "none":
-        if sum(counts) != total or len(names) != len(counts):
-            raise _stale(mf, f"manifest counts disagree: {len(names)} names, {len(counts)} counts summing to {sum(counts)}, num_tracks {total}")
-        expect_shapes = {"tracks": [total, NT, p, p], "noisy": [total, NT, p, p], "seq_ids": [total], "track_idx": [total]}
-        for name in ("tracks", "seq_ids") + (("noisy",) if man.get("noisy") else ()):
-            if name not in arrays:
-                raise _stale(mf, f"manifest lists no {name} array")
-        for name, a in arrays.items():
-            f = out_dir / a["file"]
-            if not f.is_file():
-                raise _stale(f, "file is missing")
-            if f.stat().st_size != a["bytes"]:
-                raise _stale(f, f"file is {f.stat().st_size} bytes, manifest says {a['bytes']} (truncated or rewritten)")
-            if list(a["shape"]) != expect_shapes.get(name, a["shape"]):
-                raise _stale(f, f"manifest shape {a['shape']} disagrees with the counts {expect_shapes[name]}")
-        for s in man.get("shards", []):
-            f = out_dir / s["file"]
-            if not f.is_file():
-                raise _stale(f, "TFRecord shard is missing")
-            if f.stat().st_size != s["bytes"]:
-                raise _stale(f, f"TFRecord shard is {f.stat().st_size} bytes, manifest says {s['bytes']}")
-        if sum(s["tracks"] for s in man.get("shards", [])) not in (0, total):
-            raise _stale(mf, "TFRecord shards do not cover every track")
-        if verify == "full":
-            for entry in list(arrays.values()) + list(man.get("shards", [])):
-                f = out_dir / entry["file"]
-                if _sha256(f) != entry["sha256"]:
-                    raise _stale(f, "sha256 checksum mismatch (file corrupted)")
-    if source is not None:
-        by_name = {d.name: d for d in find_sequence_dirs(source)}
-        gone = [n for n in names if n not in by_name]
-        if gone:
-            raise _stale(out_dir, f"source {source} no longer has the packed sequences {', '.join(gone[:5])}")
-        if source_fingerprint([by_name[n] for n in names]) != man.get("source", {}).get("fingerprint"):
-            raise _stale(out_dir, f"source {source} changed since it was packed (file sizes or times differ)")
-
-    def load(name):
-        a = arrays[name]
-        f = out_dir / a["file"]
-        try:
-            arr = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise _stale(f, f"cannot read array ({e})") from None
-        if verify != "none" and (list(arr.shape) != list(a["shape"]) or str(arr.dtype) != a["dtype"]):
-            raise _stale(f, f"array is {arr.shape} {arr.dtype}, manifest says {tuple(a['shape'])} {a['dtype']}")
-        return arr
-
-    tracks = load("tracks")
-    noisy = load("noisy") if "noisy" in arrays else None
-    seq_ids = np.asarray(load("seq_ids"))
-    track_idx = np.asarray(load("track_idx")) if "track_idx" in arrays else None
-    return PackedDataset(tracks=tracks, noisy=noisy, seq_ids=seq_ids, seq_names=names, track_idx=track_idx, manifest=man, path=str(out_dir))

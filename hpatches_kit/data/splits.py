@@ -9,13 +9,13 @@ file is given.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence as Seq
 
+from ..layout import sequence_kind
 from .errors import DataError
-from .hpatches import sequence_kind
+from .fsio import read_json
 
 SPLIT_NAMES = ("a", "b", "c", "illum", "view", "full")
 NAME_SPLITS = ("illum", "view", "full")
@@ -26,10 +26,7 @@ def load_splits(path) -> dict[str, dict[str, list[str]]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "splits file not found")
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(path, f"not valid JSON: {e}") from None
+    raw = read_json(path)
     if not isinstance(raw, dict):
         raise DataError(path, "expected a JSON object mapping split names to {train, test} lists")
     out = {}

@@ -152,17 +152,6 @@ def load_stereo_pairs(root=None, size: int = 224, passes=("clean",), limit: int 
     return StereoPairs(left, right, [f[2] for f in files], [f[3] for f in files], source=f"{layout}:{root}")
 
 
-def write_pairs(root, left_u8, right_u8, names) -> Path:
-    """Write uint8 RGB pairs in the generic ``left/``, ``right/`` layout (atomically, file by file)."""
-    from ..io import atomic_write_png
-
-    root = Path(root)
-    for l, r, n in zip(left_u8, right_u8, names):
-        atomic_write_png(root / "left" / n, cv2.cvtColor(l, cv2.COLOR_RGB2BGR))
-        atomic_write_png(root / "right" / n, cv2.cvtColor(r, cv2.COLOR_RGB2BGR))
-    return root
-
-
 # ------------------------------------------------------------------------------------------- embedded default
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -30,7 +29,9 @@ import numpy as np
 from ..io import atomic_write_json
 from . import extract as X
 from .errors import DataError
-from .hpatches import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, find_sequence_dirs, load_sequence, resize_patches
+from .fsio import build_then_swap, read_json
+from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES
+from .sequences import find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
 from .photometric import camera_pipeline, illumination_change
 from .scenes import blur_sequence, zoom_sequence
@@ -281,9 +282,7 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
     spec = X.resolve_jitter(jitter)
     psize = int(size) if size else (NHPATCHES_PATCH_SIZE if noise else HPATCHES_PATCH_SIZE)
     _jitter_scale(jitter_scale, np.random.default_rng(0))  # validate before any work
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with X.build_dataset_folder(out_dir) as tmp:
         per_seq, overlaps, scales = {}, [], {}
         plan = _plan(plist, num_illum, num_view, num_zoom, num_blur)
         jobs = [(seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale)
@@ -298,7 +297,7 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
             per_seq[name] = len(tracks)
             overlaps.append(ov)
             scales[name] = round(scale, 6)
-        params = X._parameters(spec, max_patches, HPATCHES_PATCH_SIZE, per_detector)
+        params = X.extraction_parameters(spec, max_patches, HPATCHES_PATCH_SIZE, per_detector)
         params.update({"photos": [p[0] for p in plist] if photos is None else [str(p) for p in photos],
                        "num_illum": int(num_illum), "num_view": int(num_view), "num_zoom": int(num_zoom),
                        "num_blur": int(num_blur), "output_patch_size": psize, "max_side": MAX_SIDE,
@@ -306,10 +305,6 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
                        "jitter_scale_per_sequence": scales, "rescale": bool(rescale)})
         extra = {"noise": _noise_meta()} if noise else None
         X.write_dataset_meta(tmp, "hpatches_kit.data.synth", seed, params, per_seq, overlaps, extra, test_fraction)
-        X._publish(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -326,26 +321,17 @@ def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: i
     """N-HPatches version of an HPatches-format dataset: patches resized to ``size`` (area interpolation)
     plus ``<type>_noise.png`` twins (ref: easy noise; e/h/t: easy/hard/tough). Copies ``splits.json`` and
     extends ``dataset.json``. Built in a temporary folder and renamed into place."""
-    import json
-
     src_root, out_root = Path(src_root), Path(out_root)
     dirs = find_sequence_dirs(src_root)
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_root.name}.tmp-", dir=out_root.parent))
-    try:
+    with X.build_dataset_folder(out_root) as tmp:
         counts = {}
         for idx, d in enumerate(dirs):
             seq = load_sequence(d, size=size, noise=False)
             X.write_sequence(tmp, seq.name, seq.tracks)
             _write_noisy(tmp / seq.name, noisy_tracks(seq.tracks, np.random.default_rng([int(seed), idx, 3])))
             counts[seq.name] = seq.num_patches
-        meta = {}
         src_meta = src_root / "dataset.json"
-        if src_meta.is_file():
-            try:
-                meta = json.loads(src_meta.read_text())
-            except json.JSONDecodeError as e:
-                raise DataError(src_meta, f"not valid JSON: {e}") from None
+        meta = read_json(src_meta) if src_meta.is_file() else {}
         meta["n_hpatches"] = {"source": str(src_root), "patch_size": int(size), "seed": int(seed), "noise": _noise_meta()}
         meta.setdefault("counts", {"sequences": len(counts), "tracks": int(sum(counts.values())), "per_sequence": counts})
         atomic_write_json(tmp / "dataset.json", meta)
@@ -353,10 +339,6 @@ def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: i
             shutil.copyfile(src_root / "splits.json", tmp / "splits.json")
         else:
             atomic_write_json(tmp / "splits.json", X.make_splits(list(counts), seed))
-        X._publish(tmp, out_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_root
 
 
@@ -368,29 +350,14 @@ def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum:
     ``root/COMPLETE`` (written last). Everything is built in a temporary folder next to ``root`` and renamed
     into place, so an interrupted build leaves nothing half-made. Returns ``root``."""
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+    with build_then_swap(root, lambda d: (d / "COMPLETE").is_file() or _ours(d),
+                         "folder exists and is not an embedded dataset; refusing to overwrite") as tmp:
         synthesize(tmp / "hpatches", photos=photos, num_illum=num_illum, num_view=num_view, max_patches=max_patches,
                    seed=seed, progress=progress, num_zoom=num_zoom, num_blur=num_blur, jitter_scale=jitter_scale,
                    workers=workers if workers is not None else min(2, os.cpu_count() or 1))
         make_nhpatches(tmp / "hpatches", tmp / "n-hpatches", size=NHPATCHES_PATCH_SIZE, seed=seed)
-        from .hpatches import find_sequence_dirs as _f
-
-        n_seq = len(_f(tmp / "hpatches"))
+        n_seq = len(find_sequence_dirs(tmp / "hpatches"))
         atomic_write_json(tmp / "COMPLETE", {"seed": int(seed), "sequences": n_seq, "generator": "hpatches_kit.data.synth"})
-        if root.exists():
-            if any(root.iterdir()) and not (root / "COMPLETE").is_file() and not _ours(root):
-                raise DataError(root, "folder exists and is not an embedded dataset; refusing to overwrite")
-            old = root.with_name(f".{root.name}.old-{os.getpid()}")
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 

@@ -8,12 +8,14 @@ a list of :class:`Problem` (file + what is wrong). It never raises on bad data -
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..layout import NOISE_SUFFIX, TYPES, sequence_kind
 from .errors import DataError
-from .hpatches import NOISE_SUFFIX, TYPES, find_sequence_dirs, read_patch_image, sequence_kind
+from .fsio import read_json
+from .sequences import find_sequence_dirs, read_patch_image
+from .splits import load_splits
 
 #: Files a builder may leave next to the sequence folders.
 KNOWN_ROOT_FILES = {"dataset.json", "splits.json", "COMPLETE", "README.md", "LICENSE", "LICENSE.txt"}
@@ -221,15 +223,15 @@ def inspect_dataset(root, patch_size: int | None = None, progress: bool = False)
     for cand in (meta_dir / "dataset.json", root / "dataset.json"):
         if cand.is_file():
             try:
-                report.builder = json.loads(cand.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-                report.problems.append(Problem(str(cand), f"not valid JSON: {e}"))
+                report.builder = read_json(cand)
+            except DataError as e:
+                report.problems.append(Problem(e.path, e.problem))
+            except OSError as e:
+                report.problems.append(Problem(str(cand), f"cannot read: {e}"))
             break
     report.has_splits_file = (meta_dir / "splits.json").is_file() or (root / "splits.json").is_file()
     for cand in dict.fromkeys((meta_dir / "splits.json", root / "splits.json")):
         if cand.is_file():  # a malformed splits.json is a problem (--strict fails), not a silent "yes"
-            from .splits import load_splits
-
             try:
                 load_splits(cand)
             except DataError as e:

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..data.errors import DataError
+from ..data.tfrecord import parse_track_example
 
 NUM_VIEWS = 16
 
@@ -136,18 +137,9 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
 # -- packed TFRecord shards ------------------------------------------------------------------------------
 
 def _parse_track(serialized, patch_size: int, noisy: bool = False):
-    """Parse one packed track (the ``tf.train.Example`` layout of docs/ARCHITECTURE.md: ``patches`` bytes of
-    16*P*P uint8, optional ``noisy``, ``track``, ``seq``)."""
-    feats = {"patches": tf.io.FixedLenFeature([], tf.string), "track": tf.io.FixedLenFeature([], tf.int64),
-             "seq": tf.io.FixedLenFeature([], tf.int64)}
-    if noisy:
-        feats["noisy"] = tf.io.FixedLenFeature([], tf.string)
-    ex = tf.io.parse_single_example(serialized, feats)
-    out = {"patches": tf.reshape(tf.io.decode_raw(ex["patches"], tf.uint8), [NUM_VIEWS, patch_size, patch_size]),
-           "track": ex["track"], "seq": ex["seq"]}
-    if noisy:
-        out["noisy"] = tf.reshape(tf.io.decode_raw(ex["noisy"], tf.uint8), [NUM_VIEWS, patch_size, patch_size])
-    return out
+    """Parse one packed track with the one codec, :func:`hpatches_kit.data.tfrecord.parse_track_example`
+    (graph-mode ops, static ``(16, P, P)`` shapes; a record of the wrong patch size fails loudly)."""
+    return parse_track_example(serialized, patch_size, noisy)
 
 
 def _shard_files(shards):

@@ -1,0 +1,82 @@
+"""File-system helpers of the data layer: build a folder aside and swap it in, sha256, reading JSON.
+
+The one copy of each: the dataset builders (:mod:`.extract`, :mod:`.synth`), the packer (:mod:`.pack`) and the
+downloader (:mod:`.download`) use them. Single-file atomic writes live in :mod:`hpatches_kit.io`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import DataError
+
+
+def sha256_file(path, chunk: int = 8 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in ``chunk``-byte blocks.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
+        >>> sha256_file(p)[:12]
+        'ba7816bf8f01'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def read_json(path):
+    """Parse a JSON file. Raises :class:`DataError` naming the file when it is missing or not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"not valid JSON: {e}") from None
+
+
+@contextlib.contextmanager
+def build_then_swap(out_dir, is_ours: Callable[[Path], bool], refusal: str) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``out_dir``; when the block ends without error, swap it into
+    place (replacing an older ``out_dir`` that ``is_ours`` accepts), else remove it. An interrupted build
+    leaves ``out_dir`` as it was.
+
+    Args:
+        out_dir: the folder to produce.
+        is_ours: ``is_ours(out_dir)`` says whether an existing non-empty ``out_dir`` may be replaced.
+        refusal: the :class:`DataError` problem raised (before any work) when it may not.
+
+    Returns:
+        A context manager yielding the temporary folder to build in.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise DataError(out_dir, "exists and is not a folder")
+        if any(out_dir.iterdir()) and not is_ours(out_dir):
+            raise DataError(out_dir, refusal)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        yield tmp
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+            os.rmdir(old)
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
