@@ -374,7 +374,3 @@ def steps_or_default(args, default: int) -> int:
     if steps < 1:
         raise SystemExit(f"not enough training data for one batch of {args.batch_size}")
     return steps
-
-
-def env_note() -> dict:
-    return {"python": sys.version.split()[0], "pid": os.getpid()}
