@@ -59,7 +59,6 @@ def torch_parity(model, ckpt, patches) -> float:
 
 
 def finetune(model, steps: int, lr: float, seed: int, tracks_per_batch: int):
-
     import keras
 
     from hpatches_kit.data import ensure_default, load_dataset
