@@ -307,34 +307,17 @@ def try_evaluation(model_path, dataset, denoiser=None, noisy: bool = False, prog
 
 
 def make_optimizer(args, steps_per_epoch: int):
-    """Adam at ``--lr``, constant or (``--lr-schedule cosine``) cosine-decayed to 0 over the whole run,
-    ``--epochs x steps_per_epoch`` steps."""
-    import keras
+    """:func:`hpatches_kit.training.schedules.make_optimizer` for ``--lr``, ``--lr-schedule``, ``--epochs``."""
+    from ..training.schedules import make_optimizer as make
 
-    cosine = getattr(args, "lr_schedule", "constant") == "cosine"
-    return keras.optimizers.Adam(_cosine_decay(args, steps_per_epoch) if cosine else args.lr)
-
-
-def _cosine_decay(args, steps_per_epoch: int):
-    import keras
-
-    total = max(1, args.epochs * steps_per_epoch)
-    return keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=total, alpha=0.0)
+    return make(args.lr, getattr(args, "lr_schedule", "constant"), args.epochs, steps_per_epoch)
 
 
 def replan_schedule(optimizer, args, steps_per_epoch: int) -> None:
-    """On ``--resume`` with ``--lr-schedule cosine``: a checkpoint's cosine schedule planned for another
-    ``--epochs`` is re-planned over ``--epochs x steps_per_epoch`` (the step count carries on, so resuming with
-    the same ``--epochs`` changes nothing and a longer run continues the decay from where it now stands)."""
-    if getattr(args, "lr_schedule", "constant") != "cosine":
-        return
-    cfg = optimizer.get_config().get("learning_rate")
-    new = _cosine_decay(args, steps_per_epoch)
-    same = isinstance(cfg, dict) and cfg.get("class_name") == "CosineDecay"
-    if same and cfg["config"].get("decay_steps") == new.decay_steps:
-        return
-    print(f"[resume] cosine learning-rate schedule re-planned over {new.decay_steps} steps", file=sys.stderr)
-    optimizer.learning_rate = new
+    """:func:`hpatches_kit.training.schedules.replan_schedule` for ``--resume``."""
+    from ..training.schedules import replan_schedule as replan
+
+    replan(optimizer, args.lr, getattr(args, "lr_schedule", "constant"), args.epochs, steps_per_epoch)
 
 
 def validation_epochs(epochs: int, every: int) -> list[int]:
