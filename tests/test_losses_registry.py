@@ -42,3 +42,19 @@ def test_get_matches_direct_construction(name):
 def test_unknown_name_is_value_error_listing_names():
     with pytest.raises(ValueError, match="unknown loss 'nope'.*batch-hard"):
         losses.get("nope")
+
+
+def test_embedding_losses_keep_integer_labels_exact():
+    """IRT with track ids 2**24 and 2**24 + 1 (equal once cast to float32) must match ids 0 / 1."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 8)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    big = np.array([2**24, 2**24 + 1] * 3, dtype="int64")
+    small = np.array([0, 1] * 3, dtype="int64")
+    loss = losses.IRTLoss()
+    got, ref = float(loss(big, x)), float(loss(small, x))
+    assert np.isfinite(ref) and got == pytest.approx(ref, rel=1e-6)
+    merged = float(loss(np.zeros(6, "int64"), x))  # what a float32 cast would have computed
+    assert abs(merged - ref) > 1e-3
