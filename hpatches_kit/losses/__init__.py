@@ -5,6 +5,7 @@
   the HardNet loss and the classic random-triplet loss.
 * :mod:`.embedding` -- cosine-embedding (PyTorch semantics), symmetric in-batch contrastive, the Image
   Retrieval Transformer contrastive loss and the KoLeo entropy regulariser.
+* :mod:`.curriculum` -- the curriculum triplet loss (batch-all -> batch-hard); re-exported by ``training.mining``.
 * :mod:`.registry` -- ``get(name, **kw)`` / ``names()``: every loss by its command-line name.
 """
 

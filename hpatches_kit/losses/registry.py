@@ -27,8 +27,7 @@ def _triplet(cls_name: str, *, views: bool = True, **fixed):
 
 
 def _curriculum(margin: float = 1.0, distance_metric: str = "L2", views_per_track: int = 2, **_ignored):
-    # Lives in training/mining (it needs the epoch callback); imported here only when asked for.
-    from ..training.mining import CurriculumTripletLoss
+    from .curriculum import CurriculumTripletLoss
 
     return CurriculumTripletLoss(margin=margin, hard_weight=0.0, distance_metric=distance_metric,
                                  views_per_track=views_per_track)
