@@ -90,15 +90,21 @@ def main(argv=None) -> int:
     return 0
 
 
+def _headline(res: dict) -> dict:
+    """``{"headline": {task: mAP in %}}`` of an :func:`hpatches_kit.evaluation.evaluate` result."""
+    return {"headline": {t: res[t]["headline"]["value"] for t in ("verification", "matching", "retrieval")
+                         if t in res}}
+
+
 def untuned_reference(init: str, denoiser: Path, nh: str) -> None:
     """The ``--init`` model itself, not fine-tuned, on the same held-out noisy and denoised patches."""
-    from hpatches_kit.cli._train_common import try_evaluation
     from hpatches_kit.data import load_dataset
+    from hpatches_kit.training.evaluate import evaluate_saved
 
     test = load_dataset(nh, split="a", subset="test", noise=True, progress=False)
     print(f"\nreference: {Path(init).name} not fine-tuned, evaluated on the same {len(test)} held-out sequences")
     for name, den in (("noisy", None), ("denoised", denoiser)):
-        res, text = try_evaluation(init, test, denoiser=den, noisy=True)
+        res, text = evaluate_saved(init, test, _headline, denoiser=den, noisy=True)
         if "headline" not in res:
             print(f"{name:<10}{text}")
             continue

@@ -59,17 +59,15 @@ def torch_parity(model, ckpt, patches) -> float:
 
 
 def finetune(model, steps: int, lr: float, seed: int, tracks_per_batch: int):
-    import argparse as ap
-
     import keras
 
-    from hpatches_kit.cli._train_common import split_names
     from hpatches_kit.data import ensure_default, load_dataset
     from hpatches_kit.losses import BatchHardTripletLoss
     from hpatches_kit.training import descriptor_dataset
+    from hpatches_kit.training.split_policy import train_test_names
 
     root = ensure_default(kind="hpatches")
-    train_names, _, how = split_names(ap.Namespace(split="a", splits_file=None), Path(root))
+    train_names, _, how = train_test_names(Path(root), "a")
     tracks, _ = load_dataset(root, sequences=train_names, size=32, progress=False).all_tracks()
     print(f"[fine-tune] {len(tracks)} tracks of {len(train_names)} sequences ({how}), {steps} steps of "
           f"{tracks_per_batch} tracks x 2 views, Adam {lr:g}, batch-hard margin 1", file=sys.stderr)

@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hpatches_kit.cli.train_descriptor import LOSSES, make_loss  # noqa: E402
+from hpatches_kit import losses  # noqa: E402
 from hpatches_kit.losses import sk_labels  # noqa: E402
 from hpatches_kit.models import l2net  # noqa: E402
 
@@ -57,12 +57,12 @@ def main():
 
     x = tf.constant(rng.uniform(0, 255, (B, 32, 32, 1)).astype(np.float32))
     model = l2net()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss("batch-hard"), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.get("batch-hard"), jit_compile=False)
     step = _median_time(lambda: model.train_on_batch(x, labels), a.model_steps)
     print(f"L2-Net fp32 train step, batch {B} ({S} tracks x {K} views): {step * 1e3:.0f} ms")
     print(f"{'--loss':<16}{'loss+grad ms':>14}{'/ step':>10}")
-    for name in LOSSES:
-        loss = make_loss(name, 1.0, "L2", K)
+    for name in losses.names("descriptor"):
+        loss = losses.get(name, margin=1.0, distance_metric="L2", views_per_track=K)
         y_pred = trip if name == "random-triplet" else emb
 
         @tf.function

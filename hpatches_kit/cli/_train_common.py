@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,25 +193,10 @@ def resolve_data(args, kind: str) -> Path:
 
 
 def split_names(args, root: Path) -> tuple[list[str], list[str], str]:
-    """``(train, test, how)`` sequence names of the dataset at ``root``."""
-    from ..data import find_sequence_dirs
-    from ..data.splits import default_splits_file, split_sequences
+    """``(train, test, how)`` sequence names of the dataset at ``root`` for ``--split``/``--splits-file``."""
+    from ..training.split_policy import train_test_names
 
-    names = [d.name for d in find_sequence_dirs(root)]
-    if args.split == "none":
-        return names, names, "none (train = test = all sequences)"
-    seq_root = find_sequence_dirs(root)[0].parent
-    splits_file = args.splits_file or default_splits_file(root) or default_splits_file(seq_root)
-    if args.split in ("a", "b", "c") and splits_file is None:
-        test = names[::4] if len(names) > 1 else []
-        warnings.warn(f"{root}: no splits.json; holding out every 4th sequence ({len(test)}) instead of split "
-                      f"{args.split!r}", stacklevel=2)
-        return [n for n in names if n not in test], test, "every-4th fallback"
-    test = split_sequences(args.split, names, subset="test", splits_file=splits_file, root=root)
-    train = [n for n in names if n not in set(test)]
-    if not train:
-        raise DataError(root, f"split {args.split!r} leaves no training sequences")
-    return train, test, f"split {args.split} ({splits_file or 'by name'})"
+    return train_test_names(root, args.split, args.splits_file)
 
 
 def make_callbacks(ctx: RunContext, history: dict, extra: list | None = None, tensorboard: bool = True):
@@ -315,53 +299,25 @@ def summarise_evaluation(res: dict) -> dict:
 
 
 def try_evaluation(model_path, dataset, denoiser=None, noisy: bool = False, progress: bool = False):
-    """Evaluate the saved descriptor model on every sequence of ``dataset`` (the held-out test sequences)
-    with the official HPatches protocol (verification, matching, retrieval; task files generated for these
-    sequences, L2 distance) via :mod:`hpatches_kit.evaluation`. Returns ``(summary, text)``:
-    :func:`summarise_evaluation` of the result and :func:`~hpatches_kit.evaluation.format_summary`; on any
-    failure ``({"error": ...}, message)`` -- the trained model is already saved and is never lost."""
-    try:
-        from ..evaluation import compute_descriptors, evaluate, format_summary, keras_describer
-    except ImportError as e:
-        return {"skipped": f"hpatches_kit.evaluation not available ({e})"}, "evaluation skipped: package not available"
-    try:
-        describer = keras_describer(str(model_path), denoiser=str(denoiser) if denoiser else None)
-        descs = compute_descriptors(dataset, describer, noisy=noisy, progress=progress)
-        res = evaluate(descs, dataset=dataset, split="full", distance="L2", progress=progress)
-        return summarise_evaluation(res), format_summary(res)
-    except Exception as e:  # noqa: BLE001 - the run is done; report, do not lose it
-        return {"error": f"{type(e).__name__}: {e}"}, f"evaluation failed: {type(e).__name__}: {e}"
+    """:func:`hpatches_kit.training.evaluate.evaluate_saved` summarised with :func:`summarise_evaluation`."""
+    from ..training.evaluate import evaluate_saved
+
+    return evaluate_saved(model_path, dataset, summarise_evaluation, denoiser=denoiser, noisy=noisy,
+                          progress=progress)
 
 
 def make_optimizer(args, steps_per_epoch: int):
-    """Adam at ``--lr``, constant or (``--lr-schedule cosine``) cosine-decayed to 0 over the whole run,
-    ``--epochs x steps_per_epoch`` steps."""
-    import keras
+    """:func:`hpatches_kit.training.schedules.make_optimizer` for ``--lr``, ``--lr-schedule``, ``--epochs``."""
+    from ..training.schedules import make_optimizer as make
 
-    cosine = getattr(args, "lr_schedule", "constant") == "cosine"
-    return keras.optimizers.Adam(_cosine_decay(args, steps_per_epoch) if cosine else args.lr)
-
-
-def _cosine_decay(args, steps_per_epoch: int):
-    import keras
-
-    total = max(1, args.epochs * steps_per_epoch)
-    return keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=total, alpha=0.0)
+    return make(args.lr, getattr(args, "lr_schedule", "constant"), args.epochs, steps_per_epoch)
 
 
 def replan_schedule(optimizer, args, steps_per_epoch: int) -> None:
-    """On ``--resume`` with ``--lr-schedule cosine``: a checkpoint's cosine schedule planned for another
-    ``--epochs`` is re-planned over ``--epochs x steps_per_epoch`` (the step count carries on, so resuming with
-    the same ``--epochs`` changes nothing and a longer run continues the decay from where it now stands)."""
-    if getattr(args, "lr_schedule", "constant") != "cosine":
-        return
-    cfg = optimizer.get_config().get("learning_rate")
-    new = _cosine_decay(args, steps_per_epoch)
-    same = isinstance(cfg, dict) and cfg.get("class_name") == "CosineDecay"
-    if same and cfg["config"].get("decay_steps") == new.decay_steps:
-        return
-    print(f"[resume] cosine learning-rate schedule re-planned over {new.decay_steps} steps", file=sys.stderr)
-    optimizer.learning_rate = new
+    """:func:`hpatches_kit.training.schedules.replan_schedule` for ``--resume``."""
+    from ..training.schedules import replan_schedule as replan
+
+    replan(optimizer, args.lr, getattr(args, "lr_schedule", "constant"), args.epochs, steps_per_epoch)
 
 
 def validation_epochs(epochs: int, every: int) -> list[int]:
@@ -374,7 +330,3 @@ def steps_or_default(args, default: int) -> int:
     if steps < 1:
         raise SystemExit(f"not enough training data for one batch of {args.batch_size}")
     return steps
-
-
-def env_note() -> dict:
-    return {"python": sys.version.split()[0], "pid": os.getpid()}

@@ -9,7 +9,6 @@ naming the file and the problem.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -183,15 +182,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "size", None) == 0:
         args.size = None
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as e:  # includes DataError/DownloadError, which name the file and the problem
-        print(f"hpatches-data {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    from ._errors import run_command
 
+    return run_command(f"hpatches-data {args.command}", args.func, args)
 
 if __name__ == "__main__":
     sys.exit(main())

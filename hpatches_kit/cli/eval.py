@@ -172,17 +172,9 @@ def main(argv=None) -> int:
     if _wants_benchmark(argv):
         return int(importlib.import_module("hpatches_kit.cli.eval_benchmarks").main(argv) or 0)
     args = build_parser().parse_args(argv)
-    from ..data.errors import DataError
+    from ._errors import run_command
 
-    try:
-        return run(args)
-    except (DataError, ValueError, OSError) as e:  # bad input, unwritable output: one line, exit 2
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
-            msg = f"{e.filename}: {msg}"
-        print(f"hpatches-eval: error: {msg}", file=sys.stderr)
-        return 2
-
+    return run_command("hpatches-eval", run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

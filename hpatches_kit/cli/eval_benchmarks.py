@@ -137,13 +137,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..data.errors import DataError
+    from ._errors import run_command
 
-    try:
-        return run(args)
-    except DataError as e:
-        print(f"hpatches-eval: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("hpatches-eval", run, args)
 
 
 if __name__ == "__main__":

@@ -22,23 +22,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..data.errors import DataError
     from ..evaluation.compare import format_markdown, load_results, write_comparison
+    from ._errors import run_command
 
     if args.name is not None and len(args.name) != len(args.results):
         print(f"hpatches-eval compare: error: {len(args.name)} --name for {len(args.results)} results files",
               file=sys.stderr)
         return 2
-    try:
+
+    def compare(args) -> int:
         entries = load_results(args.results, names=args.name)
         paths = write_comparison(entries, args.out)
-    except DataError as e:
-        print(f"hpatches-eval compare: error: {e}", file=sys.stderr)
-        return 2
-    print(format_markdown(entries))
-    for p in paths:
-        print(f"written: {p}")
-    return 0
+        print(format_markdown(entries))
+        for p in paths:
+            print(f"written: {p}")
+        return 0
+
+    return run_command("hpatches-eval compare", compare, args)
 
 
 if __name__ == "__main__":

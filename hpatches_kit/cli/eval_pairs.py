@@ -103,8 +103,13 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    run(args)
-    return 0
+    from ._errors import run_command
+
+    def pairs(args) -> int:
+        run(args)
+        return 0
+
+    return run_command("hpatches-eval", pairs, args)
 
 
 if __name__ == "__main__":

@@ -30,28 +30,17 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in SUBCOMMANDS), None)
     args = build_parser(command).parse_args(argv)
-    # Bad input (DataError is a ValueError), an unwritable or full disk (OSError) and the commands' own
-    # argument checks (SystemExit with a message) end in one line on stderr and exit status 2; checkpoints
+    # One line on stderr and exit 2 for bad input / disk errors / argument checks (see _errors); checkpoints
     # and history already written stay (an --out this run created and left empty is removed).
-    try:
-        return int(importlib.import_module(args._module).run(args) or 0)
-    except (ValueError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
-            msg = f"{e.filename}: {msg}"
-    except SystemExit as e:
-        if e.code is None or isinstance(e.code, int):
-            raise
-        msg = str(e.code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    from ._train_common import discard_empty_out
+    from ._errors import run_command
 
-    discard_empty_out(args)
-    print(f"hpatches-train {args.command}: error: {msg}", file=sys.stderr)
-    return 2
+    def discard():
+        from ._train_common import discard_empty_out
 
+        discard_empty_out(args)
+
+    return run_command(f"hpatches-train {args.command}", importlib.import_module(args._module).run, args,
+                       on_error=discard)
 
 if __name__ == "__main__":
     sys.exit(main())

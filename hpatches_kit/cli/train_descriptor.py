@@ -145,29 +145,18 @@ def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int =
     """The Keras loss for ``--loss name`` (see :data:`LOSSES`) on S x K track-major batches with ``views``
     views per track. ``koleo > 0`` adds that weight of KoLeo (:class:`~hpatches_kit.training.mining.
     KoLeoRegularised`); ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`."""
-    from ..losses import (BatchAllTripletLoss, BatchHardTripletLoss, HardNetLoss, RandomTripletLoss,
-                          TripletSemiHardLoss)
-    from ..training.mining import CurriculumTripletLoss, GlobalBatchLoss, KoLeoRegularised
+    from .. import losses
+    from ..training.mining import GlobalBatchLoss, KoLeoRegularised
 
     if koleo < 0:
         raise SystemExit(f"--koleo must be >= 0, got {koleo}")
-    if name == "random-triplet":
-        if global_mining or koleo:
-            raise SystemExit("--global-mining and --koleo do not apply to --loss random-triplet")
-        return RandomTripletLoss(margin=margin, distance_metric=distance)
-    build = {
-        "batch-hard": lambda: BatchHardTripletLoss(margin=margin, distance_metric=distance),
-        "soft-margin": lambda: BatchHardTripletLoss(margin=margin, soft=True, distance_metric=distance,
-                                                    name="soft_margin_triplet_loss"),
-        "batch-all": lambda: BatchAllTripletLoss(margin=margin, distance_metric=distance, views_per_track=views),
-        "semi-hard": lambda: TripletSemiHardLoss(margin=margin, distance_metric=distance, views_per_track=views),
-        "hardnet": lambda: HardNetLoss(margin=margin, distance_metric=distance, views_per_track=views),
-        "curriculum": lambda: CurriculumTripletLoss(margin=margin, hard_weight=0.0, distance_metric=distance,
-                                                    views_per_track=views),
-    }
-    if name not in build:
+    if name == "random-triplet" and (global_mining or koleo):
+        raise SystemExit("--global-mining and --koleo do not apply to --loss random-triplet")
+    if name not in LOSSES:
         raise SystemExit(f"unknown --loss {name!r}; expected one of {', '.join(LOSSES)}")
-    loss = build[name]()
+    loss = losses.get(name, margin=margin, distance_metric=distance, views_per_track=views)
+    if name == "random-triplet":
+        return loss
     if koleo:
         loss = KoLeoRegularised(loss, weight=koleo, views_per_track=views)
     return GlobalBatchLoss(loss) if global_mining else loss

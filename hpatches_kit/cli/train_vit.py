@@ -50,15 +50,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _loss(args):
-    from hpatches_kit.losses.embedding import CosineEmbeddingLoss, InfoNCELoss, IRTLoss, SymmetricContrastiveLoss
+    from hpatches_kit import losses
 
-    if args.loss == "contrastive":
-        return SymmetricContrastiveLoss(margin=args.margin)
-    if args.loss == "cosine":
-        return CosineEmbeddingLoss(margin=args.margin)
-    if args.loss == "infonce":
-        return InfoNCELoss(temperature=args.temperature)
-    return IRTLoss()
+    return losses.get(args.loss, margin=args.margin, temperature=args.temperature)
 
 
 def _latest_checkpoint(ckdir: Path):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .distances import nan_if_not_finite, safe_sqrt
+from .distances import LabelledLoss, nan_if_not_finite, safe_sqrt
 
 __all__ = [
     "cosine_similarity_matrix", "cosine_embedding_loss", "symmetric_contrastive_loss", "irt_contrastive_loss",
@@ -142,7 +142,7 @@ def irt_loss(labels, embeddings, beta: float = 0.5, koleo_weight: float = 0.7):
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class CosineEmbeddingLoss(keras.losses.Loss):
+class CosineEmbeddingLoss(LabelledLoss):
     """``y_true`` ``(B,)`` targets ``+1/-1``, ``y_pred`` pair-stacked ``(B, 2, D)``; PyTorch semantics."""
 
     def __init__(self, margin: float = 0.0, name: str = "cosine_embedding_loss", **kwargs):
@@ -152,14 +152,16 @@ class CosineEmbeddingLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         left, right = _split_pairs(y_pred)
-        return cosine_embedding_loss(left, right, y_true, self.margin, reduction="none")
+        # LabelledLoss does not reduce: apply the configured reduction here (Keras' default is the mean).
+        red = {"sum": "sum", "none": "none", None: "none"}.get(self.reduction, "mean")
+        return cosine_embedding_loss(left, right, y_true, self.margin, reduction=red)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class SymmetricContrastiveLoss(keras.losses.Loss):
+class SymmetricContrastiveLoss(LabelledLoss):
     """``y_pred`` pair-stacked ``(B, 2, D)``; ``y_true`` ignored (pairs are positives by construction)."""
 
     def __init__(self, margin: float = 0.0, pos_weight: float = 2.0 / 3.0, neg_weight: float = 1.0 / 3.0,
@@ -177,7 +179,7 @@ class SymmetricContrastiveLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class InfoNCELoss(keras.losses.Loss):
+class InfoNCELoss(LabelledLoss):
     """``y_pred`` pair-stacked ``(B, 2, D)``; ``y_true`` ignored. Symmetric InfoNCE with ``temperature``."""
 
     def __init__(self, temperature: float = 0.05, name: str = "info_nce_loss", **kwargs):
@@ -195,7 +197,7 @@ class InfoNCELoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class IRTLoss(keras.losses.Loss):
+class IRTLoss(LabelledLoss):
     """IRT contrastive + ``koleo_weight`` x KoLeo. ``y_pred`` either ``(N, D)`` with ``y_true`` integer labels,
     or pair-stacked ``(B, 2, D)`` (``y_true`` ignored, pair ``i`` is class ``i``)."""
 
@@ -213,7 +215,7 @@ class IRTLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class KoLeoRegularizer(keras.losses.Loss):
+class KoLeoRegularizer(LabelledLoss):
     """Standalone KoLeo as a Keras loss (``y_true`` ignored; ``y_pred`` ``(N, D)`` or pair-stacked), scaled by
     ``weight``: add it to a descriptor loss to spread embeddings uniformly."""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 
 import keras
 import tensorflow as tf
@@ -106,12 +105,3 @@ def set_precision(policy: str = "float32") -> str:
         policy = auto_precision()
     keras.mixed_precision.set_global_policy(policy)
     return policy
-
-
-def replica_slices(x, num_replicas: int):
-    """Split a global batch into the ``num_replicas`` consecutive slices tf.distribute gives the replicas."""
-    n = x.shape[0]
-    if n % num_replicas:
-        warnings.warn(f"batch of {n} does not split evenly over {num_replicas} replicas")
-    k = n // num_replicas
-    return [x[i * k:(i + 1) * k] for i in range(num_replicas)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import keras
 
-from .layers import BottleneckAdapter, ClassTokenPosition, EncoderBlock, PatchEmbedding, POOLINGS, TokenPooling
+from .layers import (BottleneckAdapter, ClassTokenPosition, EncoderBlock, PatchEmbedding, POOLINGS, TokenPooling,
+                     find_backbone)
 from .presets import ViTConfig, get_preset
 
 
@@ -66,16 +67,6 @@ def iter_layers(model):
         layer = stack.pop(0)
         yield layer
         stack[:0] = list(getattr(layer, "_layers", []) or [])
-
-
-def find_backbone(model) -> keras.Model:
-    """The ViT functional model inside ``model`` (``model`` itself, or a nested one, e.g. a siamese wrapper)."""
-    if any(isinstance(l, EncoderBlock) for l in model.layers):
-        return model
-    for l in model.layers:
-        if isinstance(l, keras.Model) and any(isinstance(s, EncoderBlock) for s in l.layers):
-            return l
-    raise ValueError(f"model {model.name!r} holds no ViT encoder blocks")
 
 
 def parameter_report(model) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.errors import DataError
-from .layers import ClassTokenPosition, EncoderBlock, PatchEmbedding
+from .layers import ClassTokenPosition, EncoderBlock, PatchEmbedding, find_backbone
 from .presets import ViTConfig
 
 IGNORED_PREFIXES = ("classifier.", "pooler.", "embeddings.mask_token")
@@ -108,8 +108,6 @@ def _ident(w):
 
 def weight_map(model) -> dict[str, tuple]:
     """``{hf_name (no 'vit.' prefix): (keras_variable, transform)}`` for every backbone weight of ``model``."""
-    from .backbone import find_backbone
-
     vit = find_backbone(model)
     m: dict[str, tuple] = {}
     pe = next(l for l in vit.layers if isinstance(l, PatchEmbedding))
@@ -177,8 +175,6 @@ def load_hf_weights(model, path, config_check: bool = True) -> dict:
         converted[n] = (var, w)
     cfg_file = path / "config.json" if path.is_dir() else None
     if config_check and cfg_file is not None and cfg_file.is_file():
-        from .backbone import find_backbone
-
         hcfg = hf_config_to_vit(cfg_file)
         block = next(l for l in find_backbone(model).layers if isinstance(l, EncoderBlock))
         if hcfg.num_heads != block.num_heads:

@@ -233,3 +233,13 @@ class TokenPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "gem_p": self.gem_p, "gem_eps": self.gem_eps}
+
+
+def find_backbone(model) -> keras.Model:
+    """The ViT functional model inside ``model`` (``model`` itself, or a nested one, e.g. a siamese wrapper)."""
+    if any(isinstance(l, EncoderBlock) for l in model.layers):
+        return model
+    for l in model.layers:
+        if isinstance(l, keras.Model) and any(isinstance(s, EncoderBlock) for s in l.layers):
+            return l
+    raise ValueError(f"model {model.name!r} holds no ViT encoder blocks")

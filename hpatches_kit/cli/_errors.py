@@ -1,0 +1,63 @@
+"""One error policy for all three CLIs (``hpatches-data``, ``hpatches-eval``, ``hpatches-train``).
+
+Bad input (:class:`~hpatches_kit.data.errors.DataError` is a ``ValueError``), an unwritable or full disk
+(``OSError``) and a command's own argument checks (``SystemExit`` with a message) end in one line
+``PROG: error: ...`` on stderr and exit status 2, without a traceback; Ctrl-C ends with ``interrupted`` and 130.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def error_line(e: BaseException) -> str:
+    """The first line of ``e``'s message, prefixed with the file an ``OSError`` names when the message does not.
+
+    Args:
+        e: the exception.
+
+    Returns:
+        One line (the exception's type name when it has no message).
+
+    Examples:
+        >>> error_line(FileNotFoundError(2, "No such file or directory", "/x/y"))
+        "[Errno 2] No such file or directory: '/x/y'"
+        >>> error_line(PermissionError(13, "Permission denied"))
+        '[Errno 13] Permission denied'
+    """
+    msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
+        msg = f"{e.filename}: {msg}"
+    return msg
+
+
+def run_command(prog: str, fn, *args, on_error=None) -> int:
+    """Call ``fn(*args)`` and map its errors to exit codes.
+
+    Args:
+        prog: the prefix of the error line (e.g. ``"hpatches-train descriptor"``).
+        fn: the command; its return value (``None`` counts as 0) is the exit status.
+        *args: passed to ``fn``.
+        on_error: called with no arguments before the error line is printed (e.g. to remove an empty
+            output folder).
+
+    Returns:
+        ``fn``'s status, 2 after a ``ValueError``/``OSError``/``SystemExit("message")``, 130 after Ctrl-C.
+    """
+    try:
+        return int(fn(*args) or 0)
+    except (ValueError, OSError) as e:
+        msg = error_line(e)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            raise
+        msg = str(e.code).strip().splitlines()[0] if str(e.code).strip() else "error"
+        if msg.startswith("hpatches-") and ": " in msg:  # "hpatches-eval: --x needs --y": drop the repeated prog
+            msg = msg.split(": ", 1)[1]
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if on_error is not None:
+        on_error()
+    print(f"{prog}: error: {msg}", file=sys.stderr)
+    return 2
