@@ -278,32 +278,12 @@ def save_final(model, ctx: RunContext, metrics: dict, write_model: bool = True) 
     atomic_write_json(ctx.out / "metrics.json", {**ctx.info, **metrics})
 
 
-def summarise_evaluation(res: dict) -> dict:
-    """The JSON part of an :func:`hpatches_kit.evaluation.evaluate` result kept in ``metrics.json``:
-    ``meta``, ``headline`` (``{task: mAP in %}``) and per task its headline, per-variant ``table`` and
-    averages (the ROC/PR curves and per-sequence matching numbers are left out)."""
-    out = {"meta": res.get("meta", {}),
-           "headline": {t: res[t]["headline"]["value"] for t in ("verification", "matching", "retrieval") if t in res}}
-    if "verification" in res:
-        r = res["verification"]
-        out["verification"] = {k: r[k] for k in ("headline", "table", "avg_balanced_auc", "avg_imbalanced_ap",
-                                                 "num_pairs")}
-    if "matching" in res:
-        r = res["matching"]
-        out["matching"] = {k: v for k, v in r.items() if k != "per_sequence"}
-    if "retrieval" in res:
-        r = res["retrieval"]
-        out["retrieval"] = {k: r[k] for k in ("headline", "table", "per_variant", "avg", "pool_sizes", "num_queries",
-                                              "num_distractors", "effective_pool_max")}
-    return out
-
-
 def try_evaluation(model_path, dataset, denoiser=None, noisy: bool = False, progress: bool = False):
-    """:func:`hpatches_kit.training.evaluate.evaluate_saved` summarised with :func:`summarise_evaluation`."""
+    """:func:`hpatches_kit.training.evaluate.evaluate_saved` with the registry-driven
+    :func:`hpatches_kit.evaluation.summary.summarise_evaluation`."""
     from ..training.evaluate import evaluate_saved
 
-    return evaluate_saved(model_path, dataset, summarise_evaluation, denoiser=denoiser, noisy=noisy,
-                          progress=progress)
+    return evaluate_saved(model_path, dataset, denoiser=denoiser, noisy=noisy, progress=progress)
 
 
 def make_optimizer(args, steps_per_epoch: int):
