@@ -1,6 +1,6 @@
 """``evaluation.summary.summarise_evaluation`` (registry-driven) on a real :func:`evaluate` result: equal to
 what ``metrics.json`` held (all but the curves and per-sequence numbers, the key order of the hand-coded
-``cli/_train_common.summarise_evaluation``), and to that CLI function itself while it still exists."""
+``cli/_train_common.summarise_evaluation``)."""
 
 from __future__ import annotations
 
@@ -54,15 +54,6 @@ def test_summary_equals_the_hand_coded_one(results):
     assert list(got["matching"]) == [k for k in res["matching"] if k != "per_sequence"]
     assert "curves" not in got["verification"] and "per_sequence" not in got["matching"]
     assert got["matching"]["avg"] == res["matching"]["avg"]  # both kinds present: the official average kept
-
-
-def test_summary_equals_the_cli_one_while_it_exists(results):
-    common = pytest.importorskip("hpatches_kit.cli._train_common")
-    cli = getattr(common, "summarise_evaluation", None)
-    if cli is None or cli is summarise_evaluation:
-        pytest.skip("the CLI no longer has its own summarise_evaluation (it uses evaluation.summary)")
-    _, _, res = results
-    assert _dumps(summarise_evaluation(res)) == _dumps(cli(res))
 
 
 def test_summary_of_a_task_subset(results):
