@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -68,6 +69,31 @@ def write_dataset(root: Path, seqs: dict[str, np.ndarray], noisy: dict[str, np.n
             if noisy is not None:
                 write_patch_image(d / f"{t}_noise.png", noisy[name][:, j])
     return root
+
+
+def write_split_dataset(root: Path, counts: dict[str, int], patch: int, rng: np.random.Generator, num_test: int,
+                        noise_sigma: float | None = None) -> Path:
+    """Sequences of ``counts[name]`` random-texture tracks (``patch`` px; with ``*_noise`` twins of Gaussian noise
+    ``noise_sigma`` when given) and a ``splits.json`` whose split ``a`` holds out the last ``num_test`` names."""
+    import json
+
+    names = list(counts)
+    seqs = {n: make_tracks(c, patch, rng) for n, c in counts.items()}
+    noisy = None
+    if noise_sigma is not None:
+        noisy = {n: np.clip(t + rng.normal(0, noise_sigma, t.shape), 0, 255).astype(np.uint8) for n, t in seqs.items()}
+    write_dataset(root, seqs, noisy)
+    (root / "splits.json").write_text(json.dumps({"a": {"train": names[:-num_test], "test": names[-num_test:]}}))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_float32_policy():
+    """Tests that set a mixed-precision policy leave Keras's global policy as they found it (float32)."""
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.fixture

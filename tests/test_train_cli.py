@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import make_tracks, write_dataset
+from conftest import write_split_dataset
 from hpatches_kit.cli import train_denoise, train_descriptor
 from hpatches_kit.data import DataError
 
@@ -15,20 +15,9 @@ from hpatches_kit.data import DataError
 @pytest.fixture(scope="module")
 def nh_data(tmp_path_factory):
     """5 sequences of 32x32 tracks with *_noise twins and a splits.json holding out 2 of them."""
-    rng = np.random.default_rng(0)
-    names = ["i_a", "i_b", "v_c", "v_d", "i_e"]
-    counts = [20, 18, 16, 12, 10]
-    seqs = {n: make_tracks(c, 32, rng) for n, c in zip(names, counts)}
-    noisy = {n: np.clip(t + rng.normal(0, 20, t.shape), 0, 255).astype(np.uint8) for n, t in seqs.items()}
-    root = write_dataset(tmp_path_factory.mktemp("nh") / "data", seqs, noisy)
-    (root / "splits.json").write_text(json.dumps({"a": {"train": names[:3], "test": names[3:]}}))
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _restore_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+    counts = {"i_a": 20, "i_b": 18, "v_c": 16, "v_d": 12, "i_e": 10}
+    return write_split_dataset(tmp_path_factory.mktemp("nh") / "data", counts, 32, np.random.default_rng(0), 2,
+                               noise_sigma=20)
 
 
 def _run(mod, argv):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tracks, write_dataset
+from conftest import write_split_dataset
 
 SCRIPT = r"""
 import argparse, json, sys
@@ -46,11 +46,8 @@ print("RESULT " + json.dumps({"rc": [rc1, rc2], "first": first}))
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    rng = np.random.default_rng(3)
-    names = ["i_a", "i_b", "v_c", "v_d", "i_e"]
-    seqs = {n: make_tracks(c, 32, rng) for n, c in zip(names, [20, 18, 16, 12, 10])}
-    root = write_dataset(tmp_path_factory.mktemp("dist") / "data", seqs)
-    (root / "splits.json").write_text(json.dumps({"a": {"train": names[:3], "test": names[3:]}}))
+    counts = {"i_a": 20, "i_b": 18, "v_c": 16, "v_d": 12, "i_e": 10}
+    root = write_split_dataset(tmp_path_factory.mktemp("dist") / "data", counts, 32, np.random.default_rng(3), 2)
     out = tmp_path_factory.mktemp("dist") / "run"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="2")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import make_tracks, write_dataset
+from conftest import write_split_dataset
 from hpatches_kit import losses as L
 from hpatches_kit.cli import train_descriptor
 from hpatches_kit.training import CurriculumTripletLoss, KoLeoRegularised, ReplicaLoss
@@ -16,18 +16,8 @@ from hpatches_kit.training import CurriculumTripletLoss, KoLeoRegularised, Repli
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    names = ["i_a", "v_b", "i_c"]
-    seqs = {n: make_tracks(c, 16, rng) for n, c in zip(names, [12, 10, 6])}
-    root = write_dataset(tmp_path_factory.mktemp("losses") / "data", seqs)
-    (root / "splits.json").write_text(json.dumps({"a": {"train": names[:2], "test": names[2:]}}))
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _restore_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+    counts = {"i_a": 12, "v_b": 10, "i_c": 6}
+    return write_split_dataset(tmp_path_factory.mktemp("losses") / "data", counts, 16, np.random.default_rng(1), 1)
 
 
 def _run(argv):

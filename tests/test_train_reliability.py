@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import make_tracks, write_dataset
+from conftest import write_split_dataset
 from hpatches_kit.cli.train import main as train_main
 
 KILL_AT_WRITE = r"""
@@ -34,18 +34,8 @@ sys.exit(main(sys.argv[3:]))
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    names = ["i_a", "i_b", "v_c", "v_d"]
-    seqs = {n: make_tracks(c, 32, rng) for n, c in zip(names, [12, 10, 10, 8])}
-    root = write_dataset(tmp_path_factory.mktemp("rel") / "data", seqs)
-    (root / "splits.json").write_text(json.dumps({"a": {"train": names[:3], "test": names[3:]}}))
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _restore_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+    counts = {"i_a": 12, "i_b": 10, "v_c": 10, "v_d": 8}
+    return write_split_dataset(tmp_path_factory.mktemp("rel") / "data", counts, 32, np.random.default_rng(0), 1)
 
 
 def _base(data, out, **over):
