@@ -80,3 +80,18 @@ def build_then_swap(out_dir, is_ours: Callable[[Path], bool], refusal: str) -> I
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_image(path, flags: int, missing: str = "missing file",
+               corrupt: str = "cannot decode image (corrupt or not a PNG)"):
+    """``cv2.imread(path, flags)``, raising :class:`DataError` naming the file with ``missing`` when it is absent
+    and ``corrupt`` when OpenCV cannot decode it."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, missing)
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise DataError(path, corrupt)
+    return img

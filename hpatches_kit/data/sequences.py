@@ -18,6 +18,7 @@ import numpy as np
 from ..io import atomic_write_png
 from ..layout import NOISE_SUFFIX, TYPES, sequence_kind, type_index
 from .errors import DataError
+from .fsio import read_image
 
 
 def read_patch_image(path, patch_size: int | None = None) -> np.ndarray:
@@ -27,11 +28,7 @@ def read_patch_image(path, patch_size: int | None = None) -> np.ndarray:
     naming the file when it is missing, cannot be decoded, or its shape is not a vertical stack of squares.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "missing file")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(path, "cannot decode image (corrupt or not a PNG)")
+    img = read_image(path, cv2.IMREAD_UNCHANGED)
     if img.ndim == 3:
         if img.shape[2] == 4:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)

@@ -29,7 +29,7 @@ import numpy as np
 from ..io import atomic_write_json
 from . import extract as X
 from .errors import DataError
-from .fsio import build_then_swap, read_json
+from .fsio import build_then_swap, read_image, read_json
 from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES
 from .sequences import find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
@@ -112,11 +112,7 @@ def load_photos(photos=None) -> list[tuple[str, np.ndarray]]:
         return out
     for p in photos:
         p = Path(p)
-        if not p.is_file():
-            raise DataError(p, "missing photo")
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(p, "cannot decode photo (corrupt or unsupported format)")
+        img = read_image(p, cv2.IMREAD_COLOR, "missing photo", "cannot decode photo (corrupt or unsupported format)")
         out.append((p.stem, _to_float_rgb(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), p)))
     if not out:
         raise DataError(None, "no photos given")
