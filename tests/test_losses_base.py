@@ -1,7 +1,7 @@
 """``hpatches_kit.losses.base``: the one loss base (a function plus its keyword arguments, serialised once).
 
 * A NEW loss written as one function plus one registry entry (the example of ``docs/losses.md`` and
-  ``docs/ARCHITECTURE.md``, copied here verbatim) works end to end: ``losses.get``, ``compile``, one ``fit`` step,
+  ``docs/ARCHITECTURE.md``; the function body is the one in the docs, checked below) works end to end: ``losses.get``, ``compile``, one ``fit`` step,
   ``.keras`` round trip, checked against a brute-force NumPy loop (value, and the SGD step against central
   differences of the loop), with track ids that a float32 cast would merge.
 * ``MetricLoss`` keeps each keyword argument once (attribute reads and writes go to ``fn_kwargs``), refuses
@@ -51,6 +51,17 @@ def reference(labels, emb, margin):
             total += max(0.0, margin + np.mean(d_pos) - min(d_neg))
             count += 1
     return total / count if count else 0.0
+
+
+def test_docs_example_is_this_function():
+    import inspect
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "losses.md").read_text()
+    block = doc[doc.index("def mean_positive_loss("):]
+    block = block[: block.index("```")].rstrip()
+    src = inspect.getsource(mean_positive_loss)
+    assert src[src.index("def mean_positive_loss("):].rstrip() == block
 
 
 @pytest.fixture

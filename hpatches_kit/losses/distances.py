@@ -95,6 +95,15 @@ def check_batch(labels, embeddings):
         raise ValueError(f"labels ({nl}) and embeddings ({ne}) have different batch sizes")
 
 
+def labelled_batch(y_true, y_pred):
+    """``(labels, embeddings)`` of a batch: labels flat in their own dtype, embeddings float (half precision and
+    integers as float32), 2-D, batch sizes checked."""
+    labels = flat_labels(y_true)
+    emb = _as_float(y_pred)
+    check_batch(labels, emb)
+    return labels, emb
+
+
 def label_masks(labels):
     """``(pos, neg)`` boolean ``(B, B)`` masks: same label off the diagonal, different label."""
     same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))

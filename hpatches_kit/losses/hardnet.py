@@ -22,14 +22,12 @@ from keras import ops
 
 from .base import MetricLoss
 from .distances import (
-    _as_float,
     _off_diagonal,
-    check_batch,
     check_metric,
     check_structured_labels,
     check_views,
-    flat_labels,
     label_masks,
+    labelled_batch,
     masked_min,
     nan_if_not_finite,
     pairwise_distance,
@@ -75,9 +73,7 @@ def hardnet_loss(y_true, y_pred, margin=1.0, distance_metric="L2", views_per_tra
     traced step);
     ``None`` works on arbitrary labels. No positive pair or no negative -> 0."""
     check_metric(distance_metric)
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    labels, emb = labelled_batch(y_true, y_pred)
     k = check_views(views_per_track, emb.shape[0])
     dist = pairwise_distance(emb, distance_metric)
     if k is not None:

@@ -23,8 +23,7 @@ from keras import ops
 from .base import MetricLoss
 from .distances import (
     _as_float,
-    check_batch,
-    flat_labels,
+    labelled_batch,
     pairwise_distance,
     safe_mean,
     safe_sqrt,
@@ -65,9 +64,7 @@ def _reduce(pos_term, neg_term, pos, neg, balance):
 def pair_contrastive_loss(y_true, y_pred, margin=1.0, distance_metric="L2", balance=True):
     """Contrastive loss over all pairs of the batch (see module docstring)."""
     _check_pair_metric(distance_metric)
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    labels, emb = labelled_batch(y_true, y_pred)
     d = pairwise_distance(emb, distance_metric)
     pos, neg = _pair_masks(labels)
     return _reduce(ops.square(d), ops.square(ops.relu(margin - d)), pos, neg, balance)
@@ -81,9 +78,7 @@ def _cosine_matrix(emb):
 
 def pair_cosine_loss(y_true, y_pred, margin=0.0, balance=True):
     """Cosine loss over all pairs of the batch (see module docstring)."""
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    labels, emb = labelled_batch(y_true, y_pred)
     cos = _cosine_matrix(emb)
     pos, neg = _pair_masks(labels)
     return _reduce(1.0 - cos, ops.relu(cos - margin), pos, neg, balance)

@@ -10,9 +10,9 @@
 * Random-triplet baseline: :func:`triplet_margin_loss` on explicit ``(anchor, positive, negative)`` rows,
   :func:`random_triplet_loss` / :class:`RandomTripletLoss` (``y_pred`` shaped ``(N, 3, D)``),
   :func:`sample_random_triplets` (NumPy).
-
-Every class is a :class:`~.base.MetricLoss`: the function above plus its keyword arguments.
 * Batch helpers: :func:`sk_labels` for S tracks x K views, track-major.
+
+Every class is a :class:`~.base.MetricLoss`: one of the functions above plus its keyword arguments.
 
 ``__all__`` also re-exports the public names of :mod:`.distances`, :mod:`.hardnet` and :mod:`.pair`, so
 ``from hpatches_kit.losses import *`` gives the whole family.
@@ -28,17 +28,16 @@ from .base import MetricLoss
 from .distances import (
     DISTANCE_METRICS,
     _as_float,
-    check_batch,
     check_metric,
     check_views,
-    flat_labels,
     hinge,
     label_masks,
+    labelled_batch,
     masked_max,
     masked_min,
+    nan_if_not_finite,
     pairwise_distance,
     safe_mean,
-    nan_if_not_finite,
     safe_sqrt,
     structured_positives,
 )
@@ -58,9 +57,7 @@ def sk_labels(S: int, K: int, track_ids=None, dtype="int32") -> np.ndarray:
 
 def _prepare(y_true, y_pred, distance_metric):
     check_metric(distance_metric)
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    labels, emb = labelled_batch(y_true, y_pred)
     dist = pairwise_distance(emb, distance_metric)
     pos, neg = label_masks(labels)
     return labels, emb, dist, pos, neg
