@@ -1,9 +1,9 @@
 """``hpatches_kit.losses.base``: the one loss base (a function plus its keyword arguments, serialised once).
 
 * A NEW loss written as one function plus one registry entry (the example of ``docs/losses.md`` and
-  ``docs/ARCHITECTURE.md``; the function body is the one in the docs, checked below) works end to end: ``losses.get``, ``compile``, one ``fit`` step,
-  ``.keras`` round trip, checked against a brute-force NumPy loop (value, and the SGD step against central
-  differences of the loop), with track ids that a float32 cast would merge.
+  ``docs/ARCHITECTURE.md``; the function body is the one in the docs, checked below) works end to end:
+  ``losses.get``, ``compile``, one ``fit`` step, ``.keras`` round trip, checked against a brute-force NumPy loop
+  (value, and the SGD step against central differences of the loop), with track ids a float32 cast would merge.
 * ``MetricLoss`` keeps each keyword argument once (attribute reads and writes go to ``fn_kwargs``), refuses
   reserved names; the wrappers of ``training.mining`` round-trip with the loss they hold.
 """
@@ -153,6 +153,11 @@ def test_metric_loss_keeps_each_keyword_argument_once():
     assert loss.fn_kwargs["margin"] == 2.0 and loss.get_config()["margin"] == 2.0 and "margin" not in vars(loss)
     assert float(loss(small, x)) == pytest.approx(float(losses.batch_hard_triplet_loss(small, x, margin=2.0)))
     assert float(loss(small, x)) > before
+    import copy
+
+    twin = copy.copy(loss)
+    twin.margin = 0.1  # a copy's arguments are its own
+    assert loss.margin == 2.0 and twin.margin == 0.1 and twin.fn is loss.fn
     with pytest.raises(AttributeError, match="anchor_swap"):
         loss.anchor_swap  # noqa: B018 - not one of its arguments
     with pytest.raises(ValueError, match="reserved"):

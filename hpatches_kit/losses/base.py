@@ -126,6 +126,11 @@ class MetricLoss(LabelledLoss):
         else:
             super().__setattr__(key, value)
 
+    def __copy__(self):  # a shallow copy gets its own keyword arguments, as it had its own attributes
+        new = type(self).__new__(type(self))
+        new.__dict__.update({**self.__dict__, "fn_kwargs": dict(self.fn_kwargs)})
+        return new
+
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
