@@ -37,6 +37,31 @@ def _tpu_resolver():
         return None
 
 
+class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``tf.distribute.MultiWorkerMirroredStrategy`` whose ``reduce`` takes what Keras 3's ``fit`` hands it.
+    Plain ``MultiWorkerMirroredStrategy`` cannot ``fit`` at all under Keras 3.15 / TF 2.21 (found by the
+    two-process test, ``tests/test_train_multiworker.py``):
+
+    * before training, Keras reduces the first ``(x, y)`` batch (``_maybe_symbolic_build``); the multi-worker
+      ``reduce`` tries to turn the whole tuple into one tensor (``ValueError: Attempt to convert a value
+      (PerReplica...)``). Here a nested structure is reduced value by value, as ``MirroredStrategy`` does;
+    * after every step Keras reduces the per-replica scalar logs (the loss) with ``axis=0`` (``Invalid reduction
+      dimension 0 for input with 0 dimensions``). Here a scalar is reduced across replicas (``axis=None``): the
+      mean of the replicas' values, what Keras computes under the other strategies.
+
+    Everything else is the parent's (the same collectives, variables and input handling)."""
+
+    def reduce(self, reduce_op, value, axis):
+        if isinstance(value, (tuple, list, dict)):
+            parent = super()
+            return tf.nest.map_structure(lambda v: parent.reduce(reduce_op, v, axis), value)
+        if axis is not None:
+            local = self.experimental_local_results(value)[0]
+            if getattr(local, "shape", None) is not None and local.shape.rank == 0:
+                axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
 def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """A ``tf.distribute`` strategy by name (see module docstring)."""
     if name not in STRATEGIES:
@@ -54,7 +79,7 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
         if name == "multiworker" and not os.environ.get("TF_CONFIG"):
             raise RuntimeError("strategy 'multiworker' needs TF_CONFIG (cluster spec and task) in the environment")
         json.loads(os.environ["TF_CONFIG"])  # fail early on malformed JSON
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return KerasMultiWorkerMirroredStrategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "auto" and len(tf.config.list_logical_devices("GPU")) >= 2:

@@ -176,15 +176,26 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
         tracks = tracks[shard_index::num_shards]
     t = tracks.shape[0]
     table = tf.constant(tracks)
-    ds = tf.data.Dataset.range(t).shuffle(t, seed=_shard_seed(seed, shard_index), reshuffle_each_iteration=True)
-    ds = ds.batch(s, drop_remainder=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate()
+    ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).enumerate()
     ds = ds.map(lambda i, ids: _shard_batch(tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset,
                                             num_shards, shard_index),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def _epoch_batches(t: int, s: int, seed: int, repeat: bool) -> tf.data.Dataset:
+    """Track-index batches ``(s,) int64``: epoch ``e`` is a permutation of ``range(t)`` drawn statelessly from
+    ``(seed, e)`` and cut into ``t // s`` batches. Stateless, so every iterator of the dataset replays the same
+    stream -- however many times Keras (or a resume) iterates it -- and a batch never holds a track twice."""
+    n = t // s
+
+    def epoch(e):
+        key = _seed_pair(seed, e + (1 << 40))  # counters apart from make_sk_batch's (seed, batch index)
+        perm = tf.argsort(tf.random.stateless_uniform([t], key), stable=True)
+        return tf.data.Dataset.from_tensor_slices(tf.reshape(tf.cast(perm[: n * s], tf.int64), [n, s]))
+
+    epochs = tf.data.Dataset.range(2**62 if repeat else 1)
+    return epochs.flat_map(epoch)
 
 
 def _shard_batch(batch_tracks, i, seed, views, augment, geometric, gain, offset, num_shards, shard_index):
