@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tracks, write_dataset
+from conftest import write_split_dataset
 from multiworker_harness import LocalCluster
 
-WORKER = str(Path(__file__).with_name("multiworker_worker.py"))
-S, K, P, DIM, LR, STEPS, EPOCHS, SEED = 8, 2, 16, 16, 1e-3, 2, 2, 0
-TIMEOUT = 240  # seconds per cluster launch (a loaded 2-core machine takes ~20 s)
-ENV = {"TF_NUM_INTRAOP_THREADS": "1"}
+SITE = str(Path(__file__).with_name("multiworker_site"))  # sitecustomize: the test's weight dumps, the hang
+S, K, P, DIM, LR, STEPS, EPOCHS, SEED, MARGIN = 8, 2, 16, 16, 1e-3, 2, 2, 0, 0.5
+TIMEOUT = 240  # seconds per cluster launch (a loaded 2-core machine takes ~25 s)
 
 
 def _weights(path):
@@ -38,38 +37,43 @@ def _weights(path):
     return [d[f"arr_{i}"] for i in range(len(d.files))]
 
 
+def _cli(*extra):
+    return ["-m", "hpatches_kit.cli.train", "descriptor", "--strategy", "multiworker", "--batch-size", str(S * K),
+            "--views", str(K), "--patch-size", str(P), "--dim", str(DIM), "--dropout", "0", "--margin", str(MARGIN),
+            "--lr", str(LR), "--steps-per-epoch", str(STEPS), "--epochs", str(EPOCHS), "--seed", str(SEED),
+            "--mixed-precision", "float32", "--jit", "off", "--verbose", "0", "--no-eval", *extra]
+
+
+def _env(dump, hang=0):
+    return {"TF_NUM_INTRAOP_THREADS": "1", "PYTHONPATH": SITE, "HPATCHES_KIT_TEST_DUMP": str(dump),
+            "HPATCHES_KIT_TEST_HANG_AFTER_EPOCH": str(hang)}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("multiworker")
-    rng = np.random.default_rng(3)
-    data = write_dataset(base / "data", {"i_a": make_tracks(21, P, rng), "v_b": make_tracks(20, P, rng)})
-    common = ["--data", str(data), "--tracks-per-batch", str(S), "--views", str(K), "--patch-size", str(P),
-              "--dim", str(DIM), "--lr", str(LR), "--steps-per-epoch", str(STEPS), "--epochs", str(EPOCHS),
-              "--seed", str(SEED)]
+    data = write_split_dataset(base / "data", {"i_a": 21, "v_b": 20, "i_c": 9}, P, np.random.default_rng(3), 1)
     r = {"base": base, "data": data}
     # 1. per-worker mining, uninterrupted; worker 1 is given its own --out, which must stay empty
-    with LocalCluster(2, base / "logs1", ENV) as c:
-        c.start(lambda i: [WORKER, *common, "--out", str(base / ("run1" if i == 0 else "run1-worker1")),
-                           "--dump", str(base / "dump1")])
+    with LocalCluster(2, base / "logs1", _env(base / "dump1")) as c:
+        c.start(lambda i: _cli("--data", str(data), "--out", str(base / ("run1" if i == 0 else "run1-worker1"))))
         r["rc1"] = c.wait(TIMEOUT)
         r["logs1"] = c.logs()
     r["alive1"] = c.alive()
-    # 2. global mining, both workers killed once epoch 1 is checkpointed
-    with LocalCluster(2, base / "logs2", ENV) as c:
-        c.start(lambda i: [WORKER, *common, "--global-mining", "--out", str(base / "run2"),
-                           "--dump", str(base / "dump2"), "--hang-after-epoch", "1"])
+    assert r["rc1"] == [0, 0], r["logs1"]
+    # 2. global mining, both workers killed (SIGKILL) once epoch 1 is checkpointed
+    with LocalCluster(2, base / "logs2", _env(base / "dump2", hang=1)) as c:
+        c.start(lambda i: _cli("--data", str(data), "--global-mining", "--out", str(base / "run2")))
         c.wait_for(lambda: all((base / "dump2" / f"hanging-{i}").exists() for i in range(2)), TIMEOUT)
         r["state_at_kill"] = json.loads((base / "run2" / "checkpoints" / "state.json").read_text())
         c.kill()
         r["alive2"] = c.alive()
-    # 3. --resume of the killed run
-    with LocalCluster(2, base / "logs3", ENV) as c:
-        c.start(lambda i: [WORKER, *common, "--global-mining", "--resume", "--out", str(base / "run2"),
-                           "--dump", str(base / "dump3")])
+    # 3. --resume of the killed run, the same command line on both workers
+    with LocalCluster(2, base / "logs3", _env(base / "dump3")) as c:
+        c.start(lambda i: _cli("--data", str(data), "--global-mining", "--resume", "--out", str(base / "run2")))
         r["rc3"] = c.wait(TIMEOUT)
         r["logs3"] = c.logs()
     r["alive3"] = c.alive()
-    assert r["rc1"] == [0, 0], r["logs1"]
     assert r["rc3"] == [0, 0], r["logs3"]
     return r
 
@@ -80,14 +84,14 @@ def reference_steps(tracks, init, steps, global_mining, workers=2):
     import keras
     import tensorflow as tf
 
-    from hpatches_kit.losses import BatchHardTripletLoss
     from hpatches_kit.models import l2net
     from hpatches_kit.training import descriptor_dataset
+    from hpatches_kit.training.descriptor import make_loss
 
     model = l2net(input_size=P, dim=DIM, dropout=0.0)
     model.set_weights(init)
     opt = keras.optimizers.Adam(LR)
-    loss = BatchHardTripletLoss(margin=0.5)
+    loss = make_loss("batch-hard", margin=MARGIN, views=K, global_mining=global_mining)  # .call: unscaled
     its = [iter(descriptor_dataset(tracks, S, K, seed=SEED, num_shards=workers, shard_index=w)) for w in range(workers)]
     stats = model.non_trainable_variables  # the batch-norm moving statistics
     out, losses = [], []
@@ -133,9 +137,9 @@ def assert_close(a, b):
 
 @pytest.fixture(scope="module")
 def reference(runs):
-    from hpatches_kit.data import load_dataset
+    from hpatches_kit.training.tracks import hpatches_tracks
 
-    tracks, _ = load_dataset(runs["data"], size=P, progress=False).all_tracks()
+    tracks = hpatches_tracks(runs["data"], "a", size=P).train  # what the command trains on, in its order
     init1, init2 = _weights(runs["base"] / "dump1" / "init.npz"), _weights(runs["base"] / "dump2" / "init.npz")
     return {"local": reference_steps(tracks, init1, EPOCHS * STEPS, False),
             "global": reference_steps(tracks, init2, EPOCHS * STEPS, True), "init": init1, "init2": init2}
@@ -145,11 +149,17 @@ def test_no_stray_processes(runs):
     assert runs["alive1"] == [] and runs["alive2"] == [] and runs["alive3"] == []
 
 
-def test_each_worker_ran_two_replicas_and_its_own_task(runs):
-    for dump in ("dump1", "dump3"):
-        infos = [json.loads((runs["base"] / dump / f"worker-{i}.json").read_text()) for i in range(2)]
-        assert [(x["index"], x["chief"], x["task"], x["replicas"]) for x in infos] == [
-            (0, True, "worker:0", 2), (1, False, "worker:1", 2)]
+def test_each_worker_ran_its_own_task_over_two_replicas(runs):
+    for logs in ("logs1", "logs3"):
+        err = [(runs["base"] / logs / f"worker-{i}.err").read_text() for i in range(2)]
+        assert "replicas=2 task=worker:0 (chief)" in err[0], err[0][-2000:]
+        assert "replicas=2 task=worker:1 (writes nothing)" in err[1], err[1][-2000:]
+    m = json.loads((runs["base"] / "run1" / "metrics.json").read_text())
+    assert (m["strategy"], m["replicas"], m["workers"]) == ("KerasMultiWorkerMirroredStrategy", 2, 2)
+    assert m["tracks_per_batch"] == S and m["steps_per_epoch"] == STEPS
+    # validation ran under the strategy (the held-out sequence, each worker its share) after the last epoch
+    assert m["history"]["val_loss"][0] is None and np.isfinite(m["history"]["val_loss"][-1])
+    assert m["heldout_nn_matching"]["tracks"] == 9
 
 
 def test_weights_identical_on_both_workers(runs):
@@ -187,11 +197,11 @@ def test_global_mining_equals_one_process_and_differs_from_per_worker(runs, refe
 
 def test_chief_alone_writes_checkpoints_and_model(runs):
     run1 = runs["base"] / "run1"
-    assert (run1 / "model.keras").is_file()
+    for name in ("model.keras", "metrics.json", "history.json", "run_args.json"):
+        assert (run1 / name).is_file(), name
     assert sorted(p.name for p in (run1 / "checkpoints").iterdir()) == [
         "epoch-0001.keras", "epoch-0002.keras", "last.keras", "state.json"]
-    other = runs["base"] / "run1-worker1"
-    assert not other.exists() or not any(p.is_file() for p in other.rglob("*"))  # worker 1 wrote nothing
+    assert not (runs["base"] / "run1-worker1").exists()  # worker 1's --out: not even created
 
 
 def test_resume_after_killing_both_workers_continues_from_last_checkpoint(runs):
@@ -202,4 +212,6 @@ def test_resume_after_killing_both_workers_continues_from_last_checkpoint(runs):
         info = json.loads((runs["base"] / "dump3" / f"worker-{i}.json").read_text())
         assert info["iterations"] == EPOCHS * STEPS and len(info["history"]["loss"]) == 1  # only epoch 2 trained
     assert json.loads((runs["base"] / "run2" / "checkpoints" / "state.json").read_text())["epoch"] == 2
+    m = json.loads((runs["base"] / "run2" / "metrics.json").read_text())
+    assert m["history"]["epoch"] == [1, 2] and m["args"]["global_mining"] is True
     assert (runs["base"] / "run2" / "model.keras").is_file()
