@@ -8,7 +8,9 @@ TFRecord shards (:mod:`hpatches_kit.data.pack`).
 **Descriptor batches** (:func:`descriptor_dataset`): ``S`` tracks x ``K`` views, track-major, so the labels
 are ``repeat(arange(S), K)`` -- small per-batch ids, exact under Keras's float cast of ``y_true``. Tracks
 are drawn without replacement within an epoch (one permutation per epoch, batched before repeating), so
-a batch never holds the same track twice. The ``K`` views are distinct and drawn at random from the
+a batch never holds the same track twice. The permutation is a stateless function of ``(seed, epoch)``: every
+iterator of the dataset (Keras iterates once before training; a resumed run starts a fresh one) replays the
+same stream. The ``K`` views are distinct and drawn at random from the
 track's 16. Augmentation: per-view photometric jitter (random contrast gain and brightness offset, clipped
 to [0, 255]) -- it changes nothing a descriptor should be sensitive to -- and, optionally, one random
 flip/rot90 *per track*, applied identically to all its views (a new, still-consistent track); geometric
