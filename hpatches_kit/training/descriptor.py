@@ -213,8 +213,8 @@ def resolve_budget(o: DescriptorOptions, precision: str) -> DescriptorOptions:
 def _train(o: DescriptorOptions, run) -> dict:
     from ..models import l2net
     from .callbacks import CollapseDetector, MiningCurriculum
-    from .distribute import check_tracks_per_replica
-    from .pipelines import descriptor_dataset, triplet_dataset
+    from .distribute import check_tracks_per_replica, distribute_sk_dataset, worker_info
+    from .pipelines import descriptor_dataset, sharded_steps_per_epoch, triplet_dataset
     from .run import validation_epochs
     from .schedules import make_optimizer, replan_schedule
     from .tracks import heldout_matching
@@ -229,17 +229,17 @@ def _train(o: DescriptorOptions, run) -> dict:
     if len(tracks) < S:
         raise ValueError(f"only {len(tracks)} training tracks: fewer than one batch of {S} tracks; lower --batch-size")
     triplets = o.loss == "random-triplet"
+    workers = worker_info(run.strategy)["workers"]
     if triplets:
         train = triplet_dataset(tracks, batch_size=o.batch_size, seed=o.seed)
-    else:
-        train = descriptor_dataset(tracks, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric)
-    steps = o.steps_per_epoch or len(tracks) // S
+    # S x K: each worker of a multi-worker run reads its own share of the tracks (distribute_sk_dataset)
+    steps = o.steps_per_epoch or sharded_steps_per_epoch(len(tracks), S, workers)
     if steps < 1:
         raise ValueError(f"not enough training data for one batch of {o.batch_size}")
     num_train_tracks = len(tracks)
     probe_src = test_tracks if test_tracks is not None and len(test_tracks) >= 2 else tracks
     probe = np.ascontiguousarray(probe_src[: min(256, len(probe_src)), 0, :, :, None]).astype(np.float32)
-    del tracks, probe_src, data.train  # the pipeline holds the tracks now (one in-graph copy)
+    del probe_src, data.train
 
     model, initial_epoch, history = run.resume_state()
     with run.strategy.scope():
@@ -259,7 +259,14 @@ def _train(o: DescriptorOptions, run) -> dict:
     net = model.get_layer("l2net") if triplets else model
     if initial_epoch >= o.epochs:
         print(f"[resume] already trained {initial_epoch} >= --epochs {o.epochs} epochs", file=sys.stderr)
-    train = train.skip(initial_epoch * steps) if initial_epoch else train
+    skip = initial_epoch * steps
+    if triplets:
+        train = train.skip(skip) if skip else train
+    else:
+        train = distribute_sk_dataset(run.strategy, lambda n, i, t=tracks: descriptor_dataset(
+            t, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric, num_shards=n,
+            shard_index=i).skip(skip), S, K)
+    del tracks  # the pipeline holds the tracks now (one in-graph copy)
 
     val, val_steps = None, None
     if test_tracks is not None and not triplets:
@@ -269,7 +276,9 @@ def _train(o: DescriptorOptions, run) -> dict:
             # the same val_steps batches at every validation (cached): a reshuffling stream would give each
             # validation other batches, and a resumed run (a fresh stream) other ones again than an
             # uninterrupted run -- val_loss would neither compare across epochs nor reproduce after --resume
-            val = descriptor_dataset(test_tracks, sv, K, seed=o.seed + 1, augment=False).take(val_steps).cache().repeat()
+            val = distribute_sk_dataset(run.strategy, lambda n, i: descriptor_dataset(
+                test_tracks, sv, K, seed=o.seed + 1, augment=False, num_shards=n,
+                shard_index=i).take(val_steps).cache().repeat(), sv, K)
     extra = []
     if o.collapse != "off" and not triplets:
         extra.append(CollapseDetector(probe, margin=collapse_level(o.loss, o.margin, o.koleo), action=o.collapse))
@@ -295,7 +304,7 @@ def _train(o: DescriptorOptions, run) -> dict:
         print("[held-out] NN matching accuracy ref->target: " + ", ".join(
             f"{k} {v:.3f}" for k, v in metrics["heldout_nn_matching"].items() if k != "tracks"), file=sys.stderr)
     path = run.save_final(net, metrics)
-    if o.evaluate and data.test_names:
+    if o.evaluate and data.test_names and run.chief:  # model.keras is the chief's
         from ..data import load_dataset
         from .evaluate import evaluate_saved
 
