@@ -106,6 +106,30 @@ class DescriptorSet:
         return self
 
     @classmethod
+    def empty(cls, counts: dict, dim: int, source: str | None = None) -> "DescriptorSet":
+        """A set of ``counts`` (``{seq: N}``) patches of dimension ``dim`` whose block is allocated but not
+        filled: the caller writes every ``stacks[s][j]`` (``(N, dim)`` C-contiguous views), e.g. a CSV parser
+        reading straight into it (:func:`.descriptor_csv.read_descriptor_set`), and checks the values."""
+        self = cls.__new__(cls)
+        names = list(counts)
+        if not names:
+            raise DataError(source, "no sequences to evaluate")
+        lengths = [int(counts[s]) for s in names]
+        for s, n in zip(names, lengths):
+            if n == 0:
+                raise DataError(s, "sequence has no descriptors")
+        self.names = names
+        self.index = {s: i for i, s in enumerate(names)}
+        self.dim = int(dim)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.total = int(self.offsets[-1])
+        self.flat = np.empty((len(TYPES), self.total, self.dim), np.float32)
+        self.stacks = {s: self.flat[:, self.offsets[k]:self.offsets[k + 1]] for k, s in enumerate(names)}
+        self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
+        self.lengths = {s: int(n) for s, n in zip(names, lengths)}
+        return self
+
+    @classmethod
     def from_stream(cls, counts: dict, stream, source: str | None = None) -> "DescriptorSet":
         """A set from ``(seq, [16 arrays])`` items arriving in the order of ``counts`` (``{seq: N}``, known
         beforehand), each copied into the preallocated block as it arrives: the peak memory is the set plus

@@ -11,7 +11,6 @@ minimum, a positive's distance) is recomputed exactly before deciding.
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 DISTANCES = ("L2", "L1")
 #: relative safety margin for the fast matrix (its rounding error is ~D * 1e-16 relative).
@@ -92,6 +91,8 @@ class FastDistances:
             if not row_offset:
                 return K, tol, an64
         else:
+            from scipy.spatial.distance import cdist  # L1 only: scipy.spatial costs ~0.4 s to import
+
             A64 = np.ascontiguousarray(A, dtype=np.float64)
             K = cdist(A64, B, "cityblock")
             tol = self.rel * (np.abs(A64).sum(axis=1) + self.bmax) + 1e-300
