@@ -54,9 +54,8 @@ if HAVE_NUMBA:
                     pos += 1
                     c = buf[pos]
                 neg = c == 45
-                if neg or c == 43:
-                    pos += 1
-                    c = buf[pos]
+                pos += neg | (c == 43)  # branch-free: the signs of descriptor values are random
+                c = buf[pos]
                 m = 0
                 nd = 0  # significant digits taken into m (leading zeros excluded)
                 seen = 0  # digits seen
