@@ -163,9 +163,9 @@ if HAVE_NUMBA:
             out[i] = s
 
     @numba.njit(**_jit)
-    def _nn_block(G, r0, A, B, bn, tol, nt, nn, md, keys, keys_i, one_i, one_f):
-        # first-index exact L2 nearest neighbours of the rows r0.. of A in each of the m sets of nt rows of B,
-        # from G = A[r0:r0+c] @ B.T (float32 BLAS): key = |b|^2 - 2ab (float32) with the error margin tol[r].
+    def _nn_block(G, r0, k0, A, B, bn, tol, nt, nn, md, keys, keys_i, one_i, one_f):
+        # first-index exact L2 nearest neighbours of the rows r0.. of A in the sets k0.. (nt rows each) of B,
+        # from G = A[r0:r0+c] @ B[k0 nt:(k0+m) nt].T (float32 BLAS): key = |b|^2 - 2ab (float32) with the error margin tol[r].
         # The keys within the margin of the smallest are the candidates; one candidate is the NN, several are
         # re-ranked on exact distances (first index on ties, as np.argmin over cdist); md = the exact
         # distance of the NN. Serial: the caller runs one call per thread. keys (nt,) float32 and its int32
@@ -178,8 +178,8 @@ if HAVE_NUMBA:
             r = r0 + i
             g = G[i]
             for k in range(m):
-                base = k * nt
-                gs = g[base : base + nt]
+                gs = g[k * nt : (k + 1) * nt]
+                base = (k0 + k) * nt
                 bs = bn[base : base + nt]
                 for j in range(nt):
                     keys[j] = bs[j] - two * gs[j]
@@ -204,10 +204,10 @@ if HAVE_NUMBA:
                             if d < bestd:
                                 bestd = d
                                 first = j
-                    md[k, r] = bestd
+                    md[k0 + k, r] = bestd
                 else:
-                    md[k, r] = np.sqrt(_dist(A[r], B[base + first], False))
-                nn[k, r] = first
+                    md[k0 + k, r] = np.sqrt(_dist(A[r], B[base + first], False))
+                nn[k0 + k, r] = first
 
     _KERNELS = {"L2": {"variant": _variant_l2, "arrays": _arrays_l2, "counts": _retr_counts_l2},
                 "L1": {"variant": _variant_l1, "arrays": _arrays_l1, "counts": _retr_counts_l1}}
@@ -335,8 +335,8 @@ def nn_sets_l2(A: np.ndarray, B: np.ndarray, nt: int, block: int = 1 << 22) -> t
     ``nt`` consecutive rows of ``B`` ``(m * nt, D)`` (float32): ``nn`` ``(m, n)`` int64 (index within the set)
     and its exact distance ``md`` ``(m, n)`` float64 (the arithmetic of :func:`array_distances`).
 
-    Keys ``|b|^2 - 2ab`` come from float32 BLAS products of ``block`` entries at a time (a cache-sized
-    block), scanned by a compiled serial loop: the smallest key, then every key within the margin of
+    Keys ``|b|^2 - 2ab`` come from float32 BLAS products, one set (at most ``block`` entries) at a time,
+    scanned by a compiled serial loop: the smallest key, then every key within the margin of
     :class:`~.distances.FastDistances` (``4 (D + 4) 2^-24 (|a|^2 + max |b|^2)``) re-ranked on exact
     distances. Runs on the calling thread and releases the GIL: callers parallelise over independent
     calls (one sequence per thread), each with single-threaded BLAS."""
@@ -355,11 +355,14 @@ def nn_sets_l2(A: np.ndarray, B: np.ndarray, nt: int, block: int = 1 << 22) -> t
     m = B.shape[0] // nt
     nn = np.empty((m, n), np.int64)
     md = np.empty((m, n), np.float64)
-    chunk = max(1, min(n, block // max(1, B.shape[0])))
-    BT = B.T
     keys = np.empty(nt, np.float32)
     one = np.empty(1, np.int32)
-    for r0 in range(0, n, chunk):
-        G = A[r0 : r0 + chunk] @ BT
-        _nn_block(G, r0, A, B, bn, tol, nt, nn, md, keys, keys.view(np.int32), one, one.view(np.float32))
+    # one set at a time (BLAS runs a square-ish n x nt product faster than a few rows against all sets),
+    # rows chunked so that a block holds at most ``block`` keys
+    chunk = max(1, min(n, block // nt))
+    for k in range(m):
+        BkT = B[k * nt : (k + 1) * nt].T
+        for r0 in range(0, n, chunk):
+            G = A[r0 : r0 + chunk] @ BkT
+            _nn_block(G, r0, k, A, B, bn, tol, nt, nn, md, keys, keys.view(np.int32), one, one.view(np.float32))
     return nn, md
