@@ -164,3 +164,30 @@ def test_float64_values_are_correctly_rounded():
     assert _parse(buf, np.uint8(ord(",")), np.int64(6), out, _POW10) == len(lines)
     want = np.array([[float(v) for v in ln.split(",")] for ln in lines])
     assert np.array_equal(out.view(np.uint64), want.view(np.uint64))
+
+
+def test_parse_float_file_reuses_its_buffer_and_equals_the_bytes_path(tmp_path):
+    from hpatches_kit.evaluation import csv_parse
+
+    rng = np.random.default_rng(7)
+    for n in (3, 40000, 5):  # small, larger than the first 1 MiB buffer (it grows), small again (kept buffer)
+        x = rng.normal(size=(n, 8)).astype(np.float32)
+        p = tmp_path / f"f{n}.csv"
+        p.write_text("\n".join(",".join(f"{v:.9g}" for v in r) for r in x.tolist()) + "\n")
+        got = csv_parse.parse_float_file(p, ",", 8)
+        assert _same_bits(got, x) and _same_bits(got, csv_parse.parse_float_rows(p.read_bytes(), ",", 8))
+        out = np.empty((n, 8), np.float32)
+        assert csv_parse.parse_float_file(p, ",", 8, out=out) is out and _same_bits(out, x)
+    assert csv_parse._local.buf.shape[0] > p.stat().st_size + 1  # the grown buffer stays for the next file
+    (tmp_path / "bad.csv").write_text("1,2\n3,x\n")
+    assert csv_parse.parse_float_file(tmp_path / "bad.csv", ",", 2) is None
+
+
+def test_large_blocks_are_plain_writable_arrays(monkeypatch):
+    from hpatches_kit.evaluation import descriptor_set as D
+
+    monkeypatch.setattr(D, "_MMAP_BYTES", 1)  # every block from the mmap path
+    ds = D.DescriptorSet.empty({"i_a": 3, "v_b": 2}, 4)
+    assert ds.flat.flags.writeable and ds.flat.flags.c_contiguous and ds.flat.shape == (16, 5, 4)
+    ds.stacks["v_b"][15] = 7.0
+    assert ds.rows2d[15 * 5 + 3 :].tolist() == [[7.0] * 4] * 2

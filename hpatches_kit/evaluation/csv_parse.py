@@ -18,11 +18,14 @@ declined. The float64 is then rounded to float32 (round to nearest even), as the
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 
 from .kernels import HAVE_NUMBA, numba
 
-__all__ = ["parse_float_rows"]
+__all__ = ["parse_float_rows", "parse_float_file"]
 
 _POW10 = np.array([10.0 ** k for k in range(23)], np.float64)  # exact doubles 1e0 .. 1e22
 _MAX_EXACT = 1 << 53
@@ -154,10 +157,58 @@ def parse_float_rows(data: bytes, delimiter: str, dim: int, out: np.ndarray | No
     buf = np.empty(len(data) + 1, np.uint8)
     buf[:-1] = np.frombuffer(data, np.uint8)
     buf[-1] = 0  # the sentinel
+    return _run(buf, delimiter, dim, out)
+
+
+def _run(buf: np.ndarray, delimiter: str, dim: int, out: np.ndarray | None) -> np.ndarray | None:
     if out is None:
-        out = np.empty((data.count(b"\n") + 1, dim), np.float32)
+        out = np.empty((int(np.count_nonzero(buf[:-1] == 10)) + 1, dim), np.float32)
     with np.errstate(over="ignore"):
         rows = _parse(buf, np.uint8(ord(delimiter)), np.int64(dim), out, _POW10)
     if rows < 0:
         return None
     return out[:rows] if rows < out.shape[0] else out
+
+
+_local = threading.local()
+#: files up to this size are read into a per-thread buffer that is kept (no fresh pages per file)
+_KEEP_BUFFER = 64 << 20
+
+
+def parse_float_file(path, delimiter: str, dim: int, out: np.ndarray | None = None) -> np.ndarray | None:
+    """:func:`parse_float_rows` of a file's contents, read straight into a per-thread buffer that is reused
+    from file to file (no bytes object, no copy, no fresh pages to fault in for every file). ``OSError``
+    propagates.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "ref.csv"; _ = p.write_text("1,2\n3,4\n")
+        >>> parse_float_file(p, ",", 2)
+        array([[1., 2.],
+               [3., 4.]], dtype=float32)
+    """
+    if not HAVE_NUMBA or len(delimiter) != 1 or ord(delimiter) > 127 or dim < 1:
+        return None
+    if out is not None and (out.dtype != np.float32 or out.ndim != 2 or out.shape[1] != dim
+                            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"out must be a writable C-contiguous (N, {dim}) float32 array")
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = getattr(_local, "buf", None)
+        if buf is None or buf.shape[0] < size + 2:
+            buf = np.empty(max(size + 2, 1 << 20), np.uint8)
+        n = 0
+        mv = memoryview(buf)
+        while True:  # to the end of the file, whatever its size is now
+            if n + 1 >= buf.shape[0]:
+                grown = np.empty(2 * buf.shape[0], np.uint8)
+                grown[:n] = buf[:n]
+                buf, mv = grown, memoryview(grown)
+            got = f.readinto(mv[n : buf.shape[0] - 1])
+            if not got:
+                break
+            n += got
+    if buf.shape[0] <= _KEEP_BUFFER:
+        _local.buf = buf
+    buf[n] = 0  # the sentinel
+    return _run(buf[: n + 1], delimiter, dim, out)

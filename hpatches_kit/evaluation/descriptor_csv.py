@@ -89,7 +89,7 @@ def _have_arrow() -> bool:
 
 def _read_desc_csv(path: Path, out: np.ndarray | None = None) -> np.ndarray:
     """One descriptor CSV -> ``(N, D) float32``: plain decimal numbers by the compiled fast path
-    (:func:`.csv_parse.parse_float_rows`), other files by Arrow's CSV reader or ``np.loadtxt``. Errors name
+    (:func:`.csv_parse.parse_float_file`), other files by Arrow's CSV reader or ``np.loadtxt``. Errors name
     the file and the line. With ``out`` (``(N, D)`` float32, C-contiguous) a file of that shape is read into
     it and ``out`` is returned; a file of another shape is returned as its own array (the caller reports
     the mismatch)."""
@@ -105,16 +105,14 @@ def _read_desc_csv(path: Path, out: np.ndarray | None = None) -> np.ndarray:
     delim = _sniff_delimiter(first)
     a = None
     if delim is not None:  # plain decimals: the compiled fast path; anything else: Arrow's reader
-        from .csv_parse import parse_float_rows
+        from .csv_parse import parse_float_file
 
         dim = len(first.split(delim))
+        into = out if out is not None and out.shape[1] == dim else None
         try:
-            data = path.read_bytes()
+            a = parse_float_file(path, delim, dim, out=into)
         except OSError as e:
             raise DataError(path, f"cannot read: {e}") from None
-        into = out if out is not None and out.shape[1] == dim else None
-        a = parse_float_rows(data, delim, dim, out=into)
-        del data
         if a is None and _have_arrow():
             a = _parse_arrow(path, delim, dim)
     if a is None:
