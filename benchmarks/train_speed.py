@@ -112,14 +112,14 @@ def _child(args, timeout=1800) -> dict | None:
     return None
 
 
-def fit_run(precision: str, epochs: int, extra: list[str]) -> dict:
+def fit_run(precision: str, epochs: int | None, extra: list[str]) -> dict:
     """A real `hpatches-train descriptor` run; patches/s over the whole `model.fit` call (its `train_seconds`:
     tracing, every epoch, callbacks, checkpoints, validation) and over the epochs after the first (history.json
     `epoch_wall_s`)."""
     with tempfile.TemporaryDirectory(prefix="train-speed-") as d:
         out = Path(d) / "run"
-        cmd = [sys.executable, "-m", "hpatches_kit.cli.train", "descriptor", "--out", str(out), "--epochs", str(epochs),
-               "--mixed-precision", precision, "--verbose", "0", "--no-eval", *extra]
+        cmd = [sys.executable, "-m", "hpatches_kit.cli.train", "descriptor", "--out", str(out),
+               *(["--epochs", str(epochs)] if epochs else []), "--mixed-precision", precision, "--verbose", "0", "--no-eval", *extra]
         subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         m = json.loads((out / "metrics.json").read_text())
     walls = m["history"]["epoch_wall_s"]
@@ -156,10 +156,6 @@ def main(argv=None) -> int:
     best_name = max(rows, key=rows.get)
     best_prec = best_name.split()[2]
     step = rows[best_name]
-    if a.epochs is None:
-        from hpatches_kit.training.descriptor import DescriptorOptions
-
-        a.epochs = DescriptorOptions().epochs
     fit = fit_run(best_prec, a.epochs, a.fit_args.split())
     print(f"hpatches-train descriptor ({best_prec}, {fit['epochs']} epochs x {fit['steps_per_epoch']} steps): "
           f"{fit['fit_patches_per_s']:.0f} patches/s over the whole fit ({fit['train_seconds']:.1f} s), "
