@@ -22,7 +22,8 @@ import numpy as np
 from ..data.errors import DataError
 from ..models.joint import DENOISED, DESCRIPTOR, denoise_describe, joint_training_model
 
-__all__ = ["compile_joint", "train_joint", "load_joint_start", "denoise_metrics", "psnr", "DEFAULT_RECON_WEIGHT"]
+__all__ = ["compile_joint", "train_joint", "load_joint_start", "denoise_metrics", "denoise_tracks", "psnr",
+           "DEFAULT_RECON_WEIGHT"]
 
 DEFAULT_RECON_WEIGHT = 0.05  # 0.05 x MAE (about 5 grey levels after MAE training) ~ 0.25, next to a triplet loss ~ 0.5
 
@@ -187,3 +188,28 @@ def denoise_metrics(denoiser, noisy, clean, max_patches: int = 20000, seed: int 
     return {"patches": int(len(n_flat)), "mae_denoised": float(np.abs(den - c64).mean()),
             "mae_noisy": float(np.abs(n_flat.astype(np.float64) - c64).mean()),
             "psnr_denoised": psnr(den, c_flat), "psnr_noisy": psnr(n_flat, c_flat)}, (n_flat, den, c_flat)
+
+
+def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.ndarray:
+    """Apply a denoiser (model or ``.keras`` path) to uint8 tracks, rounded to 8 bits as the two-model pipeline
+    feeds its descriptor (``keras_describer(denoiser=...)`` rounds the same way).
+
+    Args:
+        tracks: ``(T, 16, P, P)`` (or any ``(..., P, P)``) uint8.
+        denoiser: the U-Net, or its ``.keras`` path.
+        batch_size: prediction batch size.
+
+    Returns:
+        uint8 array of ``tracks``' shape: ``clip(rint(denoiser(tracks)), 0, 255)``.
+
+    Raises:
+        DataError: the file does not load, or the denoiser's patch size is not the tracks'.
+    """
+    where = None
+    if not hasattr(denoiser, "predict"):
+        where, denoiser = denoiser, _load(denoiser, "denoiser")
+    p = tracks.shape[-1]
+    if tuple(denoiser.input_shape[1:3]) != (p, p):
+        raise DataError(where or denoiser.name, f"denoiser expects {denoiser.input_shape[1:3]} patches, data has {p}x{p}")
+    out = denoiser.predict(tracks.reshape(-1, p, p, 1).astype(np.float32), batch_size=batch_size, verbose=0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(tracks.shape)
