@@ -209,23 +209,29 @@ def test_train_descriptor_reads_brown_tracks(tmp_path):
     ``(T, 16, P, P) uint8`` tracks the S x K pipeline takes (5% of the points held out; none with --split none).
     The model.fit path after this point is the HPatches one (tests/test_train_cli.py)."""
     from hpatches_kit.cli import train_descriptor
+    from hpatches_kit.training.descriptor import DescriptorOptions, load_tracks
 
     pid = np.repeat(np.arange(40), 3)
     root = write_brown(tmp_path / "notredame", coded_patches(len(pid)), pid)
     p = argparse.ArgumentParser()
     train_descriptor.configure(p)
     base = ["--data", str(root), "--format", "brown", "--patch-size", "32", "--verbose", "0"]
-    got_root, tracks, held, how = train_descriptor.brown_training_tracks(p.parse_args(base))
+
+    def brown_training_tracks(args):
+        d = load_tracks(DescriptorOptions.from_namespace(args))
+        return d.root, d.train, d.test, d.how
+
+    got_root, tracks, held, how = brown_training_tracks(p.parse_args(base))
     assert got_root == root and tracks.shape == (38, 16, 32, 32) and held.shape == (2, 16, 32, 32)
     assert tracks.dtype == np.uint8 and "38 train / 2 held-out" in how
     # each track holds the 3 patches of one point (grey level = patch id), each on 5 or 6 of the 16 slots
     for t in tracks:
         grey = t[:, 5, 5].astype(int)
         assert len(set(grey)) == 3 and len(set(pid[grey])) == 1 and set(np.bincount(grey)[grey]) <= {5, 6}
-    _, tracks, held, _ = train_descriptor.brown_training_tracks(p.parse_args(base + ["--split", "none"]))
+    _, tracks, held, _ = brown_training_tracks(p.parse_args(base + ["--split", "none"]))
     assert tracks.shape == (40, 16, 32, 32) and held is None
     with pytest.raises(DataError, match="info.txt"):
-        train_descriptor.brown_training_tracks(p.parse_args(["--data", str(tmp_path), "--format", "brown"]))
+        brown_training_tracks(p.parse_args(["--data", str(tmp_path), "--format", "brown"]))
 
 
 def test_same_label_pairs_vs_mask():

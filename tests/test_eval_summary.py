@@ -1,6 +1,6 @@
 """``evaluation.summary.summarise_evaluation`` (registry-driven) on a real :func:`evaluate` result: equal to
 what ``metrics.json`` held (all but the curves and per-sequence numbers, the key order of the hand-coded
-``cli/_train_common.summarise_evaluation``)."""
+``cli/_train_common.summarise_evaluation``, now ``evaluation/summary.py``)."""
 
 from __future__ import annotations
 

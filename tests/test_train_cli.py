@@ -114,9 +114,10 @@ def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_pat
         0.002 * 0.5 * (1 + math.cos(math.pi * 4 / 6)), rel=1e-5)
     # --init: a new run starts from the saved descriptor's weights; another size is refused by name
     from hpatches_kit.models import l2net
+    from hpatches_kit.training.descriptor import init_weights
 
     net = l2net(input_size=32, dim=16)
-    train_descriptor.init_weights(net, out / "model.keras")
+    init_weights(net, out / "model.keras")
     for a, b in zip(net.get_weights(), keras.models.load_model(out / "model.keras").get_weights()):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(DataError, match="model.keras: --init model does not match"):
@@ -205,10 +206,10 @@ def test_cli_errors_name_the_problem(nh_data, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         _run(train_descriptor, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--verbose", "0"])
     for flag, value in (("--val-every", "0"), ("--lr", "0")):
-        with pytest.raises(SystemExit, match=flag):
+        with pytest.raises(ValueError, match=flag):
             _run(train_descriptor, ["--data", str(nh_data), flag, value, "--out", str(tmp_path / "o3"),
                                     "--verbose", "0"])
-    with pytest.raises(SystemExit, match="fewer than one batch"):
+    with pytest.raises(ValueError, match="fewer than one batch"):
         _run(train_descriptor, ["--data", str(nh_data), "--batch-size", "1024", "--out", str(tmp_path / "o2"),
                                 "--verbose", "0", "--mixed-precision", "float32"])
 
@@ -253,7 +254,7 @@ def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
     import warnings
 
     import hpatches_kit.models as models
-    import hpatches_kit.training as training
+    import hpatches_kit.training.callbacks as training_callbacks
     from hpatches_kit.data import load_sequence
     from hpatches_kit.training.callbacks import CollapseDetector, CollapseWarning
 
@@ -265,7 +266,7 @@ def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(models, "l2net", _collapsed_l2net)
-    monkeypatch.setattr(training, "CollapseDetector", Recording)
+    monkeypatch.setattr(training_callbacks, "CollapseDetector", Recording)
     held = np.concatenate([load_sequence(nh_data / s).tracks[:, 0] for s in ("v_d", "i_e")])
     base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0",
             "--mixed-precision", "float32", "--dim", "8", "--no-eval", "--epochs", "3"]

@@ -67,7 +67,11 @@ def test_train_outputs(tmp_path, loss):
     assert [e["epoch"] for e in m["epochs"]] == [1] and np.isfinite(m["epochs"][0]["loss"])
     assert m["parameters"]["trainable"] == m["parameters"]["adapters"] == 2 * 2 * (2 * 32 * 4 + 4 + 32)
     assert set(m["final"]["accuracy"]) == {"row", "both_axes", "assignment"}
-    assert (out / "checkpoints" / "epoch_001.keras").is_file()
+    # the run folder every hpatches-train command writes (hpatches_kit.training.run.TrainingRun)
+    for f in ("checkpoints/epoch-0001.keras", "checkpoints/last.keras", "checkpoints/state.json", "run_args.json",
+              "history.json"):
+        assert (out / f).is_file(), f
+    assert json.loads((out / "run_args.json").read_text())["loss"] == loss
     model = keras.models.load_model(out / "model.keras")
     assert model.output_shape == (None, 32)
     assert not list(out.rglob(".*tmp*"))  # nothing half-written left behind
@@ -81,23 +85,24 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(COMMON + ["--epochs", "2", "--out", str(a)]) == 0
     assert main(COMMON + ["--epochs", "2", "--out", str(b)]) == 0
-    # simulate a crash after epoch 1: drop what epoch 2 wrote, then resume
-    for p in ("checkpoints/epoch_002.keras", "model.keras"):
+    # simulate a crash after epoch 1: drop what epoch 2 wrote (its checkpoint, last.keras and state.json naming
+    # it, the final model), then resume: the newest intact epoch file is used
+    for p in ("checkpoints/epoch-0002.keras", "checkpoints/last.keras", "checkpoints/state.json", "model.keras"):
         (b / p).unlink()
-    first = b / "checkpoints" / "epoch_001.keras"
+    first = b / "checkpoints" / "epoch-0001.keras"
     before = (first.read_bytes(), os.stat(first).st_mtime_ns)
     epoch1 = json.loads((b / "metrics.json").read_text())["epochs"][0]
     capsys.readouterr()
     assert main(COMMON + ["--epochs", "2", "--out", str(b), "--resume"]) == 0
-    printed = capsys.readouterr().out
+    err = capsys.readouterr().err
     # the resume loaded epoch 1's checkpoint, said so, left it untouched, and fitted epoch 2 only
-    assert f"resuming from {first} (epoch 1)" in printed
+    assert f"resuming from the newest intact checkpoint {first} (1 epochs done)" in err
     assert (first.read_bytes(), os.stat(first).st_mtime_ns) == before
     mb = json.loads((b / "metrics.json").read_text())
     assert mb["epochs"][0] == epoch1  # epoch 1's record (its wall seconds too) kept, not re-measured
     steps = int(keras.models.load_model(first).optimizer.iterations.numpy())
     assert steps >= 1
-    assert int(keras.models.load_model(b / "checkpoints" / "epoch_002.keras").optimizer.iterations.numpy()) == 2 * steps
+    assert int(keras.models.load_model(b / "checkpoints" / "epoch-0002.keras").optimizer.iterations.numpy()) == 2 * steps
     ma, mb = json.loads((a / "metrics.json").read_text()), json.loads((b / "metrics.json").read_text())
     assert [e["epoch"] for e in mb["epochs"]] == [1, 2]
     for ea, eb in zip(ma["epochs"], mb["epochs"]):
@@ -105,8 +110,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, capsys):
     for wa, wb in zip(_weights(a / "model.keras"), _weights(b / "model.keras")):
         np.testing.assert_allclose(wb, wa, rtol=1e-4, atol=1e-6)
     # training moved the adapters away from their initialisation
-    init = _weights(a / "checkpoints" / "epoch_001.keras")
-    assert any(not np.allclose(x, y) for x, y in zip(init, _weights(a / "checkpoints" / "epoch_002.keras")))
+    init = _weights(a / "checkpoints" / "epoch-0001.keras")
+    assert any(not np.allclose(x, y) for x, y in zip(init, _weights(a / "checkpoints" / "epoch-0002.keras")))
 
 
 def test_pair_batches_grouped_keep_sources_together():
@@ -125,6 +130,6 @@ def test_pair_batches_grouped_keep_sources_together():
 def test_bad_options_are_named(tmp_path, bad, message):
     from hpatches_kit.cli.train_vit import main
 
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ValueError, match=message):
         main(COMMON + ["--epochs", "1", "--out", str(tmp_path / "run")] + bad)
     assert not (tmp_path / "run" / "metrics.json").exists()

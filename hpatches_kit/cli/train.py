@@ -31,16 +31,11 @@ def main(argv=None) -> int:
     command = next((a for a in argv if a in SUBCOMMANDS), None)
     args = build_parser(command).parse_args(argv)
     # One line on stderr and exit 2 for bad input / disk errors / argument checks (see _errors); checkpoints
-    # and history already written stay (an --out this run created and left empty is removed).
+    # and history already written stay (an --out the run created and left empty is removed by the library's
+    # TrainingRun).
     from ._errors import run_command
 
-    def discard():
-        from ._train_common import discard_empty_out
-
-        discard_empty_out(args)
-
-    return run_command(f"hpatches-train {args.command}", importlib.import_module(args._module).run, args,
-                       on_error=discard)
+    return run_command(f"hpatches-train {args.command}", importlib.import_module(args._module).run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,18 +1,37 @@
 """Training: tf.data pipelines (S x K descriptor batches, denoising pairs, random triplets), distribution,
-mining-loss wrappers (the losses themselves are in hpatches_kit.losses) and callbacks (collapse detection, curriculum, atomic checkpoints / resume)."""
+mining-loss wrappers (the losses themselves are in hpatches_kit.losses), callbacks (collapse detection,
+curriculum, atomic checkpoints / resume), the run folder (:mod:`.run`) and one module per trainable thing
+(:mod:`.descriptor`, :mod:`.denoise`, :mod:`.vit_adapter`).
 
-from .pipelines import (denoise_dataset, descriptor_dataset, descriptor_dataset_from_tfrecords, make_sk_batch,
-                        steps_per_epoch, triplet_dataset)
-from .distribute import (auto_jit, auto_precision, check_tracks_per_replica, device_kind, get_strategy,
-                         set_precision)
-from .mining import CurriculumTripletLoss, GlobalBatchLoss, KoLeoRegularised, ReplicaLoss
-from .callbacks import (AtomicCheckpoint, CollapseDetector, MiningCurriculum, ResumeState, descriptor_spread,
-                        load_resume)
+The names below load their module (and TensorFlow) on first use, so that importing a submodule for its
+constants (e.g. ``hpatches_kit.training.descriptor.LOSSES`` for a CLI's choices) stays cheap.
+"""
 
-__all__ = [
-    "descriptor_dataset", "descriptor_dataset_from_tfrecords", "denoise_dataset", "triplet_dataset",
-    "make_sk_batch", "steps_per_epoch", "get_strategy", "check_tracks_per_replica", "set_precision",
-    "auto_precision", "auto_jit", "device_kind", "CurriculumTripletLoss", "KoLeoRegularised",
-    "GlobalBatchLoss", "ReplicaLoss", "CollapseDetector", "MiningCurriculum",
-    "AtomicCheckpoint", "ResumeState", "load_resume", "descriptor_spread",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    ".pipelines": ("descriptor_dataset", "descriptor_dataset_from_tfrecords", "denoise_dataset", "triplet_dataset",
+                   "make_sk_batch", "steps_per_epoch"),
+    ".distribute": ("get_strategy", "check_tracks_per_replica", "set_precision", "auto_precision", "auto_jit",
+                    "device_kind"),
+    ".mining": ("CurriculumTripletLoss", "KoLeoRegularised", "GlobalBatchLoss", "ReplicaLoss"),
+    ".callbacks": ("CollapseDetector", "MiningCurriculum", "AtomicCheckpoint", "ResumeState", "load_resume",
+                   "descriptor_spread"),
+    ".run": ("TrainingRun",),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

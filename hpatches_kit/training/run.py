@@ -1,0 +1,321 @@
+"""One training run's folder and life cycle, shared by ``hpatches-train denoise``, ``descriptor`` and
+``vit-adapter`` (and usable from a notebook).
+
+A :class:`TrainingRun` owns ``<out>/``: it checks the folder before any long work (exists or can be made,
+really writable, not a finished run unless resuming), writes ``run_args.json`` (on ``--resume``, compares the
+arguments with the run's and refuses the ones that would change what the checkpoint means), seeds Keras, picks
+the ``tf.distribute`` strategy, dtype policy and XLA choice, resumes from ``checkpoints/`` (model, optimizer
+state, epoch, history), hands out the standard callbacks (history + curves PNG, atomic checkpoints,
+TensorBoard) and writes ``model.keras`` / ``metrics.json`` atomically at the end.
+
+Layout of ``<out>``::
+
+    run_args.json            the arguments (paths absolute), written at the start
+    checkpoints/             epoch-XXXX.keras (2 newest), last.keras, state.json (see AtomicCheckpoint)
+    history.json             per-epoch logs (MetricsLogger), training_curves.png
+    logs/                    TensorBoard event files (when tensorboard is installed)
+    model.keras              the final model, uncompiled (inference file)
+    metrics.json             device/strategy/precision + the command's own metrics
+
+Examples:
+    >>> run = TrainingRun.start("descriptor", "runs/x", {"epochs": 3}, seed=0)  # doctest: +SKIP
+    >>> model, initial_epoch, history = run.resume_state()  # doctest: +SKIP
+    >>> model.fit(..., callbacks=run.callbacks(history))  # doctest: +SKIP
+    >>> run.save_final(model, {"train_seconds": 12.0})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.errors import DataError
+from ..io import atomic_path, atomic_write_json
+
+RUN_ARGS = "run_args.json"
+# arguments a --resume may change: they alter how long the run goes on, what it prints or checks, not what
+# the checkpoint's training so far means (everything else must match the run being resumed)
+RESUME_SAFE = ("epochs", "verbose", "evaluate", "val_every", "resume", "out", "collapse")
+PATH_ARGS = ("data", "splits_file", "init", "denoiser", "weights")
+_FLAG_NAMES = {"evaluate": "--no-eval", "augment": "--no-augment"}
+
+
+def check_schedule(epochs: int, batch_size: int, lr: float = 1.0, val_every: int = 1) -> None:
+    """Raise ``ValueError`` naming the flag when ``epochs < 1``, ``batch_size < 2``, ``lr <= 0`` or
+    ``val_every < 1``."""
+    if epochs < 1 or batch_size < 2:
+        raise ValueError("--epochs must be >= 1 and --batch-size >= 2")
+    if val_every < 1:
+        raise ValueError(f"--val-every must be >= 1, got {val_every}")
+    if lr <= 0:
+        raise ValueError(f"--lr must be > 0, got {lr}")
+
+
+def run_arguments(arguments: dict) -> dict:
+    """The arguments as written to ``run_args.json``: private keys (``_x``) dropped, paths made absolute."""
+    d = {k: v for k, v in arguments.items() if not k.startswith("_")}
+    for k in PATH_ARGS:
+        if d.get(k) is not None:
+            d[k] = os.path.abspath(os.fspath(d[k]))
+    return {k: (os.fspath(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def flag_name(key: str) -> str:
+    """The command-line flag of an argument key (``"val_every"`` -> ``"--val-every"``)."""
+    return _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
+def check_run_args(arguments: dict, out, resume: bool) -> dict:
+    """Write ``arguments`` to ``<out>/run_args.json``; returns what was written.
+
+    On ``resume`` of a run that has a checkpoint, compare with the arguments it was started with: differences
+    in :data:`RESUME_SAFE` are applied and listed on stderr; any other difference raises ``DataError`` naming
+    every one (the checkpoint was trained with the old values and ``metrics.json`` would record the new ones).
+    """
+    out = Path(out)
+    path = out / RUN_ARGS
+    now = run_arguments(arguments)
+    ck = out / "checkpoints"
+    has_ck = (ck / "state.json").is_file() or any(ck.glob("epoch-*.keras"))
+    if resume and has_ck:
+        if not path.is_file():
+            print(f"[resume] {path}: missing (a run from an older version): the arguments cannot be checked "
+                  f"against the checkpoint's", file=sys.stderr)
+        else:
+            try:
+                before = json.loads(path.read_text())
+                if not isinstance(before, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, OSError) as e:
+                raise DataError(path, f"unreadable ({type(e).__name__}: {e}); cannot check --resume arguments") from None
+            diff = [k for k in now if k in before and before[k] != now[k]]
+            bad = [k for k in diff if k not in RESUME_SAFE]
+            if bad:
+                listed = ", ".join(f"{flag_name(k)} {now[k]!r} (run: {before[k]!r})" for k in bad)
+                raise DataError(path, f"--resume with arguments that differ from the run's: {listed}; resume with "
+                                      f"the run's values or start a new --out")
+            for k in (k for k in diff if k != "resume"):
+                print(f"[resume] {flag_name(k)}: {before[k]!r} -> {now[k]!r} (applied)", file=sys.stderr)
+            now = {**before, **now}
+    atomic_write_json(path, now)
+    return now
+
+
+def resolve_data(data, kind: str) -> Path:
+    """``data`` as a path, or the embedded default dataset of ``kind`` (``"hpatches"``/``"n-hpatches"``),
+    built on first use."""
+    if data:
+        return Path(data)
+    from ..data import ensure_default
+
+    try:
+        return Path(ensure_default(kind=kind))
+    except ImportError as e:
+        raise DataError(None, f"the embedded default dataset cannot be built here ({e}); pass --data DIR") from None
+
+
+def validation_epochs(epochs: int, every: int) -> list[int]:
+    """The 1-based epochs that validate: every ``every``-th, and always the last (Keras ``validation_freq``)."""
+    return [e for e in range(1, epochs + 1) if e % every == 0 or e == epochs]
+
+
+def tensorboard_available() -> bool:
+    """TensorBoard event files need the ``tensorboard`` package (tf.summary has no implementation without it)."""
+    import importlib.util
+
+    ok = importlib.util.find_spec("tensorboard") is not None
+    if not ok:
+        print("[note] tensorboard is not installed: no TensorBoard logs (history.json and the curves PNG are "
+              "still written)", file=sys.stderr)
+    return ok
+
+
+@dataclass
+class TrainingRun:
+    """A started run (see the module docstring); make one with :meth:`start`.
+
+    Attributes:
+        out: the run folder.
+        command: ``"descriptor"``, ``"denoise"``, ``"vit-adapter"``, ...
+        resume: whether ``--resume`` was asked for.
+        strategy: the ``tf.distribute`` strategy (build and compile models in ``strategy.scope()``).
+        precision: the Keras dtype policy set.
+        jit: whether to ``compile(jit_compile=...)``.
+        device: ``"cpu"``, ``"gpu"`` or ``"tpu"``.
+        info: device/strategy/precision/arguments, written at the top of ``metrics.json``.
+        created: whether this run created ``out`` (then :meth:`discard_if_empty` may remove it again).
+    """
+
+    out: Path
+    command: str
+    resume: bool
+    strategy: object
+    precision: str
+    jit: bool
+    device: str
+    info: dict = field(default_factory=dict)
+    created: bool = False
+
+    @classmethod
+    def start(cls, command: str, out, arguments: dict, *, resume: bool = False, seed: int = 0,
+              strategy: str = "auto", precision: str = "auto", jit: str = "auto") -> "TrainingRun":
+        """Check and prepare ``out`` and the device, before any long work.
+
+        Args:
+            command: the run's kind, recorded in ``metrics.json``.
+            out: the run folder (``None``: ``runs/<command>-<time>``).
+            arguments: the run's arguments (``vars(args)``), written to ``run_args.json``.
+            resume: continue the run in ``out`` (else ``out`` must not hold a finished run).
+            seed: the Keras/NumPy/Python seed.
+            strategy: ``"auto"``, ``"tpu"``, ``"mirrored"``, ``"multiworker"`` or ``"default"``.
+            precision: ``"auto"`` or a Keras dtype policy.
+            jit: ``"auto"``, ``"on"`` or ``"off"``.
+
+        Returns:
+            The run.
+
+        Raises:
+            DataError: ``out`` holds a finished run, cannot be created or is not writable, or its
+                ``run_args.json`` differs from a resumed run's.
+        """
+        import keras
+
+        from .callbacks import remove_stale_temporaries
+        from .distribute import auto_jit, device_kind, get_strategy, set_precision
+
+        out = Path(out or Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if out.exists() and (out / "model.keras").exists() and not resume:
+            raise DataError(out, "already holds a finished run (model.keras); use another --out or --resume")
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(out, f"cannot create the output folder ({e.strerror or e})") from None
+        try:  # a real write (os.access says yes to root on a read-only mount)
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError as e:
+            raise DataError(out, f"output folder is not writable ({e.strerror or e})") from None
+        for d in (out, out / "checkpoints"):
+            remove_stale_temporaries(d)
+        recorded = check_run_args(arguments, out, resume)
+        keras.utils.set_random_seed(seed)
+        strat = get_strategy(strategy)
+        dev = device_kind()
+        policy = set_precision(precision)
+        use_jit = auto_jit(dev) if jit == "auto" else jit == "on"
+        run = cls(out=out, command=command, resume=resume, strategy=strat, precision=policy, jit=use_jit,
+                  device=dev, created=created)
+        run.info = {"command": command, "device": dev, "replicas": strat.num_replicas_in_sync,
+                    "strategy": type(strat).__name__, "precision": policy, "jit_compile": use_jit,
+                    "args": recorded}
+        print(f"[hpatches-train {command}] device={dev} replicas={strat.num_replicas_in_sync} "
+              f"precision={policy} jit={use_jit} out={out}", file=sys.stderr)
+        return run
+
+    @property
+    def replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    def resume_state(self, custom_objects=None):
+        """``(model_or_None, initial_epoch, history)``: the newest intact checkpoint (compiled, optimizer state
+        kept) and the history cut back to its epochs; ``(None, 0, {})`` when not resuming or nothing to resume."""
+        from .callbacks import load_resume
+
+        if not self.resume:
+            return None, 0, {}
+        with self.strategy.scope():
+            res = load_resume(self.checkpoints, custom_objects=custom_objects)
+        if res is None:
+            print(f"[resume] no checkpoint in {self.checkpoints}: starting from scratch", file=sys.stderr)
+            return None, 0, {}
+        for note in res.notes:
+            print(f"[resume] {note}", file=sys.stderr)
+        hist = self._history_up_to(res.initial_epoch)
+        print(f"[resume] {res.path}: {res.initial_epoch} epochs done, optimizer step "
+              f"{int(res.model.optimizer.iterations.numpy())}", file=sys.stderr)
+        return res.model, res.initial_epoch, hist
+
+    def _history_up_to(self, epochs: int) -> dict:
+        hp = self.out / "history.json"
+        hist = {}
+        if hp.is_file():
+            try:
+                loaded = json.loads(hp.read_text()).get("history", {})
+                if not isinstance(loaded, dict) or not all(isinstance(v, list) for v in loaded.values()):
+                    raise ValueError("no 'history' of per-metric lists")
+                hist = {k: v[:epochs] for k, v in loaded.items()}
+            except (ValueError, OSError, AttributeError) as e:
+                print(f"[resume] {hp}: unreadable ({type(e).__name__}: {e}); the history restarts at epoch "
+                      f"{epochs + 1} (earlier epochs logged as null)", file=sys.stderr)
+                hist = {}
+        done = len(hist.get("epoch", []))
+        if done < epochs:  # pad, so every list stays aligned with the epochs the checkpoint holds
+            if done:
+                print(f"[resume] {hp}: holds {done} of the {epochs} epochs done; the missing ones are "
+                      f"logged as null", file=sys.stderr)
+            hist = {k: list(v) + [None] * (epochs - len(v)) for k, v in hist.items() if k != "epoch"}
+            hist["epoch"] = list(range(1, epochs + 1))
+        return hist
+
+    def history(self) -> dict:
+        """The per-epoch logs in ``history.json`` (``{}`` before the first epoch)."""
+        hp = self.out / "history.json"
+        return json.loads(hp.read_text()).get("history", {}) if hp.is_file() else {}
+
+    def callbacks(self, history: dict, extra=None, tensorboard: bool = True, checkpoints: bool = True) -> list:
+        """``MetricsLogger`` (history.json + curves PNG), ``AtomicCheckpoint``, TensorBoard, then ``extra``."""
+        import keras
+
+        from .callbacks import AtomicCheckpoint, MetricsLogger
+
+        # history.json is written before the checkpoint's state.json: a kill between the two leaves the history
+        # one epoch ahead, which the resume cuts back to the checkpoint (the other order would lose an epoch)
+        cbs = [MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history)]
+        if checkpoints:
+            cbs.append(AtomicCheckpoint(self.checkpoints))
+        if tensorboard and tensorboard_available():
+            cbs.append(keras.callbacks.TensorBoard(str(self.out / "logs"), write_graph=False, profile_batch=0))
+        return cbs + list(extra or [])
+
+    def write_metrics(self, metrics: dict) -> None:
+        """``metrics.json`` = :attr:`info` + ``metrics``, atomically."""
+        atomic_write_json(self.out / "metrics.json", {**self.info, **metrics})
+
+    def save_final(self, model, metrics: dict, write_model: bool = True) -> Path:
+        """Write ``model.keras`` (uncompiled: a light, loss-agnostic inference file; loading it needs only
+        ``import hpatches_kit.models``) and ``metrics.json``, each atomically; returns the model's path."""
+        path = self.out / "model.keras"
+        if write_model:
+            final = model
+            if getattr(model, "optimizer", None) is not None:  # compiled: save an uncompiled clone
+                final = type(model).from_config(model.get_config())  # clone_model would copy the compile config
+                final.set_weights(model.get_weights())
+            with atomic_path(path, suffix=".keras") as tmp:
+                final.save(tmp)
+        self.write_metrics(metrics)
+        return path
+
+    def discard_if_empty(self) -> None:
+        """After a failed start: remove ``out`` when this run created it and it holds nothing but
+        ``run_args.json`` (no checkpoint, history or model)."""
+        if not self.created or not self.out.is_dir():
+            return
+        discard_if_empty(self.out)
+
+
+def discard_if_empty(out) -> None:
+    """Remove the folder ``out`` when it holds no file but ``run_args.json``."""
+    out = Path(out)
+    if out.is_dir() and not [p for p in out.rglob("*") if p.is_file() and p.name != RUN_ARGS]:
+        shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""The training and held-out tracks of a run: HPatches-format sequences split by a split policy, or a
+Brown/UBC PhotoTour subset; optionally denoised first.
+
+A track is the 16 views of one patch (``ref, e1..e5, h1..h5, t1..t5``): ``(T, 16, P, P) uint8``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.errors import DataError
+
+
+@dataclass
+class TrackSplit:
+    """Attributes:
+        root: the dataset folder.
+        train: ``(T, 16, P, P) uint8`` training tracks.
+        test: held-out tracks (same layout) or ``None``.
+        train_names, test_names: the sequences of each side (empty for Brown data).
+        how: a short description of the split, for the log and ``metrics.json``.
+    """
+
+    root: Path
+    train: np.ndarray
+    test: np.ndarray | None
+    train_names: list
+    test_names: list
+    how: str
+
+
+def hpatches_tracks(root, split: str = "a", splits_file=None, size: int = 32, noisy: bool = False,
+                    progress: bool = False) -> TrackSplit:
+    """Training and held-out tracks of the HPatches-format dataset at ``root``.
+
+    Args:
+        root: the dataset folder.
+        split: see :func:`hpatches_kit.training.split_policy.train_test_names`.
+        splits_file: a ``splits.json`` instead of the dataset's own.
+        size: resize patches to ``size x size``.
+        noisy: take the ``*_noise`` twins (N-HPatches data).
+        progress: show progress bars while reading.
+
+    Returns:
+        A :class:`TrackSplit` (``test`` is ``None`` when the split holds nothing out).
+    """
+    from ..data import load_dataset
+    from .split_policy import train_test_names
+
+    root = Path(root)
+    train_names, test_names, how = train_test_names(root, split, splits_file)
+    print(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})", file=sys.stderr)
+    ds = load_dataset(root, sequences=train_names, size=size, progress=progress)
+    tracks = ds.all_tracks(noisy=noisy)[0]
+    del ds  # the concatenated copy is all training needs: keep one host copy, not two
+    test = None
+    if test_names:
+        test = load_dataset(root, sequences=test_names, size=size, progress=progress).all_tracks(noisy=noisy)[0]
+    return TrackSplit(root, tracks, test, list(train_names), list(test_names), how)
+
+
+def brown_training_tracks(data, size: int = 32, seed: int = 0, holdout: float = 0.05,
+                          progress: bool = False) -> TrackSplit:
+    """Training and held-out tracks of the Brown subset folder ``data`` (see
+    :func:`hpatches_kit.data.brown.brown_tracks` for how 3-D points become 16-slot tracks); ``holdout`` of the
+    points are held out (0: none)."""
+    from ..data.brown import brown_tracks
+
+    if not data:
+        raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
+    tracks, held = brown_tracks(data, size=size, seed=seed, holdout=holdout, progress=progress)
+    how = f"brown: {len(tracks)} train / {0 if held is None else len(held)} held-out 3-D points"
+    print(f"[data] {data}: {how}", file=sys.stderr)
+    return TrackSplit(Path(data), tracks, held, [], [], how)
+
+
+def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.ndarray:
+    """Apply a denoiser to tracks.
+
+    Args:
+        tracks: ``(T, 16, P, P) uint8``.
+        denoiser: a Keras model or the path of a ``.keras`` file (mapping ``(N, P, P, 1)`` grey levels to
+            grey levels).
+        batch_size: patches per prediction batch.
+
+    Returns:
+        The denoised tracks, rounded and clipped to ``uint8``, same shape.
+
+    Raises:
+        DataError: the file does not load, or the denoiser expects another patch size.
+    """
+    import keras
+
+    path = None
+    if not isinstance(denoiser, keras.Model):
+        path = denoiser
+        try:
+            denoiser = keras.models.load_model(denoiser, compile=False)
+        except Exception as e:  # noqa: BLE001
+            raise DataError(path, f"cannot load denoiser: {e}") from e
+    p = tracks.shape[-1]
+    if tuple(denoiser.input_shape[1:3]) != (p, p):
+        raise DataError(path or denoiser.name, f"denoiser expects {denoiser.input_shape[1:3]} patches, data has {p}x{p}")
+    flat = tracks.reshape(-1, p, p, 1).astype(np.float32)
+    out = denoiser.predict(flat, batch_size=batch_size, verbose=0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(tracks.shape)
+
+
+def heldout_matching(model, tracks: np.ndarray, max_tracks: int = 500, seed: int = 0) -> dict:
+    """Nearest-neighbour matching accuracy on held-out tracks: for each target view, the fraction of
+    reference patches whose nearest target descriptor (exact L2, first index on ties, as the evaluation's
+    :func:`~hpatches_kit.evaluation.matching.nearest_neighbours`) is the same track; averaged per variant.
+
+    Args:
+        model: a descriptor, ``(N, P, P, 1) -> (N, D)``.
+        tracks: ``(T, 16, P, P)`` held-out tracks; at most ``max_tracks`` of them (drawn with ``seed``) are used.
+
+    Returns:
+        ``{"e", "h", "t", "mean": accuracy in [0, 1], "tracks": number used}``.
+    """
+    from ..evaluation.matching import nearest_neighbours
+    from ..layout import VARIANTS, target_indices
+
+    rng = np.random.default_rng(seed)
+    if len(tracks) > max_tracks:
+        tracks = tracks[np.sort(rng.choice(len(tracks), max_tracks, replace=False))]
+    t, _, p, _ = tracks.shape
+    d = model.predict(tracks.reshape(-1, p, p, 1).astype(np.float32), batch_size=512, verbose=0).reshape(t, 16, -1)
+    ref = np.ascontiguousarray(d[:, 0])
+    out = {}
+    for var in VARIANTS:
+        accs = [float((nearest_neighbours(ref, np.ascontiguousarray(d[:, j]), "L2")[0] == np.arange(t)).mean())
+                for j in target_indices(var)]
+        out[var] = float(np.mean(accs))
+    out["mean"] = float(np.mean([out[v] for v in VARIANTS]))
+    out["tracks"] = int(t)
+    return out
