@@ -75,7 +75,7 @@ def unet_curves(a, noisy, clean, test_n, test_c, out: Path) -> dict:
 
     from hpatches_kit.models import deep_unet, shallow_unet
     from hpatches_kit.training import denoise_dataset
-    from hpatches_kit.training.joint import denoise_metrics
+    from hpatches_kit.training.denoise import heldout_denoise_metrics as denoise_metrics
 
     curves = {}
     for name, build in (("shallow_unet", shallow_unet), ("deep_unet", deep_unet)):
@@ -135,8 +135,9 @@ def main(argv=None) -> int:
     from hpatches_kit.models.joint import joint_parts
     from hpatches_kit.plots.training import plot_patch_rows
     from hpatches_kit.training.evaluate import evaluate_saved
-    from hpatches_kit.training.joint import (DEFAULT_RECON_WEIGHT, denoise_metrics, denoise_tracks, load_joint_start,
-                                             train_joint)
+    from hpatches_kit.training.denoise import heldout_denoise_metrics as denoise_metrics
+    from hpatches_kit.training.joint import DEFAULT_RECON_WEIGHT, load_joint_start, train_joint
+    from hpatches_kit.training.tracks import denoise_tracks
     from hpatches_kit.training.split_policy import train_test_names
 
     w = DEFAULT_RECON_WEIGHT if a.recon_weight is None else a.recon_weight

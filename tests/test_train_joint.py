@@ -18,7 +18,7 @@ from hpatches_kit.evaluation import keras_describer
 from hpatches_kit.models import l2net, shallow_unet
 from hpatches_kit.models.joint import denoise_describe, is_joint, joint_parts, joint_training_model
 from hpatches_kit.training import descriptor_dataset
-from hpatches_kit.training.joint import compile_joint, denoise_metrics, denoise_tracks, load_joint_start, train_joint
+from hpatches_kit.training.joint import compile_joint, load_joint_start, train_joint
 from hpatches_kit.training.pipelines import joint_dataset
 
 from conftest import make_tracks
@@ -182,17 +182,6 @@ def test_train_joint_trains_both_parts():
         assert any(not np.array_equal(a, b) for a, b in zip(old, new))
 
 
-def test_denoise_metrics_and_tracks_by_hand():
-    noisy, clean = _pairs(3, 16, seed=5)
-    ident = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Rescaling(1.0, offset=2.0)])  # x + 2
-    m, (n, d, c) = denoise_metrics(ident, noisy, clean, max_patches=10, seed=0)
-    assert m["patches"] == 10 and n.shape == (10, 16, 16)
-    ref = np.abs(np.clip(n.astype(np.float64) + 2, 0, 255) - c).mean()
-    np.testing.assert_allclose(m["mae_denoised"], ref, rtol=1e-6)
-    np.testing.assert_allclose(m["psnr_noisy"], 10 * np.log10(255**2 / np.mean((n.astype(float) - c) ** 2)), rtol=1e-9)
-    np.testing.assert_array_equal(denoise_tracks(noisy, ident), np.clip(noisy.astype(int) + 2, 0, 255).astype(np.uint8))
-
-
 # -- the batches -----------------------------------------------------------------------------------------
 
 def test_joint_batches_pair_each_noisy_patch_with_its_clean_twin():
@@ -232,3 +221,65 @@ def test_joint_batches_augment_both_twins_alike():
         m = inside[i] & (diff_in[i] != 0)
         g = diff_out[i][m] / diff_in[i][m]
         assert 0.8 - 1e-4 <= g.min() and g.max() <= 1.2 + 1e-4 and np.ptp(g) < 1e-3  # one gain per patch
+
+
+# -- hpatches-train descriptor --joint, then hpatches-eval --model on the noisy patches --------------------
+
+def test_descriptor_cli_joint_end_to_end_resume_and_eval(tmp_path, capsys):
+    import argparse
+    import json
+
+    from conftest import write_split_dataset
+    from hpatches_kit.cli import eval as eval_cli
+    from hpatches_kit.cli import train_descriptor
+
+    data = write_split_dataset(tmp_path / "nh", {"i_a": 14, "v_b": 12, "i_c": 10, "v_d": 8}, 32,
+                               np.random.default_rng(0), 2, noise_sigma=20)
+    out = tmp_path / "joint"
+    base = ["--data", str(data), "--noisy", "--denoiser", str(UNET), "--joint", "--recon-weight", "0.1",
+            "--batch-size", "16", "--steps-per-epoch", "2", "--dim", "32", "--out", str(out), "--verbose", "0",
+            "--mixed-precision", "float32"]
+
+    def run(argv):
+        p = argparse.ArgumentParser()
+        train_descriptor.configure(p)
+        return train_descriptor.run(p.parse_args(argv))
+
+    assert run(base + ["--epochs", "1", "--no-eval"]) == 0
+    capsys.readouterr()
+    assert run(base + ["--epochs", "2", "--resume"]) == 0  # continues from the training twin's checkpoint
+    assert "1 epochs done, optimizer step 2" in capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    h = m["history"]
+    assert h["epoch"] == [1, 2] and all(len(h[k]) == 2 for k in ("loss", "descriptor_loss", "denoised_loss"))
+    np.testing.assert_allclose(h["loss"], np.array(h["descriptor_loss"]) + 0.1 * np.array(h["denoised_loss"]),
+                               rtol=1e-4)
+    assert m["joint"]["recon_weight"] == 0.1 and m["heldout_denoise"]["mae_denoised"] < m["heldout_denoise"]["mae_noisy"]
+    model = keras.models.load_model(out / "model.keras", compile=False)
+    assert is_joint(model) and model.output_shape == (None, 32)
+    head = m["evaluation"]["headline"]
+    assert set(head) == {"verification", "matching", "retrieval"}
+    capsys.readouterr()
+    # the saved model is one descriptor for hpatches-eval: raw noisy patches in, no --denoiser
+    res_path = tmp_path / "res.json"
+    assert eval_cli.main(["--task", "all", "--data", str(data), "--model", str(out / "model.keras"), "--noisy",
+                          "--json", str(res_path)]) == 0
+    res = json.loads(res_path.read_text())
+    assert all(np.isfinite(res[t]["headline"]["value"]) for t in head)
+
+
+def test_joint_options_are_checked_before_any_work(tmp_path):
+    from hpatches_kit.training.descriptor import DescriptorOptions, check_options, train_descriptor
+    from hpatches_kit.training.joint_run import train_joint_descriptor
+
+    with pytest.raises(ValueError, match="--joint .* needs --noisy and --denoiser"):
+        check_options(DescriptorOptions(joint=True, noisy=True))
+    with pytest.raises(ValueError, match="--recon-weight applies to --joint"):
+        check_options(DescriptorOptions(recon_weight=0.1))
+    with pytest.raises(ValueError, match="--recon-weight must be >= 0"):
+        check_options(DescriptorOptions(joint=True, noisy=True, denoiser="u.keras", recon_weight=-1.0))
+    o = DescriptorOptions(joint=True, noisy=True, denoiser=str(tmp_path / "nope.keras"), out=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="joint_run"):
+        train_descriptor(o)
+    with pytest.raises(ValueError, match="do not ask for --joint"):
+        train_joint_descriptor(DescriptorOptions())

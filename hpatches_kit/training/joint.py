@@ -22,8 +22,7 @@ import numpy as np
 from ..data.errors import DataError
 from ..models.joint import DENOISED, DESCRIPTOR, denoise_describe, joint_training_model
 
-__all__ = ["compile_joint", "train_joint", "load_joint_start", "denoise_metrics", "denoise_tracks", "psnr",
-           "DEFAULT_RECON_WEIGHT"]
+__all__ = ["compile_joint", "train_joint", "load_joint_start", "DEFAULT_RECON_WEIGHT"]
 
 DEFAULT_RECON_WEIGHT = 0.05  # 0.05 x MAE (about 5 grey levels after MAE training) ~ 0.25, next to a triplet loss ~ 0.5
 
@@ -64,7 +63,8 @@ def load_joint_start(denoiser, descriptor):
         raise DataError(where, str(e)) from None
 
 
-def compile_joint(model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optimizer="adam", jit_compile=False):
+def compile_joint(model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optimizer="adam", jit_compile=False,
+                  training_model=None):
     """Compile the two-output training twin of a joint model with ``loss + recon_weight * MAE``.
 
     Args:
@@ -73,6 +73,7 @@ def compile_joint(model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optim
         recon_weight: weight of the reconstruction MAE (grey levels); ``>= 0``.
         optimizer: a Keras optimizer (or its name).
         jit_compile: XLA.
+        training_model: compile this training twin (e.g. one loaded by ``--resume``) instead of a new one.
 
     Returns:
         The compiled training model (outputs ``descriptor`` and ``denoised``; it shares ``model``'s weights).
@@ -86,7 +87,7 @@ def compile_joint(model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optim
     w = float(recon_weight)
     if not np.isfinite(w) or w < 0:
         raise ValueError(f"recon_weight must be a finite number >= 0, got {recon_weight}")
-    tm = joint_training_model(model)
+    tm = joint_training_model(model) if training_model is None else training_model
     tm.compile(optimizer=optimizer, loss={DESCRIPTOR: loss, DENOISED: "mae"},
                loss_weights={DESCRIPTOR: 1.0, DENOISED: w}, jit_compile=jit_compile)
     return tm
@@ -154,62 +155,3 @@ def train_joint(noisy, clean, model, *, loss="batch-hard", margin: float = 1.0, 
     hist["train_seconds"] = time.time() - t0
     return model, hist
 
-
-def psnr(a, b) -> float:
-    """Peak signal-to-noise ratio in dB of two 8-bit-range arrays (``inf`` when equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def denoise_metrics(denoiser, noisy, clean, max_patches: int = 20000, seed: int = 0, batch_size: int = 512):
-    """Pixel error of a denoiser on held-out patches.
-
-    Args:
-        denoiser: a U-Net (or the ``denoiser`` of :func:`~hpatches_kit.models.joint.joint_parts`).
-        noisy, clean: equal-shape uint8 arrays, ``(T, 16, P, P)`` tracks or ``(N, P, P)`` patches.
-        max_patches: evaluate on at most this many patches (a seeded random subset, in order).
-        seed: the subset's seed.
-        batch_size: prediction batch size.
-
-    Returns:
-        ``(metrics, (noisy, denoised, clean))``: ``metrics`` = ``{"patches", "mae_noisy", "mae_denoised",
-        "psnr_noisy", "psnr_denoised"}`` (grey levels / dB; the denoised output clipped to [0, 255]) and the
-        ``(N, P, P)`` patches they were measured on (for :func:`hpatches_kit.plots.training.plot_denoise_examples`).
-    """
-    p = clean.shape[-1]
-    n_flat, c_flat = np.asarray(noisy).reshape(-1, p, p), np.asarray(clean).reshape(-1, p, p)
-    if n_flat.shape != c_flat.shape:
-        raise ValueError(f"noisy {np.shape(noisy)} and clean {np.shape(clean)} differ in shape")
-    if len(n_flat) > max_patches:
-        idx = np.sort(np.random.default_rng(seed).choice(len(n_flat), max_patches, replace=False))
-        n_flat, c_flat = n_flat[idx], c_flat[idx]
-    den = np.clip(denoiser.predict(n_flat[..., None].astype(np.float32), batch_size=batch_size, verbose=0)[..., 0], 0, 255)
-    c64 = c_flat.astype(np.float64)
-    return {"patches": int(len(n_flat)), "mae_denoised": float(np.abs(den - c64).mean()),
-            "mae_noisy": float(np.abs(n_flat.astype(np.float64) - c64).mean()),
-            "psnr_denoised": psnr(den, c_flat), "psnr_noisy": psnr(n_flat, c_flat)}, (n_flat, den, c_flat)
-
-
-def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.ndarray:
-    """Apply a denoiser (model or ``.keras`` path) to uint8 tracks, rounded to 8 bits as the two-model pipeline
-    feeds its descriptor (``keras_describer(denoiser=...)`` rounds the same way).
-
-    Args:
-        tracks: ``(T, 16, P, P)`` (or any ``(..., P, P)``) uint8.
-        denoiser: the U-Net, or its ``.keras`` path.
-        batch_size: prediction batch size.
-
-    Returns:
-        uint8 array of ``tracks``' shape: ``clip(rint(denoiser(tracks)), 0, 255)``.
-
-    Raises:
-        DataError: the file does not load, or the denoiser's patch size is not the tracks'.
-    """
-    where = None
-    if not hasattr(denoiser, "predict"):
-        where, denoiser = denoiser, _load(denoiser, "denoiser")
-    p = tracks.shape[-1]
-    if tuple(denoiser.input_shape[1:3]) != (p, p):
-        raise DataError(where or denoiser.name, f"denoiser expects {denoiser.input_shape[1:3]} patches, data has {p}x{p}")
-    out = denoiser.predict(tracks.reshape(-1, p, p, 1).astype(np.float32), batch_size=batch_size, verbose=0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(tracks.shape)
