@@ -47,6 +47,7 @@ def _args(argv):
     ap.add_argument("--unet-epochs", default="3,10,20", help="epochs at which the U-Nets' MAE is measured")
     ap.add_argument("--unet-steps", type=int, default=8, help="U-Net steps per epoch (batch 128)")
     ap.add_argument("--unets", default="shallow_unet,deep_unet", help="the U-Nets of the curves")
+    ap.add_argument("--deep-bn-momentum", type=float, default=0.99, help="deep U-Net: batch-norm momentum")
     ap.add_argument("--curves-only", action="store_true", help="stop after the U-Net curves")
     ap.add_argument("--denoiser", default=None, help="skip the U-Net curves; use this MAE-trained U-Net .keras")
     ap.add_argument("--descriptor", default="models/l2net-embedded.keras", help="the clean-trained start")
@@ -87,7 +88,7 @@ def unet_curves(a, noisy, clean, test_n, test_c, out: Path) -> dict:
         if name not in a.unets:
             continue
         keras.utils.set_random_seed(a.seed)
-        model = build(noisy.shape[-1])
+        model = build(noisy.shape[-1]) if name == "shallow_unet" else build(noisy.shape[-1], bn_momentum=a.deep_bn_momentum)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mae")
         points, t0 = [], time.time()
 
