@@ -6,6 +6,8 @@
 * ``tiny_dataset``: a small HPatches-format dataset written to disk (random-texture tracks), fast to make.
 * The embedded default dataset is built once into ``$HPATCHES_KIT_HOME`` (default: ``<repo>/.cache/test-home``,
   git-ignored), so local re-runs reuse it and CI builds it once.
+* ``assert_loss_round_trip``: the one serialisation check every loss test calls (config, ``keras.saving``
+  serialise/deserialise, ``.keras`` file of a compiled model).
 """
 
 from __future__ import annotations
@@ -85,6 +87,45 @@ def write_split_dataset(root: Path, counts: dict[str, int], patch: int, rng: np.
     write_dataset(root, seqs, noisy)
     (root / "splits.json").write_text(json.dumps({"a": {"train": names[:-num_test], "test": names[-num_test:]}}))
     return root
+
+
+def assert_loss_round_trip(loss, y=None, x=None, tmp_path=None, model=None, rtol=1e-6):
+    """Serialisation round trip of a Keras loss; returns ``{"config", "value", "model", "loaded"}``.
+
+    Always: ``get_config`` is JSON-ready, ``type(loss).from_config(config)`` and
+    ``keras.saving.deserialize_keras_object(serialize_keras_object(loss))`` give the same class with the same config.
+    With a batch ``(y, x)`` (labels / targets and ``y_pred``): both copies give the value of ``loss(y, x)``.
+    With ``tmp_path`` and ``model`` (inputs ``x``; ``y`` as targets): the model compiled with ``loss`` is saved to a
+    ``.keras`` file and loaded back; the loaded loss has the same class and config and ``evaluate`` gives the same
+    number. ``value`` is ``model.evaluate`` before saving (or ``loss(y, x)`` without a model).
+    """
+    import json
+
+    import keras
+
+    cls = type(loss)
+    config = loss.get_config()
+    assert json.loads(json.dumps(config)) == config, "get_config must be JSON-ready"
+    copies = [cls.from_config(config),
+              keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))]
+    for copy in copies:
+        assert type(copy) is cls and copy.get_config() == config
+    out = {"config": config, "value": None, "model": model, "loaded": None}
+    if model is None:
+        if x is not None:
+            out["value"] = float(loss(y, x))
+            for copy in copies:
+                assert float(copy(y, x)) == pytest.approx(out["value"], rel=rtol, abs=1e-7)
+        return out
+    model.compile(optimizer="sgd", loss=loss)
+    out["value"] = before = model.evaluate(x, y, batch_size=len(x), verbose=0)
+    path = Path(tmp_path) / "loss_round_trip.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded.loss) is cls and loaded.loss.get_config() == config
+    assert loaded.evaluate(x, y, batch_size=len(x), verbose=0) == pytest.approx(before, rel=rtol, abs=1e-7)
+    out["loaded"] = loaded
+    return out
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import assert_loss_round_trip
 from keras import ops
 
 import hpatches_kit.losses as L
@@ -56,23 +57,14 @@ def test_config_and_keras_file_round_trip(tmp_path, cls, kwargs, fn):
     cfg = loss.get_config()
     for k, v in kwargs.items():
         assert cfg[k] == v
-    assert cls.from_config(cfg).get_config() == cfg
 
     x, y = _data(big=True)
-    model = _model()
-    model.compile(optimizer="sgd", loss=loss)
-    before = model.evaluate(x, y, batch_size=len(x), verbose=0)
+    # config, keras.saving and .keras file round trips (the shared helper); the loaded model evaluates the same
+    rt = assert_loss_round_trip(loss, y, x, tmp_path, model=_model())
     # value equals the functional loss on the model's output with *small* ids (proves the big ids stayed exact)
-    emb = model.predict(x, verbose=0)
+    emb = rt["model"].predict(x, verbose=0)
     _, y_small = _data()
-    np.testing.assert_allclose(before, _fn_value(fn, kwargs, y_small, emb), rtol=1e-5, atol=1e-6)
-
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert type(loaded.loss) is cls
-    assert loaded.loss.get_config() == cfg
-    np.testing.assert_allclose(loaded.evaluate(x, y, batch_size=len(x), verbose=0), before, rtol=1e-6)
+    np.testing.assert_allclose(rt["value"], _fn_value(fn, kwargs, y_small, emb), rtol=1e-5, atol=1e-6)
 
 
 def test_fit_graph_mode_dynamic_batch_large_ids():
@@ -93,9 +85,10 @@ def test_fit_graph_mode_dynamic_batch_large_ids():
 
 def test_callable_metric_round_trip():
     loss = L.TripletHardLoss(distance_metric=l1_distance)
+    x, y = _data()
+    assert_loss_round_trip(loss, y, x)
     again = L.TripletHardLoss.from_config(loss.get_config())
     assert again.distance_metric is l1_distance
-    x, y = _data()
     d = np.abs(x[:, None] - x[None]).sum(-1)
     np.testing.assert_allclose(np.asarray(L.pairwise_distance(x, l1_distance)), d, rtol=1e-5)
     assert float(again(y, x)) == pytest.approx(float(L.triplet_hard_loss(y, x, distance_metric=l1_distance)))
@@ -191,13 +184,8 @@ def test_random_triplet_loss_keras_round_trip(tmp_path):
     inp = keras.Input((3, 6))
     model = keras.Model(inp, keras.layers.Dense(5)(inp))
     loss = L.RandomTripletLoss(margin=0.3, soft=False, distance_metric="squared-L2", swap=True)
-    model.compile(optimizer="sgd", loss=loss)
     dummy = np.zeros(10, np.int64)
-    before = model.evaluate(x, dummy, batch_size=10, verbose=0)
+    rt = assert_loss_round_trip(loss, dummy, x, tmp_path, model=model)
     e = model.predict(x, verbose=0)
     want = float(L.triplet_margin_loss(e[:, 0], e[:, 1], e[:, 2], 0.3, False, "squared-L2", swap=True))
-    assert before == pytest.approx(want, rel=1e-5)
-    model.save(tmp_path / "r.keras")
-    loaded = keras.saving.load_model(tmp_path / "r.keras")
-    assert loaded.loss.get_config() == loss.get_config()
-    assert loaded.evaluate(x, dummy, batch_size=10, verbose=0) == pytest.approx(before, rel=1e-6)
+    assert rt["value"] == pytest.approx(want, rel=1e-5)

@@ -1,6 +1,7 @@
 """hpatches_kit.losses.get / names: every CLI loss name builds the same loss the classes build directly."""
 
 import pytest
+from conftest import assert_loss_round_trip
 
 from hpatches_kit import losses
 from hpatches_kit.cli import train_descriptor, train_vit
@@ -37,6 +38,7 @@ def test_get_matches_direct_construction(name):
     got, ref = losses.get(name, **KW), DIRECT[name]()
     assert type(got) is type(ref)
     assert got.get_config() == ref.get_config()
+    assert_loss_round_trip(got)
 
 
 def test_unknown_name_is_value_error_listing_names():

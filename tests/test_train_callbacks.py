@@ -268,7 +268,11 @@ def test_mixed_precision_loss_in_float32(policy):
 def test_auto_device_defaults():
     from hpatches_kit.training import auto_jit, auto_precision
 
-    assert auto_precision("cpu") == "float32" and auto_jit("cpu") is False
+    amx = "processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+    no_amx = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
+    assert auto_precision("cpu", cpuinfo=amx) == "mixed_bfloat16" and auto_jit("cpu") is False
+    assert auto_precision("cpu", cpuinfo=no_amx) == "float32"
+    assert auto_precision("cpu", cpuinfo="") == "float32"  # no flags line (not Linux, or unreadable)
     assert auto_precision("tpu") == "mixed_bfloat16" and auto_jit("tpu") is True
 
 

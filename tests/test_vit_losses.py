@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from conftest import assert_loss_round_trip
 
 from hpatches_kit.losses import embedding as E
 
@@ -135,10 +136,13 @@ def test_koleo_hand_worked():
 
 
 def test_losses_get_config_round_trip():
+    pairs = np.random.default_rng(0).normal(size=(4, 2, 5)).astype("f4")
+    targets = np.array([1, -1, 1, -1])
     for obj in (E.CosineEmbeddingLoss(margin=0.2), E.SymmetricContrastiveLoss(margin=0.1, pos_weight=0.6),
                 E.IRTLoss(beta=0.4, koleo_weight=0.3), E.KoLeoRegularizer(weight=2.0), E.InfoNCELoss(0.2)):
         clone = keras.losses.deserialize(keras.losses.serialize(obj))
         assert type(clone) is type(obj) and clone.get_config() == obj.get_config()
+        assert_loss_round_trip(obj, targets, pairs)  # config and keras.saving copies, same value on a batch
 
 
 def test_public_names_exported():

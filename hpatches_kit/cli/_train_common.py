@@ -13,7 +13,8 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str, losses, batch_size: int,
-                    epochs: int, lr: float, kind: str, lr_schedule: str = "constant", val_every: int = 1) -> None:
+                    epochs: int | None, lr: float, kind: str, lr_schedule: str = "constant", val_every: int | None = 1,
+                    epochs_help: str | None = None) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None, help=f"dataset folder (default: the embedded {kind} dataset)")
     g.add_argument("--split", default="a", help="hold out the 'test' sequences of this split (a/b/c from "
@@ -24,7 +25,7 @@ def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str
     g.add_argument("--model", default=model, choices=models, help=f"architecture (default: {model})")
     g.add_argument("--loss", default=loss, choices=losses, help=f"loss (default: {loss})")
     g.add_argument("--batch-size", type=int, default=batch_size, help=f"patches per batch (default: {batch_size})")
-    g.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
+    g.add_argument("--epochs", type=int, default=epochs, help=epochs_help or f"epochs (default: {epochs})")
     g.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (default: one pass)")
     g.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default: {lr:g})")
     g.add_argument("--lr-schedule", default=lr_schedule, choices=LR_SCHEDULES,
@@ -35,7 +36,8 @@ def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str
     g.add_argument("--no-augment", dest="augment", action="store_false", help="disable on-graph augmentation")
     g.add_argument("--val-every", type=int, default=val_every, metavar="N",
                    help="validate on the held-out tracks every N epochs and after the last one; the other "
-                        "epochs log val_* as null (default: %(default)s)")
+                        "epochs log val_* as null (default: " + ("only after the last epoch" if val_every is None
+                                                                   else "%(default)s") + ")")
     g = p.add_argument_group("device")
     g.add_argument("--strategy", default="auto", choices=("auto", "tpu", "mirrored", "multiworker", "default"),
                    help="tf.distribute strategy (default: auto = TPU > >=2 GPUs > TF_CONFIG > default)")

@@ -1,19 +1,25 @@
 """Losses, all written with ``keras.ops`` (backend-portable).
 
+* :mod:`.base` -- :class:`LabelledLoss` (exact integer labels, replica scaling), :class:`MetricLoss` (a loss
+  function plus its keyword arguments, serialised once: the base of every loss class) and
+  :class:`FunctionLoss` (a loss from a function alone).
 * :mod:`.triplet` -- online triplet mining (batch-all, batch-hard, semi-hard; hinge or soft margin;
   L2 / squared-L2 / angular distances), drop-in replacements for tensorflow-addons' triplet losses,
   the HardNet loss and the classic random-triplet loss.
 * :mod:`.embedding` -- cosine-embedding (PyTorch semantics), symmetric in-batch contrastive, the Image
   Retrieval Transformer contrastive loss and the KoLeo entropy regulariser.
 * :mod:`.curriculum` -- the curriculum triplet loss (batch-all -> batch-hard); re-exported by ``training.mining``.
-* :mod:`.registry` -- ``get(name, **kw)`` / ``names()``: every loss by its command-line name.
+* :mod:`.registry` -- ``get(name, **kw)`` / ``names()``: every loss by its command-line name;
+  ``register(name, function_loss(fn, uses=...))`` adds one.
 """
 
+from .base import FunctionLoss, LabelledLoss, MetricLoss  # noqa: F401
 from .triplet import *  # noqa: F401,F403
 from .triplet import __all__ as _triplet_all
 from .embedding import *  # noqa: F401,F403
 from .embedding import __all__ as _embedding_all
 
-from .registry import get, names  # noqa: F401
+from .registry import function_loss, get, names, register, unregister  # noqa: F401
 
-__all__ = list(_triplet_all) + list(_embedding_all) + ["get", "names"]
+__all__ = (["LabelledLoss", "MetricLoss", "FunctionLoss"] + list(_triplet_all) + list(_embedding_all)
+           + ["get", "names", "register", "unregister", "function_loss"])

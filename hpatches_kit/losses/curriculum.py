@@ -6,37 +6,32 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .distances import LabelledLoss, check_metric, check_views, deserialize_metric, serialize_metric
+from .base import MetricLoss
+from .distances import check_metric, check_views
 from .triplet import batch_all_triplet_loss, batch_hard_triplet_loss
 
-__all__ = ["CurriculumTripletLoss"]
+__all__ = ["curriculum_triplet_loss", "CurriculumTripletLoss"]
+
+
+def curriculum_triplet_loss(y_true, y_pred, margin=1.0, hard_weight=1.0, soft=False, distance_metric="L2",
+                            views_per_track=None):
+    """``(1 - w) * batch_all_triplet_loss + w * batch_hard_triplet_loss`` with ``w = hard_weight`` (a number
+    or a scalar variable), both with the same ``margin``, ``soft`` and ``distance_metric``; float32."""
+    w = ops.cast(ops.convert_to_tensor(hard_weight), "float32")
+    hard = batch_hard_triplet_loss(y_true, y_pred, margin, soft, distance_metric)
+    alls = batch_all_triplet_loss(y_true, y_pred, margin, soft, distance_metric, views_per_track=views_per_track)
+    return (1.0 - w) * ops.cast(alls, "float32") + w * ops.cast(hard, "float32")
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class CurriculumTripletLoss(LabelledLoss):
-    """``(1 - w) * batch_all_triplet_loss + w * batch_hard_triplet_loss`` (same ``margin``, ``soft``,
-    ``distance_metric``; ``views_per_track`` speeds up batch-all on S x K batches). ``w`` (``hard_weight``)
-    is a non-trainable variable: 0 = batch-all, 1 = batch-hard."""
+class CurriculumTripletLoss(MetricLoss):
+    """:func:`curriculum_triplet_loss` (``views_per_track`` speeds up batch-all on S x K batches). ``w``
+    (``hard_weight``) is a non-trainable variable: 0 = batch-all, 1 = batch-hard; the config saves its value."""
 
     def __init__(self, margin: float = 1.0, hard_weight: float = 1.0, soft: bool = False, distance_metric="L2",
                  views_per_track=None, name=None, **kwargs):
-        super().__init__(name=name or "curriculum_triplet", **kwargs)
-        self.margin, self.soft, self.distance_metric = float(margin), bool(soft), check_metric(distance_metric)
-        self.views_per_track = check_views(views_per_track, None)
-        self.hard_weight = keras.Variable(float(hard_weight), trainable=False, dtype="float32", name="hard_weight")
-
-    def call(self, y_true, y_pred):
-        w = ops.convert_to_tensor(self.hard_weight)
-        hard = batch_hard_triplet_loss(y_true, y_pred, self.margin, self.soft, self.distance_metric)
-        alls = batch_all_triplet_loss(y_true, y_pred, self.margin, self.soft, self.distance_metric,
-                                      views_per_track=self.views_per_track)
-        return (1.0 - w) * ops.cast(alls, "float32") + w * ops.cast(hard, "float32")
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "soft": self.soft,
-                "distance_metric": serialize_metric(self.distance_metric), "views_per_track": self.views_per_track,
-                "hard_weight": float(ops.convert_to_numpy(self.hard_weight))}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "distance_metric": deserialize_metric(config.get("distance_metric", "L2"))})
+        weight = keras.Variable(float(hard_weight), trainable=False, dtype="float32", name="hard_weight")
+        super().__init__(curriculum_triplet_loss, dict(margin=float(margin), hard_weight=weight, soft=bool(soft),
+                                                       distance_metric=check_metric(distance_metric),
+                                                       views_per_track=check_views(views_per_track, None)),
+                         name=name or "curriculum_triplet", **kwargs)

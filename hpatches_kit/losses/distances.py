@@ -16,8 +16,9 @@ i.e. ~3e-4 after the square root).
 
 from __future__ import annotations
 
-import keras
 from keras import ops
+
+from .base import LabelledLoss  # noqa: F401 - its old home; the base of every loss is in base.py
 
 __all__ = ["DISTANCE_METRICS", "pairwise_distance", "safe_sqrt", "check_metric"]
 
@@ -92,6 +93,15 @@ def check_batch(labels, embeddings):
     nl, ne = labels.shape[0], embeddings.shape[0]
     if nl is not None and ne is not None and nl != ne:
         raise ValueError(f"labels ({nl}) and embeddings ({ne}) have different batch sizes")
+
+
+def labelled_batch(y_true, y_pred):
+    """``(labels, embeddings)`` of a batch: labels flat in their own dtype, embeddings float (half precision and
+    integers as float32), 2-D, batch sizes checked."""
+    labels = flat_labels(y_true)
+    emb = _as_float(y_pred)
+    check_batch(labels, emb)
+    return labels, emb
 
 
 def label_masks(labels):
@@ -188,40 +198,3 @@ def check_views(views_per_track, batch):
     if batch is not None and batch % k:
         raise ValueError(f"batch size {batch} is not a multiple of views_per_track={k} (S x K batches expected)")
     return k
-
-
-class LabelledLoss(keras.losses.Loss):
-    """Base for batch losses on ``(labels, embeddings)``: returns a scalar and, unlike
-    ``keras.losses.Loss.__call__``, does *not* cast ``y_true`` to float, so integer track ids of any size
-    compare exactly. ``y_pred`` is converted to the loss dtype (float32 by default), as Keras does. Under
-    ``tf.distribute`` the value is divided by the number of replicas, as Keras' own losses are."""
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is not None:
-            raise ValueError(f"{type(self).__name__}: per-sample weights are not supported (the loss mines the batch)")
-        with keras.name_scope(self.name):
-            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
-            y_true = ops.convert_to_tensor(y_true)
-            return _scale_for_distribution(ops.cast(self.call(y_true, y_pred), self.dtype))
-
-
-def _scale_for_distribution(value):
-    """Divide by the number of replicas under ``tf.distribute`` like Keras' built-in losses do (Keras skips
-    this for losses that already return a scalar, which would make gradients and the reported loss
-    ``num_replicas`` times too large). Each replica mines its own slice of the global batch."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        n = tf.distribute.get_strategy().num_replicas_in_sync
-        if n > 1:
-            value = value * ops.cast(1.0 / n, value.dtype)
-    return value
-
-
-def serialize_metric(metric):
-    return metric if isinstance(metric, str) else keras.saving.serialize_keras_object(metric)
-
-
-def deserialize_metric(metric):
-    return metric if isinstance(metric, str) else keras.saving.deserialize_keras_object(metric)
-

@@ -25,7 +25,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .distances import LabelledLoss, nan_if_not_finite, safe_sqrt
+from .base import MetricLoss
+from .distances import nan_if_not_finite, safe_sqrt
 
 __all__ = [
     "cosine_similarity_matrix", "cosine_embedding_loss", "symmetric_contrastive_loss", "irt_contrastive_loss",
@@ -141,92 +142,89 @@ def irt_loss(labels, embeddings, beta: float = 0.5, koleo_weight: float = 0.7):
     return irt_contrastive_loss(labels, embeddings, beta) + koleo_weight * koleo_loss(embeddings)
 
 
+# Keras losses on ``(y_true, y_pred)``: each is one of the functions below plus its keyword arguments
+# (a :class:`~.base.MetricLoss`, which serialises them).
+
+
+def _cosine_embedding(y_true, y_pred, margin=0.0, reduction="mean"):
+    """:func:`cosine_embedding_loss` on pair-stacked ``y_pred`` ``(B, 2, D)`` with targets ``y_true``."""
+    left, right = _split_pairs(y_pred)
+    return cosine_embedding_loss(left, right, y_true, margin, reduction=reduction)
+
+
+def _symmetric_contrastive(y_true, y_pred, margin=0.0, pos_weight=2.0 / 3.0, neg_weight=1.0 / 3.0):
+    """:func:`symmetric_contrastive_loss` on pair-stacked ``y_pred``; ``y_true`` ignored."""
+    left, right = _split_pairs(y_pred)
+    return symmetric_contrastive_loss(left, right, margin, pos_weight, neg_weight)
+
+
+def _info_nce(y_true, y_pred, temperature=0.05):
+    """:func:`info_nce_loss` on pair-stacked ``y_pred``; ``y_true`` ignored."""
+    left, right = _split_pairs(y_pred)
+    return info_nce_loss(left, right, temperature)
+
+
+def _irt(y_true, y_pred, beta=0.5, koleo_weight=0.7):
+    """:func:`irt_loss` on ``(labels, (N, D))``, or on pair-stacked ``(B, 2, D)`` (pair ``i`` is class ``i``)."""
+    if len(y_pred.shape) == 3:
+        y_true, y_pred = pair_labels(y_pred)
+    return irt_loss(y_true, y_pred, beta, koleo_weight)
+
+
+def _koleo(y_true, y_pred, weight=1.0, eps=1e-8):
+    """``weight * koleo_loss`` on ``(N, D)`` or pair-stacked embeddings (flattened); ``y_true`` ignored."""
+    if len(y_pred.shape) == 3:
+        y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
+    return weight * koleo_loss(y_pred, eps)
+
+
 @keras.saving.register_keras_serializable(package=PKG)
-class CosineEmbeddingLoss(LabelledLoss):
+class CosineEmbeddingLoss(MetricLoss):
     """``y_true`` ``(B,)`` targets ``+1/-1``, ``y_pred`` pair-stacked ``(B, 2, D)``; PyTorch semantics."""
 
     def __init__(self, margin: float = 0.0, name: str = "cosine_embedding_loss", **kwargs):
         kwargs.setdefault("reduction", "sum_over_batch_size")
-        super().__init__(name=name, **kwargs)
-        self.margin = float(margin)
+        super().__init__(_cosine_embedding, dict(margin=float(margin)), name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        left, right = _split_pairs(y_pred)
         # LabelledLoss does not reduce: apply the configured reduction here (Keras' default is the mean).
         red = {"sum": "sum", "none": "none", None: "none"}.get(self.reduction, "mean")
-        return cosine_embedding_loss(left, right, y_true, self.margin, reduction=red)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin}
+        return self.fn(y_true, y_pred, reduction=red, **self.fn_kwargs)
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class SymmetricContrastiveLoss(LabelledLoss):
+class SymmetricContrastiveLoss(MetricLoss):
     """``y_pred`` pair-stacked ``(B, 2, D)``; ``y_true`` ignored (pairs are positives by construction)."""
 
     def __init__(self, margin: float = 0.0, pos_weight: float = 2.0 / 3.0, neg_weight: float = 1.0 / 3.0,
                  name: str = "symmetric_contrastive_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin, self.pos_weight, self.neg_weight = float(margin), float(pos_weight), float(neg_weight)
-
-    def call(self, y_true, y_pred):
-        left, right = _split_pairs(y_pred)
-        return symmetric_contrastive_loss(left, right, self.margin, self.pos_weight, self.neg_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "pos_weight": self.pos_weight,
-                "neg_weight": self.neg_weight}
+        super().__init__(_symmetric_contrastive, dict(margin=float(margin), pos_weight=float(pos_weight),
+                                                          neg_weight=float(neg_weight)), name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class InfoNCELoss(LabelledLoss):
+class InfoNCELoss(MetricLoss):
     """``y_pred`` pair-stacked ``(B, 2, D)``; ``y_true`` ignored. Symmetric InfoNCE with ``temperature``."""
 
     def __init__(self, temperature: float = 0.05, name: str = "info_nce_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
-
-    def call(self, y_true, y_pred):
-        left, right = _split_pairs(y_pred)
-        return info_nce_loss(left, right, self.temperature)
-
-    def get_config(self):
-        return {**super().get_config(), "temperature": self.temperature}
+        super().__init__(_info_nce, dict(temperature=float(temperature)), name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class IRTLoss(LabelledLoss):
+class IRTLoss(MetricLoss):
     """IRT contrastive + ``koleo_weight`` x KoLeo. ``y_pred`` either ``(N, D)`` with ``y_true`` integer labels,
     or pair-stacked ``(B, 2, D)`` (``y_true`` ignored, pair ``i`` is class ``i``)."""
 
     def __init__(self, beta: float = 0.5, koleo_weight: float = 0.7, name: str = "irt_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.beta, self.koleo_weight = float(beta), float(koleo_weight)
-
-    def call(self, y_true, y_pred):
-        if len(y_pred.shape) == 3:
-            y_true, y_pred = pair_labels(y_pred)
-        return irt_loss(y_true, y_pred, self.beta, self.koleo_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "beta": self.beta, "koleo_weight": self.koleo_weight}
+        super().__init__(_irt, dict(beta=float(beta), koleo_weight=float(koleo_weight)), name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=PKG)
-class KoLeoRegularizer(LabelledLoss):
+class KoLeoRegularizer(MetricLoss):
     """Standalone KoLeo as a Keras loss (``y_true`` ignored; ``y_pred`` ``(N, D)`` or pair-stacked), scaled by
     ``weight``: add it to a descriptor loss to spread embeddings uniformly."""
 
     def __init__(self, weight: float = 1.0, eps: float = 1e-8, name: str = "koleo", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.weight, self.eps = float(weight), float(eps)
-
-    def call(self, y_true, y_pred):
-        if len(y_pred.shape) == 3:
-            y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
-        return self.weight * koleo_loss(y_pred, self.eps)
-
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight, "eps": self.eps}
+        super().__init__(_koleo, dict(weight=float(weight), eps=float(eps)), name=name, **kwargs)

@@ -20,22 +20,18 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .base import MetricLoss
 from .distances import (
-    LabelledLoss,
-    _as_float,
     _off_diagonal,
-    check_batch,
     check_metric,
     check_structured_labels,
     check_views,
-    deserialize_metric,
-    flat_labels,
     label_masks,
+    labelled_batch,
     masked_min,
     nan_if_not_finite,
     pairwise_distance,
     safe_mean,
-    serialize_metric,
 )
 
 __all__ = ["hardnet_loss", "HardNetLoss"]
@@ -77,9 +73,7 @@ def hardnet_loss(y_true, y_pred, margin=1.0, distance_metric="L2", views_per_tra
     traced step);
     ``None`` works on arbitrary labels. No positive pair or no negative -> 0."""
     check_metric(distance_metric)
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    labels, emb = labelled_batch(y_true, y_pred)
     k = check_views(views_per_track, emb.shape[0])
     dist = pairwise_distance(emb, distance_metric)
     if k is not None:
@@ -92,21 +86,11 @@ def hardnet_loss(y_true, y_pred, margin=1.0, distance_metric="L2", views_per_tra
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class HardNetLoss(LabelledLoss):
+class HardNetLoss(MetricLoss):
     """Keras loss for :func:`hardnet_loss`."""
 
     def __init__(self, margin=1.0, distance_metric="L2", views_per_track=None, anchor_swap=True, name=None, **kwargs):
-        super().__init__(name=name or "hardnet_loss", **kwargs)
-        self.margin, self.distance_metric = float(margin), check_metric(distance_metric)
-        self.views_per_track, self.anchor_swap = check_views(views_per_track, None), bool(anchor_swap)
-
-    def call(self, y_true, y_pred):
-        return hardnet_loss(y_true, y_pred, self.margin, self.distance_metric, self.views_per_track, self.anchor_swap)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "distance_metric": serialize_metric(self.distance_metric),
-                "views_per_track": self.views_per_track, "anchor_swap": self.anchor_swap}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "distance_metric": deserialize_metric(config.get("distance_metric", "L2"))})
+        super().__init__(hardnet_loss, dict(margin=float(margin), distance_metric=check_metric(distance_metric),
+                                            views_per_track=check_views(views_per_track, None),
+                                            anchor_swap=bool(anchor_swap)),
+                         name=name or "hardnet_loss", **kwargs)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .base import MetricLoss
 from .distances import (
-    LabelledLoss,
     _as_float,
-    check_batch,
-    flat_labels,
+    labelled_batch,
     pairwise_distance,
     safe_mean,
     safe_sqrt,
@@ -40,6 +39,12 @@ __all__ = [
 ]
 
 _PAIR_METRICS = ("L2", "squared-L2")
+
+
+def _check_pair_metric(distance_metric):
+    if distance_metric not in _PAIR_METRICS:
+        raise ValueError(f"distance_metric must be one of {_PAIR_METRICS}, got {distance_metric!r}")
+    return distance_metric
 
 
 def _pair_masks(labels):
@@ -58,11 +63,8 @@ def _reduce(pos_term, neg_term, pos, neg, balance):
 
 def pair_contrastive_loss(y_true, y_pred, margin=1.0, distance_metric="L2", balance=True):
     """Contrastive loss over all pairs of the batch (see module docstring)."""
-    if distance_metric not in _PAIR_METRICS:
-        raise ValueError(f"distance_metric must be one of {_PAIR_METRICS}, got {distance_metric!r}")
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    _check_pair_metric(distance_metric)
+    labels, emb = labelled_batch(y_true, y_pred)
     d = pairwise_distance(emb, distance_metric)
     pos, neg = _pair_masks(labels)
     return _reduce(ops.square(d), ops.square(ops.relu(margin - d)), pos, neg, balance)
@@ -76,9 +78,7 @@ def _cosine_matrix(emb):
 
 def pair_cosine_loss(y_true, y_pred, margin=0.0, balance=True):
     """Cosine loss over all pairs of the batch (see module docstring)."""
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    labels, emb = labelled_batch(y_true, y_pred)
     cos = _cosine_matrix(emb)
     pos, neg = _pair_masks(labels)
     return _reduce(1.0 - cos, ops.relu(cos - margin), pos, neg, balance)
@@ -86,8 +86,7 @@ def pair_cosine_loss(y_true, y_pred, margin=0.0, balance=True):
 
 def contrastive_pair_loss(a, b, same, margin=1.0, distance_metric="L2"):
     """Mean over rows of ``same * d^2 + (1 - same) * max(0, margin - d)^2`` for explicit ``(N, D)`` pairs."""
-    if distance_metric not in _PAIR_METRICS:
-        raise ValueError(f"distance_metric must be one of {_PAIR_METRICS}, got {distance_metric!r}")
+    _check_pair_metric(distance_metric)
     a, b = _as_float(a), _as_float(b)
     y = ops.cast(ops.reshape(ops.convert_to_tensor(same), (-1,)), a.dtype)
     d2 = ops.sum(ops.square(a - b), axis=-1)
@@ -106,33 +105,19 @@ def cosine_pair_loss(a, b, same, margin=0.0):
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class PairContrastiveLoss(LabelledLoss):
+class PairContrastiveLoss(MetricLoss):
     """Keras loss for :func:`pair_contrastive_loss`."""
 
     def __init__(self, margin=1.0, distance_metric="L2", balance=True, name=None, **kwargs):
-        super().__init__(name=name or "pair_contrastive_loss", **kwargs)
-        if distance_metric not in _PAIR_METRICS:
-            raise ValueError(f"distance_metric must be one of {_PAIR_METRICS}, got {distance_metric!r}")
-        self.margin, self.distance_metric, self.balance = float(margin), distance_metric, bool(balance)
-
-    def call(self, y_true, y_pred):
-        return pair_contrastive_loss(y_true, y_pred, self.margin, self.distance_metric, self.balance)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "distance_metric": self.distance_metric,
-                "balance": self.balance}
+        super().__init__(pair_contrastive_loss, dict(margin=float(margin), balance=bool(balance),
+                                                     distance_metric=_check_pair_metric(distance_metric)),
+                         name=name or "pair_contrastive_loss", **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class PairCosineLoss(LabelledLoss):
+class PairCosineLoss(MetricLoss):
     """Keras loss for :func:`pair_cosine_loss`."""
 
     def __init__(self, margin=0.0, balance=True, name=None, **kwargs):
-        super().__init__(name=name or "pair_cosine_loss", **kwargs)
-        self.margin, self.balance = float(margin), bool(balance)
-
-    def call(self, y_true, y_pred):
-        return pair_cosine_loss(y_true, y_pred, self.margin, self.balance)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "balance": self.balance}
+        super().__init__(pair_cosine_loss, dict(margin=float(margin), balance=bool(balance)),
+                         name=name or "pair_cosine_loss", **kwargs)

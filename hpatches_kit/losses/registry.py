@@ -1,7 +1,12 @@
 """The loss registry: ``get(name, **kw)`` builds a loss by its command-line name, ``names()`` lists them.
 
-Adding a loss is one module (the loss class) plus one entry in :data:`_REGISTRY` below. Every factory takes
-the same keyword arguments (``margin``, ``distance_metric``, ``views_per_track``, ``temperature``) and ignores
+Adding a loss is one function plus one entry in :data:`_REGISTRY` below: write
+``my_loss(y_true, y_pred, margin=1.0, ...) -> scalar`` in ``keras.ops`` (in its own module, registered with
+``@keras.saving.register_keras_serializable(package="hpatches_kit")``) and add
+``"my-loss": function_loss(my_loss, uses=("margin",))``; :func:`get` then returns a
+:class:`~.base.FunctionLoss` (exact integer labels, replica scaling, ``.keras`` round trip) without a class
+(see ``docs/losses.md``). At run time :func:`register` adds an entry the same way. Every factory takes the
+same keyword arguments (``margin``, ``distance_metric``, ``views_per_track``, ``temperature``) and ignores
 those that do not apply to its loss, so a caller can pass one set of settings for any name.
 
 Examples:
@@ -13,6 +18,8 @@ Examples:
 """
 
 from __future__ import annotations
+
+from .base import FunctionLoss
 
 
 def _triplet(cls_name: str, *, views: bool = True, **fixed):
@@ -41,6 +48,25 @@ def _embedding(cls_name: str, *, uses: tuple = ()):
     return build
 
 
+def function_loss(fn, *, uses: tuple = (), **fixed):
+    """The registry factory of a loss that is one function: ``factory(**kw)`` builds
+    ``FunctionLoss(fn, **{k: kw[k] for k in uses if k in kw}, **fixed)``.
+
+    Args:
+        fn: ``(y_true, y_pred, **kwargs) -> scalar`` in ``keras.ops``, registered with
+            ``@keras.saving.register_keras_serializable`` (so a saved model finds it again).
+        uses: the settings of :func:`get` the function takes (``margin``, ``distance_metric``,
+            ``views_per_track``, ``temperature``); the others are ignored.
+        **fixed: keyword arguments always passed (``name=...`` names the loss).
+
+    Returns:
+        A factory for :data:`_REGISTRY` or :func:`register`.
+    """
+    def build(**kw):
+        return FunctionLoss(fn, **{k: kw[k] for k in uses if k in kw}, **fixed)
+    return build
+
+
 # name -> factory(**kw). Descriptor (triplet-family) losses first, then the ViT image-pair losses.
 _REGISTRY = {
     "batch-hard": _triplet("BatchHardTripletLoss", views=False),
@@ -58,7 +84,45 @@ _REGISTRY = {
 
 
 # The ViT image-pair losses (embedding.py); the rest are descriptor losses on S x K track-major batches.
-_PAIR = ("contrastive", "cosine", "infonce", "irt")
+_PAIR = {"contrastive", "cosine", "infonce", "irt"}
+_BUILTIN = tuple(_REGISTRY)
+
+
+def register(name: str, factory, kind: str = "descriptor", replace: bool = False):
+    """Add a loss at run time (after the built-ins): ``get(name, **kw)`` then calls ``factory(**kw)``.
+
+    Args:
+        name: the new name.
+        factory: ``factory(**kw) -> keras.losses.Loss`` accepting (and ignoring what it does not use)
+            ``margin``, ``distance_metric``, ``views_per_track``, ``temperature``; e.g. :func:`function_loss`.
+        kind: ``"descriptor"`` (track-labelled batches) or ``"pair"`` (image-pair batches).
+        replace: overwrite an existing run-time entry.
+
+    Returns:
+        ``factory``.
+
+    Raises:
+        ValueError: ``name`` is taken (a built-in can never be replaced) or ``kind`` is unknown.
+    """
+    if kind not in ("descriptor", "pair"):
+        raise ValueError(f"unknown loss kind {kind!r}; expected 'descriptor' or 'pair'")
+    if name in _BUILTIN or (name in _REGISTRY and not replace):
+        raise ValueError(f"loss {name!r} is already registered")
+    _REGISTRY[name] = factory
+    _PAIR.discard(name)
+    if kind == "pair":
+        _PAIR.add(name)
+    return factory
+
+
+def unregister(name: str) -> None:
+    """Remove a loss added with :func:`register` (built-ins stay)."""
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in loss and cannot be removed")
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)}")
+    del _REGISTRY[name]
+    _PAIR.discard(name)
 
 
 def names(kind: str | None = None) -> tuple[str, ...]:
@@ -102,4 +166,4 @@ def get(name: str, **kw):
     return factory(**kw)
 
 
-__all__ = ["get", "names"]
+__all__ = ["get", "names", "register", "unregister", "function_loss"]

@@ -8,8 +8,11 @@
   :func:`batch_hard_triplet_loss` / :class:`BatchHardTripletLoss` (averaged over anchors that have a
   positive and a negative), semi-hard via the tfa functions; hinge with margin or soft margin.
 * Random-triplet baseline: :func:`triplet_margin_loss` on explicit ``(anchor, positive, negative)`` rows,
-  :class:`RandomTripletLoss` (``y_pred`` shaped ``(N, 3, D)``), :func:`sample_random_triplets` (NumPy).
+  :func:`random_triplet_loss` / :class:`RandomTripletLoss` (``y_pred`` shaped ``(N, 3, D)``),
+  :func:`sample_random_triplets` (NumPy).
 * Batch helpers: :func:`sk_labels` for S tracks x K views, track-major.
+
+Every class is a :class:`~.base.MetricLoss`: one of the functions above plus its keyword arguments.
 
 ``__all__`` also re-exports the public names of :mod:`.distances`, :mod:`.hardnet` and :mod:`.pair`, so
 ``from hpatches_kit.losses import *`` gives the whole family.
@@ -21,24 +24,21 @@ import keras
 import numpy as np
 from keras import ops
 
+from .base import MetricLoss
 from .distances import (
     DISTANCE_METRICS,
-    LabelledLoss,
     _as_float,
-    check_batch,
     check_metric,
     check_views,
-    deserialize_metric,
-    flat_labels,
     hinge,
     label_masks,
+    labelled_batch,
     masked_max,
     masked_min,
+    nan_if_not_finite,
     pairwise_distance,
     safe_mean,
-    nan_if_not_finite,
     safe_sqrt,
-    serialize_metric,
     structured_positives,
 )
 
@@ -57,9 +57,7 @@ def sk_labels(S: int, K: int, track_ids=None, dtype="int32") -> np.ndarray:
 
 def _prepare(y_true, y_pred, distance_metric):
     check_metric(distance_metric)
-    labels = flat_labels(y_true)
-    emb = _as_float(y_pred)
-    check_batch(labels, emb)
+    labels, emb = labelled_batch(y_true, y_pred)
     dist = pairwise_distance(emb, distance_metric)
     pos, neg = label_masks(labels)
     return labels, emb, dist, pos, neg
@@ -80,6 +78,18 @@ def _positives(dist, pos, views_per_track):
     if views_per_track is None:
         return dist, pos
     return structured_positives(dist, views_per_track)
+
+
+def _check_average(average):
+    if average not in BATCH_ALL_AVERAGES:
+        raise ValueError(f"average must be one of {BATCH_ALL_AVERAGES}, got {average!r}")
+    return average
+
+
+def _check_row_metric(distance_metric):
+    if callable(distance_metric) or distance_metric not in DISTANCE_METRICS:
+        raise ValueError(f"distance_metric must be one of {', '.join(DISTANCE_METRICS)}, got {distance_metric!r}")
+    return distance_metric
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,8 +192,7 @@ def batch_all_triplet_loss(
     "BA≠0"); ``average="all"`` by the number of valid triplets. Memory ``B^3`` (``B*K*B`` with
     ``views_per_track=K`` on S x K track-major batches). No valid triplet -> 0.
     """
-    if average not in BATCH_ALL_AVERAGES:
-        raise ValueError(f"average must be one of {BATCH_ALL_AVERAGES}, got {average!r}")
+    _check_average(average)
     labels, emb, dist, pos, neg = _prepare(y_true, y_pred, distance_metric)
     views = check_views(views_per_track, emb.shape[0])
     dp, pmask = _positives(dist, pos, views)
@@ -222,8 +231,7 @@ def _row_distance(a, b, metric):
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, soft=False, distance_metric="L2", swap=False):
     """Mean over rows of ``max(0, margin + d(a, p) - d(a, n))`` (``softplus(d(a,p) - d(a,n))`` when ``soft``)
     on explicit ``(N, D)`` triplets; ``swap`` (Balntas et al. 2016) uses ``min(d(a,n), d(p,n))``."""
-    if callable(distance_metric) or distance_metric not in DISTANCE_METRICS:
-        raise ValueError(f"distance_metric must be one of {', '.join(DISTANCE_METRICS)}, got {distance_metric!r}")
+    _check_row_metric(distance_metric)
     a, p, n = (_as_float(t) for t in (anchor, positive, negative))
     d_ap = _row_distance(a, p, distance_metric)
     d_an = _row_distance(a, n, distance_metric)
@@ -257,119 +265,73 @@ def sample_random_triplets(labels, num_triplets: int, rng=None):
     return a, p, n
 
 
+def random_triplet_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L2", swap=False):
+    """:func:`triplet_margin_loss` on pre-sampled triplets stacked as ``y_pred`` ``(N, 3, D)`` = (anchor,
+    positive, negative); ``y_true`` is ignored."""
+    if len(y_pred.shape) != 3 or (y_pred.shape[1] is not None and y_pred.shape[1] != 3):
+        raise ValueError(f"RandomTripletLoss expects y_pred of shape (N, 3, D), got {tuple(y_pred.shape)}")
+    return triplet_margin_loss(y_pred[:, 0], y_pred[:, 1], y_pred[:, 2], margin, soft, distance_metric, swap)
+
+
 # --------------------------------------------------------------------------------------------------
-# Keras Loss classes
+# Keras Loss classes: each is its function plus the checked keyword arguments (MetricLoss serialises them)
 # --------------------------------------------------------------------------------------------------
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
-class TripletHardLoss(LabelledLoss):
+class TripletHardLoss(MetricLoss):
     """tfa-compatible batch-hard triplet loss (see :func:`triplet_hard_loss`)."""
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", name=None, **kwargs):
-        super().__init__(name=name or "triplet_hard_loss", **kwargs)
-        self.margin, self.soft, self.distance_metric = float(margin), bool(soft), check_metric(distance_metric)
-
-    def call(self, y_true, y_pred):
-        return triplet_hard_loss(y_true, y_pred, self.margin, self.soft, self.distance_metric)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "soft": self.soft,
-                "distance_metric": serialize_metric(self.distance_metric)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "distance_metric": deserialize_metric(config.get("distance_metric", "L2"))})
+        super().__init__(triplet_hard_loss, dict(margin=float(margin), soft=bool(soft),
+                                                 distance_metric=check_metric(distance_metric)),
+                         name=name or "triplet_hard_loss", **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
-class TripletSemiHardLoss(LabelledLoss):
+class TripletSemiHardLoss(MetricLoss):
     """tfa-compatible semi-hard triplet loss (see :func:`triplet_semihard_loss`)."""
 
     def __init__(self, margin=1.0, distance_metric="L2", name=None, soft=False, views_per_track=None, **kwargs):
-        super().__init__(name=name or "triplet_semihard_loss", **kwargs)
-        self.margin, self.distance_metric = float(margin), check_metric(distance_metric)
-        self.soft, self.views_per_track = bool(soft), check_views(views_per_track, None)
-
-    def call(self, y_true, y_pred):
-        return triplet_semihard_loss(y_true, y_pred, self.margin, self.distance_metric, soft=self.soft,
-                                     views_per_track=self.views_per_track)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "distance_metric": serialize_metric(self.distance_metric),
-                "soft": self.soft, "views_per_track": self.views_per_track}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "distance_metric": deserialize_metric(config.get("distance_metric", "L2"))})
+        super().__init__(triplet_semihard_loss, dict(margin=float(margin), soft=bool(soft),
+                                                     distance_metric=check_metric(distance_metric),
+                                                     views_per_track=check_views(views_per_track, None)),
+                         name=name or "triplet_semihard_loss", **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
-class BatchAllTripletLoss(LabelledLoss):
+class BatchAllTripletLoss(MetricLoss):
     """See :func:`batch_all_triplet_loss`."""
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", average="positive", views_per_track=None,
                  name=None, **kwargs):
-        super().__init__(name=name or "batch_all_triplet_loss", **kwargs)
-        if average not in BATCH_ALL_AVERAGES:
-            raise ValueError(f"average must be one of {BATCH_ALL_AVERAGES}, got {average!r}")
-        self.margin, self.soft, self.distance_metric = float(margin), bool(soft), check_metric(distance_metric)
-        self.average, self.views_per_track = average, check_views(views_per_track, None)
-
-    def call(self, y_true, y_pred):
-        return batch_all_triplet_loss(y_true, y_pred, self.margin, self.soft, self.distance_metric, self.average,
-                                      self.views_per_track)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "soft": self.soft,
-                "distance_metric": serialize_metric(self.distance_metric), "average": self.average,
-                "views_per_track": self.views_per_track}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "distance_metric": deserialize_metric(config.get("distance_metric", "L2"))})
+        super().__init__(batch_all_triplet_loss, dict(margin=float(margin), soft=bool(soft),
+                                                      distance_metric=check_metric(distance_metric),
+                                                      average=_check_average(average),
+                                                      views_per_track=check_views(views_per_track, None)),
+                         name=name or "batch_all_triplet_loss", **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
-class BatchHardTripletLoss(LabelledLoss):
+class BatchHardTripletLoss(MetricLoss):
     """See :func:`batch_hard_triplet_loss`."""
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", name=None, **kwargs):
-        super().__init__(name=name or "batch_hard_triplet_loss", **kwargs)
-        self.margin, self.soft, self.distance_metric = float(margin), bool(soft), check_metric(distance_metric)
-
-    def call(self, y_true, y_pred):
-        return batch_hard_triplet_loss(y_true, y_pred, self.margin, self.soft, self.distance_metric)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "soft": self.soft,
-                "distance_metric": serialize_metric(self.distance_metric)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "distance_metric": deserialize_metric(config.get("distance_metric", "L2"))})
+        super().__init__(batch_hard_triplet_loss, dict(margin=float(margin), soft=bool(soft),
+                                                       distance_metric=check_metric(distance_metric)),
+                         name=name or "batch_hard_triplet_loss", **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
-class RandomTripletLoss(LabelledLoss):
-    """Classic triplet loss on pre-sampled triplets: ``y_pred`` is ``(N, 3, D)`` = (anchor, positive,
-    negative) descriptors (e.g. from :func:`sample_random_triplets`); ``y_true`` is ignored."""
+class RandomTripletLoss(MetricLoss):
+    """Classic triplet loss on pre-sampled triplets (see :func:`random_triplet_loss`): ``y_pred`` is
+    ``(N, 3, D)`` = (anchor, positive, negative) descriptors (e.g. from :func:`sample_random_triplets`);
+    ``y_true`` is ignored."""
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", swap=False, name=None, **kwargs):
-        super().__init__(name=name or "random_triplet_loss", **kwargs)
-        if distance_metric not in DISTANCE_METRICS:
-            raise ValueError(f"distance_metric must be one of {', '.join(DISTANCE_METRICS)}, got {distance_metric!r}")
-        self.margin, self.soft, self.distance_metric, self.swap = float(margin), bool(soft), distance_metric, bool(swap)
-
-    def call(self, y_true, y_pred):
-        if len(y_pred.shape) != 3 or (y_pred.shape[1] is not None and y_pred.shape[1] != 3):
-            raise ValueError(f"RandomTripletLoss expects y_pred of shape (N, 3, D), got {tuple(y_pred.shape)}")
-        return triplet_margin_loss(y_pred[:, 0], y_pred[:, 1], y_pred[:, 2], self.margin, self.soft,
-                                   self.distance_metric, self.swap)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "soft": self.soft,
-                "distance_metric": self.distance_metric, "swap": self.swap}
+        super().__init__(random_triplet_loss, dict(margin=float(margin), soft=bool(soft),
+                                                   distance_metric=_check_row_metric(distance_metric), swap=bool(swap)),
+                         name=name or "random_triplet_loss", **kwargs)
 
 
 from .hardnet import *  # noqa: E402,F401,F403
@@ -391,6 +353,7 @@ __all__ = [
     "batch_hard_triplet_loss",
     "BatchHardTripletLoss",
     "triplet_margin_loss",
+    "random_triplet_loss",
     "RandomTripletLoss",
     "sample_random_triplets",
     *_hardnet_all,

@@ -29,6 +29,9 @@ class FusedBatchNorm(layers.BatchNormalization):
     float32 scale, offset and statistics; TensorFlow's CPU kernel supports both), and the output has the layer's
     compute dtype, as in the parent.
 
+    Under ``tf.distribute`` the moving statistics are mean-aggregated across replicas (Keras' layer leaves each
+    replica's copy to drift on its own slice): every replica and worker holds the same statistics.
+
     Args:
         **kwargs: those of ``keras.layers.BatchNormalization`` (``axis`` must be the last one for the fused path).
 
@@ -43,6 +46,15 @@ class FusedBatchNorm(layers.BatchNormalization):
         >>> tuple(y.shape)
         (8, 4, 4, 3)
     """
+
+    def add_weight(self, *args, **kwargs):
+        # Keras creates the moving statistics with aggregation "none": under tf.distribute every replica then
+        # updates only its own copy, so replicas (and the workers of a multi-worker run) drift apart and the saved
+        # model keeps replica 0's statistics. "mean" all-reduces each update: every replica holds
+        # moving * momentum + mean_r(batch_r) * (1 - momentum). Outside a strategy it changes nothing.
+        if kwargs.get("name") in ("moving_mean", "moving_variance") and kwargs.get("aggregation", "none") == "none":
+            kwargs["aggregation"] = "mean"
+        return super().add_weight(*args, **kwargs)
 
     def _fused_ok(self, inputs, mask):
         rank = len(inputs.shape)

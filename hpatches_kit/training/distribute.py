@@ -8,6 +8,11 @@
 * Loss scaling: Keras divides each replica's loss by ``R`` and sums the gradients, so the step equals the
   mean of the per-slice losses computed on one device. With global-batch mining
   (:class:`hpatches_kit.training.mining.GlobalBatchLoss`) every replica mines over the gathered global batch.
+* Several workers (``MultiWorkerMirroredStrategy``): :func:`distribute_sk_dataset` builds each worker's input
+  from its own share of the tracks or TFRecord files (``make(num_shards, shard_index)``, e.g.
+  :func:`hpatches_kit.training.pipelines.descriptor_dataset` with those arguments), so the global batch is the
+  workers' parts side by side: no track twice, none left out, labels unique across it. :func:`is_chief`: the
+  one worker that writes checkpoints, logs and the final model (:func:`worker_info`).
 * :func:`set_precision` -- ``float32``, ``mixed_float16``, ``mixed_bfloat16`` or ``auto`` (per device).
 """
 
@@ -32,6 +37,31 @@ def _tpu_resolver():
         return None
 
 
+class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``tf.distribute.MultiWorkerMirroredStrategy`` whose ``reduce`` takes what Keras 3's ``fit`` hands it.
+    Plain ``MultiWorkerMirroredStrategy`` cannot ``fit`` at all under Keras 3.15 / TF 2.21 (found by the
+    two-process test, ``tests/test_train_multiworker.py``):
+
+    * before training, Keras reduces the first ``(x, y)`` batch (``_maybe_symbolic_build``); the multi-worker
+      ``reduce`` tries to turn the whole tuple into one tensor (``ValueError: Attempt to convert a value
+      (PerReplica...)``). Here a nested structure is reduced value by value, as ``MirroredStrategy`` does;
+    * after every step Keras reduces the per-replica scalar logs (the loss) with ``axis=0`` (``Invalid reduction
+      dimension 0 for input with 0 dimensions``). Here a scalar is reduced across replicas (``axis=None``): the
+      mean of the replicas' values, what Keras computes under the other strategies.
+
+    Everything else is the parent's (the same collectives, variables and input handling)."""
+
+    def reduce(self, reduce_op, value, axis):
+        if isinstance(value, (tuple, list, dict)):
+            parent = super()
+            return tf.nest.map_structure(lambda v: parent.reduce(reduce_op, v, axis), value)
+        if axis is not None:
+            local = self.experimental_local_results(value)[0]
+            if getattr(local, "shape", None) is not None and local.shape.rank == 0:
+                axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
 def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """A ``tf.distribute`` strategy by name (see module docstring)."""
     if name not in STRATEGIES:
@@ -49,7 +79,7 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
         if name == "multiworker" and not os.environ.get("TF_CONFIG"):
             raise RuntimeError("strategy 'multiworker' needs TF_CONFIG (cluster spec and task) in the environment")
         json.loads(os.environ["TF_CONFIG"])  # fail early on malformed JSON
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return KerasMultiWorkerMirroredStrategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "auto" and len(tf.config.list_logical_devices("GPU")) >= 2:
@@ -66,6 +96,57 @@ def check_tracks_per_replica(tracks_per_batch: int, strategy: tf.distribute.Stra
     return tracks_per_batch // r
 
 
+def worker_info(strategy: tf.distribute.Strategy | None = None) -> dict:
+    """``{"workers", "index", "chief", "task"}`` of this process in ``strategy``'s cluster (one worker, index 0,
+    chief, outside a multi-worker strategy). The chief is task ``chief:0``, or ``worker:0`` when the cluster
+    has no ``chief`` task (TensorFlow's rule)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None) if isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return {"workers": 1, "index": 0, "chief": True, "task": None}
+    spec = resolver.cluster_spec().as_dict()
+    order = [("chief", i) for i in range(len(spec.get("chief", [])))] + [
+        ("worker", i) for i in range(len(spec.get("worker", [])))]
+    me = (resolver.task_type, int(resolver.task_id))
+    return {"workers": len(order), "index": order.index(me), "chief": order.index(me) == 0,
+            "task": f"{me[0]}:{me[1]}"}
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process writes the run's files (checkpoints, history, ``model.keras``): always outside a
+    multi-worker cluster, only on the chief inside one. The other workers compute the same steps (their
+    weights equal the chief's) and write nothing."""
+    return worker_info(strategy)["chief"]
+
+
+def distribute_sk_dataset(strategy: tf.distribute.Strategy, make, tracks_per_batch: int, views: int):
+    """The S x K training input for ``strategy``: ``make(num_shards, shard_index)`` must return the dataset of
+    one worker's ``S / num_shards`` tracks of each global batch (labels offset so they are unique across the
+    global batch), e.g. ``lambda n, i: descriptor_dataset(tracks, S, K, num_shards=n, shard_index=i)``.
+
+    One worker: ``make(1, 0)`` (global batches; Keras splits them over the local replicas by whole tracks).
+    Several workers: ``strategy.distribute_datasets_from_function``; worker ``w`` builds ``make(W, w)`` from its
+    own share and, with ``L`` local replicas, cuts each of its batches into ``L`` consecutive per-replica
+    batches of ``S / R`` whole tracks (``rebatch``), so replica ``w * L + l`` gets tracks
+    ``[(w * L + l) * S / R, ...)`` of the global batch -- the slice it would get from one global batch.
+
+    Returns:
+        A ``tf.data.Dataset`` (one worker) or a ``tf.distribute.DistributedDataset``; ``model.fit`` takes both.
+    """
+    per_replica = check_tracks_per_replica(tracks_per_batch, strategy)
+    if worker_info(strategy)["workers"] == 1:
+        return make(1, 0)
+
+    def fn(ctx: tf.distribute.InputContext):
+        ds = make(ctx.num_input_pipelines, ctx.input_pipeline_id)
+        if ctx.num_replicas_in_sync > ctx.num_input_pipelines:  # several replicas on this worker
+            ds = ds.rebatch(per_replica * views, drop_remainder=True)
+        return ds
+
+    return strategy.distribute_datasets_from_function(fn)
+
+
 def device_kind() -> str:
     if tf.config.list_logical_devices("TPU"):
         return "tpu"
@@ -74,11 +155,38 @@ def device_kind() -> str:
     return "cpu"
 
 
-def auto_precision(kind: str | None = None) -> str:
-    """Default policy per device: TPU ``mixed_bfloat16``; GPU ``mixed_bfloat16`` on Ampere+ else
-    ``mixed_float16``; CPU ``float32``: on the project's AVX512-BF16 CPUs ``benchmarks/train_speed.py --jit``
-    measured bf16 at 0.79x and 1.15x of float32 in two runs (shared, contended cores) -- not reliably faster,
-    so bf16 stays opt-in there (``--mixed-precision mixed_bfloat16``)."""
+def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has AMX with bf16 tiles (``amx_bf16`` in ``/proc/cpuinfo``'s flags; Linux only, else
+    ``False``): oneDNN then runs bf16 convolutions and matrix products on the tile units.
+
+    Args:
+        cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags
+
+
+def auto_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
+    """Default dtype policy per device.
+
+    - TPU: ``mixed_bfloat16``.
+    - GPU: ``mixed_bfloat16`` on Ampere and newer (compute capability >= 8), else ``mixed_float16``.
+    - CPU with AMX-BF16 (:func:`cpu_has_amx_bf16`): ``mixed_bfloat16``. Measured on the project's 2-core
+      AMX machines: the L2-Net step 1.6-2.5x float32 (``benchmarks/train_speed.py``), and the default run
+      in bf16 with 40 epochs (the same wall budget) beats the float32 27-epoch one on all six real-validation
+      numbers (docs/training.md, "bf16 vs float32").
+    - Other CPUs: ``float32`` (bf16 is emulated there, not faster).
+
+    Args:
+        kind: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: :func:`device_kind`).
+        cpuinfo: ``/proc/cpuinfo``'s text for the CPU check (default: read it).
+    """
     kind = kind or device_kind()
     if kind == "tpu":
         return "mixed_bfloat16"
@@ -88,7 +196,7 @@ def auto_precision(kind: str | None = None) -> str:
             return "mixed_bfloat16" if cc and cc[0] >= 8 else "mixed_float16"
         except Exception:  # pragma: no cover - device query failed
             return "mixed_float16"
-    return "float32"
+    return "mixed_bfloat16" if cpu_has_amx_bf16(cpuinfo) else "float32"
 
 
 def auto_jit(kind: str | None = None) -> bool:

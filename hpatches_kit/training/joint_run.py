@@ -53,7 +53,9 @@ def train_joint_descriptor(o, arguments: dict | None = None) -> dict:
                             resume=o.resume, seed=o.seed, strategy=o.strategy, precision=o.mixed_precision,
                             jit=o.jit)
     try:
-        return run_joint(o, run)
+        from .descriptor import resolve_budget
+
+        return run_joint(resolve_budget(o, run.precision), run)
     except BaseException:
         run.discard_if_empty()
         raise
@@ -101,12 +103,15 @@ def run_joint(o, run) -> dict:
     from ..models.joint import joint_parts
     from .denoise import heldout_denoise_metrics
     from .descriptor import init_weights, options_loss
-    from .distribute import check_tracks_per_replica
+    from .distribute import check_tracks_per_replica, worker_info
     from .pipelines import joint_dataset
     from .run import resolve_data, validation_epochs
     from .schedules import make_optimizer, replan_schedule
     from .tracks import heldout_matching
 
+    if worker_info(run.strategy)["workers"] > 1:
+        raise ValueError("--joint runs on one worker (several replicas of one process are fine); multi-worker "
+                         "sharding of the joint batches is not implemented")
     data, train_clean, test_clean = joint_tracks(resolve_data(o.data, "n-hpatches"), o.split, o.splits_file,
                                                  size=o.patch_size, progress=o.verbose > 0)
     noisy, test_noisy = data.train, data.test

@@ -9,7 +9,8 @@ The losses themselves (batch-hard, batch-all, semi-hard, soft margin, HardNet, r
 * :class:`ReplicaLoss` / :func:`GlobalBatchLoss` -- per-replica or global-batch (``all_gather``) mining under
   ``tf.distribute``.
 
-All are :class:`hpatches_kit.losses.distances.LabelledLoss` subclasses: ``__call__`` keeps the labels' own
+All are :class:`hpatches_kit.losses.base.MetricLoss` subclasses (a function plus its keyword arguments; the
+wrapped loss is serialised with ``keras.saving.serialize_keras_object``): ``__call__`` keeps the labels' own
 (integer) dtype and divides the value by the number of replicas exactly once; ``call`` is the unscaled loss.
 Every loss takes ``(labels, embeddings)``: ``labels`` (B,) track ids, ``embeddings`` (B, D).
 """
@@ -19,8 +20,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ..losses.base import MetricLoss
 from ..losses.curriculum import CurriculumTripletLoss
-from ..losses.distances import LabelledLoss, check_views
+from ..losses.distances import check_views
+from ..losses.embedding import koleo_loss
 
 __all__ = ["CurriculumTripletLoss", "KoLeoRegularised", "ReplicaLoss", "GlobalBatchLoss", "num_replicas",
            "unscaled_loss"]
@@ -37,8 +40,8 @@ def num_replicas() -> int:
 
 def unscaled_loss(loss, y_true, y_pred):
     """The value of ``loss`` on one batch, *not* divided by the number of replicas: ``loss.call`` for a
-    ``keras.losses.Loss`` (a :class:`LabelledLoss`'s ``__call__`` would scale it), the callable otherwise.
-    Per-sample values are averaged to a scalar."""
+    ``keras.losses.Loss`` (a :class:`~hpatches_kit.losses.base.LabelledLoss`'s ``__call__`` would scale it),
+    the callable otherwise. Per-sample values are averaged to a scalar."""
     fn = loss.call if isinstance(loss, keras.losses.Loss) else loss
     value = fn(y_true, y_pred)
     if len(value.shape):
@@ -46,8 +49,28 @@ def unscaled_loss(loss, y_true, y_pred):
     return ops.cast(value, "float32")
 
 
+def _replica_loss(y_true, y_pred, loss, global_batch=False):
+    """``loss`` unscaled (:func:`unscaled_loss`) on this replica's batch or, with ``global_batch`` inside a
+    replica context of R > 1 replicas, on the batch gathered from all replicas (labels in their own dtype)."""
+    if global_batch and num_replicas() > 1:
+        import tensorflow as tf
+
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            y_pred = ctx.all_gather(y_pred, axis=0)
+            y_true = ctx.all_gather(ops.reshape(y_true, (-1,)), axis=0)
+    return unscaled_loss(loss, y_true, y_pred)
+
+
+def _koleo_regularised(y_true, y_pred, loss, weight=0.1, views_per_track=2, eps=1e-8):
+    """``loss`` (unscaled) + ``weight * koleo_loss`` on rows ``0, K, 2K, ...`` (one view per track)."""
+    check_views(views_per_track, y_pred.shape[0])
+    base = unscaled_loss(loss, y_true, y_pred)
+    return base + weight * ops.cast(koleo_loss(y_pred[::views_per_track], eps), "float32")
+
+
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class ReplicaLoss(LabelledLoss):
+class ReplicaLoss(MetricLoss):
     """Make a ``(labels, embeddings) -> scalar`` loss correct under ``tf.distribute``.
 
     ``global_batch=False``: each replica computes the loss on its own slice (whole tracks), scaled by
@@ -61,38 +84,18 @@ class ReplicaLoss(LabelledLoss):
     batch (the S x K pipelines give ``repeat(arange(S), K)`` over the global batch); they are gathered in
     their own dtype (never cast to float).
     The wrapped loss is evaluated unscaled (:func:`unscaled_loss`) and the result is scaled once, by
-    :class:`LabelledLoss`. Outside a strategy both modes equal the wrapped loss. The gather needs the
-    TensorFlow backend (``tf.distribute``)."""
+    :class:`~hpatches_kit.losses.base.LabelledLoss`. Outside a strategy both modes equal the wrapped loss. The
+    gather needs the TensorFlow backend (``tf.distribute``)."""
 
     def __init__(self, loss, global_batch: bool = False, name=None, **kwargs):
         loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
         prefix = "global_" if global_batch else ""
-        super().__init__(name=name or f"{prefix}{getattr(loss, 'name', 'loss')}", **kwargs)
-        self.loss = loss
-        self.global_batch = bool(global_batch)
-
-    def call(self, y_true, y_pred):
-        if self.global_batch and num_replicas() > 1:
-            import tensorflow as tf
-
-            ctx = tf.distribute.get_replica_context()
-            if ctx is not None and ctx.num_replicas_in_sync > 1:
-                y_pred = ctx.all_gather(y_pred, axis=0)
-                y_true = ctx.all_gather(ops.reshape(y_true, (-1,)), axis=0)
-        return unscaled_loss(self.loss, y_true, y_pred)
-
-    def get_config(self):
-        return {**super().get_config(), "loss": keras.losses.serialize(self.loss), "global_batch": self.global_batch}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["loss"] = keras.losses.deserialize(config["loss"])
-        return cls(**config)
+        super().__init__(_replica_loss, dict(loss=loss, global_batch=bool(global_batch)),
+                         name=name or f"{prefix}{getattr(loss, 'name', 'loss')}", **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
-class KoLeoRegularised(LabelledLoss):
+class KoLeoRegularised(MetricLoss):
     """``loss + weight * koleo_loss(one view per track)``: the wrapped ``(labels, embeddings)`` loss (unscaled)
     plus the KoLeo entropy regulariser (:func:`hpatches_kit.losses.koleo_loss`, Sablayrolles et al. 2019) on
     the first view of every track of an S x K track-major batch (rows ``0, K, 2K, ...``). Taking one view per
@@ -101,26 +104,9 @@ class KoLeoRegularised(LabelledLoss):
 
     def __init__(self, loss, weight: float = 0.1, views_per_track: int = 2, eps: float = 1e-8, name=None, **kwargs):
         loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
-        super().__init__(name=name or f"{getattr(loss, 'name', 'loss')}_koleo", **kwargs)
-        self.loss, self.weight, self.eps = loss, float(weight), float(eps)
-        self.views_per_track = check_views(views_per_track, None)
-
-    def call(self, y_true, y_pred):
-        from ..losses import koleo_loss
-
-        check_views(self.views_per_track, y_pred.shape[0])
-        base = unscaled_loss(self.loss, y_true, y_pred)
-        return base + self.weight * ops.cast(koleo_loss(y_pred[:: self.views_per_track], self.eps), "float32")
-
-    def get_config(self):
-        return {**super().get_config(), "loss": keras.losses.serialize(self.loss), "weight": self.weight,
-                "views_per_track": self.views_per_track, "eps": self.eps}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["loss"] = keras.losses.deserialize(config["loss"])
-        return cls(**config)
+        super().__init__(_koleo_regularised, dict(loss=loss, weight=float(weight), eps=float(eps),
+                                                  views_per_track=check_views(views_per_track, None)),
+                         name=name or f"{getattr(loss, 'name', 'loss')}_koleo", **kwargs)
 
 
 def GlobalBatchLoss(loss, **kwargs):  # noqa: N802 - reads like a class

@@ -8,7 +8,9 @@ TFRecord shards (:mod:`hpatches_kit.data.pack`).
 **Descriptor batches** (:func:`descriptor_dataset`): ``S`` tracks x ``K`` views, track-major, so the labels
 are ``repeat(arange(S), K)`` -- small per-batch ids, exact under Keras's float cast of ``y_true``. Tracks
 are drawn without replacement within an epoch (one permutation per epoch, batched before repeating), so
-a batch never holds the same track twice. The ``K`` views are distinct and drawn at random from the
+a batch never holds the same track twice. The permutation is a stateless function of ``(seed, epoch)``: every
+iterator of the dataset (Keras iterates once before training; a resumed run starts a fresh one) replays the
+same stream. The ``K`` views are distinct and drawn at random from the
 track's 16. Augmentation: per-view photometric jitter (random contrast gain and brightness offset, clipped
 to [0, 255]) -- it changes nothing a descriptor should be sensitive to -- and, optionally, one random
 flip/rot90 *per track*, applied identically to all its views (a new, still-consistent track); geometric
@@ -19,6 +21,13 @@ labels, for a denoiser and descriptor trained end to end. **Denoising pairs** (:
 applied to both. **Random triplets** (:func:`triplet_dataset`): the classic baseline generator,
 ``(anchor, positive, negative)`` with anchor/positive two distinct views of a track and the negative a
 random view of another track.
+
+**Sharding for several workers** (``num_shards=W, shard_index=w``; :func:`shard_tracks`): worker ``w`` holds
+only its own share of the tracks (every ``W``-th track, ``tracks[w::W]``, or every ``W``-th TFRecord file) and
+yields *its part* of each global batch: ``S/W`` whole tracks x ``K`` views, labels
+``repeat(arange(w*S/W, (w+1)*S/W), K)``. Concatenating the ``W`` shards' ``n``-th batches gives the global batch
+``n`` -- distinct tracks (the shares are disjoint), labels unique across the global batch (what global-batch
+mining needs), every track in exactly one share. ``W = 1`` is the unsharded stream, bit for bit.
 
 Patches come out as ``float32`` in [0, 255], shape ``(..., P, P, 1)`` (what the models expect).
 """
@@ -121,27 +130,91 @@ def _validate_sk(num_tracks, tracks_per_batch, views):
         raise ValueError(f"only {num_tracks} tracks: fewer than one batch of S={tracks_per_batch} tracks")
 
 
+def _check_shard(tracks_per_batch: int, num_shards: int, shard_index: int) -> int:
+    """Tracks per shard batch ``S / W``; raises unless the global batch splits into whole tracks per shard."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index {shard_index} must be in [0, num_shards={num_shards})")
+    if tracks_per_batch % num_shards:
+        raise ValueError(f"tracks per batch S={tracks_per_batch} must be divisible by the {num_shards} workers so "
+                         "every worker gets whole tracks")
+    return tracks_per_batch // num_shards
+
+
+def shard_tracks(num_tracks: int, num_shards: int = 1, shard_index: int = 0) -> np.ndarray:
+    """Indices of the tracks worker ``shard_index`` of ``num_shards`` holds: every ``num_shards``-th track,
+    starting at ``shard_index``. The shares partition ``range(num_tracks)`` (every track in exactly one),
+    their sizes differ by at most one, and each takes tracks from every sequence of a concatenated dataset.
+
+    Examples:
+        >>> shard_tracks(5, 2, 1)
+        array([1, 3])
+    """
+    _check_shard(num_shards, num_shards, shard_index)
+    return np.arange(shard_index, num_tracks, num_shards)
+
+
+def sharded_steps_per_epoch(num_tracks: int, tracks_per_batch: int, num_shards: int = 1) -> int:
+    """Global batches in one pass over the tracks when ``num_shards`` workers each read their own share: the
+    smallest share's ``len // (S / W)`` (``num_tracks // S`` for one worker)."""
+    return (num_tracks // num_shards) // _check_shard(tracks_per_batch, num_shards, 0)
+
+
+def _shard_seed(seed: int, shard_index: int) -> int:
+    return int(seed) + 7919 * int(shard_index)  # shard 0 keeps the unsharded stream's seed
+
+
 def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed: int = 0, augment: bool = True,
                        geometric: bool = False, repeat: bool = True, prefetch: bool = True,
-                       gain: float = 0.2, offset: float = 20.0) -> tf.data.Dataset:
+                       gain: float = 0.2, offset: float = 20.0, num_shards: int = 1,
+                       shard_index: int = 0) -> tf.data.Dataset:
     """S x K descriptor batches from ``(T, 16, P, P) uint8`` tracks held in memory (see module docstring).
 
-    Yields ``(x, labels)``: ``x`` (S*K, P, P, 1) float32 in [0, 255], ``labels`` (S*K,) int32 =
-    ``repeat(arange(S), K)``. ``repeat=False`` gives one epoch of ``T // S`` batches. ``gain``/``offset``:
-    photometric jitter ranges (contrast gain in ``1 +- gain``, brightness in ``+- offset`` grey levels).
+    Args:
+        tracks: ``(T, 16, P, P) uint8`` (or the ``(tracks, seq_ids)`` pair of ``HPatchesDataset.all_tracks``).
+        tracks_per_batch: ``S``, tracks per *global* batch. views: ``K``.
+        gain, offset: photometric jitter ranges (contrast gain in ``1 +- gain``, brightness in ``+- offset``).
+        num_shards, shard_index: this worker's share (module docstring): only ``tracks[shard_index::num_shards]``
+            is held, and the batches are this worker's ``S / num_shards`` tracks of each global batch.
+
+    Returns:
+        A dataset of ``(x, labels)``: ``x`` (S'*K, P, P, 1) float32 in [0, 255], ``labels`` (S'*K,) int32 =
+        ``repeat(arange(o, o + S'), K)`` with ``S' = S / num_shards`` and ``o = shard_index * S'``.
+        ``repeat=False`` gives one epoch (``T' // S'`` batches of the share's ``T'`` tracks).
     """
     tracks = _check_tracks(tracks)
+    s = _check_shard(tracks_per_batch, num_shards, shard_index)
+    _validate_sk(tracks.shape[0], tracks_per_batch, views)
+    if num_shards > 1:  # every share holds >= T // W >= S // W tracks
+        tracks = tracks[shard_index::num_shards]
     t = tracks.shape[0]
-    _validate_sk(t, tracks_per_batch, views)
     table = tf.constant(tracks)
-    ds = tf.data.Dataset.range(t).shuffle(t, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(tracks_per_batch, drop_remainder=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate()
-    ds = ds.map(lambda i, ids: make_sk_batch(tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset),
+    ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).enumerate()
+    ds = ds.map(lambda i, ids: _shard_batch(tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset,
+                                            num_shards, shard_index),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def _epoch_batches(t: int, s: int, seed: int, repeat: bool) -> tf.data.Dataset:
+    """Track-index batches ``(s,) int64``: epoch ``e`` is a permutation of ``range(t)`` drawn statelessly from
+    ``(seed, e)`` and cut into ``t // s`` batches. Stateless, so every iterator of the dataset replays the same
+    stream -- however many times Keras (or a resume) iterates it -- and a batch never holds a track twice."""
+    n = t // s
+
+    def epoch(e):
+        key = _seed_pair(seed, e + (1 << 40))  # counters apart from make_sk_batch's (seed, batch index)
+        perm = tf.argsort(tf.random.stateless_uniform([t], key), stable=True)
+        return tf.data.Dataset.from_tensor_slices(tf.reshape(tf.cast(perm[: n * s], tf.int64), [n, s]))
+
+    epochs = tf.data.Dataset.range(2**62 if repeat else 1)
+    return epochs.flat_map(epoch)
+
+
+def _shard_batch(batch_tracks, i, seed, views, augment, geometric, gain, offset, num_shards, shard_index):
+    """:func:`make_sk_batch` for shard ``shard_index``: its own random stream (counter ``i * W + w``) and labels
+    offset by ``w * S'`` so they are unique across the global batch."""
+    x, y = make_sk_batch(batch_tracks, i * num_shards + shard_index, seed, views, augment, geometric, gain, offset)
+    return x, y + shard_index * batch_tracks.shape[0]
 
 
 def joint_dataset(noisy, clean, tracks_per_batch: int = 256, views: int = 2, seed: int = 0, augment: bool = True,
@@ -186,11 +259,9 @@ def joint_dataset(noisy, clean, tracks_per_batch: int = 256, views: int = 2, see
                                      paired=tf.gather(table_c, ids))
         return x, {d_name: labels, c_name: c}
 
-    ds = tf.data.Dataset.range(t).shuffle(t, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(tracks_per_batch, drop_remainder=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate().map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # the epoch stream of descriptor_dataset (one worker): the same tracks and views under the same seed
+    ds = _epoch_batches(t, tracks_per_batch, _shard_seed(seed, 0), repeat).enumerate()
+    ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
@@ -215,21 +286,37 @@ def _shard_files(shards):
 
 def descriptor_dataset_from_tfrecords(shards, patch_size: int, tracks_per_batch: int = 256, views: int = 2,
                                       seed: int = 0, augment: bool = True, geometric: bool = False,
-                                      shuffle_buffer: int = 16384, repeat: bool = True, use_noisy: bool = False):
+                                      shuffle_buffer: int = 16384, repeat: bool = True, use_noisy: bool = False,
+                                      num_shards: int = 1, shard_index: int = 0):
     """S x K batches streamed from the packed TFRecord shards (a folder or a list of files); same output as
-    :func:`descriptor_dataset`. Shuffling is file-order + a ``shuffle_buffer`` of tracks."""
+    :func:`descriptor_dataset`. Shuffling is file-order + a ``shuffle_buffer`` of tracks.
+
+    With ``num_shards = W > 1`` worker ``shard_index`` reads only every ``W``-th file (``files[w::W]`` of the
+    sorted list) when there are at least ``W`` files, else every ``W``-th record of all of them (each record
+    read by exactly one worker either way), and yields its ``S / W`` tracks of each global batch with labels
+    offset as in :func:`descriptor_dataset`."""
     files = _shard_files(shards)
+    s = _check_shard(tracks_per_batch, num_shards, shard_index)
     _validate_sk(None, tracks_per_batch, views)
+    by_record = num_shards > 1 and len(files) < num_shards
+    if num_shards > 1 and not by_record:
+        files = files[shard_index::num_shards]
+    sseed = _shard_seed(seed, shard_index)
     key = "noisy" if use_noisy else "patches"
-    ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    # record-level sharding needs the same record order on every worker: no per-worker file shuffle then
+    ds = ds if by_record else ds.shuffle(len(files), seed=sseed, reshuffle_each_iteration=True)
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)), deterministic=True)
-    ds = ds.map(lambda s: _parse_track(s, patch_size, use_noisy)[key], num_parallel_calls=tf.data.AUTOTUNE,
+    if by_record:
+        ds = ds.shard(num_shards, shard_index)
+    ds = ds.map(lambda r: _parse_track(r, patch_size, use_noisy)[key], num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
-    ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    ds = ds.batch(tracks_per_batch, drop_remainder=True)
+    ds = ds.shuffle(shuffle_buffer, seed=sseed + 1, reshuffle_each_iteration=True)
+    ds = ds.batch(s, drop_remainder=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.enumerate().map(lambda i, b: make_sk_batch(b, i, seed, views, augment, geometric),
+    ds = ds.enumerate().map(lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, 0.2, 20.0, num_shards,
+                                                      shard_index),
                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 

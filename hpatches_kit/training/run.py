@@ -8,6 +8,12 @@ the ``tf.distribute`` strategy, dtype policy and XLA choice, resumes from ``chec
 state, epoch, history), hands out the standard callbacks (history + curves PNG, atomic checkpoints,
 TensorBoard) and writes ``model.keras`` / ``metrics.json`` atomically at the end.
 
+Several workers (``MultiWorkerMirroredStrategy``, one process per host/worker, each with its ``TF_CONFIG``):
+the **chief alone writes** anything under ``<out>`` (run_args.json, checkpoints, history, TensorBoard logs,
+model.keras, metrics.json); the other workers run the same steps (their weights equal the chief's) and write
+nothing. ``--resume`` reads ``<out>/checkpoints`` on every worker, so ``<out>`` must be the same folder on all of
+them (a shared file system) for a run to resume.
+
 Layout of ``<out>``::
 
     run_args.json            the arguments (paths absolute), written at the start
@@ -150,6 +156,8 @@ class TrainingRun:
         device: ``"cpu"``, ``"gpu"`` or ``"tpu"``.
         info: device/strategy/precision/arguments, written at the top of ``metrics.json``.
         created: whether this run created ``out`` (then :meth:`discard_if_empty` may remove it again).
+        chief: whether this process writes the run's files (always, but on the non-chief workers of a
+            multi-worker run).
     """
 
     out: Path
@@ -161,6 +169,7 @@ class TrainingRun:
     device: str
     info: dict = field(default_factory=dict)
     created: bool = False
+    chief: bool = True
 
     @classmethod
     def start(cls, command: str, out, arguments: dict, *, resume: bool = False, seed: int = 0,
@@ -187,35 +196,41 @@ class TrainingRun:
         import keras
 
         from .callbacks import remove_stale_temporaries
-        from .distribute import auto_jit, device_kind, get_strategy, set_precision
+        from .distribute import auto_jit, device_kind, get_strategy, set_precision, worker_info
 
         out = Path(out or Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
         if out.exists() and (out / "model.keras").exists() and not resume:
             raise DataError(out, "already holds a finished run (model.keras); use another --out or --resume")
-        created = not out.exists()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(out, f"cannot create the output folder ({e.strerror or e})") from None
-        try:  # a real write (os.access says yes to root on a read-only mount)
-            with tempfile.TemporaryFile(dir=out):
-                pass
-        except OSError as e:
-            raise DataError(out, f"output folder is not writable ({e.strerror or e})") from None
-        for d in (out, out / "checkpoints"):
-            remove_stale_temporaries(d)
-        recorded = check_run_args(arguments, out, resume)
         keras.utils.set_random_seed(seed)
         strat = get_strategy(strategy)
+        worker = worker_info(strat)
+        created = False
+        if worker["chief"]:  # the other workers of a multi-worker run write nothing (module docstring)
+            created = not out.exists()
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise DataError(out, f"cannot create the output folder ({e.strerror or e})") from None
+            try:  # a real write (os.access says yes to root on a read-only mount)
+                with tempfile.TemporaryFile(dir=out):
+                    pass
+            except OSError as e:
+                raise DataError(out, f"output folder is not writable ({e.strerror or e})") from None
+            for d in (out, out / "checkpoints"):
+                remove_stale_temporaries(d)
+            recorded = check_run_args(arguments, out, resume)
+        else:
+            recorded = run_arguments(arguments)
         dev = device_kind()
         policy = set_precision(precision)
         use_jit = auto_jit(dev) if jit == "auto" else jit == "on"
         run = cls(out=out, command=command, resume=resume, strategy=strat, precision=policy, jit=use_jit,
-                  device=dev, created=created)
+                  device=dev, created=created, chief=worker["chief"])
         run.info = {"command": command, "device": dev, "replicas": strat.num_replicas_in_sync,
-                    "strategy": type(strat).__name__, "precision": policy, "jit_compile": use_jit,
-                    "args": recorded}
-        print(f"[hpatches-train {command}] device={dev} replicas={strat.num_replicas_in_sync} "
+                    "strategy": type(strat).__name__, "workers": worker["workers"], "precision": policy,
+                    "jit_compile": use_jit, "args": recorded}
+        task = f" task={worker['task']}{' (chief)' if worker['chief'] else ' (writes nothing)'}" if worker["task"] else ""
+        print(f"[hpatches-train {command}] device={dev} replicas={strat.num_replicas_in_sync}{task} "
               f"precision={policy} jit={use_jit} out={out}", file=sys.stderr)
         return run
 
@@ -274,13 +289,16 @@ class TrainingRun:
         return json.loads(hp.read_text()).get("history", {}) if hp.is_file() else {}
 
     def callbacks(self, history: dict, extra=None, tensorboard: bool = True, checkpoints: bool = True) -> list:
-        """``MetricsLogger`` (history.json + curves PNG), ``AtomicCheckpoint``, TensorBoard, then ``extra``."""
+        """``MetricsLogger`` (history.json + curves PNG), ``AtomicCheckpoint``, TensorBoard, then ``extra``; only
+        ``extra`` on a non-chief worker (every worker must run the same ``extra``: they may run collectives)."""
         import keras
 
         from .callbacks import AtomicCheckpoint, MetricsLogger
 
         # history.json is written before the checkpoint's state.json: a kill between the two leaves the history
         # one epoch ahead, which the resume cuts back to the checkpoint (the other order would lose an epoch)
+        if not self.chief:  # a non-chief worker trains in step with the chief and writes nothing
+            return list(extra or [])
         cbs = [MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history)]
         if checkpoints:
             cbs.append(AtomicCheckpoint(self.checkpoints))
@@ -289,14 +307,17 @@ class TrainingRun:
         return cbs + list(extra or [])
 
     def write_metrics(self, metrics: dict) -> None:
-        """``metrics.json`` = :attr:`info` + ``metrics``, atomically."""
+        """``metrics.json`` = :attr:`info` + ``metrics``, atomically (nothing on a non-chief worker)."""
+        if not self.chief:
+            return
         atomic_write_json(self.out / "metrics.json", {**self.info, **metrics})
 
     def save_final(self, model, metrics: dict, write_model: bool = True) -> Path:
         """Write ``model.keras`` (uncompiled: a light, loss-agnostic inference file; loading it needs only
-        ``import hpatches_kit.models``) and ``metrics.json``, each atomically; returns the model's path."""
+        ``import hpatches_kit.models``) and ``metrics.json``, each atomically; returns the model's path. A
+        non-chief worker writes neither (the path is where the chief writes it)."""
         path = self.out / "model.keras"
-        if write_model:
+        if write_model and self.chief:
             final = model
             if getattr(model, "optimizer", None) is not None:  # compiled: save an uncompiled clone
                 final = type(model).from_config(model.get_config())  # clone_model would copy the compile config
