@@ -155,7 +155,7 @@ def check_options(o: DescriptorOptions) -> None:
         raise ValueError(f"--views must be >= 2 (positives need two views of a track), got {o.views}")
     if o.dim < 1 or o.patch_size < 1:
         raise ValueError(f"--dim and --patch-size must be >= 1, got {o.dim} and {o.patch_size}")
-    check_schedule(o.epochs or 1, o.batch_size, o.lr, o.val_every or 1)
+    check_schedule(1 if o.epochs is None else o.epochs, o.batch_size, o.lr, 1 if o.val_every is None else o.val_every)
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:
@@ -220,8 +220,8 @@ def train_descriptor(o: DescriptorOptions, arguments: dict | None = None) -> dic
 def resolve_budget(o: DescriptorOptions, precision: str) -> DescriptorOptions:
     """``o`` with ``epochs=None`` set by the precision (:data:`BF16_EPOCHS` / :data:`FLOAT32_EPOCHS`) and
     ``val_every=None`` set to validate after the last epoch only."""
-    epochs = o.epochs or (BF16_EPOCHS if precision == "mixed_bfloat16" else FLOAT32_EPOCHS)
-    return dataclasses.replace(o, epochs=epochs, val_every=o.val_every or epochs)
+    epochs = o.epochs if o.epochs is not None else (BF16_EPOCHS if precision == "mixed_bfloat16" else FLOAT32_EPOCHS)
+    return dataclasses.replace(o, epochs=epochs, val_every=epochs if o.val_every is None else o.val_every)
 
 
 def _train(o: DescriptorOptions, run) -> dict:
