@@ -4,7 +4,7 @@ side by side on one HPatches-format descriptor set, numbers compared.
 Data (made once, cached in --workdir): --seqs sequences x --tracks tracks of D-dim float32 descriptors in the
 official CSV layout (``<seq>/<type>.csv``, shortest round-trip floats), task files in the official format:
 --pairs verification pairs of each kind, --queries retrieval queries and up to --distractors distractors.
-Defaults: the mid-size set of issue 13 (40 x 600, 2*10^5 pairs, 5000 queries); ``--official`` = 116 sequences,
+Defaults: the mid-size set of issue 13 (40 x 600, 2*10^5 pairs, 5000 queries); ``--size official`` = 116 sequences,
 10^6 pairs, 10^4 queries x 2*10^4 distractors.
 
 Times are wall seconds and, in brackets, CPU seconds (all threads; the reference's parallel reading is
@@ -12,7 +12,7 @@ timed for CPU once more in one process), since a shared machine's wall times swi
 
 Ours: ``python -m hpatches_kit.cli.eval --task all --descriptors DIR --tasks-dir DIR --json OUT`` in a fresh
 process, after one warm-up run (numba's on-disk cache compiled once per install); per-task seconds from the
-JSON's ``meta.seconds``; peak RSS of the process (``ru_maxrss`` of the child).
+JSON's ``meta.seconds``; peak RSS of the process (GNU ``time -v``, else ``ru_maxrss`` of the child).
 
 Reference: an evaluator written here the way hpatches-benchmark's ``python/hpatches_eval.py`` and
 ``utils/tasks.py`` work (descriptor files read with pandas, one joblib worker per core; verification pair by
@@ -23,7 +23,7 @@ pairs / sequences / queries and extrapolated linearly (``--ref-fraction 1``: eve
 Numbers: the reference on the subset against our library on the same subset (verification, retrieval) or
 our JSON (matching per sequence); with ``--ref-fraction 1``, against our JSON for every task.
 
-Usage: python benchmarks/eval_command_speed.py [--official] [--ref-fraction F] [--workdir DIR]
+Usage: python benchmarks/eval_command_speed.py [--size mid|official] [--ref-fraction F] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -196,17 +196,38 @@ def ref_retrieval(descr, q, d) -> dict:
 
 
 # -- main ----------------------------------------------------------------------------------------------
+def _time_v() -> str | None:
+    """``/usr/bin/time`` if it is GNU time (``-v`` reports the peak RSS), else None."""
+    exe = "/usr/bin/time"
+    if not Path(exe).exists():
+        return None
+    try:
+        r = subprocess.run([exe, "-v", "true"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return exe if "Maximum resident set size" in r.stderr else None
+
+
 def run_ours(desc_dir, tasks_dir, out_json):
+    """Our command in a fresh process: wall and CPU seconds, the JSON, the peak RSS in bytes (GNU ``time -v``'s
+    "Maximum resident set size" where available, else the child's ``ru_maxrss``) and the command line."""
     cmd = [sys.executable, "-m", "hpatches_kit.cli.eval", "--task", "all", "--descriptors", str(desc_dir),
            "--tasks-dir", str(tasks_dir), "--json", str(out_json), "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    tv = _time_v()
+    full = [tv, "-v"] + cmd if tv else cmd
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    p = subprocess.run(full, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    rss = r1.ru_maxrss if r1.ru_maxrss > r0.ru_maxrss else None
+    rss = None
+    for line in p.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            rss = int(line.split(":")[-1]) * 1024
+    if rss is None and r1.ru_maxrss > r0.ru_maxrss:
+        rss = r1.ru_maxrss * 1024
     return dt, cpu, json.loads(Path(out_json).read_text()), rss, " ".join(cmd[1:])
 
 
@@ -219,11 +240,14 @@ def main(argv=None):
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--distractors", type=int, default=20_000)
     ap.add_argument("--noise", type=float, default=0.5)
-    ap.add_argument("--official", action="store_true", help="116 sequences, 10^6 pairs, 10^4 x 2*10^4 (--tracks 1300)")
+    ap.add_argument("--size", choices=("mid", "official"), default="mid",
+                    help="mid: the issue's set (40 x 600, 2*10^5 pairs, 5000 queries; the defaults below); official: "
+                         "116 sequences, 10^6 pairs, 10^4 queries x 2*10^4 distractors (--tracks 1300)")
+    ap.add_argument("--official", action="store_true", help="the same as --size official")
     ap.add_argument("--ref-fraction", type=float, default=0.05, help="share of the reference's task loops timed")
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args(argv)
-    if a.official:
+    if a.official or a.size == "official":
         a.seqs, a.pairs, a.queries, a.distractors = 116, 1_000_000, 10_000, 20_000
         if a.tracks == 600:
             a.tracks = 1300
@@ -304,8 +328,10 @@ def main(argv=None):
     rows += [("**whole command** (start to JSON)", t_ref, c_ref, t_ours, c_ours, "")]
     for name, tw, tc, ow, oc, e in rows:
         print(f"| {name} | {tw:.1f} ({tc:.1f}) | {ow:.2f} ({oc:.2f}) | **{tw / ow:.1f}x** ({tc / oc:.1f}x) | {e} |")
+    rest = t_ours - sum(sec.values())
+    print(f"| (ours: start-up, task files, summary, JSON: the whole command less the parts) | | {rest:.2f} | | |")
     if rss:
-        print(f"our command's peak RSS: {rss / 2**20:.2f} GiB")
+        print(f"our command's peak RSS: {rss / 2**30:.2f} GiB (descriptor block {16 * res['meta']['tracks'] * a.dim * 4 / 2**30:.2f} GiB)")
 
 
 if __name__ == "__main__":

@@ -86,3 +86,22 @@ def test_constant_descriptors_keep_the_official_numbers_and_warn_loudly(tmp_path
         warnings.simplefilter("error", DegenerateDescriptorWarning)
         res = evaluate(good, None, tasks_dir=tmp_path, tasks=("verification",), progress=False)
     assert "warnings" not in res["meta"] and res["meta"]["descriptor_spread"]["relative_spread"] > 0.5
+
+
+def test_spread_check_rows_equal_the_concatenation():
+    """The spread check gathers its evenly spaced rows without concatenating the set: the same rows, the
+    same numbers as subsampling the concatenation (the definition)."""
+    from hpatches_kit.evaluation.api import descriptor_spread_check
+
+    rng = np.random.default_rng(9)
+    descs = {s: {t: rng.normal(size=(n, 3)) * (1 + j) for j, t in enumerate(TYPES)}
+             for s, n in (("i_a", 7), ("v_b", 3), ("i_c", 11))}
+    seqs = ["v_b", "i_a", "i_c"]
+    for max_rows in (5, 50, 10**6):
+        x = np.concatenate([descs[s][t] for s in seqs for t in descs[s]])
+        if len(x) > max_rows:
+            x = x[np.linspace(0, len(x) - 1, max_rows).astype(int)]
+        spread = float(np.sqrt(x.var(axis=0).sum()))
+        rms = float(np.sqrt((x ** 2).sum(1).mean()))
+        got = descriptor_spread_check(descs, seqs, max_rows=max_rows)
+        assert got["spread"] == spread and got["rms_norm"] == rms

@@ -157,9 +157,11 @@ def test_verification_matches_reference(kind, distance, backend, monkeypatch):
             assert abs(ours[v][neg]["imbalanced"]["ap"] - ref[v][neg][1]) <= 1e-9
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("kind", ["int", "dup", "cont"])
 @pytest.mark.parametrize("distance", ["L2", "L1"])
-def test_matching_matches_reference(kind, distance):
+def test_matching_matches_reference(kind, distance, backend, monkeypatch):
+    monkeypatch.setenv("HPATCHES_KIT_EVAL_BACKEND", backend)
     rng = np.random.default_rng(2)
     descs = random_descs(rng, LENGTHS, 5 if kind == "int" else 16, kind)
     ours = eval_matching(DescriptorSet(descs), list(LENGTHS), distance)
@@ -303,9 +305,10 @@ def test_generated_tasks_are_consistent():
 
 
 # -- batched matching --------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("kind", ["int", "cont"])
 @pytest.mark.parametrize("distance", ["L2", "L1"])
-def test_batched_matching_equals_per_target_and_loop(kind, distance):
+def test_batched_matching_equals_per_target_and_loop(kind, distance, backend, monkeypatch):
     """All 15 targets in one pass (chunked rows) give the NN, distances and AP of one target at a time
     (bit for bit) and of the official-style loop (scipy cdist, argmin, pr)."""
     from hpatches_kit.evaluation.protocol import matching_ap, nearest_neighbours, nearest_neighbours_multi
@@ -314,6 +317,7 @@ def test_batched_matching_equals_per_target_and_loop(kind, distance):
     descs = random_descs(rng, {"i_a": 40}, 5 if kind == "int" else 16, kind)
     st = DescriptorSet(descs).stacks["i_a"]
     for max_entries in (1 << 23, 700):  # one chunk, many chunks
+        monkeypatch.setenv("HPATCHES_KIT_EVAL_BACKEND", backend)
         nn, md = nearest_neighbours_multi(st[0], st[1:], distance, max_entries=max_entries)
         ok = nn == np.arange(40)
         ap = matching_ap(md, ok)

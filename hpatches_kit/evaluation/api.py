@@ -37,9 +37,15 @@ def descriptor_spread_check(descs: Mapping, sequences, max_rows: int = 20000) ->
     at most ``max_rows`` evenly spaced rows): spread = ``sqrt(sum_d var_d)`` (RMS distance to the centroid),
     relative to the RMS descriptor norm. 0 for constant descriptors, about 1 for well-spread unit vectors."""
     rows = [np.asarray(a) for s in sequences for a in descs[s].values()]
-    x = np.concatenate([r.reshape(len(r), -1) for r in rows]) if rows else np.zeros((0, 1))
-    if len(x) > max_rows:
-        x = x[np.linspace(0, len(x) - 1, max_rows).astype(int)]
+    rows = [r.reshape(len(r), -1) for r in rows]
+    total = sum(len(r) for r in rows)
+    if total > max_rows:  # the evenly spaced rows of the concatenation, gathered without concatenating it
+        pick = np.linspace(0, total - 1, max_rows).astype(int)
+        starts = np.cumsum([0] + [len(r) for r in rows])
+        which = np.searchsorted(starts, pick, side="right") - 1
+        x = np.concatenate([rows[k][pick[which == k] - starts[k]] for k in np.unique(which)])
+    else:
+        x = np.concatenate(rows) if rows else np.zeros((0, 1))
     x = x.astype(np.float64)
     spread = float(np.sqrt(x.var(axis=0).sum())) if len(x) else 0.0
     rms = float(np.sqrt((x ** 2).sum(1).mean())) if len(x) else 0.0

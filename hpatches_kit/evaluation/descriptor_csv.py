@@ -87,8 +87,12 @@ def _have_arrow() -> bool:
         return False
 
 
-def _read_desc_csv(path: Path) -> np.ndarray:
-    """One descriptor CSV -> ``(N, D) float32``. Errors name the file and the line."""
+def _read_desc_csv(path: Path, out: np.ndarray | None = None) -> np.ndarray:
+    """One descriptor CSV -> ``(N, D) float32``: plain decimal numbers by the compiled fast path
+    (:func:`.csv_parse.parse_float_file`), other files by Arrow's CSV reader or ``np.loadtxt``. Errors name
+    the file and the line. With ``out`` (``(N, D)`` float32, C-contiguous) a file of that shape is read into
+    it and ``out`` is returned; a file of another shape is returned as its own array (the caller reports
+    the mismatch)."""
     try:
         with open(path) as f:
             first = f.readline()
@@ -99,7 +103,18 @@ def _read_desc_csv(path: Path) -> np.ndarray:
     if not first.strip():
         raise DataError(path, "empty descriptor file")
     delim = _sniff_delimiter(first)
-    a = _parse_arrow(path, delim, len(first.split(delim))) if delim is not None and _have_arrow() else None
+    a = None
+    if delim is not None:  # plain decimals: the compiled fast path; anything else: Arrow's reader
+        from .csv_parse import parse_float_file
+
+        dim = len(first.split(delim))
+        into = out if out is not None and out.shape[1] == dim else None
+        try:
+            a = parse_float_file(path, delim, dim, out=into)
+        except OSError as e:
+            raise DataError(path, f"cannot read: {e}") from None
+        if a is None and _have_arrow():
+            a = _parse_arrow(path, delim, dim)
     if a is None:
         try:
             a = np.loadtxt(path, delimiter=delim, dtype=np.float64, ndmin=2).astype(np.float32)
@@ -112,6 +127,9 @@ def _read_desc_csv(path: Path) -> np.ndarray:
         _diagnose_csv(path, delim, a.shape[1])
         bad = int(np.nonzero(~np.isfinite(a).all(axis=1))[0][0])
         raise DataError(path, f"row {bad + 1} contains NaN or Inf")
+    if out is not None and a.shape == out.shape and a is not out:
+        out[...] = a
+        a = out
     return a
 
 
@@ -198,25 +216,73 @@ def _count_rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def _first_line_dim(path: Path) -> int | None:
+    """The number of values on the first line of a descriptor CSV (``None`` if it cannot be read)."""
+    try:
+        with open(path) as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    delim = _sniff_delimiter(first)
+    return len(first.split(delim) if delim is not None else first.split())
+
+
+class _Recount(Exception):
+    """A file parsed to another row count than its line count (the general path then reads it)."""
+
+
+def _read_into(root: Path, names, ds: DescriptorSet, progress: bool) -> None:
+    """Parse every ``<root>/<s>/<type>.csv`` straight into its ``ds.stacks[s][j]`` view on a thread pool
+    (the fast parser and Arrow release the GIL); sequences are checked in order, the first problem raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    files = {s: _read_sequence_csvs(root, s) for s in names}  # every folder checked before any parse
+    bar = tqdm(total=len(names), desc="reading descriptors", unit="seq", disable=not progress, leave=False)
+    with ThreadPoolExecutor(max_workers=_csv_workers(), thread_name_prefix="hpatches-csv") as ex:
+        futs = {s: [ex.submit(_read_desc_csv, f, ds.stacks[s][j]) for j, f in enumerate(files[s])] for s in names}
+        try:
+            for s in names:
+                arrays = [f.result() for f in futs[s]]
+                _check_sequence(root, s, arrays, ds.dim)
+                if arrays[0].shape[0] != ds.lengths[s]:
+                    raise _Recount(s)
+                bar.update(1)
+        finally:
+            for fl in futs.values():
+                for f in fl:
+                    f.cancel()
+            bar.close()
+
+
 def read_descriptor_set(root, sequences=None, progress: bool = True):
     """Read a CSV descriptor folder straight into a :class:`~.descriptor_set.DescriptorSet` (what the evaluation
     runs on): each sequence's 16 files are checked (equal counts, one dimension, finite values, errors
     naming the file). The rows of every ``ref.csv`` are counted first, so the set's block is allocated once
-    and each sequence is copied in and freed as it arrives: the peak memory is the set plus the few
-    sequences being parsed, not two copies of every descriptor."""
+    and every file is parsed straight into its place in it: the peak memory is the set plus the files being
+    read, not two copies of every descriptor."""
     root = Path(root)
     names = sorted(p.name for p in root.iterdir() if p.is_dir()) if sequences is None and root.is_dir() else sequences
-    dim = [None]
-
-    def checked():
-        for s, arrays in _read_all(root, names, progress):
-            dim[0] = _check_sequence(root, s, arrays, dim[0])
-            yield s, arrays
-
     try:
         counts = {s: _count_rows(root / s / "ref.csv") for s in names} if names else None
     except OSError:
         counts = None  # a missing folder or file: _read_all names it
+    dim = _first_line_dim(root / names[0] / "ref.csv") if counts else None
+    if counts and all(counts.values()) and dim is not None and dim >= 2:
+        ds = DescriptorSet.empty(counts, dim, source=str(root))
+        try:
+            _read_into(root, names, ds, progress)
+            return ds
+        except _Recount:
+            del ds  # rows counted differently from the parse (e.g. comment lines): the general path
+    dims = [None]
+
+    def checked():
+        for s, arrays in _read_all(root, names, progress):
+            dims[0] = _check_sequence(root, s, arrays, dims[0])
+            yield s, arrays
+
     if counts:
         try:
             return DescriptorSet.from_stream(counts, checked(), source=str(root))

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 __all__ = ["HAVE_NUMBA", "use_numba", "array_distances", "variant_pair_distances", "retrieval_counts",
-           "kernel_threads"]
+           "nn_sets_l2", "kernel_threads"]
 
 try:  # numba is a dependency; the NumPy path keeps the toolkit working where it cannot load
     if os.environ.get("HPATCHES_KIT_NO_NUMBA"):
@@ -152,6 +152,63 @@ if HAVE_NUMBA:
         for r in numba.prange(K.shape[0]):
             _count_row(r, K, lo, hi, thr, perm, seg_of_col, Q, Dd, counts, True)
 
+    @numba.njit(**_jit)
+    def _sq_norms(X, out):
+        # float64 squared norms of float32 rows (the error margin of the fast keys needs them)
+        for i in range(X.shape[0]):
+            s = 0.0
+            for j in range(X.shape[1]):
+                x = np.float64(X[i, j])
+                s += x * x
+            out[i] = s
+
+    @numba.njit(**_jit)
+    def _nn_block(G, r0, k0, A, B, bn, tol, nt, nn, md, keys, keys_i, one_i, one_f):
+        # first-index exact L2 nearest neighbours of the rows r0.. of A in the sets k0.. (nt rows each) of B,
+        # from G = A[r0:r0+c] @ B[k0 nt:(k0+m) nt].T (float32 BLAS): key = |b|^2 - 2ab (float32) with the error margin tol[r].
+        # The keys within the margin of the smallest are the candidates; one candidate is the NN, several are
+        # re-ranked on exact distances (first index on ties, as np.argmin over cdist); md = the exact
+        # distance of the NN. Serial: the caller runs one call per thread. keys (nt,) float32 and its int32
+        # view keys_i are scratch; the minimum is taken on the keys' bits mapped to order-preserving ints
+        # (x ^ ((x >> 31) & 0x7fffffff): a float min reduction does not vectorise, an int one does).
+        m = G.shape[1] // nt
+        two = np.float32(2.0)
+        flip = np.int32(0x7FFFFFFF)
+        for i in range(G.shape[0]):
+            r = r0 + i
+            g = G[i]
+            for k in range(m):
+                gs = g[k * nt : (k + 1) * nt]
+                base = (k0 + k) * nt
+                bs = bn[base : base + nt]
+                for j in range(nt):
+                    keys[j] = bs[j] - two * gs[j]
+                kmin = flip
+                for j in range(nt):
+                    x = keys_i[j]
+                    x = x ^ ((x >> 31) & flip)
+                    kmin = x if x < kmin else kmin
+                one_i[0] = kmin ^ ((kmin >> 31) & flip)
+                thr = np.float32(np.float64(one_f[0]) + tol[r])
+                cnt = 0
+                first = 0
+                for j in range(nt):  # count and index sum of the candidates
+                    c = keys[j] <= thr
+                    cnt += c
+                    first += j * c
+                if cnt > 1:
+                    bestd = np.inf
+                    for j in range(nt):
+                        if keys[j] <= thr:
+                            d = np.sqrt(_dist(A[r], B[base + j], False))
+                            if d < bestd:
+                                bestd = d
+                                first = j
+                    md[k0 + k, r] = bestd
+                else:
+                    md[k0 + k, r] = np.sqrt(_dist(A[r], B[base + first], False))
+                nn[k0 + k, r] = first
+
     _KERNELS = {"L2": {"variant": _variant_l2, "arrays": _arrays_l2, "counts": _retr_counts_l2},
                 "L1": {"variant": _variant_l1, "arrays": _arrays_l1, "counts": _retr_counts_l1}}
 
@@ -271,3 +328,41 @@ def retrieval_counts(K, lo, hi, thr, seg_of_col, nseg, Q, Dd, distance: str = "L
             _KERNELS[distance]["counts"](np.ascontiguousarray(K), lo_s, hi_s, thr_s, np.ascontiguousarray(perm, np.int64),
                                   np.ascontiguousarray(seg_of_col, np.int64), Q, Dd, counts)
     return counts
+
+
+def nn_sets_l2(A: np.ndarray, B: np.ndarray, nt: int, block: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Exact first-index L2 nearest neighbour of every row of ``A`` ``(n, D)`` in each of the ``m`` sets of
+    ``nt`` consecutive rows of ``B`` ``(m * nt, D)`` (float32): ``nn`` ``(m, n)`` int64 (index within the set)
+    and its exact distance ``md`` ``(m, n)`` float64 (the arithmetic of :func:`array_distances`).
+
+    Keys ``|b|^2 - 2ab`` come from float32 BLAS products, one set (at most ``block`` entries) at a time,
+    scanned by a compiled serial loop: the smallest key, then every key within the margin of
+    :class:`~.distances.FastDistances` (``4 (D + 4) 2^-24 (|a|^2 + max |b|^2)``) re-ranked on exact
+    distances. Runs on the calling thread and releases the GIL: callers parallelise over independent
+    calls (one sequence per thread), each with single-threaded BLAS."""
+    A = np.ascontiguousarray(A, np.float32)
+    B = np.ascontiguousarray(B, np.float32)
+    n, dim = A.shape
+    if B.ndim != 2 or B.shape[1] != dim or nt < 1 or B.shape[0] % nt:
+        raise ValueError(f"B must hold m x {nt} rows of dimension {dim}, got shape {B.shape}")
+    bn64 = np.empty(B.shape[0])
+    an64 = np.empty(n)
+    _sq_norms(B, bn64)
+    _sq_norms(A, an64)
+    bn = bn64.astype(np.float32)
+    rel = 4.0 * (dim + 4) * 2.0**-24  # as FastDistances
+    tol = rel * (an64 + (float(bn64.max()) if bn64.size else 0.0)) + 1e-30
+    m = B.shape[0] // nt
+    nn = np.empty((m, n), np.int64)
+    md = np.empty((m, n), np.float64)
+    keys = np.empty(nt, np.float32)
+    one = np.empty(1, np.int32)
+    # one set at a time (BLAS runs a square-ish n x nt product faster than a few rows against all sets),
+    # rows chunked so that a block holds at most ``block`` keys
+    chunk = max(1, min(n, block // nt))
+    for k in range(m):
+        BkT = B[k * nt : (k + 1) * nt].T
+        for r0 in range(0, n, chunk):
+            G = A[r0 : r0 + chunk] @ BkT
+            _nn_block(G, r0, k, A, B, bn, tol, nt, nn, md, keys, keys.view(np.int32), one, one.view(np.float32))
+    return nn, md

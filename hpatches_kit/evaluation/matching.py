@@ -56,39 +56,69 @@ def eval_matching(ds: DescriptorSet, sequences: Seq[str] | None = None, distance
         return _eval_matching(ds, sequences, distance, curves, progress)
 
 
+def _match_sequence(st: np.ndarray, distance: str, curves: bool) -> dict:
+    """One sequence's ``{v: {k: {"ap", "sr"[, "rc", "pr"]}}}`` from its ``(16, n, D)`` stack."""
+    n = st.shape[1]
+    # all 15 targets of the sequence at once: one matrix product, one exact pass, one AP pass
+    nn, md = nearest_neighbours_multi(st[0], st[1:], distance)  # (15, n) each
+    ok = nn == np.arange(n)[None, :]
+    ap = matching_ap(md, ok)
+    sr = np.count_nonzero(ok, axis=1)
+    out = {}
+    for vi, v in enumerate(VARIANTS):
+        out[v] = {}
+        for k in range(1, 6):
+            row = 5 * vi + k - 1
+            e = {"ap": float(ap[row]), "sr": float(sr[row]) / float(n)}
+            if curves:
+                prec, rec, _ = metrics.pr(-md[row], ok[row], numpos=n)
+                e["rc"], e["pr"] = subsample_curve(rec, prec)
+            out[v][k] = e
+    return out
+
+
 def _eval_matching(ds, sequences, distance, curves, progress) -> dict:
     distance = check_distance(distance)
     from tqdm.auto import tqdm
 
-    out = {}
-    for s in tqdm(sequences or ds.names, desc="matching", unit="seq", disable=not progress, leave=False):
-        st = ds.stacks[s]
-        n = st.shape[1]
-        # all 15 targets of the sequence at once: one matrix product, one exact pass, one AP pass
-        nn, md = nearest_neighbours_multi(st[0], st[1:], distance)  # (15, n) each
-        ok = nn == np.arange(n)[None, :]
-        ap = matching_ap(md, ok)
-        out[s] = {}
-        for vi, v in enumerate(VARIANTS):
-            out[s][v] = {}
-            for k in range(1, 6):
-                row = 5 * vi + k - 1
-                e = {"ap": float(ap[row]), "sr": float(np.count_nonzero(ok[row])) / float(n)}
-                if curves:
-                    prec, rec, _ = metrics.pr(-md[row], ok[row], numpos=n)
-                    e["rc"], e["pr"] = subsample_curve(rec, prec)
-                out[s][v][k] = e
+    from . import kernels
+
+    names = list(sequences or ds.names)
+    bar = tqdm(total=len(names), desc="matching", unit="seq", disable=not progress, leave=False)
+    threads = min(kernels.kernel_threads(), len(names))
+    if kernels.use_numba() and distance == "L2" and threads > 1:
+        # the compiled NN kernel runs on the calling thread and releases the GIL, and BLAS is held to one
+        # thread: one sequence per thread, in parallel (nothing shared but the read-only descriptor block)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hpatches-match") as ex:
+            futs = [ex.submit(_match_sequence, ds.stacks[s], distance, curves) for s in names]
+            out = {}
+            for s, f in zip(names, futs):
+                out[s] = f.result()
+                bar.update(1)
+    else:
+        out = {}
+        for s in names:
+            out[s] = _match_sequence(ds.stacks[s], distance, curves)
+            bar.update(1)
+    bar.close()
     return out
 
 
-def nearest_neighbours_multi(A: np.ndarray, T: np.ndarray, distance: str, max_entries: int = 1 << 23):
+def nearest_neighbours_multi(A: np.ndarray, T: np.ndarray, distance: str, max_entries: int = 1 << 22):
     """:func:`nearest_neighbours` of the rows of ``A`` ``(n, D)`` in each of the ``m`` sets ``T`` ``(m, n_t, D)``
     at once: ``(m, n)`` first-index NN and its exact distance. One fast matrix against all the sets (rows
     chunked to ``max_entries`` keys), every entry within the error margin of its set's row minimum
-    re-ranked on exact distances, all exact distances in one call each."""
+    re-ranked on exact distances. L2 with numba (float32): :func:`.kernels.nn_sets_l2`, which scans each
+    block of keys once in compiled code; otherwise NumPy, all exact distances in one call each."""
+    from . import kernels
+
     m, nt, dim = T.shape
     n = A.shape[0]
     B = np.ascontiguousarray(T).reshape(m * nt, dim)
+    if kernels.use_numba() and distance == "L2" and A.dtype == np.float32 and B.dtype == np.float32:
+        return kernels.nn_sets_l2(A, B, nt, block=max_entries)
     fd = FastDistances(B, distance)
     B64 = B.astype(np.float64)
     A64 = np.asarray(A, np.float64)
