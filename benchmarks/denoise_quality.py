@@ -18,8 +18,8 @@ mAP), one script, in-process (library functions only, ``hpatches_kit.training``)
 
 Prints ``PASS`` when the joint pipeline beats the noisy-trained descriptor on all three tasks, else ``FAIL`` and
 the measurements. The default budget (printed at the start: U-Nets 20 epochs x 8 steps x 128 pairs; descriptors
-3 x 25 steps of 128 x 2 patches on a 3,200-track subset) ran in 12.3 minutes on 2 CPU cores shared with other
-jobs (load average 3-4; 25.8 minutes at 5-9; ``nice -n 5``); ``--quick`` is a smoke run (numbers meaningless). ``--unets deep_unet
+3 x 25 steps of 128 x 2 patches on a 3,200-track subset) ran in 9.8 minutes on 2 CPU cores shared with other
+jobs (load average 2-3; 25.8 minutes at 5-9; ``nice -n 5``); ``--quick`` is a smoke run (numbers meaningless). ``--unets deep_unet
 --curves-only --unet-epochs 3,10,20,40`` runs longer curves of one U-Net alone.
 
     nice -n 5 python benchmarks/denoise_quality.py --out runs/bench-denoise --png docs/denoise_examples.png
