@@ -115,6 +115,22 @@ def test_deep_unet_levels_and_roundtrip(tmp_path):
         deep_unet(input_size=36, depth=4)
 
 
+def test_deep_unet_bn_momentum_is_the_moving_average_rate(tmp_path):
+    """One training-mode call moves each moving mean by (1 - momentum) of the way to the batch mean."""
+    m = deep_unet(input_size=16, base=4, depth=2, bn_momentum=0.9)
+    bns = [la for la in m.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(la.momentum == 0.9 for la in bns)
+    back = _roundtrip(m, np.zeros((1, 16, 16, 1), np.float32), tmp_path)
+    assert all(la.momentum == 0.9 for la in back.layers if isinstance(la, keras.layers.BatchNormalization))
+    x = np.random.default_rng(8).uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    probe = keras.Model(m.input, m.get_layer("down0_conv1").output)
+    batch_mean = probe.predict(x, verbose=0).mean(axis=(0, 1, 2))
+    m(x, training=True)
+    np.testing.assert_allclose(m.get_layer("down0_bn1").moving_mean.numpy(), 0.1 * batch_mean, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        deep_unet(input_size=16, depth=2, bn_momentum=1.0)
+
+
 def test_deep_unet_is_residual():
     """clean = noisy + 255 * conv_out(features): the untrained model (zero-initialised head) is exactly the
     identity, and a constant bias b with a zero kernel shifts every pixel by 255 * b."""

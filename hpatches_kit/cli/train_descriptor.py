@@ -47,10 +47,20 @@ def configure(p):
     g.add_argument("--init", default=None, metavar="MODEL.keras",
                    help="start from the weights of this trained descriptor (same architecture and sizes), e.g. "
                         "fine-tune models/l2net-embedded.keras on noisy or denoised patches")
+    g.add_argument("--joint", action="store_true",
+                   help="train the --denoiser U-Net and the descriptor end to end (triplet loss through both, "
+                        "needs --noisy); the saved model.keras is one model taking the raw noisy patch "
+                        "(hpatches-eval --model model.keras --noisy, no --denoiser)")
+    g.add_argument("--recon-weight", type=float, default=None, metavar="W",
+                   help="--joint: add W x MAE (grey levels) of the U-Net's output vs the clean patch "
+                        "(default: 0.05; 0 = the triplet loss alone)")
 
 
 def run(args) -> int:
     from ..training.descriptor import DescriptorOptions, train_descriptor
 
-    train_descriptor(DescriptorOptions.from_namespace(args), arguments=vars(args))
+    o = DescriptorOptions.from_namespace(args)
+    if o.joint:
+        from ..training.joint_run import train_joint_descriptor as train_descriptor  # noqa: F811
+    train_descriptor(o, arguments=vars(args))
     return 0

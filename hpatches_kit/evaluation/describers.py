@@ -163,6 +163,9 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
     den = _load_model(denoiser) if denoiser is not None else None
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     size = _input_size(model, "descriptor model", where)
+    if den is not None and {"denoiser", "denoised", "descriptor"} <= {la.name for la in getattr(model, "layers", [])}:
+        raise DataError(where, "is a joint denoiser + descriptor model (hpatches_kit.models.joint): it denoises "
+                               "itself and takes the raw (noisy) patches; use it without a separate denoiser")
     dwhere = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     dsize = _input_size(den, "denoiser", dwhere) if den is not None else None
 

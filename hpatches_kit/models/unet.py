@@ -35,18 +35,23 @@ def shallow_unet(input_size: int = 32, name: str = "shallow_unet") -> keras.Mode
     return keras.Model(inp, out, name=name)
 
 
-def _conv_block(x, filters: int, prefix: str):
+def _conv_block(x, filters: int, prefix: str, bn_momentum: float = 0.99):
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv{i}")(x)
-        x = layers.BatchNormalization(name=f"{prefix}_bn{i}")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
     return x
 
 
-def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = "deep_unet") -> keras.Model:
+def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = "deep_unet",
+              bn_momentum: float = 0.99) -> keras.Model:
     """A ``depth``-level U-Net (level ``i`` has ``base * 2**i`` filters; two conv-BN-ReLU per level; max-pool
     down, transposed conv up, skip concatenations) with a global residual: ``clean = noisy + correction``.
-    ``input_size`` must be divisible by ``2**(depth-1)``."""
+    ``input_size`` must be divisible by ``2**(depth-1)``. ``bn_momentum``: the batch norms' moving-average
+    momentum (Keras' 0.99 averages over ~100 steps: in short runs the inference-mode statistics lag far behind
+    the training batches', see docs/training.md "Deep vs shallow U-Net")."""
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"deep_unet: bn_momentum must be in [0, 1), got {bn_momentum}")
     if depth < 2:
         raise ValueError(f"deep_unet: depth must be >= 2, got {depth}")
     _check_size(input_size, 2 ** (depth - 1), "deep_unet")
@@ -54,14 +59,14 @@ def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = 
     x = layers.Rescaling(1.0 / 255.0, name="scale_in")(inp)
     skips = []
     for lvl in range(depth - 1):
-        x = _conv_block(x, base * 2**lvl, f"down{lvl}")
+        x = _conv_block(x, base * 2**lvl, f"down{lvl}", bn_momentum)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{lvl}")(x)
-    x = _conv_block(x, base * 2 ** (depth - 1), "bottom")
+    x = _conv_block(x, base * 2 ** (depth - 1), "bottom", bn_momentum)
     for lvl in reversed(range(depth - 1)):
         x = layers.Conv2DTranspose(base * 2**lvl, 2, strides=2, padding="same", name=f"up{lvl}")(x)
         x = layers.Concatenate(name=f"skip{lvl}")([x, skips[lvl]])
-        x = _conv_block(x, base * 2**lvl, f"dec{lvl}")
+        x = _conv_block(x, base * 2**lvl, f"dec{lvl}", bn_momentum)
     # Residual output: the network predicts the correction (minus the noise) and adds it to the input, so
     # the identity is the starting point (the DnCNN / residual U-Net design) and the output is the clean patch.
     # zero-initialised head: the untrained model is exactly the identity (MAE = the noise level), not a

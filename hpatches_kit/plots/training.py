@@ -49,11 +49,24 @@ def plot_training_curves(history: dict, path, title: str = "training") -> None:
 
 def plot_denoise_examples(noisy, denoised, clean, path, n: int = 8) -> None:
     """Rows noisy / denoised / clean for the first ``n`` patches (``(N, P, P)`` or ``(N, P, P, 1)``)."""
+    plot_patch_rows({"noisy": noisy, "denoised": denoised, "clean": clean}, path, n=n)
+
+
+def plot_patch_rows(rows: dict, path, n: int = 8) -> None:
+    """One row of patches per entry of ``rows`` (``{label: (N, P, P) or (N, P, P, 1)}``, the same patches in
+    the same order in every row), the first ``n`` of each, grey levels [0, 255] shown as they are.
+
+    Examples:
+        >>> plot_patch_rows({"noisy": n, "clean": c, "MAE U-Net": a, "joint U-Net": j}, "examples.png")
+    """
     plt = _plt()
-    rows = [np.asarray(a)[:n].reshape(min(n, len(a)), a.shape[1], a.shape[2]) for a in (noisy, denoised, clean)]
-    m = rows[0].shape[0]
-    fig, axes = plt.subplots(3, m, figsize=(1.3 * m, 4.2), squeeze=False)
-    for r, (label, arr) in enumerate(zip(("noisy", "denoised", "clean"), rows)):
+    if not rows:
+        raise ValueError("plot_patch_rows: no rows")
+    arrs = [np.asarray(a)[:n] for a in rows.values()]
+    m = min(len(a) for a in arrs)
+    arrs = [a[:m].reshape(m, a.shape[1], a.shape[2]) for a in arrs]
+    fig, axes = plt.subplots(len(arrs), m, figsize=(1.3 * m, 1.4 * len(arrs)), squeeze=False)
+    for r, (label, arr) in enumerate(zip(rows, arrs)):
         for c in range(m):
             ax = axes[r][c]
             ax.imshow(np.clip(arr[c], 0, 255), cmap="gray", vmin=0, vmax=255)

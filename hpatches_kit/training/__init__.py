@@ -13,7 +13,8 @@ import importlib
 
 _EXPORTS = {
     ".pipelines": ("descriptor_dataset", "descriptor_dataset_from_tfrecords", "denoise_dataset", "triplet_dataset",
-                   "make_sk_batch", "steps_per_epoch", "shard_tracks", "sharded_steps_per_epoch"),
+                   "joint_dataset", "make_sk_batch", "steps_per_epoch", "shard_tracks", "sharded_steps_per_epoch"),
+    ".joint": ("train_joint", "compile_joint", "load_joint_start"),
     ".distribute": ("get_strategy", "check_tracks_per_replica", "set_precision", "auto_precision", "auto_jit",
                     "device_kind", "distribute_sk_dataset", "is_chief", "worker_info",
                     "KerasMultiWorkerMirroredStrategy"),

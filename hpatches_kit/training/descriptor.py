@@ -61,6 +61,8 @@ class DescriptorOptions:
     val_every: int | None = None  # None: validate after the last epoch only
     collapse: str = "warn"
     init: str | None = None
+    joint: bool = False
+    recon_weight: float | None = None
     strategy: str = "auto"
     mixed_precision: str = "auto"
     jit: str = "auto"
@@ -156,6 +158,16 @@ def check_options(o: DescriptorOptions) -> None:
     check_schedule(1 if o.epochs is None else o.epochs, o.batch_size, o.lr, 1 if o.val_every is None else o.val_every)
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
+    if o.recon_weight is not None and not o.joint:
+        raise ValueError("--recon-weight applies to --joint training only")
+    if o.joint:
+        if not (o.noisy and o.denoiser) or o.format != "hpatches":
+            raise ValueError("--joint trains a U-Net and the descriptor end to end on noisy patches: it needs "
+                             "--noisy and --denoiser U.keras (the U-Net to start from) on N-HPatches-format data")
+        if o.loss == "random-triplet":
+            raise ValueError("--joint needs an S x K loss, not --loss random-triplet")
+        if o.recon_weight is not None and not o.recon_weight >= 0:
+            raise ValueError(f"--recon-weight must be >= 0, got {o.recon_weight}")
     options_loss(o)
 
 
@@ -191,6 +203,8 @@ def train_descriptor(o: DescriptorOptions, arguments: dict | None = None) -> dic
         ValueError: options that cannot run (the flag is named); ``DataError`` for bad data or output folders.
     """
     check_options(o)
+    if o.joint:
+        raise ValueError("--joint runs through hpatches_kit.training.joint_run.train_joint_descriptor")
     from .run import TrainingRun
 
     run = TrainingRun.start("descriptor", o.out, dataclasses.asdict(o) if arguments is None else arguments,

@@ -16,7 +16,8 @@ to [0, 255]) -- it changes nothing a descriptor should be sensitive to -- and, o
 flip/rot90 *per track*, applied identically to all its views (a new, still-consistent track); geometric
 changes per view are *not* applied, since they would teach rotation invariance the benchmark does not want.
 
-**Denoising pairs** (:func:`denoise_dataset`): ``(noisy, clean)`` patch pairs, the same random flip/rot90
+**Joint batches** (:func:`joint_dataset`): S x K batches of noisy patches with their clean twins and track
+labels, for a denoiser and descriptor trained end to end. **Denoising pairs** (:func:`denoise_dataset`): ``(noisy, clean)`` patch pairs, the same random flip/rot90
 applied to both. **Random triplets** (:func:`triplet_dataset`): the classic baseline generator,
 ``(anchor, positive, negative)`` with anchor/positive two distinct views of a track and the negative a
 random view of another track.
@@ -78,37 +79,46 @@ def _rot_flip(x, code):
     return tf.reduce_sum(st * oh, axis=-1)
 
 
-def _photometric(x, seed, gain=0.2, offset=20.0):
-    """Per-patch contrast gain in [1-gain, 1+gain] around the patch mean, brightness offset in
-    [-offset, offset]; ``x`` (N, P, P) float32."""
+def _photometric(x, seed, gain=0.2, offset=20.0, mean=None):
+    """Per-patch contrast gain in [1-gain, 1+gain] around the patch mean (or ``mean``, (N, 1, 1)), brightness
+    offset in [-offset, offset]; ``x`` (N, P, P) float32."""
     n = tf.shape(x)[0]
     s1 = tf.random.experimental.stateless_fold_in(seed, 1)
     s2 = tf.random.experimental.stateless_fold_in(seed, 2)
     g = tf.random.stateless_uniform([n, 1, 1], s1, 1.0 - gain, 1.0 + gain)
     o = tf.random.stateless_uniform([n, 1, 1], s2, -offset, offset)
-    m = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    m = tf.reduce_mean(x, axis=[1, 2], keepdims=True) if mean is None else mean
     return tf.clip_by_value((x - m) * g + m + o, 0.0, 255.0)
 
 
 def make_sk_batch(batch_tracks, counter, seed, views: int, augment: bool = True, geometric: bool = False,
-                  gain: float = 0.2, offset: float = 20.0):
-    """Turn ``(S, 16, P, P) uint8`` tracks into an S x K batch: ``((S*K, P, P, 1) float32, (S*K,) int32)``."""
+                  gain: float = 0.2, offset: float = 20.0, paired=None):
+    """Turn ``(S, 16, P, P) uint8`` tracks into an S x K batch: ``((S*K, P, P, 1) float32, (S*K,) int32)``.
+
+    ``paired``: an optional second ``(S, 16, P, P) uint8`` stack of the same tracks (the clean twins of noisy
+    tracks); it gets the same views, the same flip/rot90 and the same photometric gain and offset, and the
+    result is ``(x, labels, x_paired)``. The photometric mean is then the *paired* patch's, so that with
+    ``x = clean + noise`` the output is ``T(clean) + gain * noise``: the jittered noisy patch stays the
+    jittered clean patch plus (scaled) noise."""
     s = batch_tracks.shape[0]
     p = batch_tracks.shape[-1]
     key = _seed_pair(seed, counter)
     # K distinct views per track: the K smallest of 16 uniform keys.
     u = tf.random.stateless_uniform([s, NUM_VIEWS], tf.random.experimental.stateless_fold_in(key, 0))
     idx = tf.math.top_k(-u, k=views).indices  # (S, K)
-    x = tf.gather(batch_tracks, idx, axis=1, batch_dims=1)  # (S, K, P, P)
-    x = tf.cast(x, tf.float32)
+    stacks = [batch_tracks] if paired is None else [batch_tracks, paired]
+    xs = [tf.cast(tf.gather(t, idx, axis=1, batch_dims=1), tf.float32) for t in stacks]  # (S, K, P, P) each
     if augment and geometric:
         code = tf.random.stateless_uniform([s], tf.random.experimental.stateless_fold_in(key, 3), 0, 8, dtype=tf.int32)
-        x = _rot_flip(x, code)
-    x = tf.reshape(x, [s * views, p, p])
+        xs = [_rot_flip(x, code) for x in xs]
+    xs = [tf.reshape(x, [s * views, p, p]) for x in xs]
     if augment:
-        x = _photometric(x, tf.random.experimental.stateless_fold_in(key, 4), gain, offset)
+        pkey = tf.random.experimental.stateless_fold_in(key, 4)
+        mean = None if paired is None else tf.reduce_mean(xs[1], axis=[1, 2], keepdims=True)
+        xs = [_photometric(x, pkey, gain, offset, mean=mean) for x in xs]
     labels = tf.repeat(tf.range(s, dtype=tf.int32), views)
-    return tf.reshape(x, [s * views, p, p, 1]), labels
+    xs = [tf.reshape(x, [s * views, p, p, 1]) for x in xs]
+    return (xs[0], labels) if paired is None else (xs[0], labels, xs[1])
 
 
 def _validate_sk(num_tracks, tracks_per_batch, views):
@@ -205,6 +215,54 @@ def _shard_batch(batch_tracks, i, seed, views, augment, geometric, gain, offset,
     offset by ``w * S'`` so they are unique across the global batch."""
     x, y = make_sk_batch(batch_tracks, i * num_shards + shard_index, seed, views, augment, geometric, gain, offset)
     return x, y + shard_index * batch_tracks.shape[0]
+
+
+def joint_dataset(noisy, clean, tracks_per_batch: int = 256, views: int = 2, seed: int = 0, augment: bool = True,
+                  geometric: bool = False, repeat: bool = True, prefetch: bool = True, gain: float = 0.2,
+                  offset: float = 20.0, outputs=("descriptor", "denoised")) -> tf.data.Dataset:
+    """S x K batches of (noisy patch, clean patch, track label) for training a denoiser and a descriptor end to
+    end (:func:`hpatches_kit.training.joint.train_joint`).
+
+    Args:
+        noisy, clean: ``(T, 16, P, P) uint8`` tracks, the noisy twins and their clean originals, the same tracks
+            in the same order (``ds.all_tracks(noisy=True)[0]`` and ``ds.all_tracks()[0]``).
+        tracks_per_batch, views: S and K, as in :func:`descriptor_dataset`.
+        seed, augment, geometric, gain, offset: as in :func:`descriptor_dataset`; the clean patch gets exactly
+            the noisy patch's view, flip/rot90 and photometric gain/offset (about the clean patch's mean).
+        outputs: the names of the model's two outputs the targets are keyed by: descriptor, denoised patch.
+
+    Returns:
+        A dataset of ``(x, {outputs[0]: labels, outputs[1]: clean})``.
+
+    Shape:
+        ``x``, ``clean``: ``(S*K, P, P, 1)`` float32 in [0, 255]; ``labels``: ``(S*K,)`` int32 =
+        ``repeat(arange(S), K)``. Static shapes (``drop_remainder``), no ``py_function``.
+
+    The batches draw the same tracks and views as ``descriptor_dataset(noisy, ...)`` under the same seed, so
+    an arm trained on the noisy tracks alone sees the same stream.
+
+    Examples:
+        >>> ds = joint_dataset(noisy, clean, tracks_per_batch=128, views=2)
+        >>> x, y = next(iter(ds)); x.shape, y["descriptor"].shape, y["denoised"].shape
+        (TensorShape([256, 32, 32, 1]), TensorShape([256]), TensorShape([256, 32, 32, 1]))
+    """
+    noisy, clean = _check_tracks(noisy, "noisy tracks"), _check_tracks(clean, "clean tracks")
+    if noisy.shape != clean.shape:
+        raise ValueError(f"noisy tracks {noisy.shape} and clean tracks {clean.shape} differ in shape")
+    t = noisy.shape[0]
+    _validate_sk(t, tracks_per_batch, views)
+    table_n, table_c = tf.constant(noisy), tf.constant(clean)
+    d_name, c_name = outputs
+
+    def make(i, ids):
+        x, labels, c = make_sk_batch(tf.gather(table_n, ids), i, seed, views, augment, geometric, gain, offset,
+                                     paired=tf.gather(table_c, ids))
+        return x, {d_name: labels, c_name: c}
+
+    # the epoch stream of descriptor_dataset (one worker): the same tracks and views under the same seed
+    ds = _epoch_batches(t, tracks_per_batch, _shard_seed(seed, 0), repeat).enumerate()
+    ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
 # -- packed TFRecord shards ------------------------------------------------------------------------------
