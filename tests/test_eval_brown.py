@@ -207,7 +207,7 @@ def test_brown_tracks_layout(tmp_path):
 def test_train_descriptor_reads_brown_tracks(tmp_path):
     """``hpatches-train descriptor --format brown``: the arguments reach :func:`brown_tracks` and give the
     ``(T, 16, P, P) uint8`` tracks the S x K pipeline takes (5% of the points held out; none with --split none).
-    The model.fit path after this point is the HPatches one (tests/test_train_cli.py)."""
+    The model.fit path after this point is the HPatches one (tests/test_cli_train.py)."""
     from hpatches_kit.cli import train_descriptor
     from hpatches_kit.training.descriptor import DescriptorOptions, load_tracks
 

@@ -222,7 +222,7 @@ def test_descriptor_cli_other_losses(nh_data, tmp_path):
                                             "--curriculum-warmup", "1", "--out", str(out)]) == 0
     h = json.loads((out / "metrics.json").read_text())["history"]
     assert len(h["loss"]) == 2 and all(np.isfinite(h["loss"]))
-    # every other --loss choice (random-triplet included) runs in tests/test_train_cli_losses.py
+    # every other --loss choice (random-triplet included) runs in tests/test_cli_train_losses.py
 
 
 def test_dispatcher_builds_our_subcommands(monkeypatch, capsys):
