@@ -195,7 +195,10 @@ def test_committed_models_give_same_descriptors_after_conversion(name):
     if not path.exists():
         pytest.skip(f"{path} not present")
     model = keras.models.load_model(path)
-    assert any(type(layer) is keras.layers.BatchNormalization for layer in model.layers)
+    # l2net-synth-v2 was saved with Keras' BatchNormalization; l2net-embedded (retrained 2026-12-03) with
+    # FusedBatchNorm already, where the conversion must change nothing
+    plain = any(type(layer) is keras.layers.BatchNormalization for layer in model.layers)
+    assert plain == (name == "l2net-synth-v2.keras"), [type(layer).__name__ for layer in model.layers]
     conv = with_fused_batch_norm(model)
     assert not any(type(layer) is keras.layers.BatchNormalization for layer in conv.layers)
     assert any(type(layer) is FusedBatchNorm for layer in conv.layers)
