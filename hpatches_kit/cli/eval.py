@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..data.fsio import check_output_dir, check_output_file
+
 TASK_CHOICES = ("verification", "matching", "retrieval", "all", "pair-matching")
 
 
@@ -45,42 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", default="hpatches", choices=("hpatches", "brown", "sequences"),
                    help="brown / sequences: see hpatches-eval --benchmark brown --help (default: hpatches)")
     return p
-
-
-def check_output_file(path, flag: str) -> None:
-    """``path`` can be written: not a folder, its folder exists (or can be made) and is writable."""
-    from ..data.errors import DataError
-
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(p, f"{flag}: is a folder, expected a file name")
-    parent = p.parent if str(p.parent) else Path(".")
-    try:
-        check_output_dir(parent, flag)
-    except DataError as e:
-        raise DataError(p, f"{flag}: cannot write the file there ({e})") from None
-    if p.exists() and not os.access(p, os.W_OK):
-        raise DataError(p, f"{flag}: file is not writable")
-
-
-def check_output_dir(path, flag: str) -> None:
-    """``path`` is (or can be created as) a writable folder; created when missing."""
-    from ..data.errors import DataError
-
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise DataError(p, f"{flag}: exists and is not a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(p, f"{flag}: cannot create the folder ({e.strerror or e})") from None
-    import tempfile
-
-    try:  # a real write: also right for root and read-only mounts, where os.access says yes
-        with tempfile.TemporaryFile(dir=p):
-            pass
-    except OSError as e:
-        raise DataError(p, f"{flag}: folder is not writable ({e.strerror or e})") from None
 
 
 def _wants_pair_matching(argv) -> bool:

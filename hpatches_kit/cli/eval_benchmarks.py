@@ -16,7 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,31 +55,15 @@ def _describer(args):
     return get_baseline(name), name
 
 
-def _read_rows(path) -> np.ndarray:
-    from ..data.errors import DataError
-    from ..evaluation.describers import _read_desc_csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "descriptor file not found")
-    if path.suffix == ".npy":
-        try:
-            a = np.load(path)
-        except ValueError as e:
-            raise DataError(path, f"cannot read .npy: {e}") from None
-        if a.ndim != 2 or not np.isfinite(a).all():
-            raise DataError(path, f"expected a finite (N, D) array, got shape {a.shape}")
-        return a.astype(np.float32)
-    return _read_desc_csv(path)
-
-
 def run_brown(args) -> dict:
     from ..data.brown import open_brown
     from ..evaluation.brown import evaluate_brown, format_brown
 
     progress = not args.no_progress
     describer, label = (None, Path(args.descriptors).stem) if args.descriptors else _describer(args)
-    rows = _read_rows(args.descriptors) if args.descriptors else None
+    from ..evaluation.descriptor_csv import read_descriptor_rows
+
+    rows = read_descriptor_rows(args.descriptors) if args.descriptors else None
     results, curves = [], {}
     for name in [s.strip() for s in args.subset.split(",") if s.strip()]:
         sub = open_brown(args.data, name)

@@ -1,4 +1,5 @@
-"""File-system helpers of the data layer: build a folder aside and swap it in, sha256, reading JSON.
+"""File-system helpers of the data layer: build a folder aside and swap it in, sha256, reading JSON, checking an
+output file or folder can be written before long work.
 
 The one copy of each: the dataset builders (:mod:`.extract`, :mod:`.synth`), the packer (:mod:`.pack`) and the
 downloader (:mod:`.download`) use them. Single-file atomic writes live in :mod:`hpatches_kit.io`.
@@ -95,3 +96,33 @@ def read_image(path, flags: int, missing: str = "missing file",
     if img is None:
         raise DataError(path, corrupt)
     return img
+
+
+def check_output_file(path, flag: str) -> None:
+    """``path`` can be written: not a folder, its folder exists (or can be made) and is writable."""
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(p, f"{flag}: is a folder, expected a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        check_output_dir(parent, flag)
+    except DataError as e:
+        raise DataError(p, f"{flag}: cannot write the file there ({e})") from None
+    if p.exists() and not os.access(p, os.W_OK):
+        raise DataError(p, f"{flag}: file is not writable")
+
+
+def check_output_dir(path, flag: str) -> None:
+    """``path`` is (or can be created as) a writable folder; created when missing."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DataError(p, f"{flag}: exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(p, f"{flag}: cannot create the folder ({e.strerror or e})") from None
+    try:  # a real write: also right for root and read-only mounts, where os.access says yes
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise DataError(p, f"{flag}: folder is not writable ({e.strerror or e})") from None

@@ -303,3 +303,26 @@ def write_descriptor_dir(root, descs: Mapping[str, Mapping[str, np.ndarray]], de
             a = np.asarray(types[t], np.float32)
             lines = [delimiter.join(f"{v:.9g}" for v in row) for row in a.tolist()]
             atomic_write_text(Path(root) / s / f"{t}.csv", "\n".join(lines) + "\n")
+
+
+def read_descriptor_rows(path) -> np.ndarray:
+    """One ``(N, D) float32`` descriptor matrix from a ``.npy`` file or an official-layout CSV (e.g. the
+    descriptors of a Brown subset's patches, in patch order).
+
+    Raises:
+        DataError: the file is missing, unreadable, not 2-D or not finite (naming the file).
+    """
+    from ..data.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "descriptor file not found")
+    if path.suffix == ".npy":
+        try:
+            a = np.load(path)
+        except ValueError as e:
+            raise DataError(path, f"cannot read .npy: {e}") from None
+        if a.ndim != 2 or not np.isfinite(a).all():
+            raise DataError(path, f"expected a finite (N, D) array, got shape {a.shape}")
+        return a.astype(np.float32)
+    return _read_desc_csv(path)

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.errors import DataError
+from .run import OptionsFromNamespace
 
 MODELS = ("shallow_unet", "deep_unet")
 LOSSES = ("mae", "mse")
 
 
 @dataclass
-class DenoiseOptions:
+class DenoiseOptions(OptionsFromNamespace):
     """Every option of a denoiser run (the flags of ``hpatches-train denoise``, same names)."""
 
     data: str | None = None
@@ -53,10 +54,6 @@ class DenoiseOptions:
     verbose: int = 1
     evaluate: bool = True
 
-    @classmethod
-    def from_namespace(cls, ns) -> "DenoiseOptions":
-        """The options of an ``argparse.Namespace`` (or any object) holding these names; others are ignored."""
-        return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})
 
 
 def psnr(a, b) -> float:
@@ -102,19 +99,12 @@ def train_denoiser(o: DenoiseOptions, arguments: dict | None = None) -> dict:
     Raises:
         ValueError: options that cannot run (the flag is named); ``DataError`` for bad data or output folders.
     """
-    from .run import TrainingRun, check_schedule
+    from .run import check_schedule, start_and_train
 
     check_schedule(o.epochs, o.batch_size, o.lr, o.val_every)
     if o.model not in MODELS:
         raise ValueError(f"unknown --model {o.model!r}; expected one of {', '.join(MODELS)}")
-    run = TrainingRun.start("denoise", o.out, dataclasses.asdict(o) if arguments is None else arguments,
-                            resume=o.resume, seed=o.seed, strategy=o.strategy, precision=o.mixed_precision,
-                            jit=o.jit)
-    try:
-        return _train(o, run)
-    except BaseException:
-        run.discard_if_empty()
-        raise
+    return start_and_train("denoise", o, arguments, lambda run: _train(o, run))
 
 
 def _train(o: DenoiseOptions, run) -> dict:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.errors import DataError
+from .run import OptionsFromNamespace
 
 # The default budget: 15 minutes for the whole command on a 2-core CPU. bf16 (auto on AMX CPUs) runs the step
 # 1.6-2.5x faster, so its default trains 40 epochs where float32 trains 27 (docs/training.md, "bf16 vs float32").
@@ -30,7 +31,7 @@ DISTANCES = ("L2", "squared-L2", "angular")
 
 
 @dataclass
-class DescriptorOptions:
+class DescriptorOptions(OptionsFromNamespace):
     """Every option of a descriptor run (the flags of ``hpatches-train descriptor``, same names)."""
 
     data: str | None = None
@@ -71,10 +72,6 @@ class DescriptorOptions:
     verbose: int = 1
     evaluate: bool = True
 
-    @classmethod
-    def from_namespace(cls, ns) -> "DescriptorOptions":
-        """The options of an ``argparse.Namespace`` (or any object) holding these names; others are ignored."""
-        return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})
 
 
 def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int = 2, global_mining: bool = False,
@@ -205,16 +202,9 @@ def train_descriptor(o: DescriptorOptions, arguments: dict | None = None) -> dic
     check_options(o)
     if o.joint:
         raise ValueError("--joint runs through hpatches_kit.training.joint_run.train_joint_descriptor")
-    from .run import TrainingRun
+    from .run import start_and_train
 
-    run = TrainingRun.start("descriptor", o.out, dataclasses.asdict(o) if arguments is None else arguments,
-                            resume=o.resume, seed=o.seed, strategy=o.strategy, precision=o.mixed_precision,
-                            jit=o.jit)
-    try:
-        return _train(resolve_budget(o, run.precision), run)
-    except BaseException:
-        run.discard_if_empty()
-        raise
+    return start_and_train("descriptor", o, arguments, lambda run: _train(resolve_budget(o, run.precision), run))
 
 
 def resolve_budget(o: DescriptorOptions, precision: str) -> DescriptorOptions:

@@ -42,23 +42,16 @@ def train_joint_descriptor(o, arguments: dict | None = None) -> dict:
         ValueError: options that cannot run (the flag is named); ``DataError`` for bad data, models or folders.
     """
     from .descriptor import check_options
-    from .run import TrainingRun
+    from .run import start_and_train
 
     if not o.joint:
         raise ValueError("train_joint_descriptor: the options do not ask for --joint")
     check_options(o)
     if o.recon_weight is None:
         o = dataclasses.replace(o, recon_weight=DEFAULT_RECON_WEIGHT)
-    run = TrainingRun.start("descriptor", o.out, dataclasses.asdict(o) if arguments is None else arguments,
-                            resume=o.resume, seed=o.seed, strategy=o.strategy, precision=o.mixed_precision,
-                            jit=o.jit)
-    try:
-        from .descriptor import resolve_budget
+    from .descriptor import resolve_budget
 
-        return run_joint(resolve_budget(o, run.precision), run)
-    except BaseException:
-        run.discard_if_empty()
-        raise
+    return start_and_train("descriptor", o, arguments, lambda run: run_joint(resolve_budget(o, run.precision), run))
 
 
 def joint_tracks(root, split: str = "a", splits_file=None, size: int = 32, progress: bool = False):

@@ -32,6 +32,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -333,6 +334,38 @@ class TrainingRun:
         if not self.created or not self.out.is_dir():
             return
         discard_if_empty(self.out)
+
+
+class OptionsFromNamespace:
+    """Mixin of the ``*Options`` dataclasses: ``from_namespace(args)`` takes the fields an
+    ``argparse.Namespace`` (or any object) holds under the same names and ignores the rest."""
+
+    @classmethod
+    def from_namespace(cls, ns):
+        return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})
+
+
+def start_and_train(command: str, options, arguments: dict | None, train, **device):
+    """Start the :class:`TrainingRun` of ``options`` (its ``out``, ``resume``, ``seed`` and, unless given in
+    ``device``, ``strategy``/``mixed_precision``/``jit``), call ``train(run)`` and return its result; on any
+    error remove an ``--out`` the run created and left empty, then re-raise.
+
+    Args:
+        command: the run's kind.
+        options: an ``*Options`` dataclass.
+        arguments: what ``run_args.json`` records (default: the options).
+        train: ``run -> result``.
+        **device: ``strategy=``, ``precision=``, ``jit=`` overriding the options'.
+    """
+    kw = {"strategy": getattr(options, "strategy", "auto"), "precision": getattr(options, "mixed_precision", "auto"),
+          "jit": getattr(options, "jit", "auto"), **device}
+    run = TrainingRun.start(command, options.out, dataclasses.asdict(options) if arguments is None else arguments,
+                            resume=options.resume, seed=options.seed, **kw)
+    try:
+        return train(run)
+    except BaseException:
+        run.discard_if_empty()
+        raise
 
 
 def discard_if_empty(out) -> None:

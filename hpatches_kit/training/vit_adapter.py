@@ -19,11 +19,13 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
+from .run import OptionsFromNamespace
+
 LOSSES = ("contrastive", "cosine", "irt", "infonce")
 
 
 @dataclass
-class VitAdapterOptions:
+class VitAdapterOptions(OptionsFromNamespace):
     """Every option of a ViT-adapter run (the flags of ``hpatches-train vit-adapter``, same names)."""
 
     preset: str = "vit-mini"
@@ -50,10 +52,6 @@ class VitAdapterOptions:
     resume: bool = False
     verbose: int = 1
 
-    @classmethod
-    def from_namespace(cls, ns) -> "VitAdapterOptions":
-        """The options of an ``argparse.Namespace`` (or any object) holding these names; others are ignored."""
-        return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})
 
 
 def check_options(o: VitAdapterOptions) -> None:
@@ -89,15 +87,10 @@ def train_vit_adapter(o: VitAdapterOptions, arguments: dict | None = None) -> di
         ValueError: options that cannot run; ``DataError`` for bad data or output folders.
     """
     check_options(o)
-    from .run import TrainingRun
+    from .run import start_and_train
 
-    run = TrainingRun.start("vit-adapter", o.out, dataclasses.asdict(o) if arguments is None else arguments,
-                            resume=o.resume, seed=o.seed, strategy="default", precision="float32", jit="off")
-    try:
-        return _train(o, run)
-    except BaseException:
-        run.discard_if_empty()
-        raise
+    return start_and_train("vit-adapter", o, arguments, lambda run: _train(o, run), strategy="default",
+                           precision="float32", jit="off")
 
 
 def _train(o: VitAdapterOptions, run) -> dict:
