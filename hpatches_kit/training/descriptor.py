@@ -115,12 +115,9 @@ def options_loss(o: DescriptorOptions):
 def init_weights(net, path) -> None:
     """Copy the weights of the descriptor saved at ``path`` into ``net`` (``--init``); a file that does not
     load, or a model of another architecture or size, raises ``DataError`` naming the file and the mismatch."""
-    import keras
+    from ..evaluation.describers import load_model_file
 
-    try:
-        src = keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001
-        raise DataError(path, f"cannot load --init model: {e}") from e
+    src = load_model_file(path, "the --init model")
     if src.name == "triplet_net":  # a random-triplet checkpoint: take its shared branch
         src = src.get_layer("l2net")
     mine, theirs = [w.shape for w in net.get_weights()], [w.shape for w in src.get_weights()]
@@ -299,7 +296,8 @@ def _train(o: DescriptorOptions, run) -> dict:
                   callbacks=run.callbacks(history, extra))
     metrics = {"data": str(data.root), "split": data.how, "train_sequences": len(data.train_names),
                "test_sequences": len(data.test_names), "train_tracks": int(num_train_tracks),
-               "tracks_per_batch": S, "views": K, "steps_per_epoch": steps, "train_seconds": time.time() - t0}
+               "tracks_per_batch": S, "views": K, "epochs": o.epochs, "steps_per_epoch": steps,
+               "train_seconds": time.time() - t0}
     hist = run.history()
     if hist:
         metrics["history"] = hist
@@ -316,7 +314,7 @@ def _train(o: DescriptorOptions, run) -> dict:
                                                       progress=False),
                                    denoiser=o.denoiser, noisy=o.noisy, progress=o.verbose > 0)
         metrics["evaluation"] = res
-        run.save_final(net, metrics, write_model=False)
+        run.write_metrics(metrics)
         print(text)
     print(f"[done] {path}", file=sys.stderr)
     return {**metrics, "model": path}

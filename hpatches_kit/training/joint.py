@@ -27,18 +27,6 @@ __all__ = ["compile_joint", "train_joint", "load_joint_start", "DEFAULT_RECON_WE
 DEFAULT_RECON_WEIGHT = 0.05  # 0.05 x MAE (about 5 grey levels after MAE training) ~ 0.25, next to a triplet loss ~ 0.5
 
 
-def _load(path, what: str):
-    import keras
-
-    import hpatches_kit.models  # noqa: F401  (registers the project's layers)
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(path, f"cannot load the {what}: {first}") from None
-
-
 def load_joint_start(denoiser, descriptor):
     """The :func:`~hpatches_kit.models.joint.denoise_describe` model a joint run starts from.
 
@@ -52,8 +40,10 @@ def load_joint_start(denoiser, descriptor):
     Raises:
         DataError: naming the file that does not load or whose patch size does not fit the other's.
     """
-    den = _load(denoiser, "denoiser") if not hasattr(denoiser, "input_shape") else denoiser
-    desc = _load(descriptor, "descriptor") if not hasattr(descriptor, "input_shape") else descriptor
+    from ..evaluation.describers import load_model_file
+
+    den = load_model_file(denoiser, "the denoiser")
+    desc = load_model_file(descriptor, "the descriptor")
     if desc.name == "triplet_net":  # a random-triplet checkpoint: its shared branch
         desc = desc.get_layer("l2net")
     try:

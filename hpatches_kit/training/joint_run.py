@@ -144,7 +144,7 @@ def run_joint(o, run) -> dict:
                verbose=o.verbose, callbacks=run.callbacks(history))
     metrics = {"data": str(data.root), "split": data.how, "train_sequences": len(data.train_names),
                "test_sequences": len(data.test_names), "train_tracks": int(num_train), "tracks_per_batch": S,
-               "views": K, "steps_per_epoch": steps, "train_seconds": time.time() - t0,
+               "views": K, "epochs": o.epochs, "steps_per_epoch": steps, "train_seconds": time.time() - t0,
                "joint": {"denoiser_start": o.denoiser, "descriptor_start": o.init, "recon_weight": o.recon_weight}}
     hist = run.history()
     if hist:
@@ -164,7 +164,7 @@ def run_joint(o, run) -> dict:
         res, text = evaluate_saved(path, load_dataset(data.root, sequences=data.test_names, noise=True,
                                                       progress=False), noisy=True, progress=o.verbose > 0)
         metrics["evaluation"] = res
-        run.save_final(joint, metrics, write_model=False)
+        run.write_metrics(metrics)
         print(text)
     print(f"[done] {path} (one model: noisy patch in, descriptor out; hpatches-eval --model {path} --noisy)",
           file=sys.stderr)

@@ -6,6 +6,7 @@ A track is the 16 views of one patch (``ref, e1..e5, h1..h5, t1..t5``): ``(T, 16
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,15 +94,10 @@ def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.n
     Raises:
         DataError: the file does not load, or the denoiser expects another patch size.
     """
-    import keras
+    from ..evaluation.describers import load_model_file
 
-    path = None
-    if not isinstance(denoiser, keras.Model):
-        path = denoiser
-        try:
-            denoiser = keras.models.load_model(denoiser, compile=False)
-        except Exception as e:  # noqa: BLE001
-            raise DataError(path, f"cannot load denoiser: {e}") from e
+    path = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
+    denoiser = load_model_file(denoiser, "the denoiser")
     p = tracks.shape[-1]
     if tuple(denoiser.input_shape[1:3]) != (p, p):
         raise DataError(path or denoiser.name, f"denoiser expects {denoiser.input_shape[1:3]} patches, data has {p}x{p}")

@@ -100,7 +100,6 @@ def _train(o: VitAdapterOptions, run) -> dict:
 
     from .. import losses
     from ..data.stereo import embedded_split, load_stereo_pairs, split_pairs
-    from ..io import atomic_write_json
     from ..models.vit import find_backbone, get_preset, parameter_report, vit_adapter
     from ..models.vit.training import OneCycle, PairBatches, siamese
 
@@ -157,7 +156,7 @@ def _train(o: VitAdapterOptions, run) -> dict:
             ev = _eval(backbone, test)
             metrics["epochs"].append({"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))), "lr": lr,
                                       "seconds": round(time.time() - self.t0, 2), "heldout": ev})
-            atomic_write_json(run.out / "metrics.json", {**run.info, **metrics})
+            run.write_metrics(metrics)
             if o.verbose:
                 print(("\n" if o.verbose == 1 else "") + f"epoch {epoch + 1}: loss {metrics['epochs'][-1]['loss']:.4f} "
                       f"held-out row acc {ev['accuracy']['row']:.3f} (assignment {ev['accuracy']['assignment']:.3f})")
