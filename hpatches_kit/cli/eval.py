@@ -1,146 +1,153 @@
-"""``hpatches-eval``: benchmark a descriptor on the HPatches tasks (verification, matching, retrieval).
+"""``hpatches-eval``: run a benchmark on a descriptor; one sub-command per entry of the benchmark registry.
 
-Descriptors come from a CSV folder in the official layout (``--descriptors``), a Keras model
-(``--model``, optional ``--denoiser``) or a baseline (``--baseline``, default sift). Task files are read
-from ``--tasks-dir`` by their official names, otherwise generated for the dataset by the official rules
-(cached). ``--task pair-matching`` hands the whole command line to ``hpatches_kit.cli.eval_pairs``;
-``hpatches-eval compare RESULTS.json... --out DIR`` (``hpatches_kit.cli.eval_compare``) compares results;
-``--benchmark brown|sequences`` (Brown PhotoTour FPR95 + revisited mAP, full-image matching) hands off to
-``hpatches_kit.cli.eval_benchmarks``.
+``hpatches-eval [--import MODULE]... [-q|-v] COMMAND [options]``: ``hpatches`` (the official tasks; the command
+when none is named), ``brown``, ``sequences``, ``pairs``, ``real``, any benchmark a module imported with
+``--import`` registered (:mod:`hpatches_kit.benchmarks`), and ``compare`` (results JSONs side by side).
+Every benchmark takes ``--json OUT``, ``--plots DIR`` and ``--no-progress``; what it runs, prints and plots comes
+from its registry entry. Old spellings still work: no command = ``hpatches``; ``--benchmark brown|sequences``
+and ``--task pair-matching`` select those benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import logging
 import sys
-import time
-from pathlib import Path
 
 from ..data.fsio import check_output_dir, check_output_file
+from ..log import add_verbosity_arguments, setup_cli_logging, verbosity
 
-TASK_CHOICES = ("verification", "matching", "retrieval", "all", "pair-matching")
+log = logging.getLogger(__name__)
+
+PROG = "hpatches-eval"
+DEFAULT = "hpatches"
+#: commands that are tools, not benchmarks: ``name -> (module with configure(parser) and run(args), help)``
+TOOLS = {"compare": ("hpatches_kit.cli.eval_compare", "compare descriptors from their results JSONs")}
+#: modules whose ``main(argv)`` ran a benchmark before sub-commands existed; an old spelling hands them argv
+LEGACY_MAINS = {"pairs": "hpatches_kit.cli.eval_pairs", "brown": "hpatches_kit.cli.eval_benchmarks",
+                "sequences": "hpatches_kit.cli.eval_benchmarks"}
+
+
+def _common(p: argparse.ArgumentParser, top: bool) -> None:
+    """``--import`` and ``-q/-v`` (top level, and repeated by each sub-command with suppressed defaults)."""
+    p.add_argument("--import", dest="imports", action="append", default=[] if top else argparse.SUPPRESS,
+                   metavar="MODULE", help="import MODULE (a name or a .py file) first, e.g. to register a "
+                                          "benchmark or the Keras layers of a --model (repeatable)")
+    add_verbosity_arguments(p, suppress_defaults=not top)
+
+
+def _add_benchmark(sub, entry) -> None:
+    p = sub.add_parser(entry.name, help=entry.help, description=entry.description or entry.help)
+    if entry.add_arguments is not None:
+        entry.add_arguments(p)
+    p.add_argument("--json", default=None, metavar="OUT", help="write the results JSON here")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write plots into this folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for dest, value in entry.aliases:  # the old spelling that selected this benchmark is accepted here too
+        try:
+            p.add_argument("--" + dest.replace("_", "-"), dest=dest, choices=[value], default=value,
+                           help=argparse.SUPPRESS)
+        except argparse.ArgumentError:
+            pass
+    _common(p, top=False)
+    p.set_defaults(_benchmark=entry.name)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hpatches-eval", description=__doc__.splitlines()[0],
-                                epilog="hpatches-eval compare RESULTS.json... --out DIR: the multi-descriptor figure, "
-                                       "Markdown table and CSV from --json results (hpatches-eval compare --help)")
-    p.add_argument("--task", default="all", choices=TASK_CHOICES, help="task to run (default: all three)")
-    p.add_argument("--data", default=None, help="dataset folder (default: the embedded default dataset)")
-    p.add_argument("--split", default="full", help="split: a, b, c (need a splits file), illum, view, full (default)")
-    p.add_argument("--splits-file", default=None, help="splits.json (official format)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--descriptors", metavar="CSV_DIR", help="descriptor folder <name>/<sequence>/<type>.csv")
-    src.add_argument("--model", metavar="FILE.keras", help="Keras descriptor model")
-    src.add_argument("--baseline", choices=("sift", "rootsift", "raw"), help="baseline descriptor (default: sift)")
-    p.add_argument("--denoiser", metavar="FILE.keras", help="Keras denoiser applied before --model")
-    p.add_argument("--noisy", action="store_true", help="describe the noisy (*_noise.png) patches (N-HPatches)")
-    p.add_argument("--tasks-dir", default=None, help="folder with the official task CSVs of the split")
-    p.add_argument("--distance", default="L2", choices=("L2", "L1"))
-    p.add_argument("--json", default=None, metavar="OUT", help="write the results JSON here")
-    p.add_argument("--plots", default=None, metavar="DIR", help="write plots into this folder")
-    p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
-    p.add_argument("--batch-size", type=int, default=1024, help="batch size for --model (every batch has this size)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--benchmark", default="hpatches", choices=("hpatches", "brown", "sequences"),
-                   help="brown / sequences: see hpatches-eval --benchmark brown --help (default: hpatches)")
+    """The parser: one sub-command per registered benchmark, plus the tools (:data:`TOOLS`)."""
+    from .. import benchmarks
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                epilog=f"no COMMAND: {DEFAULT}; {PROG} COMMAND --help for its options")
+    _common(p, top=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for entry in benchmarks.entries():
+        _add_benchmark(sub, entry)
+    for name, (mod, help_) in TOOLS.items():
+        t = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(mod).configure(t)
+        _common(t, top=False)
+        t.set_defaults(_tool=mod)
     return p
 
 
-def _wants_pair_matching(argv) -> bool:
-    argv = list(argv)
-    for i, a in enumerate(argv):
-        if a == "--task" and i + 1 < len(argv) and argv[i + 1] == "pair-matching":
-            return True
-        if a == "--task=pair-matching":
-            return True
-    return False
-
-
-def _wants_benchmark(argv) -> bool:
-    argv = list(argv)
-    for i, a in enumerate(argv):
-        if a == "--benchmark" and i + 1 < len(argv) and argv[i + 1] in ("brown", "sequences"):
-            return True
-        if a in ("--benchmark=brown", "--benchmark=sequences"):
-            return True
-    return False
-
-
-def run(args) -> int:
-    from ..data import index_dataset, load_dataset
-    from ..evaluation import compute_descriptors, evaluate, format_summary, get_baseline, keras_describer
-    from ..evaluation.describers import read_descriptor_set, write_descriptor_dir
+def run_benchmark(entry, args) -> int:
+    """Check the output paths, run ``entry`` on ``args``, print its summary, write ``--json`` and ``--plots``."""
+    from ..benchmarks import json_ready
     from ..io import atomic_write_json
 
-    progress = not args.no_progress
-    tasks = ("verification", "matching", "retrieval") if args.task == "all" else (args.task,)
-    if args.denoiser and not args.model:
-        raise SystemExit("hpatches-eval: --denoiser needs --model")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    # output paths are checked before the (long) evaluation, not after it
+    # output paths are checked before the (long) run, not after it
     if args.json:
         check_output_file(args.json, "--json")
-    for flag, d in (("--plots", args.plots), ("--export-csv", args.export_csv)):
-        if d:
-            check_output_dir(d, flag)
-    dataset = None
-    t0, c0 = time.perf_counter(), time.process_time()
-    if args.descriptors:
-        # precomputed descriptors: no image is decoded. The dataset (if given, or needed to generate task
-        # files) is only indexed: sequence names, patch counts from the PNG headers, and the ref images
-        # decoded only if retrieval task files must be generated
-        if args.data is not None or (args.tasks_dir is None and any(t != "matching" for t in tasks)):
-            dataset = index_dataset(args.data, split=args.split, splits_file=args.splits_file, progress=progress)
-        names = dataset.names if dataset is not None else None
-        descs = read_descriptor_set(args.descriptors, names, progress=progress)
-        label = Path(args.descriptors).name
-    else:
-        dataset = load_dataset(args.data, split=args.split, splits_file=args.splits_file,
-                               noise=True if args.noisy else None, progress=progress)
-        if args.model:
-            describer = keras_describer(args.model, denoiser=args.denoiser, batch_size=args.batch_size)
-            label = Path(args.model).stem
-        else:
-            label = args.baseline or "sift"
-            describer = get_baseline(label)
-        descs = compute_descriptors(dataset, describer, noisy=args.noisy, progress=progress)
-    t_desc, c_desc = time.perf_counter() - t0, time.process_time() - c0  # reading (or computing) the descriptors
-    if args.export_csv:
-        write_descriptor_dir(args.export_csv, descs.as_dict() if hasattr(descs, "as_dict") else descs)
-        print(f"descriptors exported to {args.export_csv}")
-    results = evaluate(descs, dataset, tasks=tasks, split=args.split, splits_file=args.splits_file,
-                       tasks_dir=args.tasks_dir, distance=args.distance, progress=progress)
-    results["meta"]["descriptor"] = label
-    results["meta"]["seconds"] = {"descriptors": t_desc, **results["meta"]["seconds"]}
-    results["meta"]["cpu_seconds"] = {"descriptors": c_desc, **results["meta"]["cpu_seconds"]}
-    print(format_summary(results))
-    if args.json:
-        atomic_write_json(args.json, results)
-        print(f"results written to {args.json}")
     if args.plots:
-        from ..plots.eval import plot_results
-
-        for p in plot_results(results, args.plots, name=label):
-            print(f"plot written: {p}")
+        check_output_dir(args.plots, "--plots")
+    for dest, kind in entry.outputs.items():
+        value = getattr(args, dest, None)
+        if value:
+            (check_output_file if kind == "file" else check_output_dir)(value, "--" + dest.replace("_", "-"))
+    args.progress = not args.no_progress
+    result = entry.run(args)
+    print(entry.format_result(result))
+    if args.json:
+        atomic_write_json(args.json, json_ready(result))
+        log.info("results written to %s", args.json)
+    if args.plots:
+        for path in entry.write_plots(result, args.plots):
+            log.info("plot written: %s", path)
     return 0
 
 
+def _route(argv: list) -> tuple[str | None, bool]:
+    """``(command, named)``: the command of ``argv`` and whether it is named as one (else it comes from an old
+    spelling, or is ``None``: the default). Runs ``--import`` first, so imported benchmarks count."""
+    from .. import benchmarks
+    from ..plugins import import_modules
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _common(pre, top=True)
+    known, _ = pre.parse_known_args(argv)
+    import_modules(known.imports)
+    entries = benchmarks.entries()
+    for dest in sorted({d for e in entries for d, _ in e.aliases}):
+        pre.add_argument("--" + dest.replace("_", "-"), dest=dest, default=None)
+    known, rest = pre.parse_known_args(argv)
+    if rest and (rest[0] in TOOLS or rest[0] in benchmarks.names()):
+        return rest[0], True
+    for e in entries:
+        if e.name != DEFAULT and any(getattr(known, d, None) == v for d, v in e.aliases):
+            return e.name, False
+    return None, bool(rest) and rest[0] in ("-h", "--help")
+
+
+def run_subcommand(name: str, argv: list) -> int:
+    """Run the command ``name`` with its arguments ``argv`` (what ``hpatches-eval NAME ARGV...`` runs)."""
+    return main([name, *argv])
+
+
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["compare"]:
-        return int(importlib.import_module("hpatches_kit.cli.eval_compare").main(argv[1:]) or 0)
-    if _wants_pair_matching(argv):
-        return int(importlib.import_module("hpatches_kit.cli.eval_pairs").main(argv) or 0)
-    if _wants_benchmark(argv):
-        return int(importlib.import_module("hpatches_kit.cli.eval_benchmarks").main(argv) or 0)
-    args = build_parser().parse_args(argv)
     from ._errors import run_command
 
-    return run_command("hpatches-eval", run, args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        command, named = _route(argv)
+    except ValueError as e:  # an --import that cannot be found
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    if command is None and not named:  # no command: the default (named: top-level --help)
+        argv = [DEFAULT, *argv]
+    elif command is not None and not named:  # an old spelling (--task pair-matching, --benchmark brown)
+        if command in LEGACY_MAINS:  # the module that ran it before sub-commands takes argv as it is
+            return int(importlib.import_module(LEGACY_MAINS[command]).main(argv) or 0)
+        argv = [command, *argv]
+    args = build_parser().parse_args(argv)
+    setup_cli_logging(verbosity(args))
+    if getattr(args, "_tool", None):
+        return run_command(f"{PROG} {args.command}", importlib.import_module(args._tool).run, args)
+    from .. import benchmarks
+
+    return run_command(PROG, run_benchmark, benchmarks.get(args._benchmark), args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,38 +7,39 @@ different splits, test sets or task files are refused (exit 2, naming the file a
 
 from __future__ import annotations
 
-import argparse
+import logging
 import sys
 
+log = logging.getLogger(__name__)
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hpatches-eval compare", description=__doc__.splitlines()[0])
+
+def configure(p) -> None:
+    """Add the ``compare`` options to ``p``."""
     p.add_argument("results", nargs="+", metavar="RESULTS.json", help="results files of hpatches-eval --json")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for comparison.{png,md,csv}")
     p.add_argument("--name", action="append", default=None, metavar="LABEL",
                    help="label of each results file, in order (repeat once per file; default: its descriptor)")
-    return p
+
+
+def run(args) -> int:
+    from ..evaluation.compare import format_markdown, load_results, write_comparison
+    from ..plots.eval import plot_hpatches_bars
+
+    if args.name is not None and len(args.name) != len(args.results):
+        raise SystemExit(f"{len(args.name)} --name for {len(args.results)} results files")
+    entries = load_results(args.results, names=args.name)
+    paths = write_comparison(entries, args.out, figure=plot_hpatches_bars)
+    print(format_markdown(entries))
+    for p in paths:
+        log.info("written: %s", p)
+    return 0
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from ..evaluation.compare import format_markdown, load_results, write_comparison
-    from ._errors import run_command
+    """``hpatches-eval compare ARGV...``."""
+    from .eval import run_subcommand
 
-    if args.name is not None and len(args.name) != len(args.results):
-        print(f"hpatches-eval compare: error: {len(args.name)} --name for {len(args.results)} results files",
-              file=sys.stderr)
-        return 2
-
-    def compare(args) -> int:
-        entries = load_results(args.results, names=args.name)
-        paths = write_comparison(entries, args.out)
-        print(format_markdown(entries))
-        for p in paths:
-            print(f"written: {p}")
-        return 0
-
-    return run_command("hpatches-eval compare", compare, args)
+    return run_subcommand("compare", list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

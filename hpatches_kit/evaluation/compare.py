@@ -15,7 +15,8 @@ Example::
 
     from hpatches_kit.evaluation.compare import load_results, write_comparison
     entries = load_results(["sift.json", "l2net.json"])
-    write_comparison(entries, "report/")   # comparison.png, comparison.md, comparison.csv
+    from hpatches_kit.plots.eval import plot_hpatches_bars
+    write_comparison(entries, "report/", figure=plot_hpatches_bars)   # comparison.png, .md, .csv
 """
 
 from __future__ import annotations
@@ -154,16 +155,29 @@ def format_csv(entries: Seq[Entry]) -> str:
     return buf.getvalue()
 
 
-def write_comparison(entries: Seq[Entry], out_dir) -> list[Path]:
-    """Write ``comparison.png`` (the paper's three-panel figure: one bar per descriptor, each panel sorted by
-    its task's headline, Easy/Hard/Tough markers), ``comparison.md`` and ``comparison.csv`` into ``out_dir``
-    (each atomically); returns the paths."""
+def write_comparison(entries: Seq[Entry], out_dir, figure=None) -> list[Path]:
+    """Write ``comparison.md`` and ``comparison.csv`` (and, with ``figure``, ``comparison.png``) into ``out_dir``,
+    each atomically.
+
+    Args:
+        entries: ``[(name, results, path)]`` from :func:`load_results`.
+        out_dir: the folder (created if needed).
+        figure: ``figure([(name, results)], path)`` draws the figure, e.g.
+            :func:`hpatches_kit.plots.eval.plot_hpatches_bars` (the paper's three-panel figure: one bar per
+            descriptor, each panel sorted by its task's headline, Easy/Hard/Tough markers). Passed in, not
+            imported, so that ``evaluation`` does not depend on ``plots``.
+
+    Returns:
+        The written paths: ``[png,] md, csv``.
+    """
     from ..io import atomic_write_text
-    from ..plots.eval import plot_hpatches_bars
 
     out = Path(out_dir)
     png, md, csv_path = out / "comparison.png", out / "comparison.md", out / "comparison.csv"
-    plot_hpatches_bars([(n, r) for n, r, _ in entries], png)
+    written = []
+    if figure is not None:
+        figure([(n, r) for n, r, _ in entries], png)
+        written.append(png)
     atomic_write_text(md, format_markdown(entries))
     atomic_write_text(csv_path, format_csv(entries))
-    return [png, md, csv_path]
+    return written + [md, csv_path]

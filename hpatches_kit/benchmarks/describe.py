@@ -1,0 +1,42 @@
+"""Options shared by the patch benchmarks: where the descriptors come from (``--model``, ``--baseline``,
+``--descriptors``, ``--batch-size``) and the describer they select."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BASELINE_CHOICES = ("sift", "rootsift", "raw")
+
+
+def add_describer_arguments(p, descriptors_help: str | None = None, batch_size: int = 1024) -> None:
+    """Add ``--model`` / ``--baseline`` (one of them, default sift) [/ ``--descriptors``] and ``--batch-size``.
+
+    Args:
+        p: the parser.
+        descriptors_help: help of ``--descriptors`` (``None``: the benchmark takes no precomputed descriptors).
+        batch_size: default of ``--batch-size``.
+    """
+    src = p.add_mutually_exclusive_group()
+    if descriptors_help:
+        src.add_argument("--descriptors", metavar="PATH", help=descriptors_help)
+    src.add_argument("--model", metavar="FILE.keras", help="Keras descriptor model")
+    src.add_argument("--baseline", choices=BASELINE_CHOICES, help="baseline descriptor (default: sift)")
+    p.add_argument("--batch-size", type=int, default=batch_size,
+                   help=f"batch size for --model (default: {batch_size})")
+
+
+def describer_from_options(o):
+    """``(describer, label)`` for ``--model`` (label: the file's stem) or ``--baseline`` (default sift).
+
+    Raises:
+        ValueError: ``--batch-size`` below 1 (the benchmarks' options are their flags, so the message names it).
+    """
+    from ..evaluation import get_baseline, keras_describer
+
+    if o.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {o.batch_size}")
+    if getattr(o, "model", None):
+        return keras_describer(o.model, denoiser=getattr(o, "denoiser", None), batch_size=o.batch_size), \
+            Path(o.model).stem
+    name = getattr(o, "baseline", None) or "sift"
+    return get_baseline(name), name

@@ -1,0 +1,92 @@
+"""``hpatches``: the official HPatches tasks (verification, matching, retrieval and any task registered in
+:mod:`hpatches_kit.evaluation.registry`) on a dataset folder or the embedded default."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from .describe import add_describer_arguments, describer_from_options
+from .registry import Benchmark
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    from ..evaluation import registry
+
+    p.add_argument("--task", default="all", choices=registry.names() + ("all",),
+                   help="task to run (default: all registered tasks)")
+    p.add_argument("--data", default=None, help="dataset folder (default: the embedded default dataset)")
+    p.add_argument("--split", default="full", help="split: a, b, c (need a splits file), illum, view, full (default)")
+    p.add_argument("--splits-file", default=None, help="splits.json (official format)")
+    add_describer_arguments(p, descriptors_help="descriptor folder <name>/<sequence>/<type>.csv", batch_size=1024)
+    p.add_argument("--denoiser", metavar="FILE.keras", help="Keras denoiser applied before --model")
+    p.add_argument("--noisy", action="store_true", help="describe the noisy (*_noise.png) patches (N-HPatches)")
+    p.add_argument("--tasks-dir", default=None, help="folder with the official task CSVs of the split")
+    p.add_argument("--distance", default="L2", choices=("L2", "L1"))
+    p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
+
+
+def run(o) -> dict:
+    """Describe (or read) the patches and run the tasks asked for; the results dict of
+    :func:`hpatches_kit.evaluation.evaluate` with ``meta.descriptor`` and the describing time added."""
+    from ..data import index_dataset, load_dataset
+    from ..evaluation import compute_descriptors, evaluate, registry
+    from ..evaluation.describers import read_descriptor_set, write_descriptor_dir
+
+    progress = o.progress
+    tasks = registry.names() if o.task == "all" else (o.task,)
+    if o.denoiser and not o.model:
+        raise ValueError("--denoiser needs --model")
+    if o.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {o.batch_size}")
+    dataset = None
+    t0, c0 = time.perf_counter(), time.process_time()
+    if o.descriptors:
+        # precomputed descriptors: no image is decoded. The dataset (if given, or needed to generate task
+        # files) is only indexed: sequence names, patch counts from the PNG headers, and the ref images
+        # decoded only if retrieval task files must be generated
+        if o.data is not None or (o.tasks_dir is None and any(t != "matching" for t in tasks)):
+            dataset = index_dataset(o.data, split=o.split, splits_file=o.splits_file, progress=progress)
+        names = dataset.names if dataset is not None else None
+        descs = read_descriptor_set(o.descriptors, names, progress=progress)
+        label = Path(o.descriptors).name
+    else:
+        dataset = load_dataset(o.data, split=o.split, splits_file=o.splits_file,
+                               noise=True if o.noisy else None, progress=progress)
+        describer, label = describer_from_options(o)
+        descs = compute_descriptors(dataset, describer, noisy=o.noisy, progress=progress)
+    t_desc, c_desc = time.perf_counter() - t0, time.process_time() - c0  # reading (or computing) the descriptors
+    if o.export_csv:
+        write_descriptor_dir(o.export_csv, descs.as_dict() if hasattr(descs, "as_dict") else descs)
+        log.info("descriptors exported to %s", o.export_csv)
+    results = evaluate(descs, dataset, tasks=tasks, split=o.split, splits_file=o.splits_file,
+                       tasks_dir=o.tasks_dir, distance=o.distance, progress=progress)
+    results["meta"]["descriptor"] = label
+    results["meta"]["seconds"] = {"descriptors": t_desc, **results["meta"]["seconds"]}
+    results["meta"]["cpu_seconds"] = {"descriptors": c_desc, **results["meta"]["cpu_seconds"]}
+    return results
+
+
+def format_results(results: dict) -> str:
+    from ..evaluation import format_summary
+
+    return format_summary(results)
+
+
+def plots(results: dict, out_dir) -> list:
+    from ..plots.eval import plot_results
+
+    return plot_results(results, out_dir, name=results["meta"].get("descriptor", "descriptor"))
+
+
+BENCHMARK = Benchmark(
+    name="hpatches", run=run, add_arguments=add_arguments, format=format_results, plots=plots,
+    help="the HPatches tasks: verification, matching, retrieval (the default command)",
+    description="Benchmark a descriptor on the HPatches tasks (verification, matching, retrieval). Descriptors "
+                "come from a CSV folder in the official layout (--descriptors), a Keras model (--model, optional "
+                "--denoiser) or a baseline (--baseline, default sift). Task files are read from --tasks-dir by "
+                "their official names, otherwise generated for the dataset by the official rules (cached).",
+    outputs={"export_csv": "dir"}, aliases=(("benchmark", "hpatches"),))
