@@ -34,14 +34,16 @@ import re
 import sys
 import tempfile
 
-__all__ = ["LOGGER_NAME", "add_verbosity_arguments", "verbosity", "setup_cli_logging", "quiet_tensorflow",
+__all__ = ["LOGGER_NAME", "add_verbosity_arguments", "verbosity", "add_stderr_handler", "setup_cli_logging",
+           "quiet_tensorflow",
            "is_tensorflow_log_line"]
 
 LOGGER_NAME = "hpatches_kit"
 logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
 # "I0000 00:00:1796585496.670827    7901 port.cc:153] ..." (absl/glog prefix) and absl's pre-init warning
-_TF_LINE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\))")
+_TF_LINE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] "
+                      r"|WARNING: All log messages before absl::InitializeLog\(\))")
 _ENV_SET = False  # TF_CPP_MIN_LOG_LEVEL was set by quiet_tensorflow (not by the user)
 
 
@@ -72,13 +74,15 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def add_verbosity_arguments(parser, suppress_defaults: bool = False) -> None:
-    """Add ``-q/--quiet`` and ``-v/--verbose`` (both counting) to an ``argparse`` parser.
+def add_verbosity_arguments(parser, suppress_defaults: bool = False, long_verbose: bool = True) -> None:
+    """Add ``-q/--quiet`` and ``-v/--verbose`` (both counting; dests ``quiet`` and ``log_verbose``).
 
     Args:
         parser: the parser (or sub-parser).
         suppress_defaults: ``True`` for a sub-parser that repeats the top-level options (its absent flags then
             leave the top-level values alone).
+        long_verbose: also spell ``-v`` as ``--verbose`` (``hpatches-train`` keeps ``--verbose N`` for Keras'
+            progress display, so there ``-v`` has no long form).
     """
     import argparse
 
@@ -86,20 +90,23 @@ def add_verbosity_arguments(parser, suppress_defaults: bool = False) -> None:
     g = parser.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", action="count", default=default,
                    help="only warnings and errors (no [data]/[note]/[done] lines)")
-    g.add_argument("-v", "--verbose", action="count", default=default,
-                   help="more detail (debug messages; TensorFlow's own C++/absl log lines)")
+    g.add_argument(*(("-v", "--verbose") if long_verbose else ("-v",)), dest="log_verbose", action="count",
+                   default=default, help="more detail: debug messages and TensorFlow's own C++/absl log lines")
 
 
 def verbosity(args) -> int:
-    """``verbose - quiet`` of a parsed namespace (0 when it has neither)."""
-    return int(getattr(args, "verbose", 0) or 0) - int(getattr(args, "quiet", 0) or 0)
+    """``-v`` count minus ``-q`` count of a parsed namespace (0 when it has neither)."""
+    return int(getattr(args, "log_verbose", 0) or 0) - int(getattr(args, "quiet", 0) or 0)
 
 
-def setup_cli_logging(level: int = 0) -> logging.Logger:
-    """Configure the ``"hpatches_kit"`` logger for a command-line run (idempotent).
+def add_stderr_handler(level: int = logging.INFO) -> logging.Logger:
+    """Show the toolkit's messages (``level`` and above) as bare lines on ``sys.stderr`` (idempotent).
+
+    The ``"hpatches_kit"`` logger gets one handler that writes to whatever ``sys.stderr`` is at the time and
+    stops propagating (TensorFlow installs absl's handler on the root logger, which would print them again).
 
     Args:
-        level: :func:`verbosity`: ``< 0`` warnings only, ``0`` info, ``> 0`` debug and TensorFlow's own logs.
+        level: a ``logging`` level.
 
     Returns:
         The ``"hpatches_kit"`` logger.
@@ -111,8 +118,21 @@ def setup_cli_logging(level: int = 0) -> logging.Logger:
     h = _StderrHandler()
     h.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(h)
-    log.setLevel(logging.WARNING if level < 0 else logging.INFO if level == 0 else logging.DEBUG)
+    log.setLevel(level)
     log.propagate = False
+    return log
+
+
+def setup_cli_logging(level: int = 0) -> logging.Logger:
+    """Configure logging for a command-line run: :func:`add_stderr_handler` and :func:`quiet_tensorflow`.
+
+    Args:
+        level: :func:`verbosity`: ``< 0`` warnings only, ``0`` info, ``> 0`` debug and TensorFlow's own logs.
+
+    Returns:
+        The ``"hpatches_kit"`` logger.
+    """
+    log = add_stderr_handler(logging.WARNING if level < 0 else logging.INFO if level == 0 else logging.DEBUG)
     quiet_tensorflow(verbose=level > 0)
     return log
 

@@ -129,6 +129,17 @@ def assert_loss_round_trip(loss, y=None, x=None, tmp_path=None, model=None, rtol
 
 
 @pytest.fixture(autouse=True)
+def _toolkit_messages_on_stderr():
+    """The toolkit's log messages ([data], [resume], ...) reach stderr at INFO, as a command-line user sees them
+    (hpatches_kit.log.setup_cli_logging does this for the CLIs; tests also call the library and CLI modules
+    directly), and a test's -q/-v does not leak into the next one."""
+    from hpatches_kit.log import add_stderr_handler
+
+    add_stderr_handler()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _restore_float32_policy():
     """Tests that set a mixed-precision policy leave Keras's global policy as they found it (float32)."""
     yield

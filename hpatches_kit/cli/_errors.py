@@ -1,6 +1,7 @@
 """One error policy for all three CLIs (``hpatches-data``, ``hpatches-eval``, ``hpatches-train``).
 
-Bad input (:class:`~hpatches_kit.data.errors.DataError` is a ``ValueError``), an unwritable or full disk
+Bad input (:class:`~hpatches_kit.data.errors.DataError` is a ``ValueError``; an
+:class:`~hpatches_kit.errors.OptionError` names library options, shown here as their flags), an unwritable or full disk
 (``OSError``) and a command's own argument checks (``SystemExit`` with a message) end in one line
 ``PROG: error: ...`` on stderr and exit status 2, without a traceback; Ctrl-C ends with ``interrupted`` and 130.
 """
@@ -8,6 +9,15 @@ Bad input (:class:`~hpatches_kit.data.errors.DataError` is a ``ValueError``), an
 from __future__ import annotations
 
 import sys
+
+#: options whose flag is not ``--`` + the name with dashes (negated switches)
+FLAG_NAMES = {"evaluate": "--no-eval", "augment": "--no-augment"}
+
+
+def flag(option: str) -> str:
+    """The command-line flag of a library option name (``"val_every"`` -> ``"--val-every"``)."""
+    return FLAG_NAMES.get(option, "--" + option.replace("_", "-"))
+
 
 
 def error_line(e: BaseException) -> str:
@@ -25,7 +35,10 @@ def error_line(e: BaseException) -> str:
         >>> error_line(PermissionError(13, "Permission denied"))
         '[Errno 13] Permission denied'
     """
-    msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    from ..errors import OptionError
+
+    text = e.render(flag) if isinstance(e, OptionError) else str(e)  # the library's option names as flags
+    msg = (text.strip().splitlines() or [type(e).__name__])[0]
     if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
         msg = f"{e.filename}: {msg}"
     return msg

@@ -9,8 +9,13 @@ naming the file and the problem.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+
+from ..log import add_verbosity_arguments, setup_cli_logging, verbosity
+
+log = logging.getLogger(__name__)
 
 
 def _print_dataset_summary(root) -> None:
@@ -40,7 +45,7 @@ def _synth(args) -> int:
                max_patches=args.max_patches, noise=args.noise, seed=args.seed, progress=not args.quiet,
                num_zoom=args.num_zoom, num_blur=args.num_blur, jitter_scale=js, workers=args.workers,
                rescale=args.rescale, size=args.size, test_fraction=args.test_fraction)
-    print(f"wrote {args.out}")
+    log.info("wrote %s", args.out)
     _print_dataset_summary(args.out)
     return 0
 
@@ -51,7 +56,7 @@ def _extract(args) -> int:
 
     extract_dataset(args.src, args.out, seed=args.seed, max_patches=args.max_patches, progress=not args.quiet,
                     jitter_scale=args.jitter_scale)
-    print(f"wrote {args.out}")
+    log.info("wrote %s", args.out)
     _print_dataset_summary(args.out)
     return 0
 
@@ -71,7 +76,7 @@ def _info(args) -> int:
         from hpatches_kit.io import atomic_write_json
 
         atomic_write_json(args.json, report.to_dict())
-        print(f"wrote {args.json}")
+        log.info("wrote %s", args.json)
     return 0 if report.ok or not args.strict else 1
 
 
@@ -108,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     from hpatches_kit.data.download import SOURCES
 
     parser = argparse.ArgumentParser(prog="hpatches-data", description=__doc__.splitlines()[0])
+    add_verbosity_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, help_):
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        add_verbosity_arguments(p, suppress_defaults=True)  # -q: also no progress bars
         return p
 
     p = add("synth", "synthesise an HPatches-format dataset (no --out: build/show the embedded default)")
@@ -182,6 +188,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "size", None) == 0:
         args.size = None
+    setup_cli_logging(verbosity(args))
     from ._errors import run_command
 
     return run_command(f"hpatches-data {args.command}", args.func, args)

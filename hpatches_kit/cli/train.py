@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from ..log import add_verbosity_arguments, setup_cli_logging, verbosity
+
 SUBCOMMANDS = {
     "denoise": ("hpatches_kit.cli.train_denoise", "train a U-Net denoiser (noisy -> clean patches)"),
     "descriptor": ("hpatches_kit.cli.train_descriptor", "train an L2-Net/HardNet-style 128-d descriptor"),
@@ -17,11 +19,13 @@ SUBCOMMANDS = {
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen subcommand's module is imported (``--help`` lists all of them cheaply)."""
     parser = argparse.ArgumentParser(prog="hpatches-train", description="Train denoisers, descriptors and ViT adapters on HPatches-format data.")
+    add_verbosity_arguments(parser, long_verbose=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == command:
             importlib.import_module(mod).configure(p)
+        add_verbosity_arguments(p, suppress_defaults=True, long_verbose=False)  # --verbose N: Keras' progress
         p.set_defaults(_module=mod)
     return parser
 
@@ -30,6 +34,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in SUBCOMMANDS), None)
     args = build_parser(command).parse_args(argv)
+    setup_cli_logging(verbosity(args))
+    del args.quiet, args.log_verbose  # how much is shown is no argument of the run (run_args.json, --resume)
     # One line on stderr and exit 2 for bad input / disk errors / argument checks (see _errors); checkpoints
     # and history already written stay (an --out the run created and left empty is removed by the library's
     # TrainingRun).

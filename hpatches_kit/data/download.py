@@ -24,6 +24,7 @@ every source (files keep their relative paths), ``$HPATCHES_DOWNLOAD_BASE_URL_<S
 
 from __future__ import annotations
 
+import logging
 import gzip
 import http.client
 import os
@@ -40,6 +41,8 @@ from pathlib import Path
 
 from .errors import DataError
 from .fsio import sha256_file
+
+log = logging.getLogger(__name__)
 
 ICVL_BASE = "http://icvl.ee.ic.ac.uk/vbalnt/hpatches"
 BENCHMARK_COMMIT = "e0c993c7756d26129fef47f752f79e4cfe6681aa"
@@ -283,13 +286,13 @@ def download(what=("hpatches-release", "benchmark-tasks"), out_dir=".", base_url
             final = out_dir / (rf.extracts_to if rf.extract and rf.extracts_to else rf.dest)
             if final.exists() and not force:
                 if progress:
-                    print(f"{final}: already present, skipping (use --force to fetch again)")
+                    log.info(f"{final}: already present, skipping (use --force to fetch again)")
                 paths.append(final)
                 continue
             # --force: the present copy stays until the new one is downloaded, verified and extracted
             url = f"{base}/{rf.path}"
             if progress:
-                print(f"fetching {url}")
+                log.info(f"fetching {url}")
             f = download_file(url, out_dir / rf.dest, sha256=rf.sha256, size=rf.size, progress=progress, retries=retries)
             if rf.extract:
                 try:

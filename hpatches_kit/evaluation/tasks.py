@@ -13,6 +13,7 @@ Generation reproduces ``utils/tasks.py`` of the official benchmark draw for draw
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import numpy as np
 
 from ..data.errors import DataError
 from ..io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 VERIF_KINDS = ("pos", "neg_intra", "neg_inter")
 VERIF_HEADER = ("s1", "t1", "idx1", "s2", "t2", "idx2")
@@ -336,14 +339,14 @@ def tasks_for_dataset(
     if "verification" in tasks:
         if not all((d / verif_file(k, split)).is_file() for k in VERIF_KINDS):
             if progress:
-                print(f"generating verification pairs ({counts['pairs']} of each kind) -> {d}")
+                log.info(f"generating verification pairs ({counts['pairs']} of each kind) -> {d}")
             lengths = {s: int(ref_patches[s].shape[0]) for s in test}
             write_verification(d, split, generate_verification(lengths, test, counts["pairs"]))
         ts.verification = read_verification(d, split)
     if "retrieval" in tasks:
         if not all((d / retr_file(k, split)).is_file() for k in ("queries", "distractors")):
             if progress:
-                print(f"generating retrieval queries/distractors -> {d}")
+                log.info(f"generating retrieval queries/distractors -> {d}")
             write_retrieval(d, split, generate_retrieval(ref_patches, test, counts["queries"], counts["distractors"]))
         ts.retrieval = read_retrieval(d, split)
     return ts

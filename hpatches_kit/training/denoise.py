@@ -12,8 +12,7 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
-import sys
+import logging
 import time
 from dataclasses import dataclass
 
@@ -21,6 +20,8 @@ import numpy as np
 
 from ..data.errors import DataError
 from .run import OptionsFromNamespace
+
+log = logging.getLogger(__name__)
 
 MODELS = ("shallow_unet", "deep_unet")
 LOSSES = ("mae", "mse")
@@ -118,7 +119,7 @@ def _train(o: DenoiseOptions, run) -> dict:
 
     root = resolve_data(o.data, "n-hpatches")
     train_names, test_names, how = train_test_names(root, o.split, o.splits_file)
-    print(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})", file=sys.stderr)
+    log.info(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})")
     ds_train = load_dataset(root, sequences=train_names, noise=True, progress=o.verbose > 0)
     clean, _ = ds_train.all_tracks()
     noisy, _ = ds_train.all_tracks(noisy=True)
@@ -172,7 +173,7 @@ def _train(o: DenoiseOptions, run) -> dict:
     metrics["heldout" if test is not None else "train_set"] = m
     plot_denoise_examples(n_flat, den, c_flat, run.out / "denoise_examples.png")
     path = run.save_final(model, metrics)
-    print(f"[held-out] MAE noisy {m['mae_noisy']:.2f} -> denoised {m['mae_denoised']:.2f} grey levels; "
+    log.info(f"[held-out] MAE noisy {m['mae_noisy']:.2f} -> denoised {m['mae_denoised']:.2f} grey levels; "
           f"PSNR {m['psnr_noisy']:.2f} -> {m['psnr_denoised']:.2f} dB ({m['patches']} patches)")
-    print(f"[done] {path}", file=sys.stderr)
+    log.info(f"[done] {path}")
     return {**metrics, "model": path}

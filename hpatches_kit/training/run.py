@@ -32,11 +32,11 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,6 +44,8 @@ from pathlib import Path
 
 from ..data.errors import DataError
 from ..io import atomic_path, atomic_write_json
+
+log = logging.getLogger(__name__)
 
 RUN_ARGS = "run_args.json"
 # arguments a --resume may change: they alter how long the run goes on, what it prints or checks, not what
@@ -54,14 +56,16 @@ _FLAG_NAMES = {"evaluate": "--no-eval", "augment": "--no-augment"}
 
 
 def check_schedule(epochs: int, batch_size: int, lr: float = 1.0, val_every: int = 1) -> None:
-    """Raise ``ValueError`` naming the flag when ``epochs < 1``, ``batch_size < 2``, ``lr <= 0`` or
-    ``val_every < 1``."""
+    """Raise :class:`~hpatches_kit.errors.OptionError` naming the option when ``epochs < 1``,
+    ``batch_size < 2``, ``lr <= 0`` or ``val_every < 1`` (the CLI shows it with the flags)."""
+    from ..errors import OptionError
+
     if epochs < 1 or batch_size < 2:
-        raise ValueError("--epochs must be >= 1 and --batch-size >= 2")
+        raise OptionError("{epochs} must be >= 1 and {batch_size} >= 2", "epochs", "batch_size")
     if val_every < 1:
-        raise ValueError(f"--val-every must be >= 1, got {val_every}")
+        raise OptionError(f"{{val_every}} must be >= 1, got {val_every}", "val_every")
     if lr <= 0:
-        raise ValueError(f"--lr must be > 0, got {lr}")
+        raise OptionError(f"{{lr}} must be > 0, got {lr}", "lr")
 
 
 def run_arguments(arguments: dict) -> dict:
@@ -92,8 +96,8 @@ def check_run_args(arguments: dict, out, resume: bool) -> dict:
     has_ck = (ck / "state.json").is_file() or any(ck.glob("epoch-*.keras"))
     if resume and has_ck:
         if not path.is_file():
-            print(f"[resume] {path}: missing (a run from an older version): the arguments cannot be checked "
-                  f"against the checkpoint's", file=sys.stderr)
+            log.warning(f"[resume] {path}: missing (a run from an older version): the arguments cannot be checked "
+                  f"against the checkpoint's")
         else:
             try:
                 before = json.loads(path.read_text())
@@ -108,7 +112,7 @@ def check_run_args(arguments: dict, out, resume: bool) -> dict:
                 raise DataError(path, f"--resume with arguments that differ from the run's: {listed}; resume with "
                                       f"the run's values or start a new --out")
             for k in (k for k in diff if k != "resume"):
-                print(f"[resume] {flag_name(k)}: {before[k]!r} -> {now[k]!r} (applied)", file=sys.stderr)
+                log.info(f"[resume] {flag_name(k)}: {before[k]!r} -> {now[k]!r} (applied)")
             now = {**before, **now}
     atomic_write_json(path, now)
     return now
@@ -138,8 +142,8 @@ def tensorboard_available() -> bool:
 
     ok = importlib.util.find_spec("tensorboard") is not None
     if not ok:
-        print("[note] tensorboard is not installed: no TensorBoard logs (history.json and the curves PNG are "
-              "still written)", file=sys.stderr)
+        log.warning("[note] tensorboard is not installed: no TensorBoard logs (history.json and the curves PNG are "
+              "still written)")
     return ok
 
 
@@ -231,8 +235,8 @@ class TrainingRun:
                     "strategy": type(strat).__name__, "workers": worker["workers"], "precision": policy,
                     "jit_compile": use_jit, "args": recorded}
         task = f" task={worker['task']}{' (chief)' if worker['chief'] else ' (writes nothing)'}" if worker["task"] else ""
-        print(f"[hpatches-train {command}] device={dev} replicas={strat.num_replicas_in_sync}{task} "
-              f"precision={policy} jit={use_jit} out={out}", file=sys.stderr)
+        log.info(f"[hpatches-train {command}] device={dev} replicas={strat.num_replicas_in_sync}{task} "
+              f"precision={policy} jit={use_jit} out={out}")
         return run
 
     @property
@@ -253,13 +257,13 @@ class TrainingRun:
         with self.strategy.scope():
             res = load_resume(self.checkpoints, custom_objects=custom_objects)
         if res is None:
-            print(f"[resume] no checkpoint in {self.checkpoints}: starting from scratch", file=sys.stderr)
+            log.info(f"[resume] no checkpoint in {self.checkpoints}: starting from scratch")
             return None, 0, {}
         for note in res.notes:
-            print(f"[resume] {note}", file=sys.stderr)
+            log.info(f"[resume] {note}")
         hist = self._history_up_to(res.initial_epoch)
-        print(f"[resume] {res.path}: {res.initial_epoch} epochs done, optimizer step "
-              f"{int(res.model.optimizer.iterations.numpy())}", file=sys.stderr)
+        log.info(f"[resume] {res.path}: {res.initial_epoch} epochs done, optimizer step "
+              f"{int(res.model.optimizer.iterations.numpy())}")
         return res.model, res.initial_epoch, hist
 
     def _history_up_to(self, epochs: int) -> dict:
@@ -272,14 +276,14 @@ class TrainingRun:
                     raise ValueError("no 'history' of per-metric lists")
                 hist = {k: v[:epochs] for k, v in loaded.items()}
             except (ValueError, OSError, AttributeError) as e:
-                print(f"[resume] {hp}: unreadable ({type(e).__name__}: {e}); the history restarts at epoch "
-                      f"{epochs + 1} (earlier epochs logged as null)", file=sys.stderr)
+                log.warning(f"[resume] {hp}: unreadable ({type(e).__name__}: {e}); the history restarts at epoch "
+                      f"{epochs + 1} (earlier epochs logged as null)")
                 hist = {}
         done = len(hist.get("epoch", []))
         if done < epochs:  # pad, so every list stays aligned with the epochs the checkpoint holds
             if done:
-                print(f"[resume] {hp}: holds {done} of the {epochs} epochs done; the missing ones are "
-                      f"logged as null", file=sys.stderr)
+                log.info(f"[resume] {hp}: holds {done} of the {epochs} epochs done; the missing ones are "
+                      f"logged as null")
             hist = {k: list(v) + [None] * (epochs - len(v)) for k, v in hist.items() if k != "epoch"}
             hist["epoch"] = list(range(1, epochs + 1))
         return hist

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import sys
+import logging
+
+log = logging.getLogger(__name__)
 
 
 def cosine_decay(lr: float, epochs: int, steps_per_epoch: int):
@@ -47,6 +49,6 @@ def replan_schedule(optimizer, lr: float, schedule: str, epochs: int, steps_per_
     same = isinstance(cfg, dict) and cfg.get("class_name") == "CosineDecay"
     if same and cfg["config"].get("decay_steps") == new.decay_steps:
         return False
-    print(f"[resume] cosine learning-rate schedule re-planned over {new.decay_steps} steps", file=sys.stderr)
+    log.info(f"[resume] cosine learning-rate schedule re-planned over {new.decay_steps} steps")
     optimizer.learning_rate = new
     return True

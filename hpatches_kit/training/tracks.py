@@ -6,14 +6,16 @@ A track is the 16 views of one patch (``ref, e1..e5, h1..h5, t1..t5``): ``(T, 16
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..data.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,7 +56,7 @@ def hpatches_tracks(root, split: str = "a", splits_file=None, size: int = 32, no
 
     root = Path(root)
     train_names, test_names, how = train_test_names(root, split, splits_file)
-    print(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})", file=sys.stderr)
+    log.info(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})")
     ds = load_dataset(root, sequences=train_names, size=size, progress=progress)
     tracks = ds.all_tracks(noisy=noisy)[0]
     del ds  # the concatenated copy is all training needs: keep one host copy, not two
@@ -75,7 +77,7 @@ def brown_training_tracks(data, size: int = 32, seed: int = 0, holdout: float = 
         raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
     tracks, held = brown_tracks(data, size=size, seed=seed, holdout=holdout, progress=progress)
     how = f"brown: {len(tracks)} train / {0 if held is None else len(held)} held-out 3-D points"
-    print(f"[data] {data}: {how}", file=sys.stderr)
+    log.info(f"[data] {data}: {how}")
     return TrackSplit(Path(data), tracks, held, [], [], how)
 
 

@@ -15,11 +15,14 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import time
 from dataclasses import dataclass
 
 from .run import OptionsFromNamespace
+
+log = logging.getLogger(__name__)
 
 LOSSES = ("contrastive", "cosine", "irt", "infonce")
 
@@ -124,7 +127,7 @@ def _train(o: VitAdapterOptions, run) -> dict:
             old = json.loads(mp.read_text())
             metrics["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] <= start]
             metrics["frozen"] = old.get("frozen")
-        print(f"resuming from {run.checkpoints} (epoch {start})")
+        log.info(f"resuming from {run.checkpoints} (epoch {start})")
     else:
         backbone = vit_adapter(o.preset, bottleneck=o.bottleneck, train_layernorms=o.train_layernorms, head=o.head,
                                pooling=o.pooling, image_size=o.image_size, weights=o.weights)
@@ -134,14 +137,14 @@ def _train(o: VitAdapterOptions, run) -> dict:
                       loss=losses.get(o.loss, margin=o.margin, temperature=o.temperature))
         metrics["frozen"] = _eval(backbone, test)
     if not o.weights:
-        print("note: no --weights: the frozen backbone is random-initialised (no pretrained weights offline)")
+        log.info("note: no --weights: the frozen backbone is random-initialised (no pretrained weights offline)")
     rep = parameter_report(backbone)
     metrics["parameters"] = rep
     metrics["pairs"] = {"train": len(train), "test": len(test), "test_sources": sorted(set(test.groups)),
                         "data": test.source, "image_size": size}
-    print(f"trainable {rep['trainable']:,} of {rep['total']:,} parameters (adapters {rep['adapters']:,}, "
+    log.info(f"trainable {rep['trainable']:,} of {rep['total']:,} parameters (adapters {rep['adapters']:,}, "
           f"{100 * rep['adapter_overhead']:.2f}% of the backbone); {len(train)} train / {len(test)} held-out pairs")
-    print(f"frozen backbone + identity adapters: held-out accuracy {metrics['frozen']['accuracy']}")
+    log.info(f"frozen backbone + identity adapters: held-out accuracy {metrics['frozen']['accuracy']}")
 
     class HeldOut(keras.callbacks.Callback):
         """Per epoch: held-out pair matching, loss, LR and wall seconds into ``metrics.json``."""
@@ -158,7 +161,8 @@ def _train(o: VitAdapterOptions, run) -> dict:
                                       "seconds": round(time.time() - self.t0, 2), "heldout": ev})
             run.write_metrics(metrics)
             if o.verbose:
-                print(("\n" if o.verbose == 1 else "") + f"epoch {epoch + 1}: loss {metrics['epochs'][-1]['loss']:.4f} "
+                log.info(("\n" if o.verbose == 1 else "")
+                         + f"epoch {epoch + 1}: loss {metrics['epochs'][-1]['loss']:.4f} "
                       f"held-out row acc {ev['accuracy']['row']:.3f} (assignment {ev['accuracy']['assignment']:.3f})")
 
     if start < o.epochs:
@@ -167,6 +171,6 @@ def _train(o: VitAdapterOptions, run) -> dict:
                   callbacks=[HeldOut()] + run.callbacks(history), verbose=min(o.verbose, 2))
     metrics["final"] = _eval(backbone, test)
     path = run.save_final(backbone, metrics)
-    print(f"held-out accuracy: frozen {metrics['frozen']['accuracy']['row']:.3f} -> trained "
+    log.info(f"held-out accuracy: frozen {metrics['frozen']['accuracy']['row']:.3f} -> trained "
           f"{metrics['final']['accuracy']['row']:.3f} (row; chance {metrics['final']['chance']:.3f}); model: {path}")
     return {**run.info, **metrics, "model": path}
