@@ -1,6 +1,5 @@
-"""Console scripts: ``hpatches-data``, ``hpatches-eval``, ``hpatches-train``."""
+"""Console scripts: ``hpatches-data``, ``hpatches-eval``, ``hpatches-train``.
 
-import os
-
-# Quiet TensorFlow's C++ start-up chatter for the command-line tools (users can still override it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+Each ``main`` parses its arguments, then calls :func:`hpatches_kit.log.setup_cli_logging` (``-q/-v``; TensorFlow's
+C++/absl start-up lines hidden unless ``-v``) before anything imports TensorFlow.
+"""

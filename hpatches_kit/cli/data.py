@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..log import add_verbosity_arguments, setup_cli_logging, verbosity
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hpatches_kit.cli.data")  # not __name__: "__main__" under python -m
 
 
 def _print_dataset_summary(root) -> None:

@@ -18,7 +18,7 @@ import sys
 from ..data.fsio import check_output_dir, check_output_file
 from ..log import add_verbosity_arguments, setup_cli_logging, verbosity
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hpatches_kit.cli.eval")  # not __name__: "__main__" under python -m
 
 PROG = "hpatches-eval"
 DEFAULT = "hpatches"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hpatches_kit.cli.eval_compare")  # not __name__ (python -m)
 
 
 def configure(p) -> None:

@@ -14,7 +14,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 import time
 from dataclasses import dataclass
 
@@ -22,6 +22,8 @@ import numpy as np
 
 from ..data.errors import DataError
 from .run import OptionsFromNamespace
+
+log = logging.getLogger(__name__)
 
 # The default budget: 15 minutes for the whole command on a 2-core CPU. bf16 (auto on AMX CPUs) runs the step
 # 1.6-2.5x faster, so its default trains 40 epochs where float32 trains 27 (docs/training.md, "bf16 vs float32").
@@ -226,7 +228,7 @@ def _train(o: DescriptorOptions, run) -> dict:
     S = o.batch_size // K
     check_tracks_per_replica(S, run.strategy)
     if S * K != o.batch_size:
-        print(f"[note] batch size {o.batch_size} -> {S} tracks x {K} views = {S * K}", file=sys.stderr)
+        log.info(f"[note] batch size {o.batch_size} -> {S} tracks x {K} views = {S * K}")
     if len(tracks) < S:
         raise ValueError(f"only {len(tracks)} training tracks: fewer than one batch of {S} tracks; lower --batch-size")
     triplets = o.loss == "random-triplet"
@@ -259,7 +261,7 @@ def _train(o: DescriptorOptions, run) -> dict:
         model.compile(optimizer=optimizer, loss=options_loss(o), jit_compile=run.jit)
     net = model.get_layer("l2net") if triplets else model
     if initial_epoch >= o.epochs:
-        print(f"[resume] already trained {initial_epoch} >= --epochs {o.epochs} epochs", file=sys.stderr)
+        log.info(f"[resume] already trained {initial_epoch} >= --epochs {o.epochs} epochs")
     skip = initial_epoch * steps
     if triplets:
         train = train.skip(skip) if skip else train
@@ -303,8 +305,8 @@ def _train(o: DescriptorOptions, run) -> dict:
         metrics["history"] = hist
     if test_tracks is not None and len(test_tracks) >= 2:
         metrics["heldout_nn_matching"] = heldout_matching(net, test_tracks, seed=o.seed)
-        print("[held-out] NN matching accuracy ref->target: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in metrics["heldout_nn_matching"].items() if k != "tracks"), file=sys.stderr)
+        log.info("[held-out] NN matching accuracy ref->target: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in metrics["heldout_nn_matching"].items() if k != "tracks"))
     path = run.save_final(net, metrics)
     if o.evaluate and data.test_names and run.chief:  # model.keras is the chief's
         from ..data import load_dataset
@@ -316,5 +318,5 @@ def _train(o: DescriptorOptions, run) -> dict:
         metrics["evaluation"] = res
         run.write_metrics(metrics)
         print(text)
-    print(f"[done] {path}", file=sys.stderr)
+    log.info(f"[done] {path}")
     return {**metrics, "model": path}
