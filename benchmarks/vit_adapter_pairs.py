@@ -32,7 +32,9 @@ def run_seed(seed, args):
     from hpatches_kit.evaluation.pair_matching import evaluate_pairs
     from hpatches_kit.losses.embedding import InfoNCELoss, IRTLoss, SymmetricContrastiveLoss
     from hpatches_kit.models.vit import parameter_report, vit_adapter
-    from hpatches_kit.models.vit.training import OneCycle, PairBatches, siamese
+    from hpatches_kit.models.vit.siamese import siamese
+    from hpatches_kit.training.one_cycle import OneCycle
+    from hpatches_kit.training.pairs import PairBatches
 
     keras.utils.set_random_seed(seed)
     if args.split == "photos":  # held-out photos: never seen in training (what hpatches-train vit-adapter does)

@@ -18,6 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent / PKG
 KNOWN_EDGES: set[tuple[str, str]] = {
 }
 
+# Old import paths kept after a move: modules that only re-export names now defined in another subpackage.
+# Their edges are left out of the subpackage-level graph (they point "up" on purpose, for old callers);
+# test_compat_shims_only_reexport keeps them from holding anything else.
+COMPAT_SHIMS = {"hpatches_kit.models.vit.training"}
+
+# The layering, lowest first: a subpackage (or root module) may import only those before it in this list.
+LAYERS = ["hpatches_kit.layout", "hpatches_kit.io", "hpatches_kit.errors", "hpatches_kit.log", "hpatches_kit.plugins",
+          "hpatches_kit.data", "hpatches_kit.models", "hpatches_kit.losses", "hpatches_kit.evaluation",
+          "hpatches_kit.plots", "hpatches_kit.training", "hpatches_kit.benchmarks", "hpatches_kit.cli"]
+
 
 def _modules() -> dict[str, Path]:
     mods = {}
@@ -121,3 +131,48 @@ def test_data_package_has_no_import_cycle():
     sub = {m: {t for t in ts if t.startswith(f"{PKG}.data")} for m, ts in g.items() if m.startswith(f"{PKG}.data")}
     cycle = find_cycle(sub)
     assert cycle is None, "import cycle in data/: " + " -> ".join(cycle)
+
+
+def _subpackage(mod: str) -> str:
+    parts = mod.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else parts[0]
+
+
+def subpackage_graph() -> dict[str, set[str]]:
+    """``{subpackage: {subpackages it imports}}`` (``hpatches_kit.evaluation``, ...; root modules count as
+    their own), compatibility shims left out."""
+    g: dict[str, set[str]] = {}
+    for mod, targets in import_graph().items():
+        if mod in COMPAT_SHIMS:
+            continue
+        a = _subpackage(mod)
+        g.setdefault(a, set())
+        g[a] |= {_subpackage(t) for t in targets if _subpackage(t) != a}
+    return g
+
+
+def test_no_subpackage_cycle():
+    # e.g. evaluation -> plots -> evaluation (evaluation.compare drew the comparison figure) is a cycle here
+    assert find_cycle({"e": {"p"}, "p": {"e"}}) == ["e", "p", "e"]
+    cycle = find_cycle(subpackage_graph())
+    assert cycle is None, "subpackage import cycle: " + " -> ".join(cycle)
+
+
+def test_layering():
+    # evaluation never imports plots (plots draw evaluation results; the benchmarks and CLIs call both)
+    g = subpackage_graph()
+    assert f"{PKG}.plots" not in g[f"{PKG}.evaluation"]
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    wrong = sorted((a, b) for a, bs in g.items() for b in bs if a in rank and b in rank and rank[b] > rank[a])
+    assert not wrong, f"imports against the layering {LAYERS}: {wrong}"
+    assert set(g) - {PKG} <= set(rank), f"place new subpackages in LAYERS: {sorted(set(g) - set(rank) - {PKG})}"
+
+
+def test_compat_shims_only_reexport():
+    mods = _modules()
+    for shim in COMPAT_SHIMS:
+        tree = ast.parse(mods[shim].read_text())
+        body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        kinds = {type(n).__name__ for n in body}
+        assert kinds <= {"ImportFrom", "Import", "Assign"}, (shim, kinds)
+        assert all(n.targets[0].id == "__all__" for n in body if isinstance(n, ast.Assign)), shim

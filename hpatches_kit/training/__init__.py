@@ -22,6 +22,8 @@ _EXPORTS = {
     ".callbacks": ("CollapseDetector", "MiningCurriculum", "AtomicCheckpoint", "ResumeState", "load_resume",
                    "descriptor_spread"),
     ".run": ("TrainingRun",),
+    ".one_cycle": ("OneCycle",),
+    ".pairs": ("PairBatches",),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

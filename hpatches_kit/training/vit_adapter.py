@@ -104,7 +104,9 @@ def _train(o: VitAdapterOptions, run) -> dict:
     from .. import losses
     from ..data.stereo import embedded_split, load_stereo_pairs, split_pairs
     from ..models.vit import find_backbone, get_preset, parameter_report, vit_adapter
-    from ..models.vit.training import OneCycle, PairBatches, siamese
+    from ..models.vit.siamese import siamese
+    from .one_cycle import OneCycle
+    from .pairs import PairBatches
 
     size = o.image_size or get_preset(o.preset).image_size
     if o.data is None:  # embedded default: many training views of the training photos, held-out photos
