@@ -137,3 +137,19 @@ def test_default_command_equals_hpatches_subcommand(tiny_dataset, tmp_path, monk
     assert cli.main(["--benchmark", "hpatches"] + common + ["--json", str(b)]) == 0
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert ra["matching"] == rb["matching"] and ra["meta"]["descriptor"] == "raw"
+
+
+def test_real_validation_subcommand_matches_the_library(real_sequences, tmp_path, monkeypatch, capsys):
+    from hpatches_kit.evaluation.real import compare_on_real
+
+    monkeypatch.setenv("HPATCHES_KIT_HOME", str(tmp_path / "home"))
+    out = tmp_path / "real.json"
+    assert cli.main(["real", "--data", str(real_sequences), "--baseline", "sift", "--baseline", "raw", "--regime",
+                     "small", "--max-patches", "25", "--json", str(out), "--plots", str(tmp_path / "pl"),
+                     "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "## small geometric noise" in text and "SIFT" in text and "raw" in text
+    res = json.loads(out.read_text())
+    ref = compare_on_real(real_sequences, {}, baselines=("sift", "raw"), regimes=("small",), max_patches=25)
+    assert res["regimes"]["small"]["rows"] == ref["small"]["rows"]
+    assert (tmp_path / "pl" / "real_validation.png").stat().st_size > 1000

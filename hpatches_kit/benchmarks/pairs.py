@@ -100,5 +100,7 @@ def plots(res: dict, out_dir) -> list:
 BENCHMARK = Benchmark(
     name="pairs", run=run, add_arguments=add_arguments, format=format_results, plots=plots,
     help="image-pair matching accuracy of a ViT (or any Keras image embedder)",
-    description=__doc__.strip().split("\n\n")[0] + " " + __doc__.strip().split("\n\n")[1].replace("\n", " "),
+    description="Image-pair matching accuracy of a ViT (or any Keras image embedder): embeds all left and right "
+                "images, builds the cosine similarity matrix and reports accuracy by row, by both axes and by "
+                "optimal one-to-one assignment, with chance level.",
     aliases=(("task", "pair-matching"),))

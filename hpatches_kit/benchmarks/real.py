@@ -63,7 +63,16 @@ def format_results(res: dict) -> str:
     return "\n".join(lines)
 
 
+def plots(res: dict, out_dir) -> list:
+    from ..plots.benchmarks import plot_real
+
+    return [plot_real(res["regimes"], Path(out_dir) / "real_validation.png")]
+
+
 BENCHMARK = Benchmark(
-    name="real", run=run, add_arguments=add_arguments, format=format_results,
+    name="real", run=run, add_arguments=add_arguments, format=format_results, plots=plots,
     help="real validation: descriptors next to SIFT and RootSIFT on real photographs",
-    description=__doc__.strip().replace("\n", " "))
+    description="Real validation: HPatches-format patches cut from real photographed sequences (cached per "
+                "source, regime and seed), the official protocol (all sequences, task files generated, L2), every "
+                "--model next to SIFT and RootSIFT on the same patches. Never train on these sequences or tune to "
+                "them: they measure generalisation.")

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..io import atomic_savefig
 from .eval import _plt
 
-__all__ = ["plot_mma", "plot_brown_roc"]
+__all__ = ["plot_mma", "plot_brown_roc", "plot_real"]
 
 
 def plot_mma(results: list[dict], path) -> Path:
@@ -48,6 +48,42 @@ def plot_brown_roc(curves: dict, path) -> Path:
            title="Brown pairs ROC")
     ax.grid(True, ls=":")
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_real(regimes: dict, path) -> Path:
+    """Real validation: headline mAP per task, one bar per descriptor (baselines hatched), one panel per regime.
+
+    Args:
+        regimes: ``{regime: {"rows": {name: {task: mAP %}}, "tracks": int, ...}}`` as
+            :func:`hpatches_kit.evaluation.real.compare_on_real` returns it.
+        path: output image file.
+
+    Returns:
+        ``path``.
+    """
+    import numpy as np
+
+    plt = _plt()
+    tasks = ("verification", "matching", "retrieval")
+    fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 4.2), squeeze=False)
+    for ax, (regime, r) in zip(axes[0], regimes.items()):
+        names = list(r["rows"])
+        width = 0.8 / max(1, len(names))
+        x = np.arange(len(tasks))
+        for k, name in enumerate(names):
+            vals = [r["rows"][name][t] for t in tasks]
+            baseline = name in ("SIFT", "RootSIFT", "raw")
+            bars = ax.bar(x + (k - (len(names) - 1) / 2) * width, vals, width, label=name,
+                          hatch="//" if baseline else None, alpha=0.75 if baseline else 1.0)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
+        ax.set_xticks(x, tasks)
+        ax.set(ylabel="mAP [%]", ylim=(0, 105), title=f"real validation, {regime} noise ({r['tracks']} tracks)")
+        ax.grid(True, axis="y", ls=":")
+        ax.legend(loc="upper right", fontsize=8, title="hatched: baselines", title_fontsize=7)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)

@@ -16,13 +16,15 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 from ..models.joint import denoise_describe
 from .joint import DEFAULT_RECON_WEIGHT, compile_joint, load_joint_start
+
+log = logging.getLogger(__name__)
 
 __all__ = ["train_joint_descriptor", "run_joint", "joint_tracks"]
 
@@ -64,7 +66,7 @@ def joint_tracks(root, split: str = "a", splits_file=None, size: int = 32, progr
 
     root = Path(root)
     train_names, test_names, how = train_test_names(root, split, splits_file)
-    print(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})", file=sys.stderr)
+    log.info(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})")
     sides = []
     for names in (train_names, test_names):
         if not names:
@@ -154,8 +156,8 @@ def run_joint(o, run) -> dict:
         metrics["heldout_denoise"], _ = heldout_denoise_metrics(joint_parts(joint)[0], test_noisy, test_clean,
                                                                 seed=o.seed)
         h = metrics["heldout_denoise"]
-        print(f"[held-out] joint U-Net: MAE noisy {h['mae_noisy']:.2f} -> {h['mae_denoised']:.2f} grey levels, PSNR "
-              f"{h['psnr_noisy']:.2f} -> {h['psnr_denoised']:.2f} dB", file=sys.stderr)
+        log.info(f"[held-out] joint U-Net: MAE noisy {h['mae_noisy']:.2f} -> {h['mae_denoised']:.2f} grey levels, PSNR "
+              f"{h['psnr_noisy']:.2f} -> {h['psnr_denoised']:.2f} dB")
     path = run.save_final(joint, metrics)
     if o.evaluate and data.test_names:
         from ..data import load_dataset
@@ -166,6 +168,5 @@ def run_joint(o, run) -> dict:
         metrics["evaluation"] = res
         run.write_metrics(metrics)
         print(text)
-    print(f"[done] {path} (one model: noisy patch in, descriptor out; hpatches-eval --model {path} --noisy)",
-          file=sys.stderr)
+    log.info(f"[done] {path} (one model: noisy patch in, descriptor out; hpatches-eval --model {path} --noisy)")
     return {**metrics, "model": path}
