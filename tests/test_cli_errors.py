@@ -64,3 +64,21 @@ def test_run_command_passes_status_and_exit_codes():
     with pytest.raises(SystemExit) as e:  # argparse's own exits (int codes) are not rewritten
         _errors.run_command("p", lambda: (_ for _ in ()).throw(SystemExit(1)))
     assert e.value.code == 1
+
+
+def test_library_option_errors_are_shown_as_flags(capsys):
+    # the library speaks option names (what a Python caller passed); the CLI shows its flags
+    from hpatches_kit.errors import OptionError
+    from hpatches_kit.training.run import check_schedule
+
+    with pytest.raises(OptionError) as e:
+        check_schedule(epochs=0, batch_size=16)
+    assert str(e.value) == "epochs must be >= 1 and batch_size >= 2" and e.value.options == ("epochs", "batch_size")
+
+    def fail(exc):
+        raise exc
+
+    assert _errors.run_command("hpatches-train descriptor", fail, e.value) == 2
+    _one_error_line(capsys, "hpatches-train descriptor", "--epochs must be >= 1 and --batch-size >= 2")
+    assert _errors.run_command("p", fail, OptionError("{evaluate} needs held-out sequences", "evaluate")) == 2
+    _one_error_line(capsys, "p", "--no-eval needs held-out sequences")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.errors import DataError
+from ..errors import OptionError
 from .run import OptionsFromNamespace
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def train_denoiser(o: DenoiseOptions, arguments: dict | None = None) -> dict:
 
     check_schedule(o.epochs, o.batch_size, o.lr, o.val_every)
     if o.model not in MODELS:
-        raise ValueError(f"unknown --model {o.model!r}; expected one of {', '.join(MODELS)}")
+        raise OptionError(f"unknown {{model}} {o.model!r}; expected one of {', '.join(MODELS)}", "model")
     return start_and_train("denoise", o, arguments, lambda run: _train(o, run))
 
 
@@ -130,7 +131,7 @@ def _train(o: DenoiseOptions, run) -> dict:
     n_pairs = clean.shape[0] * clean.shape[1]
     bs = o.batch_size
     if bs % run.replicas:
-        raise ValueError(f"--batch-size {bs} must be divisible by the {run.replicas} replicas")
+        raise OptionError(f"{{batch_size}} {bs} must be divisible by the {run.replicas} replicas", "batch_size")
     if n_pairs < bs:
         raise ValueError(f"only {n_pairs} training patch pairs: fewer than one batch of {bs}")
     steps = o.steps_per_epoch or n_pairs // bs

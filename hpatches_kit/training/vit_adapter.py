@@ -20,6 +20,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
+from ..errors import OptionError
 from .run import OptionsFromNamespace
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,16 @@ class VitAdapterOptions(OptionsFromNamespace):
 
 
 def check_options(o: VitAdapterOptions) -> None:
-    """Raise ``ValueError`` naming the flag for options that cannot run."""
+    """Raise :class:`~hpatches_kit.errors.OptionError` naming the options that cannot run."""
     if o.temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {o.temperature}")
+        raise OptionError(f"{{temperature}} must be > 0, got {o.temperature}", "temperature")
     if o.train_pairs_per_photo < 1 or o.eval_pairs_per_photo < 1:
-        raise ValueError("--train-pairs-per-photo and --eval-pairs-per-photo must be >= 1")
+        raise OptionError("{train_pairs_per_photo} and {eval_pairs_per_photo} must be >= 1", "train_pairs_per_photo",
+                          "eval_pairs_per_photo")
     if o.epochs < 1 or o.batch_size < 2 or o.lr <= 0:
-        raise ValueError("--epochs must be >= 1, --batch-size >= 2 and --lr > 0")
+        raise OptionError("{epochs} must be >= 1, {batch_size} >= 2 and {lr} > 0", "epochs", "batch_size", "lr")
     if o.loss not in LOSSES:
-        raise ValueError(f"unknown --loss {o.loss!r}; expected one of {', '.join(LOSSES)}")
+        raise OptionError(f"unknown {{loss}} {o.loss!r}; expected one of {', '.join(LOSSES)}", "loss")
 
 
 def _eval(backbone, test) -> dict:
