@@ -1,8 +1,8 @@
 """Logging for the toolkit: the ``"hpatches_kit"`` logger, the CLIs' ``-q/-v`` and a quiet TensorFlow.
 
 The rule: library modules log through ``logging.getLogger(__name__)`` (children of ``"hpatches_kit"``) and never
-configure logging; ``print`` is only for a command's result (tables on stdout). The library adds no handler
-but a ``NullHandler``, so an application that imports it decides what is shown. The CLIs call
+configure logging; ``print`` is only for a command's result (tables on stdout). The library adds no handler,
+so an application that imports it decides what is shown (unconfigured, Python prints warnings and drops INFO). The CLIs call
 :func:`setup_cli_logging` once after parsing: one stderr handler printing the bare message, level INFO
 (``-q``: WARNING, ``-v``: DEBUG), and TensorFlow's C++/absl start-up chatter hidden unless ``-v``.
 
@@ -39,7 +39,6 @@ __all__ = ["LOGGER_NAME", "add_verbosity_arguments", "verbosity", "add_stderr_ha
            "is_tensorflow_log_line"]
 
 LOGGER_NAME = "hpatches_kit"
-logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
 # "I0000 00:00:1796585496.670827    7901 port.cc:153] ..." (absl/glog prefix) and absl's pre-init warning
 _TF_LINE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] "
