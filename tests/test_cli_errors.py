@@ -82,3 +82,7 @@ def test_library_option_errors_are_shown_as_flags(capsys):
     _one_error_line(capsys, "hpatches-train descriptor", "--epochs must be >= 1 and --batch-size >= 2")
     assert _errors.run_command("p", fail, OptionError("{evaluate} needs held-out sequences", "evaluate")) == 2
     _one_error_line(capsys, "p", "--no-eval needs held-out sequences")
+    # a command's run (called without run_command, as tests and notebooks do) raises it in flag terms too
+    with pytest.raises(ValueError, match="^--lr must be > 0, got 0.0$"):
+        with _errors.options_as_flags():
+            check_schedule(epochs=1, batch_size=16, lr=0.0)

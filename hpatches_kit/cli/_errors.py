@@ -8,6 +8,7 @@ Bad input (:class:`~hpatches_kit.data.errors.DataError` is a ``ValueError``; an
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 #: options whose flag is not ``--`` + the name with dashes (negated switches)
@@ -18,6 +19,18 @@ def flag(option: str) -> str:
     """The command-line flag of a library option name (``"val_every"`` -> ``"--val-every"``)."""
     return FLAG_NAMES.get(option, "--" + option.replace("_", "-"))
 
+
+
+@contextlib.contextmanager
+def options_as_flags():
+    """Within a command's ``run``: an :class:`~hpatches_kit.errors.OptionError` of the library leaves as a
+    ``ValueError`` whose message names the flags (``epochs`` -> ``--epochs``)."""
+    from ..errors import OptionError
+
+    try:
+        yield
+    except OptionError as e:
+        raise ValueError(e.render(flag)) from e
 
 
 def error_line(e: BaseException) -> str:

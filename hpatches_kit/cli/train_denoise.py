@@ -24,5 +24,8 @@ def configure(p):
 def run(args) -> int:
     from ..training.denoise import DenoiseOptions, train_denoiser
 
-    train_denoiser(DenoiseOptions.from_namespace(args), arguments=vars(args))
+    from ._errors import options_as_flags
+
+    with options_as_flags():
+        train_denoiser(DenoiseOptions.from_namespace(args), arguments=vars(args))
     return 0

@@ -59,8 +59,11 @@ def configure(p):
 def run(args) -> int:
     from ..training.descriptor import DescriptorOptions, train_descriptor
 
+    from ._errors import options_as_flags
+
     o = DescriptorOptions.from_namespace(args)
     if o.joint:
         from ..training.joint_run import train_joint_descriptor as train_descriptor  # noqa: F811
-    train_descriptor(o, arguments=vars(args))
+    with options_as_flags():  # the library names options (epochs), the user typed flags (--epochs)
+        train_descriptor(o, arguments=vars(args))
     return 0

@@ -49,7 +49,10 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..training.vit_adapter import VitAdapterOptions, train_vit_adapter
 
-    train_vit_adapter(VitAdapterOptions.from_namespace(args), arguments=vars(args))
+    from ._errors import options_as_flags
+
+    with options_as_flags():
+        train_vit_adapter(VitAdapterOptions.from_namespace(args), arguments=vars(args))
     return 0
 
 
