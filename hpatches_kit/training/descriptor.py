@@ -26,7 +26,8 @@ from .run import OptionsFromNamespace
 # The default budget: 15 minutes for the whole command on a 2-core CPU. bf16 (auto on AMX CPUs) runs the step
 # 1.6-2.5x faster, so its default trains 40 epochs where float32 trains 27 (docs/training.md, "bf16 vs float32").
 BF16_EPOCHS, FLOAT32_EPOCHS = 40, 27
-LOSSES = ("batch-hard", "batch-all", "semi-hard", "soft-margin", "hardnet", "curriculum", "random-triplet")
+LOSSES = ("batch-hard", "batch-all", "semi-hard", "soft-margin", "hardnet", "curriculum", "random-triplet",
+          "sosr", "hynet")
 DISTANCES = ("L2", "squared-L2", "angular")
 
 
