@@ -109,6 +109,18 @@ def test_empty_memory_is_the_in_batch_loss():
     assert float(L.XBMLoss("contrastive", 64, 8)(y, x)) == pytest.approx(float(L.irt_contrastive_loss(y, x)), **TOL)
 
 
+def test_pair_stacked_vit_batches_are_pairs_as_classes():
+    bs = batches(4, S=6, K=2)
+    a = L.XBMLoss("infonce", memory_size=30, dim=8, start=1)
+    b = L.XBMLoss("infonce", memory_size=30, dim=8, start=1)
+    for y, x in bs:
+        pairs = np.stack([x[0::2], x[1::2]], axis=1)  # (6, 2, 8): left views, right views
+        flat = np.concatenate([x[0::2], x[1::2]])  # pair_labels' order: all lefts, then all rights
+        assert float(a(np.zeros(6), pairs)) == pytest.approx(
+            float(b(np.concatenate([np.arange(6), np.arange(6)]), flat)), **TOL)
+    np.testing.assert_array_equal(a.memory.contents()[1], b.memory.contents()[1])
+
+
 def test_global_labels_and_errors():
     bs = batches(3)
     loss = L.XBMLoss("batch-hard", 64, 8, batch_labels=False)

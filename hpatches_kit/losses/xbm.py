@@ -231,11 +231,11 @@ def _gather_global(y_true, y_pred):
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             r = ctx.num_replicas_in_sync
-            n, dim = y_pred.shape[0], y_pred.shape[-1]
+            n, rest = y_pred.shape[0], tuple(y_pred.shape[1:])
             labels = ctx.all_gather(ops.reshape(y_true, (-1,)), axis=0)
             emb = ctx.all_gather(y_pred, axis=0)
             if n is not None:  # all_gather loses the static shape: the memory needs it (and XLA/TPU)
-                labels, emb = ops.reshape(labels, (n * r,)), ops.reshape(emb, (n * r, dim))
+                labels, emb = ops.reshape(labels, (-1,)), ops.reshape(emb, (n * r, *rest))
             return labels, emb
     return y_true, y_pred
 
@@ -259,7 +259,8 @@ class XBMLoss(LabelledLoss):
         ``loss(y_true, y_pred)``: a scalar, divided by the number of replicas under ``tf.distribute``.
 
     Shape:
-        ``y_true`` ``(B,)`` integer labels, ``y_pred`` ``(B, dim)``.
+        ``y_true`` ``(B,)`` integer labels, ``y_pred`` ``(B, dim)``; or pair-stacked ``y_pred`` ``(B, 2, dim)``
+        (the ViT adapter's image pairs; ``y_true`` ignored, pair ``i`` is class ``i`` of its step).
     """
 
     def __init__(self, kind="contrastive", memory_size=4096, dim=128, start=0, margin=None, temperature=0.05,
@@ -281,6 +282,10 @@ class XBMLoss(LabelledLoss):
 
     def call(self, y_true, y_pred):
         labels, emb = _gather_global(flat_labels(y_true), y_pred)
+        if len(emb.shape) == 3:  # pair-stacked (B, 2, D) image pairs (the ViT adapter): pair i is class i
+            from .embedding import pair_labels
+
+            labels, emb = pair_labels(emb)
         emb = ops.cast(emb, "float32")
         if len(emb.shape) != 2 or emb.shape[-1] != self.dim:
             raise ValueError(f"XBMLoss(dim={self.dim}) got embeddings of shape {tuple(emb.shape)}")
