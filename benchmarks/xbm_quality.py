@@ -1,7 +1,7 @@
 """Does a cross-batch memory recover the large batch's quality? (issue 28 §1)
 
-    nice -n 10 python benchmarks/xbm_quality.py --steps 150              # the measurement quoted in docs
-    python benchmarks/xbm_quality.py --steps 150 --out runs/xbm-quality   # re-print (finished runs are reused)
+    nice -n 10 python benchmarks/xbm_quality.py --steps 40 --xbm-start 5   # the measurement in docs/losses.md
+    python benchmarks/xbm_quality.py --steps 40 --xbm-start 5              # again: finished runs are reused
 
 Three ``hpatches-train descriptor`` runs on the embedded data, everything default except the batch and the
 memory, each for the same number of steps (``--epochs 1 --steps-per-epoch N``, ``--no-eval``):
