@@ -22,6 +22,8 @@ DIRECT = {
     "cosine": lambda: losses.CosineEmbeddingLoss(margin=0.7),
     "infonce": lambda: losses.InfoNCELoss(temperature=0.1),
     "irt": lambda: losses.IRTLoss(),
+    "sosr": lambda: losses.SOSNetLoss(margin=0.7, views_per_track=3),
+    "hynet": lambda: losses.HyNetLoss(views_per_track=3),  # the paper's margin 1.2 whatever --margin says
 }
 
 

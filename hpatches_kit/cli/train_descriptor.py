@@ -33,6 +33,14 @@ def configure(p):
                         "not with random-triplet)")
     g.add_argument("--global-mining", action="store_true",
                    help="mine hardest negatives over the global batch of all replicas (all_gather)")
+    g.add_argument("--xbm", type=int, default=0, metavar="SIZE",
+                   help="cross-batch memory: mine --loss batch-hard/hardnet over the batch + the last SIZE "
+                        "embeddings of earlier steps (global batch under distribution; default: 0 = off)")
+    g.add_argument("--xbm-start", type=int, default=0, metavar="STEP",
+                   help="--xbm: training steps before the memory is filled and used (default: 0)")
+    g.add_argument("--pca-dim", type=int, default=None, metavar="D",
+                   help="after training, reduce descriptors to D dimensions by PCA fitted on training patches, "
+                        "then L2-normalise; saved inside model.keras (default: off)")
     g.add_argument("--curriculum-warmup", type=int, default=1,
                    help="--loss curriculum: batch-all epochs before ramping to batch-hard (default: 1)")
     g.add_argument("--geometric", action="store_true", help="also one random flip/rot90 per track (all views)")

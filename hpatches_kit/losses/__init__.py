@@ -9,6 +9,11 @@
 * :mod:`.embedding` -- cosine-embedding (PyTorch semantics), symmetric in-batch contrastive, the Image
   Retrieval Transformer contrastive loss and the KoLeo entropy regulariser.
 * :mod:`.curriculum` -- the curriculum triplet loss (batch-all -> batch-hard); re-exported by ``training.mining``.
+* :mod:`.sosnet` -- SOSNet's loss: first-order squared-hinge triplet + second-order similarity regulariser
+  (``"sosr"``), the regulariser alone (:class:`SOSRegularizer`) or added to any loss (:class:`SOSRegularized`).
+* :mod:`.hynet` -- HyNet's hybrid-similarity triplet loss + L2-norm regulariser (``"hynet"``).
+* :mod:`.xbm` -- cross-batch memory (XBM): :class:`XBMLoss` mines contrastive / batch-hard / HardNet / InfoNCE
+  over the batch + a FIFO memory of past embeddings; :class:`XBMCallback` keeps validation out of it and saves it.
 * :mod:`.registry` -- ``get(name, **kw)`` / ``names()``: every loss by its command-line name;
   ``register(name, function_loss(fn, uses=...))`` adds one.
 """
@@ -19,7 +24,12 @@ from .triplet import __all__ as _triplet_all
 from .embedding import *  # noqa: F401,F403
 from .embedding import __all__ as _embedding_all
 
+from .sosnet import SOSNetLoss, SOSRegularized, SOSRegularizer, sos_regularizer, sosnet_loss  # noqa: F401
+from .hynet import HyNetLoss, hynet_loss  # noqa: F401
+from .xbm import CrossBatchMemory, XBMCallback, XBMLoss, restore_memory, xbm_loss  # noqa: F401
 from .registry import function_loss, get, names, register, unregister  # noqa: F401
 
 __all__ = (["LabelledLoss", "MetricLoss", "FunctionLoss"] + list(_triplet_all) + list(_embedding_all)
+           + ["SOSNetLoss", "SOSRegularized", "SOSRegularizer", "sos_regularizer", "sosnet_loss", "HyNetLoss",
+              "hynet_loss", "CrossBatchMemory", "XBMCallback", "XBMLoss", "restore_memory", "xbm_loss"]
            + ["get", "names", "register", "unregister", "function_loss"])

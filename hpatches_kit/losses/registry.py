@@ -83,6 +83,23 @@ _REGISTRY = {
 }
 
 
+def _sosnet(margin: float = 1.0, views_per_track: int = 2, **_ignored):
+    from .sosnet import SOSNetLoss
+
+    return SOSNetLoss(margin=margin, views_per_track=views_per_track)
+
+
+def _hynet(views_per_track: int = 2, **_ignored):  # the paper's margin 1.2, not the CLI's --margin default 1
+    from .hynet import HyNetLoss
+
+    return HyNetLoss(views_per_track=views_per_track)
+
+
+# SOSNet (first order + second-order similarity regulariser) and HyNet (hybrid similarity + L2-norm term)
+_REGISTRY["sosr"] = _sosnet
+_REGISTRY["hynet"] = _hynet
+
+
 # The ViT image-pair losses (embedding.py); the rest are descriptor losses on S x K track-major batches.
 _PAIR = {"contrastive", "cosine", "infonce", "irt"}
 _BUILTIN = tuple(_REGISTRY)

@@ -1,5 +1,5 @@
 """Keras models: U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`) and its
-fused batch norm (:mod:`.layers`), the joint denoiser + descriptor (:mod:`.joint`), Keras
+fused batch norm (:mod:`.layers`), the joint denoiser + descriptor (:mod:`.joint`), PCA reduction (:mod:`.pca`), Keras
 twins of PyTorch descriptors and their checkpoint import (:mod:`.torch_ports`, :func:`from_torch`; PyTorch
 itself is imported only to read a checkpoint file) and, lazily, the ViT adapter (``models/vit/``, another
 package)."""
@@ -10,6 +10,7 @@ from .torch_import import from_torch
 from .torch_ports import ARCHS as TORCH_ARCHS
 from .torch_ports import InstanceNorm, torch_port
 from .unet import deep_unet, shallow_unet
+from .pca import PCAProjection, with_pca
 from .joint import denoise_describe, joint_parts, joint_training_model
 
 
@@ -40,4 +41,5 @@ def get_model(name: str, **kwargs):
 
 __all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "parameter_report",
            "FusedBatchNorm", "with_fused_batch_norm", "denoise_describe", "joint_parts", "joint_training_model",
-           "get_model", "MODELS", "from_torch", "torch_port", "InstanceNorm", "TORCH_ARCHS"]
+           "get_model", "MODELS", "from_torch", "torch_port", "InstanceNorm", "TORCH_ARCHS",
+           "PCAProjection", "with_pca"]

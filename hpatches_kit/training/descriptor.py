@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # The default budget: 15 minutes for the whole command on a 2-core CPU. bf16 (auto on AMX CPUs) runs the step
 # 1.6-2.5x faster, so its default trains 40 epochs where float32 trains 27 (docs/training.md, "bf16 vs float32").
 BF16_EPOCHS, FLOAT32_EPOCHS = 40, 27
-LOSSES = ("batch-hard", "batch-all", "semi-hard", "soft-margin", "hardnet", "curriculum", "random-triplet")
+LOSSES = ("batch-hard", "batch-all", "semi-hard", "soft-margin", "hardnet", "curriculum", "random-triplet",
+          "sosr", "hynet")
 DISTANCES = ("L2", "squared-L2", "angular")
 
 
@@ -73,14 +74,17 @@ class DescriptorOptions(OptionsFromNamespace):
     resume: bool = False
     verbose: int = 1
     evaluate: bool = True
-
+    xbm: int = 0  # cross-batch memory entries (0: off); training/xbm.py
+    xbm_start: int = 0
+    pca_dim: int | None = None  # PCA to this dimension after training, inside model.keras
 
 
 def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int = 2, global_mining: bool = False,
-              koleo: float = 0.0):
+              koleo: float = 0.0, xbm: int = 0, xbm_start: int = 0, dim: int = 128):
     """The Keras loss for ``name`` (see :data:`LOSSES`) on S x K track-major batches with ``views`` views per
     track. ``koleo > 0`` adds that weight of KoLeo (:class:`~hpatches_kit.training.mining.KoLeoRegularised`);
-    ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`.
+    ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`. ``xbm > 0``:
+    the loss mined over batch + a cross-batch memory of ``xbm`` entries (:func:`.xbm.xbm_loss_for`).
 
     Raises:
         ValueError: unknown name, negative ``koleo``, or an option that does not apply to ``random-triplet``.
@@ -94,6 +98,10 @@ def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int =
         raise ValueError("--global-mining and --koleo do not apply to --loss random-triplet")
     if name not in LOSSES:
         raise ValueError(f"unknown --loss {name!r}; expected one of {', '.join(LOSSES)}")
+    if xbm:
+        from .xbm import xbm_loss_for
+
+        return xbm_loss_for(name, xbm, xbm_start, dim, margin, distance, koleo)
     loss = losses.get(name, margin=margin, distance_metric=distance, views_per_track=views)
     if name == "random-triplet":
         return loss
@@ -111,7 +119,7 @@ def collapse_level(name: str, margin: float, koleo: float = 0.0, eps: float = 1e
 
 def options_loss(o: DescriptorOptions):
     """:func:`make_loss` for the options' loss flags."""
-    return make_loss(o.loss, o.margin, o.distance, o.views, o.global_mining, o.koleo)
+    return make_loss(o.loss, o.margin, o.distance, o.views, o.global_mining, o.koleo, o.xbm, o.xbm_start, o.dim)
 
 
 def init_weights(net, path) -> None:
@@ -164,6 +172,12 @@ def check_options(o: DescriptorOptions) -> None:
             raise ValueError("--joint needs an S x K loss, not --loss random-triplet")
         if o.recon_weight is not None and not o.recon_weight >= 0:
             raise ValueError(f"--recon-weight must be >= 0, got {o.recon_weight}")
+    if o.pca_dim is not None and not 1 <= o.pca_dim <= o.dim:
+        raise ValueError(f"--pca-dim must be in 1..--dim ({o.dim}), got {o.pca_dim}")
+    if o.xbm and o.xbm < o.batch_size:
+        raise ValueError(f"--xbm {o.xbm}: the memory must hold at least one (global) batch (--batch-size {o.batch_size})")
+    if o.joint and (o.xbm or o.pca_dim):
+        raise ValueError("--xbm and --pca-dim apply to descriptor training, not --joint")
     options_loss(o)
 
 
@@ -269,6 +283,9 @@ def _train(o: DescriptorOptions, run) -> dict:
         train = distribute_sk_dataset(run.strategy, lambda n, i, t=tracks: descriptor_dataset(
             t, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric, num_shards=n,
             shard_index=i).skip(skip), S, K)
+    from .xbm import finish, pca_sample, run_extras
+
+    pca_patches = pca_sample(tracks, o.pca_dim, seed=o.seed)
     del tracks  # the pipeline holds the tracks now (one in-graph copy)
 
     val, val_steps = None, None
@@ -290,6 +307,7 @@ def _train(o: DescriptorOptions, run) -> dict:
         while not hasattr(lossobj, "hard_weight"):  # unwrap GlobalBatchLoss / KoLeoRegularised
             lossobj = lossobj.loss
         extra.append(MiningCurriculum(lossobj, warmup=o.curriculum_warmup, ramp=1))
+    extra += run_extras(model, run, initial_epoch)  # --xbm: memory restored on --resume, saved every epoch
     t0 = time.time()
     if initial_epoch < o.epochs:
         model.fit(train, steps_per_epoch=steps, epochs=o.epochs, initial_epoch=initial_epoch,
@@ -303,6 +321,7 @@ def _train(o: DescriptorOptions, run) -> dict:
     hist = run.history()
     if hist:
         metrics["history"] = hist
+    net = finish(net, pca_patches, o.pca_dim)  # --pca-dim: PCA + L2 normalisation inside model.keras
     if test_tracks is not None and len(test_tracks) >= 2:
         metrics["heldout_nn_matching"] = heldout_matching(net, test_tracks, seed=o.seed)
         log.info("[held-out] NN matching accuracy ref->target: " + ", ".join(
