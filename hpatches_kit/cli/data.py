@@ -58,6 +58,7 @@ def _extract(args) -> int:
 
 # -- info -----------------------------------------------------------------------------------------------
 def _info(args) -> int:
+    from hpatches_kit.data.fsio import check_outputs, input_paths
     from hpatches_kit.data.validate import inspect_dataset
 
     root = args.data
@@ -65,6 +66,7 @@ def _info(args) -> int:
         from hpatches_kit.data import ensure_default
 
         root = ensure_default(progress=not args.quiet)
+    check_outputs(files={"--json": args.json}, inputs=input_paths(args, data=root))
     report = inspect_dataset(root, patch_size=args.patch_size, progress=not args.quiet)
     print(report.format())
     if args.json:

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..data.fsio import check_output_dir, check_output_file
+from ..checks import check_options
+from ..data.fsio import check_outputs, input_paths
 
 TASK_CHOICES = ("verification", "matching", "retrieval", "all", "pair-matching")
 
@@ -79,14 +80,10 @@ def run(args) -> int:
     tasks = ("verification", "matching", "retrieval") if args.task == "all" else (args.task,)
     if args.denoiser and not args.model:
         raise SystemExit("hpatches-eval: --denoiser needs --model")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    # output paths are checked before the (long) evaluation, not after it
-    if args.json:
-        check_output_file(args.json, "--json")
-    for flag, d in (("--plots", args.plots), ("--export-csv", args.export_csv)):
-        if d:
-            check_output_dir(d, flag)
+    check_options(args)
+    # output paths are checked before the (long) evaluation, not after it: writable, none of them an input
+    check_outputs(files={"--json": args.json}, folders={"--plots": args.plots},
+                  replaced={"--export-csv": (args.export_csv, "descriptors", None)}, inputs=input_paths(args))
     dataset = None
     t0, c0 = time.perf_counter(), time.process_time()
     if args.descriptors:

@@ -31,6 +31,9 @@ def main(argv=None) -> int:
         return 2
 
     def compare(args) -> int:
+        from ..data.fsio import check_outputs
+
+        check_outputs(folders={"--out": args.out}, inputs={"RESULTS.json": args.results})
         entries = load_results(args.results, names=args.name)
         paths = write_comparison(entries, args.out)
         print(format_markdown(entries))

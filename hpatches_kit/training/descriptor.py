@@ -122,9 +122,9 @@ def init_weights(net, path) -> None:
         src = src.get_layer("l2net")
     mine, theirs = [w.shape for w in net.get_weights()], [w.shape for w in src.get_weights()]
     if tuple(src.input_shape[1:]) != tuple(net.input_shape[1:]) or mine != theirs:
-        raise DataError(path, f"--init model does not match: input {src.input_shape[1:]} and output "
-                              f"{src.output_shape[1:]} vs this run's {net.input_shape[1:]} and {net.output_shape[1:]} "
-                              f"(check --patch-size and --dim)")
+        from ..checks import weights_mismatch
+
+        raise DataError(path, f"--init model does not match this run's: {weights_mismatch(src, net)}")
     net.set_weights(src.get_weights())
 
 
