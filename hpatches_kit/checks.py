@@ -89,7 +89,7 @@ OPTION_RANGES: dict[str, Range] = {
     "steps_per_epoch": COUNT,
     "val_every": COUNT,
     "lr": POSITIVE,
-    "margin": Range(0, low_open=True, why="a margin <= 0 makes the triplet loss 0 for every batch"),
+    "margin": Range(0, why="a negative margin makes the triplet loss 0 once positives are closer: nothing is learned"),
     "koleo": NON_NEGATIVE,
     "recon_weight": NON_NEGATIVE,
     "dropout": Range(0, 1, high_open=True),
@@ -97,6 +97,9 @@ OPTION_RANGES: dict[str, Range] = {
     "patch_size": COUNT,
     "views": COUNT,
     "curriculum_warmup": NON_NEGATIVE_INT,
+    "temperature": POSITIVE,
+    "train_pairs_per_photo": COUNT,
+    "eval_pairs_per_photo": COUNT,
 }
 _FLAGS = {"evaluate": "--no-eval", "augment": "--no-augment"}
 

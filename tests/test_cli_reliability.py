@@ -319,7 +319,7 @@ CASES = [  # function, exit status, fragments of the message (stderr; stdout for
     (c08_export_csv_into_other_descriptors, 2, ["X: --export-csv", "refusing"], []),
     (c09_lr_nan, 2, ["--lr must be > 0, got nan"], ["R"]),
     (c09_koleo_nan, 2, ["--koleo must be >= 0, got nan"], ["R"]),
-    (c10_margin_negative, 2, ["--margin must be > 0, got -1.0"], ["R"]),
+    (c10_margin_negative, 2, ["--margin must be >= 0, got -1.0"], ["R"]),
     (c11_synth_nothing, 2, ["nothing to synthesise"], ["z"]),
     (c13_failed_eval_leaves_no_folders, 2, ["missing"], ["a", "p", "c"]),
     (c14_split_test_null_eval, 2, ["s.json", "'test' must be a list of sequence names, got null"], []),
@@ -380,7 +380,7 @@ def test_c02_c03_own_builds_are_replaced_and_marked(shared, tmp_path):
     shutil.copytree(shared / "base", tmp_path / "ds")
     assert foreign_entries(tmp_path / "ds", "dataset") == [] and foreign_entries(tmp_path / "ds", "pack") is None
     synthesize(tmp_path / "ds", num_illum=1, num_view=1, max_patches=5, size=32, seed=3, progress=False)
-    assert sorted(p.name for p in (tmp_path / "ds").iterdir() if p.is_dir()) == ["i_astronaut", "v_camera"]
+    assert len([p for p in (tmp_path / "ds").iterdir() if p.is_dir()]) == 2  # 4 sequences replaced by 2
     pack_dataset(shared / "base", tmp_path / "pk", progress=False)
     pack_dataset(tmp_path / "ds", tmp_path / "pk", progress=False)
     assert json.loads((tmp_path / "pk" / MARKER).read_text())["kind"] == "pack"
@@ -521,7 +521,8 @@ def test_c06_large_descriptors_rank_as_unscaled(shared, tmp_path, capsys):
     ref = np.stack([np.argmin(((A[:, None].astype(np.float64) - B[k * 30:(k + 1) * 30][None]) ** 2).sum(-1), 1)
                     for k in range(4)])
     As, Bs = A * np.float32(1e18), B * np.float32(1e18)
-    assert np.isfinite(As).all() and np.isfinite(Bs).all() and np.isinf(np.float32(As[0] @ As[0]))
+    with np.errstate(over="ignore"):  # the float32 squared norm overflows: what broke the old keys
+        assert np.isfinite(As).all() and np.isfinite(Bs).all() and np.isinf(np.float32(As[0] @ As[0]))
     if use_numba():
         nn, md = nn_sets_l2(As, Bs, 30)
         np.testing.assert_array_equal(nn, ref)
@@ -529,4 +530,5 @@ def test_c06_large_descriptors_rank_as_unscaled(shared, tmp_path, capsys):
     fd = FastDistances(Bs)
     K, tol = fd.key(As)
     assert np.isfinite(K).all()
-    np.testing.assert_array_equal(np.argmin(K, 1), np.argmin(((A[:, None].astype(np.float64) - B[None]) ** 2).sum(-1), 1))
+    exact = ((A[:, None].astype(np.float64) - B[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(np.argmin(K, 1), np.argmin(exact, 1))

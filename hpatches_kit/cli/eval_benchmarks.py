@@ -109,8 +109,12 @@ def run_sequences(args) -> dict:
 
 
 def run(args) -> int:
+    from ..checks import check_options
+    from ..data.fsio import check_outputs, input_paths
     from ..io import atomic_write_json
 
+    check_options(args)
+    check_outputs(files={"--json": args.json}, folders={"--plots": args.plots}, inputs=input_paths(args))
     res = run_brown(args) if args.benchmark == "brown" else run_sequences(args)
     if args.json:
         atomic_write_json(args.json, res)

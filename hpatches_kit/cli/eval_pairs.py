@@ -106,6 +106,11 @@ def main(argv=None) -> int:
     from ._errors import run_command
 
     def pairs(args) -> int:
+        from hpatches_kit.checks import check_options
+        from hpatches_kit.data.fsio import check_outputs, input_paths
+
+        check_options(args)
+        check_outputs(files={"--json": args.json}, folders={"--plots": args.plots}, inputs=input_paths(args))
         run(args)
         return 0
 

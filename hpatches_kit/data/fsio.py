@@ -315,7 +315,7 @@ def _writable_ancestor(p: Path, flag: str, what: str) -> None:
             break
         anc = anc.parent
     if not anc.is_dir():
-        raise DataError(p, f"{flag}: cannot create the {what} ({anc} is not a folder)")
+        raise DataError(p, f"{flag}: {what} ({anc} is not a folder)")
     try:  # a real write: also right for root and read-only mounts, where os.access says yes
         with tempfile.TemporaryFile(dir=anc):
             pass
@@ -329,7 +329,7 @@ def check_output_file(path, flag: str) -> None:
     p = Path(path)
     if p.is_dir():
         raise DataError(p, f"{flag}: is a folder, expected a file name")
-    _writable_ancestor(p.parent if str(p.parent) else Path("."), flag, "file's folder")
+    _writable_ancestor(p.parent if str(p.parent) else Path("."), flag, "cannot write the file there")
     if p.exists() and not os.access(p, os.W_OK):
         raise DataError(p, f"{flag}: file is not writable")
 
@@ -339,7 +339,7 @@ def check_output_dir(path, flag: str) -> None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise DataError(p, f"{flag}: exists and is not a folder")
-    _writable_ancestor(p, flag, "folder")
+    _writable_ancestor(p, flag, "cannot create the folder")
 
 
 def _real(path) -> Path:

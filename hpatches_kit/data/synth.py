@@ -355,7 +355,8 @@ def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum:
     ``root/COMPLETE`` (written last). Everything is built in a temporary folder next to ``root`` and renamed
     into place, so an interrupted build leaves nothing half-made. Returns ``root``."""
     root = Path(root)
-    with build_then_swap(root, "embedded", "folder exists and is not an embedded dataset; refusing to overwrite") as tmp:
+    with build_then_swap(root, "embedded", "folder exists and is not an embedded dataset; refusing to overwrite") \
+            as tmp:
         synthesize(tmp / "hpatches", photos=photos, num_illum=num_illum, num_view=num_view, max_patches=max_patches,
                    seed=seed, progress=progress, num_zoom=num_zoom, num_blur=num_blur, jitter_scale=jitter_scale,
                    workers=workers if workers is not None else min(2, os.cpu_count() or 1))

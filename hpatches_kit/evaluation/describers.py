@@ -191,8 +191,9 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
     grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches."""
-    if int(batch_size) < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    from ..checks import check_options
+
+    check_options(batch_size=batch_size)
     model = load_model_file(model_or_path)
     den = load_model_file(denoiser, "the denoiser") if denoiser is not None else None
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None

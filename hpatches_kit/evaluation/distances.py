@@ -56,7 +56,8 @@ class FastDistances:
     """Approximate distance matrices against a fixed database ``B`` with a rigorous error margin.
 
     ``key(A)`` returns ``(K, tol)``: ``K[i, j]`` approximates the squared L2 distance (float32 BLAS
-    ``|a|^2 + |b|^2 - 2ab``; float64 for descriptors so large that float32 keys could overflow) or the L1 distance (float64 ``cdist``) with an absolute error below
+    ``|a|^2 + |b|^2 - 2ab``; float64 for descriptors so large that float32 keys could overflow) or the L1 distance
+    (float64 ``cdist``) with an absolute error below
     ``tol[i] / 4``; ``to_key(d)`` maps an exact distance to the same scale. Decisions closer than ``tol``
     to a threshold are re-made on exact distances by the callers.
     """
