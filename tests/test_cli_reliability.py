@@ -464,11 +464,13 @@ def test_c12_killed_build_leaves_no_temporary(cmd, sig, shared, tmp_path):
         assert p.returncode == 128 + signal.SIGTERM and temps == [], (p.returncode, err, temps)
         return
     assert p.returncode == -signal.SIGKILL and len(temps) == 1 and str(p.pid) in temps[0].name
-    from hpatches_kit.data.fsio import remove_stale_builds
-
     live = tmp_path / f".ds.{os.getpid()}-x.tmp"  # a live process's build is left alone
     live.mkdir()
-    assert remove_stale_builds(out) == temps and not temps[0].exists() and live.is_dir()
+    # the next run removes the dead build's temporary folder before it starts, and builds
+    again = ["synth", "--out", out, *TINY] if cmd == "synth" else ["pack", "--data", shared / "base", "--out", out]
+    assert _run_cli("data", again) == 0
+    assert not temps[0].exists() and live.is_dir() and out.is_dir()
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted([live.name, "ds"])
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])

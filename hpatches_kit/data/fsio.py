@@ -306,21 +306,22 @@ def read_image(path, flags: int, missing: str = "missing file",
     return img
 
 
-def _writable_ancestor(p: Path, flag: str, what: str) -> None:
+def _writable_ancestor(p: Path, flag: str, what: str, named: Path | None = None) -> None:
     """The nearest existing ancestor of ``p`` is a folder a file can really be created in (nothing is created:
     a check that fails, or a command that fails later, leaves no empty folders behind)."""
+    named = p if named is None else named
     anc = p
     while not anc.exists():
         if anc.parent == anc:
             break
         anc = anc.parent
     if not anc.is_dir():
-        raise DataError(p, f"{flag}: {what} ({anc} is not a folder)")
+        raise DataError(named, f"{flag}: {what} ({anc} is not a folder)")
     try:  # a real write: also right for root and read-only mounts, where os.access says yes
         with tempfile.TemporaryFile(dir=anc):
             pass
     except OSError as e:
-        raise DataError(p, f"{flag}: {anc} is not writable ({e.strerror or e})") from None
+        raise DataError(named, f"{flag}: {anc} is not writable ({e.strerror or e})") from None
 
 
 def check_output_file(path, flag: str) -> None:
@@ -329,7 +330,7 @@ def check_output_file(path, flag: str) -> None:
     p = Path(path)
     if p.is_dir():
         raise DataError(p, f"{flag}: is a folder, expected a file name")
-    _writable_ancestor(p.parent if str(p.parent) else Path("."), flag, "cannot write the file there")
+    _writable_ancestor(p.parent if str(p.parent) else Path("."), flag, "cannot write the file there", named=p)
     if p.exists() and not os.access(p, os.W_OK):
         raise DataError(p, f"{flag}: file is not writable")
 

@@ -148,10 +148,10 @@ def check_options(o: DescriptorOptions) -> None:
     from ..checks import check_options as check_ranges
     from .run import check_schedule
 
-    check_ranges(o)
     if o.views < 2 and o.loss != "random-triplet":
         raise ValueError(f"--views must be >= 2 (positives need two views of a track), got {o.views}")
     check_schedule(1 if o.epochs is None else o.epochs, o.batch_size, o.lr, 1 if o.val_every is None else o.val_every)
+    check_ranges(o)
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:

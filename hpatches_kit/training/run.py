@@ -59,9 +59,9 @@ def check_schedule(epochs: int, batch_size: int, lr: float = 1.0, val_every: int
     included) or ``val_every < 1`` (the ranges of :data:`hpatches_kit.checks.OPTION_RANGES`)."""
     from ..checks import check_options
 
+    if not batch_size >= 2:
+        raise ValueError(f"--batch-size >= 2 is needed (positives need two patches), got {batch_size}")
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, val_every=val_every)
-    if batch_size < 2:
-        raise ValueError(f"--batch-size must be >= 2 (positives need two patches), got {batch_size}")
 
 
 def run_arguments(arguments: dict) -> dict:
