@@ -184,9 +184,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "size", None) == 0:
         args.size = None
+    from ..checks import check_options
     from ._errors import run_command
 
-    return run_command(f"hpatches-data {args.command}", args.func, args)
+    def command(args):
+        check_options(args)  # every numeric option, before any work (the libraries check theirs again)
+        return args.func(args)
+
+    return run_command(f"hpatches-data {args.command}", command, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -133,8 +133,11 @@ def check_replaceable(out_dir, kind: str, refusal: str | None = None, flag: str 
         if any(real.iterdir()):
             foreign = foreign_entries(real, kind)
             if foreign is None:
-                raise DataError(given, refusal or f"{flag}: folder exists, is not empty and was not written by "
-                                                  f"hpatches-kit as a {kind} (no {MARKER}); refusing to overwrite it")
+                why = (f"{refusal} (no {MARKER} completion marker of a {kind}: not built by hpatches-kit, or by an "
+                       f"older version; move it away or choose another {flag})" if refusal else
+                       f"{flag}: folder exists, is not empty and was not written by hpatches-kit as a {kind} "
+                       f"(no {MARKER}); refusing to overwrite it")
+                raise DataError(given, why)
             if foreign:
                 listed = ", ".join(foreign[:3]) + (f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else "")
                 raise DataError(given, f"{flag}: holds files hpatches-kit did not write ({listed}); refusing to "

@@ -234,16 +234,17 @@ class TrainingRun:
         """
         import keras
 
-        from .callbacks import remove_stale_temporaries
-        from .distribute import auto_jit, device_kind, get_strategy, set_precision, worker_info
-
         from ..checks import check_options
         from ..data.fsio import check_outputs, lock_folder
+        from .callbacks import remove_stale_temporaries
+        from .distribute import auto_jit, device_kind, get_strategy, set_precision, worker_info
 
         out = Path(out or Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_options(arguments)
         check_outputs(folders={"--out": out}, inputs={flag_name(k): arguments.get(k) for k in PATH_ARGS})
-        check_run_state(out, resume)
+        # fail fast, before the device is set up; the lock is probed only outside multi-worker runs (there the
+        # chief holds it while the other workers start)
+        check_run_state(out, resume, probe_lock=not os.environ.get("TF_CONFIG"))
         keras.utils.set_random_seed(seed)
         strat = get_strategy(strategy)
         worker = worker_info(strat)
