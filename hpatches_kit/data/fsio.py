@@ -389,11 +389,12 @@ def check_outputs(files=None, folders=None, inputs=None, replaced=None) -> None:
 
     Example:
         >>> import pathlib, tempfile
-        >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> check_outputs(files={"--json": d / "base" / "dataset.json"}, inputs={"--data": d / "base"})
-        Traceback (most recent call last):
-        ...
-        hpatches_kit.data.errors.DataError: .../base/dataset.json: --json is inside the input folder --data ...
+        >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "base").mkdir()
+        >>> try:
+        ...     check_outputs(files={"--json": d / "base" / "dataset.json"}, inputs={"--data": d / "base"})
+        ... except DataError as e:
+        ...     print(e.problem.split(" /")[0])
+        --json is inside the input folder --data
     """
     files = {k: v for k, v in (files or {}).items() if v is not None}
     folders = {k: v for k, v in (folders or {}).items() if v is not None}
