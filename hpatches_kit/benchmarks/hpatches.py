@@ -40,8 +40,6 @@ def run(o) -> dict:
     tasks = registry.names() if o.task == "all" else (o.task,)
     if o.denoiser and not o.model:
         raise ValueError("--denoiser needs --model")
-    if o.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {o.batch_size}")
     dataset = None
     t0, c0 = time.perf_counter(), time.process_time()
     if o.descriptors:
@@ -89,4 +87,4 @@ BENCHMARK = Benchmark(
                 "come from a CSV folder in the official layout (--descriptors), a Keras model (--model, optional "
                 "--denoiser) or a baseline (--baseline, default sift). Task files are read from --tasks-dir by "
                 "their official names, otherwise generated for the dataset by the official rules (cached).",
-    outputs={"export_csv": "dir"}, aliases=(("benchmark", "hpatches"),))
+    outputs={"export_csv": "descriptors"}, aliases=(("benchmark", "hpatches"),))

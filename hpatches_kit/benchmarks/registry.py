@@ -9,7 +9,8 @@ An entry carries everything a front end needs, so no command-line code branches 
   in-memory extras for ``plots`` (arrays) and never reach the JSON (:func:`json_ready`);
 * ``format(result) -> str``: the summary table printed on stdout (default: :func:`default_format`);
 * ``plots(result, out_dir) -> [paths]``: the figures written for ``--plots`` (default: none);
-* ``outputs``: ``{dest: "file" | "dir"}`` of further output options the CLI checks before the run;
+* ``outputs``: ``{dest: "file" | "dir" | KIND}`` of further output options the CLI checks before the run (KIND: a
+  folder replaced whole by ``data.fsio.build_then_swap(path, KIND)``, e.g. ``"descriptors"``);
 * ``aliases``: old spellings that select it (``(("benchmark", "brown"),)`` = ``--benchmark brown``).
 
 The built-in entries (:data:`BUILTIN`: ``hpatches``, ``brown``, ``sequences``, ``pairs``, ``real``) are
@@ -172,8 +173,9 @@ def register(name, run: Callable | None = None, *, add_arguments=None, format=No
         if (fn is not None or attr == "run") and not callable(fn):
             raise TypeError(f"benchmark {entry.name!r}: {attr} must be callable, got {fn!r}")
     for dest, kind in entry.outputs.items():
-        if kind not in ("file", "dir"):
-            raise ValueError(f"benchmark {entry.name!r}: output {dest!r} must be 'file' or 'dir', got {kind!r}")
+        if kind not in ("file", "dir", "descriptors"):
+            raise ValueError(f"benchmark {entry.name!r}: output {dest!r} must be 'file', 'dir' or 'descriptors' "
+                             f"(a descriptor CSV folder, replaced whole), got {kind!r}")
     _load_builtin()
     if entry.name in _ENTRIES and not replace:
         raise ValueError(f"benchmark {entry.name!r} is already registered")

@@ -63,6 +63,7 @@ def _extract(args) -> int:
 
 # -- info -----------------------------------------------------------------------------------------------
 def _info(args) -> int:
+    from hpatches_kit.data.fsio import check_outputs, input_paths
     from hpatches_kit.data.validate import inspect_dataset
 
     root = args.data
@@ -70,6 +71,7 @@ def _info(args) -> int:
         from hpatches_kit.data import ensure_default
 
         root = ensure_default(progress=not args.quiet)
+    check_outputs(files={"--json": args.json}, inputs=input_paths(args, data=root))
     report = inspect_dataset(root, patch_size=args.patch_size, progress=not args.quiet)
     print(report.format())
     if args.json:
@@ -189,9 +191,14 @@ def main(argv=None) -> int:
     if getattr(args, "size", None) == 0:
         args.size = None
     setup_cli_logging(verbosity(args))
+    from ..checks import check_options
     from ._errors import run_command
 
-    return run_command(f"hpatches-data {args.command}", args.func, args)
+    def command(args):
+        check_options(args)  # every numeric option, before any work (the libraries check theirs again)
+        return args.func(args)
+
+    return run_command(f"hpatches-data {args.command}", command, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,8 @@ import importlib
 import logging
 import sys
 
-from ..data.fsio import check_output_dir, check_output_file
+from ..checks import check_options
+from ..data.fsio import check_outputs, input_paths
 from ..log import add_verbosity_arguments, setup_cli_logging, verbosity
 
 log = logging.getLogger("hpatches_kit.cli.eval")  # not __name__: "__main__" under python -m
@@ -77,15 +78,19 @@ def run_benchmark(entry, args) -> int:
     from ..benchmarks import json_ready
     from ..io import atomic_write_json
 
-    # output paths are checked before the (long) run, not after it
-    if args.json:
-        check_output_file(args.json, "--json")
-    if args.plots:
-        check_output_dir(args.plots, "--plots")
+    # every numeric option range-checked, and the output paths checked (writable, none of them an input) before
+    # the (long) run, not after it
+    check_options(args)
+    files, folders, replaced = {"--json": args.json}, {"--plots": args.plots}, {}
     for dest, kind in entry.outputs.items():
-        value = getattr(args, dest, None)
-        if value:
-            (check_output_file if kind == "file" else check_output_dir)(value, "--" + dest.replace("_", "-"))
+        flag, value = "--" + dest.replace("_", "-"), getattr(args, dest, None)
+        if kind == "file":
+            files[flag] = value
+        elif kind == "dir":
+            folders[flag] = value
+        else:  # a folder the run replaces whole (build_then_swap of that kind)
+            replaced[flag] = (value, kind, None)
+    check_outputs(files=files, folders=folders, replaced=replaced, inputs=input_paths(args))
     args.progress = not args.no_progress
     result = entry.run(args)
     print(entry.format_result(result))

@@ -27,6 +27,9 @@ def run(args) -> int:
 
     if args.name is not None and len(args.name) != len(args.results):
         raise SystemExit(f"{len(args.name)} --name for {len(args.results)} results files")
+    from ..data.fsio import check_outputs
+
+    check_outputs(folders={"--out": args.out}, inputs={"RESULTS.json": args.results})
     entries = load_results(args.results, names=args.name)
     paths = write_comparison(entries, args.out, figure=plot_hpatches_bars)
     print(format_markdown(entries))

@@ -343,10 +343,13 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
     """
     from tqdm.auto import tqdm
 
+    from ..checks import check_options
+
+    check_options(seed=seed, max_patches=max_patches, jitter_scale=jitter_scale, patch_size=patch_size)
     out_dir = Path(out_dir)
     seq_dirs = find_source_sequences(src)
     spec = resolve_jitter(jitter, jitter_scale)
-    with build_dataset_folder(out_dir) as tmp:
+    with build_dataset_folder(out_dir, inputs={"src": src}) as tmp:
         per_seq, overlaps, infos = {}, [], {}
         for idx, d in enumerate(tqdm(seq_dirs, desc="extracting", unit="seq", disable=not progress)):
             name, images, Hs = read_source_sequence(d)

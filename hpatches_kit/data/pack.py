@@ -28,7 +28,7 @@ import numpy as np
 from ..io import atomic_write_json
 from ..layout import NOISE_SUFFIX, TYPES
 from .errors import DataError
-from .fsio import build_then_swap, sha256_file
+from .fsio import build_then_swap, check_outputs, sha256_file
 from .hpatches import HPatchesDataset, iter_load_sequences, resize_patches, select_sequence_dirs
 from .sequences import png_size
 from .packed import (  # noqa: F401  (re-exported: public names of this module since v0.1)
@@ -67,10 +67,12 @@ def _ref_count(d: Path) -> int:
     return h // w
 
 
-def _atomic_dir(out_dir: Path):
+def _atomic_dir(out_dir: Path, inputs=None):
     """Build a packed cache in a temporary sibling and swap it into place on success."""
-    return build_then_swap(out_dir, lambda d: (d / MANIFEST).is_file(),
-                           "exists, is not empty and is not a packed cache; refusing to overwrite it")
+    return build_then_swap(out_dir, "pack", _REFUSAL, inputs=inputs)
+
+
+_REFUSAL = "exists, is not empty and is not a packed cache; refusing to overwrite it"
 
 
 # -- packing ------------------------------------------------------------------------------------------
@@ -95,10 +97,16 @@ def pack_dataset(
     :func:`load_dataset`. ``noise``: ``None`` packs ``noisy.npy`` when every sequence has noisy twins, ``True``
     requires them, ``False`` skips them. ``workers``: threads decoding PNGs (see :func:`iter_load_sequences`).
     """
+    from ..checks import check_options
+
     if out_dir is None:
         raise ValueError("out_dir is required")
+    check_options(size=size, shards=shards, workers=workers)
     out_dir = Path(out_dir)
     t0 = time.time()
+    root_in = None if ds_or_root is None or isinstance(ds_or_root, HPatchesDataset) else ds_or_root
+    inputs = {"--data": root_in, "--splits-file": splits_file}
+    check_outputs(replaced={"--out": (out_dir, "pack", _REFUSAL)}, inputs=inputs)
 
     if isinstance(ds_or_root, HPatchesDataset):
         ds = ds_or_root.split(split, subset=subset, splits_file=splits_file) if split else ds_or_root
@@ -139,15 +147,16 @@ def pack_dataset(
 
     return pack_stream(sequences(), out_dir, names, counts, patch_size=int(size or src_p), noisy=has_noise,
                        source=source, source_patch_size=int(src_p), shards=shards, tfrecords=tfrecords,
-                       progress=progress, t0=t0)
+                       progress=progress, t0=t0, inputs=inputs)
 
 
 def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool = False, source: dict | None = None,
                 source_patch_size: int | None = None, shards: int | None = None, tfrecords: bool = True,
-                progress: bool = True, t0: float | None = None) -> Path:
+                progress: bool = True, t0: float | None = None, inputs=None) -> Path:
     """Pack an iterable of :class:`Sequence` (named ``names``, holding ``counts`` tracks each, in order)
     without holding more than one of them in memory; patches are resized to ``patch_size``. This is what
-    :func:`pack_dataset` does after reading the folder's PNG headers for the counts."""
+    :func:`pack_dataset` does after reading the folder's PNG headers for the counts. ``inputs``: ``{flag: paths}``
+    the packing reads (``out_dir`` may not overlap them, :func:`.fsio.check_outputs`)."""
     from tqdm.auto import tqdm
 
     t0 = time.time() if t0 is None else t0
@@ -164,7 +173,7 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
     n_shards = int(shards) if shards else max(1, math.ceil(total * per_track / SHARD_BYTES))
     n_shards = max(1, min(n_shards, max(total, 1)))
 
-    with _atomic_dir(out_dir) as tmp:
+    with _atomic_dir(out_dir, inputs) as tmp:
         # plain sequential writes (not a writable memmap): the written pages stay in the page cache instead
         # of the process's resident set, and the sha256 is computed on the way
         tracks = _NpyWriter(tmp / "tracks.npy", shape)

@@ -33,15 +33,31 @@ def load_splits(path) -> dict[str, dict[str, list[str]]]:
     for name, entry in raw.items():
         if not isinstance(entry, dict) or "test" not in entry:
             raise DataError(path, f"split {name!r} has no 'test' list")
-        test = list(entry["test"])
-        train = list(entry.get("train", []))
-        if not all(isinstance(s, str) for s in test + train):
-            raise DataError(path, f"split {name!r}: sequence names must be strings")
+        test = _name_list(path, name, "test", entry["test"])
+        train = _name_list(path, name, "train", entry.get("train", []))
         overlap = set(test) & set(train)
         if overlap:
             raise DataError(path, f"split {name!r}: sequences in both train and test: {sorted(overlap)[:5]}")
         out[str(name)] = {"train": train, "test": test}
     return out
+
+
+def _name_list(path, split, key: str, value) -> list[str]:
+    """``value`` as a list of distinct sequence names, or a :class:`DataError` naming the file, split and key
+    (``null``, a string instead of a list, a non-string or a repeated name)."""
+    if not isinstance(value, list):
+        raise DataError(path, f"split {split!r}: {key!r} must be a list of sequence names, got "
+                              f"{'null' if value is None else type(value).__name__ + ' ' + repr(value)[:40]}")
+    if not all(isinstance(s, str) for s in value):
+        raise DataError(path, f"split {split!r}: sequence names must be strings")
+    seen, dup = set(), []
+    for s in value:
+        if s in seen and s not in dup:
+            dup.append(s)
+        seen.add(s)
+    if dup:
+        raise DataError(path, f"split {split!r}: {key!r} lists {', '.join(dup[:5])} more than once")
+    return list(value)
 
 
 def default_splits_file(root=None):

@@ -29,7 +29,8 @@ import numpy as np
 from ..io import atomic_write_json
 from . import extract as X
 from .errors import DataError
-from .fsio import build_then_swap, read_image, read_json
+from .fsio import build_then_swap, check_outputs, read_image, read_json
+from .writer import DATASET_REFUSAL
 from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES
 from .sequences import find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
@@ -273,12 +274,20 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
     downscaled (more distinct views of few photos, for large training sets); ``workers``: processes;
     ``test_fraction``: the share of sequences in the test half of each ``splits.json`` split.
     """
+    from ..checks import check_options
+
+    check_options(num_illum=num_illum, num_view=num_view, num_zoom=num_zoom, num_blur=num_blur, seed=seed,
+                  size=size, max_patches=max_patches, workers=workers, test_fraction=test_fraction,
+                  jitter_scale=jitter_scale)
+    if num_illum + num_view + num_zoom + num_blur < 1:
+        raise ValueError("--num-illum, --num-view, --num-zoom and --num-blur are all 0: nothing to synthesise")
     out_dir = Path(out_dir)
+    check_outputs(replaced={"--out": (out_dir, "dataset", DATASET_REFUSAL)}, inputs={"--photos": photos})
     plist = load_photos(photos)
     spec = X.resolve_jitter(jitter)
     psize = int(size) if size else (NHPATCHES_PATCH_SIZE if noise else HPATCHES_PATCH_SIZE)
     _jitter_scale(jitter_scale, np.random.default_rng(0))  # validate before any work
-    with X.build_dataset_folder(out_dir) as tmp:
+    with X.build_dataset_folder(out_dir, inputs={"--photos": photos}) as tmp:
         per_seq, overlaps, scales = {}, [], {}
         plan = _plan(plist, num_illum, num_view, num_zoom, num_blur)
         jobs = [(seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale)
@@ -319,7 +328,7 @@ def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: i
     extends ``dataset.json``. Built in a temporary folder and renamed into place."""
     src_root, out_root = Path(src_root), Path(out_root)
     dirs = find_sequence_dirs(src_root)
-    with X.build_dataset_folder(out_root) as tmp:
+    with X.build_dataset_folder(out_root, inputs={"src": src_root}) as tmp:
         counts = {}
         for idx, d in enumerate(dirs):
             seq = load_sequence(d, size=size, noise=False)
@@ -346,8 +355,8 @@ def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum:
     ``root/COMPLETE`` (written last). Everything is built in a temporary folder next to ``root`` and renamed
     into place, so an interrupted build leaves nothing half-made. Returns ``root``."""
     root = Path(root)
-    with build_then_swap(root, lambda d: (d / "COMPLETE").is_file() or _ours(d),
-                         "folder exists and is not an embedded dataset; refusing to overwrite") as tmp:
+    with build_then_swap(root, "embedded", "folder exists and is not an embedded dataset; refusing to overwrite") \
+            as tmp:
         synthesize(tmp / "hpatches", photos=photos, num_illum=num_illum, num_view=num_view, max_patches=max_patches,
                    seed=seed, progress=progress, num_zoom=num_zoom, num_blur=num_blur, jitter_scale=jitter_scale,
                    workers=workers if workers is not None else min(2, os.cpu_count() or 1))
@@ -355,8 +364,3 @@ def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum:
         n_seq = len(find_sequence_dirs(tmp / "hpatches"))
         atomic_write_json(tmp / "COMPLETE", {"seed": int(seed), "sequences": n_seq, "generator": "hpatches_kit.data.synth"})
     return root
-
-
-def _ours(root: Path) -> bool:
-    """A half-made folder from an older build of ours (only our sub-folders in it)."""
-    return all(p.name in ("hpatches", "n-hpatches", "COMPLETE") or p.name.startswith(".") for p in root.iterdir())

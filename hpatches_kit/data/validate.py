@@ -223,7 +223,10 @@ def inspect_dataset(root, patch_size: int | None = None, progress: bool = False)
     for cand in (meta_dir / "dataset.json", root / "dataset.json"):
         if cand.is_file():
             try:
-                report.builder = read_json(cand)
+                meta = read_json(cand)
+                if not isinstance(meta, dict):
+                    raise DataError(cand, f"expected a JSON object of builder metadata, got {type(meta).__name__}")
+                report.builder = meta
             except DataError as e:
                 report.problems.append(Problem(e.path, e.problem))
             except OSError as e:

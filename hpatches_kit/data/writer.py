@@ -92,14 +92,13 @@ def write_dataset_meta(out_dir: Path, generator: str, seed: int, parameters: dic
     atomic_write_json(Path(out_dir) / "splits.json", make_splits(names, seed, test_fraction))
 
 
-def _is_built_dataset(d: Path) -> bool:
-    return (d / "dataset.json").is_file()
-
-
-def build_dataset_folder(out_dir):
+def build_dataset_folder(out_dir, inputs=None):
     """Context manager yielding a temporary folder to write a dataset in; on success it replaces ``out_dir``
-    (only an older dataset built by hpatches-kit, i.e. holding ``dataset.json``, is ever replaced; anything
-    else raises :class:`DataError` before any work). The one publish step of :func:`extract_dataset` and
-    :mod:`.synth`."""
-    return build_then_swap(out_dir, _is_built_dataset,
-                           "output folder exists and is not a dataset built by hpatches-kit; refusing to overwrite")
+    (only an empty folder or a dataset this toolkit completed -- its ``.hpatches-kit.json`` marker present and
+    nothing foreign beside it -- is ever replaced; anything else raises :class:`DataError` before any work).
+    The one publish step of :func:`extract_dataset` and :mod:`.synth` (see :func:`.fsio.build_then_swap`;
+    ``inputs``: ``{flag: paths}`` read by the build, which ``out_dir`` may not overlap)."""
+    return build_then_swap(out_dir, "dataset", DATASET_REFUSAL, inputs=inputs)
+
+
+DATASET_REFUSAL = "output folder exists and is not a dataset built by hpatches-kit; refusing to overwrite"

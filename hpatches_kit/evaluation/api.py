@@ -29,7 +29,10 @@ class DegenerateDescriptorWarning(UserWarning):
     """The descriptors are constant, or nearly: the official numbers are computed but mean nothing."""
 
 
-SPREAD_TOL = 1e-3
+SPREAD_TOL = 1e-3  # kept for compatibility; the check is :func:`degenerate_spread`
+#: descriptors whose spread about their centroid is under this many float32 rounding steps of their own
+#: magnitude are "nearly constant": their distances are mostly rounding, and ties decide the scores
+RESOLVABLE_STEPS = 256.0
 
 
 def descriptor_spread_check(descs: Mapping, sequences, max_rows: int = 20000) -> dict:
@@ -50,7 +53,30 @@ def descriptor_spread_check(descs: Mapping, sequences, max_rows: int = 20000) ->
     spread = float(np.sqrt(x.var(axis=0).sum())) if len(x) else 0.0
     rms = float(np.sqrt((x ** 2).sum(1).mean())) if len(x) else 0.0
     rel = spread / rms if rms > 0 else 0.0
-    return {"spread": spread, "rms_norm": rms, "relative_spread": rel}
+    # the spread in float32 rounding steps (2^-23 relative) of the values' magnitude: a common offset moves rms
+    # and the rounding step together, so an offset that leaves the differences resolvable is not flagged
+    return {"spread": spread, "rms_norm": rms, "relative_spread": rel, "float32_steps": rel / 2.0**-23}
+
+
+def degenerate_spread(spread: dict) -> str | None:
+    """What is wrong with descriptors of ``spread`` (:func:`descriptor_spread_check`): ``"constant"``,
+    ``"nearly constant (...)"`` when their spread about the centroid is under :data:`RESOLVABLE_STEPS` float32
+    rounding steps of their magnitude (their distances are rounding noise), else ``None``. Based on the
+    centred descriptors, so a large common offset (``+1e5``) whose differences stay exact is not flagged.
+
+    Example:
+        >>> degenerate_spread({"spread": 0.0, "relative_spread": 0.0, "float32_steps": 0.0})
+        'constant'
+        >>> degenerate_spread({"spread": 30.0, "relative_spread": 3e-4, "float32_steps": 2516.6}) is None
+        True
+    """
+    if spread["spread"] == 0:
+        return "constant"
+    steps = spread.get("float32_steps", spread["relative_spread"] / 2.0**-23)
+    if not np.isfinite(steps) or steps < RESOLVABLE_STEPS:
+        return (f"nearly constant (their spread is {steps:.3g} float32 rounding steps of their magnitude, relative "
+                f"spread {spread['relative_spread']:.3g})")
+    return None
 
 
 def _check_counts(dataset, ds: DescriptorSet, test) -> None:
@@ -108,8 +134,8 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
     cpu = results["meta"]["cpu_seconds"] = {}  # all threads of the process
     spread = descriptor_spread_check({q: dict(zip(TYPES, ds.stacks[q])) for q in test}, test)
     results["meta"]["descriptor_spread"] = spread
-    if not np.isfinite(spread["relative_spread"]) or spread["relative_spread"] < SPREAD_TOL:
-        what = "constant" if spread["spread"] == 0 else f"nearly constant (relative spread {spread['relative_spread']:.3g})"
+    what = degenerate_spread(spread)
+    if what:
         msg = (f"the descriptors are {what}: every distance ties, and the official tie rules then score "
                f"retrieval near 100% and verification near 0 -- these numbers say nothing about the descriptor")
         results["meta"]["warnings"] = [msg]

@@ -58,6 +58,15 @@ def _read(path: Path) -> dict:
     for t in tasks:
         if not isinstance(r[t], dict) or "headline" not in r[t]:
             raise DataError(path, f"task {t!r} has no headline result")
+        head = r[t]["headline"]
+        value = head.get("value") if isinstance(head, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataError(path, f"task {t!r}: 'headline' must be an object with a numeric 'value', got "
+                                  f"{json.dumps(head)[:60]}")
+        try:
+            variant_scores(t, r[t])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise DataError(path, f"task {t!r}: malformed per-variant results ({type(e).__name__}: {e})") from None
     return r
 
 

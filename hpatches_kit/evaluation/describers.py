@@ -162,13 +162,38 @@ def _input_size(model, what: str, where=None) -> int:
     return int(shape[1])
 
 
+def check_denoiser(den, where=None) -> int:
+    """The patch size of a denoiser that maps ``(P, P, 1)`` grey patches to patches of the same shape.
+
+    Args:
+        den: the Keras denoiser.
+        where: its file (named in the error).
+
+    Returns:
+        ``P``.
+
+    Raises:
+        DataError: naming ``where`` when the input is not square grey patches or the output shape differs.
+    """
+    size = _input_size(den, "denoiser", where)
+    try:
+        out = tuple(den.output_shape[1:])
+    except (AttributeError, ValueError) as e:
+        raise DataError(where, f"denoiser must have one output ({e})") from None
+    if out not in ((size, size, 1), (size, size)):
+        raise DataError(where, f"denoiser must output patches of its input shape ({size}, {size}, 1); its output "
+                               f"shape is {out}")
+    return size
+
+
 def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Describer:
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
     grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches."""
-    if int(batch_size) < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    from ..checks import check_options
+
+    check_options(batch_size=batch_size)
     model = load_model_file(model_or_path)
     den = load_model_file(denoiser, "the denoiser") if denoiser is not None else None
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
@@ -177,17 +202,19 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
         raise DataError(where, "is a joint denoiser + descriptor model (hpatches_kit.models.joint): it denoises "
                                "itself and takes the raw (noisy) patches; use it without a separate denoiser")
     dwhere = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
-    dsize = _input_size(den, "denoiser", dwhere) if den is not None else None
+    dsize = check_denoiser(den, dwhere) if den is not None else None
 
     def run(m, x):
         # every call sees the same (batch_size, ...) shape: the last batch is padded, so the model is traced
         # once and runs one compiled function at its full batch throughput (a new shape would retrace it)
+        # never larger than the data: a --batch-size beyond it would only pad (and allocate) zeros
+        bs = max(1, min(batch_size, x.shape[0]))
         outs = []
-        for s in range(0, x.shape[0], batch_size):
-            b = x[s : s + batch_size]
+        for s in range(0, x.shape[0], bs):
+            b = x[s : s + bs]
             k = b.shape[0]
-            if k < batch_size:
-                b = np.concatenate([b, np.zeros((batch_size - k,) + b.shape[1:], b.dtype)])
+            if k < bs:
+                b = np.concatenate([b, np.zeros((bs - k,) + b.shape[1:], b.dtype)])
             outs.append(np.asarray(m.predict_on_batch(b))[:k])
         return np.concatenate(outs) if outs else np.zeros((0,) + tuple(m.output_shape[1:]), np.float32)
 
@@ -200,8 +227,11 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
             x = _resize_float(x, size)
         else:
             x = resize_patches(p.astype(np.uint8), size).astype(np.float32)
-        d = run(model, x[..., None]).reshape(p.shape[0], -1)
-        return d.astype(np.float32)
+        d = run(model, x[..., None]).reshape(p.shape[0], -1).astype(np.float32)
+        if not np.isfinite(d).all():
+            raise DataError(where or describe.name, f"the model produced NaN or Inf descriptors for "
+                                                    f"{int((~np.isfinite(d).all(axis=1)).sum())} of {len(d)} patches")
+        return d
 
     describe.name = getattr(model, "name", "keras")
     return describe

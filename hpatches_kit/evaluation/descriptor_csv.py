@@ -295,14 +295,18 @@ def read_descriptor_set(root, sequences=None, progress: bool = True):
 
 
 def write_descriptor_dir(root, descs: Mapping[str, Mapping[str, np.ndarray]], delimiter: str = ",") -> None:
-    """Export descriptors in the official layout (each file written atomically, ``%.9g`` round-trips float32)."""
+    """Export descriptors in the official layout (``%.9g`` round-trips float32). The folder is built aside and
+    swapped into place (:func:`~hpatches_kit.data.fsio.build_then_swap`): it replaces only an empty folder or an
+    earlier export (never merges with other descriptors; anything else is refused before writing)."""
+    from ..data.fsio import build_then_swap
     from ..io import atomic_write_text
 
-    for s, types in descs.items():
-        for t in TYPES:
-            a = np.asarray(types[t], np.float32)
-            lines = [delimiter.join(f"{v:.9g}" for v in row) for row in a.tolist()]
-            atomic_write_text(Path(root) / s / f"{t}.csv", "\n".join(lines) + "\n")
+    with build_then_swap(root, "descriptors", flag="--export-csv") as tmp:
+        for s, types in descs.items():
+            for t in TYPES:
+                a = np.asarray(types[t], np.float32)
+                lines = [delimiter.join(f"{v:.9g}" for v in row) for row in a.tolist()]
+                atomic_write_text(tmp / s / f"{t}.csv", "\n".join(lines) + "\n")
 
 
 def read_descriptor_rows(path) -> np.ndarray:

@@ -349,6 +349,15 @@ def nn_sets_l2(A: np.ndarray, B: np.ndarray, nt: int, block: int = 1 << 22) -> t
     an64 = np.empty(n)
     _sq_norms(B, bn64)
     _sq_norms(A, an64)
+    # the float32 keys are computed on copies scaled by a power of two (exact, rankings unchanged) whose squared
+    # norms stay far below float32's 2^128: large finite descriptors cannot overflow them; the exact distances
+    # (float64, difference form) are taken on the unscaled rows
+    top = max(float(bn64.max()) if bn64.size else 0.0, float(an64.max()) if an64.size else 0.0)
+    Ak, Bk = A, B
+    if top > 2.0**100:
+        s = 2.0 ** -(int(np.ceil(np.log2(top) / 2)) - 50)  # max squared norm -> ~2^100
+        Ak, Bk = A * np.float32(s), B * np.float32(s)
+        an64, bn64 = an64 * (s * s), bn64 * (s * s)
     bn = bn64.astype(np.float32)
     rel = 4.0 * (dim + 4) * 2.0**-24  # as FastDistances
     tol = rel * (an64 + (float(bn64.max()) if bn64.size else 0.0)) + 1e-30
@@ -361,8 +370,8 @@ def nn_sets_l2(A: np.ndarray, B: np.ndarray, nt: int, block: int = 1 << 22) -> t
     # rows chunked so that a block holds at most ``block`` keys
     chunk = max(1, min(n, block // nt))
     for k in range(m):
-        BkT = B[k * nt : (k + 1) * nt].T
+        BkT = Bk[k * nt : (k + 1) * nt].T
         for r0 in range(0, n, chunk):
-            G = A[r0 : r0 + chunk] @ BkT
+            G = Ak[r0 : r0 + chunk] @ BkT
             _nn_block(G, r0, k, A, B, bn, tol, nt, nn, md, keys, keys.view(np.int32), one, one.view(np.float32))
     return nn, md

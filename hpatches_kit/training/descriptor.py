@@ -92,8 +92,9 @@ def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int =
     from .. import losses
     from .mining import GlobalBatchLoss, KoLeoRegularised
 
-    if koleo < 0:
-        raise ValueError(f"--koleo must be >= 0, got {koleo}")
+    from ..checks import check_options
+
+    check_options(koleo=koleo, margin=margin)
     if name == "random-triplet" and (global_mining or koleo):
         raise ValueError("--global-mining and --koleo do not apply to --loss random-triplet")
     if name not in LOSSES:
@@ -132,9 +133,9 @@ def init_weights(net, path) -> None:
         src = src.get_layer("l2net")
     mine, theirs = [w.shape for w in net.get_weights()], [w.shape for w in src.get_weights()]
     if tuple(src.input_shape[1:]) != tuple(net.input_shape[1:]) or mine != theirs:
-        raise DataError(path, f"--init model does not match: input {src.input_shape[1:]} and output "
-                              f"{src.output_shape[1:]} vs this run's {net.input_shape[1:]} and {net.output_shape[1:]} "
-                              f"(check --patch-size and --dim)")
+        from ..checks import weights_mismatch
+
+        raise DataError(path, f"--init model does not match this run's: {weights_mismatch(src, net)}")
     net.set_weights(src.get_weights())
 
 
@@ -152,14 +153,15 @@ def random_triplet_model(net):
 
 
 def check_options(o: DescriptorOptions) -> None:
-    """Raise ``ValueError`` naming the flag for options that cannot run (before any work)."""
+    """Raise ``ValueError`` naming the flag for options that cannot run (before any work); the numeric ranges
+    are :data:`hpatches_kit.checks.OPTION_RANGES`'."""
+    from ..checks import check_options as check_ranges
     from .run import check_schedule
 
     if o.views < 2 and o.loss != "random-triplet":
         raise ValueError(f"--views must be >= 2 (positives need two views of a track), got {o.views}")
-    if o.dim < 1 or o.patch_size < 1:
-        raise ValueError(f"--dim and --patch-size must be >= 1, got {o.dim} and {o.patch_size}")
     check_schedule(1 if o.epochs is None else o.epochs, o.batch_size, o.lr, 1 if o.val_every is None else o.val_every)
+    check_ranges(o)
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:
@@ -170,8 +172,6 @@ def check_options(o: DescriptorOptions) -> None:
                              "--noisy and --denoiser U.keras (the U-Net to start from) on N-HPatches-format data")
         if o.loss == "random-triplet":
             raise ValueError("--joint needs an S x K loss, not --loss random-triplet")
-        if o.recon_weight is not None and not o.recon_weight >= 0:
-            raise ValueError(f"--recon-weight must be >= 0, got {o.recon_weight}")
     if o.pca_dim is not None and not 1 <= o.pca_dim <= o.dim:
         raise ValueError(f"--pca-dim must be in 1..--dim ({o.dim}), got {o.pca_dim}")
     if o.xbm and o.xbm < o.batch_size:

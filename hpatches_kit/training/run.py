@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.errors import DataError
+from ..data.fsio import LOCK
 from ..io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,15 @@ _FLAG_NAMES = {"evaluate": "--no-eval", "augment": "--no-augment"}
 
 
 def check_schedule(epochs: int, batch_size: int, lr: float = 1.0, val_every: int = 1) -> None:
-    """Raise :class:`~hpatches_kit.errors.OptionError` naming the option when ``epochs < 1``,
-    ``batch_size < 2``, ``lr <= 0`` or ``val_every < 1`` (the CLI shows it with the flags)."""
+    """Raise :class:`~hpatches_kit.errors.OptionError` naming the option when ``epochs < 1``, ``batch_size < 2``,
+    ``lr`` is not > 0 (NaN included) or ``val_every < 1`` (the ranges of :data:`hpatches_kit.checks.OPTION_RANGES`;
+    the CLI shows the flags)."""
+    from ..checks import check_options
     from ..errors import OptionError
 
-    if epochs < 1 or batch_size < 2:
-        raise OptionError("{epochs} must be >= 1 and {batch_size} >= 2", "epochs", "batch_size")
-    if val_every < 1:
-        raise OptionError(f"{{val_every}} must be >= 1, got {val_every}", "val_every")
-    if lr <= 0:
-        raise OptionError(f"{{lr}} must be > 0, got {lr}", "lr")
+    if not batch_size >= 2:
+        raise OptionError(f"{{batch_size}} >= 2 is needed (positives need two patches), got {batch_size}", "batch_size")
+    check_options(epochs=epochs, batch_size=batch_size, lr=lr, val_every=val_every)
 
 
 def run_arguments(arguments: dict) -> dict:
@@ -116,6 +116,36 @@ def check_run_args(arguments: dict, out, resume: bool) -> dict:
             now = {**before, **now}
     atomic_write_json(path, now)
     return now
+
+
+def check_run_state(out, resume: bool, probe_lock: bool = True) -> None:
+    """Refuse, without ``--resume``, an ``out`` that holds a finished run (``model.keras``) or an unfinished one
+    (checkpoints or a history but no ``model.keras``: a run that was interrupted, which a new run would mix its
+    files with).
+
+    Args:
+        out: the run folder.
+        resume: whether ``--resume`` was given.
+        probe_lock: first check that no other process holds the folder's lock (not when this one does).
+
+    Raises:
+        DataError: naming ``out`` and what it holds, or that another run is writing it.
+    """
+    from ..data.fsio import lock_folder
+
+    out = Path(out)
+    if not out.is_dir():
+        return
+    if probe_lock and (out / LOCK).exists():
+        lock_folder(out).close()  # raises while another run holds it
+    if resume:
+        return
+    if (out / "model.keras").exists():
+        raise DataError(out, "already holds a finished run (model.keras); use another --out or --resume")
+    ck = out / "checkpoints"
+    if (ck.is_dir() and any(ck.iterdir())) or (out / "history.json").exists():
+        raise DataError(out, "holds an unfinished run (checkpoints/history, no model.keras); continue it with "
+                             "--resume or choose another --out")
 
 
 def resolve_data(data, kind: str) -> Path:
@@ -175,6 +205,14 @@ class TrainingRun:
     info: dict = field(default_factory=dict)
     created: bool = False
     chief: bool = True
+    _lock: object = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Release the run folder's lock (:func:`~hpatches_kit.data.fsio.lock_folder`); the end of the process
+        releases it too."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @classmethod
     def start(cls, command: str, out, arguments: dict, *, resume: bool = False, seed: int = 0,
@@ -200,12 +238,17 @@ class TrainingRun:
         """
         import keras
 
+        from ..checks import check_options
+        from ..data.fsio import check_outputs, lock_folder
         from .callbacks import remove_stale_temporaries
         from .distribute import auto_jit, device_kind, get_strategy, set_precision, worker_info
 
         out = Path(out or Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if out.exists() and (out / "model.keras").exists() and not resume:
-            raise DataError(out, "already holds a finished run (model.keras); use another --out or --resume")
+        check_options(arguments)
+        check_outputs(folders={"--out": out}, inputs={flag_name(k): arguments.get(k) for k in PATH_ARGS})
+        # fail fast, before the device is set up; the lock is probed only outside multi-worker runs (there the
+        # chief holds it while the other workers start)
+        check_run_state(out, resume, probe_lock=not os.environ.get("TF_CONFIG"))
         keras.utils.set_random_seed(seed)
         strat = get_strategy(strategy)
         worker = worker_info(strat)
@@ -221,9 +264,15 @@ class TrainingRun:
                     pass
             except OSError as e:
                 raise DataError(out, f"output folder is not writable ({e.strerror or e})") from None
-            for d in (out, out / "checkpoints"):
-                remove_stale_temporaries(d)
-            recorded = check_run_args(arguments, out, resume)
+            lock = lock_folder(out)  # held until the run ends (released by the OS if it is killed)
+            try:
+                check_run_state(out, resume, probe_lock=False)  # again under the lock: another run may have come
+                for d in (out, out / "checkpoints"):
+                    remove_stale_temporaries(d)
+                recorded = check_run_args(arguments, out, resume)
+            except BaseException:
+                lock.close()
+                raise
         else:
             recorded = run_arguments(arguments)
         dev = device_kind()
@@ -231,6 +280,7 @@ class TrainingRun:
         use_jit = auto_jit(dev) if jit == "auto" else jit == "on"
         run = cls(out=out, command=command, resume=resume, strategy=strat, precision=policy, jit=use_jit,
                   device=dev, created=created, chief=worker["chief"])
+        run._lock = lock if worker["chief"] else None
         run.info = {"command": command, "device": dev, "replicas": strat.num_replicas_in_sync,
                     "strategy": type(strat).__name__, "workers": worker["workers"], "precision": policy,
                     "jit_compile": use_jit, "args": recorded}
@@ -363,6 +413,9 @@ def start_and_train(command: str, options, arguments: dict | None, train, **devi
     """
     kw = {"strategy": getattr(options, "strategy", "auto"), "precision": getattr(options, "mixed_precision", "auto"),
           "jit": getattr(options, "jit", "auto"), **device}
+    from ..checks import check_options
+
+    check_options(options)
     run = TrainingRun.start(command, options.out, dataclasses.asdict(options) if arguments is None else arguments,
                             resume=options.resume, seed=options.seed, **kw)
     try:
@@ -370,10 +423,12 @@ def start_and_train(command: str, options, arguments: dict | None, train, **devi
     except BaseException:
         run.discard_if_empty()
         raise
+    finally:
+        run.release()
 
 
 def discard_if_empty(out) -> None:
     """Remove the folder ``out`` when it holds no file but ``run_args.json``."""
     out = Path(out)
-    if out.is_dir() and not [p for p in out.rglob("*") if p.is_file() and p.name != RUN_ARGS]:
+    if out.is_dir() and not [p for p in out.rglob("*") if p.is_file() and p.name not in (RUN_ARGS, LOCK)]:
         shutil.rmtree(out, ignore_errors=True)

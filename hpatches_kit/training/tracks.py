@@ -96,11 +96,12 @@ def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.n
     Raises:
         DataError: the file does not load, or the denoiser expects another patch size.
     """
-    from ..evaluation.describers import load_model_file
+    from ..evaluation.describers import check_denoiser, load_model_file
 
     path = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     denoiser = load_model_file(denoiser, "the denoiser")
     p = tracks.shape[-1]
+    check_denoiser(denoiser, path or denoiser.name)
     if tuple(denoiser.input_shape[1:3]) != (p, p):
         raise DataError(path or denoiser.name, f"denoiser expects {denoiser.input_shape[1:3]} patches, data has {p}x{p}")
     flat = tracks.reshape(-1, p, p, 1).astype(np.float32)
