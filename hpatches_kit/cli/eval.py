@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import time
@@ -126,7 +127,28 @@ def run(args) -> int:
 
         for p in plot_results(results, args.plots, name=label):
             print(f"plot written: {p}")
+        from ..plots.diagnostics import plot_diagnostics
+
+        # the descriptor-space plots; the failure galleries need the patches (not read with --descriptors)
+        if args.descriptors:
+            logging.getLogger(__name__).warning("hpatches-eval: failure galleries skipped: --descriptors gives no "
+                                                "patches to show (use --model or --baseline for them)")
+        for p in plot_diagnostics(descs, args.plots, dataset=None if args.descriptors else dataset,
+                                  sequences=_test_sequences(args, dataset, descs), distance=args.distance,
+                                  name=label, noisy=args.noisy):
+            print(f"plot written: {p}")
     return 0
+
+
+def _test_sequences(args, dataset, descs) -> list:
+    """The sequences :func:`~hpatches_kit.evaluation.evaluate` scored: the split's test sequences."""
+    from ..data.splits import split_sequences
+
+    have = list(descs.names) if hasattr(descs, "names") else list(descs)
+    available = dataset.names if dataset is not None else have
+    root = dataset.root if dataset is not None else None
+    return [s for s in split_sequences(args.split, available, subset="test", splits_file=args.splits_file, root=root)
+            if s in set(have)]
 
 
 def main(argv=None) -> int:

@@ -64,7 +64,8 @@ def _check_counts(dataset, ds: DescriptorSet, test) -> None:
 
 
 def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str = "full", splits_file=None,
-             tasks_dir=None, distance: str = "L2", progress: bool = True, cache_dir=None, counts=None) -> dict:
+             tasks_dir=None, distance: str = "L2", progress: bool = True, cache_dir=None, counts=None,
+             diagnostics: bool = True) -> dict:
     """Run the HPatches tasks on ``descs`` (``{seq: {type: (N, D)}}`` or a :class:`DescriptorSet`) over the
     test sequences of ``split``.
 
@@ -116,6 +117,13 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
         import warnings
 
         warnings.warn(msg, DegenerateDescriptorWarning, stacklevel=2)
+    if diagnostics:
+        from .diagnostics import descriptor_diagnostics
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        results["diagnostics"] = descriptor_diagnostics(ds, test, distance=distance)
+        timings["diagnostics"] = time.perf_counter() - t0
+        cpu["diagnostics"] = time.process_time() - c0
     ctx = TaskContext(sequences=test, split=split, distance=distance, progress=progress, files=ts)
     for name in known:  # registry order: the results' order does not depend on the order of ``tasks``
         if name not in tasks:
