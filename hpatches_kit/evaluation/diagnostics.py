@@ -21,7 +21,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence as Seq
+from collections.abc import Mapping
+from collections.abc import Sequence as Seq
 
 import numpy as np
 

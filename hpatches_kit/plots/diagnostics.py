@@ -71,7 +71,7 @@ def plot_pca_energy(curves: dict, path, title: str = "PCA cumulative energy") ->
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for k, (name, c) in enumerate(curves.items()):
+    for name, c in curves.items():
         e = np.asarray(c.get("energy", c.get("pca_energy")), np.float64)
         d90, d99 = c.get("dims_90", c.get("pca_dims_90")), c.get("dims_99", c.get("pca_dims_99"))
         if e.size == 0:

@@ -139,7 +139,7 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
     width = max(len(n) for n, _ in entries) if entries else 10
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.6 * max(1, len(tasks)) + 0.07 * width,
                                                              max(3.0, 1.9 + 0.45 * len(entries))), squeeze=False)
-    for k, (ax, task) in enumerate(zip(axes[0], tasks)):
+    for ax, task in zip(axes[0], tasks):
         rows = sorted([(n, r[task]) for n, r in entries if task in r], key=lambda x: x[1]["headline"]["value"])
         ys = range(len(rows))
         ax.barh(list(ys), [r["headline"]["value"] for _, r in rows], color="#d9d9d9", edgecolor="k", height=0.7)
