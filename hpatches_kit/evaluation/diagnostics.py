@@ -123,8 +123,11 @@ def pca_energy(x, max_rows: int = 20000, seed: int = 0) -> dict:
         return {"energy": np.zeros(0), "eigenvalues": np.zeros(0), "dims_90": 0, "dims_99": 0, "dim": dim,
                 "rows": len(x)}
     xc = x - x.mean(0)
-    s = np.linalg.svd(xc, compute_uv=False)
-    ev = s * s / (len(x) - 1)
+    # eigenvalues of the D x D covariance (cheaper than an SVD of the M x D data, same values); the smaller of
+    # the two sides when there are fewer rows than dimensions
+    gram = xc.T @ xc if len(x) >= dim else xc @ xc.T
+    ev = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None) / (len(x) - 1)
+    ev = ev[: min(len(x), dim)]
     total = ev.sum()
     energy = np.cumsum(ev) / total if total > 0 else np.zeros_like(ev)
     return {"energy": energy, "eigenvalues": ev, "dims_90": dims_for_energy(energy, 0.90),
@@ -187,7 +190,7 @@ def tsne_map(descs, sequences: Seq[str] | None = None, tracks: int = 40, perplex
 
 
 def distance_samples(descs, sequences: Seq[str] | None = None, distance: str = "L2", max_pairs: int = 20000,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, max_tracks: int | None = None) -> dict:
     """Positive and negative pair distances per variant, for the distance histograms.
 
     Args:
@@ -196,6 +199,8 @@ def distance_samples(descs, sequences: Seq[str] | None = None, distance: str = "
         distance: ``"L2"`` or ``"L1"``.
         max_pairs: at most this many pairs of each kind per variant (a random subset).
         seed: seed of the negative draw and of the subset.
+        max_tracks: use at most about this many tracks in all (a random subset of each sequence's tracks, in
+            proportion; ``None``: every track).
 
     Returns:
         ``{v: {"pos": (P,), "neg_intra": (P,), "neg_inter": (P,) or (0,)}}`` for ``v`` in ``"e", "h", "t"``:
@@ -206,6 +211,13 @@ def distance_samples(descs, sequences: Seq[str] | None = None, distance: str = "
     names = _names(descs, sequences)
     rng = np.random.default_rng(seed)
     stacks = {s: _stack(descs, s) for s in names}
+    total = sum(st.shape[1] for st in stacks.values())
+    if max_tracks is not None and total > max_tracks:
+        frac = max_tracks / total
+        for s, st in stacks.items():
+            n = st.shape[1]
+            keep = max(2, int(round(n * frac)))
+            stacks[s] = st[:, np.sort(rng.choice(n, min(n, keep), replace=False))]
     lengths = np.array([stacks[s].shape[1] for s in names])
     starts = np.concatenate([[0], np.cumsum(lengths)])
     out = {}
@@ -363,11 +375,12 @@ def descriptor_diagnostics(descs, sequences: Seq[str] | None = None, distance: s
 
     Returns:
         ``{"pca_dims_90", "pca_dims_99", "pca_energy": [cumulative energy, 4 decimals], "dim", "rows",
-        "distances": {v: {"pos_mean", "neg_intra_mean", "neg_inter_mean"}}}``.
+        "distances": {v: {"pos_mean", "neg_intra_mean", "neg_inter_mean"}}}`` (the pair distances of at most
+        about 2,000 random tracks).
     """
     names = _names(descs, sequences)
     e = pca_energy(_all_rows(descs, names, max_rows, seed), max_rows=max_rows, seed=seed)
-    ds = distance_samples(descs, names, distance=distance, max_pairs=max_rows, seed=seed)
+    ds = distance_samples(descs, names, distance=distance, max_pairs=max_rows, seed=seed, max_tracks=2000)
     dist = {v: {f"{k}_mean": (float(a.mean()) if len(a) else None) for k, a in d.items()} for v, d in ds.items()}
     return {"pca_dims_90": e["dims_90"], "pca_dims_99": e["dims_99"],
             "pca_energy": [round(float(x), 4) for x in e["energy"]], "dim": e["dim"], "rows": e["rows"],
