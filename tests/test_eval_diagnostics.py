@@ -168,11 +168,12 @@ def test_evaluate_carries_a_diagnostics_block_and_compare_uses_it(tmp_path):
     descs = _descs(rng, seqs=("i_a", "i_b", "v_c", "v_d"), n=30, d=8)
     ds = _dataset(descs, rng, p=32)
     res = evaluate(descs, ds, progress=False, cache_dir=tmp_path / "tasks")
-    d = res["diagnostics"]
+    d = res["meta"]["diagnostics"]
     rows = np.concatenate([descs[s][t] for s in descs for t in TYPES])
     assert d["pca_dims_90"] == dg.pca_energy(rows)["dims_90"] and d["dim"] == 8 and len(d["pca_energy"]) == 8
     assert d["distances"]["e"]["pos_mean"] < d["distances"]["e"]["neg_intra_mean"]
-    assert "diagnostics" not in evaluate(descs, ds, progress=False, cache_dir=tmp_path / "tasks", diagnostics=False)
+    assert "diagnostics" not in evaluate(descs, ds, progress=False, cache_dir=tmp_path / "tasks",
+                                         diagnostics=False)["meta"]
     # compare: a second table, CSV columns and the PCA figure
     other = {s: {t: rng.normal(size=a.shape).astype(np.float32) for t, a in v.items()} for s, v in descs.items()}
     res2 = evaluate(other, ds, progress=False, cache_dir=tmp_path / "tasks")

@@ -121,7 +121,7 @@ def comparison_rows(entries: Seq[Entry]) -> list[dict]:
 
 
 def diagnostics_rows(entries: Seq[Entry]) -> list[dict]:
-    """The descriptor-space numbers of the results that carry a ``diagnostics`` block (written by
+    """The descriptor-space numbers of the results that carry a ``meta.diagnostics`` block (written by
     :func:`~hpatches_kit.evaluation.evaluate` since 0.2), in :func:`comparison_rows` order: ``name``, ``dim``,
     ``pca_dims_90``, ``pca_dims_99`` (principal components holding 90% / 99% of the energy) and
     ``relative_spread`` (``meta.descriptor_spread``, or None).
@@ -136,7 +136,7 @@ def diagnostics_rows(entries: Seq[Entry]) -> list[dict]:
     out = []
     for row in comparison_rows(entries):
         r = by_name[row["name"]]
-        d = r.get("diagnostics")
+        d = r.get("meta", {}).get("diagnostics")
         if not isinstance(d, dict) or "pca_dims_90" not in d:
             continue
         spread = (r.get("meta", {}).get("descriptor_spread") or {}).get("relative_spread")

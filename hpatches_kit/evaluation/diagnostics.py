@@ -10,7 +10,7 @@ target image of variant ``v`` (Easy / Hard / Tough); an **intra** negative pairs
 same target image, an **inter** negative with a patch of another sequence's target image. Matching queries are
 the ``ref`` patches, searched among all patches of one target image (the official matching task).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from hpatches_kit.evaluation.diagnostics import pca_energy
     >>> x = np.random.default_rng(0).normal(size=(500, 8)) * [10, 1, 1, 1, 1, 1, 1, 1]
@@ -80,7 +80,7 @@ def dims_for_energy(energy: np.ndarray, fraction: float) -> int:
     Returns:
         The smallest ``k`` with ``energy[k - 1] >= fraction`` (0 when the curve is empty or all zero).
 
-    Example:
+    Examples:
         >>> dims_for_energy(np.array([0.5, 0.95, 1.0]), 0.9)
         2
     """
@@ -109,7 +109,7 @@ def pca_energy(x, max_rows: int = 20000, seed: int = 0) -> dict:
     Shape:
         - x: :math:`(M, D)`
 
-    Example:
+    Examples:
         >>> x = np.zeros((10, 4)); x[:, 0] = np.arange(10)
         >>> pca_energy(x)["dims_99"]
         1
@@ -268,7 +268,7 @@ def matching_failures(descs, sequences: Seq[str] | None = None, distance: str = 
         Only failures (rank >= 1) are listed, and each query once (in the target image where its true match
         ranks worst), so that one hopeless patch does not fill the gallery.
 
-    Example:
+    Examples:
         >>> d = {"s": {t: np.eye(3, dtype=np.float32) for t in TYPES}}
         >>> d["s"]["h1"] = np.eye(3, dtype=np.float32)[[1, 0, 2]]   # h1 swaps patches 0 and 1
         >>> [(f["type"], f["query"], f["top"], f["rank"]) for f in matching_failures(d)["h"]]
@@ -363,7 +363,7 @@ def verification_failures(descs, sequences: Seq[str] | None = None, distance: st
 
 def descriptor_diagnostics(descs, sequences: Seq[str] | None = None, distance: str = "L2",
                            max_rows: int = 20000, seed: int = 0) -> dict:
-    """The small, JSON-ready ``diagnostics`` block of a results file (compared across descriptors by
+    """The small, JSON-ready ``meta.diagnostics`` block of a results file (compared across descriptors by
     ``hpatches-eval compare``).
 
     Args:

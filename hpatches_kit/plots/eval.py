@@ -147,9 +147,10 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
         for y, (_, r) in zip(ys, rows):
             for v, vals in registry.get(task).variant_points(r).items():
                 for j, x in enumerate(vals):
-                    ax.plot(x, y, "o" if j == 0 else "x", color=COLOURS[v], ms=6, mew=1.8, clip_on=False, zorder=3)
-            ax.text(1.5, y, f"{r['headline']['value']:.2f}", va="center", ha="left", fontsize=8.5,
-                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8), zorder=4)
+                    # markers above the value label: a sub-case score near 0 stays visible
+                    ax.plot(x, y, "o" if j == 0 else "x", color=COLOURS[v], ms=6, mew=1.8, clip_on=False, zorder=5)
+            ax.text(1.5, y + 0.22, f"{r['headline']['value']:.2f}", va="center", ha="left", fontsize=8.5,
+                    bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75), zorder=4)
         ax.set_yticks(list(ys))
         ax.set_yticklabels([n for n, _ in rows], fontsize=8.5)
         ax.set_xlim(0, 100)
@@ -171,7 +172,7 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
 
 def plot_comparison(entries: Seq[tuple[str, dict]], out_dir) -> list[Path]:
     """The figures of ``hpatches-eval compare``: ``comparison.png`` (:func:`plot_hpatches_bars`) and, for the
-    results that carry a ``diagnostics`` block, ``comparison_pca_energy.png`` (the PCA cumulative-energy curves
+    results that carry a ``meta.diagnostics`` block, ``comparison_pca_energy.png`` (the PCA cumulative-energy curves
     side by side); each with a PDF twin.
 
     Args:
@@ -185,8 +186,8 @@ def plot_comparison(entries: Seq[tuple[str, dict]], out_dir) -> list[Path]:
 
     out = Path(out_dir)
     written = plot_hpatches_bars(entries, out / "comparison.png")
-    diag = {n: r["diagnostics"] for n, r in entries if isinstance(r.get("diagnostics"), dict)
-            and r["diagnostics"].get("pca_energy")}
+    diag = {n: r["meta"]["diagnostics"] for n, r in entries
+            if isinstance(r.get("meta", {}).get("diagnostics"), dict) and r["meta"]["diagnostics"].get("pca_energy")}
     if diag:
         written += plot_pca_energy(diag, out / "comparison_pca_energy.png",
                                    title="PCA cumulative energy of the test descriptors")

@@ -52,7 +52,7 @@ class CollapseDetector(keras.callbacks.Callback):
         action: ``"warn"`` or ``"stop"``.
         monitor: the log key of the loss.
 
-    Example:
+    Examples:
         >>> det = CollapseDetector(np.zeros((64, 32, 32, 1), np.float32), margin=1.0)  # doctest: +SKIP
         >>> model.fit(..., callbacks=[det, MetricsLogger("history.json")])  # doctest: +SKIP
     """
