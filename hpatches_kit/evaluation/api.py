@@ -101,7 +101,7 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
         ValueError: unknown task names, or task files needed without a dataset.
 
     Shape:
-        - descs[seq][type]: :math:`(N_{seq}, D)`, the same ``N`` for every type of a sequence.
+        - ``descs[seq][type]``: :math:`(N_{seq}, D)`, the same ``N`` for every type of a sequence.
 
     Examples:
         >>> import numpy as np

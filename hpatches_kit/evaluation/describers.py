@@ -257,7 +257,7 @@ def compute_descriptors(dataset, describer: Describer, noisy: bool = False, prog
         ValueError: a describer that returns the wrong number of rows.
 
     Shape:
-        - output[seq][type]: :math:`(N_{seq}, D)`
+        - ``output[seq][type]``: :math:`(N_{seq}, D)`
 
     Examples:
         >>> import numpy as np
