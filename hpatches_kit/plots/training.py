@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def _plt():
     from ._figure import plt
 
