@@ -188,3 +188,30 @@ def test_evaluate_carries_a_diagnostics_block_and_compare_uses_it(tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", *map(str, files), "--out", str(out)]) == 0
     assert (out / "comparison_pca_energy.png").stat().st_size > 10_000 and (out / "comparison.pdf").is_file()
+
+
+def test_cli_plots_with_descriptors_only_skip_the_galleries_and_say_so(tmp_path, caplog):
+    import logging
+
+    import cv2
+
+    from hpatches_kit.cli.eval import main
+    from hpatches_kit.evaluation import write_descriptor_dir
+
+    rng = np.random.default_rng(8)
+    root = tmp_path / "data"
+    descs = _descs(rng, seqs=("i_a", "i_b", "v_c", "v_d"), n=30, d=8)
+    for s in descs:
+        (root / s).mkdir(parents=True)
+        for t in TYPES:
+            cv2.imwrite(str(root / s / f"{t}.png"), rng.integers(0, 256, (30 * 65, 65), dtype=np.uint8))
+    write_descriptor_dir(tmp_path / "descs" / "mine", descs)
+    out = tmp_path / "plots"
+    with caplog.at_level(logging.WARNING):
+        assert main(["--descriptors", str(tmp_path / "descs" / "mine"), "--data", str(root), "--plots", str(out),
+                     "--no-progress"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"tsne.png", "pca_energy.pdf", "distance_histograms.png", "verification_curves.pdf"} <= names
+    assert not any(n.startswith("failures_") for n in names)
+    assert any("failure galleries skipped" in r.getMessage() and "--descriptors" in r.getMessage()
+               for r in caplog.records)
