@@ -55,24 +55,30 @@ def plot_verification_curves(results: dict, path) -> list[Path]:
     ver = results["verification"]
     cur, table = ver["curves"], ver.get("table", {})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    scores = ({}, {})  # line label -> its AUC / AP, for the legends
     for v in "eht":
         for neg, ls in (("intra", "-"), ("inter", "--")):
             c = cur[v][neg]
             t = table.get(v, {}).get(neg, {})
-            auc, ap = t.get("auc"), t.get("ap")
+            lab = f"{NAMES[v]} {neg}"
             if c.get("fpr") is not None:
-                lab = f"{NAMES[v]} {neg}" + (f" (AUC {auc:.2f}%)" if auc is not None else "")
                 axes[0].plot(c["fpr"], c["tpr"], ls, color=COLOURS[v], label=lab)
+                if t.get("auc") is not None:
+                    scores[0][lab] = f"AUC {t['auc']:.2f}%"
             if c.get("recall") is not None:
-                lab = f"{NAMES[v]} {neg}" + (f" (AP {ap:.2f}%)" if ap is not None else "")
                 axes[1].plot(c["recall"], c["precision"], ls, color=COLOURS[v], label=lab)
+                if t.get("ap") is not None:
+                    scores[1][lab] = f"AP {t['ap']:.2f}%"
     axes[0].set(xlabel="false positive rate", ylabel="true positive rate", title="Verification ROC (balanced)")
     axes[1].set(xlabel="recall", ylabel="precision", title="Verification PR (imbalanced)")
-    for ax, loc in zip(axes, ("lower right", "lower left")):
+    for ax, loc, score in zip(axes, ("lower right", "lower left"), scores):
         ax.grid(True, ls=":")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=8, loc=loc, title="variant, negatives (solid: intra, dashed: inter)", title_fontsize=7)
+        handles, labels = ax.get_legend_handles_labels()
+        labels = [f"{lab} ({score[lab]})" if lab in score else lab for lab in labels]
+        ax.legend(handles, labels, fontsize=8, loc=loc, title="variant, negatives (solid: intra, dashed: inter)",
+                  title_fontsize=7)
     fig.tight_layout()
     try:
         return save(fig, path)
