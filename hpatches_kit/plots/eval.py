@@ -3,8 +3,8 @@ of the HPatches paper (bar = headline mAP, markers = Easy/Hard/Tough). Every fil
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import Sequence as Seq
 
 from ..evaluation import registry
 
