@@ -65,7 +65,24 @@ def run(o) -> dict:
     results["meta"]["descriptor"] = label
     results["meta"]["seconds"] = {"descriptors": t_desc, **results["meta"]["seconds"]}
     results["meta"]["cpu_seconds"] = {"descriptors": c_desc, **results["meta"]["cpu_seconds"]}
+    # in memory only (never in the JSON): what the descriptor-space plots and the failure galleries draw from
+    results["_descriptors"] = descs
+    results["_dataset"] = None if o.descriptors else dataset
+    results["_sequences"] = _test_sequences(o, dataset, descs)
+    results["_options"] = {"distance": o.distance, "noisy": o.noisy, "from_csv": bool(o.descriptors)}
     return results
+
+
+def _test_sequences(o, dataset, descs) -> list:
+    """The sequences :func:`~hpatches_kit.evaluation.evaluate` scored: the split's test sequences."""
+    from ..data.splits import split_sequences
+
+    have = list(descs.names) if hasattr(descs, "names") else list(descs)
+    available = dataset.names if dataset is not None else have
+    root = dataset.root if dataset is not None else None
+    keep = set(have)
+    return [s for s in split_sequences(o.split, available, subset="test", splits_file=o.splits_file, root=root)
+            if s in keep]
 
 
 def format_results(results: dict) -> str:
@@ -75,9 +92,22 @@ def format_results(results: dict) -> str:
 
 
 def plots(results: dict, out_dir) -> list:
+    """The task plots, then the descriptor-space plots (t-SNE, PCA energy, distance histograms) and the failure
+    galleries (these need the patches: skipped, with a warning, for descriptors read from CSVs)."""
+    from ..plots.diagnostics import plot_diagnostics
     from ..plots.eval import plot_results
 
-    return plot_results(results, out_dir, name=results["meta"].get("descriptor", "descriptor"))
+    name = results["meta"].get("descriptor", "descriptor")
+    written = list(plot_results(results, out_dir, name=name) or [])
+    if "_descriptors" not in results:  # results read back from JSON: no descriptors in memory
+        return written
+    opts = results["_options"]
+    if opts["from_csv"]:
+        log.warning("failure galleries skipped: --descriptors gives no patches to show (use --model or --baseline)")
+    written += plot_diagnostics(results["_descriptors"], out_dir, dataset=results["_dataset"],
+                                sequences=results["_sequences"], distance=opts["distance"], name=name,
+                                noisy=opts["noisy"])
+    return written
 
 
 BENCHMARK = Benchmark(

@@ -23,7 +23,7 @@ def configure(p) -> None:
 
 def run(args) -> int:
     from ..evaluation.compare import format_markdown, load_results, write_comparison
-    from ..plots.eval import plot_hpatches_bars
+    from ..plots.eval import plot_comparison
 
     if args.name is not None and len(args.name) != len(args.results):
         raise SystemExit(f"{len(args.name)} --name for {len(args.results)} results files")
@@ -31,7 +31,7 @@ def run(args) -> int:
 
     check_outputs(folders={"--out": args.out}, inputs={"RESULTS.json": args.results})
     entries = load_results(args.results, names=args.name)
-    paths = write_comparison(entries, args.out, figure=plot_hpatches_bars)
+    paths = write_comparison(entries, args.out, figure=plot_comparison)
     print(format_markdown(entries))
     for p in paths:
         log.info("written: %s", p)

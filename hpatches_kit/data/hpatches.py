@@ -163,6 +163,40 @@ def load_dataset(
     ``root=None`` uses the embedded default dataset (built on first use). ``split``/``subset`` select
     sequences of an official split; ``sequences`` names them explicitly. ``size`` resizes every patch.
     ``workers``: threads decoding sequences in parallel (``None``: :func:`default_workers`; 1: serial).
+
+    Args:
+        root: dataset folder (``hpatches-release`` layout: one folder per sequence with ``ref.png``,
+            ``e1..e5``, ``h1..h5``, ``t1..t5``), or ``None`` for the embedded default.
+        sequences: load only these sequence names.
+        split: ``"a"``/``"b"``/``"c"`` (official splits; need a splits file), ``"illum"``, ``"view"``,
+            ``"full"``, or ``None`` for every sequence.
+        subset: ``"test"`` or ``"train"`` sequences of ``split``.
+        splits_file: the official ``splits.json`` (default: the one the dataset carries, if any).
+        size: resize every patch to ``size x size`` (e.g. 32 for N-HPatches-size models).
+        noise: also load the ``*_noise.png`` twins (``None``: when present).
+        progress: show a progress bar.
+        workers: decoding threads.
+
+    Returns:
+        An :class:`HPatchesDataset`: its sequences hold ``tracks`` of shape ``(N, 16, P, P)`` uint8.
+
+    Raises:
+        DataError: a missing folder, a corrupt or missing PNG, a wrong patch width, missing image types, or
+            images of one sequence with different patch counts (the message names the file).
+
+    Shape:
+        - ``dataset[name].tracks``: :math:`(N, 16, P, P)`, patch ``i`` of every image type ``TYPES[j]`` at
+          ``[i, j]``.
+
+    Examples:
+        >>> import tempfile, pathlib, cv2, numpy as np
+        >>> root = pathlib.Path(tempfile.mkdtemp()) / "i_demo"
+        >>> root.mkdir()
+        >>> for t in TYPES:  # 3 patches of 65x65 stacked vertically in each image
+        ...     _ = cv2.imwrite(str(root / f"{t}.png"), np.full((3 * 65, 65), 128, np.uint8))
+        >>> ds = load_dataset(root.parent, progress=False)
+        >>> ds.names, ds["i_demo"].tracks.shape
+        (['i_demo'], (3, 16, 65, 65))
     """
     from tqdm.auto import tqdm
 

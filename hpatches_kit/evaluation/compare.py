@@ -15,8 +15,8 @@ Example::
 
     from hpatches_kit.evaluation.compare import load_results, write_comparison
     entries = load_results(["sift.json", "l2net.json"])
-    from hpatches_kit.plots.eval import plot_hpatches_bars
-    write_comparison(entries, "report/", figure=plot_hpatches_bars)   # comparison.png, .md, .csv
+    from hpatches_kit.plots.eval import plot_comparison
+    write_comparison(entries, "report/", figure=plot_comparison)   # comparison.png/.pdf, .md, .csv
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import numpy as np
 from ..data.errors import DataError
 from . import registry
 
-__all__ = ["Entry", "load_results", "variant_scores", "comparison_rows", "format_markdown", "format_csv",
-           "write_comparison"]
+__all__ = ["Entry", "load_results", "variant_scores", "comparison_rows", "diagnostics_rows", "format_markdown",
+           "format_csv", "write_comparison"]
 
 Entry = tuple  # (name, results dict, path)
 _MATCH_KEYS = (("split", "split"), ("sequences", "number of test sequences"), ("tracks", "number of tracks"))
@@ -130,6 +130,31 @@ def comparison_rows(entries: Seq[Entry]) -> list[dict]:
     return sorted(rows, key=lambda row: (-row["mean"], row["name"]))
 
 
+def diagnostics_rows(entries: Seq[Entry]) -> list[dict]:
+    """The descriptor-space numbers of the results that carry a ``meta.diagnostics`` block (written by
+    :func:`~hpatches_kit.evaluation.evaluate` since 0.2), in :func:`comparison_rows` order: ``name``, ``dim``,
+    ``pca_dims_90``, ``pca_dims_99`` (principal components holding 90% / 99% of the energy) and
+    ``relative_spread`` (``meta.descriptor_spread``, or None).
+
+    Args:
+        entries: :func:`load_results` entries.
+
+    Returns:
+        One dict per entry with diagnostics (an empty list when none has them).
+    """
+    by_name = {n: r for n, r, _ in entries}
+    out = []
+    for row in comparison_rows(entries):
+        r = by_name[row["name"]]
+        d = r.get("meta", {}).get("diagnostics")
+        if not isinstance(d, dict) or "pca_dims_90" not in d:
+            continue
+        spread = (r.get("meta", {}).get("descriptor_spread") or {}).get("relative_spread")
+        out.append({"name": row["name"], "dim": d.get("dim"), "pca_dims_90": d["pca_dims_90"],
+                    "pca_dims_99": d["pca_dims_99"], "relative_spread": spread})
+    return out
+
+
 def _columns(rows) -> list[str]:
     return [k for k in rows[0] if k not in ("name", "file")] if rows else []
 
@@ -146,6 +171,15 @@ def format_markdown(entries: Seq[Entry]) -> str:
     for row in rows:
         vals = [f"{row[k]:.2f}" for t in tasks for k in (t, f"{t}_e", f"{t}_h", f"{t}_t")] + [f"{row['mean']:.2f}"]
         lines.append("| " + " | ".join([row["name"].replace("|", "\\|")] + vals) + " |")
+    diag = diagnostics_rows(entries)
+    if diag:
+        lines += ["", "Descriptor space (PCA of the test descriptors: components holding 90% / 99% of the variance; "
+                      "relative spread as in `meta.descriptor_spread`)", "",
+                  "| descriptor | dim | PCA dims 90% | PCA dims 99% | relative spread |", "|---|---:|---:|---:|---:|"]
+        for d in diag:
+            sp = "" if d["relative_spread"] is None else f"{d['relative_spread']:.3f}"
+            name = d["name"].replace("|", "\\|")
+            lines.append(f"| {name} | {d['dim']} | {d['pca_dims_90']} | {d['pca_dims_99']} | {sp} |")
     return "\n".join(lines) + "\n"
 
 
@@ -158,35 +192,34 @@ def format_csv(entries: Seq[Entry]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = ["descriptor", "file"] + _columns(rows)
-    w.writerow(cols)
+    diag = {d["name"]: d for d in diagnostics_rows(entries)}
+    extra = ["pca_dims_90", "pca_dims_99"] if diag and len(diag) == len(rows) else []
+    w.writerow(cols + extra)
     for row in rows:
-        w.writerow([row["name"], row["file"]] + [repr(row[k]) for k in cols[2:]])
+        w.writerow([row["name"], row["file"]] + [repr(row[k]) for k in cols[2:]] + [diag[row["name"]][k] for k in extra])
     return buf.getvalue()
 
 
 def write_comparison(entries: Seq[Entry], out_dir, figure=None) -> list[Path]:
-    """Write ``comparison.md`` and ``comparison.csv`` (and, with ``figure``, ``comparison.png``) into ``out_dir``,
-    each atomically.
+    """Write ``comparison.md`` and ``comparison.csv`` into ``out_dir`` (each atomically) and, with ``figure``, the
+    figures it draws.
 
     Args:
         entries: ``[(name, results, path)]`` from :func:`load_results`.
         out_dir: the folder (created if needed).
-        figure: ``figure([(name, results)], path)`` draws the figure, e.g.
-            :func:`hpatches_kit.plots.eval.plot_hpatches_bars` (the paper's three-panel figure: one bar per
-            descriptor, each panel sorted by its task's headline, Easy/Hard/Tough markers). Passed in, not
-            imported, so that ``evaluation`` does not depend on ``plots``.
+        figure: ``figure([(name, results)], out_dir) -> [paths]`` draws the figures, e.g.
+            :func:`hpatches_kit.plots.eval.plot_comparison` (``comparison.png``/``.pdf``: the paper's three-panel
+            figure, and ``comparison_pca_energy.png``/``.pdf`` when the results carry ``meta.diagnostics``).
+            Passed in, not imported, so that ``evaluation`` does not depend on ``plots``.
 
     Returns:
-        The written paths: ``[png,] md, csv``.
+        The written paths: the figures, then ``md``, ``csv``.
     """
     from ..io import atomic_write_text
 
     out = Path(out_dir)
-    png, md, csv_path = out / "comparison.png", out / "comparison.md", out / "comparison.csv"
-    written = []
-    if figure is not None:
-        figure([(n, r) for n, r, _ in entries], png)
-        written.append(png)
+    md, csv_path = out / "comparison.md", out / "comparison.csv"
+    figs = list(figure([(n, r) for n, r, _ in entries], out)) if figure is not None else []
     atomic_write_text(md, format_markdown(entries))
     atomic_write_text(csv_path, format_csv(entries))
-    return written + [md, csv_path]
+    return figs + [md, csv_path]

@@ -190,7 +190,32 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
-    grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches."""
+    grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches.
+
+    Args:
+        model_or_path: a ``keras.Model`` or the path of a ``.keras`` file.
+        denoiser: an optional denoiser (model or path) applied first.
+        batch_size: patches per model call; every call has this batch size (the last batch is padded), so
+            the model is traced once.
+
+    Returns:
+        ``describe(patches) -> (N, D) float32``, with ``describe.name`` the model's name.
+
+    Raises:
+        DataError: a file that is missing or not a Keras model, or a model that does not take square grey
+            patches (the message names the file).
+
+    Shape:
+        - patches: :math:`(N, P, P)` uint8 (any ``P``; resized to the model's input size)
+        - output: :math:`(N, D)` float32
+
+    Examples:
+        >>> import numpy as np
+        >>> from hpatches_kit.models import l2net
+        >>> describe = keras_describer(l2net(input_size=16, dim=32), batch_size=8)
+        >>> describe(np.zeros((3, 65, 65), np.uint8)).shape
+        (3, 32)
+    """
     from ..checks import check_options
 
     check_options(batch_size=batch_size)
@@ -243,7 +268,37 @@ def compute_descriptors(dataset, describer: Describer, noisy: bool = False, prog
     images decoded once, in parallel, by :func:`~hpatches_kit.data.load_dataset`).
 
     Sequences are described together in calls of at least ``chunk_patches`` patches (a Keras describer
-    then runs full batches across sequence boundaries instead of one short batch per sequence)."""
+    then runs full batches across sequence boundaries instead of one short batch per sequence).
+
+    Args:
+        dataset: an :class:`~hpatches_kit.data.HPatchesDataset`.
+        describer: ``describe(patches (M, P, P) uint8) -> (M, D)``: :func:`keras_describer`,
+            :func:`get_baseline` or any function.
+        noisy: describe the N-HPatches noisy twins (``*_noise.png``).
+        progress: show a progress bar.
+        chunk_patches: patches per describer call (at least; whole sequences).
+
+    Returns:
+        ``{sequence: {type: (N, D) float32}}`` for the 16 image types, ready for
+        :func:`~hpatches_kit.evaluation.evaluate`.
+
+    Raises:
+        DataError: a sequence without noisy images (``noisy=True``), or NaN / Inf descriptors.
+        ValueError: a describer that returns the wrong number of rows.
+
+    Shape:
+        - ``output[seq][type]``: :math:`(N_{seq}, D)`
+
+    Examples:
+        >>> import numpy as np
+        >>> from hpatches_kit.data import HPatchesDataset
+        >>> from hpatches_kit.data.sequences import Sequence
+        >>> seq = Sequence("i_demo", np.arange(5 * 16 * 8 * 8, dtype=np.uint32).reshape(5, 16, 8, 8).astype(np.uint8))
+        >>> mean_and_max = lambda p: np.stack([p.mean((1, 2)), p.max((1, 2))], 1)
+        >>> d = compute_descriptors(HPatchesDataset([seq]), mean_and_max, progress=False)
+        >>> sorted(d["i_demo"])[:3], d["i_demo"]["ref"].shape
+        (['e1', 'e2', 'e3'], (5, 2))
+    """
     from tqdm.auto import tqdm
 
     seqs = list(dataset)

@@ -155,6 +155,14 @@ class FunctionLoss(MetricLoss):
         reduction, dtype: as ``keras.losses.Loss``.
         **fn_kwargs: the function's keyword arguments (JSON values or Keras-serialisable objects).
 
+    Returns:
+        ``loss(y_true, y_pred)``: ``fn``'s scalar in the loss dtype, divided by the number of replicas under
+        ``tf.distribute``.
+
+    Shape:
+        - y_true: :math:`(B,)` integer labels (never cast to float)
+        - y_pred: :math:`(B, D)` embeddings (or what ``fn`` takes)
+
     The config holds ``fn`` (``keras.saving.serialize_keras_object``) next to the keyword arguments.
 
     Examples:

@@ -87,7 +87,32 @@ def hardnet_loss(y_true, y_pred, margin=1.0, distance_metric="L2", views_per_tra
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
 class HardNetLoss(MetricLoss):
-    """Keras loss for :func:`hardnet_loss`."""
+    """HardNet's loss (Mishchuk et al. 2017) as a Keras loss: each matching pair against its hardest
+    in-batch non-matching descriptor (with anchor swap), ``mean(relu(margin + d(a, p) - d_min_neg))``.
+    See :func:`hardnet_loss`.
+
+    Args:
+        margin: the hinge margin.
+        distance_metric: ``"L2"``, ``"squared-L2"`` or ``"angular"`` (or a callable).
+        views_per_track: ``K`` of an S x K track-major batch (the fast structured path), or ``None`` for any
+            labelling.
+        anchor_swap: also mine the hardest negative of the positive.
+        name: the loss name.
+
+    Returns:
+        ``loss(labels, embeddings)``: a scalar (divided by the replicas under ``tf.distribute``).
+
+    Shape:
+        - y_true: :math:`(B,)` integer track labels
+        - y_pred: :math:`(B, D)` descriptors
+
+    Examples:
+        >>> import numpy as np
+        >>> labels = np.array([0, 0, 1, 1])
+        >>> emb = np.array([[0, 0], [0, 0], [1, 0], [1, 0]], np.float32)
+        >>> round(float(HardNetLoss(margin=1.5, views_per_track=2)(labels, emb)), 4)
+        0.5
+    """
 
     def __init__(self, margin=1.0, distance_metric="L2", views_per_track=None, anchor_swap=True, name=None, **kwargs):
         super().__init__(hardnet_loss, dict(margin=float(margin), distance_metric=check_metric(distance_metric),

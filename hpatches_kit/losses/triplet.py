@@ -314,7 +314,30 @@ class BatchAllTripletLoss(MetricLoss):
 
 @keras.saving.register_keras_serializable(package=_PKG)
 class BatchHardTripletLoss(MetricLoss):
-    """See :func:`batch_hard_triplet_loss`."""
+    """Batch-hard triplet loss (Hermans et al. 2017) as a Keras loss: for each anchor, its farthest positive
+    and closest negative in the batch, ``mean(relu(d(a, p) - d(a, n) + margin))`` (softplus with ``soft``).
+    See :func:`batch_hard_triplet_loss`.
+
+    Args:
+        margin: the hinge margin (unused with ``soft``).
+        soft: soft-margin variant, ``softplus(d(a, p) - d(a, n))``.
+        distance_metric: ``"L2"``, ``"squared-L2"`` or ``"angular"`` (or a callable).
+        name: the loss name.
+
+    Returns:
+        ``loss(labels, embeddings)``: a scalar (divided by the replicas under ``tf.distribute``).
+
+    Shape:
+        - y_true: :math:`(B,)` integer track labels (never cast to float)
+        - y_pred: :math:`(B, D)` descriptors
+
+    Examples:
+        >>> import numpy as np
+        >>> labels = np.array([0, 0, 1, 1])
+        >>> emb = np.array([[0, 0], [0, 0], [1, 0], [1, 0]], np.float32)  # positives at 0, negatives at 1
+        >>> round(float(BatchHardTripletLoss(margin=1.5)(labels, emb)), 4)
+        0.5
+    """
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", name=None, **kwargs):
         super().__init__(batch_hard_triplet_loss, dict(margin=float(margin), soft=bool(soft),

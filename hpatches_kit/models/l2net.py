@@ -96,6 +96,22 @@ def l2net(input_size: int = 32, dim: int = 128, dropout: float = 0.3, name: str 
 
     Returns:
         An uncompiled ``keras.Model``.
+
+    Raises:
+        ValueError: ``input_size`` not a positive multiple of 4, or ``dropout`` outside [0, 1).
+
+    Shape:
+        - Input: :math:`(B, P, P, 1)` float patches in [0, 255] (standardised inside the model)
+        - Output: :math:`(B, dim)` float32, unit L2 norm
+
+    Examples:
+        >>> import numpy as np
+        >>> m = l2net(input_size=32, dim=128)
+        >>> m.input_shape, m.output_shape
+        ((None, 32, 32, 1), (None, 128))
+        >>> d = np.asarray(m(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)), training=False))
+        >>> d.shape, np.allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
+        ((2, 128), True)
     """
     if input_size <= 0 or input_size % 4:
         raise ValueError(f"l2net: input_size must be a positive multiple of 4, got {input_size}")

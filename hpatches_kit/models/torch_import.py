@@ -137,7 +137,7 @@ def from_torch(state_dict_or_path, arch: str = "tfeat", input_scale: float = 1.0
         - Input: :math:`(B, 32, 32, 1)`
         - Output: :math:`(B, 128)`
 
-    Example:
+    Examples:
         >>> m = from_torch("../shared/pretrained/tfeat/tfeat-liberty.params", arch="tfeat")  # doctest: +SKIP
         >>> m.save("tfeat-liberty.keras")  # doctest: +SKIP
     """

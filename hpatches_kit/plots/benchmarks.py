@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import atomic_savefig
+from ._figure import save
 from .eval import _plt
 
 __all__ = ["plot_mma", "plot_brown_roc", "plot_real"]
@@ -32,7 +32,7 @@ def plot_mma(results: list[dict], path) -> Path:
     axes[0].set_ylabel("mean matching accuracy")
     axes[0].legend(loc="lower right")
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
+    save(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -49,7 +49,7 @@ def plot_brown_roc(curves: dict, path) -> Path:
     ax.grid(True, ls=":")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
+    save(fig, path)
     plt.close(fig)
     return Path(path)
 

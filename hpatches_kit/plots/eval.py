@@ -3,95 +3,205 @@ of the HPatches paper (bar = headline mAP, markers = Easy/Hard/Tough). Every fil
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import Sequence as Seq
 
 from ..evaluation import registry
-from ..io import atomic_savefig
 
 COLOURS = {"e": "#4daf4a", "h": "#e41a1c", "t": "#377eb8"}
 NAMES = {"e": "Easy", "h": "Hard", "t": "Tough"}
 
-__all__ = ["plot_verification_curves", "plot_retrieval_pools", "plot_hpatches_bars", "plot_results"]
+__all__ = ["plot_verification_curves", "plot_retrieval_pools", "plot_hpatches_bars", "plot_comparison", "plot_results"]
 
 
 def _plt():
-    import matplotlib
+    from ._figure import plt
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return plt()
 
 
-def plot_verification_curves(results: dict, path) -> None:
+#: what each marker of a task's panel in :func:`plot_hpatches_bars` shows (circle, cross)
+MARK_LABELS = {"verification": ("intra-sequence negatives", "inter-sequence negatives"),
+               "matching": ("illumination sequences", "viewpoint sequences"),
+               "retrieval": ("mean over pool sizes",)}
+
+
+def _mark_labels(task: str, res: dict) -> tuple:
+    if task == "matching":  # a split with one kind of sequence has one marker: name which
+        t = res.get("table", {}).get("e", {})
+        if isinstance(t, dict) and "illum" in t:
+            kinds = [k for k, n in (("illum", "illumination sequences"), ("view", "viewpoint sequences"))
+                     if t.get(k) is not None]
+            return tuple(dict(illum="illumination sequences", view="viewpoint sequences")[k] for k in kinds) \
+                or ("all sequences",)
+    return MARK_LABELS.get(task, ("first sub-case", "second sub-case"))
+
+
+def plot_verification_curves(results: dict, path) -> list[Path]:
+    """Verification ROC (balanced protocol) and precision-recall (imbalanced protocol) curves, one line per
+    variant and negative kind, with each curve's AUC / AP in the legend.
+
+    Args:
+        results: the results of :func:`~hpatches_kit.evaluation.evaluate` (``results["verification"]`` with
+            curves).
+        path: output ``.png`` (a ``.pdf`` is written next to it).
+
+    Returns:
+        The files written.
+    """
+    from ._figure import save
+
     plt = _plt()
-    cur = results["verification"]["curves"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    ver = results["verification"]
+    cur, table = ver["curves"], ver.get("table", {})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    scores = ({}, {})  # line label -> its AUC / AP, for the legends
     for v in "eht":
         for neg, ls in (("intra", "-"), ("inter", "--")):
             c = cur[v][neg]
+            t = table.get(v, {}).get(neg, {})
+            lab = f"{NAMES[v]} {neg}"
             if c.get("fpr") is not None:
-                axes[0].plot(c["fpr"], c["tpr"], ls, color=COLOURS[v], label=f"{NAMES[v]} {neg}")
+                axes[0].plot(c["fpr"], c["tpr"], ls, color=COLOURS[v], label=lab)
+                if t.get("auc") is not None:
+                    scores[0][lab] = f"AUC {t['auc']:.2f}%"
             if c.get("recall") is not None:
-                axes[1].plot(c["recall"], c["precision"], ls, color=COLOURS[v], label=f"{NAMES[v]} {neg}")
+                axes[1].plot(c["recall"], c["precision"], ls, color=COLOURS[v], label=lab)
+                if t.get("ap") is not None:
+                    scores[1][lab] = f"AP {t['ap']:.2f}%"
     axes[0].set(xlabel="false positive rate", ylabel="true positive rate", title="Verification ROC (balanced)")
     axes[1].set(xlabel="recall", ylabel="precision", title="Verification PR (imbalanced)")
-    for ax in axes:
+    for ax, loc, score in zip(axes, ("lower right", "lower left"), scores):
         ax.grid(True, ls=":")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        labels = [f"{lab} ({score[lab]})" if lab in score else lab for lab in labels]
+        ax.legend(handles, labels, fontsize=8, loc=loc, title="variant, negatives (solid: intra, dashed: inter)",
+                  title_fontsize=7)
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
+    try:
+        return save(fig, path)
+    finally:
+        plt.close(fig)
 
 
-def plot_retrieval_pools(results: dict, path) -> None:
+def plot_retrieval_pools(results: dict, path) -> list[Path]:
+    """Retrieval mAP vs pool size per variant. Pool sizes larger than the pool a query can have (its 5
+    positives plus every distractor of the other sequences: ``effective_pool_max``) repeat the largest
+    real pool's number; they are not drawn, and the figure says so.
+
+    Args:
+        results: the results of :func:`~hpatches_kit.evaluation.evaluate` (``results["retrieval"]``).
+        path: output ``.png`` (a ``.pdf`` is written next to it).
+
+    Returns:
+        The files written.
+    """
+    from ._figure import save
+
     plt = _plt()
     r = results["retrieval"]
-    pools = r["pool_sizes"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    pools = [int(p) for p in r["pool_sizes"]]
+    cap = r.get("effective_pool_max")
+    shown = [p for p in pools if cap is None or p <= cap] or pools[:1]
+    hidden = [p for p in pools if p not in shown]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for v in "eht":
-        ax.plot(pools, [r["table"][v][str(p)] for p in pools], "o-", color=COLOURS[v], label=NAMES[v])
+        ax.plot(shown, [r["table"][v][str(p)] for p in shown], "o-", color=COLOURS[v],
+                label=f"{NAMES[v]} (mean over all {len(pools)} pools {r.get('per_variant', {}).get(v, float('nan')):.2f})")
     ax.set_xscale("log")
-    ax.set(xlabel="pool size", ylabel="mAP [%]", title="Patch retrieval", ylim=(0, 100))
-    ax.grid(True, ls=":")
-    ax.legend()
+    ax.set(xlabel="pool size (5 positives + distractors)", ylabel="mAP [%]", title="Patch retrieval", ylim=(0, 101))
+    ax.grid(True, ls=":", which="both")
+    ax.legend(fontsize=8, loc="lower left")
+    if hidden:
+        ax.text(0.98, 0.04, f"pools {', '.join(f'{p:,}' for p in hidden)} not drawn:\nonly {cap - 5:,} distractors "
+                            f"per query\n(their mAP equals pool {cap:,}'s)", transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=8, color="#444444", bbox=dict(fc="white", ec="#bbbbbb", alpha=0.9))
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
+    try:
+        return save(fig, path)
+    finally:
+        plt.close(fig)
 
 
-def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> None:
-    """HPatches-paper style: one panel per task, one bar per descriptor (its headline mAP), coloured
-    markers for Easy/Hard/Tough (circles: intra / illum, crosses: inter / view)."""
+def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
+    """HPatches-paper style: one panel per task, one bar per descriptor (its headline mAP, written inside the
+    bar), coloured markers for Easy/Hard/Tough; the marker shape says which sub-case (legend under each panel:
+    verification ● intra / × inter negatives, matching ● illumination / × viewpoint sequences, retrieval ● the
+    mean over pool sizes).
+
+    Args:
+        entries: ``[(name, results)]``, results of :func:`~hpatches_kit.evaluation.evaluate`.
+        path: output ``.png`` (a ``.pdf`` is written next to it).
+
+    Returns:
+        The files written.
+    """
+    from ._figure import save
+
     plt = _plt()
     tasks = [t for t in registry.names() if any(t in r for _, r in entries)]
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), max(2.6, 1.4 + 0.45 * len(entries))), squeeze=False)
+    width = max(len(n) for n, _ in entries) if entries else 10
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.6 * max(1, len(tasks)) + 0.07 * width,
+                                                             max(3.0, 1.9 + 0.45 * len(entries))), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = sorted([(n, r[task]) for n, r in entries if task in r], key=lambda x: x[1]["headline"]["value"])
         ys = range(len(rows))
-        ax.barh(list(ys), [r["headline"]["value"] for _, r in rows], color="#bbbbbb", edgecolor="k")
+        ax.barh(list(ys), [r["headline"]["value"] for _, r in rows], color="#d9d9d9", edgecolor="k", height=0.7)
+        labels = _mark_labels(task, rows[0][1]) if rows else ()
         for y, (_, r) in zip(ys, rows):
             for v, vals in registry.get(task).variant_points(r).items():
                 for j, x in enumerate(vals):
-                    ax.plot(x, y, "o" if j == 0 else "x", color=COLOURS[v], ms=6)
-            ax.text(101, y, f"{r['headline']['value']:.2f}", va="center", fontsize=9)
+                    # markers above the value label: a sub-case score near 0 stays visible
+                    ax.plot(x, y, "o" if j == 0 else "x", color=COLOURS[v], ms=6, mew=1.8, clip_on=False, zorder=5)
+            ax.text(1.5, y + 0.22, f"{r['headline']['value']:.2f}", va="center", ha="left", fontsize=8.5,
+                    bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75), zorder=4)
         ax.set_yticks(list(ys))
-        ax.set_yticklabels([n for n, _ in rows])
+        ax.set_yticklabels([n for n, _ in rows], fontsize=8.5)
         ax.set_xlim(0, 100)
         ax.set_xlabel(registry.get(task).plot_label)
         ax.grid(True, axis="x", ls=":")
+        marks = [plt.Line2D([], [], marker=m, ls="", color="#555555", mew=1.8, label=lab)
+                 for m, lab in zip(("o", "x"), labels)]
+        ax.legend(handles=marks, loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.2 / max(1, len(entries))),
+                  ncol=len(marks), frameon=False, fontsize=8, handletextpad=0.2, columnspacing=1.0)
     handles = [plt.Line2D([], [], marker="s", ls="", color=COLOURS[v], label=NAMES[v]) for v in "eht"]
-    fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0, 0.97, 0.9))
-    atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
+    handles.append(plt.Rectangle((0, 0), 1, 1, fc="#d9d9d9", ec="k", label="bar: headline mAP (value at its left)"))
+    fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    try:
+        return save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_comparison(entries: Seq[tuple[str, dict]], out_dir) -> list[Path]:
+    """The figures of ``hpatches-eval compare``: ``comparison.png`` (:func:`plot_hpatches_bars`) and, for the
+    results that carry a ``meta.diagnostics`` block, ``comparison_pca_energy.png`` (the PCA cumulative-energy curves
+    side by side); each with a PDF twin.
+
+    Args:
+        entries: ``[(name, results)]``.
+        out_dir: output folder.
+
+    Returns:
+        The files written.
+    """
+    from .diagnostics import plot_pca_energy
+
+    out = Path(out_dir)
+    written = plot_hpatches_bars(entries, out / "comparison.png")
+    diag = {n: r["meta"]["diagnostics"] for n, r in entries
+            if isinstance(r.get("meta", {}).get("diagnostics"), dict) and r["meta"]["diagnostics"].get("pca_energy")}
+    if diag:
+        written += plot_pca_energy(diag, out / "comparison_pca_energy.png",
+                                   title="PCA cumulative energy of the test descriptors")
+    return written
 
 
 def plot_results(results: dict, out_dir, name: str = "descriptor") -> list[Path]:
-    """All plots for one result dict into ``out_dir``; returns the written paths."""
+    """All plots for one result dict into ``out_dir`` (PNG, each with a PDF twin); returns the PNG paths."""
     out_dir = Path(out_dir)
     written = []
     if "verification" in results and results["verification"].get("curves"):

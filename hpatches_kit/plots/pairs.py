@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io import atomic_savefig
+from ._figure import save
 
 
 def plot_similarity_matrix(sim, path, names=None, predictions=None, title: str = "pair matching") -> None:
@@ -35,7 +35,7 @@ def plot_similarity_matrix(sim, path, names=None, predictions=None, title: str =
     ax.set_title(title)
     fig.tight_layout()
     try:
-        atomic_savefig(fig, path, dpi=120)
+        save(fig, path)
     finally:
         plt.close(fig)
 

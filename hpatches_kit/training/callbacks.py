@@ -33,7 +33,32 @@ class CollapseDetector(keras.callbacks.Callback):
     (``|loss - margin| <= loss_tol * margin``) **and** the spread of the descriptors of a fixed probe batch
     (:func:`descriptor_spread`) is below ``spread_tol``, for ``patience`` epochs in a row.
     ``action="warn"`` emits a :class:`CollapseWarning`; ``"stop"`` also stops training.
-    ``self.collapsed_epochs`` lists the epochs flagged; ``self.spreads`` the spread per epoch."""
+    ``self.collapsed_epochs`` lists the epochs flagged; ``self.spreads`` the spread per epoch.
+
+    Every epoch it also adds to the epoch's logs (and so to ``history.json`` and the training curves, when it
+    runs before :class:`MetricsLogger`, as :meth:`~hpatches_kit.training.run.TrainingRun.callbacks` orders it):
+    ``descriptor_spread`` and ``pca_dims_90`` / ``pca_dims_99``, the number of principal components of the probe
+    descriptors that hold 90% / 99% of their variance
+    (:func:`~hpatches_kit.evaluation.diagnostics.pca_energy`): a collapsing descriptor concentrates its energy
+    in few dimensions before its spread vanishes. ``self.pca_dims`` lists ``(dims_90, dims_99)`` per epoch.
+
+    Args:
+        probe: ``(M, H, W, C)`` fixed batch of patches described every epoch.
+        margin: the loss value of a collapsed descriptor.
+        loss_tol: relative band around ``margin`` that counts as pinned.
+        spread_tol: spread below which the descriptors count as collapsed (drawn as the collapse level in the
+            training curves).
+        patience: epochs in a row before flagging.
+        action: ``"warn"`` or ``"stop"``.
+        monitor: the log key of the loss.
+
+    Examples:
+        >>> det = CollapseDetector(np.zeros((64, 32, 32, 1), np.float32), margin=1.0)  # doctest: +SKIP
+        >>> model.fit(..., callbacks=[det, MetricsLogger("history.json")])  # doctest: +SKIP
+    """
+
+    #: it adds keys to the epoch logs: callers put it before the callbacks that record the logs
+    adds_logs = True
 
     def __init__(self, probe, margin: float = 1.0, loss_tol: float = 0.05, spread_tol: float = 0.05,
                  patience: int = 1, action: str = "warn", monitor: str = "loss"):
@@ -45,13 +70,25 @@ class CollapseDetector(keras.callbacks.Callback):
         self.patience, self.action, self.monitor = int(patience), action, monitor
         self.collapsed_epochs: list[int] = []
         self.spreads: list[float] = []
+        self.pca_dims: list[tuple[int, int]] = []
         self._streak = 0
 
+    def reference_levels(self) -> dict:
+        """``{log key: (value, label)}``: the lines the training-curves plot draws (the collapse level)."""
+        return {"descriptor_spread": (self.spread_tol, f"collapse level (spread < {self.spread_tol:g})")}
+
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        spread = descriptor_spread(self.model.predict(self.probe, verbose=0, batch_size=256))
+        from ..evaluation.diagnostics import pca_energy
+
+        logs = logs if logs is not None else {}
+        emb = np.asarray(self.model.predict(self.probe, verbose=0, batch_size=256), np.float64)
+        spread = descriptor_spread(emb)
+        energy = pca_energy(emb.reshape(len(emb), -1))
         self.spreads.append(spread)
+        self.pca_dims.append((energy["dims_90"], energy["dims_99"]))
         logs["descriptor_spread"] = spread
+        logs["pca_dims_90"] = float(energy["dims_90"])
+        logs["pca_dims_99"] = float(energy["dims_99"])
         loss = logs.get(self.monitor)
         pinned = loss is not None and abs(float(loss) - self.margin) <= self.loss_tol * self.margin
         if pinned and spread < self.spread_tol:
@@ -235,11 +272,14 @@ class MetricsLogger(keras.callbacks.Callback):
     since the last drawing, and always when training ends (``plot_every_s=0``: every epoch)."""
 
     def __init__(self, json_path, plot_path=None, history: dict | None = None, extra: dict | None = None,
-                 plot_every_s: float = 30.0):
+                 plot_every_s: float = 30.0, levels: dict | None = None):
         super().__init__()
         self.json_path, self.plot_path = Path(json_path), (Path(plot_path) if plot_path else None)
         self.history = {k: list(v) for k, v in (history or {}).items()}
         self.extra = dict(extra or {})
+        #: ``{metric: (value, label)}`` reference lines of the curves plot (e.g. the collapse level), also
+        #: written to history.json as ``reference_levels``
+        self.levels = dict(levels or {})
         self.plot_every_s = float(plot_every_s)
         self._last = None
         self._drawn_at = None  # perf_counter of the last drawing
@@ -262,19 +302,21 @@ class MetricsLogger(keras.callbacks.Callback):
             col.extend([None] * (done - len(col)))
             col.append(scalars.get(k))
         self.history.setdefault("epoch", []).append(epoch + 1)
-        atomic_write_json(self.json_path, {**self.extra, "history": self.history})
+        levels = {"reference_levels": {k: {"value": float(v), "label": lab} for k, (v, lab) in self.levels.items()}} \
+            if self.levels else {}
+        atomic_write_json(self.json_path, {**self.extra, **levels, "history": self.history})
         self._undrawn = True
         if self._drawn_at is None or now - self._drawn_at >= self.plot_every_s:
             self._draw()  # counted in the next epoch's wall time, as every callback after this one
 
     def on_train_end(self, logs=None):
-        if self._undrawn:
-            self._draw()
+        if self._undrawn or (self.plot_path is not None and self.history.get("epoch")):
+            self._draw(vector=True)  # the PDF twin once, at the end (it costs as much as the PNG)
 
-    def _draw(self):
+    def _draw(self, vector: bool = False):
         if self.plot_path is not None:
             from ..plots.training import plot_training_curves
 
-            plot_training_curves(self.history, self.plot_path)
+            plot_training_curves(self.history, self.plot_path, levels=self.levels, vector=vector)
         self._drawn_at = time.perf_counter()
         self._undrawn = False

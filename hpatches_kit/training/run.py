@@ -345,7 +345,9 @@ class TrainingRun:
 
     def callbacks(self, history: dict, extra=None, tensorboard: bool = True, checkpoints: bool = True) -> list:
         """``MetricsLogger`` (history.json + curves PNG), ``AtomicCheckpoint``, TensorBoard, then ``extra``; only
-        ``extra`` on a non-chief worker (every worker must run the same ``extra``: they may run collectives)."""
+        ``extra`` on a non-chief worker (every worker must run the same ``extra``: they may run collectives).
+        Callbacks of ``extra`` that add keys to the logs (``adds_logs = True``, e.g. :class:`CollapseDetector`)
+        come first, and their ``reference_levels()`` go to the curves plot."""
         import keras
 
         from .callbacks import AtomicCheckpoint, MetricsLogger
@@ -354,12 +356,19 @@ class TrainingRun:
         # one epoch ahead, which the resume cuts back to the checkpoint (the other order would lose an epoch)
         if not self.chief:  # a non-chief worker trains in step with the chief and writes nothing
             return list(extra or [])
-        cbs = [MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history)]
+        # callbacks that add keys to the epoch's logs (CollapseDetector: descriptor_spread, pca_dims_*) run
+        # first, so that history.json and the curves record those keys
+        extra = list(extra or [])
+        producers = [c for c in extra if getattr(c, "adds_logs", False)]
+        extra = [c for c in extra if c not in producers]
+        levels = {k: v for c in producers if hasattr(c, "reference_levels") for k, v in c.reference_levels().items()}
+        cbs = producers + [MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history,
+                                         levels=levels)]
         if checkpoints:
             cbs.append(AtomicCheckpoint(self.checkpoints))
         if tensorboard and tensorboard_available():
             cbs.append(keras.callbacks.TensorBoard(str(self.out / "logs"), write_graph=False, profile_batch=0))
-        return cbs + list(extra or [])
+        return cbs + extra
 
     def write_metrics(self, metrics: dict) -> None:
         """``metrics.json`` = :attr:`info` + ``metrics``, atomically (nothing on a non-chief worker)."""
