@@ -136,7 +136,7 @@ def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray
 
     Images are read in order (``1``, ``2``, ... or ``img1``, ``img2``, ...) up to the first missing one, at most
     six; a sequence needs at least two (a real image pair with ``H1to2p`` counts). Each target image needs its
-    homography file. The name gets an ``i_`` prefix when all homographies are the identity, else ``v_``, unless
+    homography file; a missing image followed by later images or by its own homography is an error (a gap). The name gets an ``i_`` prefix when all homographies are the identity, else ``v_``, unless
     the folder name already has one (a guess; :func:`read_scene_kinds` lets the user name the kind).
     """
     folder = Path(folder)
@@ -148,8 +148,10 @@ def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray
         stem = str(i) if layout == "hpatches" else f"img{i}"
         p = _find_image(folder, stem)
         if p is None:
-            if i > MIN_IMAGES:
-                break
+            later = [str(j) if layout == "hpatches" else f"img{j}" for j in range(i + 1, NUM_TARGETS + 2)]
+            hfile = (folder / f"H_1_{i}").is_file() if layout == "hpatches" else _oxford_homography(folder, i)
+            if i > MIN_IMAGES and not hfile and not any(_find_image(folder, st) for st in later):
+                break  # a shorter sequence, not a gap
             raise DataError(folder / f"{stem}.ppm", f"missing image {stem}.* ({layout} layout; a sequence needs "
                                                     f"at least {MIN_IMAGES} images)")
         images.append(read_image_grey(p))
