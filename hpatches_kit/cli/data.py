@@ -39,7 +39,8 @@ def _synth(args) -> int:
     synthesize(args.out, photos=args.photos, num_illum=args.num_illum, num_view=args.num_view,
                max_patches=args.max_patches, noise=args.noise, seed=args.seed, progress=not args.quiet,
                num_zoom=args.num_zoom, num_blur=args.num_blur, jitter_scale=js, workers=args.workers,
-               rescale=args.rescale, size=args.size, test_fraction=args.test_fraction, tracks=args.tracks)
+               rescale=args.rescale, size=args.size, test_fraction=args.test_fraction,
+               **({"tracks": args.tracks} if args.tracks != "hpatches" else {}))
     print(f"wrote {args.out}")
     _print_dataset_summary(args.out)
     return 0
