@@ -1,15 +1,23 @@
-"""Full-image matching on the real validation sequences: SIFT, RootSIFT and the committed model.
+"""Full-image matching on the real validation scenes and pairs: SIFT, RootSIFT and the committed model(s).
 
-    python benchmarks/image_matching.py                                   # DoG, 2000 keypoints, RANSAC
-    python benchmarks/image_matching.py --detector hessian --method usac --json im.json --plots plots/
+    python benchmarks/image_matching.py                      # DoG + Hessian, 2000 keypoints, mutual NN, RANSAC
+    python benchmarks/image_matching.py --model models/x.keras --detector dog --ratio 0.9 --per-scene
+    python benchmarks/image_matching.py --orientation upright --magnification 3   # diagnostics
+    python benchmarks/image_matching.py --json im.json --plots plots/
 
 Detects keypoints in every image of ``../shared/real-sequences`` (``boat``: zoom + rotation, Oxford layout;
-``v_wormhole``: viewpoint, HPatches-sequences layout), cuts oriented 65x65 patches as the HPatches extractor
-does, describes them with each descriptor, matches mutual nearest neighbours and reports mean matching
-accuracy at 1/3/5/10 px (D2-Net protocol) and homography accuracy at 1/3/5 px (mean corner error), via
-:func:`hpatches_kit.evaluation.image_matching.evaluate_sequences` (the library behind
-``hpatches-eval --benchmark sequences``). Both scenes change viewpoint, so every pair counts as viewpoint.
-These scenes are never trained on.
+``v_wormhole``: viewpoint, HPatches-sequences layout) and ``../shared/real-pairs`` (seven real planar pairs,
+Oxford layout with two images), cuts oriented 65x65 patches as the HPatches extractor does, describes them
+with each descriptor (the same keypoints and patches for every descriptor), matches them (mutual nearest
+neighbours, optionally with Lowe's ratio test) and reports, per descriptor and per detector, mean matching
+accuracy at 1/3/5/10 px (D2-Net protocol), homography accuracy at 1/3/5 px (mean corner error), matches and
+correct matches (3 px) per pair and the matching score (correct matches / co-visible keypoints), via
+:func:`hpatches_kit.evaluation.image_matching.evaluate_sequences`. Scene kinds: all of these scenes change
+viewpoint (``--kinds`` or a ``scene-kinds.txt`` beside other data names them). These scenes are never trained on.
+
+The last line is PASS when the first model (default: the README's model) beats RootSIFT on MMA at every
+threshold 1/3/5/10 px and on homography accuracy at 3 and 5 px, over all real scenes and pairs, with DoG
+keypoints; else FAIL (exit 1).
 """
 
 from __future__ import annotations
@@ -21,50 +29,97 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "real-sequences"
+SHARED = REPO.parent / "shared"
+DEFAULT_SRC = [SHARED / "real-sequences", SHARED / "real-pairs"]
+README_MODEL = REPO / "models" / "l2net-synth-v2.keras"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", type=Path, default=SHARED, help="folder of homography sequences")
+    ap.add_argument("--src", type=Path, action="append", default=None,
+                    help="folder of homography sequences / pairs (repeatable; default: real-sequences and real-pairs)")
     ap.add_argument("--model", action="append", default=None,
-                    help="a .keras descriptor (repeatable; default: models/l2net-embedded.keras)")
-    ap.add_argument("--detector", default="dog", choices=("dog", "harris", "hessian"))
+                    help=f"a .keras descriptor (repeatable; the first one is judged; default: {README_MODEL.name})")
+    ap.add_argument("--detector", nargs="+", default=["dog", "hessian"], choices=("dog", "harris", "hessian"),
+                    help="detectors to run (default: dog hessian; PASS/FAIL is judged on dog)")
     ap.add_argument("--max-keypoints", type=int, default=2000)
     ap.add_argument("--method", default="ransac", choices=("ransac", "usac"))
+    ap.add_argument("--orientation", default="dominant", choices=("dominant", "upright", "detector"),
+                    help="patch orientation: one dominant gradient orientation (default), upright, or the "
+                         "detector's own (DoG: several per location)")
+    ap.add_argument("--magnification", type=float, default=None,
+                    help="measurement-disk radius / detected scale (default: 5, as the HPatches extractor)")
+    ap.add_argument("--ratio", type=float, default=None, help="Lowe's ratio test threshold (default: off)")
+    ap.add_argument("--no-mutual", action="store_true", help="plain nearest neighbours instead of mutual NN")
+    ap.add_argument("--kinds", default=None, help="scene kinds: a file of 'scene kind' lines or 'a=i,b=v'")
+    ap.add_argument("--per-scene", action="store_true", help="also print one row per scene")
     ap.add_argument("--cv-threads", type=int, default=1, help="OpenCV threads (default: 1)")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--plots", type=Path, help="write mma_vs_threshold.png here")
     a = ap.parse_args(argv)
-    if not a.src.is_dir():
-        print(f"{a.src}: sequences not found (see ../shared/real-sequences/README.md)", file=sys.stderr)
+    srcs = a.src or DEFAULT_SRC
+    missing = [s for s in srcs if not s.is_dir()]
+    if missing:
+        print(f"{missing[0]}: sequences not found (see ../shared/real-sequences/README.md and "
+              f"../shared/real-pairs/README.md)", file=sys.stderr)
+        return 2
+    models = a.model or [str(README_MODEL)]
+    for m in models:
+        if not Path(m).is_file():
+            print(f"{m}: model file not found", file=sys.stderr)
+            return 2
+    if a.json and not a.json.parent.is_dir():
+        print(f"{a.json}: output folder does not exist", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
     import cv2
 
     cv2.setNumThreads(a.cv_threads)  # OpenCV's thread pool next to TensorFlow's stalls on a busy 2-core machine
     from hpatches_kit.evaluation import get_baseline, keras_describer
-    from hpatches_kit.evaluation.image_matching import evaluate_sequences, format_sequences, read_sequences
+    from hpatches_kit.evaluation.image_matching import beats, evaluate_sequences, format_sequences, read_sequences
 
-    seqs = read_sequences(a.src)
-    describers = [("sift", get_baseline("sift")), ("rootsift", get_baseline("rootsift"))]
-    for m in a.model or [str(REPO / "models" / "l2net-embedded.keras")]:
-        describers.append((Path(m).stem, keras_describer(m)))
-    t0 = time.time()
-    results = evaluate_sequences(seqs, dict(describers), detector=a.detector, max_keypoints=a.max_keypoints,
-                                 method=a.method, progress=False)  # same keypoints and patches for all
-    seconds = round(time.time() - t0, 1)
-    print(f"full-image matching on {a.src} ({', '.join(seqs[i][0] for i in range(len(seqs)))}; "
-          f"{a.detector}, {a.max_keypoints} keypoints, mutual NN, {a.method})")
-    print(format_sequences(results))
-    print(f"({seconds} s)")
+    try:
+        seqs = read_sequences(srcs, a.kinds)
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    describers = {"sift": get_baseline("sift"), "rootsift": get_baseline("rootsift")}
+    for m in models:
+        describers[Path(m).stem if Path(m).name != "model.keras" else Path(m).parent.name] = keras_describer(m)
+    first = list(describers)[2]
+    everything, verdict = {}, None
+    matcher = ("NN" if a.no_mutual else "mutual NN") + (f" + ratio {a.ratio:g}" if a.ratio else "")
+    for det in a.detector:
+        t0 = time.time()
+        results = evaluate_sequences(seqs, describers, detector=det, max_keypoints=a.max_keypoints, method=a.method,
+                                     progress=False, orientation=a.orientation, magnification=a.magnification,
+                                     mutual=not a.no_mutual, ratio=a.ratio)  # same keypoints and patches for all
+        seconds = round(time.time() - t0, 1)
+        print(f"\n## full-image matching, {det}: {len(seqs)} scenes ({', '.join(s[0] for s in seqs)}), "
+              f"{sum(len(s[1]) - 1 for s in seqs)} pairs; {a.max_keypoints} keypoints, {a.orientation} orientation, "
+              f"magnification {a.magnification or 5:g}, {matcher}, {a.method} ({seconds} s)")
+        print(format_sequences(results, scenes=a.per_scene))
+        everything[det] = results
+        if det == "dog":
+            verdict = beats(results, first, "rootsift")
     if a.json:
-        a.json.write_text(json.dumps(results, indent=1))
+        from hpatches_kit.io import atomic_write_json
+
+        atomic_write_json(a.json, {"results": everything, "model": first,
+                                   "pass": None if verdict is None else verdict[0]})
     if a.plots:
         from hpatches_kit.plots.benchmarks import plot_mma
 
-        print(f"plot: {plot_mma(results, a.plots / 'mma_vs_threshold.png')}")
-    return 0
+        for det, results in everything.items():
+            print(f"plot: {plot_mma(results, a.plots / f'mma_vs_threshold_{det}.png')}")
+    if verdict is None:
+        print("no DoG run: no PASS/FAIL verdict (add --detector dog)")
+        return 0
+    ok, rows = verdict
+    print(f"\n{first} vs rootsift (DoG, all real scenes and pairs): "
+          + ", ".join(f"{n} {m:.3f} vs {b:.3f}" for n, m, b in rows))
+    print(f"{first} beats RootSIFT on MMA@1/3/5/10 and homography accuracy @3/5 px: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -38,6 +38,14 @@ def test_synth_arguments_reach_synthesize(monkeypatch, tmp_path):
                                               noise=False, seed=0, progress=False, num_zoom=0, num_blur=0, jitter_scale=1.0, workers=1, rescale=False, size=None, test_fraction=40 / 116))]
 
 
+def test_synth_tracks_detector_reaches_synthesize(monkeypatch, tmp_path):
+    calls = _recorder(monkeypatch, "hpatches_kit.data.synth", "synthesize")
+    assert main(["synth", "--out", str(tmp_path / "s"), "--tracks", "detector", "-q"]) == 0
+    assert calls[0][1]["tracks"] == "detector"
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path / "s"), "--tracks", "bogus"])
+
+
 def test_extract_arguments_reach_extract_dataset(monkeypatch, tmp_path):
     calls = _recorder(monkeypatch, "hpatches_kit.data.extract", "extract_dataset")
     assert main(["extract", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--seed", "9", "--max-patches", "7",

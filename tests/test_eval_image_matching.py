@@ -153,3 +153,136 @@ def test_real_sequences_sift_matches(real_sequences):
     res = evaluate_sequences([(n, ims[:3], Hs[:2]) for n, ims, Hs in seqs], get_baseline("sift"),
                              max_keypoints=300, progress=False)
     assert res["viewpoint"]["pairs"] == 2 and res["viewpoint"]["mma"][4] > 0.3
+
+
+# -- issue 30: matcher options, scores, scene kinds, 2-image sequences --------------------------------------
+from hpatches_kit.evaluation.image_matching import (beats, format_sequences, keypoint_patches,  # noqa: E402
+                                                    match_descriptors, read_scene_kinds)
+
+
+def _loop_match(a, b, mutual, ratio):
+    """NumPy loop reference: nearest neighbour of each a in b, Lowe's ratio, cross check."""
+    out = []
+    for i in range(len(a)):
+        d = np.sqrt(((b - a[i]) ** 2).sum(1))
+        order = np.argsort(d, kind="stable")
+        j = int(order[0])
+        if ratio is not None and len(b) > 1 and not d[j] < ratio * d[order[1]]:
+            continue
+        if mutual and int(np.argmin(np.sqrt(((a - b[j]) ** 2).sum(1)))) != i:
+            continue
+        out.append((i, j))
+    return out
+
+
+@pytest.mark.parametrize("mutual,ratio", [(True, None), (False, 0.8), (True, 0.8), (True, 0.95), (False, None)])
+def test_match_descriptors_vs_numpy_loop(mutual, ratio):
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(80, 16)).astype(np.float32)
+    b = np.concatenate([a[:40] + 0.3 * rng.normal(size=(40, 16)), rng.normal(size=(30, 16))]).astype(np.float32)
+    got = [tuple(m) for m in match_descriptors(a, b, mutual=mutual, ratio=ratio).tolist()]
+    ref = _loop_match(a.astype(np.float64), b.astype(np.float64), mutual, ratio)
+    assert got == ref and len(ref) > 10
+    # the ratio test only removes matches
+    if ratio is not None:
+        assert set(got) <= set(_loop_match(a.astype(np.float64), b.astype(np.float64), mutual, None))
+
+
+def test_pair_scores_counts_and_matching_score_by_hand():
+    # 4 reference keypoints; the target holds 3 exact projections (identity H) and one 2 px off
+    kp_a = np.array([[10.0, 10], [30, 30], [50, 50], [70, 70]])
+    kp_b = kp_a + np.array([[0, 0], [0, 0], [0, 0], [2, 0]])
+    d = np.eye(4, dtype=np.float32)
+    r = pair_accuracy(kp_a, kp_b, d, d, np.eye(3), (100, 100))
+    assert r["matches"] == 4 and r["correct"][0] == 3 and r["correct"][2] == 4  # 1 px: 3, 3 px: 4
+    assert r["covisible"] == 4.0 and r["matching_score"][0] == pytest.approx(0.75)
+    # a keypoint of the target outside the reference view does not count as co-visible
+    r = pair_accuracy(kp_a, np.vstack([kp_b[:3], [[150.0, 10]]]), d, d, np.eye(3), (100, 100), shape_b=(100, 200))
+    assert r["covisible"] == 3.5
+
+
+def test_scene_kinds_file_flag_and_errors(synth, tmp_path):
+    root, _, _ = synth
+    assert read_scene_kinds("leuven=i, bikes=viewpoint") == {"leuven": "illumination", "bikes": "viewpoint"}
+    f = tmp_path / "kinds.txt"
+    f.write_text("# scene kind\nboatlike illumination\nsynth viewpoint  # i_synth renamed\n")
+    assert read_scene_kinds(f) == {"boatlike": "illumination", "synth": "viewpoint"}
+    names = [s[0] for s in read_sequences(root, f)]
+    assert names == ["i_boatlike", "v_synth", "v_synth"]  # i_synth named viewpoint
+    f.write_text("boatlike blur\n")
+    with pytest.raises(ValueError, match="kinds.txt.*boatlike.*blur"):
+        read_scene_kinds(f)
+    f.write_text("boatlike\n")
+    with pytest.raises(ValueError, match="kinds.txt:1"):
+        read_scene_kinds(f)
+    # a scene-kinds.txt beside the data is read without a flag, and the split follows it
+    (root / "scene-kinds.txt").write_text("boatlike i\n")
+    try:
+        res = evaluate_sequences([s for s in read_sequences(root) if "boatlike" in s[0]], get_baseline("sift"),
+                                 max_keypoints=100, progress=False)
+        assert res["illumination"]["pairs"] == 5 and res["viewpoint"]["pairs"] == 0
+        assert list(res["scenes"]) == ["i_boatlike"] and res["scenes"]["i_boatlike"]["pairs"] == 5
+        assert "i_boatlike" in format_sequences(res, scenes=True)
+    finally:
+        (root / "scene-kinds.txt").unlink()
+
+
+def test_two_image_sequence_counts_and_extracts(synth, tmp_path):
+    from hpatches_kit.data.extract import extract_dataset, read_source_sequence
+
+    _, ref, Hs = synth
+    pair = tmp_path / "pairs" / "facade"
+    pair.mkdir(parents=True)
+    warped = cv2.warpPerspective(ref, Hs[1], (W_, H_), flags=cv2.INTER_LINEAR)
+    cv2.imwrite(str(pair / "img1.png"), ref)
+    cv2.imwrite(str(pair / "img2.png"), warped)
+    np.savetxt(pair / "H1to2p", Hs[1])
+    name, ims, hs = read_source_sequence(pair)
+    assert name == "v_facade" and len(ims) == 2 and len(hs) == 1 and np.allclose(hs[0], Hs[1] / Hs[1][2, 2])
+    res = evaluate_sequences(tmp_path / "pairs", get_baseline("sift"), max_keypoints=150, progress=False)
+    assert res["overall"]["pairs"] == 1 and res["pairs"][0]["target"] == 2 and res["overall"]["mma"][4] > 0.5
+    # 2 .. 6 images: a 3-image sequence gives 2 pairs; a lone image is an error naming the missing file
+    cv2.imwrite(str(pair / "img3.png"), warped)
+    np.savetxt(pair / "H1to3p", Hs[1])
+    assert len(read_source_sequence(pair)[1]) == 3
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    cv2.imwrite(str(lone / "img1.png"), ref)
+    with pytest.raises(Exception, match="img2"):
+        read_source_sequence(lone)
+    # hpatches-data extract reads the pair too: every target slot comes from image 2 (cycled)
+    (pair / "img3.png").unlink()
+    (pair / "H1to3p").unlink()
+    out = extract_dataset(tmp_path / "pairs", tmp_path / "ext", seed=0, max_patches=20, progress=False)
+    from hpatches_kit.data.sequences import load_sequence
+
+    seq = load_sequence(out / "v_facade")
+    assert seq.tracks.shape[1:] == (16, 65, 65) and 0 < len(seq.tracks) <= 20
+
+
+def test_orientation_options_rotate_patches():
+    rng = np.random.default_rng(5)
+    img = cv2.GaussianBlur(rng.normal(128, 60, (121, 121)).astype(np.float32), (0, 0), 2.0)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    kp = np.array([[60.0, 60.0, 3.0, np.pi / 2]])
+    up = keypoint_patches(img, kp, 33, "upright")[0].astype(np.float64)
+    det = keypoint_patches(img, kp, 33, "detector")[0].astype(np.float64)
+    # the frame rotated by +90 degrees (y down): the patch is the upright one rotated
+    assert np.abs(det - np.rot90(up, 1)).mean() < 0.5  # 90 degrees about an integer centre: exact
+    assert np.abs(det - up).mean() > 4  # and differs from the upright patch
+    # magnification 2.5 samples half the region: the centre of the x5 patch, enlarged
+    half = keypoint_patches(img, kp[:, :3], 65, "upright", magnification=2.5)[0].astype(np.float64)
+    full = keypoint_patches(img, kp[:, :3], 65, "upright")[0].astype(np.float64)
+    centre = cv2.resize(full[16:49, 16:49], (65, 65), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(half - centre).mean() < 6
+
+
+def test_beats_needs_every_criterion():
+    def res(name, mma, h):
+        return {"meta": {"descriptor": name, "thresholds": list(range(1, 11))},
+                "overall": {"mma": mma, "homography": {"1": 0, "3": h[0], "5": h[1]}}}
+
+    base = res("rootsift", [0.3] * 10, (0.6, 0.7))
+    ok, rows = beats([base, res("m", [0.31] * 10, (0.7, 0.8))], "m")
+    assert ok and [r[0] for r in rows] == ["MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@3", "H@5"]
+    assert not beats([base, res("m", [0.31] * 10, (0.6, 0.8))], "m")[0]  # a tie at H@3 is not a win

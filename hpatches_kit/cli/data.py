@@ -44,7 +44,8 @@ def _synth(args) -> int:
     synthesize(args.out, photos=args.photos, num_illum=args.num_illum, num_view=args.num_view,
                max_patches=args.max_patches, noise=args.noise, seed=args.seed, progress=not args.quiet,
                num_zoom=args.num_zoom, num_blur=args.num_blur, jitter_scale=js, workers=args.workers,
-               rescale=args.rescale, size=args.size, test_fraction=args.test_fraction)
+               rescale=args.rescale, size=args.size, test_fraction=args.test_fraction,
+               **({"tracks": args.tracks} if args.tracks != "hpatches" else {}))
     log.info("wrote %s", args.out)
     _print_dataset_summary(args.out)
     return 0
@@ -141,11 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=40 / 116,
                    help="share of sequences in the test half of the a/b/c splits (default: 40/116 as in HPatches)")
     p.add_argument("--max-patches", type=int, help="cap on patches per sequence")
+    p.add_argument("--tracks", choices=("hpatches", "detector"), default="hpatches",
+                   help="hpatches: reprojected regions + HPatches jitter (default); detector: DoG keypoints "
+                        "detected independently in every view, matched by reprojection + overlap and cut as the "
+                        "image-matching benchmark cuts them (detector noise; --max-patches caps tracks per sequence)")
     p.set_defaults(func=_synth)
 
     p = add("extract", "extract HPatches-format patches from image sequences (hpatches-sequences or Oxford layout)")
     p.add_argument("src", type=Path, help="folder of image sequences (each with 1.ppm..6.ppm and H_1_2..H_1_6, or "
-                                          "img1..img6 and H1to2p..H1to6p[.txt])")
+                                          "img1..img6 and H1to2p..H1to6p[.txt]; 2 to 6 images)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-patches", type=int, help="cap on patches per sequence")

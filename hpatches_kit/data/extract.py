@@ -128,8 +128,17 @@ def read_homography(path) -> np.ndarray:
     return H / H[2, 2]
 
 
+MIN_IMAGES = 2
+
+
 def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray]]:
-    """``(name, [6 grey images], [5 homographies ref -> target])`` of one source sequence folder."""
+    """``(name, [2..6 grey images], [homographies ref -> target])`` of one source sequence folder.
+
+    Images are read in order (``1``, ``2``, ... or ``img1``, ``img2``, ...) up to the first missing one, at most
+    six; a sequence needs at least two (a real image pair with ``H1to2p`` counts). Each target image needs its
+    homography file; a missing image followed by later images or by its own homography is an error (a gap). The name gets an ``i_`` prefix when all homographies are the identity, else ``v_``, unless
+    the folder name already has one (a guess; :func:`read_scene_kinds` lets the user name the kind).
+    """
     folder = Path(folder)
     layout = source_layout(folder)
     if layout is None:
@@ -139,7 +148,12 @@ def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray
         stem = str(i) if layout == "hpatches" else f"img{i}"
         p = _find_image(folder, stem)
         if p is None:
-            raise DataError(folder / f"{stem}.ppm", f"missing image {stem}.* ({layout} layout)")
+            later = [str(j) if layout == "hpatches" else f"img{j}" for j in range(i + 1, NUM_TARGETS + 2)]
+            hfile = (folder / f"H_1_{i}").is_file() if layout == "hpatches" else _oxford_homography(folder, i)
+            if i > MIN_IMAGES and not hfile and not any(_find_image(folder, st) for st in later):
+                break  # a shorter sequence, not a gap
+            raise DataError(folder / f"{stem}.ppm", f"missing image {stem}.* ({layout} layout; a sequence needs "
+                                                    f"at least {MIN_IMAGES} images)")
         images.append(read_image_grey(p))
         if i > 1:
             hp = folder / f"H_1_{i}" if layout == "hpatches" else (_oxford_homography(folder, i) or folder / f"H1to{i}p")
@@ -265,13 +279,19 @@ def resolve_jitter(jitter, scale: float = 1.0) -> dict:
 
 def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jitter="hpatches",
                      patch_size: int = HPATCHES_PATCH_SIZE, per_detector: int = 1000, redraws: int = 6):
-    """Extract the tracks of one sequence.
+    """Extract the tracks of one sequence (2 to 6 images; with fewer than 5 targets the target slots
+    ``e/h/t k`` cycle through the targets: a pair's five slots all come from its second image, jittered
+    independently).
 
     Returns ``(tracks (N, 16, P, P) uint8, overlaps {variant: (N, 5) float}, info)``; ``info["frames"]`` holds
     the ``(N, 3, 3)`` reference-frame region of each track (unit disk -> measurement disk).
     """
-    if len(images) != NUM_TARGETS + 1 or len(Hs) != NUM_TARGETS:
-        raise ValueError(f"expected 6 images and 5 homographies, got {len(images)} and {len(Hs)}")
+    if not MIN_IMAGES <= len(images) <= NUM_TARGETS + 1 or len(Hs) != len(images) - 1:
+        raise ValueError(f"expected 2 to 6 images and one homography per target, got {len(images)} and {len(Hs)}")
+    if len(Hs) < NUM_TARGETS:  # fewer targets (e.g. an image pair): the five target slots cycle through them,
+        # each with its own jitter draw
+        images = [images[0]] + [images[1 + k % len(Hs)] for k in range(NUM_TARGETS)]
+        Hs = [Hs[k % len(Hs)] for k in range(NUM_TARGETS)]
     spec = jitter if isinstance(jitter, dict) and "magnitudes" in jitter else resolve_jitter(jitter)
     ref = images[0]
     det = detect_regions(ref, per_detector=per_detector)

@@ -31,7 +31,7 @@ from . import extract as X
 from .errors import DataError
 from .fsio import build_then_swap, check_outputs, read_image, read_json
 from .writer import DATASET_REFUSAL
-from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES
+from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, VARIANTS
 from .sequences import find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
 from .photometric import camera_pipeline, illumination_change
@@ -57,6 +57,8 @@ DEFAULT_MAX_PATCHES = 260
 #: Per-sequence range of the jitter scale of the embedded default (1 = HPatches' geometric noise).
 DEFAULT_JITTER_SCALE = (0.25, 1.0)
 MAX_SIDE = 640
+#: How tracks are made: reprojection + HPatches jitter, or independent detections (detector noise).
+TRACK_MODES = ("hpatches", "detector")
 
 
 def _to_float_rgb(img: np.ndarray, source) -> np.ndarray:
@@ -226,11 +228,17 @@ def _jitter_scale(js, rng: np.random.Generator) -> float:
 
 def _build_one(job):
     """One planned sequence -> ``(tracks at psize, overlaps, jitter scale)``; runs in worker processes."""
-    seed, idx, kind, photo, jitter, js, max_patches, per_detector, psize, rescale = job
+    seed, idx, kind, photo, jitter, js, max_patches, per_detector, psize, rescale, mode = job
     rng = np.random.default_rng([int(seed), idx, 1])
     view = _random_view(photo, rng, rescale=rescale)
     images, Hs = _BUILDERS[kind](view, rng)
     scale = _jitter_scale(js, np.random.default_rng([int(seed), idx, 4]))
+    if mode == "detector":
+        from .detector_tracks import detector_tracks
+
+        tracks, _ = detector_tracks(images, Hs, max_tracks=max_patches, max_keypoints=per_detector)
+        return (resize_patches(tracks, psize) if len(tracks) else tracks), \
+            {v: np.zeros((0, X.NUM_TARGETS)) for v in VARIANTS}, 0.0
     spec = X.resolve_jitter(jitter, scale)
     tracks, ov, _ = X.extract_sequence(images, Hs, rng, max_patches=max_patches, jitter=spec, per_detector=per_detector)
     return (resize_patches(tracks, psize) if len(tracks) else tracks), ov, scale
@@ -262,7 +270,7 @@ def _run_jobs(jobs, workers: int, progress: bool, desc: str):
 def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, max_patches=None, noise: bool = False,
                seed: int = 0, progress: bool = True, size: int | None = None, jitter="hpatches",
                per_detector: int = 1000, num_zoom: int = 0, num_blur: int = 0, jitter_scale=1.0, workers: int = 1,
-               rescale: bool = False, test_fraction: float = 40 / 116) -> Path:
+               rescale: bool = False, test_fraction: float = 40 / 116, tracks: str = "hpatches") -> Path:
     """Synthesise an HPatches-format dataset from single photos (see the module docstring).
 
     Writes ``num_illum`` ``i_*``, ``num_view`` ``v_*``, ``num_zoom`` ``v_zoom-*`` and ``num_blur``
@@ -273,7 +281,14 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
     ``(low, high)`` range drawn per sequence; ``rescale``: photos also randomly rotated by 90-degree steps and
     downscaled (more distinct views of few photos, for large training sets); ``workers``: processes;
     ``test_fraction``: the share of sequences in the test half of each ``splits.json`` split.
+    ``tracks``: ``hpatches`` (reprojected reference regions + HPatches jitter, :mod:`.extract`) or
+    ``detector`` (keypoints detected independently in every view and matched by reprojection + overlap, cut
+    as the image-matching benchmark cuts them: detector noise instead of jitter, see
+    :mod:`.detector_tracks`; ``per_detector`` = DoG keypoints per image, ``jitter*`` unused).
     """
+    mode = tracks
+    if mode not in TRACK_MODES:
+        raise ValueError(f"unknown tracks mode {mode!r}; expected one of {', '.join(TRACK_MODES)}")
     from ..checks import check_options
 
     check_options(num_illum=num_illum, num_view=num_view, num_zoom=num_zoom, num_blur=num_blur, seed=seed,
@@ -290,16 +305,17 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
     with X.build_dataset_folder(out_dir, inputs={"--photos": photos}) as tmp:
         per_seq, overlaps, scales = {}, [], {}
         plan = _plan(plist, num_illum, num_view, num_zoom, num_blur)
-        jobs = [(seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale)
+        jobs = [(seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale,
+                 mode)
                 for idx, (name, kind, pi) in enumerate(plan)]
-        for idx, (tracks, ov, scale) in enumerate(_run_jobs(jobs, int(workers), progress, "synthesising")):
+        for idx, (trk, ov, scale) in enumerate(_run_jobs(jobs, int(workers), progress, "synthesising")):
             name, _, pi = plan[idx]
-            if len(tracks) == 0:
+            if len(trk) == 0:
                 raise DataError(name, f"no patches could be extracted from photo {plist[pi][0]!r}")
-            X.write_sequence(tmp, name, tracks)
+            X.write_sequence(tmp, name, trk)
             if noise:
-                _write_noisy(tmp / name, noisy_tracks(tracks, np.random.default_rng([int(seed), idx, 2])))
-            per_seq[name] = len(tracks)
+                _write_noisy(tmp / name, noisy_tracks(trk, np.random.default_rng([int(seed), idx, 2])))
+            per_seq[name] = len(trk)
             overlaps.append(ov)
             scales[name] = round(scale, 6)
         params = X.extraction_parameters(spec, max_patches, HPATCHES_PATCH_SIZE, per_detector)
@@ -307,7 +323,7 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
                        "num_illum": int(num_illum), "num_view": int(num_view), "num_zoom": int(num_zoom),
                        "num_blur": int(num_blur), "output_patch_size": psize, "max_side": MAX_SIDE,
                        "jitter_scale": list(jitter_scale) if isinstance(jitter_scale, (tuple, list)) else float(jitter_scale),
-                       "jitter_scale_per_sequence": scales, "rescale": bool(rescale)})
+                       "jitter_scale_per_sequence": scales, "rescale": bool(rescale), "tracks": mode})
         extra = {"noise": _noise_meta()} if noise else None
         X.write_dataset_meta(tmp, "hpatches_kit.data.synth", seed, params, per_seq, overlaps, extra, test_fraction)
     return out_dir

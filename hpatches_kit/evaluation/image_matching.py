@@ -31,8 +31,9 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["DETECTORS", "read_sequences", "detect_keypoints", "keypoint_patches", "mutual_nn", "match_errors",
-           "corner_error", "estimate_homography", "pair_accuracy", "evaluate_sequences", "format_sequences"]
+__all__ = ["DETECTORS", "ORIENTATIONS", "KINDS_FILE", "read_scene_kinds", "read_sequences", "detect_keypoints",
+           "keypoint_patches", "mutual_nn", "match_descriptors", "covisible", "match_errors", "corner_error",
+           "estimate_homography", "pair_accuracy", "evaluate_sequences", "format_sequences", "beats"]
 
 DETECTORS = ("dog", "harris", "hessian")
 THRESHOLDS = tuple(range(1, 11))
@@ -40,55 +41,189 @@ CORNER_THRESHOLDS = (1, 3, 5)
 METHODS = {"ransac": cv2.RANSAC, "usac": cv2.USAC_MAGSAC}
 
 
-def read_sequences(root) -> list[tuple[str, list[np.ndarray], list[np.ndarray]]]:
-    """``[(name, [6 grey images], [5 homographies 1 -> k])]`` of every sequence under ``root`` (sorted)."""
+KINDS = ("illumination", "viewpoint")
+#: Name of the optional scene-kinds file beside the data (see :func:`read_scene_kinds`).
+KINDS_FILE = "scene-kinds.txt"
+
+
+def read_scene_kinds(spec) -> dict[str, str]:
+    """Scene kinds named by the user: ``{scene: "illumination" | "viewpoint"}``.
+
+    Args:
+        spec: a file (one ``scene kind`` per line, ``#`` comments, kind ``illumination``/``i`` or
+            ``viewpoint``/``v``), a string ``"leuven=i,bikes=v"``, a dict, or ``None`` (no kinds).
+
+    Returns:
+        ``{scene: kind}``; scenes are folder names (an ``i_``/``v_`` prefix may be given or not).
+
+    Raises:
+        ValueError: a line or entry that is not ``scene kind`` with a known kind (naming the file and line).
+
+    Example:
+        >>> read_scene_kinds("leuven=i,bikes=viewpoint")
+        {'leuven': 'illumination', 'bikes': 'viewpoint'}
+    """
+    from pathlib import Path
+
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        items, where = list(spec.items()), "kinds"
+    elif isinstance(spec, Path) or (isinstance(spec, str) and "=" not in spec):
+        path = Path(spec)
+        if not path.is_file():
+            raise ValueError(f"{path}: scene-kinds file not found")
+        items, where = [], str(path)
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.replace("=", " ").split()
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{n}: expected 'scene kind', got {line!r}")
+            items.append((parts[0], parts[1]))
+    else:
+        items, where = [], "kinds"
+        for e in str(spec).split(","):
+            if e.strip():
+                if "=" not in e:
+                    raise ValueError(f"kinds: expected scene=kind, got {e.strip()!r}")
+                k, v = e.split("=", 1)
+                items.append((k.strip(), v.strip()))
+    out = {}
+    for scene, kind in items:
+        k = {"i": "illumination", "v": "viewpoint"}.get(str(kind).lower(), str(kind).lower())
+        if k not in KINDS:
+            raise ValueError(f"{where}: scene {scene!r} has unknown kind {kind!r} (expected illumination or viewpoint)")
+        out[str(scene)] = k
+    return out
+
+
+def _kind_of(name: str, kinds: dict) -> str:
+    base = name[2:] if name.startswith(("i_", "v_")) else name
+    for key in (name, base):
+        if key in kinds:
+            return kinds[key]
+    return "illumination" if name.startswith("i_") else "viewpoint"
+
+
+def read_sequences(root, kinds=None) -> list[tuple[str, list[np.ndarray], list[np.ndarray]]]:
+    """``[(name, [2..6 grey images], [homographies 1 -> k])]`` of every sequence under ``root`` (sorted).
+
+    ``root`` may be one folder or a list of folders. Names keep the ``i_``/``v_`` prefix guessed from the
+    homographies (:func:`hpatches_kit.data.extract.read_source_sequence`) unless ``kinds`` (see
+    :func:`read_scene_kinds`) or a ``scene-kinds.txt`` file in ``root`` names the scene's kind: then the prefix
+    follows the named kind.
+    """
+    from pathlib import Path
+
     from ..data.extract import find_source_sequences, read_source_sequence
 
-    return [read_source_sequence(p) for p in find_source_sequences(root)]
+    roots = list(root) if isinstance(root, (list, tuple)) else [root]
+    out = []
+    for r in roots:
+        named = dict(read_scene_kinds(Path(r) / KINDS_FILE)) if (Path(r) / KINDS_FILE).is_file() else {}
+        named.update(read_scene_kinds(kinds))
+        for p in find_source_sequences(r):
+            name, ims, Hs = read_source_sequence(p)
+            if p.name in named or name[2:] in named:
+                kind = named.get(p.name, named.get(name[2:]))
+                base = p.name[2:] if p.name.startswith(("i_", "v_")) else p.name
+                name = ("i_" if kind == "illumination" else "v_") + base
+            out.append((name, ims, Hs))
+    return out
 
 
-def detect_keypoints(img: np.ndarray, detector: str = "dog", max_keypoints: int = 2000) -> np.ndarray:
+ORIENTATIONS = ("dominant", "upright", "detector")
+
+
+def detect_keypoints(img: np.ndarray, detector: str = "dog", max_keypoints: int = 2000,
+                     orientation: str = "dominant") -> np.ndarray:
     """Keypoints of one grey image, strongest first.
 
     Args:
         img: ``(H, W) uint8`` image.
         detector: ``dog`` (OpenCV SIFT detector), ``harris`` (multi-scale) or ``hessian``.
         max_keypoints: keep at most this many.
+        orientation: ``detector`` keeps the detector's own orientations (DoG: SIFT's orientation histogram,
+            one keypoint per orientation peak, so a location can appear several times; other detectors: NaN,
+            replaced by the dominant orientation when cutting patches); ``dominant``/``upright`` keep one
+            keypoint per location (OpenCV's DoG repeats a location for each orientation peak; with one
+            orientation per location the repeats would be identical patches).
 
     Returns:
-        ``(N, 3) float64``: x, y, scale (the detector's sigma; the patch covers ``MAGNIFICATION x scale``).
+        ``(N, 3) float64``: x, y, scale (the detector's sigma; the patch covers ``magnification x scale``);
+        with ``orientation="detector"`` ``(N, 4)``, the fourth column the angle (radians, image coordinates,
+        y down; NaN where the detector gives none).
+
+    Example:
+        >>> img = (np.random.default_rng(0).random((96, 96)) * 255).astype(np.uint8)
+        >>> detect_keypoints(img, "dog", 50).shape[1], detect_keypoints(img, "dog", 50, "detector").shape[1]
+        (3, 4)
     """
     from ..data.extract import DETECTORS as FN
 
     if detector not in FN:
         raise ValueError(f"unknown detector {detector!r}; expected one of {', '.join(FN)}")
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"unknown orientation {orientation!r}; expected one of {', '.join(ORIENTATIONS)}")
+    if detector == "dog":
+        kps = cv2.SIFT_create().detect(img, None)
+        a = np.array([(k.pt[0], k.pt[1], k.size / 2.0, math.radians(k.angle), k.response) for k in kps],
+                     np.float64).reshape(-1, 5)
+        a = a[np.argsort(-a[:, 4], kind="stable")]
+        if orientation != "detector" and len(a):
+            _, first = np.unique(a[:, :3], axis=0, return_index=True)
+            a = a[np.sort(first)]
+        return np.ascontiguousarray(a[: int(max_keypoints), : 4 if orientation == "detector" else 3])
     a = FN[detector](img, int(max_keypoints))
-    return np.asarray(a[:, :3], np.float64).reshape(-1, 3)
+    a = np.asarray(a[:, :3], np.float64).reshape(-1, 3)
+    return np.column_stack([a, np.full(len(a), np.nan)]) if orientation == "detector" else a
 
 
-def keypoint_patches(img: np.ndarray, keypoints: np.ndarray, patch_size: int = 65) -> np.ndarray:
+def keypoint_patches(img: np.ndarray, keypoints: np.ndarray, patch_size: int = 65, orientation: str = "dominant",
+                     magnification: float | None = None) -> np.ndarray:
     """Oriented patches around keypoints, sampled like the HPatches extractor samples the reference view.
 
     Args:
         img: ``(H, W) uint8`` image.
-        keypoints: ``(N, 3)`` x, y, scale.
+        keypoints: ``(N, 3)`` x, y, scale, or ``(N, 4)`` with the angle (radians) of :func:`detect_keypoints`.
         patch_size: output patch size.
+        orientation: ``dominant`` (one SIFT-style dominant gradient orientation per keypoint, computed here),
+            ``upright`` (angle 0) or ``detector`` (the keypoint's own angle; dominant where it is NaN or absent).
+        magnification: measurement-disk radius / scale (default: the HPatches extractor's 5); the disk is
+            mapped to the patch's inscribed disk.
 
     Returns:
         ``(N, patch_size, patch_size) uint8``.
+
+    Example:
+        >>> img = np.zeros((64, 64), np.uint8); img[:, 32:] = 255
+        >>> keypoint_patches(img, np.array([[32.0, 32.0, 2.0]]), 33, "upright").shape
+        (1, 33, 33)
     """
     from ..data import geometry as G
     from ..data.extract import MAGNIFICATION, _BlurStack, _sample, dominant_orientation
 
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"unknown orientation {orientation!r}; expected one of {', '.join(ORIENTATIONS)}")
+    mag_f = MAGNIFICATION if magnification is None else float(magnification)
+    kp = np.asarray(keypoints, np.float64).reshape(len(keypoints), -1)
     f = img.astype(np.float32)
     gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=1)
     gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=1)
     mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), 2 * np.pi)
     stack, N = _BlurStack(img), G.patch_to_norm(patch_size)
-    out = np.empty((len(keypoints), patch_size, patch_size), np.uint8)
-    for i, (x, y, s) in enumerate(np.asarray(keypoints, np.float64)):
-        A = G.region_frame(x, y, MAGNIFICATION * s, dominant_orientation(mag, ang, x, y, s))
-        out[i] = _sample(stack, A @ N, patch_size)
+    out = np.empty((len(kp), patch_size, patch_size), np.uint8)
+    for i, row in enumerate(kp):
+        x, y, s = row[:3]
+        if orientation == "upright":
+            a = 0.0
+        elif orientation == "detector" and kp.shape[1] > 3 and np.isfinite(row[3]):
+            a = float(row[3])
+        else:
+            a = dominant_orientation(mag, ang, x, y, s)
+        out[i] = _sample(stack, G.region_frame(x, y, mag_f * s, a) @ N, patch_size)
     return out
 
 
@@ -105,6 +240,48 @@ def mutual_nn(desc_a: np.ndarray, desc_b: np.ndarray) -> np.ndarray:
     ms = cv2.BFMatcher(cv2.NORM_L2, crossCheck=True).match(a, b)
     m = np.array([(x.queryIdx, x.trainIdx) for x in ms], np.int64).reshape(-1, 2)
     return m[np.argsort(m[:, 0], kind="stable")]
+
+
+def match_descriptors(desc_a: np.ndarray, desc_b: np.ndarray, mutual: bool = True, ratio: float | None = None):
+    """Nearest-neighbour matching (L2) with the usual filters: ``(M, 2) int64`` index pairs (a, b), sorted by a.
+
+    Args:
+        desc_a, desc_b: ``(N, D)`` and ``(M, D)`` descriptors.
+        mutual: keep a -> b only when a is also b's nearest neighbour (cross check).
+        ratio: Lowe's ratio test: keep a -> b only when ``d(a, b) < ratio * d(a, b')`` with b' a's second
+            nearest neighbour (``None``: off; with one candidate the test passes).
+
+    Example:
+        >>> a = np.array([[0.0, 0], [1, 0]], np.float32); b = np.array([[0.1, 0], [0.9, 0], [0.5, 0]], np.float32)
+        >>> match_descriptors(a, b, ratio=0.5).tolist()
+        [[0, 0], [1, 1]]
+    """
+    a, b = np.ascontiguousarray(desc_a, np.float32), np.ascontiguousarray(desc_b, np.float32)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((0, 2), np.int64)
+    if ratio is None and mutual:
+        return mutual_nn(a, b)
+    k = 2 if len(b) > 1 else 1
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a, b, k=k)
+    nn = np.array([m[0].trainIdx for m in knn], np.int64)
+    keep = np.ones(len(a), bool)
+    if ratio is not None and k == 2:
+        d = np.array([[m[0].distance, m[1].distance] for m in knn], np.float64)
+        keep &= d[:, 0] < float(ratio) * d[:, 1]
+    if mutual:
+        back = np.array([m.trainIdx for m in cv2.BFMatcher(cv2.NORM_L2).match(b, a)], np.int64)
+        keep &= back[nn] == np.arange(len(a))
+    idx = np.nonzero(keep)[0]
+    return np.column_stack([idx, nn[idx]]).astype(np.int64).reshape(-1, 2)
+
+
+def covisible(kp, H, shape_other) -> np.ndarray:
+    """Which keypoints ``(N, >=2)`` map through ``H`` inside an image of ``shape_other``: ``(N,) bool``."""
+    if len(kp) == 0:
+        return np.zeros(0, bool)
+    q = _project(H, np.asarray(kp, np.float64)[:, :2])
+    h, w = shape_other[:2]
+    return np.isfinite(q).all(1) & (q[:, 0] >= 0) & (q[:, 1] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] <= h - 1)
 
 
 def _project(H, pts):
@@ -139,7 +316,7 @@ def estimate_homography(pts_a, pts_b, method: str = "ransac", threshold: float =
 
 
 def pair_accuracy(kp_a, kp_b, desc_a, desc_b, H, shape_a, thresholds=THRESHOLDS, method: str = "ransac",
-                  seed: int = 0) -> dict:
+                  seed: int = 0, mutual: bool = True, ratio: float | None = None, shape_b=None) -> dict:
     """Match one image pair and score it.
 
     Args:
@@ -149,37 +326,50 @@ def pair_accuracy(kp_a, kp_b, desc_a, desc_b, H, shape_a, thresholds=THRESHOLDS,
         shape_a: reference image shape (for the corner error).
         thresholds: pixel thresholds of the matching accuracy.
         method: ``ransac`` or ``usac``.
+        mutual, ratio: the matcher (:func:`match_descriptors`).
+        shape_b: target image shape (for the co-visible keypoints of the matching score; default ``shape_a``).
 
     Returns:
-        ``{"matches": M, "accuracy": [fraction of matches within t px, per t], "corner_error": px}``.
+        ``{"matches": M, "accuracy": [fraction of matches within t px, per t], "correct": [matches within t px,
+        per t], "covisible": mean number of keypoints of the two images that the true homography maps inside
+        the other image, "matching_score": [correct(t) / covisible, per t], "corner_error": px}``.
     """
-    m = mutual_nn(desc_a, desc_b)
+    m = match_descriptors(desc_a, desc_b, mutual=mutual, ratio=ratio)
     err = match_errors(kp_a, kp_b, m, H)
-    acc = [float(np.mean(err <= t)) if len(err) else 0.0 for t in thresholds]
+    correct = [int(np.sum(err <= t)) for t in thresholds]
+    acc = [c / len(err) if len(err) else 0.0 for c in correct]
+    shape_b = shape_a if shape_b is None else shape_b
+    cov = 0.5 * (covisible(kp_a, H, shape_b).sum() + covisible(kp_b, np.linalg.inv(H), shape_a).sum())
     H_est = estimate_homography(np.asarray(kp_a)[m[:, 0], :2], np.asarray(kp_b)[m[:, 1], :2], method, seed=seed) \
         if len(m) else None
-    return {"matches": int(len(m)), "accuracy": acc, "corner_error": corner_error(H_est, H, shape_a)}
+    return {"matches": int(len(m)), "accuracy": acc, "correct": correct, "covisible": float(cov),
+            "matching_score": [c / cov if cov else 0.0 for c in correct],
+            "corner_error": corner_error(H_est, H, shape_a)}
 
 
 def _summary(pairs, thresholds) -> dict:
     if not pairs:
-        return {"pairs": 0, "mma": None, "homography": None, "mean_matches": None}
+        return {"pairs": 0, "mma": None, "homography": None, "mean_matches": None, "mean_correct": None,
+                "matching_score": None}
     acc = np.array([p["accuracy"] for p in pairs])
     ce = np.array([p["corner_error"] for p in pairs])
     return {"pairs": len(pairs), "mma": acc.mean(0).tolist(),
             "homography": {str(t): float(np.mean(ce <= t)) for t in CORNER_THRESHOLDS},
             "mean_matches": float(np.mean([p["matches"] for p in pairs])),
+            "mean_correct": np.mean([p["correct"] for p in pairs], axis=0).tolist(),
+            "matching_score": np.mean([p["matching_score"] for p in pairs], axis=0).tolist(),
             "mean_features": float(np.mean([p["features"] for p in pairs]))}
 
 
 def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoints: int = 2000,
                        patch_size: int = 65, method: str = "ransac", thresholds=THRESHOLDS, seed: int = 0,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, orientation: str = "dominant", magnification: float | None = None,
+                       mutual: bool = True, ratio: float | None = None, kinds=None) -> dict:
     """Run the full-image matching benchmark (see the module docstring).
 
     Args:
-        sequences: a folder (``hpatches-sequences-release`` or Oxford layout, or one sequence) or the list
-            :func:`read_sequences` returns.
+        sequences: a folder (``hpatches-sequences-release`` or Oxford layout, or one sequence; 2 to 6 images
+            each), a list of folders, or the list :func:`read_sequences` returns.
         describer: ``(N, P, P) uint8 -> (N, D)``, or ``{name: describer}`` to compare several descriptors on
             the same keypoints and patches (detection and sampling run once).
         detector: see :func:`detect_keypoints`.
@@ -187,11 +377,16 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
         patch_size: patch size handed to the describer.
         method: homography estimator, ``ransac`` or ``usac``.
         thresholds: MMA thresholds in px.
+        orientation, magnification: patch cutting (:func:`keypoint_patches`).
+        mutual, ratio: the matcher (:func:`match_descriptors`).
+        kinds: scene kinds (:func:`read_scene_kinds`; also read from ``scene-kinds.txt`` beside the data).
 
     Returns:
-        ``{"meta", "overall", "illumination", "viewpoint", "pairs"}``; each summary holds ``mma`` (one value
-        per threshold), ``homography`` (accuracy at 1/3/5 px), ``pairs``, ``mean_matches``, ``mean_features``;
-        for a dict of describers, a list of such results (``meta["descriptor"]`` = the name), in its order.
+        ``{"meta", "overall", "illumination", "viewpoint", "scenes", "pairs"}``; each summary holds ``mma`` (one
+        value per threshold), ``homography`` (accuracy at 1/3/5 px), ``pairs``, ``mean_matches``,
+        ``mean_correct`` and ``matching_score`` (per threshold), ``mean_features``; ``scenes`` maps each
+        scene to its summary; for a dict of describers, a list of such results (``meta["descriptor"]`` = the
+        name), in its order.
 
     Example:
         >>> from hpatches_kit.evaluation import get_baseline
@@ -202,13 +397,23 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if ratio is not None and not 0 < float(ratio) <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     named = dict(describer) if isinstance(describer, dict) else {"descriptor": describer}
-    seqs = read_sequences(sequences) if not isinstance(sequences, (list, tuple)) else sequences
+    if isinstance(sequences, (list, tuple)) and sequences and isinstance(sequences[0], tuple):
+        seqs = list(sequences)
+        if kinds is not None:
+            kd = read_scene_kinds(kinds)
+            seqs = [(("i_" if _kind_of(n, kd) == "illumination" else "v_") + (n[2:] if n[:2] in ("i_", "v_") else n),
+                     ims, Hs) for n, ims, Hs in seqs]
+    else:
+        seqs = read_sequences(sequences, kinds)
     thresholds = tuple(thresholds)
     pairs = {n: [] for n in named}
     for name, images, Hs in tqdm(seqs, desc="sequences", unit="seq", disable=not progress, leave=False):
-        kps = [detect_keypoints(img, detector, max_keypoints) for img in images]
-        patches = [keypoint_patches(img, kp, patch_size) for img, kp in zip(images, kps)]
+        kps = [detect_keypoints(img, detector, max_keypoints, orientation=orientation) for img in images]
+        patches = [keypoint_patches(img, kp, patch_size, orientation=orientation, magnification=magnification)
+                   for img, kp in zip(images, kps)]
         for dname, fn in named.items():  # every descriptor sees the same keypoints and patches
             descs = []
             for kp, pt in zip(kps, patches):
@@ -219,7 +424,7 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
                 descs.append(d)
             for k in range(1, len(images)):
                 r = pair_accuracy(kps[0], kps[k], descs[0], descs[k], Hs[k - 1], images[0].shape, thresholds,
-                                  method, seed)
+                                  method, seed, mutual=mutual, ratio=ratio, shape_b=images[k].shape)
                 r.update(sequence=name, target=k + 1, kind="illumination" if name.startswith("i_") else "viewpoint",
                          features=0.5 * (len(kps[0]) + len(kps[k])))
                 pairs[dname].append(r)
@@ -227,32 +432,58 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
     for dname, ps in pairs.items():
         out = {"meta": {"detector": detector, "max_keypoints": int(max_keypoints), "patch_size": int(patch_size),
                         "method": method, "thresholds": list(thresholds), "corner_thresholds": list(CORNER_THRESHOLDS),
-                        "sequences": [s[0] for s in seqs]},
+                        "orientation": orientation, "magnification": magnification, "mutual": bool(mutual),
+                        "ratio": ratio, "sequences": [s[0] for s in seqs]},
                "overall": _summary(ps, thresholds)}
         if isinstance(describer, dict):
             out["meta"]["descriptor"] = dname
-        for kind in ("illumination", "viewpoint"):
+        for kind in KINDS:
             out[kind] = _summary([p for p in ps if p["kind"] == kind], thresholds)
+        out["scenes"] = {s[0]: _summary([p for p in ps if p["sequence"] == s[0]], thresholds) for s in seqs}
         out["pairs"] = [{**p, "corner_error": p["corner_error"] if math.isfinite(p["corner_error"]) else None}
                         for p in ps]
         results.append(out)
     return results if isinstance(describer, dict) else results[0]
 
 
-def format_sequences(results: dict | list[dict]) -> str:
-    """Table: descriptor, split, MMA at 1/3/5/10 px, homography accuracy at 1/3/5 px, mean matches."""
+def format_sequences(results: dict | list[dict], scenes: bool = False) -> str:
+    """Table: descriptor, split, MMA at 1/3/5/10 px, homography accuracy at 1/3/5 px, mean matches, mean correct
+    matches at 3 px, matching score at 3 px; ``scenes=True`` adds one row per scene."""
     rows = results if isinstance(results, list) else [results]
-    head = f"{'descriptor':<22} {'split':<13} {'MMA@1':>6} {'MMA@3':>6} {'MMA@5':>6} {'MMA@10':>6}  " \
-           f"{'H@1':>5} {'H@3':>5} {'H@5':>5} {'matches':>8}"
+    head = f"{'descriptor':<22} {'split':<16} {'MMA@1':>6} {'MMA@3':>6} {'MMA@5':>6} {'MMA@10':>6}  " \
+           f"{'H@1':>5} {'H@3':>5} {'H@5':>5} {'matches':>8} {'corr@3':>7} {'MS@3':>6}"
     lines = [head]
     for r in rows:
         th = r["meta"]["thresholds"]
-        for split in ("overall", "illumination", "viewpoint"):
-            s = r[split]
+        splits = [(k, r[k]) for k in ("overall",) + KINDS]
+        if scenes:
+            splits += list(r.get("scenes", {}).items())
+        for split, s in splits:
             if not s["pairs"]:
                 continue
             mma = [s["mma"][th.index(t)] if t in th else float("nan") for t in (1, 3, 5, 10)]
             hh = [s["homography"][str(t)] for t in CORNER_THRESHOLDS]
-            lines.append(f"{r['meta'].get('descriptor', '?'):<22} {split:<13} " + " ".join(f"{v:>6.3f}" for v in mma)
-                         + "  " + " ".join(f"{v:>5.2f}" for v in hh) + f" {s['mean_matches']:>8.1f}")
+            c3 = s["mean_correct"][th.index(3)] if 3 in th and s.get("mean_correct") else float("nan")
+            ms3 = s["matching_score"][th.index(3)] if 3 in th and s.get("matching_score") else float("nan")
+            lines.append(f"{r['meta'].get('descriptor', '?'):<22} {split[:16]:<16} "
+                         + " ".join(f"{v:>6.3f}" for v in mma) + "  " + " ".join(f"{v:>5.2f}" for v in hh)
+                         + f" {s['mean_matches']:>8.1f} {c3:>7.1f} {ms3:>6.3f}")
     return "\n".join(lines)
+
+
+def beats(results: list[dict], model: str, baseline: str = "rootsift", split: str = "overall",
+          mma_thresholds=(1, 3, 5, 10), h_thresholds=(3, 5)) -> tuple[bool, list[tuple[str, float, float]]]:
+    """Does ``model`` beat ``baseline`` on MMA at every ``mma_thresholds`` and on homography accuracy at every
+    ``h_thresholds`` (strictly)?
+
+    Returns:
+        ``(ok, [(criterion, model value, baseline value)])``.
+    """
+    by = {r["meta"].get("descriptor"): r for r in results}
+    if model not in by or baseline not in by:
+        raise ValueError(f"results hold {sorted(by)}; need {model!r} and {baseline!r}")
+    m, b = by[model][split], by[baseline][split]
+    th = by[model]["meta"]["thresholds"]
+    rows = [(f"MMA@{t}", m["mma"][th.index(t)], b["mma"][th.index(t)]) for t in mma_thresholds]
+    rows += [(f"H@{t}", m["homography"][str(t)], b["homography"][str(t)]) for t in h_thresholds]
+    return all(x > y for _, x, y in rows), rows

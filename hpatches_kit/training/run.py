@@ -63,8 +63,8 @@ def check_schedule(epochs: int, batch_size: int, lr: float = 1.0, val_every: int
     from ..checks import check_options
     from ..errors import OptionError
 
-    if not batch_size >= 2:
-        raise OptionError(f"{{batch_size}} >= 2 is needed (positives need two patches), got {batch_size}", "batch_size")
+    if not (epochs >= 1 and batch_size >= 2):  # NaN fails too; positives need two patches of a batch
+        raise OptionError("{epochs} must be >= 1 and {batch_size} >= 2", "epochs", "batch_size")
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, val_every=val_every)
 
 
