@@ -103,6 +103,9 @@ OPTION_RANGES: dict[str, Range] = {
     "temperature": POSITIVE,
     "train_pairs_per_photo": COUNT,
     "eval_pairs_per_photo": COUNT,
+    "max_keypoints": COUNT,
+    "magnification": POSITIVE,
+    "ratio": Range(0, 1, low_open=True, why="Lowe's ratio: second-nearest over nearest distance bound"),
 }
 def check_value(name: str, value, rng: Range | None = None) -> None:
     """Raise :class:`~hpatches_kit.errors.OptionError` naming ``name`` when ``value`` (a number or a list of numbers) is outside
