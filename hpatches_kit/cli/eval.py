@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", metavar="FILE.keras", help="Keras descriptor model")
     src.add_argument("--baseline", choices=("sift", "rootsift", "raw"), help="baseline descriptor (default: sift)")
     p.add_argument("--denoiser", metavar="FILE.keras", help="Keras denoiser applied before --model")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import this module first (repeatable): a model using the module's own registered layers loads")
     p.add_argument("--noisy", action="store_true", help="describe the noisy (*_noise.png) patches (N-HPatches)")
     p.add_argument("--tasks-dir", default=None, help="folder with the official task CSVs of the split")
     p.add_argument("--distance", default="L2", choices=("L2", "L1"))
@@ -75,6 +77,9 @@ def run(args) -> int:
     from ..evaluation.describers import read_descriptor_set, write_descriptor_dir
     from ..io import atomic_write_json
 
+    from ..plugins import import_modules
+
+    import_modules(getattr(args, "imports", None))
     progress = not args.no_progress
     tasks = ("verification", "matching", "retrieval") if args.task == "all" else (args.task,)
     if args.denoiser and not args.model:

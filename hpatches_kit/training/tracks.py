@@ -94,7 +94,7 @@ def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.n
     Raises:
         DataError: the file does not load, or the denoiser expects another patch size.
     """
-    from ..evaluation.describers import load_model_file
+    from ..models.io import load_model as load_model_file
 
     path = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     denoiser = load_model_file(denoiser, "the denoiser")
