@@ -153,10 +153,11 @@ def register_keras_objects() -> None:
         importlib.import_module(name)
 
 
-def _toolkit_initialising() -> bool:
-    """Whether a toolkit module (other than the top package) is half-way through its own import."""
+def _toolkit_initialising(exclude: str = "") -> bool:
+    """Whether a toolkit module (other than the top package and ``exclude``) is half-way through its import."""
     for name, mod in list(sys.modules.items()):
-        if name.startswith("hpatches_kit.") and getattr(getattr(mod, "__spec__", None), "_initializing", False):
+        if name.startswith("hpatches_kit.") and name != exclude and \
+                getattr(getattr(mod, "__spec__", None), "_initializing", False):
             return True
     return False
 
@@ -166,24 +167,21 @@ class _KerasHook(importlib.abc.MetaPathFinder):
     so ``import hpatches_kit`` registers the toolkit's Keras objects without importing Keras itself.
 
     When a toolkit module imported Keras (it is half-initialised then, and the registration would import it again),
-    the registration waits for the next import that happens with no toolkit module half-way through."""
+    the registration waits until the outermost toolkit module being imported has finished: the hook wraps the
+    loader of every toolkit module it sees while it is installed."""
 
     def __init__(self):
         self.pending = False
         self.busy = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if self.busy:
-            return None
-        if self.pending:
-            if not _toolkit_initialising():
-                self._register()
-            return None
-        if fullname != "keras":
+        if self.busy or not (fullname == "keras" or fullname.startswith("hpatches_kit.")):
             return None
         self.busy = True
         try:
-            spec = importlib.util.find_spec("keras")  # the real spec, from the other finders
+            spec = importlib.util.find_spec(fullname)  # the real spec, from the other finders
+        except (ImportError, ValueError):
+            return None
         finally:
             self.busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -192,11 +190,14 @@ class _KerasHook(importlib.abc.MetaPathFinder):
         exec_module = loader.exec_module
 
         def exec_then_register(module):
-            exec_module(module)
-            loader.exec_module = exec_module  # the loader object may be shared: put it back
-            if _toolkit_initialising():
+            try:
+                exec_module(module)
+            finally:
+                if loader.__dict__.get("exec_module") is exec_then_register:
+                    del loader.exec_module  # the loader may be shared (keras): put its method back
+            if fullname == "keras":
                 self.pending = True
-            else:
+            if self.pending and not _toolkit_initialising(exclude=fullname):
                 self._register()
 
         loader.exec_module = exec_then_register
