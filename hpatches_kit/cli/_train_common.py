@@ -25,11 +25,13 @@ def imports_in(argv) -> list[str]:
 
 
 def registry_choice(names, flag: str):
-    """An argparse ``type`` accepting a registered name (``names()`` read when the flag is parsed) or
-    ``MODULE:FUNCTION``; anything else is an "invalid choice" listing the names."""
+    """An argparse ``type`` accepting a registered name (``names()`` read when the flag is parsed; model names also
+    with ``-`` for ``_``, as the model registry takes them) or ``MODULE:FUNCTION``; anything else is an "invalid
+    choice" listing the names."""
     def check(value: str) -> str:
         known = tuple(names())
-        if value in known or (":" in value and not value.startswith(":") and not value.endswith(":")):
+        alias = value.replace("-", "_").lower() if flag == "--model" else value
+        if value in known or alias in known or (":" in value and not value.startswith(":") and not value.endswith(":")):
             return value
         raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(known)}, "
                                          "or MODULE:FUNCTION)")

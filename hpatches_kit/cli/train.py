@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     if imports:  # before the parser: models and losses the modules register are among the choices
         from ..plugins import import_modules
 
-        status = run_command("hpatches-train", import_modules, imports)
+        status = run_command("hpatches-train", lambda: import_modules(imports) and 0)
         if status:
             return status
     args = build_parser(command).parse_args(argv)
