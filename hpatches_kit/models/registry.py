@@ -306,9 +306,9 @@ def descriptor_branch(model):
 # -- built-ins ---------------------------------------------------------------------------------------------------
 
 def _l2net(input_size=32, dim=128, dropout=0.3, name="l2net"):
-    from .. import models  # the package's `l2net` (what tests monkeypatch), loaded on first use
+    from .l2net import l2net
 
-    return models.l2net(input_size=input_size, dim=dim, dropout=dropout, name=name)
+    return l2net(input_size=input_size, dim=dim, dropout=dropout, name=name)
 
 
 def _port(arch):
