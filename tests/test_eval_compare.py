@@ -159,8 +159,9 @@ def test_compares_sequences_not_split_labels_and_reads_every_results_file(tmp_pa
     assert [r["name"] for r in comparison_rows(entries)] == ["cli", "api", "myrun"]
     other = result("other", 1, 1, 1, split="a")
     other["meta"]["sequence_names"] = names[:9] + ["v_zz"]
-    with pytest.raises(DataError, match=r"o.json: evaluated other sequences than the first result: has 1 sequence\(s\) the "
-                                        r"other lacks \(v_zz\) and lacks 1 of its sequences \(v_s4\)"):
+    with pytest.raises(DataError, match=r"o.json: evaluated other sequences than the first result: has 1 "
+                                        r"sequence\(s\) the other lacks \(v_zz\) and lacks 1 of its "
+                                        r"sequences \(v_s4\)"):
         load_results([cli, write(tmp_path, "o.json", other)])
     failed = {"evaluation": {"error": "boom"}}
     with pytest.raises(DataError, match="evaluation did not complete: boom"):

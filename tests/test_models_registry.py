@@ -164,3 +164,22 @@ def test_import_modules_and_resolve(tmp_path, monkeypatch):
         import_modules(["no_such_module_q"])
     with pytest.raises(ValueError, match="expected MODULE:FUNCTION"):
         resolve("plugmod_x")
+
+
+@pytest.mark.parametrize("name", ["hardnet", "hardnet8", "sosnet", "tfeat"])
+def test_ports_train_under_mixed_bfloat16(name):
+    """Every port trains a step under the bf16 policy (the automatic precision on AMX CPUs, GPUs, TPUs) with float32
+    descriptors out, as the trainer compiles it."""
+    from hpatches_kit import losses
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    net = registry.build_descriptor(name)
+    assert net.output.dtype == "float32"
+    net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.get("batch-hard", margin=1.0))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 32, 32, 1)).astype("float32")
+    y = np.repeat(np.arange(4), 2)
+    before = [np.asarray(w, dtype="float32").copy() for w in net.trainable_weights]
+    loss = float(net.train_on_batch(x, y))
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(b, np.asarray(w, dtype="float32")) for b, w in zip(before, net.trainable_weights))

@@ -88,7 +88,8 @@ def _sequences_problem(m: dict, m0: dict) -> str | None:
         only, missing = sorted(a - b), sorted(b - a)
         parts = []
         if only:
-            parts.append(f"has {len(only)} sequence(s) the other lacks ({', '.join(only[:3])}{', ...' if len(only) > 3 else ''})")
+            parts.append(f"has {len(only)} sequence(s) the other lacks ({', '.join(only[:3])}"
+                         f"{', ...' if len(only) > 3 else ''})")
         if missing:
             parts.append(f"lacks {len(missing)} of its sequences ({', '.join(missing[:3])}"
                          f"{', ...' if len(missing) > 3 else ''})")

@@ -17,7 +17,6 @@ The CSV folder functions live in :mod:`.descriptor_csv` and are re-exported here
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
