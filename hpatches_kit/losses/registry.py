@@ -266,12 +266,14 @@ def _positional_pair(fn) -> bool:
     return len(req) >= 2
 
 
-def _accepted(fn, kw: dict) -> dict:
+def _accepted(fn, kw: dict, var_keyword: bool = False) -> dict:
+    """The settings of ``kw`` that ``fn`` names as parameters (all of them when ``var_keyword`` and ``fn`` takes
+    ``**kwargs``: a registry factory ignores what it does not use; a class passes ``**kwargs`` on to Keras)."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return {}
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    if var_keyword and any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return dict(kw)
     return {k: v for k, v in kw.items() if k in params}
 
@@ -298,7 +300,7 @@ def _reference_entry(ref: str) -> LossEntry:
         return LossEntry(function_loss(obj, uses=tuple(fn_kw), name=obj.__name__), description=f"user loss {ref}")
 
     def build(**kw):
-        loss = obj(**_accepted(obj, kw))
+        loss = obj(**_accepted(obj, kw, var_keyword=True))
         if not isinstance(loss, keras.losses.Loss):
             raise ValueError(f"--loss {ref}: the factory returned a {type(loss).__name__}, not a keras.losses.Loss")
         return loss
