@@ -48,7 +48,7 @@ from ..io import atomic_path, atomic_write_json
 RUN_ARGS = "run_args.json"
 # arguments a --resume may change: they alter how long the run goes on, what it prints or checks, not what
 # the checkpoint's training so far means (everything else must match the run being resumed)
-RESUME_SAFE = ("epochs", "verbose", "evaluate", "val_every", "resume", "out", "collapse")
+RESUME_SAFE = ("epochs", "verbose", "evaluate", "val_every", "resume", "out", "collapse", "imports")
 PATH_ARGS = ("data", "splits_file", "init", "denoiser", "weights")
 _FLAG_NAMES = {"evaluate": "--no-eval", "augment": "--no-augment"}
 
