@@ -183,3 +183,23 @@ def test_ports_train_under_mixed_bfloat16(name):
     loss = float(net.train_on_batch(x, y))
     assert np.isfinite(loss)
     assert any(not np.array_equal(b, np.asarray(w, dtype="float32")) for b, w in zip(before, net.trainable_weights))
+
+
+def test_entry_point_plugins_join_the_registry(monkeypatch):
+    """``[options.entry_points] hpatches_kit.models = tiny-ep = pkg.mod:build`` (a builder) or a ModelEntry."""
+    import hpatches_kit.plugins as plugins
+
+    groups = []
+    ep = registry.ModelEntry("ignored", _tiny, input_size=8, dim=None, normalised=False)
+    monkeypatch.setattr(plugins, "entry_point_objects",
+                        lambda group: groups.append(group) or {"tiny-ep": _tiny, "entry-ep": ep, "l2net": _tiny})
+    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
+    try:
+        names = registry.names()
+        assert groups == ["hpatches_kit.models"] and names[-2:] == ("tiny_ep", "entry_ep")
+        assert registry.entry("l2net").builder is not _tiny  # a plug-in never shadows a registered name
+        assert registry.entry("entry-ep").input_size == 8 and registry.entry("entry-ep").name == "entry_ep"
+        assert registry.get("tiny-ep", input_size=8, dim=3).output_shape == (None, 3)
+    finally:
+        registry._REGISTRY.pop("tiny_ep", None)
+        registry._REGISTRY.pop("entry_ep", None)
