@@ -203,3 +203,19 @@ def test_entry_point_plugins_join_the_registry(monkeypatch):
     finally:
         registry._REGISTRY.pop("tiny_ep", None)
         registry._REGISTRY.pop("entry_ep", None)
+
+
+def test_joint_start_with_a_registered_port(tmp_path):
+    """The joint U-Net + descriptor takes any registry descriptor (what --joint --model sosnet builds)."""
+    from hpatches_kit.models.joint import joint_parts
+    from hpatches_kit.training.joint import load_joint_start
+
+    desc = registry.build_descriptor("sosnet")
+    joint = load_joint_start(REPO / "models" / "unet-shallow-embedded.keras", desc)
+    den, d2 = joint_parts(joint)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)).astype("float32")
+    ref = desc(np.clip(den(x, training=False), 0, 255), training=False)
+    np.testing.assert_allclose(joint(x, training=False), ref, atol=1e-5)
+    path = tmp_path / "joint.keras"
+    joint.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(x, training=False), ref, atol=1e-5)
