@@ -265,7 +265,13 @@ def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
             super().__init__(probe, **kw)
             made.append(self)
 
+    import dataclasses
+
+    from hpatches_kit.models import registry  # --model l2net builds through the registry entry
+
     monkeypatch.setattr(models, "l2net", _collapsed_l2net)
+    monkeypatch.setitem(registry._REGISTRY, "l2net", dataclasses.replace(registry.entry("l2net"),
+                                                                          builder=_collapsed_l2net))
     monkeypatch.setattr(training_callbacks, "CollapseDetector", Recording)
     held = np.concatenate([load_sequence(nh_data / s).tracks[:, 0] for s in ("v_d", "i_e")])
     base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0",

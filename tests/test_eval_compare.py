@@ -140,3 +140,40 @@ def test_end_to_end_on_hpatches_eval_json(tiny_dataset, tmp_path, capsys):
                  "--no-progress"]) == 0
     assert main(["compare", str(files[0]), str(other), "--out", str(tmp_path / "x")]) == 2
     assert "split is 'illum' but" in capsys.readouterr().err
+
+
+def test_compares_sequences_not_split_labels_and_reads_every_results_file(tmp_path):
+    """A Python-API result labelled ``full`` and a CLI result labelled ``a`` on the same sequences compare; a run's
+    ``metrics.json`` and a results dict are read; other sequences are refused naming them."""
+    names = [f"i_s{i}" for i in range(5)] + [f"v_s{i}" for i in range(5)]
+    api = result("api", 60, 20, 30, split="full")
+    api["meta"]["sequence_names"] = names
+    cli = result("cli", 70, 25, 35, split="a")
+    cli["meta"]["sequence_names"] = list(reversed(names))  # the order does not matter
+    run = {"data": "x", "epochs": 3, "evaluation": {**result(None, 50, 10, 20), "headline": {}}}
+    run["evaluation"]["meta"]["sequence_names"] = names
+    run["evaluation"]["meta"].pop("descriptor")
+    (tmp_path / "myrun").mkdir()
+    entries = load_results([write(tmp_path, "cli.json", cli), api, write(tmp_path / "myrun", "metrics.json", run)])
+    assert [n for n, _, _ in entries] == ["cli", "api", "myrun"]
+    assert [r["name"] for r in comparison_rows(entries)] == ["cli", "api", "myrun"]
+    other = result("other", 1, 1, 1, split="a")
+    other["meta"]["sequence_names"] = names[:9] + ["v_zz"]
+    with pytest.raises(DataError, match=r"o.json: evaluated other sequences than the first result: has 1 "
+                                        r"sequence\(s\) the other lacks \(v_zz\) and lacks 1 of its "
+                                        r"sequences \(v_s4\)"):
+        load_results([cli, write(tmp_path, "o.json", other)])
+    failed = {"evaluation": {"error": "boom"}}
+    with pytest.raises(DataError, match="evaluation did not complete: boom"):
+        load_results([write(tmp_path, "f.json", failed)])
+
+
+def test_evaluate_records_the_sequences(tiny_dataset):
+    """``evaluate`` writes the evaluated sequence names into ``meta`` (what compare matches on)."""
+    from hpatches_kit.data import load_dataset
+    from hpatches_kit.evaluation import compute_descriptors, evaluate, get_baseline
+
+    ds = load_dataset(tiny_dataset, progress=False)
+    res = evaluate(compute_descriptors(ds, get_baseline("raw"), progress=False), ds, tasks=("matching",),
+                   progress=False)
+    assert res["meta"]["sequence_names"] == sorted(["i_alpha", "i_beta", "v_gamma", "v_delta"])

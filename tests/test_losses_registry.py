@@ -29,7 +29,7 @@ DIRECT = {
 
 def test_names_cover_both_clis():
     assert set(losses.names()) == set(DIRECT)
-    assert losses.names("descriptor") == train_descriptor.LOSSES
+    assert losses.names("descriptor") == train_descriptor._loss_names()  # the CLI reads the registry
     assert set(losses.names("pair")) == set(train_vit.LOSSES)
     with pytest.raises(ValueError, match="unknown loss kind"):
         losses.names("other")
@@ -62,3 +62,90 @@ def test_embedding_losses_keep_integer_labels_exact():
     assert np.isfinite(ref) and got == pytest.approx(ref, rel=1e-6)
     merged = float(loss(np.zeros(6, "int64"), x))  # what a float32 cast would have computed
     assert abs(merged - ref) > 1e-3
+
+
+def test_entries_carry_what_the_trainer_needs():
+    import math
+
+    from hpatches_kit.losses import registry
+    from hpatches_kit.losses.curriculum import MiningCurriculum
+    from hpatches_kit.training.descriptor import make_loss
+
+    assert {n: losses.entry(n).batch for n in losses.names()} == {
+        "batch-hard": "tracks", "batch-all": "tracks", "semi-hard": "tracks", "soft-margin": "tracks",
+        "hardnet": "tracks", "curriculum": "tracks", "random-triplet": "triplets", "contrastive": "pairs",
+        "cosine": "pairs", "infonce": "pairs", "irt": "pairs"} | {n: losses.entry(n).batch for n in losses.names()
+                                                                   if n not in DIRECT}
+    assert losses.entry("soft-margin").collapse_level(0.3) == pytest.approx(math.log(2))
+    assert losses.entry("hardnet").collapse_level(0.3) == 0.3
+    # the curriculum's callback, found through the wrappers the trainer may add
+    wrapped = make_loss("curriculum", 1.0, "L2", 2, global_mining=True, koleo=0.1)
+    (cb,) = losses.entry("curriculum").training_callbacks(wrapped, type("O", (), {"curriculum_warmup": 2})())
+    assert isinstance(cb, MiningCurriculum) and cb.warmup == 2 and [cb.weight(e) for e in range(4)] == [0, 0, 1, 1]
+    assert cb.loss.hard_weight is not None
+    assert losses.entry("batch-hard").training_callbacks(losses.get("batch-hard")) == []
+    # a plain factory appended to _REGISTRY (as a new module adds its loss) gets the default entry
+    registry._REGISTRY["plain-test"] = losses.function_loss(_plain_loss, uses=("margin",))
+    try:
+        e = losses.entry("plain-test")
+        assert (e.batch, e.composable, e.collapse_level(0.7)) == ("tracks", True, 0.7)
+        assert "plain-test" in losses.names("descriptor") and "plain-test" not in losses.names("pair")
+        assert make_loss("plain-test", 0.7, koleo=0.1).loss.margin == 0.7  # KoLeo wraps it
+    finally:
+        del registry._REGISTRY["plain-test"]
+    with pytest.raises(ValueError, match="do not apply to --loss random-triplet"):
+        make_loss("random-triplet", koleo=0.1)
+    with pytest.raises(ValueError, match="a pair loss needs batch 'pairs'"):
+        losses.register("x-test", losses.function_loss(_plain_loss), kind="pair", batch="tracks")
+
+
+import keras  # noqa: E402
+
+
+@keras.saving.register_keras_serializable(package="test_losses_registry")
+def _plain_loss(y_true, y_pred, margin=1.0):
+    return keras.ops.mean(keras.ops.square(y_pred)) * margin
+
+
+def my_loss_fn(y_true, y_pred, margin=1.0, distance_metric="L2"):
+    """A user's loss function: (y_true, y_pred, **kw)."""
+    return keras.ops.mean(keras.ops.sum(keras.ops.square(y_pred), axis=-1)) * margin
+
+
+class MyLossClass(keras.losses.Loss):
+    def __init__(self, margin=1.0, **kw):
+        super().__init__(**kw)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        return keras.ops.mean(y_pred) * self.margin
+
+
+def my_factory(margin=1.0):
+    return losses.BatchHardTripletLoss(margin=margin)
+
+
+def not_a_loss_factory(margin=1.0):
+    return 3
+
+
+def test_module_function_losses():
+    import numpy as np
+
+    from hpatches_kit.losses.base import FunctionLoss
+
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    y = np.repeat(np.arange(3), 2)
+    fn = losses.get("test_losses_registry:my_loss_fn", margin=2.0, distance_metric="angular", temperature=3)
+    assert isinstance(fn, FunctionLoss) and fn.fn_kwargs == {"margin": 2.0, "distance_metric": "angular"}
+    assert float(fn(y, x)) == pytest.approx(2.0 * float((x ** 2).sum(axis=1).mean()), rel=1e-5)
+    assert_loss_round_trip(fn, y, x)  # the function was registered for deserialisation under its module
+    cls = losses.get("test_losses_registry:MyLossClass", margin=0.5, views_per_track=2)
+    assert type(cls) is MyLossClass and cls.margin == 0.5
+    fac = losses.get("test_losses_registry:my_factory", margin=0.25)
+    assert isinstance(fac, losses.BatchHardTripletLoss) and fac.margin == 0.25
+    assert losses.entry("test_losses_registry:my_loss_fn").batch == "tracks"
+    with pytest.raises(ValueError, match="returned a int, not a keras.losses.Loss"):
+        losses.get("test_losses_registry:not_a_loss_factory")
+    with pytest.raises(ValueError, match="has no attribute 'nope'"):
+        losses.get("test_losses_registry:nope")

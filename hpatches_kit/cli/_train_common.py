@@ -12,9 +12,47 @@ PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def imports_in(argv) -> list[str]:
+    """The values of ``--import MODULE`` / ``--import=MODULE`` in ``argv`` (read before the parser is built, so a
+    model or loss the module registers is among the choices and in ``--help``)."""
+    argv, out = list(argv), []
+    for i, a in enumerate(argv):
+        if a == "--import" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--import="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def registry_choice(names, flag: str):
+    """An argparse ``type`` accepting a registered name (``names()`` read when the flag is parsed; model names also
+    with ``-`` for ``_``, as the model registry takes them) or ``MODULE:FUNCTION``; anything else is an "invalid
+    choice" listing the names."""
+    def check(value: str) -> str:
+        known = tuple(names())
+        alias = value.replace("-", "_").lower() if flag == "--model" else value
+        if value in known or alias in known or (":" in value and not value.startswith(":") and not value.endswith(":")):
+            return value
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(known)}, "
+                                         "or MODULE:FUNCTION)")
+    check.__name__ = flag.lstrip("-")
+    return check
+
+
+def add_import_arg(p) -> None:
+    """``--import MODULE`` (repeatable): import the user's module first (:func:`hpatches_kit.plugins.import_modules`)
+    so the models, losses and Keras layers it registers are known."""
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import this module first (repeatable; a dotted name on sys.path/PYTHONPATH or in the "
+                        "current folder, or a .py file): models, losses and Keras layers it registers become "
+                        "available (--model/--loss NAME, .keras files using its layers)")
+
+
 def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str, losses, batch_size: int,
                     epochs: int | None, lr: float, kind: str, lr_schedule: str = "constant", val_every: int | None = 1,
-                    epochs_help: str | None = None) -> None:
+                    epochs_help: str | None = None, model_help: str = "", loss_help: str = "") -> None:
+    """Add the shared flags. ``models`` / ``losses``: a tuple of choices, or a callable returning the registered
+    names (then ``MODULE:FUNCTION`` is accepted too and the names are read from the registry)."""
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None, help=f"dataset folder (default: the embedded {kind} dataset)")
     g.add_argument("--split", default="a", help="hold out the 'test' sequences of this split (a/b/c from "
@@ -22,8 +60,14 @@ def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str
                    "'none' trains and evaluates on everything (default: a)")
     g.add_argument("--splits-file", default=None, help="splits.json to use instead of <data>/splits.json")
     g = p.add_argument_group("model and optimisation")
-    g.add_argument("--model", default=model, choices=models, help=f"architecture (default: {model})")
-    g.add_argument("--loss", default=loss, choices=losses, help=f"loss (default: {loss})")
+    for flag, default, names, extra in (("--model", model, models, model_help), ("--loss", loss, losses, loss_help)):
+        what = "architecture" if flag == "--model" else "loss"
+        if callable(names):
+            g.add_argument(flag, default=default, type=registry_choice(names, flag), metavar="NAME|MODULE:FUNCTION",
+                           help=f"{what}: one of {', '.join(names())} (registered), or MODULE:FUNCTION "
+                                f"{extra}(default: {default})")
+        else:
+            g.add_argument(flag, default=default, choices=names, help=f"{what} (default: {default})")
     g.add_argument("--batch-size", type=int, default=batch_size, help=f"patches per batch (default: {batch_size})")
     g.add_argument("--epochs", type=int, default=epochs, help=epochs_help or f"epochs (default: {epochs})")
     g.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (default: one pass)")
@@ -50,3 +94,4 @@ def add_common_args(p: argparse.ArgumentParser, *, model: str, models, loss: str
     g.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints (optimizer state, epoch)")
     g.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress (1 = bar)")
     g.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the final evaluation")
+    add_import_arg(p)

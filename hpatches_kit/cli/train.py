@@ -33,14 +33,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in SUBCOMMANDS), None)
+    from ._errors import run_command
+    from ._train_common import imports_in
+
+    imports = imports_in(argv)
+    if imports:  # before the parser: models and losses the modules register are among the choices
+        from ..plugins import import_modules
+
+        status = run_command("hpatches-train", lambda: import_modules(imports) and 0)
+        if status:
+            return status
     args = build_parser(command).parse_args(argv)
     setup_cli_logging(verbosity(args))
     del args.quiet, args.log_verbose  # how much is shown is no argument of the run (run_args.json, --resume)
     # One line on stderr and exit 2 for bad input / disk errors / argument checks (see _errors); checkpoints
     # and history already written stay (an --out the run created and left empty is removed by the library's
     # TrainingRun).
-    from ._errors import run_command
-
     return run_command(f"hpatches-train {args.command}", importlib.import_module(args._module).run, args)
 
 if __name__ == "__main__":

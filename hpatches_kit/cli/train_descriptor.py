@@ -1,4 +1,5 @@
-"""``hpatches-train descriptor``: train an L2-Net/HardNet-style descriptor on S x K track batches.
+"""``hpatches-train descriptor``: train a descriptor (any architecture of the model registry, or
+``--model MODULE:FUNCTION``) with any descriptor loss of the loss registry (or ``--loss MODULE:FUNCTION``).
 
 Defaults: the embedded HPatches dataset resized to 32x32, L2-Net (128-d), batch-hard triplet loss
 (margin 1), Adam 1e-3 (constant; ``--lr-schedule cosine`` decays it), batches of 1024 patches = 512 tracks x
@@ -11,12 +12,28 @@ The training itself is :func:`hpatches_kit.training.descriptor.train_descriptor`
 
 from __future__ import annotations
 
-from ..training.descriptor import BF16_EPOCHS, DISTANCES, FLOAT32_EPOCHS, LOSSES
+from ..training.descriptor import BF16_EPOCHS, DISTANCES, FLOAT32_EPOCHS
 from ._train_common import add_common_args
 
 
+def _model_names():
+    from ..models import registry
+
+    return registry.names("descriptor")
+
+
+def _loss_names():
+    from ..losses import registry
+
+    return registry.names("descriptor")
+
+
 def configure(p):
-    add_common_args(p, model="l2net", models=("l2net",), loss="batch-hard", losses=LOSSES, batch_size=1024,
+    add_common_args(p, model="l2net", models=_model_names, loss="batch-hard", losses=_loss_names, batch_size=1024,
+                    model_help="(a builder `f(input_size=, dim=, dropout=) -> keras.Model` taking (P, P, 1) grey "
+                               "levels in [0, 255]) ",
+                    loss_help="(a loss function (y_true, y_pred, **kw) on S x K track batches, or a factory "
+                              "returning a keras Loss) ",
                     epochs=None, lr=1e-3, kind="hpatches", val_every=None,
                     epochs_help=f"epochs (default: {BF16_EPOCHS} with mixed_bfloat16, as on AMX CPUs, GPUs and TPUs; "
                                 f"{FLOAT32_EPOCHS} in float32: the 15-minute budget of a 2-core CPU)")

@@ -169,7 +169,8 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
     else:
         ts = None
     results = {"meta": {"split": split, "sequences": len(test), "tracks": int(sum(ds.lengths.values())),
-                        "dim": ds.dim, "distance": distance, "tasks_source": ts.source if ts else None}}
+                        "dim": ds.dim, "distance": distance, "tasks_source": ts.source if ts else None,
+                        "sequence_names": sorted(test)}}
     timings = results["meta"]["seconds"] = {}
     cpu = results["meta"]["cpu_seconds"] = {}  # all threads of the process
     spread = descriptor_spread_check({q: dict(zip(TYPES, ds.stacks[q])) for q in test}, test)

@@ -1,9 +1,15 @@
-"""Compare descriptors from their results JSONs (``hpatches-eval --json``): the HPatches paper's figure, a
-Markdown table and a CSV.
+"""Compare descriptors from their results: the HPatches paper's figure, a Markdown table and a CSV.
 
-Results are comparable only when they were computed on the same test set with the same task files:
-:func:`load_results` refuses (``DataError`` naming both files and the field) results whose ``split``,
-number of sequences or tracks, or task-file source differ.
+Every results file the toolkit writes is accepted: ``hpatches-eval --json`` output, a training run's
+``metrics.json`` (its ``"evaluation"``), and the dict :func:`hpatches_kit.evaluation.evaluate` returns (or its JSON
+dump, or :func:`~hpatches_kit.evaluation.summary.summarise_evaluation`'s).
+
+Results are comparable only when they were computed on the same sequences with the same task files:
+:func:`load_results` compares the **sequences evaluated** (``meta.sequence_names``; the split *label* does not
+matter: a Python-API result labelled ``full`` compares with a CLI result labelled ``a`` on the same sequences),
+and refuses (``DataError`` naming both files) other sequences, another number of tracks or other task files.
+Results written before sequence names were recorded are compared by their split label and their numbers of
+sequences and tracks, as before.
 
 Per task, a descriptor's numbers are its headline mAP (``results[task]["headline"]``, as
 :func:`hpatches_kit.evaluation.evaluate` defines it) and one number per variant Easy / Hard / Tough: the
@@ -34,6 +40,8 @@ __all__ = ["Entry", "load_results", "variant_scores", "comparison_rows", "diagno
            "format_csv", "write_comparison"]
 
 Entry = tuple  # (name, results dict, path)
+# compared when a result does not name its sequences (written before ``meta.sequence_names``); with the names on
+# both sides only the tracks are (the sequences themselves are compared, the split label is not)
 _MATCH_KEYS = (("split", "split"), ("sequences", "number of test sequences"), ("tracks", "number of tracks"))
 
 
@@ -43,71 +51,131 @@ def variant_scores(task: str, res: dict) -> dict:
     return {v: float(np.mean(vals)) for v, vals in registry.get(task).variant_points(res).items()}
 
 
-def _read(path: Path) -> dict:
-    try:
-        r = json.loads(path.read_text())
-    except OSError as e:
-        raise DataError(path, f"cannot read results: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"not a results JSON (hpatches-eval --json): {e}") from None
+def _results_of(r, where) -> dict:
+    """The results dict inside what a file holds: itself, or a run's ``metrics.json`` ``"evaluation"``."""
+    if isinstance(r, dict) and "meta" not in r and isinstance(r.get("evaluation"), dict):
+        ev = r["evaluation"]
+        if "error" in ev or "skipped" in ev:
+            raise DataError(where, f"the run's evaluation did not complete: {ev.get('error') or ev.get('skipped')}")
+        r = ev
     if not isinstance(r, dict) or not isinstance(r.get("meta"), dict):
-        raise DataError(path, "not a results JSON of hpatches-eval --json (no 'meta')")
+        raise DataError(where, "not a results file (hpatches-eval --json, a run's metrics.json or an evaluate() "
+                               "result): no 'meta'")
     tasks = [t for t in registry.names() if t in r]
     if not tasks:
-        raise DataError(path, f"holds none of the tasks {', '.join(registry.names())}")
+        raise DataError(where, f"holds none of the tasks {', '.join(registry.names())}")
     for t in tasks:
         if not isinstance(r[t], dict) or "headline" not in r[t]:
-            raise DataError(path, f"task {t!r} has no headline result")
+            raise DataError(where, f"task {t!r} has no headline result")
         head = r[t]["headline"]
         value = head.get("value") if isinstance(head, dict) else None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DataError(path, f"task {t!r}: 'headline' must be an object with a numeric 'value', got "
+            raise DataError(where, f"task {t!r}: 'headline' must be an object with a numeric 'value', got "
                                   f"{json.dumps(head)[:60]}")
         try:
             variant_scores(t, r[t])
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-            raise DataError(path, f"task {t!r}: malformed per-variant results ({type(e).__name__}: {e})") from None
+            raise DataError(where, f"task {t!r}: malformed per-variant results ({type(e).__name__}: {e})") from None
     return r
 
 
+def _label(source, r: dict, raw) -> str:
+    """The default name of a result: its ``meta.descriptor``, a run's folder name (``metrics.json``) or the stem."""
+    if r["meta"].get("descriptor"):
+        return str(r["meta"]["descriptor"])
+    p = Path(source)
+    if isinstance(raw, dict) and "evaluation" in raw and p.name == "metrics.json":
+        return p.parent.name or p.stem
+    return p.stem
+
+
+def _sequences_problem(m: dict, m0: dict) -> str | None:
+    a, b = m.get("sequence_names"), m0.get("sequence_names")
+    if a is not None and b is not None:
+        a, b = set(a), set(b)
+        if a == b:
+            return None
+        only, missing = sorted(a - b), sorted(b - a)
+        parts = []
+        if only:
+            parts.append(f"has {len(only)} sequence(s) the other lacks ({', '.join(only[:3])}"
+                         f"{', ...' if len(only) > 3 else ''})")
+        if missing:
+            parts.append(f"lacks {len(missing)} of its sequences ({', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''})")
+        return " and ".join(parts)
+    return None
+
+
 def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
-    """Read results JSONs and check they are comparable.
+    """Read results and check they are comparable.
 
     Args:
-        paths: results files written by ``hpatches-eval --json`` (at least one).
-        names: one label per file (default: the file's ``meta.descriptor``, else its stem; repeated labels
-            get the file stem appended).
+        paths: results (at least one): files written by ``hpatches-eval --json``, runs' ``metrics.json``, JSON
+            dumps of :func:`~hpatches_kit.evaluation.evaluate` results, or such result dicts themselves.
+        names: one label per result (default: its ``meta.descriptor``, else a run's folder name, else the file
+            stem, ``result<i>`` for a dict; repeated labels get the file stem appended).
 
     Returns:
-        ``[(name, results, path)]`` in the order given.
+        ``[(name, results, path)]`` in the order given (``path`` is ``None`` for a dict).
 
     Raises:
-        DataError: a file that does not read as results, or results of another split, test set or task files
-            than the first file's (the message names both files and the field).
+        DataError: a file that does not read as results, or results of other sequences, another number of
+            tracks or other task files than the first one's (the message names both files and the difference).
+
+    Example:
+        >>> entries = load_results(["sift.json", "runs/l2net/metrics.json"])  # doctest: +SKIP
     """
-    paths = [Path(p) for p in paths]
+    paths = list(paths)
     if not paths:
         raise ValueError("load_results: no results files given")
     if names is not None and len(names) != len(paths):
         raise ValueError(f"load_results: {len(names)} names for {len(paths)} files")
-    results = [_read(p) for p in paths]
-    first, m0 = paths[0], results[0]["meta"]
-    for p, r in zip(paths[1:], results[1:]):
+    results, raws, sources = [], [], []
+    for i, p in enumerate(paths):
+        if isinstance(p, dict):
+            raws.append(p)
+            results.append(_results_of(p, None))
+            sources.append(None)
+        else:
+            p = Path(p)
+            try:
+                raw = json.loads(p.read_text())
+            except OSError as e:
+                raise DataError(p, f"cannot read results: {e.strerror or e}") from None
+            except json.JSONDecodeError as e:
+                raise DataError(p, f"not a results JSON (hpatches-eval --json or a run's metrics.json): {e}") from None
+            raws.append(raw)
+            results.append(_results_of(raw, p))
+            sources.append(p)
+    first, m0 = sources[0] or "the first result", results[0]["meta"]
+    for i, (p, r) in enumerate(zip(sources[1:], results[1:]), 1):
         m = r["meta"]
+        where = p if p is not None else f"result {i}"
+        problem = _sequences_problem(m, m0)
+        if problem:
+            label = f"split is {m.get('split')!r} but {first} has {m0.get('split')!r}: " \
+                if m.get("split") != m0.get("split") else ""
+            raise DataError(where, f"{label}evaluated other sequences than {first}: {problem}; results on different "
+                                   "sequences cannot be compared")
+        both_named = m.get("sequence_names") is not None and m0.get("sequence_names") is not None
         for key, what in _MATCH_KEYS:
+            if key in ("split", "sequences") and both_named:
+                continue
             if m.get(key) != m0.get(key):
-                raise DataError(p, f"{what} is {m.get(key)!r} but {first} has {m0.get(key)!r}: results of different "
-                                   "splits or datasets cannot be compared")
+                raise DataError(where, f"{what} is {m.get(key)!r} but {first} has {m0.get(key)!r}: results of "
+                                       "different splits or datasets cannot be compared")
         needs_files = any(t in r and t in results[0] and registry.get(t).files for t in registry.names())
         if needs_files and m.get("tasks_source") != m0.get("tasks_source"):
-            raise DataError(p, f"task files {m.get('tasks_source')!r} differ from {first}'s "
-                               f"{m0.get('tasks_source')!r}: verification/retrieval results on different task "
-                               "files cannot be compared")
-    labels = list(names) if names is not None else [str(r["meta"].get("descriptor") or p.stem)
-                                                    for p, r in zip(paths, results)]
+            raise DataError(where, f"task files {m.get('tasks_source')!r} differ from {first}'s "
+                                   f"{m0.get('tasks_source')!r}: verification/retrieval results on different task "
+                                   "files cannot be compared")
+    labels = list(names) if names is not None else [
+        _label(src, r, raw) if src is not None else str(r["meta"].get("descriptor") or f"result{i}")
+        for i, (src, r, raw) in enumerate(zip(sources, results, raws))]
     counts = {n: labels.count(n) for n in labels}
-    labels = [f"{n} ({p.stem})" if counts[n] > 1 else n for n, p in zip(labels, paths)]
-    return [(n, r, p) for n, r, p in zip(labels, results, paths)]
+    labels = [f"{n} ({Path(p).stem})" if counts[n] > 1 and p is not None else n for n, p in zip(labels, sources)]
+    return [(n, r, p) for n, r, p in zip(labels, results, sources)]
 
 
 def _common_tasks(entries) -> list[str]:
@@ -120,7 +188,7 @@ def comparison_rows(entries: Seq[Entry]) -> list[dict]:
     tasks = _common_tasks(entries)
     rows = []
     for name, r, path in entries:
-        row = {"name": name, "file": str(path)}
+        row = {"name": name, "file": "" if path is None else str(path)}
         for t in tasks:
             row[t] = float(r[t]["headline"]["value"])
             for v, x in variant_scores(t, r[t]).items():

@@ -17,7 +17,6 @@ The CSV folder functions live in :mod:`.descriptor_csv` and are re-exported here
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -120,36 +119,11 @@ def _resize_float(x: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(x[i], (size, size), interpolation=interp) for i in range(n)])
 
 
-def load_model_file(model_or_path, what: str | None = None):
-    """The Keras model saved at a path (loaded uncompiled, the project's layers registered), or a model as it is.
+def load_model_file(model_or_path, what: str | None = None, imports=None):
+    """Moved: :func:`hpatches_kit.models.io.load_model` (this name is kept for old callers)."""
+    from ..models.io import load_model
 
-    Args:
-        model_or_path: a ``.keras``/``.h5`` path, or a model (returned unchanged).
-        what: names the model in errors (``"the denoiser"``, ``"the --init model"``).
-
-    Raises:
-        DataError: naming the file: missing, or not a Keras model (with Keras' first line of the reason).
-    """
-    if not isinstance(model_or_path, (str, os.PathLike)):
-        return model_or_path
-    import keras
-
-    try:
-        import hpatches_kit.models  # noqa: F401  (registers the project's layers)
-    except Exception:
-        pass
-    path = Path(model_or_path)
-    prefix = f"cannot load {what}: " if what else ""
-    if not path.is_file():
-        raise DataError(path, prefix + "model file not found")
-    try:
-        return keras.saving.load_model(str(path), compile=False)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if "not found" in first.lower() or "zip" in first.lower() or "signature" in first.lower():
-            # Keras says "File not found" for a file that exists but is no .keras zip / .h5 file
-            first = f"the file exists but is not a Keras model (.keras zip archive or .h5) ({first})"
-        raise DataError(path, f"cannot load {what or 'Keras model'}: {first}") from None
+    return load_model(model_or_path, what, imports)
 
 
 def _input_size(model, what: str, where=None) -> int:

@@ -14,8 +14,9 @@
 * :mod:`.hynet` -- HyNet's hybrid-similarity triplet loss + L2-norm regulariser (``"hynet"``).
 * :mod:`.xbm` -- cross-batch memory (XBM): :class:`XBMLoss` mines contrastive / batch-hard / HardNet / InfoNCE
   over the batch + a FIFO memory of past embeddings; :class:`XBMCallback` keeps validation out of it and saves it.
-* :mod:`.registry` -- ``get(name, **kw)`` / ``names()``: every loss by its command-line name;
-  ``register(name, function_loss(fn, uses=...))`` adds one.
+* :mod:`.registry` -- ``get(name, **kw)`` / ``names()`` / ``entry(name)``: every loss by its command-line name,
+  with the batch it needs and what the trainer must do for it; ``register(name, function_loss(fn, uses=...))``
+  adds one, ``get("MODULE:FUNCTION")`` takes one of the user's.
 """
 
 from .base import FunctionLoss, LabelledLoss, MetricLoss  # noqa: F401
@@ -27,9 +28,9 @@ from .embedding import __all__ as _embedding_all
 from .sosnet import SOSNetLoss, SOSRegularized, SOSRegularizer, sos_regularizer, sosnet_loss  # noqa: F401
 from .hynet import HyNetLoss, hynet_loss  # noqa: F401
 from .xbm import CrossBatchMemory, XBMCallback, XBMLoss, restore_memory, xbm_loss  # noqa: F401
-from .registry import function_loss, get, names, register, unregister  # noqa: F401
+from .registry import LossEntry, entry, function_loss, get, names, register, unregister  # noqa: F401
 
 __all__ = (["LabelledLoss", "MetricLoss", "FunctionLoss"] + list(_triplet_all) + list(_embedding_all)
            + ["SOSNetLoss", "SOSRegularized", "SOSRegularizer", "sos_regularizer", "sosnet_loss", "HyNetLoss",
               "hynet_loss", "CrossBatchMemory", "XBMCallback", "XBMLoss", "restore_memory", "xbm_loss"]
-           + ["get", "names", "register", "unregister", "function_loss"])
+           + ["get", "names", "entry", "register", "unregister", "function_loss", "LossEntry"])

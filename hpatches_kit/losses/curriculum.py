@@ -1,5 +1,5 @@
 """The curriculum triplet loss: batch-all first, then batch-hard, as a variable weight moves from 0 to 1
-(set each epoch by :class:`hpatches_kit.training.callbacks.MiningCurriculum`)."""
+(set each epoch by :class:`MiningCurriculum`, the callback its registry entry asks the trainer for)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .base import MetricLoss
 from .distances import check_metric, check_views
 from .triplet import batch_all_triplet_loss, batch_hard_triplet_loss
 
-__all__ = ["curriculum_triplet_loss", "CurriculumTripletLoss"]
+__all__ = ["curriculum_triplet_loss", "CurriculumTripletLoss", "MiningCurriculum"]
 
 
 def curriculum_triplet_loss(y_true, y_pred, margin=1.0, hard_weight=1.0, soft=False, distance_metric="L2",
@@ -35,3 +35,25 @@ class CurriculumTripletLoss(MetricLoss):
                                                        distance_metric=check_metric(distance_metric),
                                                        views_per_track=check_views(views_per_track, None)),
                          name=name or "curriculum_triplet", **kwargs)
+
+
+class MiningCurriculum(keras.callbacks.Callback):
+    """Progressive mining: sets ``loss.hard_weight`` (a :class:`CurriculumTripletLoss`) to 0
+    (batch-all) for ``warmup`` epochs, then ramps it linearly to 1 (batch-hard) over ``ramp`` epochs."""
+
+    def __init__(self, loss, warmup: int = 1, ramp: int = 1):
+        super().__init__()
+        self.loss, self.warmup, self.ramp = loss, int(warmup), int(ramp)
+        self.weights: list[float] = []
+
+    def weight(self, epoch: int) -> float:
+        if epoch < self.warmup:
+            return 0.0
+        if self.ramp <= 0:
+            return 1.0
+        return float(min(1.0, (epoch - self.warmup + 1) / self.ramp))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        w = self.weight(epoch)
+        self.loss.hard_weight.assign(w)
+        self.weights.append(w)

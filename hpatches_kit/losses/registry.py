@@ -1,4 +1,16 @@
-"""The loss registry: ``get(name, **kw)`` builds a loss by its command-line name, ``names()`` lists them.
+"""The loss registry: ``get(name, **kw)`` builds a loss by its command-line name, ``names()`` lists them,
+``entry(name)`` says what the trainer needs to know about it. It is the only list of losses: the CLIs' ``--loss``
+choices and the trainer read it.
+
+Each entry (:class:`LossEntry`) carries, besides its factory, the **batch** the loss needs -- ``"tracks"``
+(S x K track-major batches: labels = track ids, the default), ``"triplets"`` (a model with three weight-sharing
+branches, ``(B, 3, D)`` outputs) or ``"pairs"`` (the ViT image-pair batches) -- its **collapse level** (the loss
+of a collapsed descriptor, for :class:`~hpatches_kit.training.callbacks.CollapseDetector`; the margin by
+default, ln 2 for the soft margin) and the **callbacks** it needs during training (the curriculum's
+:class:`~hpatches_kit.losses.curriculum.MiningCurriculum`). :data:`_REGISTRY` maps a name to an entry or to a
+plain factory (a factory is an entry with the defaults: batch ``"tracks"``, collapse at the margin, no
+callbacks). ``get("MODULE:FUNCTION")`` takes a loss of the user's: a function ``(y_true, y_pred, **kw)``
+(wrapped as :class:`~.base.FunctionLoss`), a ``keras.losses.Loss`` subclass or a factory returning one.
 
 Adding a loss is one function plus one entry in :data:`_REGISTRY` below: write
 ``my_loss(y_true, y_pred, margin=1.0, ...) -> scalar`` in ``keras.ops`` (in its own module, registered with
@@ -19,7 +31,56 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
 from .base import FunctionLoss
+
+BATCHES = ("tracks", "triplets", "pairs")
+SETTINGS = ("margin", "distance_metric", "views_per_track", "temperature")
+
+
+@dataclass(frozen=True)
+class LossEntry:
+    """A registered loss and what the trainer needs to know about it.
+
+    Attributes:
+        factory: ``factory(**kw) -> keras.losses.Loss``, ignoring the settings (:data:`SETTINGS`) it does not use.
+        batch: ``"tracks"`` (S x K track-major, labels = track ids), ``"triplets"`` (``(B, 3, D)`` outputs of a
+            three-branch model) or ``"pairs"`` (image-pair batches of ``hpatches-train vit-adapter``).
+        collapse: the loss value of a collapsed descriptor (all distances 0) as a function of the margin; ``None``:
+            the margin itself.
+        callbacks: ``callbacks(loss, options) -> [keras.callbacks.Callback]`` the loss needs while training
+            (``loss`` is the compiled loss as built, possibly wrapped; ``options`` the run's options).
+        composable: the trainer may wrap the loss (KoLeo regulariser, global-batch mining); ``"tracks"`` only.
+        description: one line for the docs and ``--help``.
+    """
+
+    factory: Callable
+    batch: str = "tracks"
+    collapse: Callable | None = None
+    callbacks: Callable | None = None
+    composable: bool = True
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __call__(self, **kw):
+        return self.factory(**kw)
+
+    @property
+    def kind(self) -> str:
+        """``"pair"`` for image-pair losses, else ``"descriptor"`` (the name :func:`names` filters by)."""
+        return "pair" if self.batch == "pairs" else "descriptor"
+
+    def collapse_level(self, margin: float) -> float:
+        """The loss of a collapsed descriptor for this ``margin``."""
+        return float(margin) if self.collapse is None else float(self.collapse(margin))
+
+    def training_callbacks(self, loss, options=None) -> list:
+        """The callbacks the loss needs during training (empty for most)."""
+        return list(self.callbacks(loss, options)) if self.callbacks is not None else []
 
 
 def _triplet(cls_name: str, *, views: bool = True, **fixed):
@@ -67,19 +128,42 @@ def function_loss(fn, *, uses: tuple = (), **fixed):
     return build
 
 
-# name -> factory(**kw). Descriptor (triplet-family) losses first, then the ViT image-pair losses.
+def _find_attr(loss, attr: str):
+    """``loss`` or the loss it wraps (``KoLeoRegularised`` / ``GlobalBatchLoss`` hold theirs in ``.loss``) that has
+    ``attr``."""
+    while not hasattr(loss, attr):
+        inner = getattr(loss, "loss", None)
+        if inner is None or inner is loss:
+            raise ValueError(f"{type(loss).__name__} has no {attr!r}")
+        loss = inner
+    return loss
+
+
+def _curriculum_callbacks(loss, options=None):
+    from .curriculum import MiningCurriculum
+
+    return [MiningCurriculum(_find_attr(loss, "hard_weight"), warmup=getattr(options, "curriculum_warmup", 1),
+                             ramp=1)]
+
+
+# name -> LossEntry, or a plain factory(**kw) (= LossEntry(factory), batch "tracks"). Descriptor losses first, then
+# the ViT image-pair losses.
 _REGISTRY = {
     "batch-hard": _triplet("BatchHardTripletLoss", views=False),
     "batch-all": _triplet("BatchAllTripletLoss"),
     "semi-hard": _triplet("TripletSemiHardLoss"),
-    "soft-margin": _triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
+    "soft-margin": LossEntry(_triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
+                             collapse=lambda margin: math.log(2.0),
+                             description="batch-hard with softplus instead of the hinge (collapses to ln 2)"),
     "hardnet": _triplet("HardNetLoss"),
-    "curriculum": _curriculum,
-    "random-triplet": _triplet("RandomTripletLoss", views=False),
-    "contrastive": _embedding("SymmetricContrastiveLoss", uses=("margin",)),
-    "cosine": _embedding("CosineEmbeddingLoss", uses=("margin",)),
-    "infonce": _embedding("InfoNCELoss", uses=("temperature",)),
-    "irt": _embedding("IRTLoss"),
+    "curriculum": LossEntry(_curriculum, callbacks=_curriculum_callbacks,
+                            description="batch-all ramped to batch-hard (MiningCurriculum callback)"),
+    "random-triplet": LossEntry(_triplet("RandomTripletLoss", views=False), batch="triplets", composable=False,
+                                description="classic random (anchor, positive, negative) triplets, 3 branches"),
+    "contrastive": LossEntry(_embedding("SymmetricContrastiveLoss", uses=("margin",)), batch="pairs"),
+    "cosine": LossEntry(_embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs"),
+    "infonce": LossEntry(_embedding("InfoNCELoss", uses=("temperature",)), batch="pairs"),
+    "irt": LossEntry(_embedding("IRTLoss"), batch="pairs"),
 }
 
 
@@ -95,40 +179,71 @@ def _hynet(views_per_track: int = 2, **_ignored):  # the paper's margin 1.2, not
     return HyNetLoss(views_per_track=views_per_track)
 
 
-# SOSNet (first order + second-order similarity regulariser) and HyNet (hybrid similarity + L2-norm term)
-_REGISTRY["sosr"] = _sosnet
-_REGISTRY["hynet"] = _hynet
-
-
-# The ViT image-pair losses (embedding.py); the rest are descriptor losses on S x K track-major batches.
-_PAIR = {"contrastive", "cosine", "infonce", "irt"}
+# SOSNet (first order + second-order similarity regulariser) and HyNet (hybrid similarity + L2-norm term).
+# Collapsed (all descriptors equal): SOSNet's squared hinge gives margin**2 (its regulariser 0); HyNet's hinge
+# on equal hybrid similarities gives its own margin, 1.2.
+_REGISTRY["sosr"] = LossEntry(_sosnet, collapse=lambda margin: float(margin) ** 2,
+                              description="SOSNet: squared-hinge HardNet triplet + second-order similarity regulariser")
+_REGISTRY["hynet"] = LossEntry(_hynet, collapse=lambda margin: 1.2,
+                               description="HyNet: hybrid-similarity triplet (margin 1.2) + L2-norm regulariser")
 _BUILTIN = tuple(_REGISTRY)
+_RESOLVED: dict = {}  # MODULE:FUNCTION references, resolved once
 
 
-def register(name: str, factory, kind: str = "descriptor", replace: bool = False):
+def _as_entry(value) -> LossEntry:
+    return value if isinstance(value, LossEntry) else LossEntry(value)
+
+
+def register(name: str, factory, kind: str = "descriptor", replace: bool = False, *, batch: str | None = None,
+             collapse=None, callbacks=None, composable: bool | None = None, description: str = ""):
     """Add a loss at run time (after the built-ins): ``get(name, **kw)`` then calls ``factory(**kw)``.
 
     Args:
         name: the new name.
         factory: ``factory(**kw) -> keras.losses.Loss`` accepting (and ignoring what it does not use)
             ``margin``, ``distance_metric``, ``views_per_track``, ``temperature``; e.g. :func:`function_loss`.
-        kind: ``"descriptor"`` (track-labelled batches) or ``"pair"`` (image-pair batches).
+            A :class:`LossEntry` is taken as it is (the other arguments must then be left out).
+        kind: ``"descriptor"`` (track-labelled batches) or ``"pair"`` (image-pair batches); the default batch
+            follows from it.
         replace: overwrite an existing run-time entry.
+        batch: ``"tracks"`` (default for descriptor losses), ``"triplets"`` or ``"pairs"`` (see :class:`LossEntry`).
+        collapse: ``collapse(margin) -> float``, the loss of a collapsed descriptor (default: the margin).
+        callbacks: ``callbacks(loss, options) -> list`` of Keras callbacks the loss needs while training.
+        composable: whether KoLeo / global mining may wrap it (default: batch ``"tracks"``).
+        description: one line of documentation.
 
     Returns:
         ``factory``.
 
     Raises:
-        ValueError: ``name`` is taken (a built-in can never be replaced) or ``kind`` is unknown.
+        ValueError: ``name`` is taken (a built-in can never be replaced), or ``kind`` / ``batch`` is unknown.
+
+    Example:
+        >>> import keras
+        >>> from hpatches_kit import losses
+        >>> @keras.saving.register_keras_serializable(package="doc")
+        ... def mean_norm(y_true, y_pred, margin=1.0):
+        ...     return keras.ops.mean(keras.ops.abs(keras.ops.sum(y_pred * y_pred, axis=-1) - margin))
+        >>> _ = losses.register("mean-norm", losses.function_loss(mean_norm, uses=("margin",)))
+        >>> losses.entry("mean-norm").batch, losses.get("mean-norm", margin=0.5).margin
+        ('tracks', 0.5)
+        >>> losses.unregister("mean-norm")
     """
     if kind not in ("descriptor", "pair"):
         raise ValueError(f"unknown loss kind {kind!r}; expected 'descriptor' or 'pair'")
     if name in _BUILTIN or (name in _REGISTRY and not replace):
         raise ValueError(f"loss {name!r} is already registered")
-    _REGISTRY[name] = factory
-    _PAIR.discard(name)
-    if kind == "pair":
-        _PAIR.add(name)
+    if isinstance(factory, LossEntry):
+        e = factory
+    else:
+        b = batch or ("pairs" if kind == "pair" else "tracks")
+        if b not in BATCHES:
+            raise ValueError(f"unknown batch {b!r}; expected one of {', '.join(BATCHES)}")
+        if kind == "pair" and b != "pairs":
+            raise ValueError(f"a pair loss needs batch 'pairs', got {b!r}")
+        e = LossEntry(factory, b, collapse, callbacks, b == "tracks" if composable is None else bool(composable),
+                      description)
+    _REGISTRY[name] = e
     return factory
 
 
@@ -139,15 +254,14 @@ def unregister(name: str) -> None:
     if name not in _REGISTRY:
         raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)}")
     del _REGISTRY[name]
-    _PAIR.discard(name)
 
 
 def names(kind: str | None = None) -> tuple[str, ...]:
     """Registered loss names, in registry order.
 
     Args:
-        kind: ``None`` for all, ``"descriptor"`` for the triplet family (track-labelled batches) or ``"pair"``
-            for the image-pair losses of ``hpatches-train vit-adapter``.
+        kind: ``None`` for all, ``"descriptor"`` for the triplet family (batch ``"tracks"`` or ``"triplets"``) or
+            ``"pair"`` for the image-pair losses of ``hpatches-train vit-adapter``.
 
     Returns:
         A tuple of names accepted by :func:`get`.
@@ -159,14 +273,88 @@ def names(kind: str | None = None) -> tuple[str, ...]:
         return tuple(_REGISTRY)
     if kind not in ("descriptor", "pair"):
         raise ValueError(f"unknown loss kind {kind!r}; expected 'descriptor' or 'pair'")
-    return tuple(n for n in _REGISTRY if (n in _PAIR) == (kind == "pair"))
+    return tuple(n for n, v in _REGISTRY.items() if _as_entry(v).kind == kind)
+
+
+def _positional_pair(fn) -> bool:
+    """Whether ``fn`` looks like a loss function ``(y_true, y_pred, ...)``: two required positional parameters."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    req = [p for p in params if p.default is inspect.Parameter.empty
+           and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(req) >= 2
+
+
+def _accepted(fn, kw: dict, var_keyword: bool = False) -> dict:
+    """The settings of ``kw`` that ``fn`` names as parameters (all of them when ``var_keyword`` and ``fn`` takes
+    ``**kwargs``: a registry factory ignores what it does not use; a class passes ``**kwargs`` on to Keras)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if var_keyword and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(kw)
+    return {k: v for k, v in kw.items() if k in params}
+
+
+def _reference_entry(ref: str) -> LossEntry:
+    """The entry of a ``MODULE:FUNCTION`` loss: a :class:`LossEntry`, a ``keras.losses.Loss`` subclass, a loss
+    function ``(y_true, y_pred, **kw)`` or a factory returning a ``keras.losses.Loss``."""
+    import keras
+
+    from ..plugins import resolve
+
+    obj = resolve(ref, "--loss")
+    if isinstance(obj, LossEntry):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, keras.losses.Loss):
+        return LossEntry(lambda **kw: obj(**_accepted(obj.__init__, kw)), description=f"user loss class {ref}")
+    if not callable(obj):
+        raise ValueError(f"--loss {ref}: not a loss function, class or factory (a {type(obj).__name__})")
+    if _positional_pair(obj):
+        # a loss function: make sure a compiled checkpoint finds it again (--resume) under its module's name
+        if keras.saving.get_registered_object(keras.saving.get_registered_name(obj)) is not obj:
+            keras.saving.register_keras_serializable(package=obj.__module__)(obj)
+        fn_kw = [k for k in SETTINGS if _accepted(obj, {k: 0})]
+        return LossEntry(function_loss(obj, uses=tuple(fn_kw), name=obj.__name__), description=f"user loss {ref}")
+
+    def build(**kw):
+        loss = obj(**_accepted(obj, kw, var_keyword=True))
+        if not isinstance(loss, keras.losses.Loss):
+            raise ValueError(f"--loss {ref}: the factory returned a {type(loss).__name__}, not a keras.losses.Loss")
+        return loss
+    return LossEntry(build, description=f"user loss factory {ref}")
+
+
+def entry(name: str) -> LossEntry:
+    """The :class:`LossEntry` of a registered name (a plain factory gets the default entry) or of a
+    ``MODULE:FUNCTION`` reference.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the known names) or does not resolve.
+
+    Example:
+        >>> entry("random-triplet").batch, entry("soft-margin").collapse_level(1.0) == math.log(2)
+        ('triplets', True)
+    """
+    from ..plugins import is_reference
+
+    if name in _REGISTRY:
+        return _as_entry(_REGISTRY[name])
+    if is_reference(name):
+        if name not in _RESOLVED:
+            _RESOLVED[name] = _reference_entry(name)
+        return _RESOLVED[name]
+    raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)} or MODULE:FUNCTION")
 
 
 def get(name: str, **kw):
-    """Build the loss registered as ``name``.
+    """Build the loss registered as ``name`` (or a ``MODULE:FUNCTION`` loss of the user's).
 
     Args:
-        name: one of :func:`names`.
+        name: one of :func:`names`, or ``MODULE:FUNCTION``.
         **kw: ``margin``, ``distance_metric``, ``views_per_track``, ``temperature``; those that do not apply to
             the chosen loss are ignored.
 
@@ -176,11 +364,7 @@ def get(name: str, **kw):
     Raises:
         ValueError: ``name`` is not registered (the message lists the known names).
     """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)}") from None
-    return factory(**kw)
+    return entry(name).factory(**kw)
 
 
-__all__ = ["get", "names", "register", "unregister", "function_loss"]
+__all__ = ["get", "names", "entry", "register", "unregister", "function_loss", "LossEntry", "BATCHES"]

@@ -117,7 +117,8 @@ def _hardnet_body(x, convs, final_dim, prefix, offset, dropout):
     return layers.Flatten(name="flatten")(x)
 
 
-def torch_port(arch: str, input_scale: float = 1.0 / 255.0, name: str | None = None) -> keras.Model:
+def torch_port(arch: str, input_scale: float = 1.0 / 255.0, name: str | None = None,
+               dropout: float | None = None) -> keras.Model:
     """Build the Keras twin of a PyTorch descriptor (random weights; load them with ``from_torch``).
 
     Args:
@@ -125,6 +126,8 @@ def torch_port(arch: str, input_scale: float = 1.0 / 255.0, name: str | None = N
         input_scale: the model multiplies its [0, 255] input by this before the PyTorch layers (1/255: the
             PyTorch model was fed [0, 1] patches; 1: it was fed [0, 255]).
         name: model name (default: ``arch``).
+        dropout: rate of the dropout before the last conv (default: the PyTorch model's, 0.3; SOSNet 0.1).
+            Dropout is active only in training, so the imported network computes the same either way.
 
     Returns:
         A ``keras.Model`` mapping ``(32, 32, 1)`` float patches in [0, 255] to ``(128,)`` float32
@@ -144,6 +147,12 @@ def torch_port(arch: str, input_scale: float = 1.0 / 255.0, name: str | None = N
         raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHS)}")
     if not input_scale > 0:
         raise ValueError(f"torch_port: input_scale must be > 0, got {input_scale}")
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ValueError(f"torch_port: dropout must be in [0, 1), got {dropout}")
+
+    def rate(default):
+        return default if dropout is None else float(dropout)
+
     inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="patch")
     x = layers.Rescaling(float(input_scale), name="input_scale")(inp)
     if key == "tfeat":
@@ -158,18 +167,21 @@ def torch_port(arch: str, input_scale: float = 1.0 / 255.0, name: str | None = N
         out = layers.Activation("tanh", dtype="float32", name="descr_1")(x)
     elif key in ("hardnet", "l2net"):
         x = PatchStandardize(epsilon=1e-6 if key == "hardnet" else 1e-7, ddof=1, name="input_norm")(x)
-        x = _hardnet_body(x, _HARDNET_CONVS, 128, "features", 0, 0.3)
+        x = _hardnet_body(x, _HARDNET_CONVS, 128, "features", 0, rate(0.3))
         out = L2Normalize(epsilon=1e-12, name="l2norm")(x)
     elif key == "hardnet8":
         x = PatchStandardize(epsilon=1e-7, ddof=1, name="input_norm")(x)
-        x = _hardnet_body(x, _HARDNET8_CONVS, 512, "features", 0, 0.3)
+        x = _hardnet_body(x, _HARDNET8_CONVS, 512, "features", 0, rate(0.3))
         x = L2Normalize(epsilon=1e-12, name="l2norm_pre_pca")(x)
-        # (x - mean) @ components == x @ components + bias with bias = -mean @ components (set on import)
-        x = layers.Dense(128, name="pca")(x)
+        # (x - mean) @ components == x @ components + bias with bias = -mean @ components (set on import).
+        # PyTorch keeps the PCA as fixed buffers, not parameters: the layer is frozen (trainable=False, kept in
+        # the saved config). A model trained from scratch projects with a fixed random orthonormal basis.
+        x = layers.Dense(128, kernel_initializer=keras.initializers.Orthogonal(seed=0), trainable=False,
+                         name="pca")(x)
         out = L2Normalize(epsilon=1e-12, name="l2norm")(x)
     else:  # sosnet
         x = InstanceNorm(name="layers_0")(x)
-        x = _hardnet_body(x, _HARDNET_CONVS, 128, "layers", 1, 0.1)
+        x = _hardnet_body(x, _HARDNET_CONVS, 128, "layers", 1, rate(0.1))
         # LocalResponseNorm(256, alpha=256, beta=0.5, k=0) on 128 channels: every window covers all channels
         # and divides by (alpha * sum x^2 / size)^0.5 = ||x||; SOSNet's "+ 1e-10" before it is below float32
         # resolution of the batch-normed features and is left out.

@@ -4,7 +4,7 @@ curriculum, atomic checkpoints / resume), the run folder (:mod:`.run`) and one m
 (:mod:`.descriptor`, :mod:`.denoise`, :mod:`.vit_adapter`).
 
 The names below load their module (and TensorFlow) on first use, so that importing a submodule for its
-constants (e.g. ``hpatches_kit.training.descriptor.LOSSES`` for a CLI's choices) stays cheap.
+constants (e.g. ``hpatches_kit.training.descriptor.DISTANCES`` for a CLI's choices) stays cheap.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from ..io import atomic_path, atomic_write_json
+from ..losses.curriculum import MiningCurriculum  # noqa: F401  (lives beside its loss; re-exported here)
 
 
 def descriptor_spread(emb) -> float:
@@ -102,28 +103,6 @@ class CollapseDetector(keras.callbacks.Callback):
             warnings.warn(msg, CollapseWarning, stacklevel=2)
             if self.action == "stop":
                 self.model.stop_training = True
-
-
-class MiningCurriculum(keras.callbacks.Callback):
-    """Progressive mining: sets ``loss.hard_weight`` (a :class:`~.mining.CurriculumTripletLoss`) to 0
-    (batch-all) for ``warmup`` epochs, then ramps it linearly to 1 (batch-hard) over ``ramp`` epochs."""
-
-    def __init__(self, loss, warmup: int = 1, ramp: int = 1):
-        super().__init__()
-        self.loss, self.warmup, self.ramp = loss, int(warmup), int(ramp)
-        self.weights: list[float] = []
-
-    def weight(self, epoch: int) -> float:
-        if epoch < self.warmup:
-            return 0.0
-        if self.ramp <= 0:
-            return 1.0
-        return float(min(1.0, (epoch - self.warmup + 1) / self.ramp))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        w = self.weight(epoch)
-        self.loss.hard_weight.assign(w)
-        self.weights.append(w)
 
 
 STATE_FILE = "state.json"

@@ -1,4 +1,10 @@
-"""Train an L2-Net/HardNet-style descriptor on S x K track batches: what ``hpatches-train descriptor`` runs.
+"""Train a descriptor on S x K track batches: what ``hpatches-train descriptor`` runs.
+
+The architecture is any entry of the model registry (:mod:`hpatches_kit.models.registry`: ``l2net``, ``hardnet``,
+``hardnet8``, ``sosnet``, ``tfeat``, one registered at run time, or a ``MODULE:FUNCTION`` builder); the loss any
+entry of the loss registry (:mod:`hpatches_kit.losses.registry`), whose entry says what batch it needs (S x K
+tracks, or the three-branch random triplets), its collapse level and the callbacks it needs: this module has
+no branch on a model or loss name.
 
 Defaults (:class:`DescriptorOptions`): the embedded HPatches dataset resized to 32x32, L2-Net (128-d),
 batch-hard triplet loss (margin 1), Adam 1e-3, batches of 1024 patches = 512 tracks x 2 views, 40 epochs in
@@ -28,8 +34,6 @@ log = logging.getLogger(__name__)
 # The default budget: 15 minutes for the whole command on a 2-core CPU. bf16 (auto on AMX CPUs) runs the step
 # 1.6-2.5x faster, so its default trains 40 epochs where float32 trains 27 (docs/training.md, "bf16 vs float32").
 BF16_EPOCHS, FLOAT32_EPOCHS = 40, 27
-LOSSES = ("batch-hard", "batch-all", "semi-hard", "soft-margin", "hardnet", "curriculum", "random-triplet",
-          "sosr", "hynet")
 DISTANCES = ("L2", "squared-L2", "angular")
 
 
@@ -77,45 +81,58 @@ class DescriptorOptions(OptionsFromNamespace):
     xbm: int = 0  # cross-batch memory entries (0: off); training/xbm.py
     xbm_start: int = 0
     pca_dim: int | None = None  # PCA to this dimension after training, inside model.keras
+    imports: list | None = None  # modules to import first (--import): the user's models, losses, layers
+
+
+
+def loss_entry(name: str):
+    """The loss registry's entry for ``--loss name`` (:func:`hpatches_kit.losses.entry`); a loss that does not
+    train descriptors (an image-pair loss) raises ``ValueError`` naming the flag."""
+    from .. import losses
+
+    try:
+        e = losses.entry(name)
+    except ValueError as err:
+        raise ValueError(f"--loss: {err}") from None
+    if e.batch not in ("tracks", "triplets"):
+        raise ValueError(f"--loss {name} is an image-pair loss (batch {e.batch!r}): descriptor losses are "
+                         f"{', '.join(losses.names('descriptor'))} or MODULE:FUNCTION")
+    return e
 
 
 def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int = 2, global_mining: bool = False,
               koleo: float = 0.0, xbm: int = 0, xbm_start: int = 0, dim: int = 128):
-    """The Keras loss for ``name`` (see :data:`LOSSES`) on S x K track-major batches with ``views`` views per
-    track. ``koleo > 0`` adds that weight of KoLeo (:class:`~hpatches_kit.training.mining.KoLeoRegularised`);
-    ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`. ``xbm > 0``:
-    the loss mined over batch + a cross-batch memory of ``xbm`` entries (:func:`.xbm.xbm_loss_for`).
+    """The Keras loss for ``--loss name`` (a registered descriptor loss or ``MODULE:FUNCTION``) with ``views``
+    views per track. ``koleo > 0`` adds that weight of KoLeo (:class:`~hpatches_kit.training.mining.
+    KoLeoRegularised`); ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`
+    (both only for losses whose entry is ``composable``, i.e. S x K track losses). ``xbm > 0``: the loss mined
+    over batch + a cross-batch memory of ``xbm`` entries (:func:`.xbm.xbm_loss_for`).
 
     Raises:
-        ValueError: unknown name, negative ``koleo``, or an option that does not apply to ``random-triplet``.
+        ValueError: unknown name, negative ``koleo``, or an option that does not apply to the loss's batch.
     """
-    from .. import losses
     from .mining import GlobalBatchLoss, KoLeoRegularised
 
     from ..checks import check_options
 
     check_options(koleo=koleo, margin=margin)
-    if name == "random-triplet" and (global_mining or koleo):
-        raise ValueError("--global-mining and --koleo do not apply to --loss random-triplet")
-    if name not in LOSSES:
-        raise ValueError(f"unknown --loss {name!r}; expected one of {', '.join(LOSSES)}")
+    e = loss_entry(name)
+    if not e.composable and (global_mining or koleo):
+        raise ValueError(f"--global-mining and --koleo do not apply to --loss {name} (batch {e.batch!r})")
     if xbm:
         from .xbm import xbm_loss_for
 
         return xbm_loss_for(name, xbm, xbm_start, dim, margin, distance, koleo)
-    loss = losses.get(name, margin=margin, distance_metric=distance, views_per_track=views)
-    if name == "random-triplet":
-        return loss
+    loss = e.factory(margin=margin, distance_metric=distance, views_per_track=views)
     if koleo:
         loss = KoLeoRegularised(loss, weight=koleo, views_per_track=views)
     return GlobalBatchLoss(loss) if global_mining else loss
 
 
 def collapse_level(name: str, margin: float, koleo: float = 0.0, eps: float = 1e-8) -> float:
-    """The loss value of a collapsed descriptor (all distances 0): the margin, or softplus(0) = ln 2, plus
-    ``koleo * -log(eps)`` (KoLeo of coincident embeddings)."""
-    base = float(np.log(2.0)) if name == "soft-margin" else float(margin)
-    return base + float(koleo) * float(-np.log(eps))
+    """The loss value of a collapsed descriptor (all distances 0): the loss entry's collapse level (the margin,
+    or softplus(0) = ln 2 for the soft margin), plus ``koleo * -log(eps)`` (KoLeo of coincident embeddings)."""
+    return loss_entry(name).collapse_level(margin) + float(koleo) * float(-np.log(eps))
 
 
 def options_loss(o: DescriptorOptions):
@@ -123,19 +140,133 @@ def options_loss(o: DescriptorOptions):
     return make_loss(o.loss, o.margin, o.distance, o.views, o.global_mining, o.koleo, o.xbm, o.xbm_start, o.dim)
 
 
+def build_model(o: DescriptorOptions):
+    """The run's descriptor: ``--model`` from the model registry (or ``MODULE:FUNCTION``), its contract checked
+    against ``--patch-size`` and ``--dim``, started from ``--init``'s weights when given.
+
+    Raises:
+        ValueError: a patch size or dimension the architecture does not have (naming the flags);
+            ``DataError`` for an ``--init`` model that does not match (:func:`init_weights`).
+    """
+    from ..models.registry import build_descriptor
+
+    net = build_descriptor(o.model, input_size=o.patch_size, dim=o.dim, dropout=o.dropout)
+    if o.init:
+        init_weights(net, o.init)
+    return net
+
+
+_NORM_CLASSES = ("Rescaling", "Normalization", "PatchStandardize", "InstanceNorm", "LayerNormalization")
+_IGNORED_CONFIG = ("name", "trainable", "dtype", "rate", "seed", "momentum", "noise_shape", "synchronized",
+                   "build_config", "compile_config")
+
+
+def _layer_class(layer) -> str:
+    from ..models.layers import FusedBatchNorm
+
+    return "BatchNormalization" if isinstance(layer, FusedBatchNorm) else type(layer).__name__
+
+
+def _layer_config(layer) -> dict:
+    """The parts of a layer's config that change what it computes (not its name, dtype, initialisers, dropout)."""
+    try:
+        cfg = layer.get_config()
+    except Exception:
+        return {}
+    return {k: v for k, v in cfg.items() if k not in _IGNORED_CONFIG and not k.endswith(("_initializer",
+            "_regularizer", "_constraint"))}
+
+
+def _describe(layer) -> str:
+    shapes = ", ".join(str(tuple(w.shape)) for w in layer.weights)
+    return f"{layer.name!r} ({_layer_class(layer)}{', weights ' + shapes if shapes else ''})"
+
+
+def _compute_layers(model) -> list:
+    """The layers that compute something (not inputs, not dropout), in order; nested models flattened."""
+    import keras
+
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_compute_layers(layer))
+        elif not isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout)):
+            out.append(layer)
+    return out
+
+
+def _input_normalisation(layers) -> list:
+    """The layers before the first one with weights: the model's own input normalisation."""
+    out = []
+    for layer in layers:
+        if layer.weights:
+            break
+        if _layer_class(layer) in _NORM_CLASSES:
+            out.append(layer)
+    return out
+
+
+def _norm_text(layers) -> str:
+    return " -> ".join(f"{_layer_class(x)}({', '.join(f'{k}={v}' for k, v in _layer_config(x).items())})"
+                       for x in layers) or "none"
+
+
+def compare_architectures(net, src) -> str | None:
+    """The first difference between two descriptors that would make copying ``src``'s weights into ``net`` compute
+    something else, or ``None`` when they match.
+
+    Checked in order: the input shape; the input normalisation (the layers before the first layer with weights:
+    ``Rescaling``, ``PatchStandardize``, ``InstanceNorm``, ... with their settings); then layer by layer (dropout
+    and input layers aside) the class (``FusedBatchNorm`` counts as ``BatchNormalization``), the weight shapes and
+    the settings that change the computation (strides, padding, epsilon, activation, ...).
+
+    Args:
+        net: the run's model.
+        src: the model whose weights would be copied (``--init``).
+
+    Returns:
+        A message naming the first mismatch, or ``None``.
+    """
+    if tuple(src.input_shape[1:]) != tuple(net.input_shape[1:]):
+        return f"its input is {tuple(src.input_shape[1:])}, this run's model takes {tuple(net.input_shape[1:])}"
+    a, b = _compute_layers(net), _compute_layers(src)
+    na, nb = _input_normalisation(a), _input_normalisation(b)
+    if [(_layer_class(x), _layer_config(x)) for x in na] != [(_layer_class(x), _layer_config(x)) for x in nb]:
+        return (f"its input normalisation is {_norm_text(nb)}, this run's model's is {_norm_text(na)}: the copied "
+                "weights would see other inputs than they were trained on")
+    for i, (x, y) in enumerate(zip(a, b)):
+        if _layer_class(x) != _layer_class(y) or [tuple(w.shape) for w in x.weights] != \
+                [tuple(w.shape) for w in y.weights]:
+            return f"layer {i}: {_describe(y)} where this run's model has {_describe(x)}"
+        cx, cy = _layer_config(x), _layer_config(y)
+        if cx != cy:
+            diff = sorted(k for k in set(cx) | set(cy) if cx.get(k) != cy.get(k))
+            return (f"layer {i}: {_describe(y)} has " + ", ".join(f"{k}={cy.get(k)!r}" for k in diff)
+                    + f" where this run's {x.name!r} has " + ", ".join(f"{k}={cx.get(k)!r}" for k in diff))
+    if len(a) != len(b):
+        longer, which = (a, "this run's model") if len(a) > len(b) else (b, "it")
+        return f"{which} has {abs(len(a) - len(b))} more layer(s), from layer {min(len(a), len(b))}: " \
+               f"{_describe(longer[min(len(a), len(b))])}"
+    return None
+
+
 def init_weights(net, path) -> None:
-    """Copy the weights of the descriptor saved at ``path`` into ``net`` (``--init``); a file that does not
-    load, or a model of another architecture or size, raises ``DataError`` naming the file and the mismatch."""
-    from ..evaluation.describers import load_model_file
+    """Copy the weights of the descriptor saved at ``path`` into ``net`` (``--init``).
 
-    src = load_model_file(path, "the --init model")
-    if src.name == "triplet_net":  # a random-triplet checkpoint: take its shared branch
-        src = src.get_layer("l2net")
-    mine, theirs = [w.shape for w in net.get_weights()], [w.shape for w in src.get_weights()]
-    if tuple(src.input_shape[1:]) != tuple(net.input_shape[1:]) or mine != theirs:
-        from ..checks import weights_mismatch
+    The two must be the same network with the same input contract (:func:`compare_architectures`); a
+    random-triplet checkpoint's shared branch is used.
 
-        raise DataError(path, f"--init model does not match this run's: {weights_mismatch(src, net)}")
+    Raises:
+        DataError: a file that does not load, or a model whose architecture or input normalisation differs
+            (the message names the first mismatch and the flags to check).
+    """
+    from ..models.io import load_model
+    from ..models.registry import descriptor_branch
+
+    src = descriptor_branch(load_model(path, "the --init model"))
+    problem = compare_architectures(net, src)
+    if problem:
+        raise DataError(path, f"--init model does not match --model: {problem} (check --model, --patch-size, --dim)")
     net.set_weights(src.get_weights())
 
 
@@ -156,9 +287,12 @@ def check_options(o: DescriptorOptions) -> None:
     """Raise ``ValueError`` naming the flag for options that cannot run (before any work); the numeric ranges
     are :data:`hpatches_kit.checks.OPTION_RANGES`'."""
     from ..checks import check_options as check_ranges
+    from ..plugins import import_modules
     from .run import check_schedule
 
-    if o.views < 2 and o.loss != "random-triplet":
+    import_modules(o.imports)
+    entry = loss_entry(o.loss)
+    if o.views < 2 and entry.batch == "tracks":
         raise ValueError(f"--views must be >= 2 (positives need two views of a track), got {o.views}")
     check_schedule(1 if o.epochs is None else o.epochs, o.batch_size, o.lr, 1 if o.val_every is None else o.val_every)
     check_ranges(o)
@@ -170,8 +304,8 @@ def check_options(o: DescriptorOptions) -> None:
         if not (o.noisy and o.denoiser) or o.format != "hpatches":
             raise ValueError("--joint trains a U-Net and the descriptor end to end on noisy patches: it needs "
                              "--noisy and --denoiser U.keras (the U-Net to start from) on N-HPatches-format data")
-        if o.loss == "random-triplet":
-            raise ValueError("--joint needs an S x K loss, not --loss random-triplet")
+        if entry.batch != "tracks":
+            raise ValueError(f"--joint needs an S x K loss, not --loss {o.loss} (batch {entry.batch!r})")
     if o.pca_dim is not None and not 1 <= o.pca_dim <= o.dim:
         raise ValueError(f"--pca-dim must be in 1..--dim ({o.dim}), got {o.pca_dim}")
     if o.xbm and o.xbm < o.batch_size:
@@ -179,6 +313,20 @@ def check_options(o: DescriptorOptions) -> None:
     if o.joint and (o.xbm or o.pca_dim):
         raise ValueError("--xbm and --pca-dim apply to descriptor training, not --joint")
     options_loss(o)
+    from ..models.registry import entry as model_entry
+
+    try:
+        m = model_entry(o.model)
+    except ValueError as err:
+        raise ValueError(f"--model: {err}") from None
+    if m.input_size is not None and m.input_size != o.patch_size:
+        raise ValueError(f"--model {o.model} takes {m.input_size}x{m.input_size} patches only: use --patch-size "
+                         f"{m.input_size}, not {o.patch_size}")
+    if m.dim is not None and m.dim != o.dim:
+        raise ValueError(f"--model {o.model} outputs {m.dim}-d descriptors: use --dim {m.dim}, not {o.dim}")
+    if m.input_size is None and o.patch_size % m.size_multiple:
+        raise ValueError(f"--model {o.model} needs a --patch-size that is a multiple of {m.size_multiple}, "
+                         f"got {o.patch_size}")
 
 
 def load_tracks(o: DescriptorOptions):
@@ -228,8 +376,8 @@ def resolve_budget(o: DescriptorOptions, precision: str) -> DescriptorOptions:
 
 
 def _train(o: DescriptorOptions, run) -> dict:
-    from ..models import l2net
-    from .callbacks import CollapseDetector, MiningCurriculum
+    from ..models.registry import descriptor_branch
+    from .callbacks import CollapseDetector
     from .distribute import check_tracks_per_replica, distribute_sk_dataset, worker_info
     from .pipelines import descriptor_dataset, sharded_steps_per_epoch, triplet_dataset
     from .run import validation_epochs
@@ -245,7 +393,8 @@ def _train(o: DescriptorOptions, run) -> dict:
         log.info(f"[note] batch size {o.batch_size} -> {S} tracks x {K} views = {S * K}")
     if len(tracks) < S:
         raise ValueError(f"only {len(tracks)} training tracks: fewer than one batch of {S} tracks; lower --batch-size")
-    triplets = o.loss == "random-triplet"
+    entry = loss_entry(o.loss)
+    triplets = entry.batch == "triplets"
     workers = worker_info(run.strategy)["workers"]
     if triplets:
         train = triplet_dataset(tracks, batch_size=o.batch_size, seed=o.seed)
@@ -261,9 +410,7 @@ def _train(o: DescriptorOptions, run) -> dict:
     model, initial_epoch, history = run.resume_state()
     with run.strategy.scope():
         if model is None:
-            net = l2net(input_size=o.patch_size, dim=o.dim, dropout=o.dropout)
-            if o.init:
-                init_weights(net, o.init)
+            net = build_model(o)
             model = random_triplet_model(net) if triplets else net
             optimizer = make_optimizer(o.lr, o.lr_schedule, o.epochs, steps)
         else:  # resumed: keep the optimizer (state, step count), take loss/jit from these options
@@ -273,7 +420,7 @@ def _train(o: DescriptorOptions, run) -> dict:
             optimizer = model.optimizer
             replan_schedule(optimizer, o.lr, o.lr_schedule, o.epochs, steps)
         model.compile(optimizer=optimizer, loss=options_loss(o), jit_compile=run.jit)
-    net = model.get_layer("l2net") if triplets else model
+    net = descriptor_branch(model)
     if initial_epoch >= o.epochs:
         log.info(f"[resume] already trained {initial_epoch} >= --epochs {o.epochs} epochs")
     skip = initial_epoch * steps
@@ -302,11 +449,7 @@ def _train(o: DescriptorOptions, run) -> dict:
     extra = []
     if o.collapse != "off" and not triplets:
         extra.append(CollapseDetector(probe, margin=collapse_level(o.loss, o.margin, o.koleo), action=o.collapse))
-    if o.loss == "curriculum":
-        lossobj = model.loss
-        while not hasattr(lossobj, "hard_weight"):  # unwrap GlobalBatchLoss / KoLeoRegularised
-            lossobj = lossobj.loss
-        extra.append(MiningCurriculum(lossobj, warmup=o.curriculum_warmup, ramp=1))
+    extra.extend(entry.training_callbacks(model.loss, o))
     extra += run_extras(model, run, initial_epoch)  # --xbm: memory restored on --resume, saved every epoch
     t0 = time.time()
     if initial_epoch < o.epochs:

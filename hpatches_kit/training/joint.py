@@ -40,12 +40,11 @@ def load_joint_start(denoiser, descriptor):
     Raises:
         DataError: naming the file that does not load or whose patch size does not fit the other's.
     """
-    from ..evaluation.describers import load_model_file
+    from ..models.io import load_model
+    from ..models.registry import descriptor_branch
 
-    den = load_model_file(denoiser, "the denoiser")
-    desc = load_model_file(descriptor, "the descriptor")
-    if desc.name == "triplet_net":  # a random-triplet checkpoint: its shared branch
-        desc = desc.get_layer("l2net")
+    den = load_model(denoiser, "the denoiser")
+    desc = descriptor_branch(load_model(descriptor, "the descriptor"))  # a random-triplet checkpoint: its branch
     try:
         return denoise_describe(den, desc)
     except ValueError as e:

@@ -82,7 +82,7 @@ def joint_tracks(root, split: str = "a", splits_file=None, size: int = 32, progr
 def run_joint(o, run) -> dict:
     """The body of ``hpatches-train descriptor --noisy --denoiser U --joint [--recon-weight W] [--init D]``:
     a :func:`~hpatches_kit.models.joint.denoise_describe` model started from the U-Net ``o.denoiser`` and the
-    descriptor (``o.init``'s weights, else a fresh L2-Net), trained end to end in the run folder of ``run``
+    descriptor (``--model`` from the model registry, with ``o.init``'s weights when given), trained end to end in the run folder of ``run``
     (checkpoints, ``--resume``, history), saved as one ``model.keras`` (noisy patch in, descriptor out) and
     evaluated on the held-out noisy patches with the official protocol.
 
@@ -94,10 +94,9 @@ def run_joint(o, run) -> dict:
         The metrics written to ``metrics.json`` plus ``"model"`` (the path of ``model.keras``); besides the
         descriptor run's keys, ``heldout_denoise`` holds the joint U-Net's held-out MAE / PSNR.
     """
-    from ..models import l2net
     from ..models.joint import joint_parts
     from .denoise import heldout_denoise_metrics
-    from .descriptor import init_weights, options_loss
+    from .descriptor import build_model, options_loss
     from .distribute import check_tracks_per_replica, worker_info
     from .pipelines import joint_dataset
     from .run import resolve_data, validation_epochs
@@ -122,10 +121,7 @@ def run_joint(o, run) -> dict:
     loaded, initial_epoch, history = run.resume_state()
     with run.strategy.scope():
         if loaded is None:
-            desc = l2net(input_size=o.patch_size, dim=o.dim, dropout=o.dropout)
-            if o.init:
-                init_weights(desc, o.init)
-            joint = load_joint_start(o.denoiser, desc)
+            joint = load_joint_start(o.denoiser, build_model(o))  # --model from the registry, --init checked
             tm, optimizer = None, make_optimizer(o.lr, o.lr_schedule, o.epochs, steps)
         else:  # the checkpoint is the compiled training twin: rebuild the joint model on its (shared) layers
             joint = denoise_describe(loaded.get_layer("denoiser"), loaded.get_layer("descriptor"))

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 RUN_ARGS = "run_args.json"
 # arguments a --resume may change: they alter how long the run goes on, what it prints or checks, not what
 # the checkpoint's training so far means (everything else must match the run being resumed)
-RESUME_SAFE = ("epochs", "verbose", "evaluate", "val_every", "resume", "out", "collapse")
+RESUME_SAFE = ("epochs", "verbose", "evaluate", "val_every", "resume", "out", "collapse", "imports")
 PATH_ARGS = ("data", "splits_file", "init", "denoiser", "weights")
 _FLAG_NAMES = {"evaluate": "--no-eval", "augment": "--no-augment"}
 

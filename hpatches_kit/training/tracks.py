@@ -96,7 +96,8 @@ def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.n
     Raises:
         DataError: the file does not load, or the denoiser expects another patch size.
     """
-    from ..evaluation.describers import check_denoiser, load_model_file
+    from ..evaluation.describers import check_denoiser
+    from ..models.io import load_model as load_model_file
 
     path = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     denoiser = load_model_file(denoiser, "the denoiser")

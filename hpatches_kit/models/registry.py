@@ -1,0 +1,357 @@
+"""The model registry: every architecture the toolkit builds by name, with its input contract.
+
+An entry (:class:`ModelEntry`) holds the builder and what a trainer or evaluator must know without building it:
+the input size (fixed, or any multiple of ``size_multiple``), the output dimension (fixed, or set by ``dim``),
+whether the output is L2-normalised, the input range and the input normalisation the model applies itself.
+``hpatches-train descriptor --model NAME`` builds :func:`get` ``(NAME, input_size=, dim=, dropout=)``
+(through :func:`build_descriptor`, which checks the contract first); ``--model MODULE:FUNCTION`` does the same
+with a builder of the user's (:func:`entry` resolves it on the fly, nothing to register). timm-style:
+
+* :func:`register` ``(name, builder, *, input_size, dim, normalised, ...)`` -- add an architecture (a decorator
+  too: ``@register("mynet", input_size=32, dim=64)``);
+* :func:`get` ``(name, **kw)`` -- build it; :func:`names` -- the registered names; :func:`entry` -- its entry.
+
+Plug-ins of installed packages join through the entry-point group ``hpatches_kit.models`` (an entry point naming
+a builder function or a :class:`ModelEntry`).
+
+Every model of the toolkit takes float grey patches ``(P, P, 1)`` in [0, 255] and normalises them itself (the
+normalisation is part of the saved model), so a ``.keras`` file is all ``hpatches-eval --model`` needs.
+
+Examples:
+    >>> from hpatches_kit.models import registry
+    >>> registry.names(kind="descriptor")
+    ('l2net', 'hardnet', 'hardnet8', 'sosnet', 'tfeat')
+    >>> registry.entry("hardnet8").input_size, registry.entry("hardnet8").dim
+    (32, 128)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["ModelEntry", "register", "unregister", "get", "names", "entry", "build_descriptor", "check_built",
+           "descriptor_branch"]
+
+KINDS = ("descriptor", "denoiser")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the toolkit knows about an architecture before it builds it.
+
+    Attributes:
+        name: the registered name (``--model NAME``).
+        builder: ``builder(**kw) -> keras.Model``; the keywords it takes among ``input_size``, ``dim``,
+            ``dropout`` (and any others a caller of :func:`get` passes) are passed, the rest are not.
+        input_size: the fixed patch side ``P``, or ``None`` for any side that is a multiple of ``size_multiple``.
+        dim: the fixed output dimension, or ``None`` when the builder's ``dim`` sets it.
+        normalised: the output is L2-normalised (unit vectors).
+        input_range: the input the model expects (``(0, 255)``: grey levels as floats).
+        normalisation: the input normalisation the model applies itself, in words.
+        kind: ``"descriptor"`` or ``"denoiser"``.
+        size_multiple: ``input_size=None`` models need a side divisible by this.
+        description: one line for ``--help`` and the docs.
+    """
+
+    name: str
+    builder: Callable
+    input_size: int | None = None
+    dim: int | None = None
+    normalised: bool = True
+    input_range: tuple = (0, 255)
+    normalisation: str = ""
+    kind: str = "descriptor"
+    size_multiple: int = 1
+    description: str = ""
+
+    def accepts(self, key: str) -> bool:
+        """Whether the builder takes keyword ``key`` (or ``**kwargs``)."""
+        try:
+            params = inspect.signature(self.builder).parameters
+        except (TypeError, ValueError):
+            return False
+        return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    def build(self, **kw):
+        """The model, built with the keywords of ``kw`` the builder accepts (``None`` values are left out)."""
+        return self.builder(**{k: v for k, v in kw.items() if v is not None and self.accepts(k)})
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_RESOLVED: dict[str, ModelEntry] = {}  # MODULE:FUNCTION references, resolved once
+_BUILTIN: tuple = ()
+_ENTRY_POINTS_LOADED = False
+
+
+def _canon(name: str) -> str:
+    return str(name).replace("-", "_").lower()
+
+
+def register(name: str, builder: Callable | None = None, *, input_size: int | None = None, dim: int | None = None,
+             normalised: bool = True, input_range: tuple = (0, 255), normalisation: str = "",
+             kind: str = "descriptor", size_multiple: int = 1, description: str = "", replace: bool = False):
+    """Add an architecture (after the built-ins); used as a function or, without ``builder``, as a decorator.
+
+    Args:
+        name: the name ``--model`` and :func:`get` take (``-`` and ``_`` are equivalent, case is ignored).
+        builder: ``builder(input_size=..., dim=..., dropout=..., **others) -> keras.Model`` taking float
+            ``(P, P, 1)`` patches in ``input_range``; it may take only some of these keywords.
+        input_size: fixed patch side, or ``None`` (any multiple of ``size_multiple``).
+        dim: fixed output dimension, or ``None`` (the builder's ``dim`` sets it).
+        normalised: the output is L2-normalised.
+        input_range: the range of the input grey levels the model expects.
+        normalisation: the input normalisation the model applies, in words (shown by ``--help`` and checked by
+            ``--init`` on the layers themselves).
+        kind: ``"descriptor"`` or ``"denoiser"``.
+        size_multiple: divisor of the patch side when ``input_size`` is ``None``.
+        description: one line of documentation.
+        replace: overwrite an entry added at run time (built-ins are never replaced).
+
+    Returns:
+        ``builder`` (so the function works as a decorator).
+
+    Raises:
+        ValueError: the name is taken, ``kind`` is unknown or the builder is not callable.
+
+    Example:
+        >>> import keras
+        >>> def tiny(input_size=32, dim=8):
+        ...     x = keras.Input((input_size, input_size, 1))
+        ...     return keras.Model(x, keras.layers.Dense(dim)(keras.layers.Flatten()(x)), name="tiny")
+        >>> _ = register("tiny-doc", tiny, dim=None, normalised=False)
+        >>> get("tiny-doc", input_size=16, dim=4).output_shape
+        (None, 4)
+        >>> unregister("tiny-doc")
+    """
+    if builder is None:
+        return lambda fn: register(name, fn, input_size=input_size, dim=dim, normalised=normalised,
+                                   input_range=input_range, normalisation=normalisation, kind=kind,
+                                   size_multiple=size_multiple, description=description, replace=replace)
+    if not callable(builder):
+        raise ValueError(f"model {name!r}: the builder must be callable, got {type(builder).__name__}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    key = _canon(name)
+    if key in _BUILTIN or (key in _REGISTRY and not replace):
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[key] = ModelEntry(key, builder, input_size, dim, bool(normalised), tuple(input_range), normalisation,
+                                kind, int(size_multiple), description or (inspect.getdoc(builder) or "").split("\n")[0])
+    return builder
+
+
+def unregister(name: str) -> None:
+    """Remove an architecture added with :func:`register` (built-ins stay)."""
+    key = _canon(name)
+    if key in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in model and cannot be removed")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(_REGISTRY)}")
+    del _REGISTRY[key]
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    from ..plugins import entry_point_objects
+
+    for name, obj in entry_point_objects("hpatches_kit.models").items():
+        if _canon(name) in _REGISTRY:
+            continue
+        if isinstance(obj, ModelEntry):
+            _REGISTRY[_canon(name)] = dataclasses.replace(obj, name=_canon(name))
+        elif callable(obj):
+            register(name, obj)
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    """Registered model names in registry order (built-ins first).
+
+    Args:
+        kind: ``None`` for all, ``"descriptor"`` or ``"denoiser"``.
+
+    Returns:
+        A tuple of names :func:`get` accepts.
+    """
+    _load_entry_points()
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return tuple(n for n, e in _REGISTRY.items() if kind is None or e.kind == kind)
+
+
+def entry(name: str) -> ModelEntry:
+    """The :class:`ModelEntry` of a registered name or of a ``MODULE:FUNCTION`` builder reference.
+
+    A reference resolves to the function (a :class:`ModelEntry` object is taken as it is); its contract
+    (``input_size``, ``dim``, ``normalised``) is unknown until it is built: :func:`build_descriptor` checks the
+    built model instead.
+
+    Raises:
+        ValueError: an unknown name (the message lists the registered ones), or a reference that does not resolve.
+    """
+    from ..plugins import is_reference, resolve
+
+    if is_reference(name):
+        if name not in _RESOLVED:
+            obj = resolve(name, "--model")
+            if isinstance(obj, ModelEntry):
+                _RESOLVED[name] = obj
+            elif callable(obj):
+                _RESOLVED[name] = ModelEntry(name, obj, description=f"user builder {name}")
+            else:
+                raise ValueError(f"--model {name}: not a model builder (a {type(obj).__name__})")
+        return _RESOLVED[name]
+    _load_entry_points()
+    try:
+        return _REGISTRY[_canon(name)]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(_REGISTRY)} or MODULE:FUNCTION") from None
+
+
+def get(name: str, **kw):
+    """Build a model by name (``-`` and ``_`` are equivalent) or ``MODULE:FUNCTION``.
+
+    Args:
+        name: one of :func:`names`, or a builder reference.
+        **kw: builder keywords (``input_size``, ``dim``, ``dropout``, ...); those the builder does not take are
+            dropped.
+
+    Returns:
+        An uncompiled ``keras.Model``.
+
+    Example:
+        >>> get("l2net", input_size=16, dim=8).output_shape
+        (None, 8)
+    """
+    return entry(name).build(**kw)
+
+
+def check_built(model, name: str, input_size: int, dim: int | None = None) -> None:
+    """Check a built descriptor against the run's patch size and dimension.
+
+    Raises:
+        ValueError: the model does not take one ``(input_size, input_size, 1)`` input or does not output one
+            ``(dim,)`` vector; the message names ``--model``, ``--patch-size`` and ``--dim``.
+    """
+    try:
+        ishape, oshape = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, ValueError) as e:
+        raise ValueError(f"--model {name}: the model must have one input and one output ({e})") from None
+    if ishape[1:] != (input_size, input_size, 1):
+        raise ValueError(f"--model {name} takes inputs of shape {ishape[1:]}, not ({input_size}, {input_size}, 1) "
+                         f"patches of --patch-size {input_size}")
+    if len(oshape) != 2 or (dim is not None and oshape[1] != dim):
+        raise ValueError(f"--model {name} outputs descriptors of shape {oshape[1:]}, not ({dim},) as --dim {dim} "
+                         f"asks (set --dim {oshape[-1]})")
+
+
+def build_descriptor(name: str, input_size: int = 32, dim: int = 128, dropout: float | None = None, **kw):
+    """Build a descriptor for a run after checking its contract: what ``hpatches-train descriptor --model``
+    builds.
+
+    Args:
+        name: a registered descriptor name or ``MODULE:FUNCTION``.
+        input_size: the run's patch side (``--patch-size``).
+        dim: the run's descriptor dimension (``--dim``).
+        dropout: passed when the builder takes ``dropout``.
+        **kw: other builder keywords.
+
+    Returns:
+        The uncompiled model, checked: input ``(input_size, input_size, 1)``, output ``(dim,)``.
+
+    Raises:
+        ValueError: a size the architecture does not support (before building), or a built model that does not
+            match; the message names ``--model`` and ``--patch-size`` / ``--dim``.
+
+    Example:
+        >>> build_descriptor("hardnet", input_size=32, dim=128).output_shape
+        (None, 128)
+        >>> build_descriptor("hardnet", input_size=64)
+        Traceback (most recent call last):
+        ...
+        ValueError: --model hardnet takes 32x32 patches only: use --patch-size 32, not 64
+    """
+    e = entry(name)
+    if e.kind != "descriptor":
+        raise ValueError(f"--model {name} is a {e.kind}, not a descriptor")
+    if e.input_size is not None and e.input_size != input_size:
+        raise ValueError(f"--model {name} takes {e.input_size}x{e.input_size} patches only: use --patch-size "
+                         f"{e.input_size}, not {input_size}")
+    if e.input_size is None and (input_size < 1 or input_size % e.size_multiple):
+        raise ValueError(f"--model {name} needs a --patch-size that is a positive multiple of {e.size_multiple}, "
+                         f"got {input_size}")
+    if e.dim is not None and e.dim != dim:
+        raise ValueError(f"--model {name} outputs {e.dim}-d descriptors: use --dim {e.dim}, not {dim}")
+    model = e.build(input_size=input_size, dim=dim, dropout=dropout, **kw)
+    check_built(model, name, input_size, dim)
+    return model
+
+
+def descriptor_branch(model):
+    """The descriptor inside a training model: the shared branch of a random-triplet ``triplet_net`` (its only
+    nested model), else ``model`` itself."""
+    if getattr(model, "name", None) == "triplet_net":
+        import keras
+
+        nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if len(nested) == 1:
+            return nested[0]
+    return model
+
+
+# -- built-ins ---------------------------------------------------------------------------------------------------
+
+def _l2net(input_size=32, dim=128, dropout=0.3, name="l2net"):
+    from .l2net import l2net
+
+    return l2net(input_size=input_size, dim=dim, dropout=dropout, name=name)
+
+
+def _port(arch):
+    def build(dropout=None, name=None):
+        from .torch_ports import torch_port
+
+        return torch_port(arch, dropout=dropout, name=name or arch)
+    build.__name__ = f"{arch}_port"
+    return build
+
+
+def _unet(which):
+    def build(input_size=32, name=None):
+        from . import unet
+
+        return getattr(unet, which)(input_size=input_size, **({"name": name} if name else {}))
+    build.__name__ = which
+    return build
+
+
+_PORT_NOTE = "x / 255 (Rescaling), then "
+for _name, _b, _kw in (
+    ("l2net", _l2net, dict(size_multiple=4, normalisation="per-patch (x - mean) / (std + 1e-7), population std",
+                           description="L2-Net/HardNet layout (Mishchuk et al. 2017), any P divisible by 4, any dim; "
+                                       "fused batch norm")),
+    ("hardnet", _port("hardnet"), dict(input_size=32, dim=128, normalisation=_PORT_NOTE +
+                                       "per-patch (x - mean) / (std + 1e-6), unbiased std (torch.std)",
+                                       description="HardNet (kornia.feature.HardNet) port")),
+    ("hardnet8", _port("hardnet8"), dict(input_size=32, dim=128, normalisation=_PORT_NOTE +
+                                         "per-patch (x - mean) / (std + 1e-7), unbiased std (torch.std)",
+                                         description="HardNet8 (kornia.feature.HardNet8) port: 512-d, fixed "
+                                                     "(non-trainable) PCA to 128, L2")),
+    ("sosnet", _port("sosnet"), dict(input_size=32, dim=128, normalisation=_PORT_NOTE +
+                                     "InstanceNorm2d (population variance, eps 1e-5 in the root)",
+                                     description="SOSNet (kornia.feature.SOSNet) port")),
+    ("tfeat", _port("tfeat"), dict(input_size=32, dim=128, normalised=False, normalisation=_PORT_NOTE +
+                                   "InstanceNorm2d (population variance, eps 1e-5 in the root)",
+                                   description="TFeat (kornia.feature.TFeat) port; tanh output, not L2-normalised")),
+    ("shallow_unet", _unet("shallow_unet"), dict(kind="denoiser", normalised=False, size_multiple=4,
+                                                 description="shallow U-Net denoiser (noisy -> clean patch)")),
+    ("deep_unet", _unet("deep_unet"), dict(kind="denoiser", normalised=False, size_multiple=4,
+                                           description="deep U-Net denoiser (noisy -> clean patch)")),
+):
+    register(_name, _b, **_kw)
+_BUILTIN = tuple(_REGISTRY)
+del _name, _b, _kw
