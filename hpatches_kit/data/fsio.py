@@ -46,16 +46,45 @@ def read_json(path):
         raise DataError(path, f"not valid JSON: {e}") from None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def sweep_dead_builds(out_dir) -> list[Path]:
+    """Remove the temporary folders (``.<name>.<pid>.*.tmp``) that builds of ``out_dir`` killed before they
+    could clean up (their process is gone) left beside it; returns the removed folders."""
+    out_dir = Path(out_dir)
+    gone = []
+    if not out_dir.parent.is_dir():
+        return gone
+    for t in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):
+        pid = t.name[len(out_dir.name) + 2:].split(".", 1)[0]
+        if t.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(t, ignore_errors=True)
+            gone.append(t)
+    return gone
+
+
 @contextlib.contextmanager
-def build_then_swap(out_dir, is_ours: Callable[[Path], bool], refusal: str) -> Iterator[Path]:
+def build_then_swap(out_dir, is_ours: Callable[[Path], bool], refusal: str,
+                    keep_existing: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary folder next to ``out_dir``; when the block ends without error, swap it into
     place (replacing an older ``out_dir`` that ``is_ours`` accepts), else remove it. An interrupted build
-    leaves ``out_dir`` as it was.
+    leaves ``out_dir`` as it was; a killed one leaves a ``.<name>.<pid>.*.tmp`` folder that the next build
+    of the same ``out_dir`` removes (:func:`sweep_dead_builds`).
 
     Args:
         out_dir: the folder to produce.
         is_ours: ``is_ours(out_dir)`` says whether an existing non-empty ``out_dir`` may be replaced.
         refusal: the :class:`DataError` problem raised (before any work) when it may not.
+        keep_existing: when another process finished ``out_dir`` while this one built (``is_ours`` accepts
+            it at swap time), keep that one and discard this build: readers of the first never see it move.
 
     Returns:
         A context manager yielding the temporary folder to build in.
@@ -67,9 +96,13 @@ def build_then_swap(out_dir, is_ours: Callable[[Path], bool], refusal: str) -> I
         if any(out_dir.iterdir()) and not is_ours(out_dir):
             raise DataError(out_dir, refusal)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    sweep_dead_builds(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".tmp", dir=out_dir.parent))
     try:
         yield tmp
+        if keep_existing and out_dir.is_dir() and is_ours(out_dir):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         old = None
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))

@@ -157,12 +157,17 @@ def load_dataset(
     noise: bool | None = None,
     progress: bool = True,
     workers: int | None = None,
+    cache: str | None = "off",
 ) -> HPatchesDataset:
-    """Load an HPatches-format dataset.
+    """Load an HPatches-format dataset, or any data a registered reader opens (:mod:`.formats`: a packed
+    cache folder, a format registered from outside the package).
 
     ``root=None`` uses the embedded default dataset (built on first use). ``split``/``subset`` select
     sequences of an official split; ``sequences`` names them explicitly. ``size`` resizes every patch.
     ``workers``: threads decoding sequences in parallel (``None``: :func:`default_workers`; 1: serial).
+    ``cache``: ``"auto"`` reads HPatches folders through their packed cache (:mod:`.cache`: built on first
+    use, memory-mapped afterwards), ``None`` follows ``$HPATCHES_KIT_CACHE`` (default auto), ``"off"`` (the
+    default of this function) decodes the PNGs.
     """
     from tqdm.auto import tqdm
 
@@ -170,6 +175,32 @@ def load_dataset(
         from .embedded import ensure_default
 
         root = ensure_default(progress=progress)
+    from .cache import cache_mode
+    from .formats import detect_format, get_format
+
+    fmt = detect_format(root) if Path(root).is_dir() else None
+    if fmt is not None and (fmt not in ("hpatches", "n-hpatches") or cache_mode(cache) == "auto"):
+        src = get_format(fmt).open(root, size=None if fmt == "packed" else size, cache=cache, progress=progress)
+        if not src.names:
+            raise DataError(root, f"{fmt} data has no sequences to evaluate on")
+        names = list(src.names)
+        if split is not None:
+            keep = set(split_sequences(split, names, subset=subset, splits_file=splits_file,
+                                       root=getattr(src, "splits_root", None) or root))
+            names = [n for n in names if n in keep]
+        if sequences is not None:
+            unknown = [n for n in sequences if n not in names]
+            if unknown:
+                raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
+            names = list(sequences)
+        ds = src.dataset(names)
+        if noise and not ds.has_noise:
+            raise DataError(root, "noise=True but the dataset has no noisy images")
+        if size is not None and ds.patch_size != size:
+            ds = HPatchesDataset([Sequence(name=s.name, tracks=resize_patches(np.asarray(s.tracks), size),
+                                           noisy=None if s.noisy is None else resize_patches(np.asarray(s.noisy), size),
+                                           path=s.path) for s in ds], root=ds.root)
+        return ds
     dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
     it = iter_load_sequences(dirs, size=size, noise=noise, workers=workers)
     it = tqdm(it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)

@@ -150,6 +150,14 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
                 raise _stale(f, "TFRecord shard is missing")
             if f.stat().st_size != s["bytes"]:
                 raise _stale(f, f"TFRecord shard is {f.stat().st_size} bytes, manifest says {s['bytes']}")
+        rows = man.get("rows")
+        if rows and total:
+            from .pack import row_file
+
+            for folder in (rows["dir"], rows.get("noisy_dir")):
+                f = out_dir / folder / row_file(total - 1) if folder else None
+                if f is not None and (not f.is_file() or f.stat().st_size != rows["row_bytes"]):
+                    raise _stale(f, "row store is incomplete (last track file missing or of the wrong size)")
         if sum(s["tracks"] for s in man.get("shards", [])) not in (0, total):
             raise _stale(mf, "TFRecord shards do not cover every track")
         if verify == "full":
