@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", default=None, metavar="DIR", help="write plots into this folder")
     p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
     p.add_argument("--batch-size", type=int, default=1024, help="batch size for --model (every batch has this size)")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                   help="precision --model runs in (default auto: the device's best, bf16 on AMX CPUs/GPUs/TPUs, "
+                        "as training resolves it; float32 forces full precision)")
+    p.add_argument("--cache", default=None, choices=("auto", "off"),
+                   help="read HPatches folders through their packed cache, built on first use (default: "
+                        "$HPATCHES_KIT_CACHE or auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--benchmark", default="hpatches", choices=("hpatches", "brown", "sequences"),
                    help="brown / sequences: see hpatches-eval --benchmark brown --help (default: hpatches)")
@@ -100,9 +106,10 @@ def run(args) -> int:
         label = Path(args.descriptors).name
     else:
         dataset = load_dataset(args.data, split=args.split, splits_file=args.splits_file,
-                               noise=True if args.noisy else None, progress=progress)
+                               noise=True if args.noisy else None, progress=progress, cache=args.cache)
         if args.model:
-            describer = keras_describer(args.model, denoiser=args.denoiser, batch_size=args.batch_size)
+            describer = keras_describer(args.model, denoiser=args.denoiser, batch_size=args.batch_size,
+                                        precision=args.precision)
             label = Path(args.model).stem
         else:
             label = args.baseline or "sift"

@@ -162,13 +162,73 @@ def _input_size(model, what: str, where=None) -> int:
     return int(shape[1])
 
 
-def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Describer:
+DESCRIBE_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+def resolve_describe_precision(precision: str = "auto") -> str:
+    """The dtype policy a describer runs in: ``"auto"`` is the one training resolves on this device
+    (:func:`hpatches_kit.training.distribute.auto_precision`: ``mixed_bfloat16`` on AMX CPUs, Ampere+ GPUs and
+    TPUs, ``mixed_float16`` on older GPUs, else ``float32``)."""
+    if precision not in DESCRIBE_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(DESCRIBE_PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    from ..training.distribute import auto_precision
+
+    return auto_precision()
+
+
+def with_precision(model, policy: str):
+    """``model`` rebuilt to compute in dtype policy ``policy`` with the same (float32) weights; its last layer
+    keeps its own dtype (our descriptors end in a float32 ``L2Normalize``, as under mixed-precision training).
+
+    Args:
+        model: a Keras functional or sequential model.
+        policy: ``float32`` (``model`` itself is returned), ``mixed_bfloat16`` or ``mixed_float16``.
+
+    Returns:
+        A Keras model: the same function at that compute precision.
+
+    Example:
+        >>> fast = with_precision(keras.models.load_model("model.keras"), "mixed_bfloat16")  # doctest: +SKIP
+    """
+    import keras
+
+    if policy == "float32" or getattr(model, "dtype_policy", None) is not None and model.dtype_policy.name == policy:
+        return model
+    last = model.layers[-1]
+
+    def clone(layer):
+        if layer is last or isinstance(layer, keras.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    new.set_weights(model.get_weights())
+    return new
+
+
+def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precision: str = "auto") -> Describer:
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
-    grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches."""
+    grey levels, exactly what the descriptor trainer feeds a model trained on denoised patches.
+
+    Args:
+        model_or_path: the descriptor model or its ``.keras`` file.
+        denoiser: optional denoiser (model or path).
+        batch_size: patches per forward pass. Every pass has one fixed shape (the last batch is padded), so the
+            model is traced once; the batch is capped at the first call's patch count (no padding a small
+            dataset up to a large batch).
+        precision: ``"auto"`` (default): the device's best precision, as training resolves it
+            (:func:`resolve_describe_precision`; bf16 on AMX CPUs), ``"float32"`` to force full precision.
+
+    Returns:
+        A describer ``(N, P, P) uint8 -> (N, D) float32`` with ``.name`` and ``.precision``.
+    """
     if int(batch_size) < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    policy = resolve_describe_precision(precision)
     model = load_model_file(model_or_path)
     den = load_model_file(denoiser, "the denoiser") if denoiser is not None else None
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
@@ -178,17 +238,30 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
                                "itself and takes the raw (noisy) patches; use it without a separate denoiser")
     dwhere = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     dsize = _input_size(den, "denoiser", dwhere) if den is not None else None
+    if policy != "float32":
+        try:
+            model = with_precision(model, policy)
+            den = with_precision(den, policy) if den is not None else None
+        except (ValueError, TypeError, NotImplementedError) as e:  # a model Keras cannot clone: as it is
+            import logging
+
+            logging.getLogger(__name__).warning("describing in float32: cannot rebuild %s in %s (%s)",
+                                                getattr(model, "name", "the model"), policy, e)
+            policy = "float32"
+    fixed = {}
 
     def run(m, x):
-        # every call sees the same (batch_size, ...) shape: the last batch is padded, so the model is traced
-        # once and runs one compiled function at its full batch throughput (a new shape would retrace it)
+        # every call sees the same (batch, ...) shape: the last batch is padded, so the model is traced
+        # once and runs one compiled function at its full batch throughput (a new shape would retrace it);
+        # the batch is capped at the first call's size, so a small dataset is not padded up to batch_size
+        bs = fixed.setdefault(id(m), max(1, min(int(batch_size), x.shape[0])))
         outs = []
-        for s in range(0, x.shape[0], batch_size):
-            b = x[s : s + batch_size]
+        for s in range(0, x.shape[0], bs):
+            b = x[s : s + bs]
             k = b.shape[0]
-            if k < batch_size:
-                b = np.concatenate([b, np.zeros((batch_size - k,) + b.shape[1:], b.dtype)])
-            outs.append(np.asarray(m.predict_on_batch(b))[:k])
+            if k < bs:
+                b = np.concatenate([b, np.zeros((bs - k,) + b.shape[1:], b.dtype)])
+            outs.append(np.asarray(m.predict_on_batch(b), np.float32)[:k])
         return np.concatenate(outs) if outs else np.zeros((0,) + tuple(m.output_shape[1:]), np.float32)
 
     def describe(patches):
@@ -204,6 +277,7 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
         return d.astype(np.float32)
 
     describe.name = getattr(model, "name", "keras")
+    describe.precision = policy
     return describe
 
 
