@@ -146,6 +146,26 @@ def ensure_packed(root, size: int | None = None, rows: bool = False, progress: b
     return out
 
 
+def release_pages(arr) -> None:
+    """Drop the pages of a memory-mapped array from this process's resident set (``madvise(MADV_DONTNEED)``
+    on its mapping; the data stays in the page cache, a later read maps it again). No-op for other arrays.
+
+    Args:
+        arr: an ``np.memmap`` (or a view of one); anything else is ignored.
+    """
+    import mmap
+
+    base = arr
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "_mmap", None) if isinstance(base, np.memmap) and base._mmap is not None \
+            else getattr(base, "base", None)
+    if base is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            base.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
 def packed_source_root(pk: PackedDataset) -> Path | None:
     """The dataset folder a cache was packed from, if it still exists."""
     r = (pk.manifest.get("source") or {}).get("root")
@@ -222,7 +242,7 @@ class StreamedTracks:
         """
         import tensorflow as tf
 
-        from .pack import ROWS_PER_DIR
+        from .packed import ROWS_PER_DIR
 
         if not self.has_row_store:
             raise DataError(self.packed.path, "this packed cache has no row store to stream from "

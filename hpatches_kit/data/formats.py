@@ -325,3 +325,48 @@ register_format("packed", detect=_is_packed, open=open_packed)
 register_format("n-hpatches", detect=_is_nhpatches, open=open_nhpatches)
 register_format("hpatches", detect=_is_hpatches, open=open_hpatches)
 register_format("brown", detect=_is_brown, open=open_brown_source)
+
+
+def _open_for_load_dataset(root, sequences=None, split=None, subset="test", splits_file=None, size=None,
+                           noise=None, progress=True, cache="off"):
+    """:func:`~hpatches_kit.data.hpatches.load_dataset` through the registry: a packed cache or any registered
+    non-HPatches format always, an HPatches folder through its packed cache when ``cache`` resolves to auto;
+    ``None`` lets ``load_dataset`` decode the PNGs."""
+    from .cache import cache_mode
+    from .hpatches import HPatchesDataset, Sequence, resize_patches
+    from .splits import split_sequences
+
+    fmt = detect_format(root) if root is not None and Path(root).is_dir() else None
+    if fmt is None or (fmt in ("hpatches", "n-hpatches") and cache_mode(cache) != "auto"):
+        return None
+    src = get_format(fmt).open(root, size=None if fmt == "packed" else size, cache=cache, progress=progress)
+    if not src.names:
+        raise DataError(root, f"{fmt} data has no sequences to evaluate on")
+    names = list(src.names)
+    if split is not None:
+        keep = set(split_sequences(split, names, subset=subset, splits_file=splits_file,
+                                   root=getattr(src, "splits_root", None) or root))
+        names = [n for n in names if n in keep]
+    if sequences is not None:
+        unknown = [n for n in sequences if n not in names]
+        if unknown:
+            raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
+        names = list(sequences)
+    ds = src.dataset(names)
+    if noise and not ds.has_noise:
+        raise DataError(root, "noise=True but the dataset has no noisy images")
+    if size is not None and ds.patch_size != size:
+        ds = HPatchesDataset([Sequence(name=s.name, tracks=resize_patches(np.asarray(s.tracks), size),
+                                       noisy=None if s.noisy is None else resize_patches(np.asarray(s.noisy), size),
+                                       path=s.path) for s in ds], root=ds.root)
+    return ds
+
+
+def _install():
+    from . import hpatches
+
+    if _open_for_load_dataset not in hpatches.DATASET_OPENERS:
+        hpatches.DATASET_OPENERS.append(_open_for_load_dataset)
+
+
+_install()

@@ -147,6 +147,11 @@ def select_sequence_dirs(root, split=None, subset: str = "test", splits_file=Non
     return dirs
 
 
+#: hooks ``f(root, **load_dataset options) -> HPatchesDataset | None`` that :func:`load_dataset` asks first
+#: (:mod:`.formats` installs the registry's: this module stays below it, no import cycle)
+DATASET_OPENERS: list = []
+
+
 def load_dataset(
     root=None,
     sequences: Seq[str] | None = None,
@@ -175,32 +180,11 @@ def load_dataset(
         from .embedded import ensure_default
 
         root = ensure_default(progress=progress)
-    from .cache import cache_mode
-    from .formats import detect_format, get_format
-
-    fmt = detect_format(root) if Path(root).is_dir() else None
-    if fmt is not None and (fmt not in ("hpatches", "n-hpatches") or cache_mode(cache) == "auto"):
-        src = get_format(fmt).open(root, size=None if fmt == "packed" else size, cache=cache, progress=progress)
-        if not src.names:
-            raise DataError(root, f"{fmt} data has no sequences to evaluate on")
-        names = list(src.names)
-        if split is not None:
-            keep = set(split_sequences(split, names, subset=subset, splits_file=splits_file,
-                                       root=getattr(src, "splits_root", None) or root))
-            names = [n for n in names if n in keep]
-        if sequences is not None:
-            unknown = [n for n in sequences if n not in names]
-            if unknown:
-                raise DataError(root, f"unknown sequences: {', '.join(unknown)}")
-            names = list(sequences)
-        ds = src.dataset(names)
-        if noise and not ds.has_noise:
-            raise DataError(root, "noise=True but the dataset has no noisy images")
-        if size is not None and ds.patch_size != size:
-            ds = HPatchesDataset([Sequence(name=s.name, tracks=resize_patches(np.asarray(s.tracks), size),
-                                           noisy=None if s.noisy is None else resize_patches(np.asarray(s.noisy), size),
-                                           path=s.path) for s in ds], root=ds.root)
-        return ds
+    for opener in DATASET_OPENERS:  # data/formats.py: packed caches, registered formats, the packed-cache path
+        ds = opener(root, sequences=sequences, split=split, subset=subset, splits_file=splits_file, size=size,
+                    noise=noise, progress=progress, cache=cache)
+        if ds is not None:
+            return ds
     dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
     it = iter_load_sequences(dirs, size=size, noise=noise, workers=workers)
     it = tqdm(it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)

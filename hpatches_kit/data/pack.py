@@ -36,9 +36,11 @@ from .packed import (  # noqa: F401  (re-exported: public names of this module s
     FORMAT_VERSION,
     MANIFEST,
     NT,
+    ROWS_PER_DIR,
     SHARD_BYTES,
     PackedDataset,
     load_packed,
+    row_file,
     shard_name,
     source_fingerprint,
 )
@@ -305,13 +307,6 @@ def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, pro
     bar.close()
     return meta
 
-
-ROWS_PER_DIR = 1000
-
-
-def row_file(i: int) -> str:
-    """The path of track ``i`` inside a row store (``rows/`` or ``rows_noisy/``): ``DDDDD/IIIIIIII.u8``."""
-    return f"{i // ROWS_PER_DIR:05d}/{i:08d}.u8"
 
 
 def _write_rows(tmp: Path, shape, has_noise: bool, progress: bool) -> dict:

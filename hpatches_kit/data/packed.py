@@ -24,6 +24,14 @@ SHARD_BYTES = 256 << 20  # default shard size when shards=None
 NT = len(TYPES)
 
 
+ROWS_PER_DIR = 1000
+
+
+def row_file(i: int) -> str:
+    """The path of track ``i`` inside a row store (``rows/`` or ``rows_noisy/``): ``DDDDD/IIIIIIII.u8``."""
+    return f"{i // ROWS_PER_DIR:05d}/{i:08d}.u8"
+
+
 def shard_name(i: int, n: int) -> str:
     return f"tracks-{i:05d}-of-{n:05d}.tfrecord"
 
@@ -152,8 +160,6 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
                 raise _stale(f, f"TFRecord shard is {f.stat().st_size} bytes, manifest says {s['bytes']}")
         rows = man.get("rows")
         if rows and total:
-            from .pack import row_file
-
             for folder in (rows["dir"], rows.get("noisy_dir")):
                 f = out_dir / folder / row_file(total - 1) if folder else None
                 if f is not None and (not f.is_file() or f.stat().st_size != rows["row_bytes"]):

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.errors import DataError
+from ..data.cache import release_pages
 from ..data.hpatches import TYPES, resize_patches
 from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor_set, write_descriptor_dir  # noqa: F401  (re-exported)
 
@@ -181,10 +182,12 @@ def resolve_describe_precision(precision: str = "auto") -> str:
 def with_precision(model, policy: str):
     """``model`` rebuilt to compute in dtype policy ``policy`` with the same (float32) weights; its last layer
     keeps its own dtype (our descriptors end in a float32 ``L2Normalize``, as under mixed-precision training).
+    A model saved from a mixed-precision run carries its policy: ``policy="float32"`` rebuilds it in float32.
 
     Args:
         model: a Keras functional or sequential model.
-        policy: ``float32`` (``model`` itself is returned), ``mixed_bfloat16`` or ``mixed_float16``.
+        policy: ``float32``, ``mixed_bfloat16`` or ``mixed_float16``; ``model`` itself when every layer but the
+            last already has it.
 
     Returns:
         A Keras model: the same function at that compute precision.
@@ -194,9 +197,10 @@ def with_precision(model, policy: str):
     """
     import keras
 
-    if policy == "float32" or getattr(model, "dtype_policy", None) is not None and model.dtype_policy.name == policy:
-        return model
     last = model.layers[-1]
+    inner = [la for la in model.layers if la is not last and not isinstance(la, keras.layers.InputLayer)]
+    if all(la.dtype_policy.name == policy for la in inner):  # already so (e.g. saved from a bf16 run)
+        return model
 
     def clone(layer):
         if layer is last or isinstance(layer, keras.layers.InputLayer):
@@ -238,16 +242,15 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
                                "itself and takes the raw (noisy) patches; use it without a separate denoiser")
     dwhere = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     dsize = _input_size(den, "denoiser", dwhere) if den is not None else None
-    if policy != "float32":
-        try:
-            model = with_precision(model, policy)
-            den = with_precision(den, policy) if den is not None else None
-        except (ValueError, TypeError, NotImplementedError) as e:  # a model Keras cannot clone: as it is
-            import logging
+    try:
+        model = with_precision(model, policy)
+        den = with_precision(den, policy) if den is not None else None
+    except (ValueError, TypeError, NotImplementedError) as e:  # a model Keras cannot clone: as it is
+        import logging
 
-            logging.getLogger(__name__).warning("describing in float32: cannot rebuild %s in %s (%s)",
-                                                getattr(model, "name", "the model"), policy, e)
-            policy = "float32"
+        logging.getLogger(__name__).warning("describing in the model's saved precision: cannot rebuild %s in %s "
+                                            "(%s)", getattr(model, "name", "the model"), policy, e)
+        policy = model.dtype_policy.name
     fixed = {}
 
     def run(m, x):
@@ -309,6 +312,7 @@ def compute_descriptors(dataset, describer: Describer, noisy: bool = False, prog
             if not np.isfinite(ds).all():
                 raise DataError(seq.name, "describer produced NaN or Inf descriptors")
             out[seq.name] = {t: ds[j] for j, t in enumerate(TYPES)}
+            release_pages(src)  # a memory-mapped cache: its pages leave this process's RSS once described
             bar.update(1)
 
     group, size = [], 0
