@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hpatches_kit.cli.data import main
-from hpatches_kit.data import load_dataset
+from hpatches_kit.data import TYPES, load_dataset
 from hpatches_kit.data.download import SOURCES, DownloadError, download, download_file, extract_tar
 from conftest import make_tracks, write_dataset
 
@@ -267,3 +267,34 @@ def test_force_keeps_the_present_copy_until_the_new_one_is_verified(release_tar,
     assert ds.names == ["i_z"] and not (out / "hpatches-release" / "stale.txt").exists()
     np.testing.assert_array_equal(ds["i_z"].tracks, new_seqs["i_z"])
     assert [p.name for p in out.iterdir()] == ["hpatches-release"]
+
+
+def test_benchmark_tasks_download_runs_all_three_tasks(shared_benchmark, tmp_path, monkeypatch):
+    """The quickstart: `download --what benchmark-tasks` brings what the three tasks need (the verification
+    pairs generated for what is missing) and splits.json where split `a` finds it for the dataset beside it."""
+    import csv
+
+    import hpatches_kit.evaluation.tasks as tasks_mod
+    from hpatches_kit.data.splits import default_splits_file
+    from hpatches_kit.evaluation import evaluate
+
+    files = {"/" + rf.path: (shared_benchmark / rf.dest.split("hpatches-benchmark/", 1)[1]).read_bytes()
+             for rf in SOURCES["benchmark-tasks"].files}
+    out = tmp_path / "data"
+    with FileServer(files) as srv:
+        download(["benchmark-tasks"], out, base_url=srv.url, progress=False)
+    (out / "hpatches-release").mkdir()
+    assert default_splits_file(out / "hpatches-release") == out / "hpatches-benchmark" / "splits.json"
+    tasks = out / "hpatches-benchmark" / "tasks"
+    need = {}
+    for kind in ("queries", "distractors"):
+        with open(tasks / f"retr_{kind}_split-a.csv") as f:
+            for row in csv.DictReader(f):
+                need[row["s"]] = max(need.get(row["s"], 0), int(row["idx"]) + 1)
+    rng = np.random.default_rng(0)
+    descs = {s: {t: rng.normal(size=(n, 4)).astype(np.float32) for t in TYPES} for s, n in need.items()}
+    monkeypatch.setattr(tasks_mod, "OFFICIAL_PAIRS", 2000)  # the rule, not the official 10^6 (minutes)
+    res = evaluate(descs, None, split="a", splits_file=out / "hpatches-benchmark" / "splits.json", tasks_dir=tasks,
+                   progress=False, cache_dir=tmp_path / "cache")
+    assert {"verification", "matching", "retrieval"} <= set(res)
+    assert "generated" in res["meta"]["tasks_source"]

@@ -131,3 +131,55 @@ def test_fast_task_reader_equals_line_reader(shared_benchmark, tmp_path):
             continue
         got = T._read_csv(p, T.RETR_HEADER)
         assert all(np.array_equal(got[c], ref[c]) and got[c].dtype == ref[c].dtype for c in T.RETR_HEADER), body
+
+
+def _legacy_verif_draws(test, lengths, n):
+    """The official rule for verification pairs, written out draw by draw with the *global* legacy generator
+    (as the benchmark's utils/tasks.py uses it): sequences, two distinct indices, two distinct image ids of
+    0..4 per pair; then the inter-sequence negatives' sequences and one index each."""
+    np.random.seed(42)
+    seqs = [test[i] for i in np.random.randint(0, len(test), n)]
+    idx = [np.random.permutation(lengths[q])[:2] for q in seqs]
+    typ = [np.random.permutation(5)[:2] for _ in seqs]
+    inter = [test[i] for i in np.random.randint(0, len(test), n)]
+    idx_inter = [np.random.randint(lengths[q]) for q in inter]
+    return seqs, np.array(idx), np.array(typ), inter, np.array(idx_inter)
+
+
+def test_generated_verification_equals_the_official_rule_and_fills_missing_files(shared_benchmark, tmp_path):
+    """generate_verification against the global-generator reference on the official split order, and a tasks
+    folder without verif files (what download brings) gets the official-size pairs generated for it."""
+    import json
+    import shutil
+
+    from hpatches_kit.evaluation.tasks import generate_verification, load_tasks, official_order
+
+    splits = json.loads((shared_benchmark / "splits.json").read_text())
+    test = splits["a"]["test"]
+    rng = np.random.default_rng(0)
+    lengths = {s: int(rng.integers(300, 3000)) for s in test}
+    got = generate_verification(lengths, test, 2000)
+    seqs, idx, typ, inter, idx_inter = _legacy_verif_draws(test, lengths, 2000)
+    assert list(got.pos["s1"]) == seqs and list(got.neg_inter["s2"]) == inter
+    assert np.array_equal(got.pos["idx1"], idx[:, 0]) and np.array_equal(got.neg_intra["idx2"], idx[:, 1])
+    assert np.array_equal(got.pos["t1"], typ[:, 0]) and np.array_equal(got.pos["t2"], typ[:, 1])
+    assert np.array_equal(got.neg_inter["idx2"], idx_inter)
+    # a downloaded task folder: splits.json beside tasks/, retrieval files only
+    bench = tmp_path / "hpatches-benchmark"
+    shutil.copytree(shared_benchmark / "tasks", bench / "tasks")
+    shutil.copy(shared_benchmark / "splits.json", bench / "splits.json")
+    assert official_order(bench / "tasks", "a", sorted(test)) == test  # the generator draws in the official order
+    import hpatches_kit.evaluation.tasks as tasks_mod
+
+    monkey_pairs = 3000
+    orig = tasks_mod.OFFICIAL_PAIRS
+    tasks_mod.OFFICIAL_PAIRS = monkey_pairs  # the official 10^6 take minutes; the rule is the same
+    try:
+        ts = load_tasks(bench / "tasks", "a", ["verification", "retrieval"], lengths=lengths, test=sorted(test),
+                        cache_dir=tmp_path / "cache")
+    finally:
+        tasks_mod.OFFICIAL_PAIRS = orig
+    ref = generate_verification(lengths, test, monkey_pairs)
+    assert list(ts.verification.pos["s1"]) == list(ref.pos["s1"])
+    assert np.array_equal(ts.verification.neg_inter["idx2"], ref.neg_inter["idx2"])
+    assert "generated" in ts.source and len(ts.retrieval.queries["s"]) == 10_000

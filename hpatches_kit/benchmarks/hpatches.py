@@ -27,6 +27,9 @@ def add_arguments(p) -> None:
     p.add_argument("--tasks-dir", default=None, help="folder with the official task CSVs of the split")
     p.add_argument("--distance", default="L2", choices=("L2", "L1"))
     p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
+    p.add_argument("--cache", default=None, choices=("auto", "off"),
+                   help="read HPatches folders through their packed cache, built on first use (default: "
+                        "$HPATCHES_KIT_CACHE or auto)")
 
 
 def run(o) -> dict:
@@ -53,7 +56,7 @@ def run(o) -> dict:
         label = Path(o.descriptors).name
     else:
         dataset = load_dataset(o.data, split=o.split, splits_file=o.splits_file,
-                               noise=True if o.noisy else None, progress=progress)
+                               noise=True if o.noisy else None, progress=progress, cache=getattr(o, "cache", None))
         describer, label = describer_from_options(o)
         descs = compute_descriptors(dataset, describer, noisy=o.noisy, progress=progress)
     t_desc, c_desc = time.perf_counter() - t0, time.process_time() - c0  # reading (or computing) the descriptors

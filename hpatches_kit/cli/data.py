@@ -109,6 +109,11 @@ def _download(args) -> int:
                    progress=not args.quiet, retries=args.retries)
     for name, paths in res.items():
         print(f"{name}: " + ", ".join(str(p) for p in paths[:4]) + (f" (+{len(paths) - 4} more)" if len(paths) > 4 else ""))
+    if "benchmark-tasks" in res:
+        bench = Path(args.out) / "hpatches-benchmark"
+        print(f"splits.json: {bench / 'splits.json'} (found automatically for --data {Path(args.out) / 'hpatches-release'})")
+        print(f"task files: {bench / 'tasks'} (--tasks-dir); the verification pairs are generated at the official size "
+              "on first use, draw for draw as the official tasks.py (seed 42), and cached")
     return 0
 
 

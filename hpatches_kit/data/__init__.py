@@ -21,6 +21,7 @@ from .hpatches import (
 )
 from .splits import SPLIT_NAMES, load_splits, split_sequences
 from .embedded import default_data_dir, ensure_default
+from . import formats  # noqa: F401,E402  (installs the format registry's load_dataset hook)
 
 __all__ = [
     "DataError", "HPATCHES_PATCH_SIZE", "NHPATCHES_PATCH_SIZE", "TYPES", "VARIANTS", "HPatchesDataset", "DatasetIndex", "index_dataset",

@@ -196,6 +196,9 @@ def remove_stale_builds(out_dir) -> list[Path]:
     return removed
 
 
+sweep_dead_builds = remove_stale_builds  # the name the packed cache (data/cache.py) uses
+
+
 def glob_escape(name: str) -> str:
     import glob
 
@@ -244,7 +247,8 @@ def resolve_output(out_dir) -> Path:
 
 
 @contextlib.contextmanager
-def build_then_swap(out_dir, kind: str, refusal: str | None = None, inputs=None, flag: str = "--out") -> Iterator[Path]:
+def build_then_swap(out_dir, kind: str, refusal: str | None = None, inputs=None, flag: str = "--out",
+                    keep_existing: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary folder next to ``out_dir``; when the block ends without error, write the
     completion :data:`MARKER` of ``kind`` into it and swap it into place, else remove it. ``out_dir`` is
     replaced only when it is empty or a completed ``kind`` build holding nothing foreign (checked before any
@@ -262,6 +266,9 @@ def build_then_swap(out_dir, kind: str, refusal: str | None = None, inputs=None,
         inputs: ``{flag: path or paths}`` the build reads: ``out_dir`` may not be, hold or lie inside any of them
             (:func:`check_outputs`).
         flag: the option that named ``out_dir`` (for the messages).
+        keep_existing: when another process completed ``out_dir`` (a ``kind`` build with nothing foreign) while
+            this one built, keep that one and discard this build: readers of the first never see it move (the
+            packed cache, built on first use by concurrent runs).
 
     Returns:
         A context manager yielding the temporary folder to build in.
@@ -279,6 +286,9 @@ def build_then_swap(out_dir, kind: str, refusal: str | None = None, inputs=None,
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         try:
             yield tmp
+            if keep_existing and out_dir.is_dir() and foreign_entries(out_dir, kind) == []:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
             write_marker(tmp, kind)
             old = None
             if out_dir.exists():

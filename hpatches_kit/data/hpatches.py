@@ -147,6 +147,11 @@ def select_sequence_dirs(root, split=None, subset: str = "test", splits_file=Non
     return dirs
 
 
+#: hooks ``f(root, **load_dataset options) -> HPatchesDataset | None`` that :func:`load_dataset` asks first
+#: (:mod:`.formats` installs the registry's: this module stays below it, no import cycle)
+DATASET_OPENERS: list = []
+
+
 def load_dataset(
     root=None,
     sequences: Seq[str] | None = None,
@@ -157,8 +162,10 @@ def load_dataset(
     noise: bool | None = None,
     progress: bool = True,
     workers: int | None = None,
+    cache: str | None = "off",
 ) -> HPatchesDataset:
-    """Load an HPatches-format dataset.
+    """Load an HPatches-format dataset, or any data a registered reader opens (:mod:`.formats`: a packed
+    cache folder, a format registered from outside the package).
 
     ``root=None`` uses the embedded default dataset (built on first use). ``split``/``subset`` select
     sequences of an official split; ``sequences`` names them explicitly. ``size`` resizes every patch.
@@ -176,6 +183,9 @@ def load_dataset(
         noise: also load the ``*_noise.png`` twins (``None``: when present).
         progress: show a progress bar.
         workers: decoding threads.
+        cache: ``"auto"`` reads HPatches folders through their packed cache (:mod:`.cache`: built on first
+            use, memory-mapped afterwards), ``None`` follows ``$HPATCHES_KIT_CACHE`` (default auto), ``"off"``
+            (the default of this function) decodes the PNGs.
 
     Returns:
         An :class:`HPatchesDataset`: its sequences hold ``tracks`` of shape ``(N, 16, P, P)`` uint8.
@@ -204,6 +214,11 @@ def load_dataset(
         from .embedded import ensure_default
 
         root = ensure_default(progress=progress)
+    for opener in DATASET_OPENERS:  # data/formats.py: packed caches, registered formats, the packed-cache path
+        ds = opener(root, sequences=sequences, split=split, subset=subset, splits_file=splits_file, size=size,
+                    noise=noise, progress=progress, cache=cache)
+        if ds is not None:
+            return ds
     dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
     it = iter_load_sequences(dirs, size=size, noise=noise, workers=workers)
     it = tqdm(it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)

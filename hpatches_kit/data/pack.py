@@ -36,9 +36,11 @@ from .packed import (  # noqa: F401  (re-exported: public names of this module s
     FORMAT_VERSION,
     MANIFEST,
     NT,
+    ROWS_PER_DIR,
     SHARD_BYTES,
     PackedDataset,
     load_packed,
+    row_file,
     shard_name,
     source_fingerprint,
 )
@@ -67,9 +69,9 @@ def _ref_count(d: Path) -> int:
     return h // w
 
 
-def _atomic_dir(out_dir: Path, inputs=None):
+def _atomic_dir(out_dir: Path, inputs=None, keep_existing: bool = False):
     """Build a packed cache in a temporary sibling and swap it into place on success."""
-    return build_then_swap(out_dir, "pack", _REFUSAL, inputs=inputs)
+    return build_then_swap(out_dir, "pack", _REFUSAL, inputs=inputs, keep_existing=keep_existing)
 
 
 _REFUSAL = "exists, is not empty and is not a packed cache; refusing to overwrite it"
@@ -88,6 +90,8 @@ def pack_dataset(
     tfrecords: bool = True,
     progress: bool = True,
     workers: int | None = None,
+    rows: bool = False,
+    keep_existing: bool = False,
 ) -> Path:
     """Pack a dataset (an :class:`HPatchesDataset`, a dataset folder, or ``None`` = embedded default) into
     ``out_dir``; returns ``out_dir``.
@@ -96,6 +100,8 @@ def pack_dataset(
     (``None``: about 256 MiB each). ``split``/``subset``/``splits_file`` select sequences as in
     :func:`load_dataset`. ``noise``: ``None`` packs ``noisy.npy`` when every sequence has noisy twins, ``True``
     requires them, ``False`` skips them. ``workers``: threads decoding PNGs (see :func:`iter_load_sequences`).
+    ``rows``: also write the row store (one file per track, ``rows/``) that training streams from
+    (:func:`hpatches_kit.data.cache.StreamedTracks`). ``keep_existing``: see :func:`~.fsio.build_then_swap`.
     """
     from ..checks import check_options
 
@@ -147,12 +153,13 @@ def pack_dataset(
 
     return pack_stream(sequences(), out_dir, names, counts, patch_size=int(size or src_p), noisy=has_noise,
                        source=source, source_patch_size=int(src_p), shards=shards, tfrecords=tfrecords,
-                       progress=progress, t0=t0, inputs=inputs)
+                       progress=progress, t0=t0, inputs=inputs, rows=rows, keep_existing=keep_existing)
 
 
 def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool = False, source: dict | None = None,
                 source_patch_size: int | None = None, shards: int | None = None, tfrecords: bool = True,
-                progress: bool = True, t0: float | None = None, inputs=None) -> Path:
+                progress: bool = True, t0: float | None = None, inputs=None, rows: bool = False,
+                keep_existing: bool = False) -> Path:
     """Pack an iterable of :class:`Sequence` (named ``names``, holding ``counts`` tracks each, in order)
     without holding more than one of them in memory; patches are resized to ``patch_size``. This is what
     :func:`pack_dataset` does after reading the folder's PNG headers for the counts. ``inputs``: ``{flag: paths}``
@@ -173,7 +180,7 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
     n_shards = int(shards) if shards else max(1, math.ceil(total * per_track / SHARD_BYTES))
     n_shards = max(1, min(n_shards, max(total, 1)))
 
-    with _atomic_dir(out_dir, inputs) as tmp:
+    with _atomic_dir(out_dir, inputs, keep_existing) as tmp:
         # plain sequential writes (not a writable memmap): the written pages stay in the page cache instead
         # of the process's resident set, and the sha256 is computed on the way
         tracks = _NpyWriter(tmp / "tracks.npy", shape)
@@ -203,6 +210,9 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
         np.save(tmp / "seq_ids.npy", seq_ids)
         np.save(tmp / "track_idx.npy", track_idx)
 
+        row_meta = None
+        if rows:
+            row_meta = _write_rows(tmp, shape, has_noise, progress)
         shard_meta = []
         if tfrecords:
             shard_meta = _write_shards(tmp, shape, has_noise, seq_ids, n_shards, progress)
@@ -230,6 +240,8 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
             "arrays": arrays,
             "shards": shard_meta,
         }
+        if row_meta is not None:
+            manifest["rows"] = row_meta
         atomic_write_json(tmp / MANIFEST, manifest)
     return out_dir
 
@@ -302,3 +314,28 @@ def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, pro
         meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
     bar.close()
     return meta
+
+
+
+def _write_rows(tmp: Path, shape, has_noise: bool, progress: bool) -> dict:
+    """The row store: every track's ``16*P*P`` bytes in a file of its own, so that ``tf.data`` reads any track
+    with ``tf.io.read_file`` (random access without ``py_function``: see :mod:`hpatches_kit.data.cache`)."""
+    from tqdm.auto import tqdm
+
+    total = shape[0]
+    kinds = [("tracks", "rows")] + ([("noisy", "rows_noisy")] if has_noise else [])
+    bar = tqdm(total=total * len(kinds), desc="writing the row store", unit="track", disable=not progress,
+               leave=False)
+    for arr, folder in kinds:
+        for d in range((total + ROWS_PER_DIR - 1) // ROWS_PER_DIR):
+            (tmp / folder / f"{d:05d}").mkdir(parents=True)
+        for s in range(0, total, 2048):
+            e = min(total, s + 2048)
+            blk = _read_rows(tmp / f"{arr}.npy", shape, s, e)
+            for k in range(e - s):
+                with open(tmp / folder / row_file(s + k), "wb") as f:
+                    f.write(memoryview(blk[k]).cast("B"))
+            bar.update(e - s)
+    bar.close()
+    return {"dir": "rows", "noisy_dir": "rows_noisy" if has_noise else None, "per_dir": ROWS_PER_DIR,
+            "row_bytes": int(np.prod(shape[1:]))}

@@ -24,6 +24,14 @@ SHARD_BYTES = 256 << 20  # default shard size when shards=None
 NT = len(TYPES)
 
 
+ROWS_PER_DIR = 1000
+
+
+def row_file(i: int) -> str:
+    """The path of track ``i`` inside a row store (``rows/`` or ``rows_noisy/``): ``DDDDD/IIIIIIII.u8``."""
+    return f"{i // ROWS_PER_DIR:05d}/{i:08d}.u8"
+
+
 def shard_name(i: int, n: int) -> str:
     return f"tracks-{i:05d}-of-{n:05d}.tfrecord"
 
@@ -150,6 +158,12 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
                 raise _stale(f, "TFRecord shard is missing")
             if f.stat().st_size != s["bytes"]:
                 raise _stale(f, f"TFRecord shard is {f.stat().st_size} bytes, manifest says {s['bytes']}")
+        rows = man.get("rows")
+        if rows and total:
+            for folder in (rows["dir"], rows.get("noisy_dir")):
+                f = out_dir / folder / row_file(total - 1) if folder else None
+                if f is not None and (not f.is_file() or f.stat().st_size != rows["row_bytes"]):
+                    raise _stale(f, "row store is incomplete (last track file missing or of the wrong size)")
         if sum(s["tracks"] for s in man.get("shards", [])) not in (0, total):
             raise _stale(mf, "TFRecord shards do not cover every track")
         if verify == "full":

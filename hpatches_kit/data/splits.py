@@ -61,12 +61,15 @@ def _name_list(path, split, key: str, value) -> list[str]:
 
 
 def default_splits_file(root=None):
-    """``$HPATCHES_SPLITS``, else ``<root>/splits.json`` when the dataset carries one, else ``None``."""
+    """``$HPATCHES_SPLITS``, else ``<root>/splits.json`` or ``<root>/../splits.json`` when the dataset carries
+    one, else ``<root>/../hpatches-benchmark/splits.json`` (where ``hpatches-data download --what
+    benchmark-tasks`` puts it beside ``hpatches-release/``), else ``None``."""
     env = os.environ.get("HPATCHES_SPLITS")
     if env:
         return Path(env)
     if root is not None:
-        for cand in (Path(root) / "splits.json", Path(root).parent / "splits.json"):
+        for cand in (Path(root) / "splits.json", Path(root).parent / "splits.json",
+                     Path(root).parent / "hpatches-benchmark" / "splits.json"):  # where download puts it
             if cand.is_file():
                 return cand
     return None

@@ -157,7 +157,8 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
         _check_counts(dataset, ds, test)
     need_files = [f for f in ("verification", "retrieval") if any(f in registry.get(t).files for t in tasks)]
     if tasks_dir is not None:
-        ts = load_tasks(tasks_dir, split, need_files)
+        ts = load_tasks(tasks_dir, split, need_files, lengths={s: ds.lengths[s] for s in test}, test=test,
+                        cache_dir=cache_dir)
     elif need_files:
         if dataset is None:
             raise ValueError("evaluate needs the dataset (to generate task files) or tasks_dir")

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.errors import DataError
+from ..data.cache import release_pages
 from ..data.hpatches import TYPES, resize_patches
 from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor_set, write_descriptor_dir  # noqa: F401  (re-exported)
 
@@ -160,7 +161,56 @@ def check_denoiser(den, where=None) -> int:
     return size
 
 
-def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Describer:
+DESCRIBE_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+def resolve_describe_precision(precision: str = "auto") -> str:
+    """The dtype policy a describer runs in: ``"auto"`` is the one training resolves on this device
+    (:func:`hpatches_kit.training.distribute.auto_precision`: ``mixed_bfloat16`` on AMX CPUs, Ampere+ GPUs and
+    TPUs, ``mixed_float16`` on older GPUs, else ``float32``)."""
+    if precision not in DESCRIBE_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(DESCRIBE_PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    from ..training.distribute import auto_precision
+
+    return auto_precision()
+
+
+def with_precision(model, policy: str):
+    """``model`` rebuilt to compute in dtype policy ``policy`` with the same (float32) weights; its last layer
+    keeps its own dtype (our descriptors end in a float32 ``L2Normalize``, as under mixed-precision training).
+    A model saved from a mixed-precision run carries its policy: ``policy="float32"`` rebuilds it in float32.
+
+    Args:
+        model: a Keras functional or sequential model.
+        policy: ``float32``, ``mixed_bfloat16`` or ``mixed_float16``; ``model`` itself when every layer but the
+            last already has it.
+
+    Returns:
+        A Keras model: the same function at that compute precision.
+
+    Example:
+        >>> fast = with_precision(keras.models.load_model("model.keras"), "mixed_bfloat16")  # doctest: +SKIP
+    """
+    import keras
+
+    last = model.layers[-1]
+    inner = [la for la in model.layers if la is not last and not isinstance(la, keras.layers.InputLayer)]
+    if all(la.dtype_policy.name == policy for la in inner):  # already so (e.g. saved from a bf16 run)
+        return model
+
+    def clone(layer):
+        if layer is last or isinstance(layer, keras.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    new.set_weights(model.get_weights())
+    return new
+
+
+def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precision: str = "auto") -> Describer:
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
@@ -169,15 +219,19 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
     Args:
         model_or_path: a ``keras.Model`` or the path of a ``.keras`` file.
         denoiser: an optional denoiser (model or path) applied first.
-        batch_size: patches per model call; every call has this batch size (the last batch is padded), so
-            the model is traced once.
+        batch_size: patches per forward pass. Every pass has one fixed shape (the last batch is padded), so the
+            model is traced once; the batch is capped at the first call's patch count (no padding a small
+            dataset up to a large batch).
+        precision: ``"auto"`` (default): the device's best precision, as training resolves it
+            (:func:`resolve_describe_precision`; bf16 on AMX CPUs), ``"float32"`` to force full precision.
 
     Returns:
-        ``describe(patches) -> (N, D) float32``, with ``describe.name`` the model's name.
+        ``describe(patches) -> (N, D) float32``, with ``describe.name`` the model's name and
+        ``describe.precision`` the dtype policy it runs in.
 
     Raises:
         DataError: a file that is missing or not a Keras model, or a model that does not take square grey
-            patches (the message names the file).
+            patches, or a model producing NaN/Inf (the message names the file).
 
     Shape:
         - patches: :math:`(N, P, P)` uint8 (any ``P``; resized to the model's input size)
@@ -186,13 +240,14 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
     Examples:
         >>> import numpy as np
         >>> from hpatches_kit.models import l2net
-        >>> describe = keras_describer(l2net(input_size=16, dim=32), batch_size=8)
+        >>> describe = keras_describer(l2net(input_size=16, dim=32), batch_size=8, precision="float32")
         >>> describe(np.zeros((3, 65, 65), np.uint8)).shape
         (3, 32)
     """
     from ..checks import check_options
 
     check_options(batch_size=batch_size)
+    policy = resolve_describe_precision(precision)
     model = load_model_file(model_or_path)
     den = load_model_file(denoiser, "the denoiser") if denoiser is not None else None
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
@@ -202,19 +257,29 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
                                "itself and takes the raw (noisy) patches; use it without a separate denoiser")
     dwhere = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     dsize = check_denoiser(den, dwhere) if den is not None else None
+    try:
+        model = with_precision(model, policy)
+        den = with_precision(den, policy) if den is not None else None
+    except (ValueError, TypeError, NotImplementedError) as e:  # a model Keras cannot clone: as it is
+        import logging
+
+        logging.getLogger(__name__).warning("describing in the model's saved precision: cannot rebuild %s in %s "
+                                            "(%s)", getattr(model, "name", "the model"), policy, e)
+        policy = model.dtype_policy.name
+    fixed = {}
 
     def run(m, x):
-        # every call sees the same (batch_size, ...) shape: the last batch is padded, so the model is traced
-        # once and runs one compiled function at its full batch throughput (a new shape would retrace it)
-        # never larger than the data: a --batch-size beyond it would only pad (and allocate) zeros
-        bs = max(1, min(batch_size, x.shape[0]))
+        # every call sees the same (batch, ...) shape: the last batch is padded, so the model is traced
+        # once and runs one compiled function at its full batch throughput (a new shape would retrace it);
+        # the batch is capped at the first call's size, so a small dataset is not padded up to batch_size
+        bs = fixed.setdefault(id(m), max(1, min(int(batch_size), x.shape[0])))
         outs = []
         for s in range(0, x.shape[0], bs):
             b = x[s : s + bs]
             k = b.shape[0]
             if k < bs:
                 b = np.concatenate([b, np.zeros((bs - k,) + b.shape[1:], b.dtype)])
-            outs.append(np.asarray(m.predict_on_batch(b))[:k])
+            outs.append(np.asarray(m.predict_on_batch(b), np.float32)[:k])
         return np.concatenate(outs) if outs else np.zeros((0,) + tuple(m.output_shape[1:]), np.float32)
 
     def describe(patches):
@@ -233,6 +298,7 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024) -> Des
         return d
 
     describe.name = getattr(model, "name", "keras")
+    describe.precision = policy
     return describe
 
 
@@ -294,6 +360,7 @@ def compute_descriptors(dataset, describer: Describer, noisy: bool = False, prog
             if not np.isfinite(ds).all():
                 raise DataError(seq.name, "describer produced NaN or Inf descriptors")
             out[seq.name] = {t: ds[j] for j, t in enumerate(TYPES)}
+            release_pages(src)  # a memory-mapped cache: its pages leave this process's RSS once described
             bar.update(1)
 
     group, size = [], 0

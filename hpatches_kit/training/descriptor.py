@@ -330,20 +330,12 @@ def check_options(o: DescriptorOptions) -> None:
 
 
 def load_tracks(o: DescriptorOptions):
-    """The run's :class:`~hpatches_kit.training.tracks.TrackSplit` (denoised when ``o.denoiser``)."""
-    from .run import resolve_data
-    from .tracks import brown_training_tracks, denoise_tracks, hpatches_tracks
+    """The run's :class:`~hpatches_kit.training.tracks.TrackSplit` (:func:`~.tracks.load_track_split`)."""
+    from .tracks import load_track_split
 
-    if o.format == "brown":
-        data = brown_training_tracks(o.data, size=o.patch_size, seed=o.seed,
-                                     holdout=0.0 if o.split == "none" else 0.05, progress=o.verbose > 0)
-    else:
-        data = hpatches_tracks(resolve_data(o.data, "hpatches"), o.split, o.splits_file, size=o.patch_size,
-                               noisy=o.noisy, progress=o.verbose > 0)
-    if o.denoiser:
-        data.train = denoise_tracks(data.train, o.denoiser)
-        data.test = denoise_tracks(data.test, o.denoiser) if data.test is not None else None
-    return data
+    return load_track_split(o.data, o.format, o.split, o.splits_file, size=o.patch_size, noisy=o.noisy,
+                            seed=o.seed, cache=getattr(o, "cache", None), progress=o.verbose > 0,
+                            denoiser=o.denoiser)
 
 
 def train_descriptor(o: DescriptorOptions, arguments: dict | None = None) -> dict:

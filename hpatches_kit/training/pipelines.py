@@ -181,6 +181,11 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
         ``repeat(arange(o, o + S'), K)`` with ``S' = S / num_shards`` and ``o = shard_index * S'``.
         ``repeat=False`` gives one epoch (``T' // S'`` batches of the share's ``T'`` tracks).
     """
+    from ..data.cache import StreamedTracks
+
+    if isinstance(tracks, StreamedTracks) and tracks.has_row_store:
+        return _descriptor_stream(tracks, tracks_per_batch, views, seed, augment, geometric, repeat, prefetch,
+                                  gain, offset, num_shards, shard_index)
     tracks = _check_tracks(tracks)
     s = _check_shard(tracks_per_batch, num_shards, shard_index)
     _validate_sk(tracks.shape[0], tracks_per_batch, views)
@@ -192,6 +197,28 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
     ds = ds.map(lambda i, ids: _shard_batch(tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset,
                                             num_shards, shard_index),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def _descriptor_stream(tracks, tracks_per_batch, views, seed, augment, geometric, repeat, prefetch, gain, offset,
+                       num_shards, shard_index) -> tf.data.Dataset:
+    """:func:`descriptor_dataset` streamed from a packed cache's row store: the same track-index batches
+    (:func:`_epoch_batches` over this worker's share), each track read by ``tf.io.read_file`` instead of
+    gathered from an in-memory table, then the same :func:`_shard_batch` -- bit-identical batches, no table
+    held (memory: the prefetched batches)."""
+    p = tracks.shape[-1]
+    if tracks.shape[1:] != (NUM_VIEWS, p, p):
+        raise ValueError(f"tracks: expected (T, 16, P, P), got {tracks.shape}")
+    s = _check_shard(tracks_per_batch, num_shards, shard_index)
+    _validate_sk(len(tracks), tracks_per_batch, views)
+    rows = tracks.rows[shard_index::num_shards] if num_shards > 1 else tracks.rows
+    t = len(rows)
+    table = tf.constant(rows, tf.int64)  # cache row of each track of the share: 8 bytes a track
+    ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).unbatch()
+    ds = ds.map(lambda i: tracks.tf_read(tf.gather(table, i)), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True).batch(s, drop_remainder=True).enumerate()
+    ds = ds.map(lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, gain, offset, num_shards,
+                                          shard_index), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 

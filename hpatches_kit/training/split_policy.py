@@ -8,7 +8,8 @@ from pathlib import Path
 from ..data.errors import DataError
 
 
-def train_test_names(root, split: str, splits_file=None) -> tuple[list[str], list[str], str]:
+def train_test_names(root, split: str, splits_file=None, names=None,
+                     splits_root=None) -> tuple[list[str], list[str], str]:
     """``(train, test, how)`` sequence names of the dataset at ``root``.
 
     Args:
@@ -17,6 +18,9 @@ def train_test_names(root, split: str, splits_file=None) -> tuple[list[str], lis
             splits) or ``"full"`` etc. as :func:`hpatches_kit.data.splits.split_sequences` accepts. Without a
             ``splits.json`` for ``a``/``b``/``c``, every 4th sequence is held out (with a warning).
         splits_file: a ``splits.json``; default: the one next to the dataset, if any.
+        names: the dataset's sequence names (default: the sequence folders under ``root``), e.g. a packed
+            cache's (:class:`hpatches_kit.data.formats.TrackSource`).
+        splits_root: where to look for the default ``splits.json`` (default ``root``).
 
     Returns:
         ``(train_names, test_names, how)``, ``how`` a short description for the run log.
@@ -31,11 +35,16 @@ def train_test_names(root, split: str, splits_file=None) -> tuple[list[str], lis
     from ..data.splits import default_splits_file, split_sequences
 
     root = Path(root)
-    names = [d.name for d in find_sequence_dirs(root)]
+    if names is None:
+        names = [d.name for d in find_sequence_dirs(root)]
+        seq_root = find_sequence_dirs(root)[0].parent
+    else:
+        names = list(names)
+        seq_root = Path(splits_root or root)
     if split == "none":
         return names, names, "none (train = test = all sequences)"
-    seq_root = find_sequence_dirs(root)[0].parent
-    splits_file = splits_file or default_splits_file(root) or default_splits_file(seq_root)
+    look = Path(splits_root or root)
+    splits_file = splits_file or default_splits_file(look) or default_splits_file(seq_root)
     if split in ("a", "b", "c") and splits_file is None:
         test = names[::4] if len(names) > 1 else []
         warnings.warn(f"{root}: no splits.json; holding out every 4th sequence ({len(test)}) instead of split "

@@ -66,6 +66,66 @@ def hpatches_tracks(root, split: str = "a", splits_file=None, size: int = 32, no
     return TrackSplit(root, tracks, test, list(train_names), list(test_names), how)
 
 
+def load_track_split(data=None, format: str = "auto", split: str = "a", splits_file=None, size: int = 32,
+                     noisy: bool = False, seed: int = 0, cache: str | None = None, progress: bool = False,
+                     denoiser=None, stream: bool = True) -> TrackSplit:
+    """The training and held-out tracks of a run, from any registered data format
+    (:mod:`hpatches_kit.data.formats`): what ``hpatches-train`` reads.
+
+    HPatches-format folders are packed on first use (:mod:`hpatches_kit.data.cache`) and the tracks come back
+    as :class:`~hpatches_kit.data.cache.StreamedTracks` that the S x K pipeline streams from (nothing decoded
+    twice, no table in memory); a packed cache folder is read the same way; other formats give arrays.
+
+    Args:
+        data: the data folder (``None``: the embedded default of ``hpatches`` or ``n-hpatches``).
+        format: a registered format name, ``"auto"`` (detected) or ``"hpatches"`` (detected among the
+            HPatches-family formats: folders, N-HPatches, packed caches).
+        split: sequence split (:func:`~hpatches_kit.training.split_policy.train_test_names`); for data
+            without sequences (Brown) ``"none"`` holds nothing out, anything else 5% of the points.
+        splits_file, size, noisy, seed, progress: as the trainer's flags.
+        cache: ``"auto"``/``"off"`` (default ``$HPATCHES_KIT_CACHE`` or auto).
+        denoiser: a denoiser (model or path) applied to the tracks (they are then held in memory).
+        stream: keep packed tracks streaming (``False``: read them into memory).
+
+    Returns:
+        A :class:`TrackSplit`.
+
+    Raises:
+        DataError: unreadable or unrecognised data (the path is named).
+    """
+    from ..data.formats import open_source
+    from .run import resolve_data
+    from .split_policy import train_test_names
+
+    if format in ("hpatches", "n-hpatches", "auto") and data is None:
+        data = resolve_data(None, "n-hpatches" if noisy else "hpatches")
+    elif format == "brown" and not data:
+        raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
+    fmt = "auto" if format == "hpatches" else format
+    src = open_source(data, fmt, size=size, noisy=noisy, cache=cache, progress=progress, seed=seed,
+                      rows=stream and denoiser is None)
+    if not src.names:
+        train, test = src.holdout(0.0 if split == "none" else 0.05, seed=seed)
+        unit = "3-D points" if src.format == "brown" else "tracks"
+        how = f"{src.format}: {len(train)} train / {0 if test is None else len(test)} held-out {unit}"
+        print(f"[data] {data}: {how}", file=sys.stderr)
+        out = TrackSplit(Path(src.root), train, test, [], [], how)
+    else:
+        train_names, test_names, how = train_test_names(src.root, split, splits_file, names=src.names,
+                                                        splits_root=src.splits_root)
+        print(f"[data] {data}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})",
+              file=sys.stderr)
+        train = src.tracks(train_names, noisy=noisy)
+        test = src.tracks(test_names, noisy=noisy) if test_names else None
+        if not stream:
+            train, test = np.asarray(train), None if test is None else np.asarray(test)
+        out = TrackSplit(Path(src.root), train, test, list(train_names), list(test_names), how)
+    if denoiser:
+        out.train = denoise_tracks(np.asarray(out.train), denoiser)
+        out.test = denoise_tracks(np.asarray(out.test), denoiser) if out.test is not None else None
+    return out
+
+
 def brown_training_tracks(data, size: int = 32, seed: int = 0, holdout: float = 0.05,
                           progress: bool = False) -> TrackSplit:
     """Training and held-out tracks of the Brown subset folder ``data`` (see
