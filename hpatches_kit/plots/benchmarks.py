@@ -85,6 +85,5 @@ def plot_real(regimes: dict, path) -> Path:
         ax.grid(True, axis="y", ls=":")
         ax.legend(loc="upper right", fontsize=8, title="hatched: baselines", title_fontsize=7)
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
     return Path(path)

@@ -108,13 +108,12 @@ def load_track_split(data=None, format: str = "auto", split: str = "a", splits_f
         train, test = src.holdout(0.0 if split == "none" else 0.05, seed=seed)
         unit = "3-D points" if src.format == "brown" else "tracks"
         how = f"{src.format}: {len(train)} train / {0 if test is None else len(test)} held-out {unit}"
-        print(f"[data] {data}: {how}", file=sys.stderr)
+        log.info("[data] %s: %s", data, how)
         out = TrackSplit(Path(src.root), train, test, [], [], how)
     else:
         train_names, test_names, how = train_test_names(src.root, split, splits_file, names=src.names,
                                                         splits_root=src.splits_root)
-        print(f"[data] {data}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})",
-              file=sys.stderr)
+        log.info("[data] %s: %d train / %d held-out sequences (%s)", data, len(train_names), len(test_names), how)
         train = src.tracks(train_names, noisy=noisy)
         test = src.tracks(test_names, noisy=noisy) if test_names else None
         if not stream:
