@@ -86,4 +86,5 @@ def plot_real(regimes: dict, path) -> Path:
         ax.legend(loc="upper right", fontsize=8, title="hatched: baselines", title_fontsize=7)
     fig.tight_layout()
     save(fig, path)
+    plt.close(fig)
     return Path(path)
