@@ -1,28 +1,40 @@
-"""Denoise -> describe on the embedded N-HPatches default: does a U-Net trained *for the descriptor* help?
+"""Denoise -> describe on the embedded N-HPatches default: does denoising help the descriptor, over seeds?
 
 Held-out split-``a`` test sequences (never trained on), official protocol (verification / matching / retrieval
 mAP), one script, in-process (library functions only, ``hpatches_kit.training``):
 
-1. **U-Net learning curves**: shallow and deep U-Net trained for MAE at equal budgets, held-out and training-set
-   MAE / PSNR at epochs 3, 10 and 20 (constant learning rate, so the epoch-3 and epoch-10 points are exactly
-   what shorter runs would give). The better one at the last epoch is the MAE denoiser of step 2.
-2. **Three descriptors at equal budget** (same start, steps, batch, learning rate, seed, augmentation), each
-   fine-tuned from the clean-trained descriptor (``--descriptor``, default ``models/l2net-embedded.keras``):
+1. **U-Net learning curves** (skipped with ``--denoiser``): shallow and deep U-Net trained for MAE at equal
+   budgets on the training noise, held-out and training-set MAE at ``--unet-epochs`` (constant learning rate).
+   The better one at the last epoch is the MAE denoiser of step 2 (``<out>/unet-<name>.keras``).
+2. **Pipelines at equal budget**, each for ``--seeds`` seeds (a seed sets the batch order and the random
+   state; start, data subset, steps, batch and learning rate are the same), all fine-tuned from the
+   clean-trained descriptor (``--descriptor``, default ``models/l2net-embedded.keras``):
    * ``noisy``: the descriptor trained and evaluated on the noisy patches;
-   * ``MAE U-Net + descriptor``: trained and evaluated on patches the MAE U-Net denoised (8-bit rounded);
+   * ``mae``: trained and evaluated on patches the MAE U-Net denoised (8-bit rounded; denoised once);
    * ``joint``: U-Net (from the MAE one) + descriptor trained end to end, triplet loss through both plus
-     ``--recon-weight`` x MAE (:func:`hpatches_kit.training.joint.train_joint`); one ``.keras``, evaluated
-     on the raw noisy patches.
-3. The joint U-Net's MAE / PSNR after joint training next to the MAE U-Net's, and a PNG of examples (rows
-   noisy / clean / MAE-denoised / joint-denoised).
+     ``--recon-weights`` x MAE (:func:`hpatches_kit.training.joint.train_joint`); one ``.keras`` on raw patches;
+   * ``joint-lr``: the same with the U-Net's own learning rate, ``--unet-lr-scale`` x the descriptor's with a
+     ``--unet-warmup``-step linear warm-up (:func:`hpatches_kit.training.joint.unet_lr_optimizer`).
+   Every trained model is evaluated with its batch-norm moving statistics as trained and/or re-estimated over
+   ``--bn-patches`` of its own training inputs (``--bn``; :func:`hpatches_kit.training.batchnorm.
+   reestimate_batch_norm`); ``--bn-compare-seeds K`` evaluates only the first K seeds both ways.
+3. The report: per pipeline mean ± standard deviation over seeds per task; paired per-seed differences (each
+   denoising pipeline - noisy-trained, re-estimated - as trained, joint-lr - joint, joint - MAE) with their mean
+   and t-based 95% interval (``scipy.stats.t``); the verdict per pipeline and task: ``better`` / ``worse`` when
+   the interval excludes 0, else ``no difference shown``. ``PASS`` when a denoising pipeline is ``better`` on all
+   three tasks, else ``FAIL``.
 
-Prints ``PASS`` when the joint pipeline beats the noisy-trained descriptor on all three tasks, else ``FAIL`` and
-the measurements. The default budget (printed at the start: U-Nets 20 epochs x 8 steps x 128 pairs; descriptors
-3 x 25 steps of 128 x 2 patches on a 3,200-track subset) ran in 9.8 minutes on 2 CPU cores shared with other
-jobs (load average 2-3; 25.8 minutes at 5-9; ``nice -n 5``); ``--quick`` is a smoke run (numbers meaningless). ``--unets deep_unet
---curves-only --unet-epochs 3,10,20,40`` runs longer curves of one U-Net alone.
+``--noise F`` sets the noise: 1 (default) is N-HPatches' stored ``*_noise`` twins (sigma 10 / 20 / 30 for
+ref+e / h / t); any other value regenerates train and test noise at F x those levels (fixed seeds; without
+``--denoiser`` the curves train the MAE U-Net at that level). Results go to ``<out>/results.json`` after every
+run; rerunning the same command resumes (finished seeds are kept). ``--quick`` is a smoke run (numbers
+meaningless). The measurements in README.md ("Denoising") came from (2 shared CPU cores, ``nice -n 15``):
 
-    nice -n 5 python benchmarks/denoise_quality.py --out runs/bench-denoise --png docs/denoise_examples.png
+    python benchmarks/denoise_quality.py --seeds 5 --arms noisy,mae,joint,joint-lr --bn reestimate \
+        --bn-compare-seeds 1 --denoiser models/unet-shallow-embedded.keras --out runs/dq-n1
+    python benchmarks/denoise_quality.py --noise 2 --seeds 3 --arms noisy,mae,joint --bn reestimate \
+        --unets shallow_unet --unet-epochs 10,20 --out runs/dq-n2
+    python benchmarks/denoise_quality.py --curves-only     # the U-Net learning-curve table
 
 Measured results and what they mean: README.md ("Denoising"), docs/training.md ("Joint denoiser + descriptor").
 """
@@ -62,6 +74,11 @@ def _args(argv):
     ap.add_argument("--bn-patches", type=int, default=16384)
     ap.add_argument("--bn-compare-seeds", type=int, default=0, help="with --bn reestimate: the first K seeds are "
                     "also evaluated as trained (the batch-norm check at a fraction of the evaluations)")
+    ap.add_argument("--test-sequences", type=int, default=0, help="evaluate on this many of the held-out "
+                    "sequences, evenly spaced in their sorted list (0: all 14); the same for every pipeline and seed")
+    ap.add_argument("--merge", default=None, help="also read the finished runs of these --out folders (comma-"
+                    "separated; the same budget), e.g. seeds run in parallel by another invocation with --seed")
+    ap.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs")
     ap.add_argument("--keep-models", action="store_true", help="keep every trained .keras in --out")
     ap.add_argument("--unet-epochs", default="3,10,20", help="epochs at which the U-Nets' MAE is measured")
     ap.add_argument("--unet-steps", type=int, default=8, help="U-Net steps per epoch (batch 128)")
@@ -202,8 +219,14 @@ def _arm_specs(a) -> list[dict]:
 def _budget_key(a) -> dict:
     """What must match for ``--out``'s earlier runs to be reused (resume)."""
     keys = ("descriptor", "desc_epochs", "desc_steps", "desc_tracks", "tracks_per_batch", "views", "lr", "noise",
-            "unet_lr_scale", "unet_warmup", "bn_patches", "quick", "bn_compare_seeds")
+            "unet_lr_scale", "unet_warmup", "bn_patches", "quick", "test_sequences")
     return {k: getattr(a, k) for k in keys}
+
+
+def _same_budget(key: dict, a) -> bool:
+    """Whether a results file's ``key`` is this invocation's budget (keys it lacks count as equal: older files)."""
+    mine = json.loads(json.dumps(_budget_key(a)))
+    return all(key.get(k, v) == v for k, v in mine.items())
 
 
 def _save_json(path: Path, obj) -> None:
@@ -277,6 +300,10 @@ def load_data(a):
     train_names, test_names, how = train_test_names(root, "a", None)
     if a.quick:
         test_names = test_names[:3]
+    if a.test_sequences and a.test_sequences < len(test_names):
+        names = sorted(test_names)
+        test_names = [names[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(names) - 1,
+                                                                                     a.test_sequences)})]
     ds = load_dataset(root, sequences=train_names, noise=True, progress=False)
     clean = ds.all_tracks()[0]
     if a.noise == 1.0:  # N-HPatches' own noisy twins
@@ -298,6 +325,34 @@ def load_data(a):
     return d
 
 
+def _collect(a, out: Path) -> dict:
+    """The results so far: ``<out>/results.json`` when it holds this budget (resume), plus ``--merge``'s runs."""
+    results = {"budget": vars(a), "key": _budget_key(a), "runs": {}}
+    rpath = out / "results.json"
+    if rpath.exists():
+        old = json.loads(rpath.read_text())
+        if _same_budget(old.get("key", {}), a):
+            results["runs"] = old.get("runs", {})
+            results.update({k: old[k] for k in ("unet_curves", "mae_unet_heldout", "denoiser") if k in old})
+            print(f"resuming: {len(results['runs'])} finished runs in {rpath}", flush=True)
+        else:
+            print(f"{rpath} holds another budget: starting over (it is replaced)", flush=True)
+    for other in (a.merge.split(",") if a.merge else []):
+        op = Path(other) / "results.json"
+        if not op.exists():
+            print(f"--merge: {op} does not exist (skipped)", flush=True)
+            continue
+        old = json.loads(op.read_text())
+        if not _same_budget(old.get("key", {}), a):
+            print(f"--merge: {op} holds another budget (skipped)", flush=True)
+            continue
+        new = {k: v for k, v in old.get("runs", {}).items() if k not in results["runs"]}
+        results["runs"].update(new)
+        print(f"--merge: {len(new)} finished runs from {op}", flush=True)
+
+    return results
+
+
 def main(argv=None) -> int:
     a = _args(argv)
     import keras
@@ -309,13 +364,18 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
+    if a.report_only:
+        results = _collect(a, out)
+        results["wall_s"] = time.time() - t_all
+        return report(a, results, _arm_specs(a), list(range(a.seed, a.seed + a.seeds)))
     data = load_data(a)
     noisy, clean = data["noisy"], data["clean"]
     S, K = a.tracks_per_batch, a.views
     specs = _arm_specs(a)
     seeds = list(range(a.seed, a.seed + a.seeds))
     print(f"data: {data['root']} ({data['how']}): {len(data['train_names'])} train sequences, {len(noisy)} tracks; "
-          f"{len(data['test_names'])} held-out sequences, {len(data['test_c'])} tracks; noise {a.noise:g} x "
+          f"{len(data['test_names'])} held-out sequences ({', '.join(data['test_names'])}), {len(data['test_c'])} "
+          f"tracks; noise {a.noise:g} x "
           f"N-HPatches (sigma {10 * a.noise:g}/{20 * a.noise:g}/{30 * a.noise:g} "
           f"for ref+e/h/t{'; the stored *_noise twins' if a.noise == 1.0 else '; regenerated, fixed realisation'})")
     print(f"budget: descriptors {a.desc_epochs} epochs x {a.desc_steps} steps x {S}x{K} patches "
@@ -325,17 +385,8 @@ def main(argv=None) -> int:
           f"{a.unet_warmup} steps; batch norm {' and '.join(a.bn)} (re-estimated over {a.bn_patches} training "
           f"patches); seeds {seeds[0]}..{seeds[-1]}", flush=True)
 
-    results = {"budget": vars(a), "key": _budget_key(a), "runs": {}}
+    results = _collect(a, out)
     rpath = out / "results.json"
-    if rpath.exists():
-        old = json.loads(rpath.read_text())
-        if old.get("key") == json.loads(json.dumps(_budget_key(a))):
-            results["runs"] = old.get("runs", {})
-            results["unet_curves"] = old.get("unet_curves")
-            print(f"resuming: {len(results['runs'])} finished runs in {rpath}", flush=True)
-        else:
-            print(f"{rpath} holds another budget: starting over (it is replaced)", flush=True)
-
     if a.denoiser is None:
         print("\n[1/3] U-Net learning curves (MAE)", flush=True)
         curves = unet_curves(a, noisy, clean, data["test_n"], data["test_c"], out)
@@ -450,9 +501,10 @@ def report(a, r: dict, specs, seeds) -> int:
           f"(this invocation {r['wall_s'] / 60:.1f} min wall) ====")
     if r.get("unet_curves"):
         report_curves(a, r["unet_curves"])
-    m = r["mae_unet_heldout"]
-    print(f"MAE U-Net ({Path(r['denoiser']).name}): held-out MAE {m['mae_noisy']:.2f} -> {m['mae_denoised']:.2f} "
-          f"grey levels, PSNR {m['psnr_noisy']:.2f} -> {m['psnr_denoised']:.2f} dB")
+    m = r.get("mae_unet_heldout") or {"mae_denoised": float("nan")}
+    if "mae_noisy" in m:
+        print(f"MAE U-Net ({Path(r['denoiser']).name}): held-out MAE {m['mae_noisy']:.2f} -> "
+              f"{m['mae_denoised']:.2f} grey levels, PSNR {m['psnr_noisy']:.2f} -> {m['psnr_denoised']:.2f} dB")
 
     def series(name, bn):
         vals = {t: [] for t in TASKS}
