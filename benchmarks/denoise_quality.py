@@ -28,12 +28,14 @@ mAP), one script, in-process (library functions only, ``hpatches_kit.training``)
 ref+e / h / t); any other value regenerates train and test noise at F x those levels (fixed seeds; without
 ``--denoiser`` the curves train the MAE U-Net at that level). Results go to ``<out>/results.json`` after every
 run; rerunning the same command resumes (finished seeds are kept). ``--quick`` is a smoke run (numbers
-meaningless). The measurements in README.md ("Denoising") came from (2 shared CPU cores, ``nice -n 15``):
+meaningless). The issue-29 runs of README.md ("Denoising"; 2 shared CPU cores, ``nice -n 15``; not all
+finished: rerunning resumes them; seeds can also run in parallel invocations with ``--seed`` and ``--out``,
+then ``--report-only --merge``):
 
-    python benchmarks/denoise_quality.py --seeds 5 --arms noisy,mae,joint,joint-lr --bn reestimate \
-        --bn-compare-seeds 1 --denoiser models/unet-shallow-embedded.keras --out runs/dq-n1
-    python benchmarks/denoise_quality.py --noise 2 --seeds 3 --arms noisy,mae,joint --bn reestimate \
-        --unets shallow_unet --unet-epochs 10,20 --out runs/dq-n2
+    python benchmarks/denoise_quality.py --seeds 5 --arms noisy,mae,joint,joint-lr --bn reestimate
+        --bn-compare-seeds 1 --test-sequences 5 --denoiser models/unet-shallow-embedded.keras --out runs/dq-n1
+    python benchmarks/denoise_quality.py --noise 2 --seeds 3 --arms noisy,mae,joint --bn reestimate
+        --test-sequences 5 --unets shallow_unet --unet-epochs 10,20 --out runs/dq-n2
     python benchmarks/denoise_quality.py --curves-only     # the U-Net learning-curve table
 
 Measured results and what they mean: README.md ("Denoising"), docs/training.md ("Joint denoiser + descriptor").
