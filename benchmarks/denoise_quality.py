@@ -146,7 +146,8 @@ def unet_curves(a, noisy, clean, test_n, test_c, out: Path) -> dict:
         if name == "shallow_unet":
             model = build(noisy.shape[-1])
         else:
-            model = build(noisy.shape[-1], **({} if a.deep_bn_momentum is None else {"bn_momentum": a.deep_bn_momentum}))
+            kw = {} if a.deep_bn_momentum is None else {"bn_momentum": a.deep_bn_momentum}
+            model = build(noisy.shape[-1], **kw)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mae")
         points, t0 = [], time.time()
 
@@ -304,7 +305,7 @@ def load_data(a):
         test_names = test_names[:3]
     if a.test_sequences and a.test_sequences < len(test_names):
         names = sorted(test_names)
-        test_names = [names[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(names) - 1,
+        test_names = [names[i] for i in sorted({round(float(x)) for x in np.linspace(0, len(names) - 1,
                                                                                      a.test_sequences)})]
     ds = load_dataset(root, sequences=train_names, noise=True, progress=False)
     clean = ds.all_tracks()[0]
@@ -561,7 +562,7 @@ def report(a, r: dict, specs, seeds) -> int:
         return res
 
     best_bn = "reestimate" if "reestimate" in a.bn else a.bn[0]
-    print(f"\npaired differences (mean over seeds, t-based 95% interval), mAP points: "
+    print("\npaired differences (mean over seeds, t-based 95% interval), mAP points: "
           + "".join(f"{t:>26}" for t in TASKS))
     comparisons = {}
     for bn in a.bn_all:

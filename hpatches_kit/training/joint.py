@@ -22,7 +22,7 @@ import numpy as np
 from ..data.errors import DataError
 from ..models.joint import DENOISED, DESCRIPTOR, denoise_describe, joint_training_model
 
-__all__ = ["compile_joint", "train_joint", "load_joint_start", "unet_lr_optimizer", "DEFAULT_RECON_WEIGHT"]
+__all__ = ["DEFAULT_RECON_WEIGHT", "compile_joint", "load_joint_start", "train_joint", "unet_lr_optimizer"]
 
 DEFAULT_RECON_WEIGHT = 0.05  # 0.05 x MAE (about 5 grey levels after MAE training) ~ 0.25, next to a triplet loss ~ 0.5
 
