@@ -159,3 +159,18 @@ def test_default_photos_load_offline():
     assert all(p.dtype == np.float32 and p.ndim == 3 and max(p.shape[:2]) <= S.MAX_SIDE for _, p in photos)
     plan = S._plan(photos, S.DEFAULT_NUM_ILLUM, S.DEFAULT_NUM_VIEW, S.DEFAULT_NUM_ZOOM, S.DEFAULT_NUM_BLUR)
     assert len({n for n, _, _ in plan}) == len(plan) == 40
+
+
+def test_noisy_tracks_scale_multiplies_every_level():
+    """On mid-grey tracks (no clipping) the noise std of each image type is scale x its N-HPatches level."""
+    from hpatches_kit.data.noise import noisy_tracks
+    from hpatches_kit.layout import TYPES
+
+    clean = np.full((400, len(TYPES), 8, 8), 128, np.uint8)
+    for scale in (0.5, 1.5):  # up to sigma 45: clipping at 0 / 255 (2.8 sigma from 128) stays negligible
+        n = noisy_tracks(clean, np.random.default_rng(0), scale=scale).astype(np.float64) - 128
+        for j, t in enumerate(TYPES):
+            assert abs(n[:, j].std() - scale * noise_level(t)) < 0.03 * scale * noise_level(t), (t, scale)
+    np.testing.assert_array_equal(noisy_tracks(clean, np.random.default_rng(0), scale=0.0), clean)
+    with pytest.raises(ValueError, match="scale"):
+        noisy_tracks(clean, np.random.default_rng(0), scale=-1.0)

@@ -154,3 +154,21 @@ def test_l2net_mixed_precision_outputs_float32():
         assert keras.backend.standardize_dtype(out.dtype) == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_deep_unet_default_bn_momentum_is_0_9():
+    """The default lets the moving averages follow: one training-mode call moves each moving mean 10% of the
+    way to the batch mean (NumPy mean of the first conv's output)."""
+    from hpatches_kit.models.unet import DEEP_UNET_BN_MOMENTUM
+
+    assert DEEP_UNET_BN_MOMENTUM == 0.9
+    m = deep_unet(input_size=16, base=4, depth=2)
+    bns = [la for la in m.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert len(bns) == 6 and all(la.momentum == 0.9 for la in bns)
+    x = np.random.default_rng(9).uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    k = m.get_layer("down0_conv1").get_weights()[0]  # (3, 3, 1, 4), no bias; input scaled by 1/255, 'same'
+    xp = np.pad(x[..., 0].astype(np.float64) / 255.0, ((0, 0), (1, 1), (1, 1)))
+    conv = sum(xp[:, i:i + 16, j:j + 16, None] * k[i, j, 0] for i in range(3) for j in range(3))
+    m(x, training=True)
+    np.testing.assert_allclose(m.get_layer("down0_bn1").moving_mean.numpy(), 0.1 * conv.mean(axis=(0, 1, 2)),
+                               rtol=1e-4, atol=1e-6)

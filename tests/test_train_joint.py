@@ -283,3 +283,61 @@ def test_joint_options_are_checked_before_any_work(tmp_path):
         train_descriptor(o)
     with pytest.raises(ValueError, match="do not ask for --joint"):
         train_joint_descriptor(DescriptorOptions())
+
+
+# -- the U-Net's own learning rate (training/joint.unet_lr_optimizer) --------------------------------------------
+
+def _numpy_adam(w, grads, lrs, b1=0.9, b2=0.999, eps=1e-7):
+    """Keras' Adam by hand (float64): step t uses lr ``lrs[t]`` and bias corrections of step t + 1."""
+    w, m, v = w.astype(np.float64), np.zeros_like(w, np.float64), np.zeros_like(w, np.float64)
+    for t, (g, lr) in enumerate(zip(grads, lrs)):
+        m += (g - m) * (1 - b1)
+        v += (g * g - v) * (1 - b2)
+        alpha = lr * np.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
+        w -= m * alpha / (np.sqrt(v) + eps)
+    return w
+
+
+def test_unet_lr_optimizer_scales_and_warms_up_the_unet_only():
+    """Three steps with fixed gradients equal a NumPy Adam whose U-Net learning rate is
+    lr * 0.1 * min(1, (t + 1) / 4) and whose descriptor learning rate is lr."""
+    from hpatches_kit.training.joint import unet_lr_optimizer
+
+    model = _small_joint()
+    den, _ = joint_parts(model)
+    unet_ids = {id(v) for v in den.trainable_variables}
+    variables = model.trainable_variables
+    w0 = [v.numpy().copy() for v in variables]
+    rng = np.random.default_rng(3)
+    grads = [[rng.normal(size=v.shape).astype(np.float32) for v in variables] for _ in range(3)]
+    lr = 1e-2
+    opt = unet_lr_optimizer(model, lr, unet_lr_scale=0.1, unet_warmup_steps=4)
+    for g in grads:
+        opt.apply([tf.constant(x) for x in g], variables)
+    for i, v in enumerate(variables):
+        lrs = [lr * 0.1 * min(1.0, (t + 1) / 4) if id(v) in unet_ids else lr for t in range(3)]
+        want = _numpy_adam(w0[i], [g[i] for g in grads], lrs)
+        np.testing.assert_allclose(v.numpy(), want, rtol=1e-4, atol=1e-6, err_msg=v.path)
+    assert any(id(v) in unet_ids for v in variables) and any(id(v) not in unet_ids for v in variables)
+    with pytest.raises(ValueError, match="unet_lr_scale"):
+        unet_lr_optimizer(model, lr, unet_lr_scale=-1.0)
+    with pytest.raises(ValueError, match="unet_warmup_steps"):
+        unet_lr_optimizer(model, lr, unet_warmup_steps=-1)
+
+
+def test_train_joint_unet_lr_scale_zero_freezes_the_unet_in_fit():
+    """Through train_joint's compiled fit: scale 0 leaves every U-Net weight as it was while the descriptor
+    trains; the default (scale 1) moves the U-Net."""
+    noisy, clean = _pairs(24, 16)
+    model = _small_joint()
+    den, desc = joint_parts(model)
+    u0 = [w.copy() for w in den.get_weights()]
+    d0 = [w.copy() for w in desc.get_weights()]
+    train_joint(noisy, clean, model, tracks_per_batch=8, views=2, epochs=1, steps_per_epoch=2, recon_weight=0.1,
+                unet_lr_scale=0.0, unet_warmup_steps=3)
+    for a, b in zip(u0, den.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, b) for a, b in zip(d0, desc.get_weights()))
+    model2 = _small_joint()
+    train_joint(noisy, clean, model2, tracks_per_batch=8, views=2, epochs=1, steps_per_epoch=2, recon_weight=0.1)
+    assert any(not np.allclose(a, b) for a, b in zip(u0, joint_parts(model2)[0].get_weights()))

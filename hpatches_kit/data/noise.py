@@ -30,9 +30,23 @@ def add_noise(patches: np.ndarray, sigma: float, rng: np.random.Generator) -> np
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def noisy_tracks(tracks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Noisy twin of ``(N, 16, P, P)`` tracks, each image type at its level."""
+def noisy_tracks(tracks: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """Noisy twin of ``(N, 16, P, P)`` tracks, each image type at its level times ``scale``.
+
+    Args:
+        tracks: ``(N, 16, P, P) uint8`` clean tracks (image types in :data:`~hpatches_kit.layout.TYPES` order).
+        rng: the noise's generator.
+        scale: multiplies every level (1: N-HPatches' 10 / 20 / 30; 2: 20 / 40 / 60 grey levels).
+
+    Returns:
+        ``(N, 16, P, P) uint8``.
+
+    Example:
+        >>> noisy_tracks(tracks, np.random.default_rng(0), scale=2.0)  # doctest: +SKIP
+    """
+    if not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"noisy_tracks: scale must be a finite number >= 0, got {scale}")
     out = np.empty_like(tracks)
     for j, t in enumerate(TYPES):
-        out[:, j] = add_noise(tracks[:, j], noise_level(t), rng)
+        out[:, j] = add_noise(tracks[:, j], noise_level(t) * scale, rng)
     return out

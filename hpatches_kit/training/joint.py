@@ -22,7 +22,7 @@ import numpy as np
 from ..data.errors import DataError
 from ..models.joint import DENOISED, DESCRIPTOR, denoise_describe, joint_training_model
 
-__all__ = ["compile_joint", "train_joint", "load_joint_start", "DEFAULT_RECON_WEIGHT"]
+__all__ = ["DEFAULT_RECON_WEIGHT", "compile_joint", "load_joint_start", "train_joint", "unet_lr_optimizer"]
 
 DEFAULT_RECON_WEIGHT = 0.05  # 0.05 x MAE (about 5 grey levels after MAE training) ~ 0.25, next to a triplet loss ~ 0.5
 
@@ -50,6 +50,92 @@ def load_joint_start(denoiser, descriptor):
     except ValueError as e:
         where = descriptor if isinstance(descriptor, (str, bytes)) or hasattr(descriptor, "__fspath__") else None
         raise DataError(where, str(e)) from None
+
+
+def unet_lr_optimizer(model, learning_rate, unet_lr_scale: float = 1.0, unet_warmup_steps: int = 0):
+    """Adam whose U-Net steps are ``unet_lr_scale`` x the descriptor's, ramped up linearly over the first
+    ``unet_warmup_steps`` steps (a per-variable-group learning rate; gradient scaling would not do, since Adam's
+    update does not depend on the gradient's scale).
+
+    Step ``t`` (from 0) updates a U-Net weight with ``lr(t) * unet_lr_scale * min(1, (t + 1) / warmup)``, a
+    descriptor weight with ``lr(t)``.
+
+    Args:
+        model: a :func:`~hpatches_kit.models.joint.denoise_describe` model; its nested ``denoiser``'s variables
+            form the U-Net group.
+        learning_rate: the descriptor's learning rate (a float or a Keras schedule).
+        unet_lr_scale: the U-Net's multiplier, ``>= 0`` (0 freezes it, 1 with no warm-up is plain Adam).
+        unet_warmup_steps: linear warm-up of the U-Net's multiplier, ``>= 0`` steps.
+
+    Returns:
+        A ``keras.optimizers.Adam`` subclass (:class:`GroupScaledAdam`).
+
+    Example:
+        >>> opt = unet_lr_optimizer(joint, 1e-3, unet_lr_scale=0.1, unet_warmup_steps=25)
+    """
+    from ..models.joint import joint_parts
+
+    s, w = float(unet_lr_scale), int(unet_warmup_steps)
+    if not np.isfinite(s) or s < 0:
+        raise ValueError(f"unet_lr_scale must be a finite number >= 0, got {unet_lr_scale}")
+    if w < 0:
+        raise ValueError(f"unet_warmup_steps must be >= 0, got {unet_warmup_steps}")
+    opt = _group_scaled_adam_class()(learning_rate, group_scale=s, group_warmup_steps=w)
+    opt.set_group(joint_parts(model)[0].trainable_variables)
+    return opt
+
+
+_GROUP_ADAM = None
+
+
+def _group_scaled_adam_class():
+    global _GROUP_ADAM
+    if _GROUP_ADAM is not None:
+        return _GROUP_ADAM
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="hpatches_kit")
+    class GroupScaledAdam(keras.optimizers.Adam):
+        """Adam with a learning-rate multiplier (and linear warm-up) for one group of variables
+        (:func:`unet_lr_optimizer`). The group is given by :meth:`set_group` before the first step; it is
+        not serialised (a reloaded optimizer scales no variable until ``set_group`` is called again)."""
+
+        def __init__(self, learning_rate=0.001, group_scale=1.0, group_warmup_steps=0, **kwargs):
+            super().__init__(learning_rate=learning_rate, **kwargs)
+            self.group_scale = float(group_scale)
+            self.group_warmup_steps = int(group_warmup_steps)
+            self._group_ids = set()
+            self._group_index = set()
+
+        def set_group(self, variables):
+            self._group_ids = {id(v) for v in variables}
+
+        def build(self, var_list):
+            super().build(var_list)
+            self._group_index = {i for i, v in enumerate(var_list) if id(v) in self._group_ids}
+            if self._group_ids and not self._group_index:
+                raise ValueError("GroupScaledAdam: none of the group's variables is being trained")
+
+        def group_multiplier(self, dtype="float32"):
+            """The group's multiplier at the current step (a scalar tensor)."""
+            m = ops.cast(self.group_scale, dtype)
+            if self.group_warmup_steps > 0:
+                t = ops.cast(self.iterations + 1, dtype)
+                m = m * ops.minimum(ops.cast(1.0, dtype), t / float(self.group_warmup_steps))
+            return m
+
+        def update_step(self, gradient, variable, learning_rate):
+            if self._get_variable_index(variable) in self._group_index:
+                learning_rate = ops.cast(learning_rate, variable.dtype) * self.group_multiplier(variable.dtype)
+            return super().update_step(gradient, variable, learning_rate)
+
+        def get_config(self):
+            return {**super().get_config(), "group_scale": self.group_scale,
+                    "group_warmup_steps": self.group_warmup_steps}
+
+    _GROUP_ADAM = GroupScaledAdam
+    return GroupScaledAdam
 
 
 def compile_joint(model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optimizer="adam", jit_compile=False,
@@ -86,7 +172,7 @@ def train_joint(noisy, clean, model, *, loss="batch-hard", margin: float = 1.0, 
                 recon_weight: float = DEFAULT_RECON_WEIGHT, tracks_per_batch: int = 128, views: int = 2,
                 epochs: int = 1, steps_per_epoch: int | None = None, lr: float = 1e-3, lr_schedule: str = "constant",
                 seed: int = 0, augment: bool = True, geometric: bool = False, callbacks=(), verbose: int = 0,
-                jit_compile: bool = False):
+                jit_compile: bool = False, unet_lr_scale: float = 1.0, unet_warmup_steps: int = 0):
     """Train a joint denoiser + descriptor on noisy tracks with their clean twins.
 
     Args:
@@ -103,6 +189,9 @@ def train_joint(noisy, clean, model, *, loss="batch-hard", margin: float = 1.0, 
         callbacks: Keras callbacks for ``fit`` (they see the training twin).
         verbose: Keras progress.
         jit_compile: XLA.
+        unet_lr_scale, unet_warmup_steps: the U-Net's learning rate is ``unet_lr_scale`` x ``lr`` (x the
+            schedule), ramped up linearly over ``unet_warmup_steps`` steps (:func:`unet_lr_optimizer`); the
+            defaults (1, 0) train both with one plain Adam.
 
     Returns:
         ``(model, history)``: the trained joint model (the same object) and ``{metric: [per epoch]}`` plus
@@ -127,7 +216,13 @@ def train_joint(noisy, clean, model, *, loss="batch-hard", margin: float = 1.0, 
     data = joint_dataset(noisy, clean, tracks_per_batch, views, seed=seed, augment=augment, geometric=geometric)
     lossobj = losses.get(loss, margin=margin, distance_metric=distance, views_per_track=views) if isinstance(loss, str) else loss
     keras.utils.set_random_seed(seed)
-    tm = compile_joint(model, lossobj, recon_weight, make_optimizer(lr, lr_schedule, epochs, steps), jit_compile)
+    opt = make_optimizer(lr, lr_schedule, epochs, steps)
+    if unet_lr_scale != 1.0 or unet_warmup_steps:
+        from .schedules import cosine_decay
+
+        opt = unet_lr_optimizer(model, cosine_decay(lr, epochs, steps) if lr_schedule == "cosine" else lr,
+                                unet_lr_scale, unet_warmup_steps)
+    tm = compile_joint(model, lossobj, recon_weight, opt, jit_compile)
     walls = []
 
     class _Wall(keras.callbacks.Callback):
