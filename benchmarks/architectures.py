@@ -33,24 +33,36 @@ def train_one(name: str, out: Path, epochs, steps, batch_size: int, precision: s
 
     from hpatches_kit.training.descriptor import DescriptorOptions, train_descriptor
 
-    o = DescriptorOptions(model=name, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size,
-                          mixed_precision=precision, out=str(out), evaluate=False, verbose=0, seed=seed,
-                          resume=(out / "checkpoints").is_dir() and not (out / "model.keras").is_file())
+    o = DescriptorOptions(
+        model=name,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        batch_size=batch_size,
+        mixed_precision=precision,
+        out=str(out),
+        evaluate=False,
+        verbose=0,
+        seed=seed,
+        resume=(out / "checkpoints").is_dir() and not (out / "model.keras").is_file(),
+    )
     if (out / "model.keras").is_file():  # already trained (a rerun of the benchmark): reuse it
         m = json.loads((out / "metrics.json").read_text())
         m["model"] = out / "model.keras"
     else:
         m = train_descriptor(o)
     net = keras.models.load_model(m["model"])
-    m["params"] = (int(sum(int(w.numpy().size) for w in net.trainable_weights)),
-                   int(sum(int(w.numpy().size) for w in net.weights)))
+    m["params"] = (
+        int(sum(int(w.numpy().size) for w in net.trainable_weights)),
+        int(sum(int(w.numpy().size) for w in net.weights)),
+    )
     return m
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", default=None,
-                    help="architecture (repeatable; default: every registered descriptor)")
+    ap.add_argument(
+        "--model", action="append", default=None, help="architecture (repeatable; default: every registered descriptor)"
+    )
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's, by precision)")
     ap.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (default: one pass)")
     ap.add_argument("--batch-size", type=int, default=1024, help="patches per batch (default: 1024)")
@@ -72,23 +84,43 @@ def main(argv=None) -> int:
     runs, t_all = {}, time.time()
     for name in names:
         t0 = time.time()
-        m = train_one(name, a.out / name.replace(":", "_"), a.epochs, a.steps_per_epoch, a.batch_size,
-                      a.mixed_precision, a.seed)
-        runs[name] = {"model": str(m["model"]), "epochs": m.get("epochs"), "steps_per_epoch": m.get("steps_per_epoch"),
-                      "train_seconds": m.get("train_seconds"), "wall_seconds": time.time() - t0, "params": m["params"]}
-        print(f"[{name}] {m.get('epochs')} epochs x {m.get('steps_per_epoch')} steps, "
-              f"{m.get('train_seconds', 0):.0f} s of fit", file=sys.stderr)
+        m = train_one(
+            name, a.out / name.replace(":", "_"), a.epochs, a.steps_per_epoch, a.batch_size, a.mixed_precision, a.seed
+        )
+        runs[name] = {
+            "model": str(m["model"]),
+            "epochs": m.get("epochs"),
+            "steps_per_epoch": m.get("steps_per_epoch"),
+            "train_seconds": m.get("train_seconds"),
+            "wall_seconds": time.time() - t0,
+            "params": m["params"],
+        }
+        print(
+            f"[{name}] {m.get('epochs')} epochs x {m.get('steps_per_epoch')} steps, "
+            f"{m.get('train_seconds', 0):.0f} s of fit",
+            file=sys.stderr,
+        )
     res = compare_on_real(a.src, {n: r["model"] for n, r in runs.items()}, max_patches=a.max_patches, progress=True)
-    budget = ("the default recipe" if a.epochs is None and a.steps_per_epoch is None else
-              f"a SHORT budget: {a.epochs or 'default'} epoch(s) x {a.steps_per_epoch or 'all'} steps of "
-              f"{a.batch_size} patches")
-    print(f"\nArchitectures trained on the embedded data with {budget}; real validation on {a.src} "
-          f"(official protocol, mAP %, never trained on); {time.time() - t_all:.0f} s in all")
+    budget = (
+        "the default recipe"
+        if a.epochs is None and a.steps_per_epoch is None
+        else f"a SHORT budget: {a.epochs or 'default'} epoch(s) x {a.steps_per_epoch or 'all'} steps of "
+        f"{a.batch_size} patches"
+    )
+    print(
+        f"\nArchitectures trained on the embedded data with {budget}; real validation on {a.src} "
+        f"(official protocol, mAP %, never trained on); {time.time() - t_all:.0f} s in all"
+    )
     for regime, r in res.items():
-        print(f"\n## {regime} geometric noise (jitter x {REGIMES[regime]:.3f}): {len(r['sequences'])} scenes, "
-              f"{r['tracks']} tracks")
-        print(f"{'descriptor':<12}{'params (train/all)':>22}{'fit s':>8}" + "".join(f"{t:>14}" for t in TASKS)
-              + f"{'mean':>10}")
+        print(
+            f"\n## {regime} geometric noise (jitter x {REGIMES[regime]:.3f}): {len(r['sequences'])} scenes, "
+            f"{r['tracks']} tracks"
+        )
+        print(
+            f"{'descriptor':<12}{'params (train/all)':>22}{'fit s':>8}"
+            + "".join(f"{t:>14}" for t in TASKS)
+            + f"{'mean':>10}"
+        )
         for name, row in r["rows"].items():
             run = runs.get(name)
             p = f"{run['params'][0] / 1e6:.2f}M / {run['params'][1] / 1e6:.2f}M" if run else "-"

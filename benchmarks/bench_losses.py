@@ -93,8 +93,11 @@ def main(argv=None):
             ms, v = timed(fn, labels, emb, args.repeats)
             res[name] = (ms, v)
             print(f"{size:>8} {S * K:>5}  {name:<26} {ms:8.2f}  {v:.6f}")
-        pairs = [("semihard (general)", "semihard (S x K fast)"), ("semihard (tfa tiled)", "semihard (general)"),
-                 ("batch-all (general)", "batch-all (S x K fast)")]
+        pairs = [
+            ("semihard (general)", "semihard (S x K fast)"),
+            ("semihard (tfa tiled)", "semihard (general)"),
+            ("batch-all (general)", "batch-all (S x K fast)"),
+        ]
         for slow, fast in pairs:
             if slow in res:
                 (ts, vs), (tf_, vf) = res[slow], res[fast]

@@ -26,9 +26,30 @@ def main(argv=None) -> int:
     models = []
     for prec in PRECISIONS:
         out = args.out / prec
-        subprocess.run([sys.executable, "-m", "hpatches_kit.cli.train", "descriptor", "--epochs", str(args.epochs),
-                        "--val-every", str(args.epochs), "--lr-schedule", "cosine", "--no-eval", "--verbose", "0",
-                        "--seed", str(args.seed), "--mixed-precision", prec, "--out", str(out)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hpatches_kit.cli.train",
+                "descriptor",
+                "--epochs",
+                str(args.epochs),
+                "--val-every",
+                str(args.epochs),
+                "--lr-schedule",
+                "cosine",
+                "--no-eval",
+                "--verbose",
+                "0",
+                "--seed",
+                str(args.seed),
+                "--mixed-precision",
+                prec,
+                "--out",
+                str(out),
+            ],
+            check=True,
+        )
         walls = json.loads((out / "metrics.json").read_text())["history"]["epoch_wall_s"]
         print(f"{prec:<16s} mean epoch wall {sum(walls) / len(walls):6.1f} s over {len(walls)} epochs", flush=True)
         models.append(str(out / "model.keras"))

@@ -5,7 +5,11 @@ processes on a shared machine hits every configuration alike; prints per-round r
 
 Uses the step scripts of ``benchmarks/train_speed.py`` (``TRAIN_SPEED_BN=keras`` selects the plain layer).
 """
-import argparse, os, statistics, sys
+
+import argparse
+import os
+import statistics
+import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,13 +32,18 @@ for rnd in range(a.rounds):
         os.environ.pop("TRAIN_SPEED_BN")
         r = _child([sys.executable, "-c", TORCH_STEP, "1" if prec != "float32" else "0", str(a.batch), str(a.steps)])
         got["torch"] = r and r["patches_per_s"]
-        line = {"fused/keras-bn": got["fused"] / got["keras"], "fused/torch": got["fused"] / got["torch"],
-                "keras-bn/torch": got["keras"] / got["torch"]}
+        line = {
+            "fused/keras-bn": got["fused"] / got["keras"],
+            "fused/torch": got["fused"] / got["torch"],
+            "keras-bn/torch": got["keras"] / got["torch"],
+        }
         for k, v in line.items():
             ratios.setdefault((prec, k), []).append(v)
-        print(f"round {rnd} {prec}: keras+fused {got['fused']:.0f}, keras+BN {got['keras']:.0f}, "
-              f"torch {got['torch']:.0f} patches/s; " + ", ".join(f"{k} {v:.2f}x" for k, v in line.items()),
-              flush=True)
+        print(
+            f"round {rnd} {prec}: keras+fused {got['fused']:.0f}, keras+BN {got['keras']:.0f}, "
+            f"torch {got['torch']:.0f} patches/s; " + ", ".join(f"{k} {v:.2f}x" for k, v in line.items()),
+            flush=True,
+        )
 print("\nmedian ratios over rounds:")
 for (prec, k), v in ratios.items():
     print(f"  {prec:<16}{k:<16}{statistics.median(v):.2f}x  ({', '.join(f'{x:.2f}' for x in v)})")

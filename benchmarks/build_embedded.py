@@ -42,19 +42,27 @@ def main(argv=None) -> int:
     ds = load_dataset(out / "hpatches", progress=False)
     nh = load_dataset(out / "n-hpatches", noise=True, progress=False)
     s = ds.summary()
-    print(f"build: wall {wall:.1f} s, process CPU {cpu:.1f} s (cores: {os.cpu_count()}, "
-          f"load avg {os.getloadavg()[0]:.1f}; wall time is inflated when the machine is shared)")
+    print(
+        f"build: wall {wall:.1f} s, process CPU {cpu:.1f} s (cores: {os.cpu_count()}, "
+        f"load avg {os.getloadavg()[0]:.1f}; wall time is inflated when the machine is shared)"
+    )
     print(f"max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    print(f"hpatches:   {s['sequences']} sequences ({s['illum_sequences']} i_, {s['view_sequences']} v_), "
-          f"{s['tracks']} tracks, {s['patches']} patches, {s['patch_size']}x{s['patch_size']}")
-    print(f"n-hpatches: {len(nh)} sequences, {nh.num_tracks} tracks, {nh.patch_size}x{nh.patch_size}, noisy={nh.has_noise}")
+    print(
+        f"hpatches:   {s['sequences']} sequences ({s['illum_sequences']} i_, {s['view_sequences']} v_), "
+        f"{s['tracks']} tracks, {s['patches']} patches, {s['patch_size']}x{s['patch_size']}"
+    )
+    print(
+        f"n-hpatches: {len(nh)} sequences, {nh.num_tracks} tracks, {nh.patch_size}x{nh.patch_size}, noisy={nh.has_noise}"
+    )
     med = meta["overlap_median"]
     targets = meta["parameters"]["jitter_target_overlap"]
     for v in "eht":
         per = " ".join(f"{v}{k}={med[f'{v}{k}']:.3f}" for k in range(1, 6))
         print(f"median overlap {v}: {med[v]:.3f} (target {targets[v]:.2f})  [{per}]")
     per_seq = meta["counts"]["per_sequence"]
-    print("tracks per sequence: min {} / median {} / max {}".format(min(per_seq.values()), sorted(per_seq.values())[len(per_seq) // 2], max(per_seq.values())))
+    print(
+        f"tracks per sequence: min {min(per_seq.values())} / median {sorted(per_seq.values())[len(per_seq) // 2]} / max {max(per_seq.values())}"
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -96,9 +96,14 @@ def phase_pack(work: Path, patches: int, tfrecords: bool) -> dict:
 
     t = time.perf_counter()
     pack_stream(gen(), work / "packed", names, counts, patch_size=32, tfrecords=tfrecords, progress=False)
-    return {"pack_s": time.perf_counter() - t, "tracks": sum(counts), "patches": 16 * sum(counts),
-            "peak_rss": peak_rss(), "rss_before": rss0,
-            "disk_bytes": sum(f.stat().st_size for f in (work / "packed").iterdir())}
+    return {
+        "pack_s": time.perf_counter() - t,
+        "tracks": sum(counts),
+        "patches": 16 * sum(counts),
+        "peak_rss": peak_rss(),
+        "rss_before": rss0,
+        "disk_bytes": sum(f.stat().st_size for f in (work / "packed").iterdir()),
+    }
 
 
 def phase_reload(work: Path, mode: str) -> dict:
@@ -115,19 +120,28 @@ def phase_reload(work: Path, mode: str) -> dict:
         t = time.perf_counter()
         s = 0
         for a in range(0, pk.num_tracks, 8192):  # full scan, as an epoch would
-            s += int(pk.tracks[a:a + 8192, 0, 0, 0].sum())
-            _ = np.asarray(pk.tracks[a:a + 8192]).max()
-        return {"load_s": t_load, "rss_before": rss0, "rss_after_load": rss_after_load, "scan_s": time.perf_counter() - t,
-                "rss_after_scan": cur_rss(), "peak_rss": peak_rss()}
+            s += int(pk.tracks[a : a + 8192, 0, 0, 0].sum())
+            _ = np.asarray(pk.tracks[a : a + 8192]).max()
+        return {
+            "load_s": t_load,
+            "rss_before": rss0,
+            "rss_after_load": rss_after_load,
+            "scan_s": time.perf_counter() - t,
+            "rss_after_scan": cur_rss(),
+            "peak_rss": peak_rss(),
+        }
     if mode == "ram":
         pk = load_packed(work / "packed", mmap=False, verify="quick")
-        return {"load_s": time.perf_counter() - t, "rss_before": rss0, "peak_rss": peak_rss(), "nbytes": int(pk.tracks.nbytes)}
+        return {
+            "load_s": time.perf_counter() - t,
+            "rss_before": rss0,
+            "peak_rss": peak_rss(),
+            "nbytes": int(pk.tracks.nbytes),
+        }
     if mode == "full":
         load_packed(work / "packed", mmap=True, verify="full")
         return {"load_s": time.perf_counter() - t, "peak_rss": peak_rss()}
     if mode == "tfdata":
-        import tensorflow as tf
-
         pk = load_packed(work / "packed")
         if not pk.tfrecord_files:
             return {"skipped": True}
@@ -153,8 +167,11 @@ def phase_png_write(work: Path, tracks: int) -> dict:
     t = time.perf_counter()
     for i in range(nseq):
         write_dataset(work / "png", {f"{'iv'[i % 2]}_png{i}": make_tracks(per, 65, rng)})
-    return {"write_s": time.perf_counter() - t, "tracks": per * nseq,
-            "disk_bytes": sum(f.stat().st_size for f in (work / "png").rglob("*.png"))}
+    return {
+        "write_s": time.perf_counter() - t,
+        "tracks": per * nseq,
+        "disk_bytes": sum(f.stat().st_size for f in (work / "png").rglob("*.png")),
+    }
 
 
 def phase_png_load(work: Path, nseq: int, workers: int) -> dict:
@@ -165,8 +182,14 @@ def phase_png_load(work: Path, nseq: int, workers: int) -> dict:
     t = time.perf_counter()
     ds = load_dataset(work / "png", sequences=names, size=32, progress=False, workers=workers)
     dt = time.perf_counter() - t
-    return {"load_s": dt, "tracks": ds.num_tracks, "patches": 16 * ds.num_tracks, "rss_before": rss0,
-            "rss_after": cur_rss(), "peak_rss": peak_rss()}
+    return {
+        "load_s": dt,
+        "tracks": ds.num_tracks,
+        "patches": 16 * ds.num_tracks,
+        "rss_before": rss0,
+        "rss_after": cur_rss(),
+        "peak_rss": peak_rss(),
+    }
 
 
 PHASES = {"pack": phase_pack, "reload": phase_reload, "png_write": phase_png_write, "png_load": phase_png_load}
@@ -203,21 +226,29 @@ def main() -> int:
         full = args.patches
         print(f"# data_memory benchmark in {work} (timings on a shared, contended machine are noisy)")
         r = run_phase("pack", work, full, not args.no_tfrecords)
-        print(f"pack (stream, {r['tracks']} tracks = {r['patches']} patches @32x32, tfrecords={not args.no_tfrecords}): "
-              f"{r['pack_s']:.1f} s, peak RSS {r['peak_rss'] / GB:.2f} GB (anonymous {r['anon_peak'] / GB:.2f} GB), on disk {r['disk_bytes'] / GB:.2f} GB")
+        print(
+            f"pack (stream, {r['tracks']} tracks = {r['patches']} patches @32x32, tfrecords={not args.no_tfrecords}): "
+            f"{r['pack_s']:.1f} s, peak RSS {r['peak_rss'] / GB:.2f} GB (anonymous {r['anon_peak'] / GB:.2f} GB), on disk {r['disk_bytes'] / GB:.2f} GB"
+        )
         m = run_phase("reload", work, "mmap")
-        print(f"reload load_packed(mmap=True):  {m['load_s'] * 1000:.1f} ms, RSS +{(m['rss_after_load'] - m['rss_before']) / 2**20:.1f} MB; "
-              f"full scan {m['scan_s']:.2f} s, peak RSS {m['peak_rss'] / GB:.2f} GB of which anonymous {m['anon_peak'] / GB:.2f} GB "
-              f"(the rest is file-backed page cache, reclaimable)")
+        print(
+            f"reload load_packed(mmap=True):  {m['load_s'] * 1000:.1f} ms, RSS +{(m['rss_after_load'] - m['rss_before']) / 2**20:.1f} MB; "
+            f"full scan {m['scan_s']:.2f} s, peak RSS {m['peak_rss'] / GB:.2f} GB of which anonymous {m['anon_peak'] / GB:.2f} GB "
+            f"(the rest is file-backed page cache, reclaimable)"
+        )
         ram = run_phase("reload", work, "ram")
-        print(f"reload load_packed(mmap=False): {ram['load_s']:.2f} s, peak RSS {ram['peak_rss'] / GB:.2f} GB, anonymous {ram['anon_peak'] / GB:.2f} GB "
-              f"(arrays {ram['nbytes'] / GB:.2f} GB) -> under 4 GB: {ram['peak_rss'] < 4 * GB}")
+        print(
+            f"reload load_packed(mmap=False): {ram['load_s']:.2f} s, peak RSS {ram['peak_rss'] / GB:.2f} GB, anonymous {ram['anon_peak'] / GB:.2f} GB "
+            f"(arrays {ram['nbytes'] / GB:.2f} GB) -> under 4 GB: {ram['peak_rss'] < 4 * GB}"
+        )
         fv = run_phase("reload", work, "full")
         print(f"load_packed(verify='full') (sha256 of every file): {fv['load_s']:.2f} s")
         if not args.no_tfrecords:
             tfd = run_phase("reload", work, "tfdata")
-            print(f"tf.data from TFRecords: {tfd['tracks']} tracks in {tfd['tfdata_s']:.2f} s = "
-                  f"{tfd['tracks'] / tfd['tfdata_s']:.0f} tracks/s ({16 * tfd['tracks'] / tfd['tfdata_s']:.0f} patches/s)")
+            print(
+                f"tf.data from TFRecords: {tfd['tracks']} tracks in {tfd['tfdata_s']:.2f} s = "
+                f"{tfd['tracks'] / tfd['tfdata_s']:.0f} tracks/s ({16 * tfd['tracks'] / tfd['tfdata_s']:.0f} patches/s)"
+            )
         shutil.rmtree(work / "packed", ignore_errors=True)
 
         w = run_phase("png_write", work, args.png_tracks)
@@ -230,19 +261,27 @@ def main() -> int:
         per_patch_s = (pl["load_s"] - half["load_s"]) / dn if pl["load_s"] > half["load_s"] else pl["load_s"] / n
         per_patch_b = ((pl["peak_rss"] - pl["rss_before"]) - (half["peak_rss"] - half["rss_before"])) / dn
         fixed_b = (pl["peak_rss"] - pl["rss_before"]) - per_patch_b * n
-        print(f"PNG dataset (65x65, {pl['tracks']} tracks = {n} patches, {w['disk_bytes'] / 2**20:.0f} MB PNG): "
-              f"load_dataset(size=32, workers=1) {pl['load_s']:.2f} s, peak RSS +{(pl['peak_rss'] - pl['rss_before']) / 2**20:.0f} MB "
-              f"(anonymous +{(pl['anon_peak'] - pl['anon_before']) / 2**20:.0f} MB); "
-              f"marginal {per_patch_b:.0f} B/patch (the 32x32 array itself is 1024 B/patch), fixed {fixed_b / 2**20:.0f} MB")
+        print(
+            f"PNG dataset (65x65, {pl['tracks']} tracks = {n} patches, {w['disk_bytes'] / 2**20:.0f} MB PNG): "
+            f"load_dataset(size=32, workers=1) {pl['load_s']:.2f} s, peak RSS +{(pl['peak_rss'] - pl['rss_before']) / 2**20:.0f} MB "
+            f"(anonymous +{(pl['anon_peak'] - pl['anon_before']) / 2**20:.0f} MB); "
+            f"marginal {per_patch_b:.0f} B/patch (the 32x32 array itself is 1024 B/patch), fixed {fixed_b / 2**20:.0f} MB"
+        )
         par = run_phase("png_load", work, 8, args.workers)
-        print(f"  parallel load_dataset(workers={args.workers}): {par['load_s']:.2f} s "
-              f"(speed-up {pl['load_s'] / par['load_s']:.2f}x on this shared 2-core box), peak RSS +{(par['peak_rss'] - par['rss_before']) / 2**20:.0f} MB")
+        print(
+            f"  parallel load_dataset(workers={args.workers}): {par['load_s']:.2f} s "
+            f"(speed-up {pl['load_s'] / par['load_s']:.2f}x on this shared 2-core box), peak RSS +{(par['peak_rss'] - par['rss_before']) / 2**20:.0f} MB"
+        )
         est_s = min(per_patch_s, par["load_s"] / n) * full
         est_b = pl["rss_before"] + fixed_b + per_patch_b * full
-        print(f"extrapolated to {full} patches: load_dataset(size=32) ~{est_s:.0f} s, peak RSS ~{est_b / GB:.2f} GB "
-              f"-> under 4 GB: {est_b < 4 * GB}")
-        print(f"ratio: PNG load (extrapolated) / packed reload: mmap {est_s / max(m['load_s'], 1e-6):.0f}x, "
-              f"in-RAM {est_s / ram['load_s']:.1f}x")
+        print(
+            f"extrapolated to {full} patches: load_dataset(size=32) ~{est_s:.0f} s, peak RSS ~{est_b / GB:.2f} GB "
+            f"-> under 4 GB: {est_b < 4 * GB}"
+        )
+        print(
+            f"ratio: PNG load (extrapolated) / packed reload: mmap {est_s / max(m['load_s'], 1e-6):.0f}x, "
+            f"in-RAM {est_s / ram['load_s']:.1f}x"
+        )
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -60,40 +60,80 @@ def _args(argv):
     ap.add_argument("--png", default=None, help="also write an examples PNG here (e.g. docs/denoise_examples.png)")
     ap.add_argument("--seeds", type=int, default=1, help="seeds per pipeline (batch order, initialisation)")
     ap.add_argument("--seed", type=int, default=0, help="the first seed (seeds are --seed .. --seed + --seeds - 1)")
-    ap.add_argument("--noise", type=float, default=1.0, help="noise level as a multiple of N-HPatches' sigma "
-                    "10/20/30 (ref+e/h/t): 1 uses the dataset's stored *_noise twins; any other value regenerates "
-                    "train and test noise (fixed seeds) at that multiple, e.g. 2 for 20/40/60")
-    ap.add_argument("--arms", default="noisy,mae,joint", help="pipelines: noisy (descriptor on noisy patches), "
-                    "mae (MAE U-Net, then descriptor), joint (end to end), joint-lr (joint with the U-Net's own "
-                    "learning rate: --unet-lr-scale, --unet-warmup)")
-    ap.add_argument("--recon-weights", default=None, help="joint arms: comma-separated --recon-weight values "
-                    "(default: hpatches_kit.training.joint.DEFAULT_RECON_WEIGHT)")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=1.0,
+        help="noise level as a multiple of N-HPatches' sigma "
+        "10/20/30 (ref+e/h/t): 1 uses the dataset's stored *_noise twins; any other value regenerates "
+        "train and test noise (fixed seeds) at that multiple, e.g. 2 for 20/40/60",
+    )
+    ap.add_argument(
+        "--arms",
+        default="noisy,mae,joint",
+        help="pipelines: noisy (descriptor on noisy patches), "
+        "mae (MAE U-Net, then descriptor), joint (end to end), joint-lr (joint with the U-Net's own "
+        "learning rate: --unet-lr-scale, --unet-warmup)",
+    )
+    ap.add_argument(
+        "--recon-weights",
+        default=None,
+        help="joint arms: comma-separated --recon-weight values "
+        "(default: hpatches_kit.training.joint.DEFAULT_RECON_WEIGHT)",
+    )
     ap.add_argument("--recon-weight", type=float, default=None, help="one recon weight (same as --recon-weights W)")
     ap.add_argument("--unet-lr-scale", type=float, default=0.1, help="joint-lr: U-Net learning rate / descriptor's")
     ap.add_argument("--unet-warmup", type=int, default=25, help="joint-lr: linear warm-up steps of the U-Net's rate")
-    ap.add_argument("--bn", default="as-trained,reestimate", help="evaluate each trained model with its batch-norm "
-                    "moving statistics as trained and/or re-estimated over --bn-patches training patches")
+    ap.add_argument(
+        "--bn",
+        default="as-trained,reestimate",
+        help="evaluate each trained model with its batch-norm "
+        "moving statistics as trained and/or re-estimated over --bn-patches training patches",
+    )
     ap.add_argument("--bn-patches", type=int, default=16384)
-    ap.add_argument("--bn-compare-seeds", type=int, default=0, help="with --bn reestimate: the first K seeds are "
-                    "also evaluated as trained (the batch-norm check at a fraction of the evaluations)")
-    ap.add_argument("--test-sequences", type=int, default=0, help="evaluate on this many of the held-out "
-                    "sequences, evenly spaced in their sorted list (0: all 14); the same for every pipeline and seed")
-    ap.add_argument("--merge", default=None, help="also read the finished runs of these --out folders (comma-"
-                    "separated; the same budget), e.g. seeds run in parallel by another invocation with --seed")
+    ap.add_argument(
+        "--bn-compare-seeds",
+        type=int,
+        default=0,
+        help="with --bn reestimate: the first K seeds are "
+        "also evaluated as trained (the batch-norm check at a fraction of the evaluations)",
+    )
+    ap.add_argument(
+        "--test-sequences",
+        type=int,
+        default=0,
+        help="evaluate on this many of the held-out "
+        "sequences, evenly spaced in their sorted list (0: all 14); the same for every pipeline and seed",
+    )
+    ap.add_argument(
+        "--merge",
+        default=None,
+        help="also read the finished runs of these --out folders (comma-"
+        "separated; the same budget), e.g. seeds run in parallel by another invocation with --seed",
+    )
     ap.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs")
     ap.add_argument("--keep-models", action="store_true", help="keep every trained .keras in --out")
     ap.add_argument("--unet-epochs", default="3,10,20", help="epochs at which the U-Nets' MAE is measured")
     ap.add_argument("--unet-steps", type=int, default=8, help="U-Net steps per epoch (batch 128)")
     ap.add_argument("--unets", default="shallow_unet,deep_unet", help="the U-Nets of the curves")
-    ap.add_argument("--deep-bn-momentum", type=float, default=None,
-                    help="deep U-Net: batch-norm momentum (default: deep_unet's, 0.9)")
+    ap.add_argument(
+        "--deep-bn-momentum",
+        type=float,
+        default=None,
+        help="deep U-Net: batch-norm momentum (default: deep_unet's, 0.9)",
+    )
     ap.add_argument("--curves-only", action="store_true", help="stop after the U-Net curves")
     ap.add_argument("--denoiser", default=None, help="skip the U-Net curves; use this MAE-trained U-Net .keras")
     ap.add_argument("--descriptor", default="models/l2net-embedded.keras", help="the clean-trained start")
     ap.add_argument("--desc-epochs", type=int, default=3)
     ap.add_argument("--desc-steps", type=int, default=25, help="descriptor steps per epoch, every arm")
-    ap.add_argument("--desc-tracks", type=int, default=3200, help="the descriptor arms train on this fixed random "
-                    "subset of the training tracks (0: all), the same for every arm and seed")
+    ap.add_argument(
+        "--desc-tracks",
+        type=int,
+        default=3200,
+        help="the descriptor arms train on this fixed random "
+        "subset of the training tracks (0: all), the same for every arm and seed",
+    )
     ap.add_argument("--tracks-per-batch", type=int, default=128, help="S (batch = S x --views patches)")
     ap.add_argument("--views", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -156,14 +196,29 @@ def unet_curves(a, noisy, clean, test_n, test_c, out: Path) -> dict:
                 if epoch + 1 in a.unet_epochs:
                     held, _ = denoise_metrics(model, test_n, test_c, a.mae_patches, seed=a.seed)
                     train, _ = denoise_metrics(model, noisy, clean, a.mae_patches, seed=a.seed)
-                    points.append({"epoch": epoch + 1, "heldout": held, "train": train,
-                                   "fit_loss": float(logs["loss"]), "wall_s": time.time() - t0})
-                    print(f"  {name} epoch {epoch + 1}: held-out MAE {held['mae_denoised']:.2f} / train MAE "
-                          f"{train['mae_denoised']:.2f} (inference mode) / this epoch's training-mode loss "
-                          f"{logs['loss']:.2f}", flush=True)
+                    points.append(
+                        {
+                            "epoch": epoch + 1,
+                            "heldout": held,
+                            "train": train,
+                            "fit_loss": float(logs["loss"]),
+                            "wall_s": time.time() - t0,
+                        }
+                    )
+                    print(
+                        f"  {name} epoch {epoch + 1}: held-out MAE {held['mae_denoised']:.2f} / train MAE "
+                        f"{train['mae_denoised']:.2f} (inference mode) / this epoch's training-mode loss "
+                        f"{logs['loss']:.2f}",
+                        flush=True,
+                    )
 
-        model.fit(denoise_dataset(noisy, clean, batch_size=128, seed=a.seed), steps_per_epoch=a.unet_steps,
-                  epochs=max(a.unet_epochs), verbose=0, callbacks=[Probe()])
+        model.fit(
+            denoise_dataset(noisy, clean, batch_size=128, seed=a.seed),
+            steps_per_epoch=a.unet_steps,
+            epochs=max(a.unet_epochs),
+            verbose=0,
+            callbacks=[Probe()],
+        )
         model.save(out / f"unet-{name}.keras")
         curves[name] = {"params": int(model.count_params()), "points": points, "wall_s": time.time() - t0}
     return curves
@@ -198,8 +253,12 @@ def _fit_descriptor(a, tracks, seed):
     net = _start(a.descriptor)
     net.compile(optimizer=keras.optimizers.Adam(a.lr), loss=losses.get("batch-hard", views_per_track=a.views))
     t0 = time.time()
-    h = net.fit(descriptor_dataset(tracks, a.tracks_per_batch, a.views, seed=seed), steps_per_epoch=a.desc_steps,
-                epochs=a.desc_epochs, verbose=0)
+    h = net.fit(
+        descriptor_dataset(tracks, a.tracks_per_batch, a.views, seed=seed),
+        steps_per_epoch=a.desc_steps,
+        epochs=a.desc_epochs,
+        verbose=0,
+    )
     return net, {"train_seconds": time.time() - t0, "loss": [float(v) for v in h.history["loss"]]}
 
 
@@ -221,8 +280,21 @@ def _arm_specs(a) -> list[dict]:
 
 def _budget_key(a) -> dict:
     """What must match for ``--out``'s earlier runs to be reused (resume)."""
-    keys = ("descriptor", "desc_epochs", "desc_steps", "desc_tracks", "tracks_per_batch", "views", "lr", "noise",
-            "unet_lr_scale", "unet_warmup", "bn_patches", "quick", "test_sequences")
+    keys = (
+        "descriptor",
+        "desc_epochs",
+        "desc_steps",
+        "desc_tracks",
+        "tracks_per_batch",
+        "views",
+        "lr",
+        "noise",
+        "unet_lr_scale",
+        "unet_warmup",
+        "bn_patches",
+        "quick",
+        "test_sequences",
+    )
     return {k: getattr(a, k) for k in keys}
 
 
@@ -261,12 +333,26 @@ def run_arm(a, spec, seed, data, mae_unet) -> dict:
     if spec["kind"] == "joint":
         keras.utils.set_random_seed(seed)
         model = load_joint_start(mae_unet, _start(a.descriptor))
-        model, hist = train_joint(data["d_noisy"], data["d_clean"], model, recon_weight=spec["recon_weight"],
-                                  tracks_per_batch=a.tracks_per_batch, views=a.views, epochs=a.desc_epochs,
-                                  steps_per_epoch=a.desc_steps, lr=a.lr, seed=seed,
-                                  unet_lr_scale=spec["unet_lr_scale"], unet_warmup_steps=spec["unet_warmup"])
-        rec.update(train_seconds=hist["train_seconds"], loss=hist["loss"], descriptor_loss=hist["descriptor_loss"],
-                   denoised_mae=hist["denoised_loss"])
+        model, hist = train_joint(
+            data["d_noisy"],
+            data["d_clean"],
+            model,
+            recon_weight=spec["recon_weight"],
+            tracks_per_batch=a.tracks_per_batch,
+            views=a.views,
+            epochs=a.desc_epochs,
+            steps_per_epoch=a.desc_steps,
+            lr=a.lr,
+            seed=seed,
+            unet_lr_scale=spec["unet_lr_scale"],
+            unet_warmup_steps=spec["unet_warmup"],
+        )
+        rec.update(
+            train_seconds=hist["train_seconds"],
+            loss=hist["loss"],
+            descriptor_loss=hist["descriptor_loss"],
+            denoised_mae=hist["denoised_loss"],
+        )
         train_in, test = data["d_noisy"], data["test"]
     else:
         train_in = data["d_noisy"] if spec["kind"] == "noisy" else data["den_train"]
@@ -275,7 +361,7 @@ def run_arm(a, spec, seed, data, mae_unet) -> dict:
         rec.update(h)
     rec["eval"] = {}
     tag = f"{spec['name'].replace(' ', '_').replace('=', '')}-seed{seed}"
-    for bn in (a.bn_all if seed < a.seed + a.bn_compare_seeds else a.bn):
+    for bn in a.bn_all if seed < a.seed + a.bn_compare_seeds else a.bn:
         if bn == "reestimate":
             t0 = time.time()
             reestimate_batch_norm(model, _bn_batches(train_in, a, seed))
@@ -285,8 +371,7 @@ def run_arm(a, spec, seed, data, mae_unet) -> dict:
         res, _ = evaluate_saved(path, test, _headline, noisy=True)
         rec["eval"][bn] = res.get("headline", res)
         if spec["kind"] == "joint":
-            m, _ = heldout_denoise_metrics(joint_parts(model)[0], data["test_n"], data["test_c"], a.mae_patches,
-                                           seed=0)
+            m, _ = heldout_denoise_metrics(joint_parts(model)[0], data["test_n"], data["test_c"], a.mae_patches, seed=0)
             rec.setdefault("joint_unet_heldout", {})[bn] = m
         if not a.keep_models:
             path.unlink()
@@ -305,8 +390,9 @@ def load_data(a):
         test_names = test_names[:3]
     if a.test_sequences and a.test_sequences < len(test_names):
         names = sorted(test_names)
-        test_names = [names[i] for i in sorted({round(float(x)) for x in np.linspace(0, len(names) - 1,
-                                                                                     a.test_sequences)})]
+        test_names = [
+            names[i] for i in sorted({round(float(x)) for x in np.linspace(0, len(names) - 1, a.test_sequences)})
+        ]
     ds = load_dataset(root, sequences=train_names, noise=True, progress=False)
     clean = ds.all_tracks()[0]
     if a.noise == 1.0:  # N-HPatches' own noisy twins
@@ -315,11 +401,22 @@ def load_data(a):
     else:  # regenerated at a.noise x the N-HPatches levels, fixed realisations (train and test differ)
         noisy = noisy_tracks(clean, np.random.default_rng(1000), a.noise)
         rng = np.random.default_rng(2000)
-        test = _with_noisy(load_dataset(root, sequences=test_names, noise=True, progress=False),
-                           lambda s: noisy_tracks(s.tracks, rng, a.noise))
+        test = _with_noisy(
+            load_dataset(root, sequences=test_names, noise=True, progress=False),
+            lambda s: noisy_tracks(s.tracks, rng, a.noise),
+        )
     del ds
-    d = {"root": root, "how": how, "train_names": train_names, "test_names": test_names, "noisy": noisy,
-         "clean": clean, "test": test, "test_c": test.all_tracks()[0], "test_n": test.all_tracks(noisy=True)[0]}
+    d = {
+        "root": root,
+        "how": how,
+        "train_names": train_names,
+        "test_names": test_names,
+        "noisy": noisy,
+        "clean": clean,
+        "test": test,
+        "test_c": test.all_tracks()[0],
+        "test_n": test.all_tracks(noisy=True)[0],
+    }
     if a.desc_tracks and a.desc_tracks < len(noisy):
         sub = np.sort(np.random.default_rng(0).choice(len(noisy), a.desc_tracks, replace=False))
         d["d_noisy"], d["d_clean"] = noisy[sub], clean[sub]
@@ -340,7 +437,7 @@ def _collect(a, out: Path) -> dict:
             print(f"resuming: {len(results['runs'])} finished runs in {rpath}", flush=True)
         else:
             print(f"{rpath} holds another budget: starting over (it is replaced)", flush=True)
-    for other in (a.merge.split(",") if a.merge else []):
+    for other in a.merge.split(",") if a.merge else []:
         op = Path(other) / "results.json"
         if not op.exists():
             print(f"--merge: {op} does not exist (skipped)", flush=True)
@@ -376,17 +473,22 @@ def main(argv=None) -> int:
     S, K = a.tracks_per_batch, a.views
     specs = _arm_specs(a)
     seeds = list(range(a.seed, a.seed + a.seeds))
-    print(f"data: {data['root']} ({data['how']}): {len(data['train_names'])} train sequences, {len(noisy)} tracks; "
-          f"{len(data['test_names'])} held-out sequences ({', '.join(data['test_names'])}), {len(data['test_c'])} "
-          f"tracks; noise {a.noise:g} x "
-          f"N-HPatches (sigma {10 * a.noise:g}/{20 * a.noise:g}/{30 * a.noise:g} "
-          f"for ref+e/h/t{'; the stored *_noise twins' if a.noise == 1.0 else '; regenerated, fixed realisation'})")
-    print(f"budget: descriptors {a.desc_epochs} epochs x {a.desc_steps} steps x {S}x{K} patches "
-          f"({a.desc_epochs * a.desc_steps * S * K:,} patches) each on {len(data['d_noisy'])} training tracks, "
-          f"Adam {a.lr:g} constant, batch-hard, all fine-tuned from {a.descriptor}; pipelines "
-          f"{', '.join(s['name'] for s in specs)}; joint-lr: U-Net lr x {a.unet_lr_scale:g}, warm-up "
-          f"{a.unet_warmup} steps; batch norm {' and '.join(a.bn)} (re-estimated over {a.bn_patches} training "
-          f"patches); seeds {seeds[0]}..{seeds[-1]}", flush=True)
+    print(
+        f"data: {data['root']} ({data['how']}): {len(data['train_names'])} train sequences, {len(noisy)} tracks; "
+        f"{len(data['test_names'])} held-out sequences ({', '.join(data['test_names'])}), {len(data['test_c'])} "
+        f"tracks; noise {a.noise:g} x "
+        f"N-HPatches (sigma {10 * a.noise:g}/{20 * a.noise:g}/{30 * a.noise:g} "
+        f"for ref+e/h/t{'; the stored *_noise twins' if a.noise == 1.0 else '; regenerated, fixed realisation'})"
+    )
+    print(
+        f"budget: descriptors {a.desc_epochs} epochs x {a.desc_steps} steps x {S}x{K} patches "
+        f"({a.desc_epochs * a.desc_steps * S * K:,} patches) each on {len(data['d_noisy'])} training tracks, "
+        f"Adam {a.lr:g} constant, batch-hard, all fine-tuned from {a.descriptor}; pipelines "
+        f"{', '.join(s['name'] for s in specs)}; joint-lr: U-Net lr x {a.unet_lr_scale:g}, warm-up "
+        f"{a.unet_warmup} steps; batch norm {' and '.join(a.bn)} (re-estimated over {a.bn_patches} training "
+        f"patches); seeds {seeds[0]}..{seeds[-1]}",
+        flush=True,
+    )
 
     results = _collect(a, out)
     rpath = out / "results.json"
@@ -406,8 +508,11 @@ def main(argv=None) -> int:
     results["denoiser"] = str(den_path)
     m_mae, _ = heldout_denoise_metrics(mae_unet, data["test_n"], data["test_c"], a.mae_patches, seed=0)
     results["mae_unet_heldout"] = m_mae
-    print(f"MAE U-Net {den_path}: held-out MAE {m_mae['mae_noisy']:.2f} -> {m_mae['mae_denoised']:.2f}, PSNR "
-          f"{m_mae['psnr_noisy']:.2f} -> {m_mae['psnr_denoised']:.2f} dB", flush=True)
+    print(
+        f"MAE U-Net {den_path}: held-out MAE {m_mae['mae_noisy']:.2f} -> {m_mae['mae_denoised']:.2f}, PSNR "
+        f"{m_mae['psnr_noisy']:.2f} -> {m_mae['psnr_denoised']:.2f} dB",
+        flush=True,
+    )
     if any(s["kind"] == "mae" for s in specs):
         t0 = time.time()
         data["den_train"] = denoise_tracks(data["d_noisy"], mae_unet)
@@ -424,8 +529,10 @@ def main(argv=None) -> int:
             rec["wall_s"] = time.time() - t0
             results["runs"][key] = rec
             _save_json(rpath, results)
-            cells = "; ".join(f"{bn}: " + " / ".join(f"{rec['eval'][bn].get(t, float('nan')):.2f}" for t in TASKS)
-                              for bn in rec["eval"])
+            cells = "; ".join(
+                f"{bn}: " + " / ".join(f"{rec['eval'][bn].get(t, float('nan')):.2f}" for t in TASKS)
+                for bn in rec["eval"]
+            )
             print(f"  seed {seed} {spec['name']}: {cells} ({rec['wall_s']:.0f} s)", flush=True)
     results["wall_s"] = time.time() - t_all
     _save_json(rpath, results)
@@ -449,10 +556,20 @@ def _examples_png(a, data, mae_unet, specs, out):
     if joint_spec is not None:
         keras.utils.set_random_seed(a.seed)
         j = load_joint_start(mae_unet, _start(a.descriptor))
-        j, _ = train_joint(data["d_noisy"], data["d_clean"], j, recon_weight=joint_spec["recon_weight"],
-                           tracks_per_batch=a.tracks_per_batch, views=a.views, epochs=a.desc_epochs,
-                           steps_per_epoch=a.desc_steps, lr=a.lr, seed=a.seed,
-                           unet_lr_scale=joint_spec["unet_lr_scale"], unet_warmup_steps=joint_spec["unet_warmup"])
+        j, _ = train_joint(
+            data["d_noisy"],
+            data["d_clean"],
+            j,
+            recon_weight=joint_spec["recon_weight"],
+            tracks_per_batch=a.tracks_per_batch,
+            views=a.views,
+            epochs=a.desc_epochs,
+            steps_per_epoch=a.desc_steps,
+            lr=a.lr,
+            seed=a.seed,
+            unet_lr_scale=joint_spec["unet_lr_scale"],
+            unet_warmup_steps=joint_spec["unet_warmup"],
+        )
         _, (_, d_joint, _) = heldout_denoise_metrics(joint_parts(j)[0], data["test_n"], data["test_c"], 2000, seed=0)
         rows[f"{joint_spec['name']} U-Net"] = d_joint
     pick = np.random.default_rng(a.seed).choice(len(n_flat), 10, replace=False)
@@ -484,14 +601,18 @@ def verdict(cmp: dict) -> str:
 
 
 def report_curves(a, curves) -> None:
-    print(f"\nU-Net learning curves: MAE (grey levels) at equal epochs of {a.unet_steps} steps x 128 pairs, "
-          f"Adam 1e-3 constant")
+    print(
+        f"\nU-Net learning curves: MAE (grey levels) at equal epochs of {a.unet_steps} steps x 128 pairs, "
+        f"Adam 1e-3 constant"
+    )
     eps = [p["epoch"] for p in next(iter(curves.values()))["points"]]
-    print(f"{'model':<14}{'params':>9}" + "".join(f"{'ep ' + str(e) + ' held/train':>20}" for e in eps)
-          + f"{'wall s':>9}")
+    print(
+        f"{'model':<14}{'params':>9}" + "".join(f"{'ep ' + str(e) + ' held/train':>20}" for e in eps) + f"{'wall s':>9}"
+    )
     for name, c in curves.items():
-        cells = "".join(f"{p['heldout']['mae_denoised']:>12.2f} /{p['train']['mae_denoised']:>6.2f}"
-                        for p in c["points"])
+        cells = "".join(
+            f"{p['heldout']['mae_denoised']:>12.2f} /{p['train']['mae_denoised']:>6.2f}" for p in c["points"]
+        )
         print(f"{name:<14}{c['params']:>9}{cells}{c['wall_s']:>9.0f}")
     p0 = next(iter(curves.values()))["points"][-1]["heldout"]
     print(f"noisy input: MAE {p0['mae_noisy']:.2f}, PSNR {p0['psnr_noisy']:.2f} dB")
@@ -500,14 +621,18 @@ def report_curves(a, curves) -> None:
 def report(a, r: dict, specs, seeds) -> int:
     """Print the per-pipeline means and spreads, the paired comparisons and the verdict; returns 0."""
     runs = r["runs"]
-    print(f"\n==== results: held-out split-a test sequences, noise {a.noise:g} x N-HPatches, official protocol mAP % "
-          f"(this invocation {r['wall_s'] / 60:.1f} min wall) ====")
+    print(
+        f"\n==== results: held-out split-a test sequences, noise {a.noise:g} x N-HPatches, official protocol mAP % "
+        f"(this invocation {r['wall_s'] / 60:.1f} min wall) ===="
+    )
     if r.get("unet_curves"):
         report_curves(a, r["unet_curves"])
     m = r.get("mae_unet_heldout") or {"mae_denoised": float("nan")}
     if "mae_noisy" in m:
-        print(f"MAE U-Net ({Path(r['denoiser']).name}): held-out MAE {m['mae_noisy']:.2f} -> "
-              f"{m['mae_denoised']:.2f} grey levels, PSNR {m['psnr_noisy']:.2f} -> {m['psnr_denoised']:.2f} dB")
+        print(
+            f"MAE U-Net ({Path(r['denoiser']).name}): held-out MAE {m['mae_noisy']:.2f} -> "
+            f"{m['mae_denoised']:.2f} grey levels, PSNR {m['psnr_noisy']:.2f} -> {m['psnr_denoised']:.2f} dB"
+        )
 
     def series(name, bn):
         vals = {t: [] for t in TASKS}
@@ -521,28 +646,36 @@ def report(a, r: dict, specs, seeds) -> int:
                 vals[t].append(rec["eval"][bn][t])
         return got, vals
 
-    print(f"\nper pipeline: mean ± standard deviation over seeds ({a.desc_epochs} x {a.desc_steps} steps of "
-          f"{a.tracks_per_batch}x{a.views} each)")
+    print(
+        f"\nper pipeline: mean ± standard deviation over seeds ({a.desc_epochs} x {a.desc_steps} steps of "
+        f"{a.tracks_per_batch}x{a.views} each)"
+    )
     print(f"{'pipeline':<26}{'batch norm':<12}{'n':>3}" + "".join(f"{t:>18}" for t in TASKS) + f"{'train s':>9}")
     for spec in specs:
         for bn in a.bn_all:
             got, v = series(spec["name"], bn)
             if not got:
                 continue
-            cells = "".join(f"{np.mean(v[t]):>10.2f} ± {np.std(v[t], ddof=1) if len(got) > 1 else 0:>5.2f}"
-                            for t in TASKS)
+            cells = "".join(
+                f"{np.mean(v[t]):>10.2f} ± {np.std(v[t], ddof=1) if len(got) > 1 else 0:>5.2f}" for t in TASKS
+            )
             ts = np.mean([runs[f"{spec['name']}|{s}"]["train_seconds"] for s in got])
             print(f"{spec['name']:<26}{bn:<12}{len(got):>3}{cells}{ts:>9.0f}")
     joint = [s for s in specs if s["kind"] == "joint"]
     for spec in joint:
         for bn in a.bn_all:
-            h = [runs[f"{spec['name']}|{s}"].get("joint_unet_heldout", {}).get(bn) for s in seeds
-                 if f"{spec['name']}|{s}" in runs]
+            h = [
+                runs[f"{spec['name']}|{s}"].get("joint_unet_heldout", {}).get(bn)
+                for s in seeds
+                if f"{spec['name']}|{s}" in runs
+            ]
             h = [x for x in h if x]
             if h:
-                print(f"  {spec['name']} U-Net after joint training ({bn}): held-out MAE "
-                      f"{np.mean([x['mae_denoised'] for x in h]):.2f}, PSNR "
-                      f"{np.mean([x['psnr_denoised'] for x in h]):.2f} dB (MAE U-Net: {m['mae_denoised']:.2f})")
+                print(
+                    f"  {spec['name']} U-Net after joint training ({bn}): held-out MAE "
+                    f"{np.mean([x['mae_denoised'] for x in h]):.2f}, PSNR "
+                    f"{np.mean([x['psnr_denoised'] for x in h]):.2f} dB (MAE U-Net: {m['mae_denoised']:.2f})"
+                )
 
     def compare(label, xa, xb):
         """Paired per-task comparison of two (pipeline, bn) series over the seeds both finished."""
@@ -555,15 +688,22 @@ def report(a, r: dict, specs, seeds) -> int:
             x = [va[t][ga.index(s)] for s in common]
             y = [vb[t][gb.index(s)] for s in common]
             res[t] = paired(x, y)
-        print(f"{label:<58}" + "".join(
-            f"{res[t]['mean']:>+8.2f} "
-            + (f"[{res[t]['ci'][0]:+.2f}, {res[t]['ci'][1]:+.2f}]" if res[t]["ci"] else "[n = 1]").ljust(17)
-            for t in TASKS) + f" n={len(common)}")
+        print(
+            f"{label:<58}"
+            + "".join(
+                f"{res[t]['mean']:>+8.2f} "
+                + (f"[{res[t]['ci'][0]:+.2f}, {res[t]['ci'][1]:+.2f}]" if res[t]["ci"] else "[n = 1]").ljust(17)
+                for t in TASKS
+            )
+            + f" n={len(common)}"
+        )
         return res
 
     best_bn = "reestimate" if "reestimate" in a.bn else a.bn[0]
-    print("\npaired differences (mean over seeds, t-based 95% interval), mAP points: "
-          + "".join(f"{t:>26}" for t in TASKS))
+    print(
+        "\npaired differences (mean over seeds, t-based 95% interval), mAP points: "
+        + "".join(f"{t:>26}" for t in TASKS)
+    )
     comparisons = {}
     for bn in a.bn_all:
         for spec in specs:
@@ -573,8 +713,11 @@ def report(a, r: dict, specs, seeds) -> int:
                     comparisons[(spec["name"], bn)] = c
     if "reestimate" in a.bn_all and "as-trained" in a.bn_all:
         for spec in specs:
-            compare(f"{spec['name']}: BN re-estimated - as trained", (spec["name"], "reestimate"),
-                    (spec["name"], "as-trained"))
+            compare(
+                f"{spec['name']}: BN re-estimated - as trained",
+                (spec["name"], "reestimate"),
+                (spec["name"], "as-trained"),
+            )
     for spec in joint:
         if spec["name"].startswith("joint-lr"):
             base = f"joint w={spec['recon_weight']:g}"
@@ -583,8 +726,10 @@ def report(a, r: dict, specs, seeds) -> int:
         if any(s["kind"] == "mae" for s in specs):
             compare(f"{spec['name']} - MAE U-Net + desc [{best_bn}]", (spec["name"], best_bn), ("mae", best_bn))
 
-    print(f"\nverdict per denoising pipeline vs the noisy-trained descriptor (batch norm: {best_bn}; 95% interval "
-          "of the paired difference above / below 0):")
+    print(
+        f"\nverdict per denoising pipeline vs the noisy-trained descriptor (batch norm: {best_bn}; 95% interval "
+        "of the paired difference above / below 0):"
+    )
     winners = []
     for spec in specs:
         c = comparisons.get((spec["name"], best_bn))
@@ -595,11 +740,12 @@ def report(a, r: dict, specs, seeds) -> int:
         if all(x == "better" for x in v.values()):
             winners.append(spec["name"])
     if winners:
-        print(f"a denoising pipeline beats the noisy-trained descriptor on all three tasks (95% interval above 0): "
-              f"PASS ({', '.join(winners)})")
+        print(
+            f"a denoising pipeline beats the noisy-trained descriptor on all three tasks (95% interval above 0): "
+            f"PASS ({', '.join(winners)})"
+        )
     else:
-        print("a denoising pipeline beats the noisy-trained descriptor on all three tasks (95% interval above 0): "
-              "FAIL")
+        print("a denoising pipeline beats the noisy-trained descriptor on all three tasks (95% interval above 0): FAIL")
     return 0
 
 

@@ -23,21 +23,45 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "l2net-embedded.keras"))
-    ap.add_argument("--train", metavar="OUT", default=None,
-                    help="run `hpatches-train descriptor --out OUT` (all defaults) first and evaluate its model")
-    ap.add_argument("--train-args", default="", metavar="FLAGS",
-                    help='extra `hpatches-train descriptor` flags for --train, e.g. "--epochs 20 --lr-schedule cosine"')
+    ap.add_argument(
+        "--train",
+        metavar="OUT",
+        default=None,
+        help="run `hpatches-train descriptor --out OUT` (all defaults) first and evaluate its model",
+    )
+    ap.add_argument(
+        "--train-args",
+        default="",
+        metavar="FLAGS",
+        help='extra `hpatches-train descriptor` flags for --train, e.g. "--epochs 20 --lr-schedule cosine"',
+    )
     ap.add_argument("--split", default="a")
     a = ap.parse_args(argv)
 
     model = a.model
     if a.train:
         t0 = time.time()
-        subprocess.run([sys.executable, "-m", "hpatches_kit.cli.train", "descriptor", "--out", a.train,
-                        "--verbose", "2", "--no-eval", *shlex.split(a.train_args)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hpatches_kit.cli.train",
+                "descriptor",
+                "--out",
+                a.train,
+                "--verbose",
+                "2",
+                "--no-eval",
+                *shlex.split(a.train_args),
+            ],
+            check=True,
+        )
         what = f"training with {a.train_args!r}" if a.train_args else "default training"
-        print(f"{what}: {(time.time() - t0) / 60:.1f} min wall (dataset build included when it was not cached; "
-              "the evaluation below is timed separately)", flush=True)
+        print(
+            f"{what}: {(time.time() - t0) / 60:.1f} min wall (dataset build included when it was not cached; "
+            "the evaluation below is timed separately)",
+            flush=True,
+        )
         model = str(Path(a.train) / "model.keras")
 
     from hpatches_kit.data import load_dataset
@@ -46,8 +70,12 @@ def main(argv=None) -> int:
     ds = load_dataset(split=a.split, subset="test", progress=False)
     print(f"embedded default, split {a.split} test: {len(ds)} sequences, {ds.num_tracks} tracks (unseen in training)")
     rows = {}
-    for name, describer in (("L2-Net (ours)", keras_describer(model)), ("SIFT", get_baseline("sift")),
-                            ("RootSIFT", get_baseline("rootsift")), ("raw pixels", get_baseline("raw"))):
+    for name, describer in (
+        ("L2-Net (ours)", keras_describer(model)),
+        ("SIFT", get_baseline("sift")),
+        ("RootSIFT", get_baseline("rootsift")),
+        ("raw pixels", get_baseline("raw")),
+    ):
         t0 = time.time()
         res = evaluate(compute_descriptors(ds, describer), dataset=ds, progress=False)
         rows[name] = {t: res[t]["headline"]["value"] for t in ("verification", "matching", "retrieval")}

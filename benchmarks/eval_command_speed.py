@@ -56,7 +56,9 @@ def make_set(work: Path, seqs: int, tracks: int, dim: int, pairs: int, queries: 
     from hpatches_kit.evaluation import tasks as T
 
     done = work / "done.json"
-    spec = dict(seqs=seqs, tracks=tracks, dim=dim, pairs=pairs, queries=queries, distractors=distractors, noise=noise, v=1)
+    spec = dict(
+        seqs=seqs, tracks=tracks, dim=dim, pairs=pairs, queries=queries, distractors=distractors, noise=noise, v=1
+    )
     if done.is_file() and json.loads(done.read_text()) == spec:
         return work / "descriptors" / "bench", work / "tasks"
     t = time.perf_counter()
@@ -66,9 +68,15 @@ def make_set(work: Path, seqs: int, tracks: int, dim: int, pairs: int, queries: 
         base = rng.normal(size=(tracks, dim)).astype(np.float32)
         (work / "descriptors" / "bench" / s).mkdir(parents=True, exist_ok=True)
         for j, ty in enumerate(TYPES):
-            a = base if j == 0 else base + rng.normal(scale=noise * (1 + (j - 1) // 5), size=base.shape).astype(np.float32)
+            a = (
+                base
+                if j == 0
+                else base + rng.normal(scale=noise * (1 + (j - 1) // 5), size=base.shape).astype(np.float32)
+            )
             tab = pa.table([pa.array(a[:, c]) for c in range(dim)], names=[f"c{c}" for c in range(dim)])
-            pcsv.write_csv(tab, work / "descriptors" / "bench" / s / f"{ty}.csv", pcsv.WriteOptions(include_header=False))
+            pcsv.write_csv(
+                tab, work / "descriptors" / "bench" / s / f"{ty}.csv", pcsv.WriteOptions(include_header=False)
+            )
     lengths = {s: tracks for s in names}
     T.write_verification(work / "tasks", "full", T.generate_verification(lengths, names, pairs))
     refs = {s: np.tile(np.array([[0, 255], [255, 0]], np.uint8), (tracks, 1, 1)) for s in names}  # std > 10
@@ -186,7 +194,12 @@ def ref_retrieval(descr, q, d) -> dict:
     for i in range(len(q)):
         s, idx = q[i]
         for v in VARS:
-            dint = np.array([cdist(desc_q[i][None], getattr(descr[s], f"{v}{k}")[idx][None], "euclidean")[0, 0] for k in range(1, 6)])
+            dint = np.array(
+                [
+                    cdist(desc_q[i][None], getattr(descr[s], f"{v}{k}")[idx][None], "euclidean")[0, 0]
+                    for k in range(1, 6)
+                ]
+            )
             row = D[i][m.get(s, np.ones(len(d), bool))]
             full = np.hstack((dint, row))
             gt = np.hstack((np.ones(5), np.zeros(row.size)))
@@ -211,8 +224,20 @@ def _time_v() -> str | None:
 def run_ours(desc_dir, tasks_dir, out_json):
     """Our command in a fresh process: wall and CPU seconds, the JSON, the peak RSS in bytes (GNU ``time -v``'s
     "Maximum resident set size" where available, else the child's ``ru_maxrss``) and the command line."""
-    cmd = [sys.executable, "-m", "hpatches_kit.cli.eval", "--task", "all", "--descriptors", str(desc_dir),
-           "--tasks-dir", str(tasks_dir), "--json", str(out_json), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpatches_kit.cli.eval",
+        "--task",
+        "all",
+        "--descriptors",
+        str(desc_dir),
+        "--tasks-dir",
+        str(tasks_dir),
+        "--json",
+        str(out_json),
+        "--no-progress",
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     tv = _time_v()
     full = [tv, "-v"] + cmd if tv else cmd
@@ -240,9 +265,13 @@ def main(argv=None):
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--distractors", type=int, default=20_000)
     ap.add_argument("--noise", type=float, default=0.5)
-    ap.add_argument("--size", choices=("mid", "official"), default="mid",
-                    help="mid: the issue's set (40 x 600, 2*10^5 pairs, 5000 queries; the defaults below); official: "
-                         "116 sequences, 10^6 pairs, 10^4 queries x 2*10^4 distractors (--tracks 1300)")
+    ap.add_argument(
+        "--size",
+        choices=("mid", "official"),
+        default="mid",
+        help="mid: the issue's set (40 x 600, 2*10^5 pairs, 5000 queries; the defaults below); official: "
+        "116 sequences, 10^6 pairs, 10^4 queries x 2*10^4 distractors (--tracks 1300)",
+    )
     ap.add_argument("--official", action="store_true", help="the same as --size official")
     ap.add_argument("--ref-fraction", type=float, default=0.05, help="share of the reference's task loops timed")
     ap.add_argument("--workdir", default=None)
@@ -280,13 +309,29 @@ def main(argv=None):
     ref_c["verification"] = (time.process_time() - c) * len(tabs["pos"]) / npairs
     ds = DescriptorSet({s: {ty: getattr(descr[s], ty) for ty in TYPES} for s in descr})
     if npairs == len(tabs["pos"]):
-        ov = {v: {n: (res["verification"]["table"][v][n]["auc"] / 100, res["verification"]["table"][v][n]["ap"] / 100) for n in ("intra", "inter")} for v in VARS}
+        ov = {
+            v: {
+                n: (res["verification"]["table"][v][n]["auc"] / 100, res["verification"]["table"][v][n]["ap"] / 100)
+                for n in ("intra", "inter")
+            }
+            for v in VARS
+        }
     else:
+
         def cols(x):
-            return dict(s1=x[:, 0].astype(object), t1=x[:, 1].astype(np.int64), idx1=x[:, 2].astype(np.int64),
-                        s2=x[:, 3].astype(object), t2=x[:, 4].astype(np.int64), idx2=x[:, 5].astype(np.int64))
+            return dict(
+                s1=x[:, 0].astype(object),
+                t1=x[:, 1].astype(np.int64),
+                idx1=x[:, 2].astype(np.int64),
+                s2=x[:, 3].astype(object),
+                t2=x[:, 4].astype(np.int64),
+                idx2=x[:, 5].astype(np.int64),
+            )
+
         r = eval_verification(ds, T.VerificationPairs(**{k: cols(v) for k, v in sub.items()}), "L2", curves=False)
-        ov = {v: {n: (r[v][n]["balanced"]["auc"], r[v][n]["imbalanced"]["ap"]) for n in ("intra", "inter")} for v in VARS}
+        ov = {
+            v: {n: (r[v][n]["balanced"]["auc"], r[v][n]["imbalanced"]["ap"]) for n in ("intra", "inter")} for v in VARS
+        }
     errs["verification"] = max(abs(ov[v][n][i] - rv[v][n][i]) for v in VARS for n in ("intra", "inter") for i in (0, 1))
 
     names = sorted(descr)
@@ -295,8 +340,11 @@ def main(argv=None):
     rm = ref_matching(descr, names[:nseq])
     ref_t["matching"] = (time.perf_counter() - t) * len(names) / nseq
     ref_c["matching"] = (time.process_time() - c) * len(names) / nseq
-    errs["matching"] = max(abs(res["matching"]["per_sequence"][s][v] / 100 - np.mean([rm[s][v][k] for k in range(1, 6)]))
-                           for s in rm for v in VARS)
+    errs["matching"] = max(
+        abs(res["matching"]["per_sequence"][s][v] / 100 - np.mean([rm[s][v][k] for k in range(1, 6)]))
+        for s in rm
+        for v in VARS
+    )
 
     q = pd.read_csv(tasks_dir / T.retr_file("queries", "full")).to_numpy()
     d = pd.read_csv(tasks_dir / T.retr_file("distractors", "full")).to_numpy()
@@ -306,32 +354,46 @@ def main(argv=None):
     ref_t["retrieval"] = (time.perf_counter() - t) * len(q) / nq
     ref_c["retrieval"] = (time.process_time() - c) * len(q) / nq
     if nq == len(q):
-        errs["retrieval"] = max(abs(res["retrieval"]["table"][v][str(p)] / 100 - rr[v][:, j].mean()) for v in VARS for j, p in enumerate(POOLS))
+        errs["retrieval"] = max(
+            abs(res["retrieval"]["table"][v][str(p)] / 100 - rr[v][:, j].mean())
+            for v in VARS
+            for j, p in enumerate(POOLS)
+        )
     else:
-        task = T.RetrievalTask(queries={"s": q[:nq, 0].astype(object), "idx": q[:nq, 1].astype(np.int64)},
-                               distractors={"s": d[:, 0].astype(object), "idx": d[:, 1].astype(np.int64)})
+        task = T.RetrievalTask(
+            queries={"s": q[:nq, 0].astype(object), "idx": q[:nq, 1].astype(np.int64)},
+            distractors={"s": d[:, 0].astype(object), "idx": d[:, 1].astype(np.int64)},
+        )
         o = eval_retrieval(ds, task, "L2")
         errs["retrieval"] = max(float(np.abs(o["ap"][v] - rr[v]).max()) for v in VARS)
     t_ref = t_load + sum(ref_t.values())
     c_ref = c_load + sum(ref_c.values())
 
-    print(f"set: {a.seqs} sequences x {a.tracks} tracks, D = {a.dim}, {a.pairs:,} pairs/kind, "
-          f"{res['retrieval']['num_queries']:,} queries x {res['retrieval']['num_distractors']:,} distractors; "
-          f"CSVs {sum(p.stat().st_size for p in desc_dir.rglob('*.csv')) / 2**30:.2f} GiB")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared: timings are noisy); "
-          f"reference task loops timed on {100 * f:g}% and extrapolated")
+    print(
+        f"set: {a.seqs} sequences x {a.tracks} tracks, D = {a.dim}, {a.pairs:,} pairs/kind, "
+        f"{res['retrieval']['num_queries']:,} queries x {res['retrieval']['num_distractors']:,} distractors; "
+        f"CSVs {sum(p.stat().st_size for p in desc_dir.rglob('*.csv')) / 2**30:.2f} GiB"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared: timings are noisy); "
+        f"reference task loops timed on {100 * f:g}% and extrapolated"
+    )
     print(f"ours: {cmd}")
     print("| part | official-style: wall s (CPU s) | ours: wall s (CPU s) | ratio wall (CPU) | max abs diff |")
     print("|---|---|---|---|---|")
     rows = [("reading descriptors", t_load, c_load, sec["descriptors"], csec["descriptors"], "-")]
-    rows += [(k, ref_t[k], ref_c[k], sec[k], csec[k], f"{errs[k]:.1e}") for k in ("verification", "matching", "retrieval")]
+    rows += [
+        (k, ref_t[k], ref_c[k], sec[k], csec[k], f"{errs[k]:.1e}") for k in ("verification", "matching", "retrieval")
+    ]
     rows += [("**whole command** (start to JSON)", t_ref, c_ref, t_ours, c_ours, "")]
     for name, tw, tc, ow, oc, e in rows:
         print(f"| {name} | {tw:.1f} ({tc:.1f}) | {ow:.2f} ({oc:.2f}) | **{tw / ow:.1f}x** ({tc / oc:.1f}x) | {e} |")
     rest = t_ours - sum(sec.values())
     print(f"| (ours: start-up, task files, summary, JSON: the whole command less the parts) | | {rest:.2f} | | |")
     if rss:
-        print(f"our command's peak RSS: {rss / 2**30:.2f} GiB (descriptor block {16 * res['meta']['tracks'] * a.dim * 4 / 2**30:.2f} GiB)")
+        print(
+            f"our command's peak RSS: {rss / 2**30:.2f} GiB (descriptor block {16 * res['meta']['tracks'] * a.dim * 4 / 2**30:.2f} GiB)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+import test_eval_protocol as naive  # noqa: E402
+
 from hpatches_kit.data import TYPES  # noqa: E402
 from hpatches_kit.evaluation.protocol import POOL_SIZES, DescriptorSet, eval_matching, eval_retrieval, eval_verification  # noqa: E402
 from hpatches_kit.evaluation.tasks import RetrievalTask, VerificationPairs  # noqa: E402
-import test_eval_protocol as naive  # noqa: E402
 
 
 def make_descs(rng, n_seqs, n_tracks, dim, noise=0.9):
@@ -52,13 +53,17 @@ def make_pairs(rng, names, n_tracks, n):
     t2 = (t1 + rng.integers(1, 5, n)) % 5
     s2 = names[rng.integers(0, len(names), n)]
     i3 = rng.integers(0, n_tracks, n)
-    return VerificationPairs(pos=dict(s1=s, t1=t1, idx1=i1, s2=s, t2=t2, idx2=i1),
-                             neg_intra=dict(s1=s, t1=t1, idx1=i1, s2=s, t2=t2, idx2=i2),
-                             neg_inter=dict(s1=s, t1=t1, idx1=i1, s2=s2, t2=t2, idx2=i3))
+    return VerificationPairs(
+        pos=dict(s1=s, t1=t1, idx1=i1, s2=s, t2=t2, idx2=i1),
+        neg_intra=dict(s1=s, t1=t1, idx1=i1, s2=s, t2=t2, idx2=i2),
+        neg_inter=dict(s1=s, t1=t1, idx1=i1, s2=s2, t2=t2, idx2=i3),
+    )
 
 
 def head(pairs, k):
-    return VerificationPairs(**{kind: {c: v[:k] for c, v in pairs.table(kind).items()} for kind in ("pos", "neg_intra", "neg_inter")})
+    return VerificationPairs(
+        **{kind: {c: v[:k] for c, v in pairs.table(kind).items()} for kind in ("pos", "neg_intra", "neg_inter")}
+    )
 
 
 def timed(fn):
@@ -110,9 +115,14 @@ def main(argv=None):
         ref = naive.ref_verification(descs, sub, "L2")
         t_naive = (time.perf_counter() - t) * a.pairs / a.naive_pairs
         chk = eval_verification(ds, sub, "L2", curves=False)
-        err = max(max(abs(chk[v][n]["balanced"]["auc"] - ref[v][n][0]), abs(chk[v][n]["imbalanced"]["ap"] - ref[v][n][1]))
-                  for v in "eht" for n in ("intra", "inter"))
-        rows.append(("verification", f"{a.pairs:,} pairs x3 kinds", t_ours, t_naive, f"{a.naive_pairs:,} pairs", peak, err, 50))
+        err = max(
+            max(abs(chk[v][n]["balanced"]["auc"] - ref[v][n][0]), abs(chk[v][n]["imbalanced"]["ap"] - ref[v][n][1]))
+            for v in "eht"
+            for n in ("intra", "inter")
+        )
+        rows.append(
+            ("verification", f"{a.pairs:,} pairs x3 kinds", t_ours, t_naive, f"{a.naive_pairs:,} pairs", peak, err, 50)
+        )
 
     if "retrieval" in run:
         allp = rng.permutation(a.seqs * a.tracks)[: a.queries + a.distractors]
@@ -122,14 +132,26 @@ def main(argv=None):
 
         task = RetrievalTask(queries=tab(allp[: a.queries]), distractors=tab(allp[a.queries :]))
         ours, t_ours, peak = timed(lambda: eval_retrieval(ds, task, "L2"))
-        subq = RetrievalTask(queries={k: v[: a.naive_queries] for k, v in task.queries.items()}, distractors=task.distractors)
+        subq = RetrievalTask(
+            queries={k: v[: a.naive_queries] for k, v in task.queries.items()}, distractors=task.distractors
+        )
         t = time.perf_counter()
         ref = naive.ref_retrieval(descs, subq, "L2", POOL_SIZES)
         t_naive = (time.perf_counter() - t) * a.queries / a.naive_queries
         err = max(float(np.abs(ours["ap"][v][: a.naive_queries] - ref[v]).max()) for v in "eht")
         mean_ap = float(np.mean([ours["ap"][v].mean() for v in "eht"]))
-        rows.append(("retrieval", f"{a.queries:,} q x {a.distractors:,} d (mAP {100 * mean_ap:.0f}%)", t_ours, t_naive,
-                     f"{a.naive_queries} queries", peak, err, 50))
+        rows.append(
+            (
+                "retrieval",
+                f"{a.queries:,} q x {a.distractors:,} d (mAP {100 * mean_ap:.0f}%)",
+                t_ours,
+                t_naive,
+                f"{a.naive_queries} queries",
+                peak,
+                err,
+                50,
+            )
+        )
 
     if "matching" in run:
         ours, t_ours, peak = timed(lambda: eval_matching(ds, names, "L2"))
@@ -137,15 +159,23 @@ def main(argv=None):
         ref = naive.ref_matching(descs, names[: a.naive_seqs], "L2")
         t_naive = (time.perf_counter() - t) * a.seqs / a.naive_seqs
         err = max(abs(ours[s][v][k]["ap"] - ref[s][v][k][0]) for s in ref for v in "eht" for k in range(1, 6))
-        rows.append(("matching", f"{a.seqs} seqs x {a.tracks} tracks", t_ours, t_naive, f"{a.naive_seqs} seqs", peak, err, None))
+        rows.append(
+            ("matching", f"{a.seqs} seqs x {a.tracks} tracks", t_ours, t_naive, f"{a.naive_seqs} seqs", peak, err, None)
+        )
 
     load = os.getloadavg()[0]
-    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end (shared: timings are noisy), D = {a.dim}")
-    print("| task | size | ours (s) | naive (s, extrapolated) | naive timed on | speed-up (target) | our peak NumPy mem | max abs diff vs naive |")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end (shared: timings are noisy), D = {a.dim}"
+    )
+    print(
+        "| task | size | ours (s) | naive (s, extrapolated) | naive timed on | speed-up (target) | our peak NumPy mem | max abs diff vs naive |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, size, to, tn, on, pk, e, target in rows:
         tgt = f" ({'>=' if tn / to >= target else 'BELOW '}{target}x)" if target else ""
-        print(f"| {name} | {size} | {to:.2f} | {tn:.1f} | {on} | {tn / to:.0f}x{tgt} | {pk / 2**30:.2f} GiB | {e:.1e} |")
+        print(
+            f"| {name} | {size} | {to:.2f} | {tn:.1f} | {on} | {tn / to:.0f}x{tgt} | {pk / 2**30:.2f} GiB | {e:.1e} |"
+        )
     print(f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 

@@ -71,21 +71,35 @@ def main(argv=None) -> int:
 
     keras.Model.fit = timed_fit
     with tempfile.TemporaryDirectory(prefix="fit-overhead-") as d:
-        m = train_descriptor(DescriptorOptions(epochs=a.epochs, val_every=max(1, a.epochs // 2), evaluate=False,
-                                               mixed_precision=a.precision, out=os.path.join(d, "run"), verbose=0))
+        m = train_descriptor(
+            DescriptorOptions(
+                epochs=a.epochs,
+                val_every=max(1, a.epochs // 2),
+                evaluate=False,
+                mixed_precision=a.precision,
+                out=os.path.join(d, "run"),
+                verbose=0,
+            )
+        )
     walls = m["history"]["epoch_wall_s"]
-    print(f"\n{m['epochs']} epochs x {m['steps_per_epoch']} steps ({m['tracks_per_batch'] * m['views']} patches), "
-          f"precision {m.get('precision', a.precision)}")
-    print(f"epoch walls (s): {', '.join(f'{w:.2f}' for w in walls)}; fit {m['train_seconds']:.2f} s, of which "
-          f"{m['train_seconds'] - sum(walls):.2f} s outside the epochs: {marks['begin'] - marks['call']:.2f} s before "
-          f"on_train_begin, {marks['return'] - marks['end']:.2f} s from on_train_end to the return of fit")
+    print(
+        f"\n{m['epochs']} epochs x {m['steps_per_epoch']} steps ({m['tracks_per_batch'] * m['views']} patches), "
+        f"precision {m.get('precision', a.precision)}"
+    )
+    print(
+        f"epoch walls (s): {', '.join(f'{w:.2f}' for w in walls)}; fit {m['train_seconds']:.2f} s, of which "
+        f"{m['train_seconds'] - sum(walls):.2f} s outside the epochs: {marks['begin'] - marks['call']:.2f} s before "
+        f"on_train_begin, {marks['return'] - marks['end']:.2f} s from on_train_end to the return of fit"
+    )
     print(f"\n{'callback.hook':<36}{'calls':>6}{'mean s':>9}  per call")
     for name, v in sorted(times.items(), key=lambda kv: -sum(kv[1])):
         print(f"{name:<36}{len(v):>6}{sum(v) / len(v):>9.3f}  {', '.join(f'{x:.2f}' for x in v)}")
     steady = sorted(walls[1:] or walls)[len(walls[1:] or walls) // 2]
     per_epoch = sum(sum(v) for k, v in times.items() if k.endswith("on_epoch_end")) / len(walls)
-    print(f"\ncallbacks' on_epoch_end: {per_epoch:.3f} s per epoch = {100 * per_epoch / steady:.1f}% of the median "
-          f"epoch after the first ({steady:.2f} s)")
+    print(
+        f"\ncallbacks' on_epoch_end: {per_epoch:.3f} s per epoch = {100 * per_epoch / steady:.1f}% of the median "
+        f"epoch after the first ({steady:.2f} s)"
+    )
     return 0
 
 

@@ -23,7 +23,6 @@ keypoints; else FAIL (exit 1).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,19 +35,41 @@ README_MODEL = REPO / "models" / "l2net-synth-v2.keras"
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", type=Path, action="append", default=None,
-                    help="folder of homography sequences / pairs (repeatable; default: real-sequences and real-pairs)")
-    ap.add_argument("--model", action="append", default=None,
-                    help=f"a .keras descriptor (repeatable; the first one is judged; default: {README_MODEL.name})")
-    ap.add_argument("--detector", nargs="+", default=["dog", "hessian"], choices=("dog", "harris", "hessian"),
-                    help="detectors to run (default: dog hessian; PASS/FAIL is judged on dog)")
+    ap.add_argument(
+        "--src",
+        type=Path,
+        action="append",
+        default=None,
+        help="folder of homography sequences / pairs (repeatable; default: real-sequences and real-pairs)",
+    )
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help=f"a .keras descriptor (repeatable; the first one is judged; default: {README_MODEL.name})",
+    )
+    ap.add_argument(
+        "--detector",
+        nargs="+",
+        default=["dog", "hessian"],
+        choices=("dog", "harris", "hessian"),
+        help="detectors to run (default: dog hessian; PASS/FAIL is judged on dog)",
+    )
     ap.add_argument("--max-keypoints", type=int, default=2000)
     ap.add_argument("--method", default="ransac", choices=("ransac", "usac"))
-    ap.add_argument("--orientation", default="dominant", choices=("dominant", "upright", "detector"),
-                    help="patch orientation: one dominant gradient orientation (default), upright, or the "
-                         "detector's own (DoG: several per location)")
-    ap.add_argument("--magnification", type=float, default=None,
-                    help="measurement-disk radius / detected scale (default: 5, as the HPatches extractor)")
+    ap.add_argument(
+        "--orientation",
+        default="dominant",
+        choices=("dominant", "upright", "detector"),
+        help="patch orientation: one dominant gradient orientation (default), upright, or the "
+        "detector's own (DoG: several per location)",
+    )
+    ap.add_argument(
+        "--magnification",
+        type=float,
+        default=None,
+        help="measurement-disk radius / detected scale (default: 5, as the HPatches extractor)",
+    )
     ap.add_argument("--ratio", type=float, default=None, help="Lowe's ratio test threshold (default: off)")
     ap.add_argument("--no-mutual", action="store_true", help="plain nearest neighbours instead of mutual NN")
     ap.add_argument("--kinds", default=None, help="scene kinds: a file of 'scene kind' lines or 'a=i,b=v'")
@@ -60,8 +81,11 @@ def main(argv=None) -> int:
     srcs = a.src or DEFAULT_SRC
     missing = [s for s in srcs if not s.is_dir()]
     if missing:
-        print(f"{missing[0]}: sequences not found (see ../shared/real-sequences/README.md and "
-              f"../shared/real-pairs/README.md)", file=sys.stderr)
+        print(
+            f"{missing[0]}: sequences not found (see ../shared/real-sequences/README.md and "
+            f"../shared/real-pairs/README.md)",
+            file=sys.stderr,
+        )
         return 2
     models = a.model or [str(README_MODEL)]
     for m in models:
@@ -91,13 +115,24 @@ def main(argv=None) -> int:
     matcher = ("NN" if a.no_mutual else "mutual NN") + (f" + ratio {a.ratio:g}" if a.ratio else "")
     for det in a.detector:
         t0 = time.time()
-        results = evaluate_sequences(seqs, describers, detector=det, max_keypoints=a.max_keypoints, method=a.method,
-                                     progress=False, orientation=a.orientation, magnification=a.magnification,
-                                     mutual=not a.no_mutual, ratio=a.ratio)  # same keypoints and patches for all
+        results = evaluate_sequences(
+            seqs,
+            describers,
+            detector=det,
+            max_keypoints=a.max_keypoints,
+            method=a.method,
+            progress=False,
+            orientation=a.orientation,
+            magnification=a.magnification,
+            mutual=not a.no_mutual,
+            ratio=a.ratio,
+        )  # same keypoints and patches for all
         seconds = round(time.time() - t0, 1)
-        print(f"\n## full-image matching, {det}: {len(seqs)} scenes ({', '.join(s[0] for s in seqs)}), "
-              f"{sum(len(s[1]) - 1 for s in seqs)} pairs; {a.max_keypoints} keypoints, {a.orientation} orientation, "
-              f"magnification {a.magnification or 5:g}, {matcher}, {a.method} ({seconds} s)")
+        print(
+            f"\n## full-image matching, {det}: {len(seqs)} scenes ({', '.join(s[0] for s in seqs)}), "
+            f"{sum(len(s[1]) - 1 for s in seqs)} pairs; {a.max_keypoints} keypoints, {a.orientation} orientation, "
+            f"magnification {a.magnification or 5:g}, {matcher}, {a.method} ({seconds} s)"
+        )
         print(format_sequences(results, scenes=a.per_scene))
         everything[det] = results
         if det == "dog":
@@ -105,8 +140,9 @@ def main(argv=None) -> int:
     if a.json:
         from hpatches_kit.io import atomic_write_json
 
-        atomic_write_json(a.json, {"results": everything, "model": first,
-                                   "pass": None if verdict is None else verdict[0]})
+        atomic_write_json(
+            a.json, {"results": everything, "model": first, "pass": None if verdict is None else verdict[0]}
+        )
     if a.plots:
         from hpatches_kit.plots.benchmarks import plot_mma
 
@@ -116,8 +152,10 @@ def main(argv=None) -> int:
         print("no DoG run: no PASS/FAIL verdict (add --detector dog)")
         return 0
     ok, rows = verdict
-    print(f"\n{first} vs rootsift (DoG, all real scenes and pairs): "
-          + ", ".join(f"{n} {m:.3f} vs {b:.3f}" for n, m, b in rows))
+    print(
+        f"\n{first} vs rootsift (DoG, all real scenes and pairs): "
+        + ", ".join(f"{n} {m:.3f} vs {b:.3f}" for n, m, b in rows)
+    )
     print(f"{first} beats RootSIFT on MMA@1/3/5/10 and homography accuracy @3/5 px: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

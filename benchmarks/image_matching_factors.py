@@ -31,29 +31,56 @@ SHARED = REPO.parent / "shared"
 FACTORS = {
     "orientation": [dict(orientation=o) for o in ("dominant", "upright", "detector")],
     "magnification": [dict(magnification=m) for m in (3.0, 5.0, 7.5, 10.0)],
-    "matcher": [dict(mutual=True, ratio=None), dict(mutual=True, ratio=0.9), dict(mutual=True, ratio=0.8),
-                dict(mutual=False, ratio=0.8)],
+    "matcher": [
+        dict(mutual=True, ratio=None),
+        dict(mutual=True, ratio=0.9),
+        dict(mutual=True, ratio=0.8),
+        dict(mutual=False, ratio=0.8),
+    ],
 }
 
 
-def run_config(seqs, describers, orientation="dominant", magnification=None, matchers=(dict(mutual=True, ratio=None),),
-               max_keypoints=2000):
+def run_config(
+    seqs,
+    describers,
+    orientation="dominant",
+    magnification=None,
+    matchers=(dict(mutual=True, ratio=None),),
+    max_keypoints=2000,
+):
     """``{(matcher label, descriptor): summary}`` for one patch-cutting configuration."""
-    from hpatches_kit.evaluation.image_matching import (THRESHOLDS, _summary, detect_keypoints, keypoint_patches,
-                                                        pair_accuracy)
+    from hpatches_kit.evaluation.image_matching import (
+        THRESHOLDS,
+        _summary,
+        detect_keypoints,
+        keypoint_patches,
+        pair_accuracy,
+    )
 
     pairs = {}
-    for name, images, Hs in seqs:
+    for _name, images, Hs in seqs:
         kps = [detect_keypoints(im, "dog", max_keypoints, orientation=orientation) for im in images]
-        patches = [keypoint_patches(im, kp, 65, orientation=orientation, magnification=magnification)
-                   for im, kp in zip(images, kps)]
+        patches = [
+            keypoint_patches(im, kp, 65, orientation=orientation, magnification=magnification)
+            for im, kp in zip(images, kps)
+        ]
         for dname, fn in describers.items():
             descs = [np.asarray(fn(p), np.float32) for p in patches]
             for mt in matchers:
                 label = ("mutual NN" if mt["mutual"] else "NN") + (f" + ratio {mt['ratio']}" if mt["ratio"] else "")
                 for k in range(1, len(images)):
-                    r = pair_accuracy(kps[0], kps[k], descs[0], descs[k], Hs[k - 1], images[0].shape, THRESHOLDS,
-                                      mutual=mt["mutual"], ratio=mt["ratio"], shape_b=images[k].shape)
+                    r = pair_accuracy(
+                        kps[0],
+                        kps[k],
+                        descs[0],
+                        descs[k],
+                        Hs[k - 1],
+                        images[0].shape,
+                        THRESHOLDS,
+                        mutual=mt["mutual"],
+                        ratio=mt["ratio"],
+                        shape_b=images[k].shape,
+                    )
                     r["features"] = 0.5 * (len(kps[0]) + len(kps[k]))
                     pairs.setdefault((label, dname), []).append(r)
     return {k: _summary(v, THRESHOLDS) for k, v in pairs.items()}
@@ -84,16 +111,21 @@ def main(argv=None) -> int:
     seqs = read_sequences(srcs)
     model = Path(a.model).stem
     describers = {"sift": get_baseline("sift"), "rootsift": get_baseline("rootsift"), model: keras_describer(a.model)}
-    print(f"DoG, {a.max_keypoints} keypoints, {len(seqs)} real scenes/pairs, {sum(len(s[1]) - 1 for s in seqs)} "
-          f"image pairs; model: {model}")
-    head = (f"{'factor':<14} {'setting':<22} {'descriptor':<22} {'MMA@1':>6} {'MMA@3':>6} {'MMA@5':>6} {'MMA@10':>6}"
-            f"  {'H@1':>5} {'H@3':>5} {'H@5':>5} {'matches':>8}")
+    print(
+        f"DoG, {a.max_keypoints} keypoints, {len(seqs)} real scenes/pairs, {sum(len(s[1]) - 1 for s in seqs)} "
+        f"image pairs; model: {model}"
+    )
+    head = (
+        f"{'factor':<14} {'setting':<22} {'descriptor':<22} {'MMA@1':>6} {'MMA@3':>6} {'MMA@5':>6} {'MMA@10':>6}"
+        f"  {'H@1':>5} {'H@3':>5} {'H@5':>5} {'matches':>8}"
+    )
     for factor in a.factors:
         t0 = time.time()
         print(f"\n{head}")
         if factor == "matcher":
-            runs = [("matcher", run_config(seqs, describers, matchers=FACTORS["matcher"],
-                                           max_keypoints=a.max_keypoints))]
+            runs = [
+                ("matcher", run_config(seqs, describers, matchers=FACTORS["matcher"], max_keypoints=a.max_keypoints))
+            ]
         else:
             runs = []
             for cfg in FACTORS[factor]:
@@ -104,16 +136,25 @@ def main(argv=None) -> int:
                 tag = setting if factor != "matcher" else label
                 mma = [s["mma"][t - 1] for t in (1, 3, 5, 10)]
                 hh = [s["homography"][str(t)] for t in (1, 3, 5)]
-                print(f"{factor:<14} {tag:<22} {dname:<22} " + " ".join(f"{v:>6.3f}" for v in mma) + "  "
-                      + " ".join(f"{v:>5.2f}" for v in hh) + f" {s['mean_matches']:>8.1f}")
+                print(
+                    f"{factor:<14} {tag:<22} {dname:<22} "
+                    + " ".join(f"{v:>6.3f}" for v in mma)
+                    + "  "
+                    + " ".join(f"{v:>5.2f}" for v in hh)
+                    + f" {s['mean_matches']:>8.1f}"
+                )
             labels = sorted({lab for lab, _ in res}, key=[lab for lab, _ in res].index)
             for label in labels:
                 m, r = res[(label, model)], res[(label, "rootsift")]
                 tag = setting if factor != "matcher" else label
                 d = [m["mma"][t - 1] - r["mma"][t - 1] for t in (1, 3, 5, 10)]
                 dh = [m["homography"][str(t)] - r["homography"][str(t)] for t in (1, 3, 5)]
-                print(f"{factor:<14} {tag:<22} {'lead vs rootsift':<22} " + " ".join(f"{v:>+6.3f}" for v in d)
-                      + "  " + " ".join(f"{v:>+5.2f}" for v in dh))
+                print(
+                    f"{factor:<14} {tag:<22} {'lead vs rootsift':<22} "
+                    + " ".join(f"{v:>+6.3f}" for v in d)
+                    + "  "
+                    + " ".join(f"{v:>+5.2f}" for v in dh)
+                )
         print(f"({factor}: {time.time() - t0:.0f} s)")
         sys.stdout.flush()
     return 0

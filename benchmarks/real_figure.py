@@ -40,8 +40,11 @@ def main(argv=None) -> int:
     ds = load_dataset(build_real_patches(a.src, "hpatches", progress=True), progress=False)
     a.out.mkdir(parents=True, exist_ok=True)
     files = []
-    for name, describer in ((Path(a.model).stem, keras_describer(a.model)), ("SIFT", get_baseline("sift")),
-                            ("RootSIFT", get_baseline("rootsift"))):
+    for name, describer in (
+        (Path(a.model).stem, keras_describer(a.model)),
+        ("SIFT", get_baseline("sift")),
+        ("RootSIFT", get_baseline("rootsift")),
+    ):
         res = evaluate(compute_descriptors(ds, describer, progress=False), ds, progress=False)
         res["meta"]["descriptor"] = name
         f = a.out / f"real_{name}.json"

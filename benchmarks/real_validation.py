@@ -15,7 +15,6 @@ three tasks in both regimes (``--bar sift``: against SIFT alone).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,18 @@ SHARED = REPO.parent / "shared" / "real-sequences"
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", type=Path, default=SHARED, help="folder of real homography sequences")
-    ap.add_argument("--model", action="append", default=None,
-                    help="a .keras descriptor (repeatable; default: every committed models/l2net-*.keras)")
-    ap.add_argument("--bar", choices=("both", "sift"), default="both",
-                    help="PASS needs the first model above max(SIFT, RootSIFT) (both) or above SIFT (sift)")
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="a .keras descriptor (repeatable; default: every committed models/l2net-*.keras)",
+    )
+    ap.add_argument(
+        "--bar",
+        choices=("both", "sift"),
+        default="both",
+        help="PASS needs the first model above max(SIFT, RootSIFT) (both) or above SIFT (sift)",
+    )
     ap.add_argument("--margin", type=float, default=0.0, help="required lead in mAP points (default: 0)")
     ap.add_argument("--per-sequence", action="store_true", help="also print matching mAP per scene")
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -42,14 +49,17 @@ def main(argv=None) -> int:
     from hpatches_kit.evaluation.real import REGIMES, TASKS, beats_baselines, compare_on_real
 
     paths = a.model or [str(REPO / "models" / "l2net-embedded.keras")] + sorted(
-        str(p) for p in (REPO / "models").glob("l2net-*.keras") if p.name != "l2net-embedded.keras")
+        str(p) for p in (REPO / "models").glob("l2net-*.keras") if p.name != "l2net-embedded.keras"
+    )
     models = {Path(p).stem if Path(p).name != "model.keras" else Path(p).parent.name: p for p in paths}
     t0 = time.time()
     res = compare_on_real(a.src, models, per_sequence=a.per_sequence, progress=True)
     print(f"real validation on {a.src} ({time.time() - t0:.0f} s; official protocol, mAP %, never trained on)")
     for regime, r in res.items():
-        print(f"\n## {regime} geometric noise (jitter x {REGIMES[regime]:.3f}): {len(r['sequences'])} scenes, "
-              f"{r['tracks']} tracks")
+        print(
+            f"\n## {regime} geometric noise (jitter x {REGIMES[regime]:.3f}): {len(r['sequences'])} scenes, "
+            f"{r['tracks']} tracks"
+        )
         print(f"{'descriptor':<26}" + "".join(f"{t:>14}" for t in TASKS))
         for name, row in r["rows"].items():
             print(f"{name:<26}" + "".join(f"{row[t]:>14.2f}" for t in TASKS))
@@ -65,8 +75,10 @@ def main(argv=None) -> int:
     print(f"\n{first} minus the better of {' and '.join(bar)} (points):")
     for regime, per in verdict.items():
         print(f"  {regime:<10}" + "".join(f"{t} {o - b:+.2f}   " for t, (o, b, _) in per.items()))
-    print(f"{first} beats {' and '.join(bar)} on all three tasks at both noise levels"
-          f"{f' by > {a.margin:g}' if a.margin else ''}: {'PASS' if ok else 'FAIL'}")
+    print(
+        f"{first} beats {' and '.join(bar)} on all three tasks at both noise levels"
+        f"{f' by > {a.margin:g}' if a.margin else ''}: {'PASS' if ok else 'FAIL'}"
+    )
     if a.json:
         from hpatches_kit.io import atomic_write_json
 

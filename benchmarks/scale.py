@@ -58,7 +58,7 @@ def synthesise(root: Path, fraction: float, seed: int = 0, patch: int = 65) -> i
         base = np.stack([cv2.GaussianBlur(b, (0, 0), 2.0) for b in base])
         d = root / name
         d.mkdir(parents=True, exist_ok=True)
-        for j, t in enumerate(TYPES):
+        for t in TYPES:
             v = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
             write_patch_image(d / f"{t}.png", v)
     return per * FULL_SEQS
@@ -68,8 +68,13 @@ def run_child(code: str, env=None, args=()) -> tuple[dict, float, float]:
     """Run ``code`` in a fresh Python; returns (its last ``RESULT{json}`` line, wall seconds, its peak RSS in
     bytes as the child reports it: ``ru_maxrss`` of itself)."""
     t = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
     out, err = p.communicate()
     status = p.returncode
     wall = time.perf_counter() - t
@@ -85,15 +90,20 @@ def run_child(code: str, env=None, args=()) -> tuple[dict, float, float]:
 
 RSS = "import resource; _rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
 
-PACK = RSS + r"""
+PACK = (
+    RSS
+    + r"""
 import json, sys, time
 t = time.perf_counter()
 from hpatches_kit.data.cache import ensure_packed
 out = ensure_packed(sys.argv[1], size=32, rows=True, progress=False)
 print("RESULT" + json.dumps({"seconds": time.perf_counter() - t, "maxrss": _rss(), "out": str(out)}))
 """
+)
 
-TRAIN = RSS + r"""
+TRAIN = (
+    RSS
+    + r"""
 import json, sys, time
 T0 = time.perf_counter()
 import keras
@@ -118,6 +128,7 @@ res = D.train_descriptor(D.DescriptorOptions(data=data, split="none", epochs=2, 
 walls = res["history"]["epoch_wall_s"]
 print("RESULT" + json.dumps({**marks, "epoch2_s": walls[-1], "batch": 1024, "steps": steps, "maxrss": _rss()}))
 """
+)
 
 PIPE = r"""
 import json, sys, time
@@ -137,7 +148,9 @@ for name, t in (("streamed", split.train), ("in memory", np.asarray(split.train)
 print("RESULT" + json.dumps(out))
 """
 
-EVAL_PARTS = RSS + r"""
+EVAL_PARTS = (
+    RSS
+    + r"""
 import json, sys, time
 T0 = time.perf_counter()
 import numpy as np
@@ -162,6 +175,7 @@ print("RESULT" + json.dumps({"import_s": t_import, "model_load_s": t_load, "firs
                              "describe_pps": len(x) / t_desc, "bare_pps": n_bare / t_bare, "policy": policy,
                              "maxrss": _rss()}))
 """
+)
 
 TORCH_INFER = r"""
 import json, sys, time
@@ -191,7 +205,9 @@ for name, ac in (("float32", False), ("bf16 autocast", True)):
 print("RESULT" + json.dumps({"pps": out, "threads": torch.get_num_threads()}))
 """
 
-EVAL_CMD = RSS + r"""
+EVAL_CMD = (
+    RSS
+    + r"""
 import json, sys, time, io, contextlib
 T0 = time.perf_counter()
 from hpatches_kit.cli.eval import main
@@ -202,6 +218,7 @@ meta = json.load(open(sys.argv[3]))["meta"]
 print("RESULT" + json.dumps({"rc": rc, "wall_s": time.perf_counter() - T0, "seconds": meta["seconds"],
                              "maxrss": _rss()}))
 """
+)
 
 
 def verdict(ok: bool) -> str:
@@ -232,7 +249,9 @@ def main(argv=None) -> int:
         data = work / "data"
         t = time.perf_counter()
         tracks = synthesise(data, a.fraction)
-        print(f"synthesised {tracks} tracks ({a.fraction:.0%} of HPatches) in {time.perf_counter() - t:.0f} s -> {data}")
+        print(
+            f"synthesised {tracks} tracks ({a.fraction:.0%} of HPatches) in {time.perf_counter() - t:.0f} s -> {data}"
+        )
     else:
         from hpatches_kit.data import index_dataset
 
@@ -249,29 +268,48 @@ def main(argv=None) -> int:
     mem, _, mem_rss = run_child(TRAIN, env={"HPATCHES_KIT_CACHE": "off"}, args=[data, work / "run-mem", a.steps])
     st, _, st_rss = run_child(TRAIN, args=[data, work / "run-stream", a.steps])
     row("start-up, data: in memory (decode PNGs)", f"{mem['data_s']:.2f} s", "-", None)
-    row("start-up, data: streamed, second run", f"{st['data_s']:.2f} s",
-        ">= 10x sooner", st["data_s"] * 10 <= mem["data_s"])
-    row("start-up to first step: in memory / streamed", f"{mem['first_step_s']:.1f} s / {st['first_step_s']:.1f} s",
-        "(whole process; imports incl.)", None)
+    row(
+        "start-up, data: streamed, second run",
+        f"{st['data_s']:.2f} s",
+        ">= 10x sooner",
+        st["data_s"] * 10 <= mem["data_s"],
+    )
+    row(
+        "start-up to first step: in memory / streamed",
+        f"{mem['first_step_s']:.1f} s / {st['first_step_s']:.1f} s",
+        "(whole process; imports incl.)",
+        None,
+    )
     fit_mem = mem["batch"] * mem["steps"] / mem["epoch2_s"]
     fit_st = st["batch"] * st["steps"] / st["epoch2_s"]
     row("fit patches/s: in memory", f"{fit_mem:.0f}", "-", None)
-    row("fit patches/s: streamed (ratio)", f"{fit_st:.0f} ({fit_st / fit_mem:.2f}x)", ">= 0.95x in memory",
-        fit_st >= 0.95 * fit_mem)
+    row(
+        "fit patches/s: streamed (ratio)",
+        f"{fit_st:.0f} ({fit_st / fit_mem:.2f}x)",
+        ">= 0.95x in memory",
+        fit_st >= 0.95 * fit_mem,
+    )
     pipe, _, _ = run_child(PIPE, args=[data, 20])
     row("input pipeline alone, patches/s: in memory", f"{pipe['in memory']:.0f}", "-", None)
-    row("input pipeline alone, patches/s: streamed", f"{pipe['streamed']:.0f}",
-        "> the accelerator's step rate", None)
+    row("input pipeline alone, patches/s: streamed", f"{pipe['streamed']:.0f}", "> the accelerator's step rate", None)
     # extrapolation (linear in the tracks): the streamed run holds no per-track table, only an 8-byte row index
     # per track; the in-memory run holds two 16 KB copies of every 32x32 track at its peak (the decoded
     # sequences and their concatenation, then the array and its tf.constant): a lower bound of its growth
     track_bytes = 16 * 32 * 32
     full_st = st_rss + 8 * (FULL_TRACKS - tracks)
     full_mem = mem_rss + 2 * track_bytes * (FULL_TRACKS - tracks)
-    row("train peak RSS in memory: measured / full (extrap.)", f"{mem_rss / GB:.2f} / {full_mem / GB:.1f} GB",
-        "<= 3 GB at full size", full_mem <= 3 * GB)
-    row("train peak RSS streamed: measured / full (extrap.)", f"{st_rss / GB:.2f} / {full_st / GB:.2f} GB",
-        "<= 3 GB at full size", full_st <= 3 * GB)
+    row(
+        "train peak RSS in memory: measured / full (extrap.)",
+        f"{mem_rss / GB:.2f} / {full_mem / GB:.1f} GB",
+        "<= 3 GB at full size",
+        full_mem <= 3 * GB,
+    )
+    row(
+        "train peak RSS streamed: measured / full (extrap.)",
+        f"{st_rss / GB:.2f} / {full_st / GB:.2f} GB",
+        "<= 3 GB at full size",
+        full_st <= 3 * GB,
+    )
 
     # 4. evaluation
     edata = work / "eval-data"
@@ -282,32 +320,51 @@ def main(argv=None) -> int:
     ev, _, ev_rss = run_child(EVAL_CMD, args=[a.model, edata, work / "eval.json"])
     secs = ev["seconds"]
     row(f"hpatches-eval --model, whole command ({et * 16} patches)", f"{ev['wall_s']:.1f} s", "-", None)
-    row("  of which descriptors (data + describe) / tasks",
+    row(
+        "  of which descriptors (data + describe) / tasks",
         f"{secs.get('descriptors', 0):.1f} s / {sum(v for k, v in secs.items() if k != 'descriptors'):.1f} s",
-        "-", None)
+        "-",
+        None,
+    )
     ev2, _, _ = run_child(EVAL_CMD, args=[a.model, edata, work / "eval2.json"])
     row("hpatches-eval second run (cache mapped)", f"{ev2['wall_s']:.1f} s", "-", None)
     parts, _, _ = run_child(EVAL_PARTS, args=[a.model, a.describe_patches])
-    row("  imports / model load / first call (tracing)",
-        f"{parts['import_s']:.1f} / {parts['model_load_s']:.2f} / {parts['first_call_s']:.2f} s", "-", None)
+    row(
+        "  imports / model load / first call (tracing)",
+        f"{parts['import_s']:.1f} / {parts['model_load_s']:.2f} / {parts['first_call_s']:.2f} s",
+        "-",
+        None,
+    )
     row(f"describe patches/s ({parts['policy']})", f"{parts['describe_pps']:.0f}", "-", None)
-    row("  vs bare predict_on_batch, same precision", f"{parts['describe_pps'] / parts['bare_pps']:.2f}x "
-        f"({parts['bare_pps']:.0f}/s)", ">= 0.9x", parts["describe_pps"] >= 0.9 * parts["bare_pps"])
+    row(
+        "  vs bare predict_on_batch, same precision",
+        f"{parts['describe_pps'] / parts['bare_pps']:.2f}x ({parts['bare_pps']:.0f}/s)",
+        ">= 0.9x",
+        parts["describe_pps"] >= 0.9 * parts["bare_pps"],
+    )
     try:
         import torch  # noqa: F401
 
         tr, _, _ = run_child(TORCH_INFER, args=[a.describe_patches])
         best = max(tr["pps"].values())
-        row("  vs PyTorch CPU inference (best of f32/bf16)", f"{parts['describe_pps'] / best:.2f}x ({best:.0f}/s)",
-            ">= 2x", parts["describe_pps"] >= 2 * best)
+        row(
+            "  vs PyTorch CPU inference (best of f32/bf16)",
+            f"{parts['describe_pps'] / best:.2f}x ({best:.0f}/s)",
+            ">= 2x",
+            parts["describe_pps"] >= 2 * best,
+        )
     except ImportError:
         row("  vs PyTorch", "torch not installed", ">= 2x", None)
     # eval memory at full size, estimated: the patches are memory-mapped and released once described
     # (release_pages), describing holds one chunk; what grows with the data is the descriptors (128 float32 =
     # 512 B a patch) and, at the official task sizes, the pair tables (3 x 10^6 pairs x 6 int64 columns)
     full_ev = ev_rss + 512 * (FULL_TRACKS - et) * 16 + 3 * 6 * 8 * 1_000_000
-    row("eval peak RSS: measured / full (estimated)", f"{ev_rss / GB:.2f} / {full_ev / GB:.1f} GB", "<= 3 GB",
-        full_ev <= 3 * GB)
+    row(
+        "eval peak RSS: measured / full (estimated)",
+        f"{ev_rss / GB:.2f} / {full_ev / GB:.1f} GB",
+        "<= 3 GB",
+        full_ev <= 3 * GB,
+    )
     if a.json:
         a.json.write_text(json.dumps({"rows": rows, "tracks": tracks, "fraction": a.fraction}, indent=1))
     print(f"(work folder {work}; machine shared and loaded: ratios are side by side, absolute rates are not)")

@@ -21,7 +21,6 @@ same way and the difference to the imported one printed per task and regime.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -42,8 +41,14 @@ def torch_parity(model, ckpt, patches) -> float:
     class TFeat(nn.Module):  # vbalnt/tfeat's TNet, as in ../shared/pretrained/README.md
         def __init__(self):
             super().__init__()
-            self.features = nn.Sequential(nn.InstanceNorm2d(1, affine=False), nn.Conv2d(1, 32, 7), nn.Tanh(),
-                                          nn.MaxPool2d(2, 2), nn.Conv2d(32, 64, 6), nn.Tanh())
+            self.features = nn.Sequential(
+                nn.InstanceNorm2d(1, affine=False),
+                nn.Conv2d(1, 32, 7),
+                nn.Tanh(),
+                nn.MaxPool2d(2, 2),
+                nn.Conv2d(32, 64, 6),
+                nn.Tanh(),
+            )
             self.descr = nn.Sequential(nn.Linear(64 * 8 * 8, 128), nn.Tanh())
 
         def forward(self, x):
@@ -69,16 +74,23 @@ def finetune(model, steps: int, lr: float, seed: int, tracks_per_batch: int):
     root = ensure_default(kind="hpatches")
     train_names, _, how = train_test_names(Path(root), "a")
     tracks, _ = load_dataset(root, sequences=train_names, size=32, progress=False).all_tracks()
-    print(f"[fine-tune] {len(tracks)} tracks of {len(train_names)} sequences ({how}), {steps} steps of "
-          f"{tracks_per_batch} tracks x 2 views, Adam {lr:g}, batch-hard margin 1", file=sys.stderr)
+    print(
+        f"[fine-tune] {len(tracks)} tracks of {len(train_names)} sequences ({how}), {steps} steps of "
+        f"{tracks_per_batch} tracks x 2 views, Adam {lr:g}, batch-hard margin 1",
+        file=sys.stderr,
+    )
     ds = descriptor_dataset(tracks, tracks_per_batch, 2, seed=seed)
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=BatchHardTripletLoss(margin=1.0))
     t0 = time.time()
     epochs = max(1, steps // 100)
     hist = model.fit(ds, steps_per_epoch=steps // epochs, epochs=epochs, verbose=2)
-    return {"steps": (steps // epochs) * epochs, "seconds": time.time() - t0, "train_tracks": int(len(tracks)),
-            "loss": [float(v) for v in hist.history["loss"]]}
+    return {
+        "steps": (steps // epochs) * epochs,
+        "seconds": time.time() - t0,
+        "train_tracks": int(len(tracks)),
+        "loss": [float(v) for v in hist.history["loss"]],
+    }
 
 
 def main(argv=None) -> int:
@@ -113,8 +125,10 @@ def main(argv=None) -> int:
     if a.save_dir:
         a.save_dir.mkdir(parents=True, exist_ok=True)
         tfeat.save(a.save_dir / "tfeat-liberty.keras")
-    models = {"TFeat-liberty (imported)": keras_describer(tfeat),
-              "l2net-embedded": str(REPO / "models" / "l2net-embedded.keras")}
+    models = {
+        "TFeat-liberty (imported)": keras_describer(tfeat),
+        "l2net-embedded": str(REPO / "models" / "l2net-embedded.keras"),
+    }
     ft_info = None
     if a.finetune_steps > 0:
         ft = from_torch(a.checkpoint, arch="tfeat", name="tfeat_liberty_ft")
@@ -131,8 +145,10 @@ def main(argv=None) -> int:
         for name, row in r["rows"].items():
             print(f"{name:<28}" + "".join(f"{row[t]:>14.2f}" for t in TASKS))
     if ft_info:
-        print(f"\nfine-tuning: {ft_info['steps']} steps in {ft_info['seconds']:.0f} s, loss per 100 steps "
-              + " ".join(f"{v:.3f}" for v in ft_info["loss"]))
+        print(
+            f"\nfine-tuning: {ft_info['steps']} steps in {ft_info['seconds']:.0f} s, loss per 100 steps "
+            + " ".join(f"{v:.3f}" for v in ft_info["loss"])
+        )
         print("fine-tuned minus imported (points):")
         for regime, r in res.items():
             rows = r["rows"]
@@ -141,8 +157,15 @@ def main(argv=None) -> int:
     if a.json:
         from hpatches_kit.io import atomic_write_json
 
-        atomic_write_json(a.json, {"results": res, "parity_max_abs": err, "finetune": ft_info,
-                                   "argv": sys.argv[1:] if argv is None else list(argv)})
+        atomic_write_json(
+            a.json,
+            {
+                "results": res,
+                "parity_max_abs": err,
+                "finetune": ft_info,
+                "argv": sys.argv[1:] if argv is None else list(argv),
+            },
+        )
     return 0
 
 

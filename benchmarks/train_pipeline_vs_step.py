@@ -29,8 +29,8 @@ def main():
     import keras
     import tensorflow as tf
 
-    from hpatches_kit.models import l2net
     from hpatches_kit.losses import BatchHardTripletLoss
+    from hpatches_kit.models import l2net
     from hpatches_kit.training import descriptor_dataset
 
     keras.mixed_precision.set_global_policy(a.precision)
@@ -56,8 +56,12 @@ def main():
     for _ in range(a.steps):
         model.train_on_batch(x, y)
     step = a.steps / (time.perf_counter() - t0)
-    print(f"cpu threads visible: {os.cpu_count()}  tf intra-op: {tf.config.threading.get_intra_op_parallelism_threads()}")
-    print(f"pipeline: {pipe:8.2f} batches/s ({pipe * a.batch:9.0f} patches/s)  batch {a.batch} = {S} tracks x {a.views}")
+    print(
+        f"cpu threads visible: {os.cpu_count()}  tf intra-op: {tf.config.threading.get_intra_op_parallelism_threads()}"
+    )
+    print(
+        f"pipeline: {pipe:8.2f} batches/s ({pipe * a.batch:9.0f} patches/s)  batch {a.batch} = {S} tracks x {a.views}"
+    )
     print(f"L2-Net train step ({a.precision}): {step:8.3f} batches/s ({step * a.batch:9.0f} patches/s)")
     print(f"ratio pipeline / step = {pipe / step:.1f}x  (target >= 5x: {'OK' if pipe / step >= 5 else 'MISSED'})")
 

@@ -118,26 +118,49 @@ def fit_run(precision: str, epochs: int | None, extra: list[str]) -> dict:
     `epoch_wall_s`)."""
     with tempfile.TemporaryDirectory(prefix="train-speed-") as d:
         out = Path(d) / "run"
-        cmd = [sys.executable, "-m", "hpatches_kit.cli.train", "descriptor", "--out", str(out),
-               *(["--epochs", str(epochs)] if epochs else []), "--mixed-precision", precision, "--verbose", "0", "--no-eval", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hpatches_kit.cli.train",
+            "descriptor",
+            "--out",
+            str(out),
+            *(["--epochs", str(epochs)] if epochs else []),
+            "--mixed-precision",
+            precision,
+            "--verbose",
+            "0",
+            "--no-eval",
+            *extra,
+        ]
         subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         m = json.loads((out / "metrics.json").read_text())
     walls = m["history"]["epoch_wall_s"]
     batch = m["tracks_per_batch"] * m["views"]
     per_epoch = m["steps_per_epoch"] * batch
     steady = walls[1:] or walls
-    return {"precision": precision, "epochs": len(walls), "steps_per_epoch": m["steps_per_epoch"], "batch": batch,
-            "epoch_wall_s": walls, "train_seconds": m["train_seconds"],
-            "fit_patches_per_s": per_epoch * len(walls) / m["train_seconds"],
-            "fit_epochs_patches_per_s": per_epoch * len(walls) / sum(walls),
-            "fit_steady_patches_per_s": per_epoch * len(steady) / sum(steady)}
+    return {
+        "precision": precision,
+        "epochs": len(walls),
+        "steps_per_epoch": m["steps_per_epoch"],
+        "batch": batch,
+        "epoch_wall_s": walls,
+        "train_seconds": m["train_seconds"],
+        "fit_patches_per_s": per_epoch * len(walls) / m["train_seconds"],
+        "fit_epochs_patches_per_s": per_epoch * len(walls) / sum(walls),
+        "fit_steady_patches_per_s": per_epoch * len(steady) / sum(steady),
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--epochs", type=int, default=None,
-                    help="epochs of the real run (default: the default run's, `hpatches-train descriptor`'s)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of the real run (default: the default run's, `hpatches-train descriptor`'s)",
+    )
     ap.add_argument("--steps", type=int, default=12, help="timed bare steps per configuration (default: 12)")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--precisions", default="float32,mixed_bfloat16")
@@ -148,7 +171,7 @@ def main(argv=None) -> int:
 
     rows = {}
     for prec in a.precisions.split(","):
-        for jit in ((False, True) if a.jit else (False,)):
+        for jit in (False, True) if a.jit else (False,):
             r = _child([sys.executable, "-c", KERAS_STEP, prec, "1" if jit else "0", str(a.batch), str(a.steps)])
             if r:
                 rows[f"keras step {prec}{' + XLA' if jit else ''}"] = r["patches_per_s"]
@@ -157,13 +180,17 @@ def main(argv=None) -> int:
     best_prec = best_name.split()[2]
     step = rows[best_name]
     fit = fit_run(best_prec, a.epochs, a.fit_args.split())
-    print(f"hpatches-train descriptor ({best_prec}, {fit['epochs']} epochs x {fit['steps_per_epoch']} steps): "
-          f"{fit['fit_patches_per_s']:.0f} patches/s over the whole fit ({fit['train_seconds']:.1f} s), "
-          f"{fit['fit_steady_patches_per_s']:.0f} over the epochs after the first; epoch walls "
-          f"{', '.join(f'{w:.1f}' for w in fit['epoch_wall_s'])} s", flush=True)
+    print(
+        f"hpatches-train descriptor ({best_prec}, {fit['epochs']} epochs x {fit['steps_per_epoch']} steps): "
+        f"{fit['fit_patches_per_s']:.0f} patches/s over the whole fit ({fit['train_seconds']:.1f} s), "
+        f"{fit['fit_steady_patches_per_s']:.0f} over the epochs after the first; epoch walls "
+        f"{', '.join(f'{w:.1f}' for w in fit['epoch_wall_s'])} s",
+        flush=True,
+    )
     # the bare step again, right after the run: load on a shared VM drifts; the ratio uses the mean of both
-    r = _child([sys.executable, "-c", KERAS_STEP, best_prec, "1" if "XLA" in best_name else "0", str(a.batch),
-                str(a.steps)])
+    r = _child(
+        [sys.executable, "-c", KERAS_STEP, best_prec, "1" if "XLA" in best_name else "0", str(a.batch), str(a.steps)]
+    )
     if r:
         print(f"keras step {best_prec} again after the run: {r['patches_per_s']:.0f} patches/s", flush=True)
         step = (step + r["patches_per_s"]) / 2
@@ -173,7 +200,7 @@ def main(argv=None) -> int:
         try:
             import torch  # noqa: F401
         except ImportError:
-            print("PyTorch not installed (pip install -e \".[bench]\"): skipping the PyTorch rows")
+            print('PyTorch not installed (pip install -e ".[bench]"): skipping the PyTorch rows')
         else:
             for ac in (False, True):
                 r = _child([sys.executable, "-c", TORCH_STEP, "1" if ac else "0", str(a.batch), str(a.steps)])
@@ -185,8 +212,15 @@ def main(argv=None) -> int:
     print(f"\n{'what':<48}{'patches/s':>12}")
     for k, v in {**rows, f"fit, whole run ({best_prec})": fit["fit_patches_per_s"], **torch_rows}.items():
         print(f"{k:<48}{v:>12.0f}")
-    out = {"step_patches_per_s": step, "step_config": best_name, "fit_patches_per_s": fit["fit_patches_per_s"],
-           "fit_over_step": fit["fit_patches_per_s"] / step, "fit": fit, "steps": rows, "torch": torch_rows}
+    out = {
+        "step_patches_per_s": step,
+        "step_config": best_name,
+        "fit_patches_per_s": fit["fit_patches_per_s"],
+        "fit_over_step": fit["fit_patches_per_s"] / step,
+        "fit": fit,
+        "steps": rows,
+        "torch": torch_rows,
+    }
     print(f"\nfit / step ({best_prec}): {out['fit_over_step']:.2f}x (target >= 0.9)")
     f32 = rows.get("keras step float32")
     t32 = next((v for k, v in torch_rows.items() if k.endswith("float32")), None)

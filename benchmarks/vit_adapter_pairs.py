@@ -38,13 +38,19 @@ def run_seed(seed, args):
 
     keras.utils.set_random_seed(seed)
     if args.split == "photos":  # held-out photos: never seen in training (what hpatches-train vit-adapter does)
-        train, test = embedded_split(args.image_size, seed, args.test_fraction, args.train_pairs_per_photo,
-                                     args.eval_pairs_per_photo)
+        train, test = embedded_split(
+            args.image_size, seed, args.test_fraction, args.train_pairs_per_photo, args.eval_pairs_per_photo
+        )
     else:  # held-out pairs: new crops of all photos (other windows, other distortions) vs training crops
         test = default_pairs(size=args.image_size, seed=0, pairs_per_photo=args.eval_pairs_per_photo)
         train = default_pairs(size=args.image_size, seed=1000 + seed, pairs_per_photo=args.train_pairs_per_photo)
-    model = vit_adapter(args.preset, bottleneck=args.bottleneck, image_size=args.image_size, pooling=args.pooling,
-                        train_layernorms=args.train_layernorms)
+    model = vit_adapter(
+        args.preset,
+        bottleneck=args.bottleneck,
+        image_size=args.image_size,
+        pooling=args.pooling,
+        train_layernorms=args.train_layernorms,
+    )
     before = evaluate_pairs(model, test)
     batches = PairBatches(train.left, train.right, args.batch_size, seed=seed)
     net = siamese(model)
@@ -70,30 +76,43 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-pairs-per-photo", type=int, default=100)
     p.add_argument("--eval-pairs-per-photo", type=int, default=10)
-    p.add_argument("--split", default="photos", choices=["photos", "pairs"],
-                   help="photos: held-out photos; pairs: held-out pairs (new crops) of the training photos")
+    p.add_argument(
+        "--split",
+        default="photos",
+        choices=["photos", "pairs"],
+        help="photos: held-out photos; pairs: held-out pairs (new crops) of the training photos",
+    )
     p.add_argument("--train-layernorms", action="store_true")
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args(argv)
-    print(f"ViT adapters, pair matching on held-out {args.split}: {args.preset} {args.image_size}x{args.image_size}, "
-          f"bottleneck {args.bottleneck}{' + LayerNorms' if args.train_layernorms else ''}, {args.loss} loss, {args.epochs} epochs, RANDOM-INIT frozen backbone "
-          "(no pretrained weights offline). CPU timings are noisy (shared machine).")
+    print(
+        f"ViT adapters, pair matching on held-out {args.split}: {args.preset} {args.image_size}x{args.image_size}, "
+        f"bottleneck {args.bottleneck}{' + LayerNorms' if args.train_layernorms else ''}, {args.loss} loss, {args.epochs} epochs, RANDOM-INIT frozen backbone "
+        "(no pretrained weights offline). CPU timings are noisy (shared machine)."
+    )
     gains = {m: [] for m in ("row", "both_axes", "assignment")}
     ranks = []
     for seed in args.seeds:
         before, after, ntr, nte, secs, rep = run_seed(seed, args)
-        print(f"seed {seed}: {ntr} train pairs, {nte} held-out pairs (chance {before['chance']:.3f}), "
-              f"trainable {rep['trainable']:,} / {rep['total']:,}, training {secs:.0f}s")
+        print(
+            f"seed {seed}: {ntr} train pairs, {nte} held-out pairs (chance {before['chance']:.3f}), "
+            f"trainable {rep['trainable']:,} / {rep['total']:,}, training {secs:.0f}s"
+        )
         for m in gains:
             b, a = before["accuracy"][m], after["accuracy"][m]
             gains[m].append(a - b)
             print(f"    {m:<11s} frozen {b:.3f} -> adapters {a:.3f}  ({a - b:+.3f})")
-        print(f"    mean rank   frozen {before['mean_rank']:.2f} -> adapters {after['mean_rank']:.2f}; "
-              f"top-5 {before['top5']:.3f} -> {after['top5']:.3f}")
+        print(
+            f"    mean rank   frozen {before['mean_rank']:.2f} -> adapters {after['mean_rank']:.2f}; "
+            f"top-5 {before['top5']:.3f} -> {after['top5']:.3f}"
+        )
         ranks.append(after["mean_rank"] - before["mean_rank"])
-    print("mean accuracy gain over seeds: " + ", ".join(f"{m} {np.mean(g):+.3f}" for m, g in gains.items())
-          + f"; mean-rank change {np.mean(ranks):+.2f} (lower is better)")
+    print(
+        "mean accuracy gain over seeds: "
+        + ", ".join(f"{m} {np.mean(g):+.3f}" for m, g in gains.items())
+        + f"; mean-rank change {np.mean(ranks):+.2f} (lower is better)"
+    )
 
 
 if __name__ == "__main__":

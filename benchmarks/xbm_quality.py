@@ -39,8 +39,17 @@ def train(name, out: Path, steps: int, batch: int, xbm: int = 0, xbm_start: int 
         m = json.loads((out / "metrics.json").read_text())
         return {**m, "reused": True}
     t0 = time.time()
-    o = DescriptorOptions(batch_size=batch, epochs=1, steps_per_epoch=steps, xbm=xbm, xbm_start=xbm_start,
-                          out=str(out), evaluate=False, verbose=0, seed=seed)
+    o = DescriptorOptions(
+        batch_size=batch,
+        epochs=1,
+        steps_per_epoch=steps,
+        xbm=xbm,
+        xbm_start=xbm_start,
+        out=str(out),
+        evaluate=False,
+        verbose=0,
+        seed=seed,
+    )
     m = train_descriptor(o)
     m["wall_seconds"] = time.time() - t0
     (out / "bench.json").write_text(json.dumps({"wall_seconds": m["wall_seconds"]}))
@@ -62,28 +71,39 @@ def main(argv=None) -> int:
         return 2
     from hpatches_kit.evaluation.real import REGIMES, TASKS, compare_on_real
 
-    runs = {"b128": dict(batch=128), "b128+xbm": dict(batch=128, xbm=a.xbm, xbm_start=a.xbm_start),
-            "b1024": dict(batch=1024)}
+    runs = {
+        "b128": dict(batch=128),
+        "b128+xbm": dict(batch=128, xbm=a.xbm, xbm_start=a.xbm_start),
+        "b1024": dict(batch=1024),
+    }
     info = {}
     for name, kw in runs.items():
         print(f"[train] {name}: {a.steps} steps, {kw}", file=sys.stderr, flush=True)
         m = train(name, a.out / name.replace("+", "-"), a.steps, **kw)
         bench = a.out / name.replace("+", "-") / "bench.json"
         wall = json.loads(bench.read_text())["wall_seconds"] if bench.is_file() else m.get("wall_seconds")
-        info[name] = {"train_seconds": m.get("train_seconds"), "wall_seconds": wall,
-                      "heldout": m.get("heldout_nn_matching", {}).get("mean"), "loss": m["history"]["loss"][-1]}
+        info[name] = {
+            "train_seconds": m.get("train_seconds"),
+            "wall_seconds": wall,
+            "heldout": m.get("heldout_nn_matching", {}).get("mean"),
+            "loss": m["history"]["loss"][-1],
+        }
     t0 = time.time()
     res = compare_on_real(a.src, {n: str(a.out / n.replace("+", "-") / "model.keras") for n in runs})
-    print(f"XBM vs batch size, {a.steps} training steps each (embedded data, defaults otherwise); real validation "
-          f"on {a.src.name} ({time.time() - t0:.0f} s), official protocol, mAP %")
+    print(
+        f"XBM vs batch size, {a.steps} training steps each (embedded data, defaults otherwise); real validation "
+        f"on {a.src.name} ({time.time() - t0:.0f} s), official protocol, mAP %"
+    )
     print(f"\n{'run':<12}{'train s':>9}{'last loss':>11}{'held-out NN':>13}")
     for n, i in info.items():
         ts = f"{i['train_seconds']:.0f}" if i["train_seconds"] is not None else "?"
         print(f"{n:<12}{ts:>9}{i['loss']:>11.4f}{i['heldout'] or float('nan'):>13.3f}")
     means = {}
     for regime, r in res.items():
-        print(f"\n## {regime} geometric noise (jitter x {REGIMES[regime]:.3f}): {len(r['sequences'])} scenes, "
-              f"{r['tracks']} tracks")
+        print(
+            f"\n## {regime} geometric noise (jitter x {REGIMES[regime]:.3f}): {len(r['sequences'])} scenes, "
+            f"{r['tracks']} tracks"
+        )
         print(f"{'descriptor':<12}" + "".join(f"{t:>14}" for t in TASKS) + f"{'mean':>10}")
         for name, row in r["rows"].items():
             mean = sum(row[t] for t in TASKS) / len(TASKS)
@@ -92,20 +112,36 @@ def main(argv=None) -> int:
     avg = {n: sum(v) / len(v) for n, v in means.items()}
     gap = avg["b1024"] - avg["b128"]
     closed = (avg["b128+xbm"] - avg["b128"]) / gap if gap else float("nan")
-    print(f"\nmean mAP over tasks and regimes: b128 {avg['b128']:.2f}, b128+xbm {avg['b128+xbm']:.2f}, "
-          f"b1024 {avg['b1024']:.2f}")
+    print(
+        f"\nmean mAP over tasks and regimes: b128 {avg['b128']:.2f}, b128+xbm {avg['b128+xbm']:.2f}, "
+        f"b1024 {avg['b1024']:.2f}"
+    )
     if gap <= a.noise:
-        verdict = (f"INCONCLUSIVE: batch 1024 is not better than batch 128 by more than {a.noise:g} points "
-                   f"({gap:+.2f}) at {a.steps} steps; XBM vs batch 128: {avg['b128+xbm'] - avg['b128']:+.2f}")
+        verdict = (
+            f"INCONCLUSIVE: batch 1024 is not better than batch 128 by more than {a.noise:g} points "
+            f"({gap:+.2f}) at {a.steps} steps; XBM vs batch 128: {avg['b128+xbm'] - avg['b128']:+.2f}"
+        )
     else:
-        verdict = (f"{'YES' if closed >= 0.5 else 'NO'}: XBM closes {100 * closed:.0f}% of the batch 128 -> 1024 "
-                   f"gap ({avg['b128+xbm'] - avg['b128']:+.2f} of {gap:+.2f} points) at {a.steps} steps")
+        verdict = (
+            f"{'YES' if closed >= 0.5 else 'NO'}: XBM closes {100 * closed:.0f}% of the batch 128 -> 1024 "
+            f"gap ({avg['b128+xbm'] - avg['b128']:+.2f} of {gap:+.2f} points) at {a.steps} steps"
+        )
     print(f"does XBM recover the large batch's quality? {verdict}")
     if a.json:
         from hpatches_kit.io import atomic_write_json
 
-        atomic_write_json(a.json, {"steps": a.steps, "xbm": a.xbm, "xbm_start": a.xbm_start, "runs": info,
-                                   "results": res, "mean": avg, "verdict": verdict})
+        atomic_write_json(
+            a.json,
+            {
+                "steps": a.steps,
+                "xbm": a.xbm,
+                "xbm_start": a.xbm_start,
+                "runs": info,
+                "results": res,
+                "mean": avg,
+                "verdict": verdict,
+            },
+        )
     return 0
 
 

@@ -17,8 +17,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .errors import OptionError
 
@@ -77,7 +77,9 @@ FRACTION = Range(0, 1, low_open=True, high_open=True)
 OPTION_RANGES: dict[str, Range] = {
     # data building
     "seed": Range(0, integer=True, why="NumPy seeds are non-negative"),
-    "num_illum": NON_NEGATIVE_INT, "num_view": NON_NEGATIVE_INT, "num_zoom": NON_NEGATIVE_INT,
+    "num_illum": NON_NEGATIVE_INT,
+    "num_view": NON_NEGATIVE_INT,
+    "num_zoom": NON_NEGATIVE_INT,
     "num_blur": NON_NEGATIVE_INT,
     "max_patches": COUNT,
     "size": COUNT,
@@ -107,6 +109,8 @@ OPTION_RANGES: dict[str, Range] = {
     "magnification": POSITIVE,
     "ratio": Range(0, 1, low_open=True, why="Lowe's ratio: second-nearest over nearest distance bound"),
 }
+
+
 def check_value(name: str, value, rng: Range | None = None) -> None:
     """Raise :class:`~hpatches_kit.errors.OptionError` naming ``name`` when ``value`` (a number or a list of numbers) is outside
     ``rng`` (default: its :data:`OPTION_RANGES` entry). ``None`` (= the default) always passes."""
@@ -168,7 +172,11 @@ def weights_mismatch(src, dst) -> str:
     for i, (a, b) in enumerate(zip(sw, dw)):
         if tuple(a.shape) != tuple(b.shape):
             name = getattr(a, "path", None) or getattr(a, "name", f"#{i}")
-            return (f"same input {si} and output {so}, but another architecture: weight {i} {name!r} has shape "
-                    f"{tuple(a.shape)} vs this run's {tuple(b.shape)} ({getattr(b, 'path', '')})")
-    return (f"same input {si} and output {so}, but another architecture: {len(sw)} weight tensors vs this run's "
-            f"{len(dw)} (check --model)")
+            return (
+                f"same input {si} and output {so}, but another architecture: weight {i} {name!r} has shape "
+                f"{tuple(a.shape)} vs this run's {tuple(b.shape)} ({getattr(b, 'path', '')})"
+            )
+    return (
+        f"same input {si} and output {so}, but another architecture: {len(sw)} weight tensors vs this run's "
+        f"{len(dw)} (check --model)"
+    )

@@ -34,15 +34,23 @@ import re
 import sys
 import tempfile
 
-__all__ = ["LOGGER_NAME", "add_verbosity_arguments", "verbosity", "add_stderr_handler", "setup_cli_logging",
-           "quiet_tensorflow",
-           "is_tensorflow_log_line"]
+__all__ = [
+    "LOGGER_NAME",
+    "add_verbosity_arguments",
+    "verbosity",
+    "add_stderr_handler",
+    "setup_cli_logging",
+    "quiet_tensorflow",
+    "is_tensorflow_log_line",
+]
 
 LOGGER_NAME = "hpatches_kit"
 
 # "I0000 00:00:1796585496.670827    7901 port.cc:153] ..." (absl/glog prefix) and absl's pre-init warning
-_TF_LINE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] "
-                      r"|WARNING: All log messages before absl::InitializeLog\(\))")
+_TF_LINE = re.compile(
+    r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\))"
+)
 _ENV_SET = False  # TF_CPP_MIN_LOG_LEVEL was set by quiet_tensorflow (not by the user)
 
 
@@ -87,10 +95,20 @@ def add_verbosity_arguments(parser, suppress_defaults: bool = False, long_verbos
 
     default = argparse.SUPPRESS if suppress_defaults else 0
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="count", default=default,
-                   help="only warnings and errors (no [data]/[note]/[done] lines)")
-    g.add_argument(*(("-v", "--verbose") if long_verbose else ("-v",)), dest="log_verbose", action="count",
-                   default=default, help="more detail: debug messages and TensorFlow's own C++/absl log lines")
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=default,
+        help="only warnings and errors (no [data]/[note]/[done] lines)",
+    )
+    g.add_argument(
+        *(("-v", "--verbose") if long_verbose else ("-v",)),
+        dest="log_verbose",
+        action="count",
+        default=default,
+        help="more detail: debug messages and TensorFlow's own C++/absl log lines",
+    )
 
 
 def verbosity(args) -> int:
@@ -152,8 +170,11 @@ def _filtered_stderr():
         os.dup2(saved, 2)
         os.close(saved)
         tmp.seek(0)
-        keep = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
-                if not is_tensorflow_log_line(ln)]
+        keep = [
+            ln
+            for ln in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+            if not is_tensorflow_log_line(ln)
+        ]
         tmp.close()
         if keep:
             os.write(2, "".join(keep).encode())

@@ -31,13 +31,28 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["import_modules", "resolve", "entry_point_objects", "register_keras_objects", "install_keras_hook",
-           "is_reference", "KERAS_MODULES"]
+__all__ = [
+    "import_modules",
+    "resolve",
+    "entry_point_objects",
+    "register_keras_objects",
+    "install_keras_hook",
+    "is_reference",
+    "KERAS_MODULES",
+]
 
 #: The modules that define the toolkit's ``register_keras_serializable`` objects (layers, losses, schedules).
-KERAS_MODULES = ("hpatches_kit.models.l2net", "hpatches_kit.models.layers", "hpatches_kit.models.torch_ports",
-                 "hpatches_kit.models.pca", "hpatches_kit.models.vit.layers", "hpatches_kit.models.vit.siamese",
-                 "hpatches_kit.training.one_cycle", "hpatches_kit.losses", "hpatches_kit.training.mining")
+KERAS_MODULES = (
+    "hpatches_kit.models.l2net",
+    "hpatches_kit.models.layers",
+    "hpatches_kit.models.torch_ports",
+    "hpatches_kit.models.pca",
+    "hpatches_kit.models.vit.layers",
+    "hpatches_kit.models.vit.siamese",
+    "hpatches_kit.training.one_cycle",
+    "hpatches_kit.losses",
+    "hpatches_kit.training.mining",
+)
 
 
 def _import_one(name: str):
@@ -156,8 +171,11 @@ def register_keras_objects() -> None:
 def _toolkit_initialising(exclude: str = "") -> bool:
     """Whether a toolkit module (other than the top package and ``exclude``) is half-way through its import."""
     for name, mod in list(sys.modules.items()):
-        if name.startswith("hpatches_kit.") and name != exclude and \
-                getattr(getattr(mod, "__spec__", None), "_initializing", False):
+        if (
+            name.startswith("hpatches_kit.")
+            and name != exclude
+            and getattr(getattr(mod, "__spec__", None), "_initializing", False)
+        ):
             return True
     return False
 

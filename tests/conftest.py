@@ -34,8 +34,10 @@ def shared_benchmark() -> Path:
     need = [SHARED / "splits.json", SHARED / "tasks"]
     missing = [str(p) for p in need if not p.exists()]
     if missing:
-        pytest.skip(f"official benchmark files not found: {', '.join(missing)} (../shared/hpatches-benchmark is "
-                    "laid beside the checkout in CI, not in a fresh clone)")
+        pytest.skip(
+            f"official benchmark files not found: {', '.join(missing)} (../shared/hpatches-benchmark is "
+            "laid beside the checkout in CI, not in a fresh clone)"
+        )
     return SHARED
 
 
@@ -73,8 +75,14 @@ def write_dataset(root: Path, seqs: dict[str, np.ndarray], noisy: dict[str, np.n
     return root
 
 
-def write_split_dataset(root: Path, counts: dict[str, int], patch: int, rng: np.random.Generator, num_test: int,
-                        noise_sigma: float | None = None) -> Path:
+def write_split_dataset(
+    root: Path,
+    counts: dict[str, int],
+    patch: int,
+    rng: np.random.Generator,
+    num_test: int,
+    noise_sigma: float | None = None,
+) -> Path:
     """Sequences of ``counts[name]`` random-texture tracks (``patch`` px; with ``*_noise`` twins of Gaussian noise
     ``noise_sigma`` when given) and a ``splits.json`` whose split ``a`` holds out the last ``num_test`` names."""
     import json
@@ -106,8 +114,7 @@ def assert_loss_round_trip(loss, y=None, x=None, tmp_path=None, model=None, rtol
     cls = type(loss)
     config = loss.get_config()
     assert json.loads(json.dumps(config)) == config, "get_config must be JSON-ready"
-    copies = [cls.from_config(config),
-              keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))]
+    copies = [cls.from_config(config), keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))]
     for copy in copies:
         assert type(copy) is cls and copy.get_config() == config
     out = {"config": config, "value": None, "model": model, "loaded": None}
@@ -152,5 +159,7 @@ def _restore_float32_policy():
 def tiny_dataset(tmp_path) -> Path:
     """4 sequences (2 i_, 2 v_) of 65x65 patches with 12, 9, 10, 7 tracks."""
     rng = np.random.default_rng(0)
-    seqs = {name: make_tracks(n, 65, rng) for name, n in [("i_alpha", 12), ("i_beta", 9), ("v_gamma", 10), ("v_delta", 7)]}
+    seqs = {
+        name: make_tracks(n, 65, rng) for name, n in [("i_alpha", 12), ("i_beta", 9), ("v_gamma", 10), ("v_delta", 7)]
+    }
     return write_dataset(tmp_path / "hpatches-release", seqs)

@@ -35,8 +35,9 @@ def free_ports(n: int) -> list[int]:
 
 
 def tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 class LocalCluster:
@@ -54,14 +55,17 @@ class LocalCluster:
         self.procs: list[subprocess.Popen] = []
         self._files = []
 
-    def start(self, argv) -> "LocalCluster":
+    def start(self, argv) -> LocalCluster:
         for i in range(self.n):
             out = open(self.logdir / f"worker-{i}.out", "w")
             err = open(self.logdir / f"worker-{i}.err", "w")
             self._files += [out, err]
             env = dict(self.env, TF_CONFIG=tf_config(self.ports, i))
-            self.procs.append(subprocess.Popen([sys.executable, *argv(i)], stdout=out, stderr=err, env=env,
-                                               cwd=str(REPO), start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, *argv(i)], stdout=out, stderr=err, env=env, cwd=str(REPO), start_new_session=True
+                )
+            )
         return self
 
     def wait(self, timeout: float) -> list[int]:

@@ -24,18 +24,86 @@ def _recorder(monkeypatch, modname, funcname):
 
 def test_synth_arguments_reach_synthesize(monkeypatch, tmp_path):
     calls = _recorder(monkeypatch, "hpatches_kit.data.synth", "synthesize")
-    assert main(["synth", "--out", str(tmp_path / "s"), "--photos", "a.png", "b.png", "--seed", "4", "--noise",
-                 "--num-illum", "2", "--num-view", "3", "--max-patches", "50", "--num-zoom", "5", "--num-blur", "6",
-                 "--jitter-scale", "0.2", "0.9", "--workers", "2", "--rescale", "--size", "32",
-                 "--test-fraction", "0.1"]) == 0
-    assert calls == [((tmp_path / "s",), dict(photos=["a.png", "b.png"], num_illum=2, num_view=3, max_patches=50,
-                                              noise=True, seed=4, progress=True, num_zoom=5, num_blur=6,
-                                              jitter_scale=(0.2, 0.9), workers=2, rescale=True, size=32,
-                                              test_fraction=0.1))]
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "s"),
+                "--photos",
+                "a.png",
+                "b.png",
+                "--seed",
+                "4",
+                "--noise",
+                "--num-illum",
+                "2",
+                "--num-view",
+                "3",
+                "--max-patches",
+                "50",
+                "--num-zoom",
+                "5",
+                "--num-blur",
+                "6",
+                "--jitter-scale",
+                "0.2",
+                "0.9",
+                "--workers",
+                "2",
+                "--rescale",
+                "--size",
+                "32",
+                "--test-fraction",
+                "0.1",
+            ]
+        )
+        == 0
+    )
+    assert calls == [
+        (
+            (tmp_path / "s",),
+            dict(
+                photos=["a.png", "b.png"],
+                num_illum=2,
+                num_view=3,
+                max_patches=50,
+                noise=True,
+                seed=4,
+                progress=True,
+                num_zoom=5,
+                num_blur=6,
+                jitter_scale=(0.2, 0.9),
+                workers=2,
+                rescale=True,
+                size=32,
+                test_fraction=0.1,
+            ),
+        )
+    ]
     calls.clear()
     assert main(["synth", "--out", str(tmp_path / "s"), "-q"]) == 0  # documented defaults
-    assert calls == [((tmp_path / "s",), dict(photos=None, num_illum=12, num_view=12, max_patches=None,
-                                              noise=False, seed=0, progress=False, num_zoom=0, num_blur=0, jitter_scale=1.0, workers=1, rescale=False, size=None, test_fraction=40 / 116))]
+    assert calls == [
+        (
+            (tmp_path / "s",),
+            dict(
+                photos=None,
+                num_illum=12,
+                num_view=12,
+                max_patches=None,
+                noise=False,
+                seed=0,
+                progress=False,
+                num_zoom=0,
+                num_blur=0,
+                jitter_scale=1.0,
+                workers=1,
+                rescale=False,
+                size=None,
+                test_fraction=40 / 116,
+            ),
+        )
+    ]
 
 
 def test_synth_tracks_detector_reaches_synthesize(monkeypatch, tmp_path):
@@ -48,12 +116,31 @@ def test_synth_tracks_detector_reaches_synthesize(monkeypatch, tmp_path):
 
 def test_extract_arguments_reach_extract_dataset(monkeypatch, tmp_path):
     calls = _recorder(monkeypatch, "hpatches_kit.data.extract", "extract_dataset")
-    assert main(["extract", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--seed", "9", "--max-patches", "7",
-                 "--jitter-scale", "0.333"]) == 0
-    assert calls == [((tmp_path / "src", tmp_path / "o"), dict(seed=9, max_patches=7, progress=True, jitter_scale=0.333))]
+    assert (
+        main(
+            [
+                "extract",
+                str(tmp_path / "src"),
+                "--out",
+                str(tmp_path / "o"),
+                "--seed",
+                "9",
+                "--max-patches",
+                "7",
+                "--jitter-scale",
+                "0.333",
+            ]
+        )
+        == 0
+    )
+    assert calls == [
+        ((tmp_path / "src", tmp_path / "o"), dict(seed=9, max_patches=7, progress=True, jitter_scale=0.333))
+    ]
     calls.clear()
     assert main(["extract", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "-q"]) == 0
-    assert calls == [((tmp_path / "src", tmp_path / "o"), dict(seed=0, max_patches=None, progress=False, jitter_scale=1.0))]
+    assert calls == [
+        ((tmp_path / "src", tmp_path / "o"), dict(seed=0, max_patches=None, progress=False, jitter_scale=1.0))
+    ]
 
 
 def test_parser_requires_out_for_extract_and_pack():
@@ -66,8 +153,26 @@ def test_parser_requires_out_for_extract_and_pack():
 def test_cli_synth_real(tmp_path, capsys):
     synth = pytest.importorskip("hpatches_kit.data.synth")
     out = tmp_path / "syn"
-    assert main(["synth", "--out", str(out), "--num-illum", "1", "--num-view", "1", "--max-patches", "6",
-                 "--noise", "--seed", "3", "-q"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--num-illum",
+                "1",
+                "--num-view",
+                "1",
+                "--max-patches",
+                "6",
+                "--noise",
+                "--seed",
+                "3",
+                "-q",
+            ]
+        )
+        == 0
+    )
     r = inspect_dataset(out)
     assert r.ok, r.format()
     s = r.summary()

@@ -40,12 +40,15 @@ def test_data_synth_bad_argument(tmp_path, capsys):
     _one_error_line(capsys, "hpatches-data synth", "--jitter-scale")
 
 
-@pytest.mark.parametrize("exc, needles", [
-    (DataError("/d/x.png", "not a PNG\nsecond line"), ["/d/x.png: not a PNG"]),
-    (ValueError("bad value"), ["bad value"]),
-    (FileNotFoundError(2, "No such file or directory", "/d/y"), ["/d/y", "No such file"]),
-    (SystemExit("hpatches-eval: --denoiser needs --model"), ["--denoiser needs --model"]),
-])
+@pytest.mark.parametrize(
+    "exc, needles",
+    [
+        (DataError("/d/x.png", "not a PNG\nsecond line"), ["/d/x.png: not a PNG"]),
+        (ValueError("bad value"), ["bad value"]),
+        (FileNotFoundError(2, "No such file or directory", "/d/y"), ["/d/y", "No such file"]),
+        (SystemExit("hpatches-eval: --denoiser needs --model"), ["--denoiser needs --model"]),
+    ],
+)
 def test_run_command_maps_errors(exc, needles, capsys):
     cleaned = []
 

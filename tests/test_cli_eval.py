@@ -22,8 +22,23 @@ def home(tmp_path, monkeypatch):
 
 def test_all_tasks_raw_json_plots_export(tiny_dataset, home, capsys):
     out = home / "res.json"
-    rc = cli.main(["--task", "all", "--data", str(tiny_dataset), "--baseline", "raw", "--json", str(out),
-                   "--plots", str(home / "plots"), "--export-csv", str(home / "csv" / "raw"), "--no-progress"])
+    rc = cli.main(
+        [
+            "--task",
+            "all",
+            "--data",
+            str(tiny_dataset),
+            "--baseline",
+            "raw",
+            "--json",
+            str(out),
+            "--plots",
+            str(home / "plots"),
+            "--export-csv",
+            str(home / "csv" / "raw"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "Verification" in text and "Matching" in text and "Retrieval" in text
@@ -40,7 +55,20 @@ def test_all_tasks_raw_json_plots_export(tiny_dataset, home, capsys):
         assert (home / "plots" / f).stat().st_size > 1000
     # the exported CSVs evaluated again give the same numbers
     out2 = home / "res2.json"
-    assert cli.main(["--data", str(tiny_dataset), "--descriptors", str(home / "csv" / "raw"), "--json", str(out2), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "--data",
+                str(tiny_dataset),
+                "--descriptors",
+                str(home / "csv" / "raw"),
+                "--json",
+                str(out2),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     res2 = json.loads(out2.read_text())
     for task in ("verification", "matching", "retrieval"):
         assert res2[task]["headline"]["value"] == pytest.approx(res[task]["headline"]["value"], abs=1e-9)
@@ -55,8 +83,26 @@ def test_tasks_dir_and_split(tiny_dataset, home, capsys):
     T.write_retrieval(d, "illum", T.generate_retrieval(refs, list(refs), 4, 12))
     T.write_verification(d, "illum", T.generate_verification({"i_alpha": 12, "i_beta": 9}, list(refs), 60))
     out = home / "r.json"
-    assert cli.main(["--data", str(tiny_dataset), "--split", "illum", "--tasks-dir", str(d), "--baseline", "raw",
-                     "--json", str(out), "--no-progress", "--distance", "L1"]) == 0
+    assert (
+        cli.main(
+            [
+                "--data",
+                str(tiny_dataset),
+                "--split",
+                "illum",
+                "--tasks-dir",
+                str(d),
+                "--baseline",
+                "raw",
+                "--json",
+                str(out),
+                "--no-progress",
+                "--distance",
+                "L1",
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["meta"]["sequences"] == 2 and res["retrieval"]["num_queries"] == 4
     assert res["verification"]["num_pairs"]["pos"] == 60 and res["meta"]["distance"] == "L1"
@@ -64,17 +110,54 @@ def test_tasks_dir_and_split(tiny_dataset, home, capsys):
 
 
 def test_errors_are_clear_and_nothing_is_written(tiny_dataset, home, capsys):
-    assert cli.main(["--data", str(tiny_dataset), "--baseline", "raw", "--export-csv", str(home / "csv"), "--task", "matching", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "--data",
+                str(tiny_dataset),
+                "--baseline",
+                "raw",
+                "--export-csv",
+                str(home / "csv"),
+                "--task",
+                "matching",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (home / "csv" / "v_gamma" / "t2.csv").unlink()
     out = home / "bad.json"
-    rc = cli.main(["--data", str(tiny_dataset), "--descriptors", str(home / "csv"), "--json", str(out), "--no-progress"])
+    rc = cli.main(
+        ["--data", str(tiny_dataset), "--descriptors", str(home / "csv"), "--json", str(out), "--no-progress"]
+    )
     assert rc == 2 and not out.exists()
     assert "v_gamma: missing descriptor files: t2.csv" in capsys.readouterr().err
     # a task file naming a sequence that is not in the split
     d = home / "tasks"
-    T.write_retrieval(d, "full", T.RetrievalTask(queries={"s": np.array(["i_alpha"], object), "idx": np.array([0])},
-                                                 distractors={"s": np.array(["v_nowhere"], object), "idx": np.array([0])}))
-    rc = cli.main(["--data", str(tiny_dataset), "--task", "retrieval", "--tasks-dir", str(d), "--baseline", "raw", "--json", str(out), "--no-progress"])
+    T.write_retrieval(
+        d,
+        "full",
+        T.RetrievalTask(
+            queries={"s": np.array(["i_alpha"], object), "idx": np.array([0])},
+            distractors={"s": np.array(["v_nowhere"], object), "idx": np.array([0])},
+        ),
+    )
+    rc = cli.main(
+        [
+            "--data",
+            str(tiny_dataset),
+            "--task",
+            "retrieval",
+            "--tasks-dir",
+            str(d),
+            "--baseline",
+            "raw",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and not out.exists()
     assert "retr_distractors_split-full.csv: unknown sequence 'v_nowhere'" in capsys.readouterr().err
 
@@ -130,10 +213,12 @@ def test_bad_arguments_and_outputs_are_one_line_before_any_work(tiny_dataset, ho
     monkeypatch.setattr(ev, "compute_descriptors", lambda *a, **k: started.append(1) or real(*a, **k))
     (home / "adir").mkdir()
     (home / "afile").write_text("x")
-    for flag, value, needle in (("--json", home / "adir", "is a folder"),
-                                ("--json", home / "afile" / "r.json", "cannot write the file there"),
-                                ("--plots", home / "afile" / "plots", "cannot create the folder"),
-                                ("--export-csv", home / "afile", "exists and is not a folder")):
+    for flag, value, needle in (
+        ("--json", home / "adir", "is a folder"),
+        ("--json", home / "afile" / "r.json", "cannot write the file there"),
+        ("--plots", home / "afile" / "plots", "cannot create the folder"),
+        ("--export-csv", home / "afile", "exists and is not a folder"),
+    ):
         assert cli.main(data + ["--baseline", "raw", flag, str(value)]) == 2
         _one_error_line(capsys.readouterr().err, str(value), flag, needle)
     assert started == []
@@ -147,5 +232,4 @@ def test_bad_arguments_and_outputs_are_one_line_before_any_work(tiny_dataset, ho
         path = home / f"m{len(shape)}.keras"
         m.save(path)
         assert cli.main(data + ["--model", str(path)]) == 2
-        _one_error_line(capsys.readouterr().err, path.name, "must take (H, W, 1) square grey patches",
-                        str(shape))
+        _one_error_line(capsys.readouterr().err, path.name, "must take (H, W, 1) square grey patches", str(shape))

@@ -42,8 +42,14 @@ benchmarks.register("trimmed-mean", trimmed_mean,
 def _cli(args, cwd, extra_path=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(extra_path or ""), str(REPO), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "hpatches_kit.cli.eval", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "hpatches_kit.cli.eval", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_user_benchmark_from_outside_the_package_runs_as_a_subcommand(tmp_path):
@@ -51,8 +57,21 @@ def test_user_benchmark_from_outside_the_package_runs_as_a_subcommand(tmp_path):
     mods.mkdir()
     (mods / "mybench.py").write_text(textwrap.dedent(USER_MODULE))
     out = tmp_path / "res.json"
-    r = _cli(["--import", "mybench", "trimmed-mean", "--values", "9,1,2,6,100", "--json", str(out),
-              "--plots", str(tmp_path / "pl")], cwd=tmp_path, extra_path=mods)
+    r = _cli(
+        [
+            "--import",
+            "mybench",
+            "trimmed-mean",
+            "--values",
+            "9,1,2,6,100",
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path / "pl"),
+        ],
+        cwd=tmp_path,
+        extra_path=mods,
+    )
     assert r.returncode == 0, r.stderr
     # by hand: sorted 1 2 6 9 100 -> 2 6 9 kept -> 17 / 3
     assert "trimmed mean 5.667 of 3 values" in r.stdout
@@ -69,7 +88,8 @@ def test_user_benchmark_from_outside_the_package_runs_as_a_subcommand(tmp_path):
     assert r.returncode == 0 and "trimmed mean 2.000 of 1 values" in r.stdout
     r = _cli(["--import", "no_such_mod", "trimmed-mean"], cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "hpatches-eval: error: cannot import module 'no_such_mod': No module named 'no_such_mod'"]
+        "hpatches-eval: error: cannot import module 'no_such_mod': No module named 'no_such_mod'"
+    ]
 
 
 @pytest.fixture
@@ -85,9 +105,14 @@ def recorded():
         p.add_argument("--x", type=int, default=1)
         p.add_argument("--side", default=None)
 
-    benchmarks.register("probe", run, add_arguments=args,
-                        aliases=(("benchmark", "probe"),), outputs={"side": "file"},
-                        format=lambda r: f"probe x={r['x']}")
+    benchmarks.register(
+        "probe",
+        run,
+        add_arguments=args,
+        aliases=(("benchmark", "probe"),),
+        outputs={"side": "file"},
+        format=lambda r: f"probe x={r['x']}",
+    )
     yield seen
     benchmarks.unregister("probe")
 
@@ -104,10 +129,12 @@ def test_registry_contract(recorded):
     with pytest.raises(ValueError, match="unknown benchmark 'nope'; expected one of hpatches, brown"):
         benchmarks.get("nope")
     assert benchmarks.json_ready({"a": 1, "_b": 2}) == {"a": 1}
+
     # the decorator form registers the function and returns it unchanged
     @benchmarks.register("deco", help="h")
     def deco(o):
         return {}
+
     try:
         assert benchmarks.get("deco").run is deco and benchmarks.get("deco").help == "h"
     finally:
@@ -144,9 +171,29 @@ def test_real_validation_subcommand_matches_the_library(real_sequences, tmp_path
 
     monkeypatch.setenv("HPATCHES_KIT_HOME", str(tmp_path / "home"))
     out = tmp_path / "real.json"
-    assert cli.main(["real", "--data", str(real_sequences), "--baseline", "sift", "--baseline", "raw", "--regime",
-                     "small", "--max-patches", "25", "--json", str(out), "--plots", str(tmp_path / "pl"),
-                     "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "real",
+                "--data",
+                str(real_sequences),
+                "--baseline",
+                "sift",
+                "--baseline",
+                "raw",
+                "--regime",
+                "small",
+                "--max-patches",
+                "25",
+                "--json",
+                str(out),
+                "--plots",
+                str(tmp_path / "pl"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "## small geometric noise" in text and "SIFT" in text and "raw" in text
     res = json.loads(out.read_text())

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_split_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +22,9 @@ NOISE = re.compile(r"E0000|oneDNN|cuInit|absl::InitializeLog|^[IWEF]\d{4} \S+\s+
 def _run(module, args, cwd):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    r = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
     return r, r.stdout + r.stderr
 
 
@@ -38,21 +38,48 @@ def data(tmp_path_factory):
 def tf_is_chatty(tmp_path_factory):
     """Whether TensorFlow prints start-up lines here at all (it does on a CPU-only machine: oneDNN, cuInit)."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    r = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.constant(1.0) + 1"], env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", "import tensorflow as tf; tf.constant(1.0) + 1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return bool(NOISE.search(r.stdout + r.stderr))
 
 
 def test_each_command_is_quiet_by_default_and_verbose_on_request(data, tmp_path, tf_is_chatty):
     runs = {
         "hpatches-data info": ("hpatches_kit.cli.data", ["info", "--data", str(data)]),
-        "hpatches-eval --baseline sift": ("hpatches_kit.cli.eval", ["--data", str(data), "--baseline", "sift",
-                                                                      "--task", "matching", "--no-progress"]),
-        "hpatches-eval --model": ("hpatches_kit.cli.eval", ["--data", str(data), "--model", str(MODEL),
-                                                              "--task", "matching", "--no-progress"]),
-        "hpatches-train descriptor": ("hpatches_kit.cli.train", [
-            "descriptor", "--data", str(data), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "16",
-            "--no-eval", "--verbose", "0", "--mixed-precision", "float32", "--out", str(tmp_path / "run")]),
+        "hpatches-eval --baseline sift": (
+            "hpatches_kit.cli.eval",
+            ["--data", str(data), "--baseline", "sift", "--task", "matching", "--no-progress"],
+        ),
+        "hpatches-eval --model": (
+            "hpatches_kit.cli.eval",
+            ["--data", str(data), "--model", str(MODEL), "--task", "matching", "--no-progress"],
+        ),
+        "hpatches-train descriptor": (
+            "hpatches_kit.cli.train",
+            [
+                "descriptor",
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "1",
+                "--batch-size",
+                "16",
+                "--no-eval",
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+                "--out",
+                str(tmp_path / "run"),
+            ],
+        ),
     }
     for name, (module, args) in runs.items():
         r, text = _run(module, args, tmp_path)
@@ -67,10 +94,14 @@ def test_each_command_is_quiet_by_default_and_verbose_on_request(data, tmp_path,
     if tf_is_chatty:
         assert NOISE.search(text), text[-3000:]
     # -q: the [data]/[done] lines of a training run go, the result files stay
-    r, text = _run("hpatches_kit.cli.train", ["-q"] + runs["hpatches-train descriptor"][1][:-1]
-                   + [str(tmp_path / "run-q")], tmp_path)
+    r, text = _run(
+        "hpatches_kit.cli.train",
+        ["-q"] + runs["hpatches-train descriptor"][1][:-1] + [str(tmp_path / "run-q")],
+        tmp_path,
+    )
     assert r.returncode == 0 and (tmp_path / "run-q" / "model.keras").is_file(), text[-3000:]
     assert "[data]" not in r.stderr and "[done]" not in r.stderr
-    r, _ = _run("hpatches_kit.cli.train", runs["hpatches-train descriptor"][1][:-1] + [str(tmp_path / "run-n")],
-                tmp_path)
+    r, _ = _run(
+        "hpatches_kit.cli.train", runs["hpatches-train descriptor"][1][:-1] + [str(tmp_path / "run-n")], tmp_path
+    )
     assert "[data]" in r.stderr and "[done]" in r.stderr

@@ -28,10 +28,31 @@ from hpatches_kit.data.synth import synthesize
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "l2net-embedded.keras"
 TINY = ["--num-illum", "2", "--num-view", "2", "--max-patches", "40", "--size", "32", "--seed", "0", "-q"]
-TRAIN = ["descriptor", "--no-eval", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--dim", "8",
-         "--verbose", "0", "--mixed-precision", "float32", "--collapse", "off", "--split", "none"]
-ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-       "TF_CPP_MIN_LOG_LEVEL": "3"}
+TRAIN = [
+    "descriptor",
+    "--no-eval",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "1",
+    "--batch-size",
+    "8",
+    "--dim",
+    "8",
+    "--verbose",
+    "0",
+    "--mixed-precision",
+    "float32",
+    "--collapse",
+    "off",
+    "--split",
+    "none",
+]
+ENV = {
+    **os.environ,
+    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
 
 
 # -- shared tiny data -------------------------------------------------------------------------------------------
@@ -112,8 +133,9 @@ def _results_json(t: Path, shared, name="r.json", headline="keep") -> Path:
     from hpatches_kit.evaluation import compute_descriptors, evaluate, get_baseline
 
     ds = load_dataset(shared / "base", progress=False)
-    res = evaluate(compute_descriptors(ds, get_baseline("sift"), progress=False), ds, tasks=("matching",),
-                   progress=False)
+    res = evaluate(
+        compute_descriptors(ds, get_baseline("sift"), progress=False), ds, tasks=("matching",), progress=False
+    )
     res["meta"]["descriptor"] = "sift"
     if headline != "keep":
         res["matching"]["headline"] = headline
@@ -204,8 +226,11 @@ def c11_synth_nothing(t, s):
 
 
 def c13_failed_eval_leaves_no_folders(t, s):
-    return "eval", ["--descriptors", t / "missing", "--json", t / "a/b/r.json", "--plots", t / "p/x",
-                    "--export-csv", t / "c/y"], []
+    return (
+        "eval",
+        ["--descriptors", t / "missing", "--json", t / "a/b/r.json", "--plots", t / "p/x", "--export-csv", t / "c/y"],
+        [],
+    )
 
 
 def c14_split_test_null_eval(t, s):
@@ -242,8 +267,21 @@ def c16_headline_string(t, s):
 
 
 def c17_huge_batch_size(t, s):
-    return "eval", ["--data", s / "base", "--model", s / "m.keras", "--batch-size", "1000000000000",
-                    "--task", "matching", "--no-progress"], [s / "base"]
+    return (
+        "eval",
+        [
+            "--data",
+            s / "base",
+            "--model",
+            s / "m.keras",
+            "--batch-size",
+            "1000000000000",
+            "--task",
+            "matching",
+            "--no-progress",
+        ],
+        [s / "base"],
+    )
 
 
 def c18_denoiser_wrong_output(t, s):
@@ -391,8 +429,14 @@ def test_c02_c03_own_builds_are_replaced_and_marked(shared, tmp_path):
 
 
 def _train(argv, **kw):
-    return subprocess.Popen([sys.executable, "-m", "hpatches_kit.cli.train", *map(str, argv)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpatches_kit.cli.train", *map(str, argv)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_c04_unfinished_run_is_refused_without_resume(shared, tmp_path, capsys):
@@ -447,10 +491,12 @@ def test_c12_killed_build_leaves_no_temporary(cmd, sig, shared, tmp_path):
         argv = ["pack", "--data", shared / "base", "--out", out, "--shards", "64"]
     # slow the build down so that the signal arrives during it: the children are spawned, so a sleep in the
     # writer of each sequence/shard is injected into this process only
-    hook = ("import time, sys\nimport hpatches_kit.data.extract as W, hpatches_kit.data.pack as P\n"
-            "ws = W.write_sequence\nW.write_sequence = lambda *a, **k: (time.sleep(0.5), ws(*a, **k))[1]\n"
-            "ts = P.track_example\nP.track_example = lambda *a, **k: (time.sleep(0.01), ts(*a, **k))[1]\n"
-            "from hpatches_kit.cli.data import main\nsys.exit(main(sys.argv[1:]))\n")
+    hook = (
+        "import time, sys\nimport hpatches_kit.data.extract as W, hpatches_kit.data.pack as P\n"
+        "ws = W.write_sequence\nW.write_sequence = lambda *a, **k: (time.sleep(0.5), ws(*a, **k))[1]\n"
+        "ts = P.track_example\nP.track_example = lambda *a, **k: (time.sleep(0.01), ts(*a, **k))[1]\n"
+        "from hpatches_kit.cli.data import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", hook, *map(str, argv)], env=ENV, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not [q for q in tmp_path.glob(".ds.*.tmp") if any(q.iterdir())]:
@@ -511,8 +557,20 @@ def test_c06_large_descriptors_rank_as_unscaled(shared, tmp_path, capsys):
     big = _csv_dir(shared / "sift", tmp_path / "big", lambda a: a * np.float32(1e18))
     scores = []
     for d in (shared / "sift", big):
-        assert main(["--data", str(shared / "base"), "--descriptors", str(d), "--json", str(tmp_path / "r.json"),
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "--data",
+                    str(shared / "base"),
+                    "--descriptors",
+                    str(d),
+                    "--json",
+                    str(tmp_path / "r.json"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         r = json.loads((tmp_path / "r.json").read_text())
         scores.append([r[t]["headline"]["value"] for t in ("verification", "matching", "retrieval")])
     assert scores[0] == scores[1] and scores[0][1] == pytest.approx(55.20, abs=0.01)
@@ -520,8 +578,12 @@ def test_c06_large_descriptors_rank_as_unscaled(shared, tmp_path, capsys):
     rng = np.random.default_rng(0)
     A = rng.random((50, 16)).astype(np.float32) * 300
     B = rng.random((4 * 30, 16)).astype(np.float32) * 300
-    ref = np.stack([np.argmin(((A[:, None].astype(np.float64) - B[k * 30:(k + 1) * 30][None]) ** 2).sum(-1), 1)
-                    for k in range(4)])
+    ref = np.stack(
+        [
+            np.argmin(((A[:, None].astype(np.float64) - B[k * 30 : (k + 1) * 30][None]) ** 2).sum(-1), 1)
+            for k in range(4)
+        ]
+    )
     As, Bs = A * np.float32(1e18), B * np.float32(1e18)
     with np.errstate(over="ignore"):  # the float32 squared norm overflows: what broke the old keys
         assert np.isfinite(As).all() and np.isfinite(Bs).all() and np.isinf(np.float32(As[0] @ As[0]))

@@ -6,8 +6,8 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from conftest import write_split_dataset
+
 from hpatches_kit.cli import train_denoise, train_descriptor
 from hpatches_kit.data import DataError
 
@@ -16,8 +16,9 @@ from hpatches_kit.data import DataError
 def nh_data(tmp_path_factory):
     """5 sequences of 32x32 tracks with *_noise twins and a splits.json holding out 2 of them."""
     counts = {"i_a": 20, "i_b": 18, "v_c": 16, "v_d": 12, "i_e": 10}
-    return write_split_dataset(tmp_path_factory.mktemp("nh") / "data", counts, 32, np.random.default_rng(0), 2,
-                               noise_sigma=20)
+    return write_split_dataset(
+        tmp_path_factory.mktemp("nh") / "data", counts, 32, np.random.default_rng(0), 2, noise_sigma=20
+    )
 
 
 def _run(mod, argv):
@@ -34,8 +35,10 @@ def _brute_force_nn_matching(model_path, seq_dirs):
     tracks = np.concatenate([load_sequence(d).tracks for d in seq_dirs])
     n = len(tracks)
     model = keras.models.load_model(model_path)
-    desc = {t: model.predict(tracks[:, TYPES.index(t), :, :, None].astype(np.float32), verbose=0).astype(np.float64)
-            for t in TYPES}
+    desc = {
+        t: model.predict(tracks[:, TYPES.index(t), :, :, None].astype(np.float32), verbose=0).astype(np.float64)
+        for t in TYPES
+    }
     out = {}
     for v in "eht":
         accs = []
@@ -53,8 +56,22 @@ def _brute_force_nn_matching(model_path, seq_dirs):
 
 def test_descriptor_cli_end_to_end_and_resume(nh_data, tmp_path, capsys):
     out = tmp_path / "desc"
-    base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--out", str(out),
-            "--verbose", "0", "--mixed-precision", "float32", "--dim", "32"]
+    base = [
+        "--data",
+        str(nh_data),
+        "--batch-size",
+        "16",
+        "--steps-per-epoch",
+        "2",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--mixed-precision",
+        "float32",
+        "--dim",
+        "32",
+    ]
     assert _run(train_descriptor, base + ["--epochs", "1"]) == 0
     printed = capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
@@ -90,9 +107,27 @@ def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_pat
     import math
 
     out = tmp_path / "cos"
-    base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0",
-            "--mixed-precision", "float32", "--dim", "16", "--no-eval", "--collapse", "off", "--lr", "0.002",
-            "--lr-schedule", "cosine"]
+    base = [
+        "--data",
+        str(nh_data),
+        "--batch-size",
+        "16",
+        "--steps-per-epoch",
+        "2",
+        "--verbose",
+        "0",
+        "--mixed-precision",
+        "float32",
+        "--dim",
+        "16",
+        "--no-eval",
+        "--collapse",
+        "off",
+        "--lr",
+        "0.002",
+        "--lr-schedule",
+        "cosine",
+    ]
     assert _run(train_descriptor, base + ["--epochs", "3", "--val-every", "2", "--out", str(out)]) == 0
     h = json.loads((out / "metrics.json").read_text())["history"]
     assert h["epoch"] == [1, 2, 3] and len(h["loss"]) == 3 and all(np.isfinite(h["loss"]))
@@ -111,7 +146,8 @@ def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_pat
     ck = keras.models.load_model(out2 / "checkpoints" / "epoch-0002.keras")
     assert ck.optimizer.get_config()["learning_rate"]["config"]["decay_steps"] == 6
     assert float(keras.ops.convert_to_numpy(ck.optimizer.learning_rate)) == pytest.approx(
-        0.002 * 0.5 * (1 + math.cos(math.pi * 4 / 6)), rel=1e-5)
+        0.002 * 0.5 * (1 + math.cos(math.pi * 4 / 6)), rel=1e-5
+    )
     # --init: a new run starts from the saved descriptor's weights; another size is refused by name
     from hpatches_kit.models import l2net
     from hpatches_kit.training.descriptor import init_weights
@@ -121,8 +157,10 @@ def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_pat
     for a, b in zip(net.get_weights(), keras.models.load_model(out / "model.keras").get_weights()):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(DataError, match="model.keras: --init model does not match"):
-        _run(train_descriptor, base + ["--dim", "32", "--epochs", "1", "--out", str(tmp_path / "bad"),
-                                            "--init", str(out / "model.keras")])
+        _run(
+            train_descriptor,
+            base + ["--dim", "32", "--epochs", "1", "--out", str(tmp_path / "bad"), "--init", str(out / "model.keras")],
+        )
     # constant schedule (the default): the learning rate never moves
     out3 = tmp_path / "const"
     assert _run(train_descriptor, base + ["--epochs", "1", "--lr-schedule", "constant", "--out", str(out3)]) == 0
@@ -162,9 +200,32 @@ def test_evaluation_failure_keeps_the_model(nh_data, tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(ev, "evaluate", boom)
     out = tmp_path / "d"
-    assert _run(train_descriptor, ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "1", "--epochs",
-                                   "1", "--out", str(out), "--verbose", "0", "--mixed-precision", "float32",
-                                   "--dim", "16", "--collapse", "off"]) == 0
+    assert (
+        _run(
+            train_descriptor,
+            [
+                "--data",
+                str(nh_data),
+                "--batch-size",
+                "16",
+                "--steps-per-epoch",
+                "1",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+                "--dim",
+                "16",
+                "--collapse",
+                "off",
+            ],
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["evaluation"] == {"error": "RuntimeError: simulated evaluation crash"}
     assert "evaluation failed: RuntimeError" in capsys.readouterr().out
@@ -173,9 +234,28 @@ def test_evaluation_failure_keeps_the_model(nh_data, tmp_path, monkeypatch, caps
 
 def test_denoise_cli_end_to_end(nh_data, tmp_path):
     out = tmp_path / "den"
-    assert _run(train_denoise, ["--data", str(nh_data), "--batch-size", "32", "--steps-per-epoch", "2",
-                                "--epochs", "1", "--out", str(out), "--verbose", "0",
-                                "--mixed-precision", "float32"]) == 0
+    assert (
+        _run(
+            train_denoise,
+            [
+                "--data",
+                str(nh_data),
+                "--batch-size",
+                "32",
+                "--steps-per-epoch",
+                "2",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+            ],
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["train_pairs"] == (20 + 18 + 16) * 16
     # the reported held-out metrics agree with an independent recomputation from the saved model
@@ -192,14 +272,54 @@ def test_denoise_cli_end_to_end(nh_data, tmp_path):
 
     # the denoiser then feeds the descriptor trainer; a size mismatch is reported clearly
     out2 = tmp_path / "desc"
-    assert _run(train_descriptor, ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "1",
-                                   "--epochs", "1", "--out", str(out2), "--verbose", "0", "--noisy",
-                                   "--denoiser", str(out / "model.keras"), "--mixed-precision", "float32",
-                                   "--no-eval", "--collapse", "off"]) == 0
+    assert (
+        _run(
+            train_descriptor,
+            [
+                "--data",
+                str(nh_data),
+                "--batch-size",
+                "16",
+                "--steps-per-epoch",
+                "1",
+                "--epochs",
+                "1",
+                "--out",
+                str(out2),
+                "--verbose",
+                "0",
+                "--noisy",
+                "--denoiser",
+                str(out / "model.keras"),
+                "--mixed-precision",
+                "float32",
+                "--no-eval",
+                "--collapse",
+                "off",
+            ],
+        )
+        == 0
+    )
     with pytest.raises(DataError, match="denoiser expects"):
-        _run(train_descriptor, ["--data", str(nh_data), "--patch-size", "16", "--batch-size", "16",
-                                "--out", str(tmp_path / "x"), "--denoiser", str(out / "model.keras"),
-                                "--verbose", "0", "--mixed-precision", "float32"])
+        _run(
+            train_descriptor,
+            [
+                "--data",
+                str(nh_data),
+                "--patch-size",
+                "16",
+                "--batch-size",
+                "16",
+                "--out",
+                str(tmp_path / "x"),
+                "--denoiser",
+                str(out / "model.keras"),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+            ],
+        )
 
 
 def test_cli_errors_name_the_problem(nh_data, tmp_path):
@@ -207,19 +327,62 @@ def test_cli_errors_name_the_problem(nh_data, tmp_path):
         _run(train_descriptor, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--verbose", "0"])
     for flag, value in (("--val-every", "0"), ("--lr", "0")):
         with pytest.raises(ValueError, match=flag):
-            _run(train_descriptor, ["--data", str(nh_data), flag, value, "--out", str(tmp_path / "o3"),
-                                    "--verbose", "0"])
+            _run(
+                train_descriptor, ["--data", str(nh_data), flag, value, "--out", str(tmp_path / "o3"), "--verbose", "0"]
+            )
     with pytest.raises(ValueError, match="fewer than one batch"):
-        _run(train_descriptor, ["--data", str(nh_data), "--batch-size", "1024", "--out", str(tmp_path / "o2"),
-                                "--verbose", "0", "--mixed-precision", "float32"])
+        _run(
+            train_descriptor,
+            [
+                "--data",
+                str(nh_data),
+                "--batch-size",
+                "1024",
+                "--out",
+                str(tmp_path / "o2"),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+            ],
+        )
 
 
 def test_descriptor_cli_other_losses(nh_data, tmp_path):
-    common = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "1", "--verbose", "0",
-              "--mixed-precision", "float32", "--dim", "16", "--no-eval"]
+    common = [
+        "--data",
+        str(nh_data),
+        "--batch-size",
+        "16",
+        "--steps-per-epoch",
+        "1",
+        "--verbose",
+        "0",
+        "--mixed-precision",
+        "float32",
+        "--dim",
+        "16",
+        "--no-eval",
+    ]
     out = tmp_path / "cur"
-    assert _run(train_descriptor, common + ["--epochs", "2", "--loss", "curriculum", "--global-mining",
-                                            "--curriculum-warmup", "1", "--out", str(out)]) == 0
+    assert (
+        _run(
+            train_descriptor,
+            common
+            + [
+                "--epochs",
+                "2",
+                "--loss",
+                "curriculum",
+                "--global-mining",
+                "--curriculum-warmup",
+                "1",
+                "--out",
+                str(out),
+            ],
+        )
+        == 0
+    )
     h = json.loads((out / "metrics.json").read_text())["history"]
     assert len(h["loss"]) == 2 and all(np.isfinite(h["loss"]))
     # every other --loss choice (random-triplet included) runs in tests/test_cli_train_losses.py
@@ -243,8 +406,9 @@ def _collapsed_l2net(input_size=32, dim=128, dropout=0.3, **_):
     from hpatches_kit.models import L2Normalize
 
     inp = keras.Input((input_size, input_size, 1))
-    dense = keras.layers.Dense(dim, kernel_initializer="zeros",
-                               bias_initializer=keras.initializers.Constant(np.eye(dim)[0]), trainable=False)
+    dense = keras.layers.Dense(
+        dim, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(np.eye(dim)[0]), trainable=False
+    )
     return keras.Model(inp, L2Normalize()(dense(keras.layers.Flatten()(inp))))
 
 
@@ -270,12 +434,28 @@ def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
     from hpatches_kit.models import registry  # --model l2net builds through the registry entry
 
     monkeypatch.setattr(models, "l2net", _collapsed_l2net)
-    monkeypatch.setitem(registry._REGISTRY, "l2net", dataclasses.replace(registry.entry("l2net"),
-                                                                          builder=_collapsed_l2net))
+    monkeypatch.setitem(
+        registry._REGISTRY, "l2net", dataclasses.replace(registry.entry("l2net"), builder=_collapsed_l2net)
+    )
     monkeypatch.setattr(training_callbacks, "CollapseDetector", Recording)
     held = np.concatenate([load_sequence(nh_data / s).tracks[:, 0] for s in ("v_d", "i_e")])
-    base = ["--data", str(nh_data), "--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0",
-            "--mixed-precision", "float32", "--dim", "8", "--no-eval", "--epochs", "3"]
+    base = [
+        "--data",
+        str(nh_data),
+        "--batch-size",
+        "16",
+        "--steps-per-epoch",
+        "2",
+        "--verbose",
+        "0",
+        "--mixed-precision",
+        "float32",
+        "--dim",
+        "8",
+        "--no-eval",
+        "--epochs",
+        "3",
+    ]
 
     def run(extra, out):
         with warnings.catch_warnings(record=True) as rec:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_split_dataset
 
 SCRIPT = r"""
@@ -49,10 +48,19 @@ def result(tmp_path_factory):
     counts = {"i_a": 20, "i_b": 18, "v_c": 16, "v_d": 12, "i_e": 10}
     root = write_split_dataset(tmp_path_factory.mktemp("dist") / "data", counts, 32, np.random.default_rng(3), 2)
     out = tmp_path_factory.mktemp("dist") / "run"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2")
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(root), str(out)], capture_output=True, text=True, env=env,
-                       timeout=300, cwd=str(Path(__file__).parent))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(root), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=str(Path(__file__).parent),
+    )
     line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
     assert p.returncode == 0 and line, p.stdout[-3000:] + p.stderr[-3000:]
     return json.loads(line[0][7:]), out, p.stderr

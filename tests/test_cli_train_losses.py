@@ -7,12 +7,12 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from conftest import write_split_dataset
+
 from hpatches_kit import losses as L
 from hpatches_kit.cli import train_descriptor
-from hpatches_kit.training import CurriculumTripletLoss, KoLeoRegularised, ReplicaLoss
 from hpatches_kit.losses import registry as loss_registry
+from hpatches_kit.training import CurriculumTripletLoss, KoLeoRegularised, ReplicaLoss
 from hpatches_kit.training.descriptor import collapse_level, make_loss
 
 # every built-in descriptor loss (the registry is the only list; training.descriptor.LOSSES is gone)
@@ -55,9 +55,38 @@ def test_every_loss_choice_is_offered():
 @pytest.mark.parametrize("flag,distance,cls,cfg", CASES, ids=[c[0] for c in CASES])
 def test_loss_choice_end_to_end(data, tmp_path, flag, distance, cls, cfg):
     out = tmp_path / flag
-    assert _run(["--data", str(data), "--batch-size", "8", "--steps-per-epoch", "2", "--epochs", "1",
-                 "--patch-size", "16", "--dim", "8", "--loss", flag, "--distance", distance, "--margin", "0.5",
-                 "--out", str(out), "--verbose", "0", "--mixed-precision", "float32", "--no-eval"]) == 0
+    assert (
+        _run(
+            [
+                "--data",
+                str(data),
+                "--batch-size",
+                "8",
+                "--steps-per-epoch",
+                "2",
+                "--epochs",
+                "1",
+                "--patch-size",
+                "16",
+                "--dim",
+                "8",
+                "--loss",
+                flag,
+                "--distance",
+                distance,
+                "--margin",
+                "0.5",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+                "--no-eval",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["history"]["loss"]) == 1 and np.isfinite(m["history"]["loss"][0])
     ck = keras.models.load_model(out / "checkpoints" / "last.keras")  # compiled: the loss deserialises
@@ -90,8 +119,17 @@ def test_koleo_regularised_matches_numpy_loop():
     e = rng.normal(size=(S * K, 5)).astype(np.float32)
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     d = np.sqrt(((e[:, None].astype(np.float64) - e[None]) ** 2).sum(-1))
-    hard = np.mean([max(0.0, max(d[a, p] for p in range(S * K) if p != a and labels[p] == labels[a])
-                        - min(d[a, q] for q in range(S * K) if labels[q] != labels[a]) + 1.0) for a in range(S * K)])
+    hard = np.mean(
+        [
+            max(
+                0.0,
+                max(d[a, p] for p in range(S * K) if p != a and labels[p] == labels[a])
+                - min(d[a, q] for q in range(S * K) if labels[q] != labels[a])
+                + 1.0,
+            )
+            for a in range(S * K)
+        ]
+    )
     first = list(range(0, S * K, K))
     ko = -np.mean([np.log(min(d[i, j] for j in first if j != i) + 1e-8) for i in first])
     loss = KoLeoRegularised(L.BatchHardTripletLoss(1.0), weight=w, views_per_track=K)
@@ -105,10 +143,39 @@ def test_koleo_regularised_matches_numpy_loop():
 
 def test_koleo_flag_with_curriculum_and_global_mining(data, tmp_path):
     out = tmp_path / "ko"
-    assert _run(["--data", str(data), "--batch-size", "8", "--steps-per-epoch", "2", "--epochs", "2",
-                 "--patch-size", "16", "--dim", "8", "--loss", "curriculum", "--koleo", "0.1", "--global-mining",
-                 "--curriculum-warmup", "1", "--out", str(out), "--verbose", "0", "--mixed-precision", "float32",
-                 "--no-eval"]) == 0
+    assert (
+        _run(
+            [
+                "--data",
+                str(data),
+                "--batch-size",
+                "8",
+                "--steps-per-epoch",
+                "2",
+                "--epochs",
+                "2",
+                "--patch-size",
+                "16",
+                "--dim",
+                "8",
+                "--loss",
+                "curriculum",
+                "--koleo",
+                "0.1",
+                "--global-mining",
+                "--curriculum-warmup",
+                "1",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+                "--no-eval",
+            ]
+        )
+        == 0
+    )
     h = json.loads((out / "metrics.json").read_text())["history"]
     assert len(h["loss"]) == 2 and all(np.isfinite(h["loss"]))
     loss = keras.models.load_model(out / "checkpoints" / "last.keras").loss

@@ -10,8 +10,8 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-
 from conftest import REPO, write_split_dataset
+
 from hpatches_kit import losses
 from hpatches_kit.cli import train_descriptor
 
@@ -48,17 +48,43 @@ def _check_run(out, name, data):
     # save again and reload: the same outputs (the .keras round trip of the architecture)
     again = out / "again.keras"
     net.save(again)
-    np.testing.assert_allclose(keras.models.load_model(again).predict(x, verbose=0), net.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        keras.models.load_model(again).predict(x, verbose=0), net.predict(x, verbose=0), atol=1e-6
+    )
     return m, net
 
 
-@pytest.mark.parametrize("model,loss", [("hardnet8", "batch-hard"), ("sosnet", "batch-hard"),
-                                        ("tfeat", "random-triplet"), ("hardnet", "hardnet")])
+@pytest.mark.parametrize(
+    "model,loss",
+    [("hardnet8", "batch-hard"), ("sosnet", "batch-hard"), ("tfeat", "random-triplet"), ("hardnet", "hardnet")],
+)
 def test_registered_architectures_train_evaluate_round_trip(data, tmp_path, model, loss):
     out = tmp_path / model
-    assert _train(["--data", str(data), "--model", model, "--loss", loss, "--epochs", "1", "--steps-per-epoch", "2",
-                   "--batch-size", "8", "--out", str(out), "--verbose", "0", "--mixed-precision", "float32"]) == 0
+    assert (
+        _train(
+            [
+                "--data",
+                str(data),
+                "--model",
+                model,
+                "--loss",
+                loss,
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "2",
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+            ]
+        )
+        == 0
+    )
     m, net = _check_run(out, model, data)
     if model == "hardnet8":  # the PCA stayed the fixed buffer it is in PyTorch
         assert net.get_layer("pca").trainable is False
@@ -70,8 +96,31 @@ def test_sosnet_with_sosr(data, tmp_path):
     if "sosr" not in losses.names():
         pytest.skip("loss 'sosr' is not registered (it comes with the losses branch of issue 25)")
     out = tmp_path / "sosr"
-    assert _train(["--data", str(data), "--model", "sosnet", "--loss", "sosr", "--epochs", "1", "--steps-per-epoch",
-                   "2", "--batch-size", "8", "--out", str(out), "--verbose", "0", "--mixed-precision", "float32"]) == 0
+    assert (
+        _train(
+            [
+                "--data",
+                str(data),
+                "--model",
+                "sosnet",
+                "--loss",
+                "sosr",
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "2",
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+                "--mixed-precision",
+                "float32",
+            ]
+        )
+        == 0
+    )
     _check_run(out, "sosnet", data)
 
 
@@ -140,9 +189,35 @@ def test_user_model_and_loss_from_outside_the_package(data, tmp_path):
     plug.mkdir()
     (plug / "mymod.py").write_text(textwrap.dedent(USER_MODULE))
     out = tmp_path / "out"
-    r = _cli(["hpatches_kit.cli.train", "descriptor", "--data", str(data), "--model", "mymod:build", "--loss",
-              "mymod:myloss", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--dim", "32",
-              "--out", str(out), "--verbose", "0", "--mixed-precision", "float32", "--no-eval"], tmp_path, plug)
+    r = _cli(
+        [
+            "hpatches_kit.cli.train",
+            "descriptor",
+            "--data",
+            str(data),
+            "--model",
+            "mymod:build",
+            "--loss",
+            "mymod:myloss",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--batch-size",
+            "8",
+            "--dim",
+            "32",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+            "--mixed-precision",
+            "float32",
+            "--no-eval",
+        ],
+        tmp_path,
+        plug,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(m["history"]["loss"][0])
@@ -150,13 +225,41 @@ def test_user_model_and_loss_from_outside_the_package(data, tmp_path):
     assert run_args["model"] == "mymod:build" and run_args["loss"] == "mymod:myloss"
 
     # without the user's module the model cannot load: one clear line, exit 2, naming --import
-    r = _cli(["hpatches_kit.cli.eval", "--data", str(data), "--model", str(out / "model.keras"), "--task",
-              "matching", "--no-progress"], tmp_path, tmp_path / "nowhere")
+    r = _cli(
+        [
+            "hpatches_kit.cli.eval",
+            "--data",
+            str(data),
+            "--model",
+            str(out / "model.keras"),
+            "--task",
+            "matching",
+            "--no-progress",
+        ],
+        tmp_path,
+        tmp_path / "nowhere",
+    )
     assert r.returncode == 2 and "--import MODULE" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     # with --import it evaluates (the module is found on PYTHONPATH)
     res = tmp_path / "res.json"
-    r = _cli(["hpatches_kit.cli.eval", "--import", "mymod", "--data", str(data), "--model", str(out / "model.keras"),
-              "--task", "matching", "--no-progress", "--json", str(res)], tmp_path, plug)
+    r = _cli(
+        [
+            "hpatches_kit.cli.eval",
+            "--import",
+            "mymod",
+            "--data",
+            str(data),
+            "--model",
+            str(out / "model.keras"),
+            "--task",
+            "matching",
+            "--no-progress",
+            "--json",
+            str(res),
+        ],
+        tmp_path,
+        plug,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(res.read_text())["matching"]["headline"]["value"]
     assert 0 <= got <= 100
@@ -164,20 +267,82 @@ def test_user_model_and_loss_from_outside_the_package(data, tmp_path):
     # the registered names reach the CLI through --import (choices read the registries after the import) and
     # train (the user's --loss checkpoint resumes: its function was registered for deserialisation)
     out2 = tmp_path / "out2"
-    args = ["hpatches_kit.cli.train", "descriptor", "--import", "mymod", "--data", str(data), "--model", "small-cnn",
-            "--loss", "my-hard", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--dim", "16",
-            "--out", str(out2), "--verbose", "0", "--mixed-precision", "float32", "--no-eval"]
+    args = [
+        "hpatches_kit.cli.train",
+        "descriptor",
+        "--import",
+        "mymod",
+        "--data",
+        str(data),
+        "--model",
+        "small-cnn",
+        "--loss",
+        "my-hard",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "8",
+        "--dim",
+        "16",
+        "--out",
+        str(out2),
+        "--verbose",
+        "0",
+        "--mixed-precision",
+        "float32",
+        "--no-eval",
+    ]
     r = _cli(args, tmp_path, plug)
     assert r.returncode == 0, r.stderr[-3000:]
     r = _cli(["hpatches_kit.cli.train", "descriptor", "--help", "--import", "mymod"], tmp_path, plug)
     assert "small_cnn" in r.stdout and "my-hard" in r.stdout
-    r = _cli(["hpatches_kit.cli.train", "descriptor", "--data", str(data), "--loss", "my-hard", "--out",
-              str(tmp_path / "x")], tmp_path, plug)
+    r = _cli(
+        [
+            "hpatches_kit.cli.train",
+            "descriptor",
+            "--data",
+            str(data),
+            "--loss",
+            "my-hard",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        tmp_path,
+        plug,
+    )
     assert r.returncode == 2 and "invalid choice: 'my-hard'" in r.stderr
     # --resume with a MODULE:FUNCTION loss: the checkpoint's compiled loss deserialises
-    r = _cli(["hpatches_kit.cli.train", "descriptor", "--data", str(data), "--model", "mymod:build", "--loss",
-              "mymod:myloss", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "8", "--dim", "32",
-              "--out", str(out), "--resume", "--verbose", "0", "--mixed-precision", "float32", "--no-eval"], tmp_path,
-             plug)
+    r = _cli(
+        [
+            "hpatches_kit.cli.train",
+            "descriptor",
+            "--data",
+            str(data),
+            "--model",
+            "mymod:build",
+            "--loss",
+            "mymod:myloss",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "2",
+            "--batch-size",
+            "8",
+            "--dim",
+            "32",
+            "--out",
+            str(out),
+            "--resume",
+            "--verbose",
+            "0",
+            "--mixed-precision",
+            "float32",
+            "--no-eval",
+        ],
+        tmp_path,
+        plug,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(json.loads((out / "metrics.json").read_text())["history"]["loss"]) == 2

@@ -12,8 +12,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from conftest import write_split_dataset
+
 from hpatches_kit.cli.train import main as train_main
 
 KILL_AT_WRITE = r"""
@@ -40,8 +40,18 @@ def data(tmp_path_factory):
 
 def _base(data, out, **over):
     """argv of a tiny run; ``over`` replaces options (``batch_size=6`` -> ``--batch-size 6``)."""
-    opts = {"data": data, "batch_size": 8, "steps_per_epoch": 1, "verbose": 0, "mixed_precision": "float32",
-            "dim": 8, "collapse": "off", "val_every": 1, "out": out, **over}
+    opts = {
+        "data": data,
+        "batch_size": 8,
+        "steps_per_epoch": 1,
+        "verbose": 0,
+        "mixed_precision": "float32",
+        "dim": 8,
+        "collapse": "off",
+        "val_every": 1,
+        "out": out,
+        **over,
+    }
     argv = ["descriptor", "--no-eval"]
     for k, v in opts.items():
         argv += ["--" + k.replace("_", "-"), str(v)]
@@ -67,8 +77,13 @@ def test_kill9_between_the_epoch_writes_loses_no_epoch(data, tmp_path, capsys):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for target in ("state.json", "history.json"):
         out = tmp_path / target
-        p = subprocess.run([sys.executable, "-c", KILL_AT_WRITE, target, "2", *_base(data, out), "--epochs", "3"],
-                           env=env, capture_output=True, text=True, timeout=600)
+        p = subprocess.run(
+            [sys.executable, "-c", KILL_AT_WRITE, target, "2", *_base(data, out), "--epochs", "3"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
         assert train_main(_base(data, out) + ["--epochs", "3", "--resume"]) == 0
         h = _history(out)
@@ -86,8 +101,13 @@ def test_resume_refuses_changed_arguments_and_applies_safe_ones(data, tmp_path, 
     before = (out / "checkpoints" / "last.keras").read_bytes()
     # --dim 16, --lr 0.05 and --patch-size 48: refused, every difference named, nothing trained
     rc = train_main(_base(data, out, dim=16, lr=0.05, patch_size=48, epochs=2) + ["--resume"])
-    line = _one_error_line(capsys.readouterr().err, "run_args.json", "--dim 16 (run: 8)", "--lr 0.05 (run: 0.001)",
-                           "--patch-size 48 (run: 32)")
+    line = _one_error_line(
+        capsys.readouterr().err,
+        "run_args.json",
+        "--dim 16 (run: 8)",
+        "--lr 0.05 (run: 0.001)",
+        "--patch-size 48 (run: 32)",
+    )
     assert rc == 2 and "--epochs" not in line
     assert (out / "checkpoints" / "last.keras").read_bytes() == before
     assert json.loads((out / "run_args.json").read_text())["dim"] == 8

@@ -7,8 +7,8 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from conftest import write_split_dataset
+
 from hpatches_kit.cli.train import main as train_main
 
 
@@ -19,8 +19,19 @@ def data(tmp_path_factory):
 
 
 def _argv(data, out, *extra, **over):
-    opts = {"data": data, "batch_size": 8, "steps_per_epoch": 2, "verbose": 0, "mixed_precision": "float32",
-            "dim": 8, "patch_size": 16, "collapse": "off", "val_every": 1, "out": out, **over}
+    opts = {
+        "data": data,
+        "batch_size": 8,
+        "steps_per_epoch": 2,
+        "verbose": 0,
+        "mixed_precision": "float32",
+        "dim": 8,
+        "patch_size": 16,
+        "collapse": "off",
+        "val_every": 1,
+        "out": out,
+        **over,
+    }
     argv = ["descriptor", "--no-eval"]
     for k, v in opts.items():
         argv += ["--" + k.replace("_", "-"), str(v)]
@@ -91,12 +102,15 @@ def test_sosr_and_hynet_train_end_to_end(data, tmp_path, loss):
     assert type(ck.loss) is {"sosr": L.SOSNetLoss, "hynet": L.HyNetLoss}[loss]
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--loss", "batch-all", "--xbm", "16"], "--xbm mines over batch + memory"),
-    (["--xbm", "16", "--koleo", "0.1"], "--koleo does not combine with --xbm"),
-    (["--pca-dim", "9"], "--pca-dim must be in 1..--dim (8)"),
-    (["--xbm", "4"], "at least one (global) batch"),
-])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--loss", "batch-all", "--xbm", "16"], "--xbm mines over batch + memory"),
+        (["--xbm", "16", "--koleo", "0.1"], "--koleo does not combine with --xbm"),
+        (["--pca-dim", "9"], "--pca-dim must be in 1..--dim (8)"),
+        (["--xbm", "4"], "at least one (global) batch"),
+    ],
+)
 def test_bad_combinations_one_error_line(data, tmp_path, capsys, extra, needle):
     assert train_main(_argv(data, tmp_path / "bad", *extra, epochs=1)) == 2
     err = capsys.readouterr().err

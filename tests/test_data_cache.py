@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_tracks, write_dataset
+
 from hpatches_kit.data import DataError, load_dataset
 from hpatches_kit.data.cache import StreamedTracks, ensure_packed
 from hpatches_kit.data.packed import MANIFEST, load_packed
@@ -46,10 +46,12 @@ def test_streamed_batches_identical_to_in_memory(ds32, workers):
     assert np.array_equal(np.asarray(streamed), np.concatenate([seqs[n] for n in names]))
     for w in range(workers):
         for aug in (True, False):
-            a = descriptor_dataset(streamed, 16, 3, seed=5, augment=aug, geometric=aug, num_shards=workers,
-                                   shard_index=w)
-            b = descriptor_dataset(mem[rows], 16, 3, seed=5, augment=aug, geometric=aug, num_shards=workers,
-                                   shard_index=w)
+            a = descriptor_dataset(
+                streamed, 16, 3, seed=5, augment=aug, geometric=aug, num_shards=workers, shard_index=w
+            )
+            b = descriptor_dataset(
+                mem[rows], 16, 3, seed=5, augment=aug, geometric=aug, num_shards=workers, shard_index=w
+            )
             assert a.element_spec == b.element_spec  # static shapes, the same
             for (xa, ya), (xb, yb) in zip(_batches(a, 12), _batches(b, 12)):  # > 1 epoch of the share
                 assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
@@ -147,7 +149,8 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
     np.savez(data / "tracks.npz", **seqs)
     mod = tmp_path / "plug"
     mod.mkdir()
-    (mod / "npz_tracks_format.py").write_text(textwrap.dedent("""
+    (mod / "npz_tracks_format.py").write_text(
+        textwrap.dedent("""
         from pathlib import Path
         import numpy as np
         from hpatches_kit.data.formats import ArraySource, register_format
@@ -159,9 +162,11 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
         def open_npz(path, size=None, **options):
             z = np.load(Path(path) / "tracks.npz")
             return ArraySource(path, "npz-tracks", {n: z[n] for n in z.files}, size=size)
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(mod))
     import npz_tracks_format  # noqa: F401
+
     from hpatches_kit.data.formats import detect_format, list_formats
     from hpatches_kit.training.tracks import load_track_split
 
@@ -173,9 +178,21 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
     assert ds.names == list(seqs) and np.array_equal(ds["v_z"].tracks, seqs["v_z"])
     from hpatches_kit.training.descriptor import DescriptorOptions, train_descriptor
 
-    res = train_descriptor(DescriptorOptions(data=str(data), format="npz-tracks", split="none", epochs=1,
-                                             steps_per_epoch=2, batch_size=64, evaluate=True, verbose=0,
-                                             mixed_precision="float32", collapse="off", out=str(tmp_path / "run")))
+    res = train_descriptor(
+        DescriptorOptions(
+            data=str(data),
+            format="npz-tracks",
+            split="none",
+            epochs=1,
+            steps_per_epoch=2,
+            batch_size=64,
+            evaluate=True,
+            verbose=0,
+            mixed_precision="float32",
+            collapse="off",
+            out=str(tmp_path / "run"),
+        )
+    )
     assert res["train_tracks"] == 160 and "evaluation" in res
 
 

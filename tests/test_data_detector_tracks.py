@@ -17,8 +17,9 @@ def _texture(rng):
     img = cv2.GaussianBlur(rng.normal(128, 60, (H_, W_)).astype(np.float32), (0, 0), 2.0)
     for _ in range(40):
         x, y = int(rng.integers(10, W_ - 30)), int(rng.integers(10, H_ - 30))
-        cv2.rectangle(img, (x, y), (x + int(rng.integers(6, 25)), y + int(rng.integers(6, 25))),
-                      float(rng.integers(0, 255)), -1)
+        cv2.rectangle(
+            img, (x, y), (x + int(rng.integers(6, 25)), y + int(rng.integers(6, 25))), float(rng.integers(0, 255)), -1
+        )
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -28,8 +29,9 @@ def _sequence(rng, n=3):
     Hs = []
     for k in range(1, n):
         a, s = np.deg2rad(6 * k), 1 + 0.08 * k
-        A = np.array([[s * np.cos(a), -s * np.sin(a), 2 * k], [s * np.sin(a), s * np.cos(a), -3 * k],
-                      [2e-4 * k, -1e-4 * k, 1]])
+        A = np.array(
+            [[s * np.cos(a), -s * np.sin(a), 2 * k], [s * np.sin(a), s * np.cos(a), -3 * k], [2e-4 * k, -1e-4 * k, 1]]
+        )
         Hs.append(c @ A @ np.linalg.inv(c))
     return [ref] + [cv2.warpPerspective(ref, H, (W_, H_), flags=cv2.INTER_LINEAR) for H in Hs], Hs
 
@@ -55,8 +57,12 @@ def test_local_scale_vs_finite_differences():
     _, Hs = _sequence(rng)
     for p in rng.uniform(0, 200, (5, 2)):
         e = 1e-4
-        J = np.column_stack([(_project(Hs[1], p + [e, 0]) - _project(Hs[1], p - [e, 0])) / (2 * e),
-                             (_project(Hs[1], p + [0, e]) - _project(Hs[1], p - [0, e])) / (2 * e)])
+        J = np.column_stack(
+            [
+                (_project(Hs[1], p + [e, 0]) - _project(Hs[1], p - [e, 0])) / (2 * e),
+                (_project(Hs[1], p + [0, e]) - _project(Hs[1], p - [0, e])) / (2 * e),
+            ]
+        )
         assert local_scale(Hs[1], p[None])[0] == pytest.approx(np.sqrt(abs(np.linalg.det(J))), rel=1e-5)
 
 
@@ -69,11 +75,16 @@ def test_correspondences_vs_brute_force_reprojection():
     found = 0
     for i, (x, y, s) in enumerate(kr):
         q = _project(Hs[1], (x, y))
-        J = np.column_stack([(_project(Hs[1], (x + e, y)) - _project(Hs[1], (x - e, y))) / (2 * e),
-                             (_project(Hs[1], (x, y + e)) - _project(Hs[1], (x, y - e))) / (2 * e)])
+        J = np.column_stack(
+            [
+                (_project(Hs[1], (x + e, y)) - _project(Hs[1], (x - e, y))) / (2 * e),
+                (_project(Hs[1], (x, y + e)) - _project(Hs[1], (x, y - e))) / (2 * e),
+            ]
+        )
         r = 5 * s * np.sqrt(abs(np.linalg.det(J)))
-        ious = np.array([_disk_iou_raster(q, r, kt[j, :2], 5 * kt[j, 2], res=max(r, 5 * kt[j, 2]) / 60)
-                         for j in range(len(kt))])
+        ious = np.array(
+            [_disk_iou_raster(q, r, kt[j, :2], 5 * kt[j, 2], res=max(r, 5 * kt[j, 2]) / 60) for j in range(len(kt))]
+        )
         j = int(np.argmax(ious))
         if ious[j] >= 0.62:  # clearly above the threshold: must be found, and be this keypoint
             assert idx[i] == j, (i, j, ious[j], idx[i])
@@ -112,12 +123,21 @@ def test_detector_tracks_views_are_the_detected_patches():
 
 
 def test_synthesize_detector_tracks_deterministic(tmp_path):
+    from hpatches_kit.data.fsio import read_json
     from hpatches_kit.data.sequences import find_sequence_dirs, load_sequence
     from hpatches_kit.data.synth import synthesize
-    from hpatches_kit.data.fsio import read_json
 
-    kw = dict(num_illum=1, num_view=1, num_zoom=1, num_blur=0, max_patches=40, seed=3, progress=False, size=32,
-              tracks="detector")
+    kw = dict(
+        num_illum=1,
+        num_view=1,
+        num_zoom=1,
+        num_blur=0,
+        max_patches=40,
+        seed=3,
+        progress=False,
+        size=32,
+        tracks="detector",
+    )
     a = synthesize(tmp_path / "a", **kw)
     b = synthesize(tmp_path / "b", **kw, workers=2)
     c = synthesize(tmp_path / "c", **{**kw, "seed": 4})
@@ -126,8 +146,10 @@ def test_synthesize_detector_tracks_deterministic(tmp_path):
     ta = [load_sequence(d).tracks for d in da]
     assert all(np.array_equal(x, load_sequence(d).tracks) for x, d in zip(ta, db))
     assert all(0 < len(x) <= 40 and x.shape[1:] == (16, 32, 32) for x in ta)
-    assert not all(np.array_equal(x, load_sequence(d).tracks) if len(x) == len(load_sequence(d).tracks) else False
-                   for x, d in zip(ta, dc))
+    assert not all(
+        np.array_equal(x, load_sequence(d).tracks) if len(x) == len(load_sequence(d).tracks) else False
+        for x, d in zip(ta, dc)
+    )
     assert read_json(a / "dataset.json")["parameters"]["tracks"] == "detector"
     with pytest.raises(ValueError, match="tracks"):
         synthesize(tmp_path / "d", **{**kw, "tracks": "bogus"})

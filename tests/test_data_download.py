@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from conftest import make_tracks, write_dataset
 
 from hpatches_kit.cli.data import main
 from hpatches_kit.data import TYPES, load_dataset
 from hpatches_kit.data.download import SOURCES, DownloadError, download, download_file, extract_tar
-from conftest import make_tracks, write_dataset
 
 
 class FileServer:
@@ -114,7 +114,9 @@ def test_full_download_extracts_and_checks(release_tar, shared_benchmark, tmp_pa
         np.testing.assert_array_equal(ds[n].tracks, t)
     assert (out / "hpatches-benchmark" / "splits.json").read_bytes() == (shared_benchmark / "splits.json").read_bytes()
     assert len(list((out / "hpatches-benchmark" / "tasks").glob("retr_*.csv"))) == 12
-    leftovers = [p.name for p in out.rglob("*") if p.name.endswith((".part", ".tar.gz")) or p.name.startswith(".extract")]
+    leftovers = [
+        p.name for p in out.rglob("*") if p.name.endswith((".part", ".tar.gz")) or p.name.startswith(".extract")
+    ]
     assert leftovers == []
     # second run: already present, nothing fetched
     with FileServer({}) as srv:
@@ -126,8 +128,9 @@ def test_resume_after_dropped_connection(tmp_path):
     data = _payload()
     with FileServer({"/f.bin": data}) as srv:
         srv.drop_once.add("/f.bin")
-        f = download_file(srv.url + "/f.bin", tmp_path / "f.bin", sha256=hashlib.sha256(data).hexdigest(),
-                          progress=False, backoff=0)
+        f = download_file(
+            srv.url + "/f.bin", tmp_path / "f.bin", sha256=hashlib.sha256(data).hexdigest(), progress=False, backoff=0
+        )
         assert srv.requests == [("/f.bin", None), ("/f.bin", f"bytes={len(data) // 2}-")]
     assert f.read_bytes() == data and not (tmp_path / "f.bin.part").exists()
 
@@ -207,7 +210,9 @@ def test_cli_download_env_base_url(release_tar, tmp_path, monkeypatch, capsys):
         rc = main(["download", "--out", str(tmp_path / "d"), "--what", "hpatches-release", "-q"])
     assert rc == 0 and (tmp_path / "d" / "hpatches-release" / "v_b" / "t5.png").is_file()
     with FileServer({}) as srv:
-        rc = main(["download", "--out", str(tmp_path / "e"), "--what", "hpatches-sequences", "--base-url", srv.url, "-q"])
+        rc = main(
+            ["download", "--out", str(tmp_path / "e"), "--what", "hpatches-sequences", "--base-url", srv.url, "-q"]
+        )
     assert rc == 2 and "HTTP 404" in capsys.readouterr().err
     assert [p for p in (tmp_path / "e").iterdir()] == []
 
@@ -230,6 +235,7 @@ def test_gzip_crc_corruption_is_refused(tmp_path):
     assert got != payload and len(got) == len(payload)
     # ... and zlib's own CRC check rejects it
     import gzip
+
     with pytest.raises(gzip.BadGzipFile, match="CRC"):
         gzip.decompress(bad)
     with FileServer({"/hpatches-release.tar.gz": bad}) as srv:
@@ -246,8 +252,21 @@ def test_force_keeps_the_present_copy_until_the_new_one_is_verified(release_tar,
         url = srv.url
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     # mirror down (server stopped): --force fails and the dataset is still there, the message names no .part
-    rc = main(["download", "--out", str(out), "--what", "hpatches-release", "--base-url", url, "--force", "-q",
-               "--retries", "0"])
+    rc = main(
+        [
+            "download",
+            "--out",
+            str(out),
+            "--what",
+            "hpatches-release",
+            "--base-url",
+            url,
+            "--force",
+            "-q",
+            "--retries",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "nothing was downloaded" in err and ".part" not in err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
@@ -260,7 +279,9 @@ def test_force_keeps_the_present_copy_until_the_new_one_is_verified(release_tar,
     (out / "hpatches-release" / "stale.txt").write_text("old")
     new_seqs = {"i_z": make_tracks(2, 65, np.random.default_rng(3))}
     src = write_dataset(tmp_path / "src2" / "hpatches-release", new_seqs)
-    tar2 = _tarball({f"hpatches-release/{f.relative_to(src).as_posix()}": f.read_bytes() for f in sorted(src.rglob("*.png"))})
+    tar2 = _tarball(
+        {f"hpatches-release/{f.relative_to(src).as_posix()}": f.read_bytes() for f in sorted(src.rglob("*.png"))}
+    )
     with FileServer({"/hpatches-release.tar.gz": tar2}) as srv:
         download(["hpatches-release"], out, base_url=srv.url, progress=False, force=True)
     ds = load_dataset(out / "hpatches-release", progress=False)
@@ -278,8 +299,10 @@ def test_benchmark_tasks_download_runs_all_three_tasks(shared_benchmark, tmp_pat
     from hpatches_kit.data.splits import default_splits_file
     from hpatches_kit.evaluation import evaluate
 
-    files = {"/" + rf.path: (shared_benchmark / rf.dest.split("hpatches-benchmark/", 1)[1]).read_bytes()
-             for rf in SOURCES["benchmark-tasks"].files}
+    files = {
+        "/" + rf.path: (shared_benchmark / rf.dest.split("hpatches-benchmark/", 1)[1]).read_bytes()
+        for rf in SOURCES["benchmark-tasks"].files
+    }
     out = tmp_path / "data"
     with FileServer(files) as srv:
         download(["benchmark-tasks"], out, base_url=srv.url, progress=False)
@@ -294,7 +317,14 @@ def test_benchmark_tasks_download_runs_all_three_tasks(shared_benchmark, tmp_pat
     rng = np.random.default_rng(0)
     descs = {s: {t: rng.normal(size=(n, 4)).astype(np.float32) for t in TYPES} for s, n in need.items()}
     monkeypatch.setattr(tasks_mod, "OFFICIAL_PAIRS", 2000)  # the rule, not the official 10^6 (minutes)
-    res = evaluate(descs, None, split="a", splits_file=out / "hpatches-benchmark" / "splits.json", tasks_dir=tasks,
-                   progress=False, cache_dir=tmp_path / "cache")
+    res = evaluate(
+        descs,
+        None,
+        split="a",
+        splits_file=out / "hpatches-benchmark" / "splits.json",
+        tasks_dir=tasks,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
     assert {"verification", "matching", "retrieval"} <= set(res)
     assert "generated" in res["meta"]["tasks_source"]

@@ -27,8 +27,13 @@ def known_homographies(w, h):
     out = []
     for k in range(1, 6):
         a = np.radians(6 * k)
-        A = np.array([[np.cos(a) * (1 + 0.04 * k), -np.sin(a), 3.0 * k], [np.sin(a), np.cos(a) * (1 - 0.03 * k), -2.0 * k],
-                      [2e-4 * k, -1e-4 * k, 1.0]])
+        A = np.array(
+            [
+                [np.cos(a) * (1 + 0.04 * k), -np.sin(a), 3.0 * k],
+                [np.sin(a), np.cos(a) * (1 - 0.03 * k), -2.0 * k],
+                [2e-4 * k, -1e-4 * k, 1.0],
+            ]
+        )
         out.append(C @ A @ np.linalg.inv(C))
     return out
 
@@ -91,8 +96,12 @@ def bilinear(img, x, y):
     x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
     fx, fy = x - x0, y - y0
     im = img.astype(np.float64)
-    return (im[y0, x0] * (1 - fx) * (1 - fy) + im[y0, x1] * fx * (1 - fy) + im[y1, x0] * (1 - fx) * fy
-            + im[y1, x1] * fx * fy)
+    return (
+        im[y0, x0] * (1 - fx) * (1 - fy)
+        + im[y0, x1] * fx * (1 - fy)
+        + im[y1, x0] * (1 - fx) * fy
+        + im[y1, x1] * fx * fy
+    )
 
 
 def brute_patch(img, M, p=65):
@@ -192,8 +201,10 @@ def test_bad_inputs_name_the_file(tmp_path, view_seq):
 def test_deterministic(tmp_path, view_seq):
     images, Hs = view_seq
     write_hpatches_layout(tmp_path / "src" / "v_cam", images, Hs)
-    outs = [extract_dataset(tmp_path / "src", tmp_path / f"o{i}", seed=s, max_patches=15, progress=False)
-            for i, s in enumerate((5, 5, 6))]
+    outs = [
+        extract_dataset(tmp_path / "src", tmp_path / f"o{i}", seed=s, max_patches=15, progress=False)
+        for i, s in enumerate((5, 5, 6))
+    ]
 
     def files(o):
         return {p.relative_to(o): p.read_bytes() for p in sorted(o.rglob("*")) if p.is_file()}

@@ -27,7 +27,9 @@ def test_two_equal_circles():
 
 def test_circle_vs_scaled_copy_and_disjoint():
     for s in (1.2, 1.5, 3.0):
-        assert G.ellipse_iou(G.region_frame(0, 0, 1, 0), G.region_frame(0, 0, s, 0.7)) == pytest.approx(1 / s**2, abs=2e-4)
+        assert G.ellipse_iou(G.region_frame(0, 0, 1, 0), G.region_frame(0, 0, s, 0.7)) == pytest.approx(
+            1 / s**2, abs=2e-4
+        )
         assert float(G.circle_iou([0, 0], 1, [0, 0], s)) == pytest.approx(1 / s**2)
     assert G.ellipse_iou(G.region_frame(0, 0, 1, 0), G.region_frame(3, 0, 1, 0)) == 0.0
     assert G.ellipse_iou(np.eye(3), np.eye(3)) == pytest.approx(1.0, abs=1e-6)
@@ -62,8 +64,14 @@ def test_sample_jitter_matches_scalar_composition():
     u, ax = rng.uniform(-1, 1, (5, 5)), rng.uniform(0, np.pi, 5)
     sh = G.JITTER_SHAPE
     for i in range(5):
-        want = G.jitter_frame(math.radians(u[i, 0] * sh["rot_deg"]), math.exp(u[i, 1] * sh["log_scale"]),
-                              math.exp(u[i, 2] * sh["log_scale"]), ax[i], u[i, 3] * sh["trans"], u[i, 4] * sh["trans"])
+        want = G.jitter_frame(
+            math.radians(u[i, 0] * sh["rot_deg"]),
+            math.exp(u[i, 1] * sh["log_scale"]),
+            math.exp(u[i, 2] * sh["log_scale"]),
+            ax[i],
+            u[i, 3] * sh["trans"],
+            u[i, 4] * sh["trans"],
+        )
         np.testing.assert_allclose(J[i], want, atol=1e-12)
     assert np.allclose(G.sample_jitter(rng, 0.0, 3), np.eye(3))
 
@@ -93,8 +101,9 @@ def test_sample_jitter_matrix_properties():
         np.testing.assert_allclose(S, np.transpose(S, (0, 2, 1)), atol=1e-12)  # symmetric
         # eigenvector of sx lies along the drawn axis: S @ (cos a, sin a) = sx (cos a, sin a)
         e = np.stack([np.cos(ax), np.sin(ax)], 1)
-        np.testing.assert_allclose(np.einsum("nij,nj->ni", S, e), np.exp(u[:, 1] * sh["log_scale"] * m)[:, None] * e,
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            np.einsum("nij,nj->ni", S, e), np.exp(u[:, 1] * sh["log_scale"] * m)[:, None] * e, atol=1e-9
+        )
         # and the ranges reach their bounds: |rot| <= 25 m deg, |log sv| <= 0.25 m, |t| <= 0.25 m
         assert np.abs(rot).max() == pytest.approx(sh["rot_deg"] * m, rel=0.02)
         assert np.abs(np.log(sv)).max() == pytest.approx(sh["log_scale"] * m, rel=0.02)

@@ -6,18 +6,20 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_tracks, write_dataset
 
 from hpatches_kit.cli.data import main
-from hpatches_kit.data import DataError, HPatchesDataset, Sequence, load_dataset
+from hpatches_kit.data import DataError, Sequence, load_dataset
 from hpatches_kit.data.pack import MANIFEST, load_packed, pack_dataset, parse_track_example, track_example
-from conftest import make_tracks, write_dataset
 
 
 @pytest.fixture
 def noisy_dataset(tmp_path):
     rng = np.random.default_rng(3)
     seqs = {n: make_tracks(k, 32, rng) for n, k in [("i_one", 6), ("v_two", 5), ("v_three", 4)]}
-    noisy = {n: np.clip(t.astype(int) + rng.integers(-30, 30, t.shape), 0, 255).astype(np.uint8) for n, t in seqs.items()}
+    noisy = {
+        n: np.clip(t.astype(int) + rng.integers(-30, 30, t.shape), 0, 255).astype(np.uint8) for n, t in seqs.items()
+    }
     return write_dataset(tmp_path / "noisy-ds", seqs, noisy)
 
 
@@ -101,7 +103,9 @@ def test_detects_truncated_array(tiny_dataset, tmp_path):
     out = _cache(tiny_dataset, tmp_path)
     with open(out / "tracks.npy", "r+b") as f:
         f.truncate(os.path.getsize(out / "tracks.npy") - 100)
-    with pytest.raises(DataError, match=r"tracks\.npy: stale or corrupt packed cache: file is \d+ bytes, manifest says"):
+    with pytest.raises(
+        DataError, match=r"tracks\.npy: stale or corrupt packed cache: file is \d+ bytes, manifest says"
+    ):
         load_packed(out)
 
 
@@ -122,7 +126,9 @@ def test_detects_missing_shard_and_bad_manifest(tiny_dataset, tmp_path):
     out = _cache(tiny_dataset, tmp_path)
     shard = out / json.loads((out / MANIFEST).read_text())["shards"][1]["file"]
     shard.unlink()
-    with pytest.raises(DataError, match=r"tracks-00001-of-00002\.tfrecord: stale or corrupt packed cache: TFRecord shard is missing"):
+    with pytest.raises(
+        DataError, match=r"tracks-00001-of-00002\.tfrecord: stale or corrupt packed cache: TFRecord shard is missing"
+    ):
         load_packed(out)
     (out / MANIFEST).write_text("{not json")
     with pytest.raises(DataError, match=r"manifest\.json: stale or corrupt packed cache: manifest is not valid JSON"):
@@ -179,8 +185,22 @@ def test_pack_split(tiny_dataset, tmp_path):
 
 
 def test_cli_pack(tiny_dataset, tmp_path, capsys):
-    rc = main(["pack", "--data", str(tiny_dataset), "--out", str(tmp_path / "c"), "--size", "24", "--shards", "2",
-               "--split", "illum", "-q"])
+    rc = main(
+        [
+            "pack",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(tmp_path / "c"),
+            "--size",
+            "24",
+            "--shards",
+            "2",
+            "--split",
+            "illum",
+            "-q",
+        ]
+    )
     assert rc == 0
     assert "packed 2 sequences, 21 tracks (336 patches) at 24x24" in capsys.readouterr().out
     pk = load_packed(tmp_path / "c")
@@ -197,18 +217,46 @@ def test_pack_stream_checks_its_inputs(tmp_path):
 
     rng = np.random.default_rng(9)
     a, b = make_tracks(3, 32, rng), make_tracks(2, 32, rng)
-    out = pack_stream(iter([Sequence("i_a", a), Sequence("v_b", b)]), tmp_path / "c", ["i_a", "v_b"], [3, 2],
-                      patch_size=16, tfrecords=False, progress=False)
+    out = pack_stream(
+        iter([Sequence("i_a", a), Sequence("v_b", b)]),
+        tmp_path / "c",
+        ["i_a", "v_b"],
+        [3, 2],
+        patch_size=16,
+        tfrecords=False,
+        progress=False,
+    )
     from hpatches_kit.data import resize_patches
 
     np.testing.assert_array_equal(load_packed(out, verify="full").tracks, resize_patches(np.concatenate([a, b]), 16))
     with pytest.raises(DataError, match=r"v_b: holds 2 patches, expected 4"):
-        pack_stream(iter([Sequence("i_a", a), Sequence("v_b", b)]), tmp_path / "d", ["i_a", "v_b"], [3, 4],
-                    patch_size=16, tfrecords=False, progress=False)
+        pack_stream(
+            iter([Sequence("i_a", a), Sequence("v_b", b)]),
+            tmp_path / "d",
+            ["i_a", "v_b"],
+            [3, 4],
+            patch_size=16,
+            tfrecords=False,
+            progress=False,
+        )
     with pytest.raises(DataError, match=r"sequence 1 is 'v_b', expected 'v_c'"):
-        pack_stream(iter([Sequence("i_a", a), Sequence("v_b", b)]), tmp_path / "e", ["i_a", "v_c"], [3, 2],
-                    patch_size=16, tfrecords=False, progress=False)
+        pack_stream(
+            iter([Sequence("i_a", a), Sequence("v_b", b)]),
+            tmp_path / "e",
+            ["i_a", "v_c"],
+            [3, 2],
+            patch_size=16,
+            tfrecords=False,
+            progress=False,
+        )
     with pytest.raises(DataError, match=r"supplied 3 tracks, expected 5"):
-        pack_stream(iter([Sequence("i_a", a)]), tmp_path / "f", ["i_a", "v_b"], [3, 2], patch_size=16,
-                    tfrecords=False, progress=False)
+        pack_stream(
+            iter([Sequence("i_a", a)]),
+            tmp_path / "f",
+            ["i_a", "v_b"],
+            [3, 2],
+            patch_size=16,
+            tfrecords=False,
+            progress=False,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]

@@ -1,10 +1,17 @@
-import json
-
 import numpy as np
 import pytest
-
-from hpatches_kit.data import TYPES, DataError, load_dataset, load_sequence, read_patch_image, resize_patches, split_sequences, load_splits
 from conftest import make_tracks, write_dataset
+
+from hpatches_kit.data import (
+    TYPES,
+    DataError,
+    load_dataset,
+    load_sequence,
+    load_splits,
+    read_patch_image,
+    resize_patches,
+    split_sequences,
+)
 
 
 def test_round_trip_tracks(tmp_path):

@@ -53,11 +53,13 @@ def test_zoom_homography_hand_worked():
     c = np.array([50.0, 40.0])
     assert np.allclose(Z.zoom_homography(w, h, 1.0, 0.0), np.eye(3), atol=1e-12)
     # zoom out 2x: a point 10 px right of the centre lands 5 px right of it
-    np.testing.assert_allclose(G.apply_homography(Z.zoom_homography(w, h, 2.0, 0.0), [c + [10, 0]]), [c + [5, 0]],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        G.apply_homography(Z.zoom_homography(w, h, 2.0, 0.0), [c + [10, 0]]), [c + [5, 0]], atol=1e-9
+    )
     # roll 90 degrees (x right, y down): (10, 0) -> (0, 10) about the centre
-    np.testing.assert_allclose(G.apply_homography(Z.zoom_homography(w, h, 1.0, 90.0), [c + [10, 0]]), [c + [0, 10]],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        G.apply_homography(Z.zoom_homography(w, h, 1.0, 90.0), [c + [10, 0]]), [c + [0, 10]], atol=1e-9
+    )
     H = Z.zoom_homography(w, h, 3.0, 30.0)
     assert math.sqrt(abs(np.linalg.det(H[:2, :2]))) == pytest.approx(1 / 3.0, rel=1e-9)
 
@@ -83,9 +85,10 @@ def test_render_view_equals_brute_force_prefiltered_warp():
     assert np.std(ref) > 0.02  # the test content is not flat
     # no anti-aliasing needed when the view magnifies: the warp alone
     Hm = Z.zoom_homography(w, h, 0.5, 0.0)
-    np.testing.assert_array_equal(Z.render_view(grey, Hm, (w, h)),
-                                  cv2.warpPerspective(grey, Hm, (w, h), flags=cv2.INTER_LINEAR,
-                                                      borderMode=cv2.BORDER_REFLECT_101))
+    np.testing.assert_array_equal(
+        Z.render_view(grey, Hm, (w, h)),
+        cv2.warpPerspective(grey, Hm, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101),
+    )
 
 
 def test_zoom_sequence_shapes_growth_and_determinism():
@@ -94,7 +97,9 @@ def test_zoom_sequence_shapes_growth_and_determinism():
     again, Hs2 = Z.zoom_sequence(photo, np.random.default_rng(5))
     assert len(images) == 6 and len(Hs) == 5
     assert all(im.shape == (240, 320) and im.dtype == np.uint8 for im in images)
-    assert all(np.array_equal(a, b) for a, b in zip(images, again)) and all(np.array_equal(a, b) for a, b in zip(Hs, Hs2))
+    assert all(np.array_equal(a, b) for a, b in zip(images, again)) and all(
+        np.array_equal(a, b) for a, b in zip(Hs, Hs2)
+    )
     scales = [math.sqrt(abs(np.linalg.det(H[:2, :2]))) for H in Hs]
     assert all(a > b for a, b in zip(scales, scales[1:])) and 1 / 4.1 < scales[-1] < 1 / 1.55
 
@@ -184,8 +189,18 @@ def photo_files(tmp_path_factory):
 
 
 def test_synthesize_new_kinds_parallel_equals_serial(tmp_path, photo_files):
-    kw = dict(photos=photo_files, num_illum=1, num_view=0, num_zoom=1, num_blur=1, max_patches=8, progress=False,
-              jitter_scale=(0.25, 1.0), seed=3, size=32)
+    kw = dict(
+        photos=photo_files,
+        num_illum=1,
+        num_view=0,
+        num_zoom=1,
+        num_blur=1,
+        max_patches=8,
+        progress=False,
+        jitter_scale=(0.25, 1.0),
+        seed=3,
+        size=32,
+    )
     a = S.synthesize(tmp_path / "a", workers=1, **kw)
     b = S.synthesize(tmp_path / "b", workers=2, **kw)
 
@@ -200,7 +215,9 @@ def test_synthesize_new_kinds_parallel_equals_serial(tmp_path, photo_files):
     assert sorted(scales) == sorted(ds.names) and all(0.25 <= v <= 1.0 for v in scales.values())
     assert len(set(scales.values())) == 3
     with pytest.raises(ValueError, match="jitter_scale range"):
-        S.synthesize(tmp_path / "c", photos=photo_files, num_illum=1, num_view=0, jitter_scale=(1.0, 0.5), progress=False)
+        S.synthesize(
+            tmp_path / "c", photos=photo_files, num_illum=1, num_view=0, jitter_scale=(1.0, 0.5), progress=False
+        )
     assert not (tmp_path / "c").exists()
 
 
@@ -216,7 +233,9 @@ def _oxford_folder(tmp_path, txt: bool):
     photo = (255 * _photo(240, 320, seed=6)[..., 0]).astype(np.uint8)
     for i in range(1, 7):
         H = Z.zoom_homography(320, 240, 1.0 + 0.1 * (i - 1), 5.0 * (i - 1))
-        cv2.imwrite(str(d / f"img{i}.png"), cv2.warpPerspective(photo, H, (320, 240), borderMode=cv2.BORDER_REFLECT_101))
+        cv2.imwrite(
+            str(d / f"img{i}.png"), cv2.warpPerspective(photo, H, (320, 240), borderMode=cv2.BORDER_REFLECT_101)
+        )
         if i > 1:
             np.savetxt(d / (f"H1to{i}p.txt" if txt else f"H1to{i}p"), H)
     return d

@@ -99,8 +99,9 @@ def test_synthesize_small_and_deterministic(tmp_path, photo_files):
 
 
 def test_noise_twins_levels(tmp_path, photo_files):
-    out = S.synthesize(tmp_path / "n", photos=photo_files[:1], num_illum=1, num_view=1, max_patches=30, noise=True,
-                       progress=False)
+    out = S.synthesize(
+        tmp_path / "n", photos=photo_files[:1], num_illum=1, num_view=1, max_patches=30, noise=True, progress=False
+    )
     ds = load_dataset(out, noise=True, progress=False)
     assert ds.patch_size == 32 and ds.has_noise
     tr, _ = ds.all_tracks()
@@ -117,8 +118,9 @@ def test_noise_twins_levels(tmp_path, photo_files):
 
 
 def test_make_nhpatches_and_default_build(tmp_path, photo_files, monkeypatch):
-    root = S.build_default_dataset(tmp_path / "emb", seed=0, progress=False, num_illum=1, num_view=1,
-                                   max_patches=10, photos=photo_files[:1])
+    root = S.build_default_dataset(
+        tmp_path / "emb", seed=0, progress=False, num_illum=1, num_view=1, max_patches=10, photos=photo_files[:1]
+    )
     assert (root / "COMPLETE").is_file()
     hp = load_dataset(root / "hpatches", progress=False)
     nh = load_dataset(root / "n-hpatches", noise=True, progress=False)
@@ -134,8 +136,9 @@ def test_make_nhpatches_and_default_build(tmp_path, photo_files, monkeypatch):
 
     monkeypatch.setattr(S, "make_nhpatches", boom)
     with pytest.raises(KeyboardInterrupt):
-        S.build_default_dataset(tmp_path / "emb2", progress=False, num_illum=1, num_view=1, max_patches=5,
-                                photos=photo_files[:1])
+        S.build_default_dataset(
+            tmp_path / "emb2", progress=False, num_illum=1, num_view=1, max_patches=5, photos=photo_files[:1]
+        )
     assert not (tmp_path / "emb2").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb"]
     with pytest.raises(KeyboardInterrupt):

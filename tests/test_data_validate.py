@@ -3,16 +3,15 @@ report every problem without crashing. The broken datasets are built by hand, so
 known exactly."""
 
 import json
-import shutil
 
 import cv2
 import numpy as np
 import pytest
+from conftest import make_tracks, write_dataset
 
 from hpatches_kit.cli.data import main
 from hpatches_kit.data import TYPES, DataError, load_dataset, load_sequence
 from hpatches_kit.data.validate import inspect_dataset, png_size
-from conftest import make_tracks, write_dataset
 
 
 def _seq(tmp_path, name="i_x", n=4, p=65, seed=0, noisy=False):
@@ -84,7 +83,13 @@ def test_inspect_clean_dataset(tiny_dataset):
         (s.name, s.num_patches, s.patch_size, s.kind) for s in ds
     ]
     s = r.summary()
-    assert (s["sequences"], s["illum_sequences"], s["view_sequences"], s["tracks"], s["patch_size"]) == (4, 2, 2, 38, 65)
+    assert (s["sequences"], s["illum_sequences"], s["view_sequences"], s["tracks"], s["patch_size"]) == (
+        4,
+        2,
+        2,
+        38,
+        65,
+    )
     assert s["noisy_sequences"] == 0 and r.builder is None
 
 
@@ -142,8 +147,15 @@ def test_inspect_reports_every_problem(tmp_path):
         assert any(g_rel == rel and phrase in prob for g_rel, prob in got), (rel, phrase, got)
     assert len(got) == len(EXPECTED_BROKEN), got
     status = {s.name: s.ok for s in r.sequences}
-    assert status == {"i_corrupt": False, "i_good": True, "i_missing": False, "v_counts": False,
-                      "v_height": False, "v_stray": False, "v_width": False}
+    assert status == {
+        "i_corrupt": False,
+        "i_good": True,
+        "i_missing": False,
+        "v_counts": False,
+        "v_height": False,
+        "v_stray": False,
+        "v_width": False,
+    }
     # every problem's file exists (or is the sequence/dataset folder) -- the report names real paths
     for p in r.problems:
         assert (root / p.path.replace(str(root) + "/", "")).exists()
@@ -189,7 +201,9 @@ def test_parallel_load_equals_serial(tmp_path):
     for s in ser:
         np.testing.assert_array_equal(par[s.name].tracks, s.tracks)
         # and the reference: per-sequence load of the original tracks
-        np.testing.assert_array_equal(load_dataset(tmp_path, sequences=[s.name], progress=False)[s.name].tracks, seqs[s.name])
+        np.testing.assert_array_equal(
+            load_dataset(tmp_path, sequences=[s.name], progress=False)[s.name].tracks, seqs[s.name]
+        )
 
 
 def test_parallel_load_error_names_file(tmp_path):
@@ -200,11 +214,14 @@ def test_parallel_load_error_names_file(tmp_path):
         load_dataset(tmp_path, progress=False, workers=3)
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("{not json", "not valid JSON"),
-    ('["a", "b"]', "expected a JSON object"),
-    ('{"a": {"train": ["i_alpha"]}}', "split 'a' has no 'test' list"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a", "b"]', "expected a JSON object"),
+        ('{"a": {"train": ["i_alpha"]}}', "split 'a' has no 'test' list"),
+    ],
+)
 def test_cli_info_strict_fails_on_a_malformed_splits_file(tiny_dataset, capsys, text, problem):
     (tiny_dataset / "splits.json").write_text(text)
     assert main(["info", "--data", str(tiny_dataset), "--strict", "-q"]) == 1

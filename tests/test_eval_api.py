@@ -8,30 +8,50 @@ import pytest
 
 from hpatches_kit.data import TYPES
 from hpatches_kit.evaluation import evaluate, format_summary
-from hpatches_kit.evaluation.api import summarise_matching, summarise_retrieval, summarise_verification
 from hpatches_kit.evaluation import tasks as T
+from hpatches_kit.evaluation.api import summarise_matching, summarise_retrieval, summarise_verification
 
 
 def test_summaries_follow_the_official_printer():
     rng = np.random.default_rng(0)
-    raw = {s: {v: {k: {"ap": rng.random(), "sr": rng.random()} for k in range(1, 6)} for v in "eht"}
-           for s in ("i_a", "i_b", "v_c")}
+    raw = {
+        s: {v: {k: {"ap": rng.random(), "sr": rng.random()} for k in range(1, 6)} for v in "eht"}
+        for s in ("i_a", "i_b", "v_c")
+    }
     m = summarise_matching(raw)
+
     # official DescriptorMatchingResult: per (variant, kind) mean over sequences of mean over targets
     def kind_mean(v, pre):
         return 100 * np.mean([np.mean([raw[s][v][k]["ap"] for k in range(1, 6)]) for s in raw if s.startswith(pre)])
+
     avg_i = np.mean([kind_mean(v, "i") for v in "eht"])
     avg_v = np.mean([kind_mean(v, "v") for v in "eht"])
     assert m["headline"]["value"] == pytest.approx((avg_i + avg_v) / 2, abs=1e-9)
     assert m["table"]["h"]["illum"] == pytest.approx(kind_mean("h", "i"), abs=1e-9)
     ap = {v: rng.random((4, 7)) for v in "eht"}
-    r = summarise_retrieval({"ap": ap, "pool_sizes": [100, 500, 1000, 5000, 10000, 15000, 20000], "num_queries": 4,
-                             "num_distractors": 30, "distractors_per_query": np.array([20, 25, 30, 30])})
-    assert r["headline"]["value"] == pytest.approx(100 * np.mean([np.mean(ap[v].mean(axis=0)) for v in "eht"]), abs=1e-9)
-    vr = {v: {n: {"balanced": {"auc": rng.random()}, "imbalanced": {"ap": rng.random()}} for n in ("intra", "inter")} for v in "eht"}
+    r = summarise_retrieval(
+        {
+            "ap": ap,
+            "pool_sizes": [100, 500, 1000, 5000, 10000, 15000, 20000],
+            "num_queries": 4,
+            "num_distractors": 30,
+            "distractors_per_query": np.array([20, 25, 30, 30]),
+        }
+    )
+    assert r["headline"]["value"] == pytest.approx(
+        100 * np.mean([np.mean(ap[v].mean(axis=0)) for v in "eht"]), abs=1e-9
+    )
+    vr = {
+        v: {n: {"balanced": {"auc": rng.random()}, "imbalanced": {"ap": rng.random()}} for n in ("intra", "inter")}
+        for v in "eht"
+    }
     s = summarise_verification(vr, {"pos": 1})
-    assert s["headline"]["value"] == pytest.approx(100 * np.mean([vr[v][n]["imbalanced"]["ap"] for v in "eht" for n in ("intra", "inter")]), abs=1e-9)
-    assert s["avg_balanced_auc"] == pytest.approx(100 * np.mean([vr[v][n]["balanced"]["auc"] for v in "eht" for n in ("intra", "inter")]), abs=1e-9)
+    assert s["headline"]["value"] == pytest.approx(
+        100 * np.mean([vr[v][n]["imbalanced"]["ap"] for v in "eht" for n in ("intra", "inter")]), abs=1e-9
+    )
+    assert s["avg_balanced_auc"] == pytest.approx(
+        100 * np.mean([vr[v][n]["balanced"]["auc"] for v in "eht" for n in ("intra", "inter")]), abs=1e-9
+    )
 
 
 def random_descriptors_and_task_files(root, seed: int, lengths: dict) -> dict:
@@ -94,14 +114,16 @@ def test_spread_check_rows_equal_the_concatenation():
     from hpatches_kit.evaluation.api import descriptor_spread_check
 
     rng = np.random.default_rng(9)
-    descs = {s: {t: rng.normal(size=(n, 3)) * (1 + j) for j, t in enumerate(TYPES)}
-             for s, n in (("i_a", 7), ("v_b", 3), ("i_c", 11))}
+    descs = {
+        s: {t: rng.normal(size=(n, 3)) * (1 + j) for j, t in enumerate(TYPES)}
+        for s, n in (("i_a", 7), ("v_b", 3), ("i_c", 11))
+    }
     seqs = ["v_b", "i_a", "i_c"]
     for max_rows in (5, 50, 10**6):
         x = np.concatenate([descs[s][t] for s in seqs for t in descs[s]])
         if len(x) > max_rows:
             x = x[np.linspace(0, len(x) - 1, max_rows).astype(int)]
         spread = float(np.sqrt(x.var(axis=0).sum()))
-        rms = float(np.sqrt((x ** 2).sum(1).mean()))
+        rms = float(np.sqrt((x**2).sum(1).mean()))
         got = descriptor_spread_check(descs, seqs, max_rows=max_rows)
         assert got["spread"] == spread and got["rms_norm"] == rms

@@ -38,8 +38,8 @@ def write_brown(root, patches, point_ids, image_ids=None, pairs=None):
     n = len(patches)
     for k in range(-(-n // 256)):
         sheet = np.zeros((1024, 1024), np.uint8)
-        for c, p in enumerate(patches[256 * k: 256 * (k + 1)]):
-            sheet[64 * (c // 16): 64 * (c // 16) + 64, 64 * (c % 16): 64 * (c % 16) + 64] = p
+        for c, p in enumerate(patches[256 * k : 256 * (k + 1)]):
+            sheet[64 * (c // 16) : 64 * (c // 16) + 64, 64 * (c % 16) : 64 * (c % 16) + 64] = p
         cv2.imwrite(str(root / f"patches{k:04d}.bmp"), sheet)
     (root / "info.txt").write_text("".join(f"{q} 0\n" for q in point_ids))
     if image_ids is not None:
@@ -144,7 +144,8 @@ def test_revisited_map_matches_brute_force(quirks):
     centres = rng.normal(size=(40, 8))
     desc = centres[pid] + rng.normal(scale=0.6, size=(len(pid), 8))
     assert revisited_map(desc, pid, iid, reference_quirks=quirks) == pytest.approx(
-        _brute_revisited(desc, pid, iid, quirks), abs=1e-12)
+        _brute_revisited(desc, pid, iid, quirks), abs=1e-12
+    )
 
 
 def test_brown_cli_fpr95_and_revisited_on_written_set(tmp_path, capsys):
@@ -157,9 +158,23 @@ def test_brown_cli_fpr95_and_revisited_on_written_set(tmp_path, capsys):
     desc = rng.normal(size=(n, 1)).astype(np.float32)  # hand-made 1-D descriptors: distance = |x_a - x_b|
     np.save(tmp_path / "d.npy", desc)
     out = tmp_path / "r.json"
-    rc = eval_cli.main(["--benchmark", "brown", "--data", str(tmp_path / "brown"), "--subset", "liberty",
-                        "--descriptors", str(tmp_path / "d.npy"), "--json", str(out), "--plots", str(tmp_path / "pl"),
-                        "--no-progress"])
+    rc = eval_cli.main(
+        [
+            "--benchmark",
+            "brown",
+            "--data",
+            str(tmp_path / "brown"),
+            "--subset",
+            "liberty",
+            "--descriptors",
+            str(tmp_path / "d.npy"),
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path / "pl"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())["results"][0]
     a, b = np.array(pairs).T
@@ -169,13 +184,39 @@ def test_brown_cli_fpr95_and_revisited_on_written_set(tmp_path, capsys):
     assert "FPR95" in capsys.readouterr().out and (tmp_path / "pl" / "brown_roc.png").stat().st_size > 1000
     # the same descriptors as a CSV (one row per patch, info.txt order)
     np.savetxt(tmp_path / "d.csv", np.column_stack([desc, np.zeros_like(desc)]), delimiter=",")
-    rc = eval_cli.main(["--benchmark", "brown", "--data", str(root), "--subset", "liberty", "--descriptors",
-                        str(tmp_path / "d.csv"), "--no-revisited", "--json", str(out), "--no-progress"])
+    rc = eval_cli.main(
+        [
+            "--benchmark",
+            "brown",
+            "--data",
+            str(root),
+            "--subset",
+            "liberty",
+            "--descriptors",
+            str(tmp_path / "d.csv"),
+            "--no-revisited",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and json.loads(out.read_text())["results"][0]["fpr95"] == pytest.approx(r["fpr95"])
     capsys.readouterr()
     # SIFT on the coded (flat) patches runs end to end, describing only the paired patches
-    rc = eval_cli.main(["--benchmark", "brown", "--data", str(root), "--baseline", "sift", "--no-revisited",
-                        "--subset", "liberty", "--no-progress"])
+    rc = eval_cli.main(
+        [
+            "--benchmark",
+            "brown",
+            "--data",
+            str(root),
+            "--baseline",
+            "sift",
+            "--no-revisited",
+            "--subset",
+            "liberty",
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and "sift" in capsys.readouterr().out
 
 
@@ -196,7 +237,10 @@ def test_brown_tracks_layout(tmp_path):
         assert set(t) <= members[q]  # one point per track
         n = len(members[q])
         if n < 16:  # every patch used, cyclically: 16 // n or 16 // n + 1 times each
-            assert set(t) == members[q] and set(np.bincount(t, minlength=max(t) + 1)[list(members[q])]) <= {16 // n, 16 // n + 1}
+            assert set(t) == members[q] and set(np.bincount(t, minlength=max(t) + 1)[list(members[q])]) <= {
+                16 // n,
+                16 // n + 1,
+            }
         else:
             assert len(set(t)) == 16
     assert sorted(seen) == [10, 20, 30, 40, 50]  # the 1-patch point is dropped

@@ -18,12 +18,26 @@ def result(name, ver, mat, ret, split="a", tracks=1000, source="/tasks/x"):
     """A results dict shaped like ``evaluate``'s, with the per-variant numbers (e, h, t) = base + (2, 0, -2)."""
     off = {"e": 2.0, "h": 0.0, "t": -2.0}
     return {
-        "meta": {"split": split, "sequences": 10, "tracks": tracks, "dim": 128, "distance": "L2",
-                 "tasks_source": source, "descriptor": name},
-        "verification": {"table": {v: {"intra": {"auc": 0, "ap": ver + off[v] - 1}, "inter": {"auc": 0, "ap": ver + off[v] + 1}}
-                                   for v in "eht"}, "headline": {"value": ver}},
-        "matching": {"table": {v: {"illum": mat + off[v] - 3, "view": mat + off[v] + 3, "all": -1, "sr": 0} for v in "eht"},
-                     "headline": {"value": mat}},
+        "meta": {
+            "split": split,
+            "sequences": 10,
+            "tracks": tracks,
+            "dim": 128,
+            "distance": "L2",
+            "tasks_source": source,
+            "descriptor": name,
+        },
+        "verification": {
+            "table": {
+                v: {"intra": {"auc": 0, "ap": ver + off[v] - 1}, "inter": {"auc": 0, "ap": ver + off[v] + 1}}
+                for v in "eht"
+            },
+            "headline": {"value": ver},
+        },
+        "matching": {
+            "table": {v: {"illum": mat + off[v] - 3, "view": mat + off[v] + 3, "all": -1, "sr": 0} for v in "eht"},
+            "headline": {"value": mat},
+        },
         "retrieval": {"per_variant": {v: ret + off[v] for v in "eht"}, "headline": {"value": ret}},
     }
 
@@ -44,9 +58,11 @@ def test_variant_scores_by_hand():
 
 
 def test_rows_sorted_by_mean_and_table(tmp_path):
-    files = [write(tmp_path, "a.json", result("sift", 60, 20, 30)),      # mean 36.67
-             write(tmp_path, "b.json", result("tfeat", 80, 30, 50)),     # mean 53.33
-             write(tmp_path, "c.json", result("raw", 40, 10, 10))]       # mean 20
+    files = [
+        write(tmp_path, "a.json", result("sift", 60, 20, 30)),  # mean 36.67
+        write(tmp_path, "b.json", result("tfeat", 80, 30, 50)),  # mean 53.33
+        write(tmp_path, "c.json", result("raw", 40, 10, 10)),
+    ]  # mean 20
     entries = load_results(files)
     rows = comparison_rows(entries)
     assert [r["name"] for r in rows] == ["tfeat", "sift", "raw"]
@@ -79,18 +95,25 @@ def test_each_panel_sorted_by_its_task(tmp_path, monkeypatch):
         return real_barh(self, ys, w, *a, **k)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "barh", barh)
-    entries = load_results([write(tmp_path, "a.json", result("a", 60, 35, 30)),
-                            write(tmp_path, "b.json", result("b", 80, 20, 50)),
-                            write(tmp_path, "c.json", result("c", 40, 25, 10))])
+    entries = load_results(
+        [
+            write(tmp_path, "a.json", result("a", 60, 35, 30)),
+            write(tmp_path, "b.json", result("b", 80, 20, 50)),
+            write(tmp_path, "c.json", result("c", 40, 25, 10)),
+        ]
+    )
     pe.plot_hpatches_bars([(n, r) for n, r, _ in entries], tmp_path / "f.png")
     assert widths == [[40, 60, 80], [20, 25, 35], [10, 30, 50]]  # verification, matching, retrieval
 
 
-@pytest.mark.parametrize("field,kw,message", [
-    ("split", {"split": "b"}, "split is 'b' but .*a.json has 'a': results of different splits"),
-    ("tracks", {"tracks": 999}, "number of tracks is 999 but .*a.json has 1000"),
-    ("tasks", {"source": "/tasks/y"}, "task files '/tasks/y' differ from .*a.json's '/tasks/x'"),
-])
+@pytest.mark.parametrize(
+    "field,kw,message",
+    [
+        ("split", {"split": "b"}, "split is 'b' but .*a.json has 'a': results of different splits"),
+        ("tracks", {"tracks": 999}, "number of tracks is 999 but .*a.json has 1000"),
+        ("tasks", {"source": "/tasks/y"}, "task files '/tasks/y' differ from .*a.json's '/tasks/x'"),
+    ],
+)
 def test_mismatched_results_refused(tmp_path, capsys, field, kw, message):
     a = write(tmp_path, "a.json", result("sift", 60, 20, 30))
     b = write(tmp_path, "b.json", result("mine", 70, 25, 35, **kw))
@@ -128,7 +151,9 @@ def test_end_to_end_on_hpatches_eval_json(tiny_dataset, tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", *map(str, files), "--out", str(tmp_path / "cmp")]) == 0
     res = {f.stem: json.loads(f.read_text()) for f in files}
-    means = {k: sum(r[t]["headline"]["value"] for t in ("verification", "matching", "retrieval")) / 3 for k, r in res.items()}
+    means = {
+        k: sum(r[t]["headline"]["value"] for t in ("verification", "matching", "retrieval")) / 3 for k, r in res.items()
+    }
     order = sorted(means, key=lambda k: -means[k])
     rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
     assert [r["descriptor"] for r in rows] == order
@@ -136,8 +161,22 @@ def test_end_to_end_on_hpatches_eval_json(tiny_dataset, tmp_path, capsys):
         assert float(r["mean"]) == pytest.approx(means[r["descriptor"]], abs=1e-9)
     # another split of the same data is refused
     other = tmp_path / "illum.json"
-    assert main(["--data", str(tiny_dataset), "--split", "illum", "--baseline", "sift", "--json", str(other),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(tiny_dataset),
+                "--split",
+                "illum",
+                "--baseline",
+                "sift",
+                "--json",
+                str(other),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["compare", str(files[0]), str(other), "--out", str(tmp_path / "x")]) == 2
     assert "split is 'illum' but" in capsys.readouterr().err
 
@@ -159,9 +198,12 @@ def test_compares_sequences_not_split_labels_and_reads_every_results_file(tmp_pa
     assert [r["name"] for r in comparison_rows(entries)] == ["cli", "api", "myrun"]
     other = result("other", 1, 1, 1, split="a")
     other["meta"]["sequence_names"] = names[:9] + ["v_zz"]
-    with pytest.raises(DataError, match=r"o.json: evaluated other sequences than the first result: has 1 "
-                                        r"sequence\(s\) the other lacks \(v_zz\) and lacks 1 of its "
-                                        r"sequences \(v_s4\)"):
+    with pytest.raises(
+        DataError,
+        match=r"o.json: evaluated other sequences than the first result: has 1 "
+        r"sequence\(s\) the other lacks \(v_zz\) and lacks 1 of its "
+        r"sequences \(v_s4\)",
+    ):
         load_results([cli, write(tmp_path, "o.json", other)])
     failed = {"evaluation": {"error": "boom"}}
     with pytest.raises(DataError, match="evaluation did not complete: boom"):
@@ -174,6 +216,7 @@ def test_evaluate_records_the_sequences(tiny_dataset):
     from hpatches_kit.evaluation import compute_descriptors, evaluate, get_baseline
 
     ds = load_dataset(tiny_dataset, progress=False)
-    res = evaluate(compute_descriptors(ds, get_baseline("raw"), progress=False), ds, tasks=("matching",),
-                   progress=False)
+    res = evaluate(
+        compute_descriptors(ds, get_baseline("raw"), progress=False), ds, tasks=("matching",), progress=False
+    )
     assert res["meta"]["sequence_names"] == sorted(["i_alpha", "i_beta", "v_gamma", "v_delta"])

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 import test_eval_protocol as naive
+
 from hpatches_kit.cli import eval as cli
 from hpatches_kit.data import TYPES, DataError
 from hpatches_kit.data import hpatches as H
@@ -19,12 +19,16 @@ from hpatches_kit.evaluation.describers import read_descriptor_dir, read_descrip
 
 
 def _write_folder(root, lengths, dim, rng, fmt="{:.9g}"):
-    descs = {s: {t: (rng.normal(size=(n, dim)) * rng.uniform(0.01, 300)).astype(np.float32) for t in TYPES}
-             for s, n in lengths.items()}
+    descs = {
+        s: {t: (rng.normal(size=(n, dim)) * rng.uniform(0.01, 300)).astype(np.float32) for t in TYPES}
+        for s, n in lengths.items()
+    }
     for s in descs:
         (root / s).mkdir(parents=True)
         for t in TYPES:
-            (root / s / f"{t}.csv").write_text("\n".join(",".join(fmt.format(v) for v in r) for r in descs[s][t].tolist()) + "\n")
+            (root / s / f"{t}.csv").write_text(
+                "\n".join(",".join(fmt.format(v) for v in r) for r in descs[s][t].tolist()) + "\n"
+            )
     return descs
 
 
@@ -54,17 +58,20 @@ def test_separators_blank_lines_and_integers(tmp_path):
     np.testing.assert_array_equal(Dsc._read_desc_csv(p), np.array([[1.5, 2], [3, 4e-3]], np.float32))
 
 
-@pytest.mark.parametrize("body, message", [
-    ("1,2,3\n4,5\n6,7,8\n", r"bad\.csv: line 2: 2 values, expected 3"),
-    ("1,2,3\n4,5,6,7\n", r"bad\.csv: line 2: 4 values, expected 3"),
-    ("1,2,3\n4,5,6\n7,x9,8\n", r"bad\.csv: line 3, column 2: not a number: 'x9'"),
-    ("1,2,3\n4,,6\n", r"bad\.csv: line 2, column 2: not a number: ''"),
-    ("1,2,3\n\n4,5,nan\n", r"bad\.csv: row 2 contains NaN or Inf \(line 3, column 3"),
-    ("1,2,3\n4,-inf,6\n", r"bad\.csv: row 2 contains NaN or Inf \(line 2, column 2"),
-    ("1,2,3\n4,5,1e39\n", r"bad\.csv: row 2 contains NaN or Inf \(line 2, column 3: '1e39'"),  # float32 overflow
-    ("1 2 3\n4 5 x\n", r"bad\.csv: line 2, column 3: not a number: 'x'"),
-    ("\n", r"bad\.csv: empty descriptor file"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("1,2,3\n4,5\n6,7,8\n", r"bad\.csv: line 2: 2 values, expected 3"),
+        ("1,2,3\n4,5,6,7\n", r"bad\.csv: line 2: 4 values, expected 3"),
+        ("1,2,3\n4,5,6\n7,x9,8\n", r"bad\.csv: line 3, column 2: not a number: 'x9'"),
+        ("1,2,3\n4,,6\n", r"bad\.csv: line 2, column 2: not a number: ''"),
+        ("1,2,3\n\n4,5,nan\n", r"bad\.csv: row 2 contains NaN or Inf \(line 3, column 3"),
+        ("1,2,3\n4,-inf,6\n", r"bad\.csv: row 2 contains NaN or Inf \(line 2, column 2"),
+        ("1,2,3\n4,5,1e39\n", r"bad\.csv: row 2 contains NaN or Inf \(line 2, column 3: '1e39'"),  # float32 overflow
+        ("1 2 3\n4 5 x\n", r"bad\.csv: line 2, column 3: not a number: 'x'"),
+        ("\n", r"bad\.csv: empty descriptor file"),
+    ],
+)
 def test_malformed_rows_name_file_and_line(tmp_path, body, message):
     p = tmp_path / "bad.csv"
     p.write_text(body)
@@ -123,8 +130,22 @@ def test_csv_evaluation_decodes_no_image(tiny_dataset, tmp_path, monkeypatch, no
     descs, tdir = _csv_and_tasks(tiny_dataset, tmp_path, np.random.default_rng(2))
     no_decoding.clear()
     out = tmp_path / "r.json"
-    assert cli.main(["--data", str(tiny_dataset), "--descriptors", str(tmp_path / "csv" / "mine"), "--tasks-dir",
-                     str(tdir), "--json", str(out), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "--data",
+                str(tiny_dataset),
+                "--descriptors",
+                str(tmp_path / "csv" / "mine"),
+                "--tasks-dir",
+                str(tdir),
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert no_decoding == []
     res = json.loads(out.read_text())
     # the numbers of the official-style loop reference
@@ -137,7 +158,9 @@ def test_csv_evaluation_decodes_no_image(tiny_dataset, tmp_path, monkeypatch, no
     rm = naive.ref_matching(descs, list(descs), "L2")
     for s in descs:
         for v in "eht":
-            assert res["matching"]["per_sequence"][s][v] == pytest.approx(100 * np.mean([rm[s][v][k][0] for k in range(1, 6)]), abs=1e-9)
+            assert res["matching"]["per_sequence"][s][v] == pytest.approx(
+                100 * np.mean([rm[s][v][k][0] for k in range(1, 6)]), abs=1e-9
+            )
     rr = naive.ref_retrieval(descs, T.read_retrieval(tdir, "full"), "L2", (100, 500, 1000, 5000, 10000, 15000, 20000))
     for v in "eht":
         assert res["retrieval"]["per_variant"][v] == pytest.approx(100 * rr[v].mean(axis=0).mean(), abs=1e-9)
@@ -146,8 +169,20 @@ def test_csv_evaluation_decodes_no_image(tiny_dataset, tmp_path, monkeypatch, no
     (tmp_path / "csv" / "mine" / "v_delta").mkdir()
     for t in TYPES:
         (tmp_path / "csv" / "mine" / "v_delta" / f"{t}.csv").write_text("1,2,3,4,5,6\n" * 3)
-    assert cli.main(["--data", str(tiny_dataset), "--descriptors", str(tmp_path / "csv" / "mine"), "--tasks-dir",
-                     str(tdir), "--no-progress"]) == 2
+    assert (
+        cli.main(
+            [
+                "--data",
+                str(tiny_dataset),
+                "--descriptors",
+                str(tmp_path / "csv" / "mine"),
+                "--tasks-dir",
+                str(tdir),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert no_decoding == []
 
 
@@ -161,7 +196,12 @@ def test_generated_tasks_decode_only_ref_images(tiny_dataset, tmp_path, monkeypa
     write_descriptor_dir(tmp_path / "csv", descs)
     no_decoding.clear()
     out = tmp_path / "g.json"
-    assert cli.main(["--data", str(tiny_dataset), "--descriptors", str(tmp_path / "csv"), "--json", str(out), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            ["--data", str(tiny_dataset), "--descriptors", str(tmp_path / "csv"), "--json", str(out), "--no-progress"]
+        )
+        == 0
+    )
     assert no_decoding and all(p.endswith("ref.png") for p in no_decoding) and len(set(no_decoding)) == len(descs)
     from hpatches_kit.evaluation import evaluate
 

@@ -9,8 +9,8 @@ import pytest
 from hpatches_kit.data.errors import DataError
 from hpatches_kit.evaluation import kernels
 from hpatches_kit.evaluation.csv_parse import parse_float_rows
-from hpatches_kit.evaluation.descriptor_csv import _read_desc_csv
 from hpatches_kit.evaluation.describers import read_descriptor_dir, read_descriptor_set
+from hpatches_kit.evaluation.descriptor_csv import _read_desc_csv
 
 pytestmark = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="the fast path needs numba")
 
@@ -34,8 +34,18 @@ EXTRA = ["007.50", ".5", "5.", "-.25e+1", "1E-5", "+3", "0000", "0.0000000000000
 @pytest.mark.parametrize("delim", [",", ";", "\t"])
 def test_moderate_numbers_accepted_and_equal_float(delim):
     rng = np.random.default_rng(1)
-    x = np.concatenate([rng.normal(size=4000), rng.normal(size=1000) * 10.0 ** rng.integers(-3, 4, 1000),
-                        rng.integers(-300, 300, 500), [0.0, -0.0]]).astype(np.float32).astype(np.float64)
+    x = (
+        np.concatenate(
+            [
+                rng.normal(size=4000),
+                rng.normal(size=1000) * 10.0 ** rng.integers(-3, 4, 1000),
+                rng.integers(-300, 300, 500),
+                [0.0, -0.0],
+            ]
+        )
+        .astype(np.float32)
+        .astype(np.float64)
+    )
     dim = 8
     for fmt in ACCEPTED:
         vals = [fmt.format(v) for v in x.tolist()] + EXTRA
@@ -64,9 +74,27 @@ def test_any_range_accepted_lines_equal_float():
 
 def test_every_accepted_line_is_exact():
     """Line by line, over numbers near the fast path's bounds: accepted -> bit-equal to float()."""
-    cases = ["9007199254740992", "9007199254740993", "1e22", "1e23", "123456789012345678", "1234567890123456789",
-             "4.9e-324", "1.7976931348623157e308", "3.4028235e38", "3.5e38", "1e-22", "1.5e-23", "0.1", "0.3",
-             "2.5000000000000000001", "1" + "0" * 17, "-0", "0e999999", "12345678.9e-30"]
+    cases = [
+        "9007199254740992",
+        "9007199254740993",
+        "1e22",
+        "1e23",
+        "123456789012345678",
+        "1234567890123456789",
+        "4.9e-324",
+        "1.7976931348623157e308",
+        "3.4028235e38",
+        "3.5e38",
+        "1e-22",
+        "1.5e-23",
+        "0.1",
+        "0.3",
+        "2.5000000000000000001",
+        "1" + "0" * 17,
+        "-0",
+        "0e999999",
+        "12345678.9e-30",
+    ]
     accepted = 0
     for c in cases:
         got = parse_float_rows(f"{c},1\n".encode(), ",", 2)
@@ -77,8 +105,25 @@ def test_every_accepted_line_is_exact():
     assert accepted >= 7
 
 
-@pytest.mark.parametrize("text", ["1,2\n3\n", "1,2,\n3,4\n", "1,,2\n", "nan,1\n", "inf,1\n", "1,a\n", "1,2 3\n",
-                                  "1,2\n   \n", "1,2e\n", "1;2\n", "1,--2\n", "1,2\n3,4,5\n", "1,0x10\n", "1,1_0\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,2\n3\n",
+        "1,2,\n3,4\n",
+        "1,,2\n",
+        "nan,1\n",
+        "inf,1\n",
+        "1,a\n",
+        "1,2 3\n",
+        "1,2\n   \n",
+        "1,2e\n",
+        "1;2\n",
+        "1,--2\n",
+        "1,2\n3,4,5\n",
+        "1,0x10\n",
+        "1,1_0\n",
+    ],
+)
 def test_declines_what_it_does_not_read_exactly(text):
     assert parse_float_rows(text.encode(), ",", 2) is None
 
@@ -126,8 +171,9 @@ def test_set_parsed_in_place_equals_the_dict_reader(tmp_path):
     rng = np.random.default_rng(4)
     _write_set(tmp_path, rng)
     # one file beyond the fast path: read by Arrow and copied into its place
-    (tmp_path / "v_b" / "h3.csv").write_text("\n".join(",".join(repr(float(v)) for v in r)
-                                                     for r in rng.normal(size=(5, 4))) + "\n")
+    (tmp_path / "v_b" / "h3.csv").write_text(
+        "\n".join(",".join(repr(float(v)) for v in r) for r in rng.normal(size=(5, 4))) + "\n"
+    )
     ds = read_descriptor_set(tmp_path, progress=False)
     d = read_descriptor_dir(tmp_path, progress=False)
     for s in ("i_a", "v_b"):

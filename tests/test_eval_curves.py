@@ -52,7 +52,10 @@ def test_sampled_curves_lie_on_the_official_curves():
             n_neg = min(n_imb, len(dn))
             _, _, rc, pr, _ = official_curve(dn[:n_neg], dp[: n_imb - n_neg])
             e = raw[v][neg]
-            got = {k: np.asarray(e["balanced" if k in ("fpr", "tpr") else "imbalanced"][k]) for k in ("fpr", "tpr", "rc", "pr")}
+            got = {
+                k: np.asarray(e["balanced" if k in ("fpr", "tpr") else "imbalanced"][k])
+                for k in ("fpr", "tpr", "rc", "pr")
+            }
             assert len(got["fpr"]) == len(got["tpr"]) == len(got["rc"]) == len(got["pr"]) > 50
             # both curves start at the official first point and end at the official last point
             assert (got["fpr"][0], got["tpr"][0]) == (0.0, 0.0) and (got["fpr"][-1], got["tpr"][-1]) == (1.0, 1.0)
@@ -62,7 +65,10 @@ def test_sampled_curves_lie_on_the_official_curves():
             official = set(zip(fpr.round(12), tpr.round(12)))
             assert all((a, b) in official for a, b in zip(got["fpr"].round(12), got["tpr"].round(12))), (v, neg)
             official_pr = set(zip(rc.round(12), pr.round(12)))
-            assert all((a, b) in official_pr for a, b in zip(got["rc"].round(12)[1:], got["pr"].round(12)[1:])), (v, neg)
+            assert all((a, b) in official_pr for a, b in zip(got["rc"].round(12)[1:], got["pr"].round(12)[1:])), (
+                v,
+                neg,
+            )
             assert np.all(np.diff(got["fpr"]) >= 0) and np.all(np.diff(got["tpr"]) >= 0)
             # and the sampled ROC integrates to the official AUC within the sampling error
             assert np.trapezoid(got["tpr"], got["fpr"]) == pytest.approx(e["balanced"]["auc"], abs=0.02)

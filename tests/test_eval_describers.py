@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from hpatches_kit.data import TYPES, DataError, load_dataset
-from hpatches_kit.evaluation import compute_descriptors, get_baseline, keras_describer, read_descriptor_dir, write_descriptor_dir
+from hpatches_kit.evaluation import (
+    compute_descriptors,
+    get_baseline,
+    keras_describer,
+    read_descriptor_dir,
+    write_descriptor_dir,
+)
 
 
 def _patches(n=6, p=65, seed=0):
@@ -119,5 +125,7 @@ def test_model_describes_in_full_batches_across_sequences(tiny_dataset, tmp_path
     assert set(shapes) == {64} and len(shapes) >= 3
     for s in ds:
         for j, t in enumerate(TYPES):
-            x = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_AREA) for a in s.tracks[:, j]]).astype(np.float32)
+            x = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_AREA) for a in s.tracks[:, j]]).astype(
+                np.float32
+            )
             np.testing.assert_allclose(got[s.name][t], real(x[..., None]), rtol=1e-5, atol=1e-5)

@@ -79,21 +79,39 @@ def test_matching_failures_against_a_loop():
 def test_distance_samples_are_the_pairs_they_claim():
     rng = np.random.default_rng(3)
     descs = _descs(rng)
-    smp = dg.distance_samples(descs, max_pairs=10 ** 6)
+    smp = dg.distance_samples(descs, max_pairs=10**6)
     for v in "eht":
-        pos = np.sort(np.concatenate([np.linalg.norm(descs[s]["ref"].astype(np.float64) - descs[s][t], axis=1)
-                                      for s in descs for t in [f"{v}{k}" for k in range(1, 6)]]))
+        pos = np.sort(
+            np.concatenate(
+                [
+                    np.linalg.norm(descs[s]["ref"].astype(np.float64) - descs[s][t], axis=1)
+                    for s in descs
+                    for t in [f"{v}{k}" for k in range(1, 6)]
+                ]
+            )
+        )
         np.testing.assert_allclose(np.sort(smp[v]["pos"]), pos, rtol=1e-6)
         # every intra negative is a distance from a ref patch to ANOTHER patch of the same target image
-        intra = {round(float(np.linalg.norm(descs[s]["ref"][i].astype(np.float64) - descs[s][t][j])), 5)
-                 for s in descs for t in [f"{v}{k}" for k in range(1, 6)]
-                 for i in range(12) for j in range(12) if i != j}
+        intra = {
+            round(float(np.linalg.norm(descs[s]["ref"][i].astype(np.float64) - descs[s][t][j])), 5)
+            for s in descs
+            for t in [f"{v}{k}" for k in range(1, 6)]
+            for i in range(12)
+            for j in range(12)
+            if i != j
+        }
         assert len(smp[v]["neg_intra"]) == len(pos)
         assert all(round(float(x), 5) in intra for x in smp[v]["neg_intra"])
         # inter negatives pair sequences that differ
-        inter = {round(float(np.linalg.norm(descs[s]["ref"][i].astype(np.float64) - descs[o][t][j])), 5)
-                 for s in descs for o in descs if o != s for t in [f"{v}{k}" for k in range(1, 6)]
-                 for i in range(12) for j in range(12)}
+        inter = {
+            round(float(np.linalg.norm(descs[s]["ref"][i].astype(np.float64) - descs[o][t][j])), 5)
+            for s in descs
+            for o in descs
+            if o != s
+            for t in [f"{v}{k}" for k in range(1, 6)]
+            for i in range(12)
+            for j in range(12)
+        }
         assert all(round(float(x), 5) in inter for x in smp[v]["neg_inter"])
         assert smp[v]["pos"].mean() < smp[v]["neg_intra"].mean()
     assert smp["e"]["pos"].mean() < smp["h"]["pos"].mean() < smp["t"]["pos"].mean()
@@ -106,14 +124,17 @@ def test_verification_failures_threshold_and_order():
     rng = np.random.default_rng(4)
     descs = _descs(rng, noise=0.8)
     f = dg.verification_failures(descs, worst=5, recall=0.9)
-    pos = np.concatenate([np.linalg.norm(descs[s]["ref"].astype(np.float64) - descs[s][t], axis=1)
-                          for s in descs for t in TYPES[1:]])
+    pos = np.concatenate(
+        [np.linalg.norm(descs[s]["ref"].astype(np.float64) - descs[s][t], axis=1) for s in descs for t in TYPES[1:]]
+    )
     assert f["threshold"] == pytest.approx(np.quantile(pos, 0.9), rel=1e-6)
     fn = [p["distance"] for p in f["false_negatives"]]
     np.testing.assert_allclose(fn, np.sort(pos)[::-1][:5], rtol=1e-6)  # the farthest positives
     for p in f["false_negatives"]:
         assert p["positive"] and p["idx1"] == p["idx2"]
-        d = np.linalg.norm(descs[p["sequence"]]["ref"][p["idx1"]].astype(np.float64) - descs[p["sequence"]][p["type"]][p["idx2"]])
+        d = np.linalg.norm(
+            descs[p["sequence"]]["ref"][p["idx1"]].astype(np.float64) - descs[p["sequence"]][p["type"]][p["idx2"]]
+        )
         assert p["distance"] == pytest.approx(d, rel=1e-6)
     fp = [p["distance"] for p in f["false_positives"]]
     assert fp == sorted(fp) and all(d <= f["threshold"] for d in fp)
@@ -136,8 +157,10 @@ def test_tsne_map_keeps_tracks_together():
 
 
 def _dataset(descs, rng, p=16):
-    seqs = [Sequence(name=s, tracks=rng.integers(0, 256, size=(len(descs[s]["ref"]), 16, p, p), dtype=np.uint8))
-            for s in descs]
+    seqs = [
+        Sequence(name=s, tracks=rng.integers(0, 256, size=(len(descs[s]["ref"]), 16, p, p), dtype=np.uint8))
+        for s in descs
+    ]
     return HPatchesDataset(seqs)
 
 
@@ -172,8 +195,10 @@ def test_evaluate_carries_a_diagnostics_block_and_compare_uses_it(tmp_path):
     rows = np.concatenate([descs[s][t] for s in descs for t in TYPES])
     assert d["pca_dims_90"] == dg.pca_energy(rows)["dims_90"] and d["dim"] == 8 and len(d["pca_energy"]) == 8
     assert d["distances"]["e"]["pos_mean"] < d["distances"]["e"]["neg_intra_mean"]
-    assert "diagnostics" not in evaluate(descs, ds, progress=False, cache_dir=tmp_path / "tasks",
-                                         diagnostics=False)["meta"]
+    assert (
+        "diagnostics"
+        not in evaluate(descs, ds, progress=False, cache_dir=tmp_path / "tasks", diagnostics=False)["meta"]
+    )
     # compare: a second table, CSV columns and the PCA figure
     other = {s: {t: rng.normal(size=a.shape).astype(np.float32) for t, a in v.items()} for s, v in descs.items()}
     res2 = evaluate(other, ds, progress=False, cache_dir=tmp_path / "tasks")
@@ -208,10 +233,23 @@ def test_cli_plots_with_descriptors_only_skip_the_galleries_and_say_so(tmp_path,
     write_descriptor_dir(tmp_path / "descs" / "mine", descs)
     out = tmp_path / "plots"
     with caplog.at_level(logging.WARNING):
-        assert main(["--descriptors", str(tmp_path / "descs" / "mine"), "--data", str(root), "--plots", str(out),
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "--descriptors",
+                    str(tmp_path / "descs" / "mine"),
+                    "--data",
+                    str(root),
+                    "--plots",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     names = {p.name for p in out.iterdir()}
     assert {"tsne.png", "pca_energy.pdf", "distance_histograms.png", "verification_curves.pdf"} <= names
     assert not any(n.startswith("failures_") for n in names)
-    assert any("failure galleries skipped" in r.getMessage() and "--descriptors" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "failure galleries skipped" in r.getMessage() and "--descriptors" in r.getMessage() for r in caplog.records
+    )

@@ -11,8 +11,14 @@ import pytest
 
 from hpatches_kit.cli import eval as eval_cli
 from hpatches_kit.evaluation import get_baseline
-from hpatches_kit.evaluation.image_matching import (corner_error, detect_keypoints, evaluate_sequences, mutual_nn,
-                                                    pair_accuracy, read_sequences)
+from hpatches_kit.evaluation.image_matching import (
+    corner_error,
+    detect_keypoints,
+    evaluate_sequences,
+    mutual_nn,
+    pair_accuracy,
+    read_sequences,
+)
 
 H_, W_ = 240, 320
 
@@ -21,7 +27,9 @@ def texture(rng) -> np.ndarray:
     img = cv2.GaussianBlur(rng.normal(128, 60, (H_, W_)).astype(np.float32), (0, 0), 2.0)
     for _ in range(40):  # corners and blobs for the detectors
         x, y = int(rng.integers(10, W_ - 30)), int(rng.integers(10, H_ - 30))
-        cv2.rectangle(img, (x, y), (x + int(rng.integers(6, 25)), y + int(rng.integers(6, 25))), float(rng.integers(0, 255)), -1)
+        cv2.rectangle(
+            img, (x, y), (x + int(rng.integers(6, 25)), y + int(rng.integers(6, 25))), float(rng.integers(0, 255)), -1
+        )
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -30,8 +38,9 @@ def homographies(rng, n=5):
     out = []
     for k in range(1, n + 1):
         a, s = np.deg2rad(4 * k * rng.choice([-1, 1])), 1 + 0.04 * k
-        A = np.array([[s * np.cos(a), -s * np.sin(a), 3 * k], [s * np.sin(a), s * np.cos(a), -2 * k],
-                      [1e-5 * k, -1e-5 * k, 1]])
+        A = np.array(
+            [[s * np.cos(a), -s * np.sin(a), 3 * k], [s * np.sin(a), s * np.cos(a), -2 * k], [1e-5 * k, -1e-5 * k, 1]]
+        )
         out.append(c @ A @ np.linalg.inv(c))
     return out
 
@@ -46,7 +55,10 @@ def write_sequences(root, rng):
         d = root / name
         d.mkdir(parents=True)
         for i, im in enumerate([ref] + warped, 1):
-            cv2.imwrite(str(d / (f"img{i}.pgm" if oxford else f"{i}.ppm")), cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if not oxford else im)
+            cv2.imwrite(
+                str(d / (f"img{i}.pgm" if oxford else f"{i}.ppm")),
+                cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if not oxford else im,
+            )
             if i > 1:
                 np.savetxt(d / (f"H1to{i}p" if oxford else f"H_1_{i}"), Hs[i - 2])
     d = root / "i_synth"
@@ -130,9 +142,25 @@ def test_detector_pipeline_on_synthetic_sequences(synth):
 def test_sequences_cli_json_plot_and_errors(synth, tmp_path, capsys):
     root, _, _ = synth
     out = tmp_path / "r.json"
-    rc = eval_cli.main(["--benchmark", "sequences", "--data", str(root / "v_synth"), "--baseline", "rootsift",
-                        "--max-keypoints", "200", "--method", "usac", "--json", str(out), "--plots",
-                        str(tmp_path / "pl"), "--no-progress"])
+    rc = eval_cli.main(
+        [
+            "--benchmark",
+            "sequences",
+            "--data",
+            str(root / "v_synth"),
+            "--baseline",
+            "rootsift",
+            "--max-keypoints",
+            "200",
+            "--method",
+            "usac",
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path / "pl"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["meta"]["descriptor"] == "rootsift" and len(r["overall"]["mma"]) == 10 and len(r["pairs"]) == 5
@@ -150,14 +178,20 @@ def test_real_sequences_sift_matches(real_sequences):
     seqs = [s for s in read_sequences(real_sequences) if s[0] == "v_wormhole"]
     kp = detect_keypoints(seqs[0][1][0], "dog", 300)
     assert kp.shape == (300, 3)
-    res = evaluate_sequences([(n, ims[:3], Hs[:2]) for n, ims, Hs in seqs], get_baseline("sift"),
-                             max_keypoints=300, progress=False)
+    res = evaluate_sequences(
+        [(n, ims[:3], Hs[:2]) for n, ims, Hs in seqs], get_baseline("sift"), max_keypoints=300, progress=False
+    )
     assert res["viewpoint"]["pairs"] == 2 and res["viewpoint"]["mma"][4] > 0.3
 
 
 # -- issue 30: matcher options, scores, scene kinds, 2-image sequences --------------------------------------
-from hpatches_kit.evaluation.image_matching import (beats, format_sequences, keypoint_patches,  # noqa: E402
-                                                    match_descriptors, read_scene_kinds)
+from hpatches_kit.evaluation.image_matching import (  # noqa: E402
+    beats,
+    format_sequences,
+    keypoint_patches,
+    match_descriptors,
+    read_scene_kinds,
+)
 
 
 def _loop_match(a, b, mutual, ratio):
@@ -218,8 +252,12 @@ def test_scene_kinds_file_flag_and_errors(synth, tmp_path):
     # a scene-kinds.txt beside the data is read without a flag, and the split follows it
     (root / "scene-kinds.txt").write_text("boatlike i\n")
     try:
-        res = evaluate_sequences([s for s in read_sequences(root) if "boatlike" in s[0]], get_baseline("sift"),
-                                 max_keypoints=100, progress=False)
+        res = evaluate_sequences(
+            [s for s in read_sequences(root) if "boatlike" in s[0]],
+            get_baseline("sift"),
+            max_keypoints=100,
+            progress=False,
+        )
         assert res["illumination"]["pairs"] == 5 and res["viewpoint"]["pairs"] == 0
         assert list(res["scenes"]) == ["i_boatlike"] and res["scenes"]["i_boatlike"]["pairs"] == 5
         assert "i_boatlike" in format_sequences(res, scenes=True)
@@ -279,8 +317,10 @@ def test_orientation_options_rotate_patches():
 
 def test_beats_needs_every_criterion():
     def res(name, mma, h):
-        return {"meta": {"descriptor": name, "thresholds": list(range(1, 11))},
-                "overall": {"mma": mma, "homography": {"1": 0, "3": h[0], "5": h[1]}}}
+        return {
+            "meta": {"descriptor": name, "thresholds": list(range(1, 11))},
+            "overall": {"mma": mma, "homography": {"1": 0, "3": h[0], "5": h[1]}},
+        }
 
     base = res("rootsift", [0.3] * 10, (0.6, 0.7))
     ok, rows = beats([base, res("m", [0.31] * 10, (0.7, 0.8))], "m")

@@ -43,8 +43,9 @@ def test_exact_distances_equal_scipy_loop(distance, dim, dtype):
         assert got.dtype == np.float64
         # a few ulps: only the order of the float64 sum over coordinates may differ
         np.testing.assert_allclose(got, ref, rtol=8 * dim * 2.0**-53, atol=0)
-    np.testing.assert_array_equal(kernels.array_distances(X[r1], X[r2], distance),
-                                  exact_pair_distances(X[r1], X[r2], distance))
+    np.testing.assert_array_equal(
+        kernels.array_distances(X[r1], X[r2], distance), exact_pair_distances(X[r1], X[r2], distance)
+    )
     assert np.all(kernels.array_distances(X[r1], X[r1], distance) == 0.0)
 
 
@@ -78,9 +79,11 @@ def test_variant_kernel_maps_image_ids_to_types(distance):
     ta, tb = rng.integers(0, 6, n), rng.integers(0, 6, n)
     got = kernels.variant_pair_distances(X, total, pa, ta, pb, tb, distance)
     for v, name in enumerate("eht"):
+
         def row(p, t):
             typ = "ref" if t == 0 else f"{name}{t}"
             return TYPES.index(typ) * total + p
+
         ref = _loop(X, [row(p, t) for p, t in zip(pa, ta)], [row(p, t) for p, t in zip(pb, tb)], distance)
         np.testing.assert_allclose(got[v], ref, rtol=8 * 24 * 2.0**-53, atol=0)
 
@@ -109,18 +112,22 @@ def test_backends_agree_on_verification_distances():
                 B = np.array([descs[s][typ(i)][j] for s, i, j in zip(t["s2"], t["t2"], t["idx2"])])
                 ref = _loop(np.concatenate([A, B]), range(len(A)), range(len(A), 2 * len(A)), distance)
                 for be in backends:
-                    np.testing.assert_allclose(got[be][k][v], ref, rtol=8 * 32 * 2.0**-53, atol=0, err_msg=f"{be} {k} {v}")
+                    np.testing.assert_allclose(
+                        got[be][k][v], ref, rtol=8 * 32 * 2.0**-53, atol=0, err_msg=f"{be} {k} {v}"
+                    )
     assert len(set(pairs.table("neg_inter")["s2"])) == 3  # inter negatives really cross sequences here
     with pytest.raises(ValueError, match="backend"):
         verification_distances(ds, pairs, "L2", backend="cuda")
 
 
 def test_numpy_fallback_without_numba():
-    code = ("from hpatches_kit.evaluation import kernels; import numpy as np; assert not kernels.HAVE_NUMBA; "
-            "assert not kernels.use_numba('numba'); "
-            "from hpatches_kit.evaluation.distances import exact_pair_distances; "
-            "X = np.arange(12, dtype=np.float32).reshape(4, 3); "
-            "print(exact_pair_distances(X[[0, 1]], X[[3, 1]]).tolist())")
+    code = (
+        "from hpatches_kit.evaluation import kernels; import numpy as np; assert not kernels.HAVE_NUMBA; "
+        "assert not kernels.use_numba('numba'); "
+        "from hpatches_kit.evaluation.distances import exact_pair_distances; "
+        "X = np.arange(12, dtype=np.float32).reshape(4, 3); "
+        "print(exact_pair_distances(X[[0, 1]], X[[3, 1]]).tolist())"
+    )
     env = dict(os.environ, HPATCHES_KIT_NO_NUMBA="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str([float(np.sqrt(3 * 81)), 0.0])

@@ -61,8 +61,9 @@ def test_threaded_matching_equals_serial_numpy(monkeypatch):
     descs = {}
     for s, n in {"i_a": 30, "i_b": 25, "v_c": 40, "v_d": 20, "v_e": 33}.items():
         base = rng.integers(0, 4, size=(n, 8)).astype(np.float32)  # many exact ties
-        descs[s] = {t: base + rng.integers(0, 2, size=base.shape).astype(np.float32) * (j > 0)
-                    for j, t in enumerate(TYPES)}
+        descs[s] = {
+            t: base + rng.integers(0, 2, size=base.shape).astype(np.float32) * (j > 0) for j, t in enumerate(TYPES)
+        }
     ds = DescriptorSet(descs)
     monkeypatch.setenv("HPATCHES_KIT_EVAL_THREADS", "3")
     fast = eval_matching(ds, distance="L2")

@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hpatches_kit.data import DataError
-from hpatches_kit.data import stereo
+from hpatches_kit.data import DataError, stereo
 from hpatches_kit.evaluation import pair_matching as pm
 
 
@@ -34,8 +33,12 @@ def test_sintel_layout_pairs_and_preprocessing(tmp_path):
                     imgs[(p, seq, f, side)] = im
                     _write(root / "training" / f"{p}_{side}" / seq / f"frame_{f:04d}.png", im)
     pairs = stereo.load_stereo_pairs(root, size=16)
-    assert pairs.names == ["alley_1/frame_0001.png", "alley_1/frame_0002.png", "bamboo_2/frame_0001.png",
-                           "bamboo_2/frame_0002.png"]
+    assert pairs.names == [
+        "alley_1/frame_0001.png",
+        "alley_1/frame_0002.png",
+        "bamboo_2/frame_0001.png",
+        "bamboo_2/frame_0002.png",
+    ]
     assert pairs.groups == ["alley_1", "alley_1", "bamboo_2", "bamboo_2"]
     # independent reference: bilinear resize, then x/127.5 - 1
     want = cv2.resize(imgs[("clean", "bamboo_2", 1, "right")], (16, 16), interpolation=cv2.INTER_LINEAR)
@@ -79,7 +82,7 @@ def test_default_pairs_deterministic_and_split():
     assert len(a) == 3 * (len(stereo.PHOTOS) + 1) and "motorcycle_0.png" in a.names
     # right views are related to their left view: matched pairs correlate better than mismatched ones
     flat_l, flat_r = a.left.reshape(len(a), -1), a.right.reshape(len(a), -1)
-    corr = np.corrcoef(flat_l, flat_r)[: len(a), len(a):]
+    corr = np.corrcoef(flat_l, flat_r)[: len(a), len(a) :]
     assert np.mean(np.diag(corr)) > np.mean(corr[~np.eye(len(a), dtype=bool)]) + 0.2
     tr, te = stereo.split_pairs(a, 0.3, seed=0)
     assert len(tr) + len(te) == len(a) and not set(tr.groups) & set(te.groups)
@@ -92,26 +95,33 @@ def brute_force_scores(L, R, t):
     row = [max(range(n), key=lambda j: S[i, j]) for i in range(n)]
     both = []
     for i in range(n):
+
         def score(j):
             rs = np.exp(S[i, j] / t) / sum(np.exp(S[i, k] / t) for k in range(n))
             cs = np.exp(S[i, j] / t) / sum(np.exp(S[k, j] / t) for k in range(n))
             return rs + cs
+
         both.append(max(range(n), key=score))
     best = max(itertools.permutations(range(n)), key=lambda p: sum(S[i, p[i]] for i in range(n)))
-    return S, {"row": np.mean(np.array(row) == np.arange(n)), "both_axes": np.mean(np.array(both) == np.arange(n)),
-               "assignment": np.mean(np.array(best) == np.arange(n))}
+    return S, {
+        "row": np.mean(np.array(row) == np.arange(n)),
+        "both_axes": np.mean(np.array(both) == np.arange(n)),
+        "assignment": np.mean(np.array(best) == np.arange(n)),
+    }
 
 
 def test_embedded_split_holds_out_photos():
-    train, test = stereo.embedded_split(size=32, seed=1, test_fraction=0.3, train_pairs_per_photo=5,
-                                        eval_pairs_per_photo=2)
+    train, test = stereo.embedded_split(
+        size=32, seed=1, test_fraction=0.3, train_pairs_per_photo=5, eval_pairs_per_photo=2
+    )
     held = set(test.groups)
     assert held and not held & set(train.groups)  # no held-out photo in training
     assert len(test) == 2 * len(held) and len(train) == 5 * len(set(train.groups))
     assert len(held) + len(set(train.groups)) == len(set(stereo.default_pairs(32, 0, 1).groups))
     # the held-out pairs are the fixed evaluation draw: the same for any training seed
-    _, test2 = stereo.embedded_split(size=32, seed=1, test_fraction=0.3, train_pairs_per_photo=1,
-                                     eval_pairs_per_photo=2)
+    _, test2 = stereo.embedded_split(
+        size=32, seed=1, test_fraction=0.3, train_pairs_per_photo=1, eval_pairs_per_photo=2
+    )
     assert np.array_equal(test.left, test2.left) and test.names == test2.names
 
 
@@ -146,8 +156,20 @@ def test_eval_pairs_cli(tmp_path):
         _write(root / "left" / f"{k}.png", im)
         _write(root / "right" / f"{k}.png", np.clip(im.astype(int) + 10, 0, 255).astype(np.uint8))
     out = tmp_path / "res.json"
-    rc = eval_pairs.main(["--task", "pair-matching", "--data", str(root), "--preset", "vit-tiny", "--json",
-                          str(out), "--plots", str(tmp_path / "plots")])
+    rc = eval_pairs.main(
+        [
+            "--task",
+            "pair-matching",
+            "--data",
+            str(root),
+            "--preset",
+            "vit-tiny",
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path / "plots"),
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["n_pairs"] == 5 and res["chance"] == pytest.approx(0.2) and set(res["accuracy"]) == set(pm.METHODS)

@@ -110,7 +110,14 @@ def ref_retrieval(descs, task, distance, pool_sizes):
     out = {v: np.zeros((len(dq), len(pool_sizes))) for v in VARS}
     for i in range(len(dq)):
         for v in VARS:
-            dint = np.array([cdist(dq[i : i + 1], descs[q["s"][i]][f"{v}{k}"][q["idx"][i]][None].astype(np.float64), metric)[0, 0] for k in range(1, 6)])
+            dint = np.array(
+                [
+                    cdist(dq[i : i + 1], descs[q["s"][i]][f"{v}{k}"][q["idx"][i]][None].astype(np.float64), metric)[
+                        0, 0
+                    ]
+                    for k in range(1, 6)
+                ]
+            )
             row = D[i][np.asarray(dd["s"]) != q["s"][i]]
             full = np.hstack((dint, row))
             gt = np.hstack((np.ones(5), np.zeros(row.size)))
@@ -127,7 +134,10 @@ def random_descs(rng, lengths, dim, kind):
     for s, n in lengths.items():
         if kind == "int":
             base = rng.integers(0, 3, size=(n, dim)).astype(np.float32)
-            out[s] = {t: np.where(rng.random((n, dim)) < 0.3, rng.integers(0, 3, size=(n, dim)), base).astype(np.float32) for t in TYPES}
+            out[s] = {
+                t: np.where(rng.random((n, dim)) < 0.3, rng.integers(0, 3, size=(n, dim)), base).astype(np.float32)
+                for t in TYPES
+            }
         else:
             base = rng.normal(size=(n, dim)).astype(np.float32)
             out[s] = {t: (base + rng.normal(scale=0.8, size=(n, dim))).astype(np.float32) for t in TYPES}
@@ -178,8 +188,10 @@ def _retrieval_task(rng, lengths, nq, nd):
     perm = rng.permutation(len(allp))
     q = [allp[i] for i in perm[:nq]]
     d = [allp[i] for i in perm[nq : nq + nd]]
-    return RetrievalTask(queries={"s": np.array([a for a, _ in q], object), "idx": np.array([b for _, b in q])},
-                         distractors={"s": np.array([a for a, _ in d], object), "idx": np.array([b for _, b in d])})
+    return RetrievalTask(
+        queries={"s": np.array([a for a, _ in q], object), "idx": np.array([b for _, b in q])},
+        distractors={"s": np.array([a for a, _ in d], object), "idx": np.array([b for _, b in d])},
+    )
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -275,8 +287,10 @@ def test_descriptor_validation_errors():
 def test_task_errors_name_file_and_sequence():
     descs = {"i_a": _good(6), "v_b": _good(4)}
     ds = DescriptorSet(descs)
-    task = RetrievalTask(queries={"s": np.array(["i_a"], object), "idx": np.array([2])},
-                         distractors={"s": np.array(["v_b", "v_zz"], object), "idx": np.array([0, 1])})
+    task = RetrievalTask(
+        queries={"s": np.array(["i_a"], object), "idx": np.array([2])},
+        distractors={"s": np.array(["v_b", "v_zz"], object), "idx": np.array([0, 1])},
+    )
     with pytest.raises(DataError, match=r"retr_distractors.*unknown sequence 'v_zz'"):
         eval_retrieval(ds, task)
     task.distractors = {"s": np.array(["v_b"], object), "idx": np.array([4])}

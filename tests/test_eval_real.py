@@ -11,9 +11,15 @@ from hpatches_kit.evaluation.real import REGIMES, beats_baselines, build_real_pa
 
 
 def test_beats_baselines_rule_hand_worked():
-    res = {"hpatches": {"rows": {"mine": {"verification": 80, "matching": 45, "retrieval": 60},
-                                 "SIFT": {"verification": 75, "matching": 41, "retrieval": 57},
-                                 "RootSIFT": {"verification": 71, "matching": 46, "retrieval": 58}}}}
+    res = {
+        "hpatches": {
+            "rows": {
+                "mine": {"verification": 80, "matching": 45, "retrieval": 60},
+                "SIFT": {"verification": 75, "matching": 41, "retrieval": 57},
+                "RootSIFT": {"verification": 71, "matching": 46, "retrieval": 58},
+            }
+        }
+    }
     v = beats_baselines(res, "mine")["hpatches"]
     assert v["verification"] == (80, 75, True)
     assert v["matching"] == (45, 46, False)  # RootSIFT is the better baseline here
@@ -41,8 +47,15 @@ def test_real_patches_both_regimes_cached(real_sequences, tmp_path):
 
 
 def test_compare_on_real_rows(real_sequences, tmp_path):
-    raw = compare_on_real(real_sequences, {}, baselines=("sift", "raw"), regimes=("small",), max_patches=25,
-                          cache=tmp_path, per_sequence=True)
+    raw = compare_on_real(
+        real_sequences,
+        {},
+        baselines=("sift", "raw"),
+        regimes=("small",),
+        max_patches=25,
+        cache=tmp_path,
+        per_sequence=True,
+    )
     rows = raw["small"]["rows"]
     assert set(rows) == {"SIFT", "raw"}
     assert all(0 <= rows[n][t] <= 100 for n in rows for t in ("verification", "matching", "retrieval"))

@@ -28,8 +28,11 @@ class MeanNormTask:
             rows = [ds.stacks[s][TYPES.index(f"{v}{k}")] for s in ctx.sequences for k in range(1, 6)]
             per_v[v] = float(np.mean(np.linalg.norm(np.concatenate(rows).astype(np.float64), axis=1)))
         value = float(np.mean(list(per_v.values())))
-        return {"per_variant": per_v, "debug": "dropped from metrics.json",
-                "headline": {"name": self.headline_name, "value": value, "definition": self.headline_definition}}
+        return {
+            "per_variant": per_v,
+            "debug": "dropped from metrics.json",
+            "headline": {"name": self.headline_name, "value": value, "definition": self.headline_definition},
+        }
 
     def compact(self, summary):
         return registry.compact_summary(summary, drop=("debug",))
@@ -85,8 +88,10 @@ def test_a_registered_task_is_picked_up_everywhere(toy, tmp_path):
     txt = format_summary(res)
     assert txt.index("matching mAP") < txt.index("toy mean norm")
     summ = summarise_evaluation(res)
-    assert summ["headline"] == {"matching": res["matching"]["headline"]["value"],
-                                "toy_norm": res["toy_norm"]["headline"]["value"]}
+    assert summ["headline"] == {
+        "matching": res["matching"]["headline"]["value"],
+        "toy_norm": res["toy_norm"]["headline"]["value"],
+    }
     assert "debug" not in summ["toy_norm"] and summ["toy_norm"]["per_variant"] == res["toy_norm"]["per_variant"]
     assert variant_scores("toy_norm", res["toy_norm"]) == res["toy_norm"]["per_variant"]
     pytest.importorskip("matplotlib")

@@ -14,8 +14,16 @@ from hpatches_kit.evaluation.summary import summarise_evaluation
 
 #: the key order of the compact summaries in ``metrics.json`` (as written before the registry)
 VERIFICATION_KEYS = ["headline", "table", "avg_balanced_auc", "avg_imbalanced_ap", "num_pairs"]
-RETRIEVAL_KEYS = ["headline", "table", "per_variant", "avg", "pool_sizes", "num_queries", "num_distractors",
-                  "effective_pool_max"]
+RETRIEVAL_KEYS = [
+    "headline",
+    "table",
+    "per_variant",
+    "avg",
+    "pool_sizes",
+    "num_queries",
+    "num_distractors",
+    "effective_pool_max",
+]
 
 
 def expected_summary(res: dict) -> dict:

@@ -101,7 +101,10 @@ def test_bad_task_files(tmp_path):
 def test_scaled_counts_and_cache(tmp_path):
     assert T.scaled_counts(10**7) == {"pairs": 10**6, "queries": 10**4, "distractors": 2 * 10**4}
     assert T.scaled_counts(100) == {"pairs": 500, "queries": 25, "distractors": 75}
-    refs = {s: np.random.default_rng(1).integers(0, 255, (n, 6, 6)).astype(np.uint8) for s, n in {"i_a": 20, "v_b": 16}.items()}
+    refs = {
+        s: np.random.default_rng(1).integers(0, 255, (n, 6, 6)).astype(np.uint8)
+        for s, n in {"i_a": 20, "v_b": 16}.items()
+    }
     ts = T.tasks_for_dataset(refs, list(refs), "full", ("verification", "retrieval"), cache_dir=tmp_path)
     f = tmp_path / os.path.basename(ts.source) / "verif_pos_split-full.csv"
     m = f.stat().st_mtime_ns
@@ -175,8 +178,14 @@ def test_generated_verification_equals_the_official_rule_and_fills_missing_files
     orig = tasks_mod.OFFICIAL_PAIRS
     tasks_mod.OFFICIAL_PAIRS = monkey_pairs  # the official 10^6 take minutes; the rule is the same
     try:
-        ts = load_tasks(bench / "tasks", "a", ["verification", "retrieval"], lengths=lengths, test=sorted(test),
-                        cache_dir=tmp_path / "cache")
+        ts = load_tasks(
+            bench / "tasks",
+            "a",
+            ["verification", "retrieval"],
+            lengths=lengths,
+            test=sorted(test),
+            cache_dir=tmp_path / "cache",
+        )
     finally:
         tasks_mod.OFFICIAL_PAIRS = orig
     ref = generate_verification(lengths, test, monkey_pairs)

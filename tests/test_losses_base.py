@@ -19,7 +19,6 @@ from keras import ops
 from hpatches_kit import losses
 from hpatches_kit.losses.base import FunctionLoss, MetricLoss
 
-
 # --- the docs example: one function ... ----------------------------------------------------------------------------
 from hpatches_kit.losses.distances import flat_labels, label_masks, masked_min, pairwise_distance, safe_mean
 
@@ -58,10 +57,10 @@ def test_docs_example_is_this_function():
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "losses.md").read_text()
-    block = doc[doc.index("def mean_positive_loss("):]
+    block = doc[doc.index("def mean_positive_loss(") :]
     block = block[: block.index("```")].rstrip()
     src = inspect.getsource(mean_positive_loss)
-    assert src[src.index("def mean_positive_loss("):].rstrip() == block
+    assert src[src.index("def mean_positive_loss(") :].rstrip() == block
 
 
 @pytest.fixture
@@ -184,7 +183,9 @@ def test_mining_wrappers_round_trip_with_the_loss_they_hold(tmp_path):
     assert float(loaded.loss.loss.hard_weight.numpy()) == pytest.approx(0.3)
     # the value is the composition of the parts (one device: the global batch is this batch)
     emb = rt["model"].predict(x, verbose=0)
-    want = (0.7 * float(losses.batch_all_triplet_loss(small, emb, 0.5, views_per_track=4))
-            + 0.3 * float(losses.batch_hard_triplet_loss(small, emb, 0.5))
-            + 0.2 * float(losses.koleo_loss(emb[::4])))
+    want = (
+        0.7 * float(losses.batch_all_triplet_loss(small, emb, 0.5, views_per_track=4))
+        + 0.3 * float(losses.batch_hard_triplet_loss(small, emb, 0.5))
+        + 0.2 * float(losses.koleo_loss(emb[::4]))
+    )
     assert rt["value"] == pytest.approx(want, rel=1e-5)

@@ -84,7 +84,8 @@ def test_symmetric_contrastive_matches_loop(rng):
         assert got == pytest.approx(ref_symmetric(left, right, margin, wp, wn), abs=1e-5)
     obj = E.SymmetricContrastiveLoss()
     assert float(obj(np.zeros(6), np.stack([left, right], 1).astype("f4"))) == pytest.approx(
-        ref_symmetric(left, right, 0.0, 2 / 3, 1 / 3), abs=1e-5)
+        ref_symmetric(left, right, 0.0, 2 / 3, 1 / 3), abs=1e-5
+    )
     # perfect embeddings (orthogonal pairs, left == right) give zero loss
     eye = np.eye(4, dtype="f4")
     assert float(E.symmetric_contrastive_loss(eye, eye)) == pytest.approx(0.0, abs=1e-6)
@@ -120,7 +121,8 @@ def test_info_nce_matches_loop(rng):
         assert got == pytest.approx(ref_info_nce(left, right, t), rel=1e-4)
     obj = E.InfoNCELoss(temperature=0.1)
     assert float(obj(np.zeros(7), np.stack([left, right], 1).astype("f4"))) == pytest.approx(
-        ref_info_nce(left, right, 0.1), rel=1e-4)
+        ref_info_nce(left, right, 0.1), rel=1e-4
+    )
     # separable pairs with a small temperature: the loss goes to 0, and it is finite for huge logits
     eye = np.eye(4, dtype="f4")
     assert float(E.info_nce_loss(eye, eye, 0.01)) == pytest.approx(0.0, abs=1e-6)
@@ -138,8 +140,13 @@ def test_koleo_hand_worked():
 def test_losses_get_config_round_trip():
     pairs = np.random.default_rng(0).normal(size=(4, 2, 5)).astype("f4")
     targets = np.array([1, -1, 1, -1])
-    for obj in (E.CosineEmbeddingLoss(margin=0.2), E.SymmetricContrastiveLoss(margin=0.1, pos_weight=0.6),
-                E.IRTLoss(beta=0.4, koleo_weight=0.3), E.KoLeoRegularizer(weight=2.0), E.InfoNCELoss(0.2)):
+    for obj in (
+        E.CosineEmbeddingLoss(margin=0.2),
+        E.SymmetricContrastiveLoss(margin=0.1, pos_weight=0.6),
+        E.IRTLoss(beta=0.4, koleo_weight=0.3),
+        E.KoLeoRegularizer(weight=2.0),
+        E.InfoNCELoss(0.2),
+    ):
         clone = keras.losses.deserialize(keras.losses.serialize(obj))
         assert type(clone) is type(obj) and clone.get_config() == obj.get_config()
         assert_loss_round_trip(obj, targets, pairs)  # config and keras.saving copies, same value on a batch

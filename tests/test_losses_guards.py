@@ -5,10 +5,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hpatches_kit.losses import (batch_all_triplet_loss, batch_hard_triplet_loss, hardnet_loss, irt_loss,
-                                 koleo_loss, sk_labels, triplet_semihard_loss)
+from hpatches_kit.losses import (
+    BatchHardTripletLoss,
+    batch_all_triplet_loss,
+    batch_hard_triplet_loss,
+    hardnet_loss,
+    irt_loss,
+    koleo_loss,
+    sk_labels,
+    triplet_semihard_loss,
+)
 from hpatches_kit.training.mining import KoLeoRegularised
-from hpatches_kit.losses import BatchHardTripletLoss
 
 
 def _value_and_grad(fn, x):

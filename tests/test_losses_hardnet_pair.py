@@ -118,7 +118,9 @@ def ref_pairs(lab, x, term_pos, term_neg, balance):
 def test_pair_contrastive(balance, metric, margin):
     lab, x = batch(3, S=4, K=3)
     sq = metric == "squared-L2"
-    want = ref_pairs(lab, x, lambda u, v: d_l2(u, v, sq) ** 2, lambda u, v: max(0.0, margin - d_l2(u, v, sq)) ** 2, balance)
+    want = ref_pairs(
+        lab, x, lambda u, v: d_l2(u, v, sq) ** 2, lambda u, v: max(0.0, margin - d_l2(u, v, sq)) ** 2, balance
+    )
     got = float(L.pair_contrastive_loss(lab, x, margin=margin, distance_metric=metric, balance=balance))
     np.testing.assert_allclose(got, want, **TOL)
 

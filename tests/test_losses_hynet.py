@@ -17,12 +17,15 @@ TOL = dict(rel=1e-4, abs=1e-5)
 def ref_pair(ra, rp, margin=1.2, alpha=2.0, gamma=0.1, th=FN_THRESHOLD):
     ra, rp = np.asarray(ra, np.float64), np.asarray(rp, np.float64)
     n = len(ra)
-    a = ra / np.sqrt((ra ** 2).sum(1, keepdims=True) + 1e-10)
-    p = rp / np.sqrt((rp ** 2).sum(1, keepdims=True) + 1e-10)
+    a = ra / np.sqrt((ra**2).sum(1, keepdims=True) + 1e-10)
+    p = rp / np.sqrt((rp**2).sum(1, keepdims=True) + 1e-10)
+
     def dist(u, v):
         return math.sqrt(abs(2 - 2 * float(u @ v)) + EPS_SQRT)
+
     def s_h(u, v):  # hybrid similarity, written as the paper's alpha * cosine - L2 distance
         return alpha * float(u @ v) - dist(u, v)
+
     total = 0.0
     for i in range(n):
         cands = []
@@ -43,7 +46,7 @@ def test_hybrid_similarity_equals_code_form():
     # alpha*s - d = -(d + alpha d^2/2) + alpha when d^2 = 2 - 2s: the paper's and the code's forms agree
     s, alpha = 0.3, 2.0
     dd = math.sqrt(2 - 2 * s)
-    assert alpha * s - dd == pytest.approx(-(dd + alpha * dd ** 2 / 2) + alpha)
+    assert alpha * s - dd == pytest.approx(-(dd + alpha * dd**2 / 2) + alpha)
 
 
 @pytest.mark.parametrize("S,K", [(10, 2), (6, 3)])

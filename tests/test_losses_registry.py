@@ -12,11 +12,13 @@ DIRECT = {
     "batch-hard": lambda: losses.BatchHardTripletLoss(margin=0.7, distance_metric="squared-L2"),
     "batch-all": lambda: losses.BatchAllTripletLoss(margin=0.7, distance_metric="squared-L2", views_per_track=3),
     "semi-hard": lambda: losses.TripletSemiHardLoss(margin=0.7, distance_metric="squared-L2", views_per_track=3),
-    "soft-margin": lambda: losses.BatchHardTripletLoss(margin=0.7, soft=True, distance_metric="squared-L2",
-                                                       name="soft_margin_triplet_loss"),
+    "soft-margin": lambda: losses.BatchHardTripletLoss(
+        margin=0.7, soft=True, distance_metric="squared-L2", name="soft_margin_triplet_loss"
+    ),
     "hardnet": lambda: losses.HardNetLoss(margin=0.7, distance_metric="squared-L2", views_per_track=3),
-    "curriculum": lambda: CurriculumTripletLoss(margin=0.7, hard_weight=0.0, distance_metric="squared-L2",
-                                                views_per_track=3),
+    "curriculum": lambda: CurriculumTripletLoss(
+        margin=0.7, hard_weight=0.0, distance_metric="squared-L2", views_per_track=3
+    ),
     "random-triplet": lambda: losses.RandomTripletLoss(margin=0.7, distance_metric="squared-L2"),
     "contrastive": lambda: losses.SymmetricContrastiveLoss(margin=0.7),
     "cosine": lambda: losses.CosineEmbeddingLoss(margin=0.7),
@@ -72,10 +74,18 @@ def test_entries_carry_what_the_trainer_needs():
     from hpatches_kit.training.descriptor import make_loss
 
     assert {n: losses.entry(n).batch for n in losses.names()} == {
-        "batch-hard": "tracks", "batch-all": "tracks", "semi-hard": "tracks", "soft-margin": "tracks",
-        "hardnet": "tracks", "curriculum": "tracks", "random-triplet": "triplets", "contrastive": "pairs",
-        "cosine": "pairs", "infonce": "pairs", "irt": "pairs"} | {n: losses.entry(n).batch for n in losses.names()
-                                                                   if n not in DIRECT}
+        "batch-hard": "tracks",
+        "batch-all": "tracks",
+        "semi-hard": "tracks",
+        "soft-margin": "tracks",
+        "hardnet": "tracks",
+        "curriculum": "tracks",
+        "random-triplet": "triplets",
+        "contrastive": "pairs",
+        "cosine": "pairs",
+        "infonce": "pairs",
+        "irt": "pairs",
+    } | {n: losses.entry(n).batch for n in losses.names() if n not in DIRECT}
     assert losses.entry("soft-margin").collapse_level(0.3) == pytest.approx(math.log(2))
     assert losses.entry("hardnet").collapse_level(0.3) == 0.3
     # the curriculum's callback, found through the wrappers the trainer may add
@@ -138,7 +148,7 @@ def test_module_function_losses():
     y = np.repeat(np.arange(3), 2)
     fn = losses.get("test_losses_registry:my_loss_fn", margin=2.0, distance_metric="angular", temperature=3)
     assert isinstance(fn, FunctionLoss) and fn.fn_kwargs == {"margin": 2.0, "distance_metric": "angular"}
-    assert float(fn(y, x)) == pytest.approx(2.0 * float((x ** 2).sum(axis=1).mean()), rel=1e-5)
+    assert float(fn(y, x)) == pytest.approx(2.0 * float((x**2).sum(axis=1).mean()), rel=1e-5)
     assert_loss_round_trip(fn, y, x)  # the function was registered for deserialisation under its module
     cls = losses.get("test_losses_registry:MyLossClass", margin=0.5, views_per_track=2)
     assert type(cls) is MyLossClass and cls.margin == 0.5

@@ -62,7 +62,7 @@ def ref_sk(x, S, K, **kw):
 def batch(seed, S, K, D=16):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(S * K, D))
-    x[K:2 * K] += x[:K] * 3  # some structure: track 1 near track 0
+    x[K : 2 * K] += x[:K] * 3  # some structure: track 1 near track 0
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     x[2 * K] = x[0]  # a false negative (distance 0 <= 8e-3): never mined, never a neighbour
     return np.repeat(np.arange(S), K).astype(np.int32), x.astype(np.float32)
@@ -102,7 +102,8 @@ def test_sosr_zero_for_identical_structure_and_regularized_composes():
     want = float(hard(y2, x2)) + 0.5 * float(L.sos_regularizer(y2, x2, knn=4))
     assert float(comp(y2, x2)) == pytest.approx(want, **TOL)
     assert float(L.SOSRegularizer(weight=2.0, knn=4)(y2, x2)) == pytest.approx(
-        2 * float(L.sos_regularizer(y2, x2, knn=4)), **TOL)
+        2 * float(L.sos_regularizer(y2, x2, knn=4)), **TOL
+    )
 
 
 def test_gradient_finite_and_layout_checked():

@@ -247,7 +247,9 @@ def test_triplet_margin_loss_rows(metric, swap):
         want.append(max(0.5 + d[0, 1] - dn, 0.0))
     got = val(L.triplet_margin_loss(a, p, n, margin=0.5, distance_metric=metric, swap=swap))
     np.testing.assert_allclose(got, np.mean(want), **TOL)
-    got_cls = val(L.RandomTripletLoss(margin=0.5, distance_metric=metric, swap=swap)(np.zeros(7), np.stack([a, p, n], 1)))
+    got_cls = val(
+        L.RandomTripletLoss(margin=0.5, distance_metric=metric, swap=swap)(np.zeros(7), np.stack([a, p, n], 1))
+    )
     np.testing.assert_allclose(got_cls, np.mean(want), **TOL)
 
 
@@ -318,8 +320,15 @@ def test_large_integer_ids_compare_exactly():
     big = np.array([2**24, 2**24, 2**24 + 1, 2**24 + 1, 2**40, 2**40], np.int64)
     small = np.array([0, 0, 1, 1, 2, 2])
     assert float(np.float32(big[0])) == float(np.float32(big[2]))
-    for cls in (L.TripletHardLoss, L.TripletSemiHardLoss, L.BatchAllTripletLoss, L.BatchHardTripletLoss,
-                L.HardNetLoss, L.PairContrastiveLoss, L.PairCosineLoss):
+    for cls in (
+        L.TripletHardLoss,
+        L.TripletSemiHardLoss,
+        L.BatchAllTripletLoss,
+        L.BatchHardTripletLoss,
+        L.HardNetLoss,
+        L.PairContrastiveLoss,
+        L.PairCosineLoss,
+    ):
         loss = cls()
         np.testing.assert_allclose(val(loss(big, x)), val(loss(small, x)), rtol=1e-6)
         merged = np.array([0, 0, 0, 0, 2, 2])

@@ -46,8 +46,7 @@ def ref_loss(kind, qy, q, refs, margin=None, T=0.05):
         return float(np.mean(vals)) if vals else 0.0
     hn = [min(dist(q[i], refs[r][1]) for r in N[i]) for i in range(n)]
     if kind == "batch-hard":
-        return float(np.mean([max(0.0, margin + max(dist(q[i], refs[p][1]) for p in P[i]) - hn[i])
-                              for i in range(n)]))
+        return float(np.mean([max(0.0, margin + max(dist(q[i], refs[p][1]) for p in P[i]) - hn[i]) for i in range(n)]))
     vals = [max(0.0, margin + dist(q[i], q[j]) - min(hn[i], hn[j])) for i in range(n) for j in P[i] if j < n]
     return float(np.mean(vals))
 
@@ -117,7 +116,8 @@ def test_pair_stacked_vit_batches_are_pairs_as_classes():
         pairs = np.stack([x[0::2], x[1::2]], axis=1)  # (6, 2, 8): left views, right views
         flat = np.concatenate([x[0::2], x[1::2]])  # pair_labels' order: all lefts, then all rights
         assert float(a(np.zeros(6), pairs)) == pytest.approx(
-            float(b(np.concatenate([np.arange(6), np.arange(6)]), flat)), **TOL)
+            float(b(np.concatenate([np.arange(6), np.arange(6)]), flat)), **TOL
+        )
     np.testing.assert_array_equal(a.memory.contents()[1], b.memory.contents()[1])
 
 
@@ -150,15 +150,24 @@ def test_round_trip_fit_validation_and_restore(tmp_path):
     feats = rng.normal(size=(48, 12)).astype(np.float32)
     labels = np.tile(np.repeat(np.arange(6), 2), 4).astype(np.int32)
     assert_loss_round_trip(L.XBMLoss("contrastive", memory_size=36, dim=12, start=100), labels[:12], feats[:12])
-    assert_loss_round_trip(L.XBMLoss("hardnet", 36, 8, start=100), labels[:12], feats[:12], tmp_path=tmp_path,
-                           model=_model())
+    assert_loss_round_trip(
+        L.XBMLoss("hardnet", 36, 8, start=100), labels[:12], feats[:12], tmp_path=tmp_path, model=_model()
+    )
     loss = L.XBMLoss("hardnet", memory_size=36, dim=8, start=1)
     model = _model()
     model.compile(optimizer="adam", loss=loss)
     cb = loss.callback(directory=tmp_path / "ck")
     w0 = [w.copy() for w in model.get_weights()]
-    h = model.fit(feats, labels, batch_size=12, epochs=2, shuffle=False, verbose=0,
-                  validation_data=(feats[:12], labels[:12]), callbacks=[cb])
+    h = model.fit(
+        feats,
+        labels,
+        batch_size=12,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        validation_data=(feats[:12], labels[:12]),
+        callbacks=[cb],
+    )
     assert np.all(np.isfinite(h.history["loss"])) and "val_loss" in h.history
     assert any(np.abs(a - b).max() > 0 for a, b in zip(w0, model.get_weights()))
     mem = loss.memory
@@ -173,7 +182,7 @@ def test_round_trip_fit_validation_and_restore(tmp_path):
         L.restore_memory(L.XBMLoss("hardnet", 48, 8), tmp_path / "ck", 2)
 
 
-SCRIPT = textwrap.dedent(r'''
+SCRIPT = textwrap.dedent(r"""
 import json, os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
@@ -214,14 +223,20 @@ for kind in ("hardnet", "contrastive"):
                          labels=l.tolist(), replicas=strat.num_replicas_in_sync)
     out[kind] = res
 print("RESULT" + json.dumps(out))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
 def distributed():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow")
-    p = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
     assert p.returncode == 0 and line, p.stderr[-3000:]
     return json.loads(line[0][6:])

@@ -62,14 +62,28 @@ def test_descriptor_cards_have_results_blocks():
         assert (MODELS / res["model"]).is_file() and Path(name).stem == Path(res["model"]).stem
         visible = BLOCK.sub("", text)
         shown = " / ".join(f"{res['headline_map'][t]:.2f}" for t in ("verification", "matching", "retrieval"))
-        assert shown in visible and res["data"] in visible, f"{name}: the card text does not show {shown} on {res['data']}"
+        assert shown in visible and res["data"] in visible, (
+            f"{name}: the card text does not show {shown} on {res['data']}"
+        )
 
 
 def test_card_parser_reads_a_hand_written_block(tmp_path):
     card = tmp_path / "x.md"
-    card.write_text("# card\n\n<!-- results-json\n" + json.dumps(
-        {"model": "x.keras", "data": "embedded-v2", "split": "a", "subset": "test", "sequences": 1, "tracks": 2,
-         "headline_map": {"verification": 1.5, "matching": 2.25, "retrieval": 3.0}}) + "\n-->\n")
+    card.write_text(
+        "# card\n\n<!-- results-json\n"
+        + json.dumps(
+            {
+                "model": "x.keras",
+                "data": "embedded-v2",
+                "split": "a",
+                "subset": "test",
+                "sequences": 1,
+                "tracks": 2,
+                "headline_map": {"verification": 1.5, "matching": 2.25, "retrieval": 3.0},
+            }
+        )
+        + "\n-->\n"
+    )
     assert card_results(card)["headline_map"]["matching"] == 2.25
     card.write_text("# no block\n")
     assert card_results(card) is None
@@ -79,8 +93,9 @@ def test_card_parser_reads_a_hand_written_block(tmp_path):
 @pytest.mark.parametrize("card", [c.name for c in _cards()])
 def test_committed_model_reproduces_its_card(card):
     if card != DEFAULT_CARD and os.environ.get("HPATCHES_KIT_ALL_CARDS") != "1":
-        pytest.skip(f"{card}: set HPATCHES_KIT_ALL_CARDS=1 to evaluate every card (the default card "
-                    f"{DEFAULT_CARD} always runs)")
+        pytest.skip(
+            f"{card}: set HPATCHES_KIT_ALL_CARDS=1 to evaluate every card (the default card {DEFAULT_CARD} always runs)"
+        )
     from hpatches_kit.data import load_dataset
     from hpatches_kit.data.embedded import DEFAULT_NAME
     from hpatches_kit.evaluation import compute_descriptors, evaluate, keras_describer
@@ -88,7 +103,8 @@ def test_committed_model_reproduces_its_card(card):
     res = card_results(MODELS / card)
     assert res["data"] == DEFAULT_NAME, (
         f"{card}: measured on {res['data']}, but the embedded default is now {DEFAULT_NAME}: re-measure "
-        f"({res.get('measured_with', 'benchmarks/descriptor_vs_sift.py')}) and update the card")
+        f"({res.get('measured_with', 'benchmarks/descriptor_vs_sift.py')}) and update the card"
+    )
     ds = load_dataset(split=res["split"], subset=res["subset"], progress=False)
     assert (len(ds), ds.num_tracks) == (res["sequences"], res["tracks"]), card
     got = evaluate(compute_descriptors(ds, keras_describer(str(MODELS / res["model"]))), dataset=ds, progress=False)

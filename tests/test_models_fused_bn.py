@@ -4,10 +4,9 @@ serialisation, and the committed models' descriptors before/after conversion."""
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 import tensorflow as tf
 
 from hpatches_kit.models.l2net import l2net
@@ -36,8 +35,10 @@ def np_bn_steps(xs, momentum, eps, gamma=None, beta=None):
 
 def batches(n=3, shape=(12, 5, 5, 6), seed=0):
     rng = np.random.default_rng(seed)
-    return [(rng.normal(0, 1, shape) * rng.uniform(0.5, 4, shape[-1]) + rng.normal(0, 3, shape[-1]))
-            .astype("float32") for _ in range(n)]
+    return [
+        (rng.normal(0, 1, shape) * rng.uniform(0.5, 4, shape[-1]) + rng.normal(0, 3, shape[-1])).astype("float32")
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("shape", [(12, 5, 5, 6), (40, 6)])
@@ -49,8 +50,10 @@ def test_training_and_inference_match_numpy(shape, affine):
     layer.build(shape)
     gamma = beta = None
     if affine:
-        gamma = np.linspace(0.5, 2, shape[-1]); beta = np.linspace(-1, 1, shape[-1])
-        layer.gamma.assign(gamma.astype("float32")); layer.beta.assign(beta.astype("float32"))
+        gamma = np.linspace(0.5, 2, shape[-1])
+        beta = np.linspace(-1, 1, shape[-1])
+        layer.gamma.assign(gamma.astype("float32"))
+        layer.beta.assign(beta.astype("float32"))
     ref, mm, mv = np_bn_steps(xs, 0.9, 1e-3, gamma, beta)
     for x, r in zip(xs, ref):
         y = np.asarray(layer(x, training=True)).reshape(r.shape)
@@ -72,7 +75,8 @@ def test_gradients_match_keras_batchnorm(affine):
     w = tf.constant(np.random.default_rng(1).normal(size=x.shape).astype("float32"))
     kw = dict(center=affine, scale=affine)
     ref, fused = keras.layers.BatchNormalization(**kw), FusedBatchNorm(**kw)
-    ref.build(x.shape); fused.build(x.shape)
+    ref.build(x.shape)
+    fused.build(x.shape)
     fused.set_weights(ref.get_weights())
     grads = []
     for layer in (ref, fused):
@@ -98,11 +102,18 @@ def test_gradient_matches_numpy_finite_difference():
     g = tape.gradient(loss, xt).numpy()
 
     def f(a):
-        a = a.reshape(-1, 3); m = a.mean(0); v = ((a - m) ** 2).mean(0)
+        a = a.reshape(-1, 3)
+        m = a.mean(0)
+        v = ((a - m) ** 2).mean(0)
         return float(np.sum(((a - m) / np.sqrt(v + 1e-3)).reshape(x.shape) * w))
-    num = np.zeros_like(g, dtype=np.float64); h = 1e-4; x64 = x.astype(np.float64)
+
+    num = np.zeros_like(g, dtype=np.float64)
+    h = 1e-4
+    x64 = x.astype(np.float64)
     for i in np.ndindex(x.shape):
-        p, m = x64.copy(), x64.copy(); p[i] += h; m[i] -= h
+        p, m = x64.copy(), x64.copy()
+        p[i] += h
+        m[i] -= h
         num[i] = (f(p) - f(m)) / (2 * h)
     np.testing.assert_allclose(g, num, rtol=1e-3, atol=1e-3)
 
@@ -120,8 +131,9 @@ def test_bfloat16_inputs_match_float32_reference():
         yk = keras_bn(x, training=True)
         # bfloat16 output: 8 bits of mantissa, |y| up to ~4
         np.testing.assert_allclose(tf.cast(y, tf.float32).numpy().reshape(r.shape), r, atol=3e-2, rtol=1e-2)
-        np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), tf.cast(yk, tf.float32).numpy(),
-                                   atol=3e-2, rtol=1e-2)
+        np.testing.assert_allclose(
+            tf.cast(y, tf.float32).numpy(), tf.cast(yk, tf.float32).numpy(), atol=3e-2, rtol=1e-2
+        )
     assert fused.moving_mean.dtype == "float32"
     np.testing.assert_allclose(fused.moving_mean.numpy(), mm, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fused.moving_variance.numpy(), mv, rtol=1e-4, atol=1e-4)
@@ -137,7 +149,8 @@ def test_non_trainable_layer_runs_in_inference_mode():
     x = batches(1)[0]
     layer = FusedBatchNorm(center=False, scale=False)
     layer.build(x.shape)
-    layer.moving_mean.assign(np.full(6, 2.0, "float32")); layer.moving_variance.assign(np.full(6, 4.0, "float32"))
+    layer.moving_mean.assign(np.full(6, 2.0, "float32"))
+    layer.moving_variance.assign(np.full(6, 4.0, "float32"))
     layer.trainable = False
     y = np.asarray(layer(x, training=True))
     np.testing.assert_allclose(y, (x - 2.0) / np.sqrt(4.0 + 1e-3), rtol=1e-5, atol=1e-5)
@@ -161,8 +174,12 @@ def test_l2net_fused_matches_plain_and_round_trips(tmp_path):
     f0, p0 = l2net(dim=32, dropout=0.0), l2net(dim=32, dropout=0.0, fused_bn=False)
     p0.set_weights(f0.get_weights())
     np.testing.assert_allclose(np.asarray(f0(x, training=True)), np.asarray(p0(x, training=True)), atol=1e-5)
-    np.testing.assert_allclose([w.numpy() for w in f0.non_trainable_weights][0],
-                               [w.numpy() for w in p0.non_trainable_weights][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        [w.numpy() for w in f0.non_trainable_weights][0],
+        [w.numpy() for w in p0.non_trainable_weights][0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     np.testing.assert_allclose(np.asarray(f0(x)), np.asarray(p0(x)), atol=1e-5)
     cfg = FusedBatchNorm(center=False, scale=False, momentum=0.9, name="b").get_config()
     assert FusedBatchNorm.from_config(cfg).get_config() == cfg
@@ -175,6 +192,7 @@ def test_l2net_fused_matches_plain_and_round_trips(tmp_path):
 
 def test_l2net_mixed_bfloat16_trains():
     from hpatches_kit.losses import BatchHardTripletLoss
+
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         m = l2net(dim=16)
@@ -213,7 +231,10 @@ def test_dispatch_uses_the_fused_kernel_where_it_can(shape, fused):
     layer = FusedBatchNorm(center=False, scale=False)
     layer.build(shape)
     for training in (True, False):
-        graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
-            tf.TensorSpec(shape, tf.float32)).graph
+        graph = (
+            tf.function(lambda x: layer(x, training=training))
+            .get_concrete_function(tf.TensorSpec(shape, tf.float32))
+            .graph
+        )
         ops_ = {op.type for op in graph.get_operations()}
         assert ("FusedBatchNormV3" in ops_) == fused, ops_

@@ -1,9 +1,8 @@
 """Models: architecture against hand-counted parameters, custom layers against NumPy, .keras round trips."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from hpatches_kit.models import L2Normalize, PatchStandardize, deep_unet, get_model, l2net, shallow_unet
 
@@ -38,9 +37,15 @@ def test_l2net_architecture_matches_hardnet():
     m = l2net()
     convs = [l for l in m.layers if isinstance(l, keras.layers.Conv2D)]
     got = [(c.filters, c.kernel_size, c.strides, c.use_bias) for c in convs]
-    want = [(32, (3, 3), (1, 1), False), (32, (3, 3), (1, 1), False), (64, (3, 3), (2, 2), False),
-            (64, (3, 3), (1, 1), False), (128, (3, 3), (2, 2), False), (128, (3, 3), (1, 1), False),
-            (128, (8, 8), (1, 1), False)]
+    want = [
+        (32, (3, 3), (1, 1), False),
+        (32, (3, 3), (1, 1), False),
+        (64, (3, 3), (2, 2), False),
+        (64, (3, 3), (1, 1), False),
+        (128, (3, 3), (2, 2), False),
+        (128, (3, 3), (1, 1), False),
+        (128, (8, 8), (1, 1), False),
+    ]
     assert got == want
     bns = [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert len(bns) == 7 and all(not b.center and not b.scale for b in bns)
@@ -168,7 +173,8 @@ def test_deep_unet_default_bn_momentum_is_0_9():
     x = np.random.default_rng(9).uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
     k = m.get_layer("down0_conv1").get_weights()[0]  # (3, 3, 1, 4), no bias; input scaled by 1/255, 'same'
     xp = np.pad(x[..., 0].astype(np.float64) / 255.0, ((0, 0), (1, 1), (1, 1)))
-    conv = sum(xp[:, i:i + 16, j:j + 16, None] * k[i, j, 0] for i in range(3) for j in range(3))
+    conv = sum(xp[:, i : i + 16, j : j + 16, None] * k[i, j, 0] for i in range(3) for j in range(3))
     m(x, training=True)
-    np.testing.assert_allclose(m.get_layer("down0_bn1").moving_mean.numpy(), 0.1 * conv.mean(axis=(0, 1, 2)),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        m.get_layer("down0_bn1").moving_mean.numpy(), 0.1 * conv.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6
+    )

@@ -7,8 +7,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from hpatches_kit import models
 from hpatches_kit.data import DataError
 from hpatches_kit.models import registry
@@ -68,8 +68,11 @@ def test_register_reference_and_built_model_check():
     assert "tiny_test" not in registry.names()
     # MODULE:FUNCTION: resolved on the fly; a builder that ignores dim is caught on the built model
     assert registry.build_descriptor("test_models_registry:_tiny", input_size=8, dim=4).output_shape == (None, 4)
-    with pytest.raises(ValueError, match=r"outputs descriptors of shape \(16,\), not \(128,\) as --dim 128 asks "
-                                         r"\(set --dim 16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"outputs descriptors of shape \(16,\), not \(128,\) as --dim 128 asks "
+        r"\(set --dim 16\)",
+    ):
         registry.build_descriptor("test_models_registry:_fixed16", input_size=8, dim=128)
     with pytest.raises(ValueError, match="has no attribute 'nope'"):
         registry.entry("test_models_registry:nope")
@@ -113,22 +116,28 @@ def test_init_checks_architecture_and_input_contract(tmp_path):
     # the HardNet port has the same weight shapes but another input normalisation: refused, and said so
     port = registry.build_descriptor("hardnet")
     assert [w.shape for w in port.get_weights()] == [w.shape for w in src.get_weights()]
-    with pytest.raises(DataError, match=r"l2net.keras: --init model does not match --model: its input normalisation "
-                                        r"is PatchStandardize\(epsilon=1e-07, ddof=0\), this run's model's is "
-                                        r"Rescaling\(scale=0.00392.*PatchStandardize\(epsilon=1e-06, ddof=1\)"):
+    with pytest.raises(
+        DataError,
+        match=r"l2net.keras: --init model does not match --model: its input normalisation "
+        r"is PatchStandardize\(epsilon=1e-07, ddof=0\), this run's model's is "
+        r"Rescaling\(scale=0.00392.*PatchStandardize\(epsilon=1e-06, ddof=1\)",
+    ):
         init_weights(port, path)
 
     # another dimension: the first layer whose weights differ is named, with both shapes (no "64 vs 64" message)
     small = registry.build_descriptor("l2net", input_size=32, dim=64)
     msg = compare_architectures(small, src)
-    assert msg == ("layer 19: 'conv_final' (Conv2D, weights (8, 8, 128, 128)) where this run's model has "
-                   "'conv_final' (Conv2D, weights (8, 8, 128, 64))"), msg
+    assert msg == (
+        "layer 19: 'conv_final' (Conv2D, weights (8, 8, 128, 128)) where this run's model has "
+        "'conv_final' (Conv2D, weights (8, 8, 128, 64))"
+    ), msg
     # a setting that changes the computation with equal weight shapes (PyTorch-style explicit padding vs "same")
     sos, hn = registry.build_descriptor("sosnet"), registry.build_descriptor("hardnet")
     assert "input normalisation" in compare_architectures(sos, hn)
     # another patch size
     assert compare_architectures(registry.build_descriptor("l2net", input_size=16), src).startswith(
-        "its input is (32, 32, 1), this run's model takes (16, 16, 1)")
+        "its input is (32, 32, 1), this run's model takes (16, 16, 1)"
+    )
 
 
 def _python(code: str, **env):
@@ -139,15 +148,19 @@ def _python(code: str, **env):
 
 
 def test_import_hpatches_kit_registers_layers_without_importing_keras():
-    r = _python("import sys, hpatches_kit; assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules; "
-                "import keras; m = keras.models.load_model('models/l2net-synth-v2.keras'); print(m.name)")
+    r = _python(
+        "import sys, hpatches_kit; assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules; "
+        "import keras; m = keras.models.load_model('models/l2net-synth-v2.keras'); print(m.name)"
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "l2net"
     # Keras first, then the toolkit; and Keras imported by a toolkit module itself (the deferred registration)
     r = _python("import keras, hpatches_kit; print(keras.models.load_model('models/unet-shallow-embedded.keras').name)")
     assert r.returncode == 0 and r.stdout.strip(), r.stderr[-2000:]
-    r = _python("from hpatches_kit.models import l2net; l2net(16); import json; import keras; "
-                "print('hpatches_kit>InstanceNorm' in keras.saving.get_custom_objects())")
+    r = _python(
+        "from hpatches_kit.models import l2net; l2net(16); import json; import keras; "
+        "print('hpatches_kit>InstanceNorm' in keras.saving.get_custom_objects())"
+    )
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
 
 
@@ -191,8 +204,11 @@ def test_entry_point_plugins_join_the_registry(monkeypatch):
 
     groups = []
     ep = registry.ModelEntry("ignored", _tiny, input_size=8, dim=None, normalised=False)
-    monkeypatch.setattr(plugins, "entry_point_objects",
-                        lambda group: groups.append(group) or {"tiny-ep": _tiny, "entry-ep": ep, "l2net": _tiny})
+    monkeypatch.setattr(
+        plugins,
+        "entry_point_objects",
+        lambda group: groups.append(group) or {"tiny-ep": _tiny, "entry-ep": ep, "l2net": _tiny},
+    )
     monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
     try:
         names = registry.names()

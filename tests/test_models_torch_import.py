@@ -7,10 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from hpatches_kit.data.errors import DataError
 from hpatches_kit.models import InstanceNorm, PatchStandardize, from_torch, torch_port
@@ -21,16 +20,22 @@ TFEAT = REPO.parent / "shared" / "pretrained" / "tfeat" / "tfeat-liberty.params"
 
 
 def _torch():
-    return pytest.importorskip("torch", reason="PyTorch (CPU) is the parity tests' reference and only a test "
-                                               "dependency (pip install -e .[test]); not installed")
+    return pytest.importorskip(
+        "torch",
+        reason="PyTorch (CPU) is the parity tests' reference and only a test "
+        "dependency (pip install -e .[test]); not installed",
+    )
 
 
 # -- the PyTorch reference models, as their papers' code defines them ------------------------------------
 def _hardnet_features(nn, convs, final, dropout, eps_bn=1e-5):
     mods, cin = [], 1
     for f, s in convs:
-        mods += [nn.Conv2d(cin, f, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(f, affine=False, eps=eps_bn),
-                 nn.ReLU()]
+        mods += [
+            nn.Conv2d(cin, f, 3, stride=s, padding=1, bias=False),
+            nn.BatchNorm2d(f, affine=False, eps=eps_bn),
+            nn.ReLU(),
+        ]
         cin = f
     mods += [nn.Dropout(dropout), nn.Conv2d(cin, final, 8, bias=False), nn.BatchNorm2d(final, affine=False)]
     return mods
@@ -48,8 +53,14 @@ def torch_reference(arch: str):
     class TFeat(nn.Module):
         def __init__(self):
             super().__init__()
-            self.features = nn.Sequential(nn.InstanceNorm2d(1, affine=False), nn.Conv2d(1, 32, 7), nn.Tanh(),
-                                          nn.MaxPool2d(2, 2), nn.Conv2d(32, 64, 6), nn.Tanh())
+            self.features = nn.Sequential(
+                nn.InstanceNorm2d(1, affine=False),
+                nn.Conv2d(1, 32, 7),
+                nn.Tanh(),
+                nn.MaxPool2d(2, 2),
+                nn.Conv2d(32, 64, 6),
+                nn.Tanh(),
+            )
             self.descr = nn.Sequential(nn.Linear(64 * 8 * 8, 128), nn.Tanh())
 
         def forward(self, x):
@@ -84,8 +95,13 @@ def torch_reference(arch: str):
         def forward(self, x, eps=1e-10):
             return self.desc_norm(self.layers(x) + eps).view(x.size(0), -1)
 
-    return {"tfeat": TFeat, "hardnet": lambda: HardNet(1e-6), "l2net": lambda: HardNet(1e-7),
-            "hardnet8": HardNet8, "sosnet": SOSNet}[arch]()
+    return {
+        "tfeat": TFeat,
+        "hardnet": lambda: HardNet(1e-6),
+        "l2net": lambda: HardNet(1e-7),
+        "hardnet8": HardNet8,
+        "sosnet": SOSNet,
+    }[arch]()
 
 
 def _randomise(net, seed):
@@ -158,18 +174,28 @@ def test_numpy_state_dict_needs_no_torch(monkeypatch):
 def test_linear_after_flatten_reorders_columns_by_hand():
     """A Linear whose only non-zero weight reads PyTorch feature (c=1, h=0, w=2) of the (64, 8, 8) map must read
     Keras' flattened index (h * 8 + w) * 64 + c."""
-    sd = {"features.1.weight": np.zeros((32, 1, 7, 7)), "features.1.bias": np.zeros(32),
-          "features.4.weight": np.zeros((64, 32, 6, 6)), "features.4.bias": np.zeros(64),
-          "descr.0.weight": np.zeros((128, 4096)), "descr.0.bias": np.zeros(128)}
+    sd = {
+        "features.1.weight": np.zeros((32, 1, 7, 7)),
+        "features.1.bias": np.zeros(32),
+        "features.4.weight": np.zeros((64, 32, 6, 6)),
+        "features.4.bias": np.zeros(64),
+        "descr.0.weight": np.zeros((128, 4096)),
+        "descr.0.bias": np.zeros(128),
+    }
     sd["descr.0.weight"][5, 1 * 64 + 0 * 8 + 2] = 1.0
     k = np.asarray(from_torch(sd, "tfeat").get_layer("descr_0").kernel)
     assert k[(0 * 8 + 2) * 64 + 1, 5] == 1.0 and np.count_nonzero(k) == 1
 
 
 def test_conv_kernel_layout_by_hand():
-    sd = {"features.1.weight": np.zeros((32, 1, 7, 7)), "features.1.bias": np.zeros(32),
-          "features.4.weight": np.zeros((64, 32, 6, 6)), "features.4.bias": np.zeros(64),
-          "descr.0.weight": np.zeros((128, 4096)), "descr.0.bias": np.zeros(128)}
+    sd = {
+        "features.1.weight": np.zeros((32, 1, 7, 7)),
+        "features.1.bias": np.zeros(32),
+        "features.4.weight": np.zeros((64, 32, 6, 6)),
+        "features.4.bias": np.zeros(64),
+        "descr.0.weight": np.zeros((128, 4096)),
+        "descr.0.bias": np.zeros(128),
+    }
     sd["features.4.weight"][7, 3, 1, 4] = 2.0  # out 7, in 3, row 1, col 4
     k = np.asarray(from_torch(sd, "tfeat").get_layer("features_4").kernel)
     assert k.shape == (6, 6, 32, 64) and k[1, 4, 3, 7] == 2.0 and np.count_nonzero(k) == 1
@@ -177,10 +203,14 @@ def test_conv_kernel_layout_by_hand():
 
 def test_hand_worked_normalisations():
     x = np.array([1, 2, 3, 6], np.float32).reshape(1, 2, 2, 1)  # mean 3, population var 3.5, sample var 14/3
-    np.testing.assert_allclose(np.asarray(InstanceNorm(epsilon=0.5)(x)).ravel(), (np.array([1, 2, 3, 6]) - 3) / 2.0,
-                               rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(PatchStandardize(epsilon=0.0, ddof=1)(x)).ravel(),
-                               (np.array([1, 2, 3, 6]) - 3) / np.sqrt(14 / 3), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(InstanceNorm(epsilon=0.5)(x)).ravel(), (np.array([1, 2, 3, 6]) - 3) / 2.0, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(PatchStandardize(epsilon=0.0, ddof=1)(x)).ravel(),
+        (np.array([1, 2, 3, 6]) - 3) / np.sqrt(14 / 3),
+        rtol=1e-6,
+    )
 
 
 def test_checkpoint_errors_name_the_problem(tmp_path):
@@ -191,7 +221,9 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
         from_torch({k: v for k, v in sd.items() if k != "descr.0.bias"}, "tfeat")
     with pytest.raises(DataError, match=r"missing key 'features.0.weight' \(the \(32, 1, 3, 3\).*wrong arch"):
         from_torch(sd, "hardnet")
-    with pytest.raises(DataError, match=r"'descr.0.weight' has shape \(64, 4096\), the architecture needs \(128, 4096\)"):
+    with pytest.raises(
+        DataError, match=r"'descr.0.weight' has shape \(64, 4096\), the architecture needs \(128, 4096\)"
+    ):
         from_torch({**sd, "descr.0.weight": torch.zeros(64, 4096)}, "tfeat")
     with pytest.raises(DataError, match="unexpected keys.*'extra.weight'"):
         from_torch({**sd, "extra.weight": torch.zeros(3)}, "tfeat")
@@ -207,8 +239,9 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}}, wrapped)
     x = _patches(n=2)
-    np.testing.assert_allclose(from_torch(wrapped, "tfeat").predict(x[..., None], verbose=0),
-                               _torch_out(net.eval(), x), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        from_torch(wrapped, "tfeat").predict(x[..., None], verbose=0), _torch_out(net.eval(), x), rtol=0, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -216,8 +249,11 @@ def test_ports_round_trip_keras_file(arch, tmp_path):
     m = torch_port(arch)
     rng = np.random.default_rng(0)
     for w in m.weights:  # non-trivial weights everywhere (variances positive)
-        w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32) if "variance" in w.path
-                 else rng.normal(0, 0.1, w.shape).astype(np.float32))
+        w.assign(
+            rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+            if "variance" in w.path
+            else rng.normal(0, 0.1, w.shape).astype(np.float32)
+        )
     p = tmp_path / f"{arch}.keras"
     m.save(p)
     back = keras.saving.load_model(p, compile=False)
@@ -234,8 +270,19 @@ def test_saved_port_runs_in_hpatches_eval(tiny_dataset, tmp_path, capsys):
     from_torch(torch_reference("tfeat").state_dict(), "tfeat").save(tmp_path / "tfeat.keras")
     from hpatches_kit.cli.eval import main
 
-    rc = main(["--data", str(tiny_dataset), "--model", str(tmp_path / "tfeat.keras"), "--task", "matching",
-               "--json", str(tmp_path / "r.json"), "--no-progress"])
+    rc = main(
+        [
+            "--data",
+            str(tiny_dataset),
+            "--model",
+            str(tmp_path / "tfeat.keras"),
+            "--task",
+            "matching",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     import json
 

@@ -11,8 +11,14 @@ from safetensors.numpy import save_file
 from scipy.special import erf
 
 from hpatches_kit.data import DataError
-from hpatches_kit.models.vit import (BottleneckAdapter, expected_adapter_params, get_preset, load_hf_weights,
-                                     parameter_report, vit_adapter)
+from hpatches_kit.models.vit import (
+    BottleneckAdapter,
+    expected_adapter_params,
+    get_preset,
+    load_hf_weights,
+    parameter_report,
+    vit_adapter,
+)
 from hpatches_kit.models.vit.hf import weight_map
 
 
@@ -20,8 +26,7 @@ def n_params(ws):
     return int(sum(np.prod(w.shape) for w in ws))
 
 
-@pytest.mark.parametrize("m,want", [(8, 313_536), (16, 608_640), (32, 1_198_848), (64, 2_379_264),
-                                    (128, 4_740_096)])
+@pytest.mark.parametrize("m,want", [(8, 313_536), (16, 608_640), (32, 1_198_848), (64, 2_379_264), (128, 4_740_096)])
 def test_vit_b16_trainable_count(m, want):
     model = vit_adapter("vit-b16", bottleneck=m)
     assert want == 36_888 * m + 18_432
@@ -86,16 +91,26 @@ def test_only_adapters_change_when_training():
     train = {v.path: v.numpy().copy() for v in model.trainable_weights}
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     rng = np.random.default_rng(0)
-    model.fit(rng.uniform(-1, 1, (8, 32, 32, 3)).astype("f4"), rng.normal(size=(8, 8)).astype("f4"),
-              epochs=2, batch_size=4, verbose=0)
+    model.fit(
+        rng.uniform(-1, 1, (8, 32, 32, 3)).astype("f4"),
+        rng.normal(size=(8, 8)).astype("f4"),
+        epochs=2,
+        batch_size=4,
+        verbose=0,
+    )
     for v in model.non_trainable_weights:
         np.testing.assert_array_equal(v.numpy(), frozen[v.path])
     assert all(not np.array_equal(v.numpy(), train[v.path]) for v in model.trainable_weights)
 
 
-@pytest.mark.parametrize("kw", [dict(bottleneck=4), dict(bottleneck=4, train_layernorms=True, head=12,
-                                                             pooling="gem", normalize=True),
-                                dict(bottleneck=2, pooling="mean", adapter_activation="relu")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(bottleneck=4),
+        dict(bottleneck=4, train_layernorms=True, head=12, pooling="gem", normalize=True),
+        dict(bottleneck=2, pooling="mean", adapter_activation="relu"),
+    ],
+)
 def test_keras_round_trip(tmp_path, kw):
     model = vit_adapter("vit-tiny", **kw)
     for v in model.trainable_weights:  # move adapters away from init so the round trip is meaningful
@@ -110,6 +125,7 @@ def test_keras_round_trip(tmp_path, kw):
 
 
 # ---------------------------------------------------------------- Hugging Face checkpoint + NumPy reference
+
 
 def make_hf_tensors(cfg, rng, prefix="vit.", extras=True):
     D, C, p, F = cfg.hidden_size, cfg.channels, cfg.patch_size, cfg.mlp_dim
@@ -159,9 +175,11 @@ def np_vit(images, t, cfg, prefix="vit."):
         toks = []
         for r in range(g):
             for c in range(g):
-                patch = chw[:, r * p:(r + 1) * p, c * p:(c + 1) * p]
-                toks.append(np.tensordot(W, patch, axes=([1, 2, 3], [0, 1, 2]))
-                            + t[prefix + "embeddings.patch_embeddings.projection.bias"])
+                patch = chw[:, r * p : (r + 1) * p, c * p : (c + 1) * p]
+                toks.append(
+                    np.tensordot(W, patch, axes=([1, 2, 3], [0, 1, 2]))
+                    + t[prefix + "embeddings.patch_embeddings.projection.bias"]
+                )
         x = np.concatenate([t[prefix + "embeddings.cls_token"][0], np.array(toks)], 0)
         x = x + t[prefix + "embeddings.position_embeddings"][0]
         for i in range(cfg.num_layers):
@@ -196,10 +214,21 @@ def tiny_ckpt(tmp_path):
     path = tmp_path / "ckpt" / "model.safetensors"
     path.parent.mkdir()
     save_file(tensors, str(path))
-    (path.parent / "config.json").write_text(json.dumps({
-        "hidden_size": cfg.hidden_size, "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
-        "intermediate_size": cfg.mlp_dim, "patch_size": cfg.patch_size, "image_size": cfg.image_size,
-        "num_channels": 3, "layer_norm_eps": 1e-12, "hidden_act": "gelu"}))
+    (path.parent / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": cfg.hidden_size,
+                "num_hidden_layers": cfg.num_layers,
+                "num_attention_heads": cfg.num_heads,
+                "intermediate_size": cfg.mlp_dim,
+                "patch_size": cfg.patch_size,
+                "image_size": cfg.image_size,
+                "num_channels": 3,
+                "layer_norm_eps": 1e-12,
+                "hidden_act": "gelu",
+            }
+        )
+    )
     return cfg, tensors, path
 
 
@@ -223,9 +252,16 @@ def test_hf_checkpoint_matches_numpy_vit(tiny_ckpt, tmp_path):
     keys = sorted(bare)
     save_file({k: bare[k] for k in keys[:10]}, str(shard / "model-00001-of-00002.safetensors"))
     save_file({k: bare[k] for k in keys[10:]}, str(shard / "model-00002-of-00002.safetensors"))
-    (shard / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
-        k: ("model-00001-of-00002.safetensors" if i < 10 else "model-00002-of-00002.safetensors")
-        for i, k in enumerate(keys)}}))
+    (shard / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "weight_map": {
+                    k: ("model-00001-of-00002.safetensors" if i < 10 else "model-00002-of-00002.safetensors")
+                    for i, k in enumerate(keys)
+                }
+            }
+        )
+    )
     m2 = vit_adapter("vit-tiny", bottleneck=0, weights=shard)
     np.testing.assert_allclose(m2.predict(x, verbose=0), np_vit(x, bare, cfg, prefix=""), rtol=1e-4, atol=1e-4)
 
@@ -263,9 +299,18 @@ def test_hf_checkpoint_errors_are_loud(tiny_ckpt, tmp_path):
     for v, b in zip(model.weights, before):
         np.testing.assert_array_equal(v.numpy(), b)
     # config.json with another head count is refused
-    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({
-        "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-        "patch_size": 8, "image_size": 32}))
+    (tmp_path / "ckpt" / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "patch_size": 8,
+                "image_size": 32,
+            }
+        )
+    )
     with pytest.raises(DataError, match="4 attention heads, model has 2"):
         load_hf_weights(model, tmp_path / "ckpt")
 

@@ -24,19 +24,28 @@ def captured(monkeypatch):
 
 
 def _results():
-    curve = {"fpr": np.linspace(0, 1, 5), "tpr": np.linspace(0.5, 1, 5), "recall": np.linspace(0, 1, 5),
-             "precision": np.linspace(1, 0.5, 5)}
+    curve = {
+        "fpr": np.linspace(0, 1, 5),
+        "tpr": np.linspace(0.5, 1, 5),
+        "recall": np.linspace(0, 1, 5),
+        "precision": np.linspace(1, 0.5, 5),
+    }
     return {
         "meta": {"split": "a", "sequences": 2, "tracks": 100},
-        "verification": {"table": {v: {n: {"auc": 90.0 + i, "ap": 80.0 + i} for n in ("intra", "inter")}
-                                   for i, v in enumerate("eht")},
-                         "curves": {v: {n: curve for n in ("intra", "inter")} for v in "eht"},
-                         "headline": {"value": 81.0}},
-        "retrieval": {"pool_sizes": [100, 500, 1000, 5000, 10000, 15000, 20000],
-                      "table": {v: {str(p): 90.0 - p / 1000 for p in (100, 500, 1000, 5000, 10000, 15000, 20000)}
-                                for v in "eht"},
-                      "per_variant": {v: 85.0 for v in "eht"}, "effective_pool_max": 1205,
-                      "headline": {"value": 85.0}},
+        "verification": {
+            "table": {
+                v: {n: {"auc": 90.0 + i, "ap": 80.0 + i} for n in ("intra", "inter")} for i, v in enumerate("eht")
+            },
+            "curves": {v: {n: curve for n in ("intra", "inter")} for v in "eht"},
+            "headline": {"value": 81.0},
+        },
+        "retrieval": {
+            "pool_sizes": [100, 500, 1000, 5000, 10000, 15000, 20000],
+            "table": {v: {str(p): 90.0 - p / 1000 for p in (100, 500, 1000, 5000, 10000, 15000, 20000)} for v in "eht"},
+            "per_variant": {v: 85.0 for v in "eht"},
+            "effective_pool_max": 1205,
+            "headline": {"value": 85.0},
+        },
     }
 
 
@@ -67,8 +76,10 @@ def test_compare_figure_explains_its_markers(tmp_path, captured):
     from hpatches_kit.plots.eval import plot_hpatches_bars
 
     r = _results()
-    r["matching"] = {"table": {v: {"illum": 50.0, "view": 60.0, "all": 55.0} for v in "eht"},
-                     "headline": {"value": 55.0}}
+    r["matching"] = {
+        "table": {v: {"illum": 50.0, "view": 60.0, "all": 55.0} for v in "eht"},
+        "headline": {"value": 55.0},
+    }
     r["retrieval"]["headline"] = {"value": 99.9}
     plot_hpatches_bars([("a", r), ("b", r)], tmp_path / "c.png")
     fig = captured[0]
@@ -85,8 +96,14 @@ def test_compare_figure_explains_its_markers(tmp_path, captured):
 def test_training_curves_titles_and_collapse_level(tmp_path, captured):
     from hpatches_kit.plots.training import plot_training_curves
 
-    h = {"epoch": [1, 2, 3], "loss": [0.9, 0.7, 0.6], "epoch_wall_s": [7.0, 7.1, 6.9],
-         "descriptor_spread": [0.5, 0.6, 0.7], "pca_dims_90": [10.0, 12.0, 14.0], "pca_dims_99": [30.0, 32.0, 35.0]}
+    h = {
+        "epoch": [1, 2, 3],
+        "loss": [0.9, 0.7, 0.6],
+        "epoch_wall_s": [7.0, 7.1, 6.9],
+        "descriptor_spread": [0.5, 0.6, 0.7],
+        "pca_dims_90": [10.0, 12.0, 14.0],
+        "pca_dims_99": [30.0, 32.0, 35.0],
+    }
     plot_training_curves(h, tmp_path / "t.png", levels={"descriptor_spread": (0.05, "collapse level")}, vector=True)
     fig = captured[0]
     titles = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}

@@ -77,7 +77,7 @@ def test_conv_batch_norm_statistics_are_per_channel_over_batch_and_positions():
     reestimate_batch_norm(m, [x[:6], x[6:]])
     k, b = conv.get_weights()
     # NumPy valid convolution (cross-correlation) over every 3x3 window
-    win = np.stack([x[:, i:i + 4, j:j + 4, 0] for i in range(3) for j in range(3)], -1).astype(np.float64)
+    win = np.stack([x[:, i : i + 4, j : j + 4, 0] for i in range(3) for j in range(3)], -1).astype(np.float64)
     h = win @ k.reshape(9, 3) + b  # (10, 4, 4, 3)
     np.testing.assert_allclose(m.get_layer("bn").moving_mean.numpy(), h.reshape(-1, 3).mean(0), rtol=1e-4)
     np.testing.assert_allclose(m.get_layer("bn").moving_variance.numpy(), h.reshape(-1, 3).var(0), rtol=1e-3)

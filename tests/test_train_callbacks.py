@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 
 from hpatches_kit.data import DataError
-from hpatches_kit.models import L2Normalize
 from hpatches_kit.losses import BatchHardTripletLoss
-from hpatches_kit.training import (AtomicCheckpoint, CollapseDetector, CurriculumTripletLoss, MiningCurriculum,
-                                   ReplicaLoss, descriptor_dataset, descriptor_spread, load_resume)
+from hpatches_kit.models import L2Normalize
+from hpatches_kit.training import (
+    AtomicCheckpoint,
+    CollapseDetector,
+    CurriculumTripletLoss,
+    MiningCurriculum,
+    ReplicaLoss,
+    descriptor_dataset,
+    descriptor_spread,
+    load_resume,
+)
 from hpatches_kit.training.callbacks import CollapseWarning, MetricsLogger
 
 
@@ -55,12 +63,17 @@ def test_curriculum_loss_matches_numpy_loops():
     soft = CurriculumTripletLoss(hard_weight=1.0, soft=True)
     assert float(soft(labels, e)) == pytest.approx(np.log1p(np.exp(hp - hn)).mean(), rel=1e-4)
     # ReplicaLoss outside a strategy is the wrapped (unscaled) loss; int64 ids beyond float32 precision stay exact
-    big = (labels + 2 ** 40).astype(np.int64)
+    big = (labels + 2**40).astype(np.int64)
     wrapped = ReplicaLoss(CurriculumTripletLoss(margin=1.0, hard_weight=1.0), global_batch=True)
     assert float(wrapped(big, e)) == pytest.approx(_np_losses(labels, e, 1.0)[0], rel=1e-4)
     # serialisable (config round trip keeps the weight, the wrapped loss and its options)
     cur = CurriculumTripletLoss(margin=0.5, hard_weight=0.25, views_per_track=3, distance_metric="squared-L2")
-    for loss in (cur, BatchHardTripletLoss(0.5), ReplicaLoss(BatchHardTripletLoss(0.5), global_batch=True), ReplicaLoss(cur)):
+    for loss in (
+        cur,
+        BatchHardTripletLoss(0.5),
+        ReplicaLoss(BatchHardTripletLoss(0.5), global_batch=True),
+        ReplicaLoss(cur),
+    ):
         again = keras.losses.deserialize(keras.losses.serialize(loss))
         assert type(again) is type(loss)
         assert float(again(labels, e)) == pytest.approx(float(loss(labels, e)), rel=1e-6)
@@ -123,7 +136,7 @@ class _FixedEmbeddings:
 def _spread_embeddings(spread, n=64, dim=4):
     """``n`` descriptors whose root total variance is exactly ``spread`` (two antipodal points scaled)."""
     e = np.zeros((n, dim))
-    e[: n // 2, 0], e[n // 2:, 0] = spread, -spread
+    e[: n // 2, 0], e[n // 2 :, 0] = spread, -spread
     assert descriptor_spread(e) == pytest.approx(spread, rel=1e-12)
     return e + 0.3  # a common offset changes no spread
 
@@ -217,15 +230,26 @@ def test_checkpoint_resume_continues_epochs_and_optimizer(tmp_path):
 
     part = _small_model()
     with pytest.raises(KeyboardInterrupt):
-        part.fit(data(), steps_per_epoch=steps, epochs=2, verbose=0,
-                 callbacks=[AtomicCheckpoint(tmp_path / "b"), _Interrupt()])
+        part.fit(
+            data(),
+            steps_per_epoch=steps,
+            epochs=2,
+            verbose=0,
+            callbacks=[AtomicCheckpoint(tmp_path / "b"), _Interrupt()],
+        )
     state = json.loads((tmp_path / "b" / "state.json").read_text())
     assert state["epoch"] == 1
     assert not list((tmp_path / "b").glob(".*tmp*"))  # no temp files left behind
     res = load_resume(tmp_path / "b")
     assert res.initial_epoch == 1 and int(res.model.optimizer.iterations.numpy()) == steps
-    res.model.fit(data(skip=steps * res.initial_epoch), steps_per_epoch=steps, epochs=2,
-                  initial_epoch=res.initial_epoch, verbose=0, callbacks=[AtomicCheckpoint(tmp_path / "b")])
+    res.model.fit(
+        data(skip=steps * res.initial_epoch),
+        steps_per_epoch=steps,
+        epochs=2,
+        initial_epoch=res.initial_epoch,
+        verbose=0,
+        callbacks=[AtomicCheckpoint(tmp_path / "b")],
+    )
     assert int(res.model.optimizer.iterations.numpy()) == 2 * steps
     assert json.loads((tmp_path / "b" / "state.json").read_text())["epoch"] == 2
     for a, b in zip(full.weights, res.model.weights):
@@ -289,8 +313,9 @@ def test_metrics_logger_keeps_every_metric_aligned_with_epochs(tmp_path):
     walls = log.history.pop("epoch_wall_s")
     assert walls[:2] == [None, None] and all(w >= 0 for w in walls[2:]) and len(walls) == 4
     assert log.history == want
-    assert {k: v for k, v in json.loads((tmp_path / "h.json").read_text())["history"].items()
-            if k != "epoch_wall_s"} == want
+    assert {
+        k: v for k, v in json.loads((tmp_path / "h.json").read_text())["history"].items() if k != "epoch_wall_s"
+    } == want
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert _logged(want["epoch"], want["val_loss"]) == ([3], [2.5])
     assert _logged([1, 2, 3], [1.0, float("nan"), 0.5]) == ([1, 3], [1.0, 0.5])

@@ -56,7 +56,9 @@ def test_spread_and_pca_dims_reach_history_json_and_the_curves(tmp_path):
     saved = json.loads((run.out / "history.json").read_text())
     h = saved["history"]
     assert h["descriptor_spread"] == pytest.approx(det.spreads)
-    assert h["pca_dims_90"] == [float(a) for a, _ in det.pca_dims] and h["pca_dims_99"] == [float(b) for _, b in det.pca_dims]
+    assert h["pca_dims_90"] == [float(a) for a, _ in det.pca_dims] and h["pca_dims_99"] == [
+        float(b) for _, b in det.pca_dims
+    ]
     assert all(1 <= a <= b <= 8 for a, b in det.pca_dims)
     assert saved["reference_levels"]["descriptor_spread"]["value"] == 0.05
     png, pdf = run.out / "training_curves.png", run.out / "training_curves.pdf"

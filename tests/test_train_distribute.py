@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent(r'''
+SCRIPT = textwrap.dedent(r"""
 import json, os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
@@ -132,14 +132,20 @@ try:
 except ValueError:
     out["odd_ok"] = False
 print("RESULT" + json.dumps(out))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
 def result():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow")
-    p = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     line = [l for l in p.stdout.splitlines() if l.startswith("RESULT")]
     assert p.returncode == 0 and line, p.stderr[-3000:]
     return json.loads(line[0][6:])

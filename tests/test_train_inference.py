@@ -11,7 +11,6 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from conftest import write_dataset
 
 
@@ -20,12 +19,14 @@ def _views(n, p, rng):
     pixels (L2 on intensities) are a weak descriptor while a patch-normalising network can learn invariance."""
     import cv2
 
-    base = np.stack([cv2.GaussianBlur(b, (0, 0), 1.2) for b in rng.normal(128, 60, (n, p + 4, p + 4)).astype(np.float32)])
+    base = np.stack(
+        [cv2.GaussianBlur(b, (0, 0), 1.2) for b in rng.normal(128, 60, (n, p + 4, p + 4)).astype(np.float32)]
+    )
     out = np.empty((n, 16, p, p), np.float32)
     for i in range(n):
         for v in range(16):
             dy, dx = rng.integers(1, 4, 2)
-            crop = base[i, dy:dy + p, dx:dx + p]
+            crop = base[i, dy : dy + p, dx : dx + p]
             out[i, v] = rng.uniform(0.4, 1.6) * (crop - 128) + 128 + rng.uniform(-70, 70) + rng.normal(0, 10, (p, p))
     return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -42,9 +43,36 @@ def trained(tmp_path_factory):
 
     p = argparse.ArgumentParser()
     train_descriptor.configure(p)
-    argv = ["--data", str(root), "--batch-size", "32", "--views", "2", "--steps-per-epoch", "100", "--epochs", "3",
-            "--patch-size", "16", "--dim", "32", "--dropout", "0", "--lr", "0.003", "--out", str(out),
-            "--verbose", "0", "--mixed-precision", "float32", "--collapse", "off", "--seed", "0"]
+    argv = [
+        "--data",
+        str(root),
+        "--batch-size",
+        "32",
+        "--views",
+        "2",
+        "--steps-per-epoch",
+        "100",
+        "--epochs",
+        "3",
+        "--patch-size",
+        "16",
+        "--dim",
+        "32",
+        "--dropout",
+        "0",
+        "--lr",
+        "0.003",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--mixed-precision",
+        "float32",
+        "--collapse",
+        "off",
+        "--seed",
+        "0",
+    ]
     assert train_descriptor.run(p.parse_args(argv)) == 0
     return root, out
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import make_tracks
 
 from hpatches_kit import losses
 from hpatches_kit.data.errors import DataError
@@ -20,8 +21,6 @@ from hpatches_kit.models.joint import denoise_describe, is_joint, joint_parts, j
 from hpatches_kit.training import descriptor_dataset
 from hpatches_kit.training.joint import compile_joint, load_joint_start, train_joint
 from hpatches_kit.training.pipelines import joint_dataset
-
-from conftest import make_tracks
 
 REPO = Path(__file__).resolve().parents[1]
 UNET = REPO / "models" / "unet-shallow-embedded.keras"  # a MAE-trained U-Net: its outputs are in [0, 255]
@@ -58,6 +57,7 @@ def _batch_hard_loop(labels, emb, margin=1.0):
 
 
 # -- the model -------------------------------------------------------------------------------------------
+
 
 def test_joint_model_round_trips_and_evaluates_on_raw_noisy_patches(tmp_path):
     joint = _small_joint()
@@ -100,6 +100,7 @@ def test_bad_inputs_name_the_problem(tmp_path):
 
 
 # -- the objective ---------------------------------------------------------------------------------------
+
 
 def _loss_and_grads(tm, x, y):
     with tf.GradientTape() as tape:
@@ -173,16 +174,19 @@ def test_train_joint_trains_both_parts():
     joint = _small_joint(seed=1)
     den, desc = joint_parts(joint)
     before = [w.copy() for w in den.get_weights()], [w.copy() for w in desc.get_weights()]
-    joint2, hist = train_joint(noisy, clean, joint, recon_weight=0.05, tracks_per_batch=4, views=2, epochs=2,
-                               steps_per_epoch=2, seed=0)
+    joint2, hist = train_joint(
+        noisy, clean, joint, recon_weight=0.05, tracks_per_batch=4, views=2, epochs=2, steps_per_epoch=2, seed=0
+    )
     assert joint2 is joint and len(hist["loss"]) == 2 and len(hist["epoch_wall_s"]) == 2
-    np.testing.assert_allclose(hist["loss"], np.array(hist["descriptor_loss"]) + 0.05 * np.array(hist["denoised_loss"]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        hist["loss"], np.array(hist["descriptor_loss"]) + 0.05 * np.array(hist["denoised_loss"]), rtol=1e-5
+    )
     for old, new in zip(before, (den.get_weights(), desc.get_weights())):
         assert any(not np.array_equal(a, b) for a, b in zip(old, new))
 
 
 # -- the batches -----------------------------------------------------------------------------------------
+
 
 def test_joint_batches_pair_each_noisy_patch_with_its_clean_twin():
     rng = np.random.default_rng(6)
@@ -225,20 +229,42 @@ def test_joint_batches_augment_both_twins_alike():
 
 # -- hpatches-train descriptor --joint, then hpatches-eval --model on the noisy patches --------------------
 
+
 def test_descriptor_cli_joint_end_to_end_resume_and_eval(tmp_path, capsys):
     import argparse
     import json
 
     from conftest import write_split_dataset
+
     from hpatches_kit.cli import eval as eval_cli
     from hpatches_kit.cli import train_descriptor
 
-    data = write_split_dataset(tmp_path / "nh", {"i_a": 14, "v_b": 12, "i_c": 10, "v_d": 8}, 32,
-                               np.random.default_rng(0), 2, noise_sigma=20)
+    data = write_split_dataset(
+        tmp_path / "nh", {"i_a": 14, "v_b": 12, "i_c": 10, "v_d": 8}, 32, np.random.default_rng(0), 2, noise_sigma=20
+    )
     out = tmp_path / "joint"
-    base = ["--data", str(data), "--noisy", "--denoiser", str(UNET), "--joint", "--recon-weight", "0.1",
-            "--batch-size", "16", "--steps-per-epoch", "2", "--dim", "32", "--out", str(out), "--verbose", "0",
-            "--mixed-precision", "float32"]
+    base = [
+        "--data",
+        str(data),
+        "--noisy",
+        "--denoiser",
+        str(UNET),
+        "--joint",
+        "--recon-weight",
+        "0.1",
+        "--batch-size",
+        "16",
+        "--steps-per-epoch",
+        "2",
+        "--dim",
+        "32",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--mixed-precision",
+        "float32",
+    ]
 
     def run(argv):
         p = argparse.ArgumentParser()
@@ -252,9 +278,12 @@ def test_descriptor_cli_joint_end_to_end_resume_and_eval(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     h = m["history"]
     assert h["epoch"] == [1, 2] and all(len(h[k]) == 2 for k in ("loss", "descriptor_loss", "denoised_loss"))
-    np.testing.assert_allclose(h["loss"], np.array(h["descriptor_loss"]) + 0.1 * np.array(h["denoised_loss"]),
-                               rtol=1e-4)
-    assert m["joint"]["recon_weight"] == 0.1 and m["heldout_denoise"]["mae_denoised"] < m["heldout_denoise"]["mae_noisy"]
+    np.testing.assert_allclose(
+        h["loss"], np.array(h["descriptor_loss"]) + 0.1 * np.array(h["denoised_loss"]), rtol=1e-4
+    )
+    assert (
+        m["joint"]["recon_weight"] == 0.1 and m["heldout_denoise"]["mae_denoised"] < m["heldout_denoise"]["mae_noisy"]
+    )
     model = keras.models.load_model(out / "model.keras", compile=False)
     assert is_joint(model) and model.output_shape == (None, 32)
     head = m["evaluation"]["headline"]
@@ -262,8 +291,22 @@ def test_descriptor_cli_joint_end_to_end_resume_and_eval(tmp_path, capsys):
     capsys.readouterr()
     # the saved model is one descriptor for hpatches-eval: raw noisy patches in, no --denoiser
     res_path = tmp_path / "res.json"
-    assert eval_cli.main(["--task", "all", "--data", str(data), "--model", str(out / "model.keras"), "--noisy",
-                          "--json", str(res_path)]) == 0
+    assert (
+        eval_cli.main(
+            [
+                "--task",
+                "all",
+                "--data",
+                str(data),
+                "--model",
+                str(out / "model.keras"),
+                "--noisy",
+                "--json",
+                str(res_path),
+            ]
+        )
+        == 0
+    )
     res = json.loads(res_path.read_text())
     assert all(np.isfinite(res[t]["headline"]["value"]) for t in head)
 
@@ -286,6 +329,7 @@ def test_joint_options_are_checked_before_any_work(tmp_path):
 
 
 # -- the U-Net's own learning rate (training/joint.unet_lr_optimizer) --------------------------------------------
+
 
 def _numpy_adam(w, grads, lrs, b1=0.9, b2=0.999, eps=1e-7):
     """Keras' Adam by hand (float64): step t uses lr ``lrs[t]`` and bias corrections of step t + 1."""
@@ -333,8 +377,18 @@ def test_train_joint_unet_lr_scale_zero_freezes_the_unet_in_fit():
     den, desc = joint_parts(model)
     u0 = [w.copy() for w in den.get_weights()]
     d0 = [w.copy() for w in desc.get_weights()]
-    train_joint(noisy, clean, model, tracks_per_batch=8, views=2, epochs=1, steps_per_epoch=2, recon_weight=0.1,
-                unet_lr_scale=0.0, unet_warmup_steps=3)
+    train_joint(
+        noisy,
+        clean,
+        model,
+        tracks_per_batch=8,
+        views=2,
+        epochs=1,
+        steps_per_epoch=2,
+        recon_weight=0.1,
+        unet_lr_scale=0.0,
+        unet_warmup_steps=3,
+    )
     for a, b in zip(u0, den.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert any(not np.allclose(a, b) for a, b in zip(d0, desc.get_weights()))

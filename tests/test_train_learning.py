@@ -2,10 +2,10 @@
 
 import keras
 import numpy as np
-
 from conftest import make_tracks
-from hpatches_kit.models import l2net, shallow_unet
+
 from hpatches_kit.losses import BatchHardTripletLoss
+from hpatches_kit.models import l2net, shallow_unet
 from hpatches_kit.training import denoise_dataset, descriptor_dataset
 
 

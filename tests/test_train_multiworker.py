@@ -18,12 +18,10 @@ loss, per-worker mining and global-batch mining (``GlobalBatchLoss``). It shows:
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_split_dataset
 from multiworker_harness import LocalCluster
 
@@ -38,15 +36,50 @@ def _weights(path):
 
 
 def _cli(*extra):
-    return ["-m", "hpatches_kit.cli.train", "descriptor", "--strategy", "multiworker", "--batch-size", str(S * K),
-            "--views", str(K), "--patch-size", str(P), "--dim", str(DIM), "--dropout", "0", "--margin", str(MARGIN),
-            "--lr", str(LR), "--steps-per-epoch", str(STEPS), "--epochs", str(EPOCHS), "--seed", str(SEED),
-            "--mixed-precision", "float32", "--jit", "off", "--verbose", "0", "--no-eval", *extra]
+    return [
+        "-m",
+        "hpatches_kit.cli.train",
+        "descriptor",
+        "--strategy",
+        "multiworker",
+        "--batch-size",
+        str(S * K),
+        "--views",
+        str(K),
+        "--patch-size",
+        str(P),
+        "--dim",
+        str(DIM),
+        "--dropout",
+        "0",
+        "--margin",
+        str(MARGIN),
+        "--lr",
+        str(LR),
+        "--steps-per-epoch",
+        str(STEPS),
+        "--epochs",
+        str(EPOCHS),
+        "--seed",
+        str(SEED),
+        "--mixed-precision",
+        "float32",
+        "--jit",
+        "off",
+        "--verbose",
+        "0",
+        "--no-eval",
+        *extra,
+    ]
 
 
 def _env(dump, hang=0):
-    return {"TF_NUM_INTRAOP_THREADS": "1", "PYTHONPATH": SITE, "HPATCHES_KIT_TEST_DUMP": str(dump),
-            "HPATCHES_KIT_TEST_HANG_AFTER_EPOCH": str(hang)}
+    return {
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "PYTHONPATH": SITE,
+        "HPATCHES_KIT_TEST_DUMP": str(dump),
+        "HPATCHES_KIT_TEST_HANG_AFTER_EPOCH": str(hang),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +174,12 @@ def reference(runs):
 
     tracks = hpatches_tracks(runs["data"], "a", size=P).train  # what the command trains on, in its order
     init1, init2 = _weights(runs["base"] / "dump1" / "init.npz"), _weights(runs["base"] / "dump2" / "init.npz")
-    return {"local": reference_steps(tracks, init1, EPOCHS * STEPS, False),
-            "global": reference_steps(tracks, init2, EPOCHS * STEPS, True), "init": init1, "init2": init2}
+    return {
+        "local": reference_steps(tracks, init1, EPOCHS * STEPS, False),
+        "global": reference_steps(tracks, init2, EPOCHS * STEPS, True),
+        "init": init1,
+        "init2": init2,
+    }
 
 
 def test_no_stray_processes(runs):
@@ -189,8 +226,9 @@ def test_global_mining_equals_one_process_and_differs_from_per_worker(runs, refe
     assert_close(ck1.get_weights(), ref[STEPS - 1])  # the checkpoint the kill left behind
     assert_close(_weights(runs["base"] / "dump3" / "worker-0.npz"), ref[-1])  # after the resume
     # the comparison can fail: global mining is another objective than per-worker mining on the same batches
-    np.testing.assert_array_equal(np.concatenate([a.ravel() for a in reference["init"]]),
-                                  np.concatenate([a.ravel() for a in reference["init2"]]))
+    np.testing.assert_array_equal(
+        np.concatenate([a.ravel() for a in reference["init"]]), np.concatenate([a.ravel() for a in reference["init2"]])
+    )
     d = _diff(ref[-1], reference["local"][0][-1])
     assert np.median(d) > 1e-4, np.median(d)  # 5x the tolerance at least (measured: 1.2e-3)
 
@@ -200,7 +238,11 @@ def test_chief_alone_writes_checkpoints_and_model(runs):
     for name in ("model.keras", "metrics.json", "history.json", "run_args.json"):
         assert (run1 / name).is_file(), name
     assert sorted(p.name for p in (run1 / "checkpoints").iterdir()) == [
-        "epoch-0001.keras", "epoch-0002.keras", "last.keras", "state.json"]
+        "epoch-0001.keras",
+        "epoch-0002.keras",
+        "last.keras",
+        "state.json",
+    ]
     assert not (runs["base"] / "run1-worker1").exists()  # worker 1's --out: not even created
 
 

@@ -6,7 +6,6 @@ The parameters are overridden the way papermill does it: a cell injected right a
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "docs" / "notebook.ipynb"
 
 SMALL = {
-    "TRAIN_SEQUENCES": 6, "EVAL_SEQUENCES": 4, "TRACKS_PER_BATCH": 32, "VIEWS": 4, "EPOCHS": 3,
-    "STEPS_PER_EPOCH": 4, "DIM": 32, "EXPORT_CSV": True,
+    "TRAIN_SEQUENCES": 6,
+    "EVAL_SEQUENCES": 4,
+    "TRACKS_PER_BATCH": 32,
+    "VIEWS": 4,
+    "EPOCHS": 3,
+    "STEPS_PER_EPOCH": 4,
+    "DIM": 32,
+    "EXPORT_CSV": True,
 }
 
-REPORT = '''import json
+REPORT = """import json
 print("REPORT " + json.dumps({"loss": [float(v) for v in history.history["loss"]], "headline": headline,
                                "device": DEVICE, "precision": PRECISION, "global_batch": GLOBAL_BATCH,
-                               "test_names": list(test_names), "out": str(out)}))'''
+                               "test_names": list(test_names), "out": str(out)}))"""
 
 
 def _cells(nb):
@@ -47,9 +52,21 @@ def test_notebook_structure():
     assert params["DOWNLOAD_HPATCHES"] is False  # the 4 GB download is opt-in
     assert code[0] is not tagged[0] and "REPO_URL" in code[0].source and "pip" in code[0].source
     src = "\n".join(c.source for c in code)
-    for needle in ("TPUStrategy", "mixed_bfloat16", "MirroredStrategy", "mixed_float16", "strategy.scope()",
-                   "%tensorboard", "AtomicCheckpoint", "CollapseDetector", "model.fit(", "evaluate(",
-                   "compare_on_real", "write_descriptor_dir", "!hpatches-data download"):
+    for needle in (
+        "TPUStrategy",
+        "mixed_bfloat16",
+        "MirroredStrategy",
+        "mixed_float16",
+        "strategy.scope()",
+        "%tensorboard",
+        "AtomicCheckpoint",
+        "CollapseDetector",
+        "model.fit(",
+        "evaluate(",
+        "compare_on_real",
+        "write_descriptor_dir",
+        "!hpatches-data download",
+    ):
         assert needle in src, needle
     # no test scaffolding in the user's path
     assert "pytest" not in src and "REPORT" not in src
@@ -66,15 +83,16 @@ def _execute(params, monkeypatch):
     # the kernel imports this checkout (the install cell then skips the pip install) and keeps to the CPU
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
     client.execute()
     if os.environ.get("HPATCHES_KIT_KEEP_NOTEBOOK"):  # inspect the executed notebook
         nbformat.write(nb, os.environ["HPATCHES_KIT_KEEP_NOTEBOOK"])
     outputs = [o for c in _cells(nb) for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     line = next(l for l in text.splitlines() if l.startswith("REPORT "))
-    return text, json.loads(line[len("REPORT "):]), outputs
+    return text, json.loads(line[len("REPORT ") :]), outputs
 
 
 @pytest.mark.slow
@@ -140,9 +158,19 @@ def test_notebook_runs_and_trains(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_notebook_optional_sections(tmp_path, monkeypatch):
     """Denoise first (N-HPatches flavour of the embedded data) and fine-tune the committed default."""
-    params = dict(SMALL, OUT=str(tmp_path / "run"), DENOISE=True, DENOISER_MODEL="models/unet-shallow-embedded.keras",
-                  FINE_TUNE=True, FINE_TUNE_EPOCHS=1, EXPORT_CSV=False, REAL_SEQUENCES=None, EPOCHS=2,
-                  TRAIN_SEQUENCES=2, EVAL_SEQUENCES=2)
+    params = dict(
+        SMALL,
+        OUT=str(tmp_path / "run"),
+        DENOISE=True,
+        DENOISER_MODEL="models/unet-shallow-embedded.keras",
+        FINE_TUNE=True,
+        FINE_TUNE_EPOCHS=1,
+        EXPORT_CSV=False,
+        REAL_SEQUENCES=None,
+        EPOCHS=2,
+        TRAIN_SEQUENCES=2,
+        EVAL_SEQUENCES=2,
+    )
     text, rep, _ = _execute(params, monkeypatch)
     out = Path(rep["out"])
     assert "/n-hpatches: 2 train sequences" in text

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hpatches_kit.training import (denoise_dataset, descriptor_dataset, descriptor_dataset_from_tfrecords,
-                                   make_sk_batch, triplet_dataset)
+from hpatches_kit.training import (
+    denoise_dataset,
+    descriptor_dataset,
+    descriptor_dataset_from_tfrecords,
+    make_sk_batch,
+    triplet_dataset,
+)
 
 
 def _tracks(t=24, p=8, seed=0):
@@ -31,7 +36,7 @@ def test_sk_batches_are_track_major_distinct_views_and_static():
         np.testing.assert_array_equal(y.numpy(), np.repeat(np.arange(S), K))
         src = [_locate(p, tracks) for p in x.numpy()[..., 0].astype(np.uint8)]
         for s in range(S):
-            group = src[s * K:(s + 1) * K]
+            group = src[s * K : (s + 1) * K]
             assert len({t for t, _ in group}) == 1  # one track per label
             assert len({v for _, v in group}) == K  # K distinct views
         seen += [src[s * K][0] for s in range(S)]
@@ -45,8 +50,11 @@ def test_views_cover_all_16_and_seed_determinism():
     c = [b[0].numpy() for b in descriptor_dataset(tracks, 5, 2, seed=8).take(30)]
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
-    views = {_locate(p, tracks)[1] for x in descriptor_dataset(tracks, 5, 2, seed=1, augment=False).take(40)
-             for p in x[0].numpy()[..., 0].astype(np.uint8)}
+    views = {
+        _locate(p, tracks)[1]
+        for x in descriptor_dataset(tracks, 5, 2, seed=1, augment=False).take(40)
+        for p in x[0].numpy()[..., 0].astype(np.uint8)
+    }
     assert views == set(range(16))
 
 
@@ -80,8 +88,12 @@ def test_geometric_augmentation_is_one_transform_per_track():
     for s in range(8):
         per_track = []
         for k in range(4):
-            cands = [(v, j) for v in range(16) for j, d in enumerate(_dihedral(tracks[s, v].astype(np.float32)))
-                     if np.array_equal(d, x[s * 4 + k])]
+            cands = [
+                (v, j)
+                for v in range(16)
+                for j, d in enumerate(_dihedral(tracks[s, v].astype(np.float32)))
+                if np.array_equal(d, x[s * 4 + k])
+            ]
             assert cands, "augmented patch is not a dihedral transform of a view of its track"
             per_track.append({j for _, j in cands})
         common = set.intersection(*per_track)
@@ -95,13 +107,16 @@ def test_tfrecord_stream_matches_source(tmp_path):
     for shard in range(2):
         with tf.io.TFRecordWriter(str(tmp_path / f"tracks-{shard:05d}-of-00002.tfrecord")) as w:
             for t in range(shard * 6, shard * 6 + 6):
-                f = {"patches": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tracks[t].tobytes()])),
-                     "track": tf.train.Feature(int64_list=tf.train.Int64List(value=[t])),
-                     "seq": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-                     "patch_size": tf.train.Feature(int64_list=tf.train.Int64List(value=[8]))}
+                f = {
+                    "patches": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tracks[t].tobytes()])),
+                    "track": tf.train.Feature(int64_list=tf.train.Int64List(value=[t])),
+                    "seq": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+                    "patch_size": tf.train.Feature(int64_list=tf.train.Int64List(value=[8])),
+                }
                 w.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
-    ds = descriptor_dataset_from_tfrecords(tmp_path, 8, tracks_per_batch=4, views=2, seed=0, augment=False,
-                                           repeat=False)
+    ds = descriptor_dataset_from_tfrecords(
+        tmp_path, 8, tracks_per_batch=4, views=2, seed=0, augment=False, repeat=False
+    )
     batches = list(ds)
     assert len(batches) == 3
     seen = []
@@ -128,7 +143,9 @@ def test_denoise_pairs_stay_aligned_under_augmentation():
 
 def test_random_triplets_follow_the_baseline_rule():
     t = 16
-    tracks = (np.arange(t)[:, None] * 16 + np.arange(16)[None, :]).astype(np.uint8)[:, :, None, None] * np.ones((1, 1, 4, 4), np.uint8)
+    tracks = (np.arange(t)[:, None] * 16 + np.arange(16)[None, :]).astype(np.uint8)[:, :, None, None] * np.ones(
+        (1, 1, 4, 4), np.uint8
+    )
     (a, p, n), y = next(iter(triplet_dataset(tracks, batch_size=64, seed=3)))
     code = lambda z: z.numpy()[:, 0, 0, 0].astype(int)  # noqa: E731
     a, p, n = code(a), code(p), code(n)

@@ -18,8 +18,10 @@ def test_cosine_decay_values():
 def test_make_optimizer_constant_and_cosine():
     assert float(make_optimizer(0.01, "constant", 3, 4).learning_rate) == pytest.approx(0.01)
     opt = make_optimizer(0.01, "cosine", 3, 4)
-    assert isinstance(opt.learning_rate, keras.optimizers.schedules.CosineDecay) or \
-        opt.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+    assert (
+        isinstance(opt.learning_rate, keras.optimizers.schedules.CosineDecay)
+        or opt.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+    )
 
 
 def test_replan_only_when_the_plan_changes():

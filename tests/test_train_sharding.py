@@ -8,8 +8,12 @@ import pytest
 import tensorflow as tf
 
 from hpatches_kit.data.tfrecord import track_example
-from hpatches_kit.training import descriptor_dataset, descriptor_dataset_from_tfrecords, shard_tracks, \
-    sharded_steps_per_epoch
+from hpatches_kit.training import (
+    descriptor_dataset,
+    descriptor_dataset_from_tfrecords,
+    shard_tracks,
+    sharded_steps_per_epoch,
+)
 
 
 def _id_tracks(t, p=4):
@@ -46,8 +50,10 @@ def test_global_batches_from_two_workers_have_unique_tracks_and_labels():
     tracks = _id_tracks(t)
     steps = sharded_steps_per_epoch(t, S, W)
     assert steps == (t // W) // (S // W) == 3
-    parts = [_epochs(descriptor_dataset(tracks, S, K, seed=5, augment=False, num_shards=W, shard_index=w), 2 * steps)
-             for w in range(W)]
+    parts = [
+        _epochs(descriptor_dataset(tracks, S, K, seed=5, augment=False, num_shards=W, shard_index=w), 2 * steps)
+        for w in range(W)
+    ]
     for n in range(2 * steps):
         xs, ys = zip(*(parts[w][n] for w in range(W)))
         for w, (x, y) in enumerate(zip(xs, ys)):
@@ -105,8 +111,9 @@ def test_tfrecord_workers_read_disjoint_shares_covering_every_track(tmp_path, fi
     _write_shards(tmp_path, t, files)
     seen = []
     for w in range(W):
-        ds = descriptor_dataset_from_tfrecords(tmp_path, 4, S, K, seed=1, augment=False, repeat=False,
-                                               num_shards=W, shard_index=w, shuffle_buffer=8)
+        ds = descriptor_dataset_from_tfrecords(
+            tmp_path, 4, S, K, seed=1, augment=False, repeat=False, num_shards=W, shard_index=w, shuffle_buffer=8
+        )
         got = []
         for x, y in ds:
             np.testing.assert_array_equal(y.numpy(), np.repeat(np.arange(w * S // W, (w + 1) * S // W), K))

@@ -49,8 +49,22 @@ def test_pair_batches_cover_pairs_and_negatives():
     np.testing.assert_array_equal(again[0][0][0], pb[0][0][0])
 
 
-COMMON = ["--preset", "vit-tiny", "--bottleneck", "4", "--batch-size", "8", "--lr", "1e-2",
-          "--verbose", "0", "--train-pairs-per-photo", "6", "--eval-pairs-per-photo", "3"]
+COMMON = [
+    "--preset",
+    "vit-tiny",
+    "--bottleneck",
+    "4",
+    "--batch-size",
+    "8",
+    "--lr",
+    "1e-2",
+    "--verbose",
+    "0",
+    "--train-pairs-per-photo",
+    "6",
+    "--eval-pairs-per-photo",
+    "3",
+]
 
 
 def _weights(path):
@@ -68,8 +82,13 @@ def test_train_outputs(tmp_path, loss):
     assert m["parameters"]["trainable"] == m["parameters"]["adapters"] == 2 * 2 * (2 * 32 * 4 + 4 + 32)
     assert set(m["final"]["accuracy"]) == {"row", "both_axes", "assignment"}
     # the run folder every hpatches-train command writes (hpatches_kit.training.run.TrainingRun)
-    for f in ("checkpoints/epoch-0001.keras", "checkpoints/last.keras", "checkpoints/state.json", "run_args.json",
-              "history.json"):
+    for f in (
+        "checkpoints/epoch-0001.keras",
+        "checkpoints/last.keras",
+        "checkpoints/state.json",
+        "run_args.json",
+        "history.json",
+    ):
         assert (out / f).is_file(), f
     assert json.loads((out / "run_args.json").read_text())["loss"] == loss
     model = keras.models.load_model(out / "model.keras")
@@ -102,7 +121,9 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, capsys):
     assert mb["epochs"][0] == epoch1  # epoch 1's record (its wall seconds too) kept, not re-measured
     steps = int(keras.models.load_model(first).optimizer.iterations.numpy())
     assert steps >= 1
-    assert int(keras.models.load_model(b / "checkpoints" / "epoch-0002.keras").optimizer.iterations.numpy()) == 2 * steps
+    assert (
+        int(keras.models.load_model(b / "checkpoints" / "epoch-0002.keras").optimizer.iterations.numpy()) == 2 * steps
+    )
     ma, mb = json.loads((a / "metrics.json").read_text()), json.loads((b / "metrics.json").read_text())
     assert [e["epoch"] for e in mb["epochs"]] == [1, 2]
     for ea, eb in zip(ma["epochs"], mb["epochs"]):
@@ -125,8 +146,9 @@ def test_pair_batches_grouped_keep_sources_together():
     assert sorted(runs) == ["a", "b", "c", "d"]  # each source appears as one contiguous run
 
 
-@pytest.mark.parametrize("bad, message", [(["--temperature", "0"], "--temperature"),
-                                          (["--train-pairs-per-photo", "0"], "pairs-per-photo")])
+@pytest.mark.parametrize(
+    "bad, message", [(["--temperature", "0"], "--temperature"), (["--train-pairs-per-photo", "0"], "pairs-per-photo")]
+)
 def test_bad_options_are_named(tmp_path, bad, message):
     from hpatches_kit.cli.train_vit import main
 

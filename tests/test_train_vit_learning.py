@@ -12,9 +12,32 @@ import json
 
 import pytest
 
-ARGS = ["--preset", "vit-mini", "--image-size", "32", "--bottleneck", "32", "--pooling", "mean", "--loss", "infonce",
-        "--epochs", "10", "--lr", "3e-3", "--batch-size", "64", "--train-pairs-per-photo", "50",
-        "--eval-pairs-per-photo", "10", "--verbose", "0", "--seed", "0"]
+ARGS = [
+    "--preset",
+    "vit-mini",
+    "--image-size",
+    "32",
+    "--bottleneck",
+    "32",
+    "--pooling",
+    "mean",
+    "--loss",
+    "infonce",
+    "--epochs",
+    "10",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "64",
+    "--train-pairs-per-photo",
+    "50",
+    "--eval-pairs-per-photo",
+    "10",
+    "--verbose",
+    "0",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")

@@ -21,5 +21,15 @@ from .registry import (
     unregister,
 )
 
-__all__ = ["Benchmark", "BUILTIN", "register", "unregister", "get", "names", "entries", "json_ready",
-           "default_format", "namespace"]
+__all__ = [
+    "Benchmark",
+    "BUILTIN",
+    "register",
+    "unregister",
+    "get",
+    "names",
+    "entries",
+    "json_ready",
+    "default_format",
+    "namespace",
+]

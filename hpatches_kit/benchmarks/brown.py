@@ -18,8 +18,11 @@ def add_arguments(p) -> None:
     p.add_argument("--pairs", default="m50_100000_100000_0.txt", help="match file (default: the 100k test pairs)")
     p.add_argument("--distance", default="L2", choices=("L2", "L1"), help="FPR95 distance (default: L2)")
     p.add_argument("--no-revisited", action="store_true", help="skip the revisited mAP (describes only paired patches)")
-    p.add_argument("--exact-mining", action="store_true",
-                   help="revisited mAP: mine a hardest negative for every anchor (not the reference code's quirks)")
+    p.add_argument(
+        "--exact-mining",
+        action="store_true",
+        help="revisited mAP: mine a hardest negative for every anchor (not the reference code's quirks)",
+    )
 
 
 def run(o) -> dict:
@@ -36,9 +39,17 @@ def run(o) -> dict:
     results, curves = [], {}
     for name in [s.strip() for s in o.subset.split(",") if s.strip()]:
         sub = open_brown(o.data, name)
-        r = evaluate_brown(sub, describer=describer, descriptors=rows, pairs=o.pairs, revisited=not o.no_revisited,
-                           reference_quirks=not o.exact_mining, distance=o.distance, progress=o.progress,
-                           keep_distances=bool(o.plots))
+        r = evaluate_brown(
+            sub,
+            describer=describer,
+            descriptors=rows,
+            pairs=o.pairs,
+            revisited=not o.no_revisited,
+            reference_quirks=not o.exact_mining,
+            distance=o.distance,
+            progress=o.progress,
+            keep_distances=bool(o.plots),
+        )
         r["descriptor"] = label
         if r.get("revisited_note"):
             log.warning("[note] %s", r["revisited_note"])
@@ -67,9 +78,14 @@ def plots(res: dict, out_dir) -> list:
 
 
 BENCHMARK = Benchmark(
-    name="brown", run=run, add_arguments=add_arguments, format=format_results, plots=plots,
+    name="brown",
+    run=run,
+    add_arguments=add_arguments,
+    format=format_results,
+    plots=plots,
     help="Brown/UBC PhotoTour: FPR95 and revisited mAP",
     description="Brown/UBC PhotoTour: FPR at 95% recall on the standard 100k pairs (--pairs for another m50_* "
-                "file) and the revisited SNN mAP (needs interest.txt); descriptors from --model, --baseline or "
-                "--descriptors FILE (.npy or CSV, one row per patch in info.txt order).",
-    aliases=(("benchmark", "brown"),))
+    "file) and the revisited SNN mAP (needs interest.txt); descriptors from --model, --baseline or "
+    "--descriptors FILE (.npy or CSV, one row per patch in info.txt order).",
+    aliases=(("benchmark", "brown"),),
+)

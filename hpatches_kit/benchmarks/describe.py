@@ -21,11 +21,14 @@ def add_describer_arguments(p, descriptors_help: str | None = None, batch_size: 
         src.add_argument("--descriptors", metavar="PATH", help=descriptors_help)
     src.add_argument("--model", metavar="FILE.keras", help="Keras descriptor model")
     src.add_argument("--baseline", choices=BASELINE_CHOICES, help="baseline descriptor (default: sift)")
-    p.add_argument("--batch-size", type=int, default=batch_size,
-                   help=f"batch size for --model (default: {batch_size})")
-    p.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
-                   help="precision --model runs in (default auto: the device's best, as training resolves it; "
-                        "float32 forces full precision)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size for --model (default: {batch_size})")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        help="precision --model runs in (default auto: the device's best, as training resolves it; "
+        "float32 forces full precision)",
+    )
 
 
 def describer_from_options(o):
@@ -37,7 +40,11 @@ def describer_from_options(o):
     from ..evaluation import get_baseline, keras_describer
 
     if getattr(o, "model", None):
-        return keras_describer(o.model, denoiser=getattr(o, "denoiser", None), batch_size=o.batch_size,
-                               precision=getattr(o, "precision", "auto")), Path(o.model).stem
+        return keras_describer(
+            o.model,
+            denoiser=getattr(o, "denoiser", None),
+            batch_size=o.batch_size,
+            precision=getattr(o, "precision", "auto"),
+        ), Path(o.model).stem
     name = getattr(o, "baseline", None) or "sift"
     return get_baseline(name), name

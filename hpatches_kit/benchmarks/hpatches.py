@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 def add_arguments(p) -> None:
     from ..evaluation import registry
 
-    p.add_argument("--task", default="all", choices=registry.names() + ("all",),
-                   help="task to run (default: all registered tasks)")
+    p.add_argument(
+        "--task", default="all", choices=registry.names() + ("all",), help="task to run (default: all registered tasks)"
+    )
     p.add_argument("--data", default=None, help="dataset folder (default: the embedded default dataset)")
     p.add_argument("--split", default="full", help="split: a, b, c (need a splits file), illum, view, full (default)")
     p.add_argument("--splits-file", default=None, help="splits.json (official format)")
@@ -27,9 +28,13 @@ def add_arguments(p) -> None:
     p.add_argument("--tasks-dir", default=None, help="folder with the official task CSVs of the split")
     p.add_argument("--distance", default="L2", choices=("L2", "L1"))
     p.add_argument("--export-csv", default=None, metavar="DIR", help="export the descriptors as CSVs (official layout)")
-    p.add_argument("--cache", default=None, choices=("auto", "off"),
-                   help="read HPatches folders through their packed cache, built on first use (default: "
-                        "$HPATCHES_KIT_CACHE or auto)")
+    p.add_argument(
+        "--cache",
+        default=None,
+        choices=("auto", "off"),
+        help="read HPatches folders through their packed cache, built on first use (default: "
+        "$HPATCHES_KIT_CACHE or auto)",
+    )
 
 
 def run(o) -> dict:
@@ -55,16 +60,30 @@ def run(o) -> dict:
         descs = read_descriptor_set(o.descriptors, names, progress=progress)
         label = Path(o.descriptors).name
     else:
-        dataset = load_dataset(o.data, split=o.split, splits_file=o.splits_file,
-                               noise=True if o.noisy else None, progress=progress, cache=getattr(o, "cache", None))
+        dataset = load_dataset(
+            o.data,
+            split=o.split,
+            splits_file=o.splits_file,
+            noise=True if o.noisy else None,
+            progress=progress,
+            cache=getattr(o, "cache", None),
+        )
         describer, label = describer_from_options(o)
         descs = compute_descriptors(dataset, describer, noisy=o.noisy, progress=progress)
     t_desc, c_desc = time.perf_counter() - t0, time.process_time() - c0  # reading (or computing) the descriptors
     if o.export_csv:
         write_descriptor_dir(o.export_csv, descs.as_dict() if hasattr(descs, "as_dict") else descs)
         log.info("descriptors exported to %s", o.export_csv)
-    results = evaluate(descs, dataset, tasks=tasks, split=o.split, splits_file=o.splits_file,
-                       tasks_dir=o.tasks_dir, distance=o.distance, progress=progress)
+    results = evaluate(
+        descs,
+        dataset,
+        tasks=tasks,
+        split=o.split,
+        splits_file=o.splits_file,
+        tasks_dir=o.tasks_dir,
+        distance=o.distance,
+        progress=progress,
+    )
     results["meta"]["descriptor"] = label
     results["meta"]["seconds"] = {"descriptors": t_desc, **results["meta"]["seconds"]}
     results["meta"]["cpu_seconds"] = {"descriptors": c_desc, **results["meta"]["cpu_seconds"]}
@@ -84,8 +103,9 @@ def _test_sequences(o, dataset, descs) -> list:
     available = dataset.names if dataset is not None else have
     root = dataset.root if dataset is not None else None
     keep = set(have)
-    return [s for s in split_sequences(o.split, available, subset="test", splits_file=o.splits_file, root=root)
-            if s in keep]
+    return [
+        s for s in split_sequences(o.split, available, subset="test", splits_file=o.splits_file, root=root) if s in keep
+    ]
 
 
 def format_results(results: dict) -> str:
@@ -107,17 +127,29 @@ def plots(results: dict, out_dir) -> list:
     opts = results["_options"]
     if opts["from_csv"]:
         log.warning("failure galleries skipped: --descriptors gives no patches to show (use --model or --baseline)")
-    written += plot_diagnostics(results["_descriptors"], out_dir, dataset=results["_dataset"],
-                                sequences=results["_sequences"], distance=opts["distance"], name=name,
-                                noisy=opts["noisy"])
+    written += plot_diagnostics(
+        results["_descriptors"],
+        out_dir,
+        dataset=results["_dataset"],
+        sequences=results["_sequences"],
+        distance=opts["distance"],
+        name=name,
+        noisy=opts["noisy"],
+    )
     return written
 
 
 BENCHMARK = Benchmark(
-    name="hpatches", run=run, add_arguments=add_arguments, format=format_results, plots=plots,
+    name="hpatches",
+    run=run,
+    add_arguments=add_arguments,
+    format=format_results,
+    plots=plots,
     help="the HPatches tasks: verification, matching, retrieval (the default command)",
     description="Benchmark a descriptor on the HPatches tasks (verification, matching, retrieval). Descriptors "
-                "come from a CSV folder in the official layout (--descriptors), a Keras model (--model, optional "
-                "--denoiser) or a baseline (--baseline, default sift). Task files are read from --tasks-dir by "
-                "their official names, otherwise generated for the dataset by the official rules (cached).",
-    outputs={"export_csv": "descriptors"}, aliases=(("benchmark", "hpatches"),))
+    "come from a CSV folder in the official layout (--descriptors), a Keras model (--model, optional "
+    "--denoiser) or a baseline (--baseline, default sift). Task files are read from --tasks-dir by "
+    "their official names, otherwise generated for the dataset by the official rules (cached).",
+    outputs={"export_csv": "descriptors"},
+    aliases=(("benchmark", "hpatches"),),
+)

@@ -15,12 +15,19 @@ from .registry import Benchmark
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", default=None, help="stereo folder (MPI Sintel or left/ + right/); default: embedded "
-                                                "scikit-image pairs")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="stereo folder (MPI Sintel or left/ + right/); default: embedded scikit-image pairs",
+    )
     p.add_argument("--passes", default="clean", choices=["clean", "final", "both"], help="Sintel pass(es)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
-    p.add_argument("--split", default="all", choices=["all", "test", "train"],
-                   help="evaluate all pairs or one side of the by-source split (--test-fraction, --seed)")
+    p.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "test", "train"],
+        help="evaluate all pairs or one side of the by-source split (--test-fraction, --seed)",
+    )
     p.add_argument("--test-fraction", type=float, default=0.3)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--model", default=None, help="trained .keras model (e.g. hpatches-train vit-adapter output)")
@@ -46,8 +53,7 @@ def load_model(o):
     from hpatches_kit.models.vit import vit_adapter
 
     preset = o.preset or "vit-tiny"
-    model = vit_adapter(preset, bottleneck=o.bottleneck, pooling=o.pooling, image_size=o.image_size,
-                        weights=o.weights)
+    model = vit_adapter(preset, bottleneck=o.bottleneck, pooling=o.pooling, image_size=o.image_size, weights=o.weights)
     desc = f"preset:{preset}" + (f"+{o.weights}" if o.weights else " (random init)")
     return model, desc
 
@@ -68,8 +74,14 @@ def run(o) -> dict:
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 pairs to match, got {len(pairs)}")
     res = evaluate_pairs(model, pairs, batch_size=o.batch_size, temperature=o.temperature)
-    res.update(task="pair-matching", model=desc, data=pairs.source, split=o.split, image_size=size,
-               seconds=round(time.time() - t0, 2))
+    res.update(
+        task="pair-matching",
+        model=desc,
+        data=pairs.source,
+        split=o.split,
+        image_size=size,
+        seconds=round(time.time() - t0, 2),
+    )
     sim = res.pop("similarity")
     if res["n_pairs"] <= 300:
         res["similarity"] = np.round(sim, 5).tolist()
@@ -81,8 +93,9 @@ def format_results(res: dict) -> str:
     size = res["image_size"]
     lines = [f"pair matching: {res['n_pairs']} pairs from {res['data']}, {res['model']}, {size}x{size}"]
     lines += [f"  {m:<11s} accuracy {a:6.3f}" for m, a in res["accuracy"].items()]
-    lines.append(f"  chance      accuracy {res['chance']:6.3f}   mean rank {res['mean_rank']:.2f}   "
-                 f"top-5 {res['top5']:.3f}")
+    lines.append(
+        f"  chance      accuracy {res['chance']:6.3f}   mean rank {res['mean_rank']:.2f}   top-5 {res['top5']:.3f}"
+    )
     return "\n".join(lines)
 
 
@@ -91,16 +104,25 @@ def plots(res: dict, out_dir) -> list:
 
     sim = res["_similarity"] if "_similarity" in res else np.asarray(res["similarity"])
     out = Path(out_dir) / "pair_matching_confusion.png"
-    plot_similarity_matrix(sim, out, names=[n.rsplit(".", 1)[0] for n in res["names"]],
-                           predictions=res["predictions"]["row"],
-                           title=f"pair matching ({res['model']}) row acc {res['accuracy']['row']:.2f}")
+    plot_similarity_matrix(
+        sim,
+        out,
+        names=[n.rsplit(".", 1)[0] for n in res["names"]],
+        predictions=res["predictions"]["row"],
+        title=f"pair matching ({res['model']}) row acc {res['accuracy']['row']:.2f}",
+    )
     return [out]
 
 
 BENCHMARK = Benchmark(
-    name="pairs", run=run, add_arguments=add_arguments, format=format_results, plots=plots,
+    name="pairs",
+    run=run,
+    add_arguments=add_arguments,
+    format=format_results,
+    plots=plots,
     help="image-pair matching accuracy of a ViT (or any Keras image embedder)",
     description="Image-pair matching accuracy of a ViT (or any Keras image embedder): embeds all left and right "
-                "images, builds the cosine similarity matrix and reports accuracy by row, by both axes and by "
-                "optimal one-to-one assignment, with chance level.",
-    aliases=(("task", "pair-matching"),))
+    "images, builds the cosine similarity matrix and reports accuracy by row, by both axes and by "
+    "optimal one-to-one assignment, with chance level.",
+    aliases=(("task", "pair-matching"),),
+)

@@ -33,12 +33,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-__all__ = ["Benchmark", "BUILTIN", "register", "unregister", "get", "names", "entries", "json_ready",
-           "default_format", "namespace"]
+__all__ = [
+    "Benchmark",
+    "BUILTIN",
+    "register",
+    "unregister",
+    "get",
+    "names",
+    "entries",
+    "json_ready",
+    "default_format",
+    "namespace",
+]
 
 #: the built-in benchmarks, ``name -> "module:attribute"`` (imported on first use, in this order)
 BUILTIN = {
@@ -135,8 +145,19 @@ def _load_builtin() -> None:
     _loaded = True
 
 
-def register(name, run: Callable | None = None, *, add_arguments=None, format=None, plots=None, help: str = "",
-             description: str = "", outputs=None, aliases=(), replace: bool = False):
+def register(
+    name,
+    run: Callable | None = None,
+    *,
+    add_arguments=None,
+    format=None,
+    plots=None,
+    help: str = "",
+    description: str = "",
+    outputs=None,
+    aliases=(),
+    replace: bool = False,
+):
     """Register a benchmark: ``register(name, run, ...)`` or, as a decorator, ``@register(name, ...)``.
 
     Args:
@@ -155,15 +176,35 @@ def register(name, run: Callable | None = None, *, add_arguments=None, format=No
     if isinstance(name, Benchmark):
         entry = name
     elif run is None:
+
         def deco(fn):
-            register(name, fn, add_arguments=add_arguments, format=format, plots=plots, help=help,
-                     description=description, outputs=outputs, aliases=aliases, replace=replace)
+            register(
+                name,
+                fn,
+                add_arguments=add_arguments,
+                format=format,
+                plots=plots,
+                help=help,
+                description=description,
+                outputs=outputs,
+                aliases=aliases,
+                replace=replace,
+            )
             return fn
+
         return deco
     else:
-        entry = Benchmark(name=str(name), run=run, add_arguments=add_arguments, format=format, plots=plots,
-                          help=help or (run.__doc__ or "").strip().split("\n")[0], description=description,
-                          outputs=dict(outputs or {}), aliases=tuple(aliases))
+        entry = Benchmark(
+            name=str(name),
+            run=run,
+            add_arguments=add_arguments,
+            format=format,
+            plots=plots,
+            help=help or (run.__doc__ or "").strip().split("\n")[0],
+            description=description,
+            outputs=dict(outputs or {}),
+            aliases=tuple(aliases),
+        )
     if not entry.name or entry.name.startswith("-") or any(c.isspace() for c in entry.name):
         raise ValueError(f"benchmark name {entry.name!r} cannot be a sub-command")
     if entry.name in RESERVED:
@@ -174,8 +215,10 @@ def register(name, run: Callable | None = None, *, add_arguments=None, format=No
             raise TypeError(f"benchmark {entry.name!r}: {attr} must be callable, got {fn!r}")
     for dest, kind in entry.outputs.items():
         if kind not in ("file", "dir", "descriptors"):
-            raise ValueError(f"benchmark {entry.name!r}: output {dest!r} must be 'file', 'dir' or 'descriptors' "
-                             f"(a descriptor CSV folder, replaced whole), got {kind!r}")
+            raise ValueError(
+                f"benchmark {entry.name!r}: output {dest!r} must be 'file', 'dir' or 'descriptors' "
+                f"(a descriptor CSV folder, replaced whole), got {kind!r}"
+            )
     _load_builtin()
     if entry.name in _ENTRIES and not replace:
         raise ValueError(f"benchmark {entry.name!r} is already registered")

@@ -20,7 +20,6 @@ def flag(option: str) -> str:
     return FLAG_NAMES.get(option, "--" + option.replace("_", "-"))
 
 
-
 @contextlib.contextmanager
 def options_as_flags():
     """Within a command's ``run``: an :class:`~hpatches_kit.errors.OptionError` of the library leaves as a

@@ -41,11 +41,24 @@ def _synth(args) -> int:
     js = args.jitter_scale[0] if len(args.jitter_scale) == 1 else tuple(args.jitter_scale)
     if len(args.jitter_scale) > 2:
         raise ValueError("--jitter-scale takes one number or a LOW HIGH range")
-    synthesize(args.out, photos=args.photos, num_illum=args.num_illum, num_view=args.num_view,
-               max_patches=args.max_patches, noise=args.noise, seed=args.seed, progress=not args.quiet,
-               num_zoom=args.num_zoom, num_blur=args.num_blur, jitter_scale=js, workers=args.workers,
-               rescale=args.rescale, size=args.size, test_fraction=args.test_fraction,
-               **({"tracks": args.tracks} if args.tracks != "hpatches" else {}))
+    synthesize(
+        args.out,
+        photos=args.photos,
+        num_illum=args.num_illum,
+        num_view=args.num_view,
+        max_patches=args.max_patches,
+        noise=args.noise,
+        seed=args.seed,
+        progress=not args.quiet,
+        num_zoom=args.num_zoom,
+        num_blur=args.num_blur,
+        jitter_scale=js,
+        workers=args.workers,
+        rescale=args.rescale,
+        size=args.size,
+        test_fraction=args.test_fraction,
+        **({"tracks": args.tracks} if args.tracks != "hpatches" else {}),
+    )
     log.info("wrote %s", args.out)
     _print_dataset_summary(args.out)
     return 0
@@ -55,8 +68,14 @@ def _synth(args) -> int:
 def _extract(args) -> int:
     from hpatches_kit.data.extract import extract_dataset
 
-    extract_dataset(args.src, args.out, seed=args.seed, max_patches=args.max_patches, progress=not args.quiet,
-                    jitter_scale=args.jitter_scale)
+    extract_dataset(
+        args.src,
+        args.out,
+        seed=args.seed,
+        max_patches=args.max_patches,
+        progress=not args.quiet,
+        jitter_scale=args.jitter_scale,
+    )
     log.info("wrote %s", args.out)
     _print_dataset_summary(args.out)
     return 0
@@ -89,13 +108,24 @@ def _pack(args) -> int:
 
     if args.splits_file and not args.split:
         raise SystemExit("hpatches-data pack: --splits-file needs --split")
-    out = pack_dataset(args.data, args.out, size=args.size, shards=args.shards, split=args.split, subset=args.subset,
-                       splits_file=args.splits_file, noise=False if args.no_noise else None,
-                       tfrecords=not args.no_tfrecords, progress=not args.quiet)
+    out = pack_dataset(
+        args.data,
+        args.out,
+        size=args.size,
+        shards=args.shards,
+        split=args.split,
+        subset=args.subset,
+        splits_file=args.splits_file,
+        noise=False if args.no_noise else None,
+        tfrecords=not args.no_tfrecords,
+        progress=not args.quiet,
+    )
     pk = load_packed(out, verify="full")
     m = pk.manifest
-    print(f"packed {len(pk.seq_names)} sequences, {pk.num_tracks} tracks ({m['num_patches']} patches) at "
-          f"{pk.patch_size}x{pk.patch_size}{' + noisy twins' if pk.noisy is not None else ''} into {out}")
+    print(
+        f"packed {len(pk.seq_names)} sequences, {pk.num_tracks} tracks ({m['num_patches']} patches) at "
+        f"{pk.patch_size}x{pk.patch_size}{' + noisy twins' if pk.noisy is not None else ''} into {out}"
+    )
     print(f"  arrays: {', '.join(a['file'] for a in m['arrays'].values())}; TFRecord shards: {len(m['shards'])}")
     return 0
 
@@ -105,15 +135,30 @@ def _download(args) -> int:
     from hpatches_kit.data.download import download
 
     what = args.what or ["hpatches-release", "benchmark-tasks"]
-    res = download(what, args.out, base_url=args.base_url, force=args.force, keep_archives=args.keep_archives,
-                   progress=not args.quiet, retries=args.retries)
+    res = download(
+        what,
+        args.out,
+        base_url=args.base_url,
+        force=args.force,
+        keep_archives=args.keep_archives,
+        progress=not args.quiet,
+        retries=args.retries,
+    )
     for name, paths in res.items():
-        print(f"{name}: " + ", ".join(str(p) for p in paths[:4]) + (f" (+{len(paths) - 4} more)" if len(paths) > 4 else ""))
+        print(
+            f"{name}: "
+            + ", ".join(str(p) for p in paths[:4])
+            + (f" (+{len(paths) - 4} more)" if len(paths) > 4 else "")
+        )
     if "benchmark-tasks" in res:
         bench = Path(args.out) / "hpatches-benchmark"
-        print(f"splits.json: {bench / 'splits.json'} (found automatically for --data {Path(args.out) / 'hpatches-release'})")
-        print(f"task files: {bench / 'tasks'} (--tasks-dir); the verification pairs are generated at the official size "
-              "on first use, draw for draw as the official tasks.py (seed 42), and cached")
+        print(
+            f"splits.json: {bench / 'splits.json'} (found automatically for --data {Path(args.out) / 'hpatches-release'})"
+        )
+        print(
+            f"task files: {bench / 'tasks'} (--tasks-dir); the verification pairs are generated at the official size "
+            "on first use, draw for draw as the official tasks.py (seed 42), and cached"
+        )
     return 0
 
 
@@ -137,31 +182,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-illum", type=int, default=12, help="illumination (i_*) sequences")
     p.add_argument("--num-view", type=int, default=12, help="viewpoint (v_*) sequences")
     p.add_argument("--num-zoom", type=int, default=0, help="zoom + rotation (v_zoom-*) sequences (default: 0)")
-    p.add_argument("--num-blur", type=int, default=0, help="defocus/Gaussian/motion blur (i_blur-*) sequences (default: 0)")
-    p.add_argument("--jitter-scale", type=float, nargs="+", default=[1.0], metavar="S",
-                   help="HPatches' geometric jitter x S, or a LOW HIGH range drawn per sequence (default: 1)")
-    p.add_argument("--rescale", action="store_true",
-                   help="also rotate photos by 90-degree steps and downscale them at random (large training sets)")
+    p.add_argument(
+        "--num-blur", type=int, default=0, help="defocus/Gaussian/motion blur (i_blur-*) sequences (default: 0)"
+    )
+    p.add_argument(
+        "--jitter-scale",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        metavar="S",
+        help="HPatches' geometric jitter x S, or a LOW HIGH range drawn per sequence (default: 1)",
+    )
+    p.add_argument(
+        "--rescale",
+        action="store_true",
+        help="also rotate photos by 90-degree steps and downscale them at random (large training sets)",
+    )
     p.add_argument("--size", type=int, default=None, help="output patch size (default: 65, or 32 with --noise)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1; output is identical)")
-    p.add_argument("--test-fraction", type=float, default=40 / 116,
-                   help="share of sequences in the test half of the a/b/c splits (default: 40/116 as in HPatches)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=40 / 116,
+        help="share of sequences in the test half of the a/b/c splits (default: 40/116 as in HPatches)",
+    )
     p.add_argument("--max-patches", type=int, help="cap on patches per sequence")
-    p.add_argument("--tracks", choices=("hpatches", "detector"), default="hpatches",
-                   help="hpatches: reprojected regions + HPatches jitter (default); detector: DoG keypoints "
-                        "detected independently in every view, matched by reprojection + overlap and cut as the "
-                        "image-matching benchmark cuts them (detector noise; --max-patches caps tracks per sequence)")
+    p.add_argument(
+        "--tracks",
+        choices=("hpatches", "detector"),
+        default="hpatches",
+        help="hpatches: reprojected regions + HPatches jitter (default); detector: DoG keypoints "
+        "detected independently in every view, matched by reprojection + overlap and cut as the "
+        "image-matching benchmark cuts them (detector noise; --max-patches caps tracks per sequence)",
+    )
     p.set_defaults(func=_synth)
 
     p = add("extract", "extract HPatches-format patches from image sequences (hpatches-sequences or Oxford layout)")
-    p.add_argument("src", type=Path, help="folder of image sequences (each with 1.ppm..6.ppm and H_1_2..H_1_6, or "
-                                          "img1..img6 and H1to2p..H1to6p[.txt]; 2 to 6 images)")
+    p.add_argument(
+        "src",
+        type=Path,
+        help="folder of image sequences (each with 1.ppm..6.ppm and H_1_2..H_1_6, or "
+        "img1..img6 and H1to2p..H1to6p[.txt]; 2 to 6 images)",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-patches", type=int, help="cap on patches per sequence")
-    p.add_argument("--jitter-scale", type=float, default=1.0, metavar="S",
-                   help="multiply HPatches' calibrated e/h/t geometric jitter by S (1 = HPatches' noise levels, "
-                        "0.333 = small noise, 0 = exact reprojections; default: 1)")
+    p.add_argument(
+        "--jitter-scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="multiply HPatches' calibrated e/h/t geometric jitter by S (1 = HPatches' noise levels, "
+        "0.333 = small noise, 0 = exact reprojections; default: 1)",
+    )
     p.set_defaults(func=_extract)
 
     p = add("info", "inspect a dataset: sequences, patch counts, sizes, noisy twins, builder metadata, problems")
@@ -185,9 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("download", "download the real HPatches data and the benchmark's split/task files")
     p.add_argument("--out", type=Path, default=Path("data"), help="output folder (default: ./data)")
-    p.add_argument("--what", nargs="+", choices=list(SOURCES),
-                   help="what to fetch (default: hpatches-release benchmark-tasks): "
-                   + "; ".join(f"{k}: {v.description}" for k, v in SOURCES.items()))
+    p.add_argument(
+        "--what",
+        nargs="+",
+        choices=list(SOURCES),
+        help="what to fetch (default: hpatches-release benchmark-tasks): "
+        + "; ".join(f"{k}: {v.description}" for k, v in SOURCES.items()),
+    )
     p.add_argument("--base-url", help="replace the base URL of every source (mirror; also $HPATCHES_DOWNLOAD_BASE_URL)")
     p.add_argument("--force", action="store_true", help="fetch again even if present")
     p.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz after extracting")
@@ -209,6 +286,7 @@ def main(argv=None) -> int:
         return args.func(args)
 
     return run_command(f"hpatches-data {args.command}", command, args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

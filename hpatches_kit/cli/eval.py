@@ -26,15 +26,24 @@ DEFAULT = "hpatches"
 #: commands that are tools, not benchmarks: ``name -> (module with configure(parser) and run(args), help)``
 TOOLS = {"compare": ("hpatches_kit.cli.eval_compare", "compare descriptors from their results JSONs")}
 #: modules whose ``main(argv)`` ran a benchmark before sub-commands existed; an old spelling hands them argv
-LEGACY_MAINS = {"pairs": "hpatches_kit.cli.eval_pairs", "brown": "hpatches_kit.cli.eval_benchmarks",
-                "sequences": "hpatches_kit.cli.eval_benchmarks"}
+LEGACY_MAINS = {
+    "pairs": "hpatches_kit.cli.eval_pairs",
+    "brown": "hpatches_kit.cli.eval_benchmarks",
+    "sequences": "hpatches_kit.cli.eval_benchmarks",
+}
 
 
 def _common(p: argparse.ArgumentParser, top: bool) -> None:
     """``--import`` and ``-q/-v`` (top level, and repeated by each sub-command with suppressed defaults)."""
-    p.add_argument("--import", dest="imports", action="append", default=[] if top else argparse.SUPPRESS,
-                   metavar="MODULE", help="import MODULE (a name or a .py file) first, e.g. to register a "
-                                          "benchmark or the Keras layers of a --model (repeatable)")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[] if top else argparse.SUPPRESS,
+        metavar="MODULE",
+        help="import MODULE (a name or a .py file) first, e.g. to register a "
+        "benchmark or the Keras layers of a --model (repeatable)",
+    )
     add_verbosity_arguments(p, suppress_defaults=not top)
 
 
@@ -47,8 +56,9 @@ def _add_benchmark(sub, entry) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     for dest, value in entry.aliases:  # the old spelling that selected this benchmark is accepted here too
         try:
-            p.add_argument("--" + dest.replace("_", "-"), dest=dest, choices=[value], default=value,
-                           help=argparse.SUPPRESS)
+            p.add_argument(
+                "--" + dest.replace("_", "-"), dest=dest, choices=[value], default=value, help=argparse.SUPPRESS
+            )
         except argparse.ArgumentError:
             pass
     _common(p, top=False)
@@ -59,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser: one sub-command per registered benchmark, plus the tools (:data:`TOOLS`)."""
     from .. import benchmarks
 
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-                                epilog=f"no COMMAND: {DEFAULT}; {PROG} COMMAND --help for its options")
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        epilog=f"no COMMAND: {DEFAULT}; {PROG} COMMAND --help for its options",
+    )
     _common(p, top=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for entry in benchmarks.entries():

@@ -17,8 +17,13 @@ def configure(p) -> None:
     """Add the ``compare`` options to ``p``."""
     p.add_argument("results", nargs="+", metavar="RESULTS.json", help="results files of hpatches-eval --json")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for comparison.{png,md,csv}")
-    p.add_argument("--name", action="append", default=None, metavar="LABEL",
-                   help="label of each results file, in order (repeat once per file; default: its descriptor)")
+    p.add_argument(
+        "--name",
+        action="append",
+        default=None,
+        metavar="LABEL",
+        help="label of each results file, in order (repeat once per file; default: its descriptor)",
+    )
 
 
 def run(args) -> int:

@@ -18,7 +18,9 @@ SUBCOMMANDS = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen subcommand's module is imported (``--help`` lists all of them cheaply)."""
-    parser = argparse.ArgumentParser(prog="hpatches-train", description="Train denoisers, descriptors and ViT adapters on HPatches-format data.")
+    parser = argparse.ArgumentParser(
+        prog="hpatches-train", description="Train denoisers, descriptors and ViT adapters on HPatches-format data."
+    )
     add_verbosity_arguments(parser, long_verbose=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in SUBCOMMANDS.items():
@@ -50,6 +52,7 @@ def main(argv=None) -> int:
     # and history already written stay (an --out the run created and left empty is removed by the library's
     # TrainingRun).
     return run_command(f"hpatches-train {args.command}", importlib.import_module(args._module).run, args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

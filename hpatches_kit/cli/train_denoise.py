@@ -13,8 +13,17 @@ from ._train_common import add_common_args
 
 
 def configure(p):
-    add_common_args(p, model="shallow_unet", models=MODELS, loss="mae", losses=LOSSES, batch_size=128,
-                    epochs=3, lr=1e-3, kind="n-hpatches")
+    add_common_args(
+        p,
+        model="shallow_unet",
+        models=MODELS,
+        loss="mae",
+        losses=LOSSES,
+        batch_size=128,
+        epochs=3,
+        lr=1e-3,
+        kind="n-hpatches",
+    )
     g = p.add_argument_group("denoiser")
     g.add_argument("--base", type=int, default=16, help="deep_unet: filters of the first level (default: 16)")
     g.add_argument("--depth", type=int, default=4, help="deep_unet: levels (default: 4)")
@@ -23,7 +32,6 @@ def configure(p):
 
 def run(args) -> int:
     from ..training.denoise import DenoiseOptions, train_denoiser
-
     from ._errors import options_as_flags
 
     with options_as_flags():

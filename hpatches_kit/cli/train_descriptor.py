@@ -29,61 +29,120 @@ def _loss_names():
 
 
 def configure(p):
-    add_common_args(p, model="l2net", models=_model_names, loss="batch-hard", losses=_loss_names, batch_size=1024,
-                    model_help="(a builder `f(input_size=, dim=, dropout=) -> keras.Model` taking (P, P, 1) grey "
-                               "levels in [0, 255]) ",
-                    loss_help="(a loss function (y_true, y_pred, **kw) on S x K track batches, or a factory "
-                              "returning a keras Loss) ",
-                    epochs=None, lr=1e-3, kind="hpatches", val_every=None,
-                    epochs_help=f"epochs (default: {BF16_EPOCHS} with mixed_bfloat16, as on AMX CPUs, GPUs and TPUs; "
-                                f"{FLOAT32_EPOCHS} in float32: the 15-minute budget of a 2-core CPU)")
+    add_common_args(
+        p,
+        model="l2net",
+        models=_model_names,
+        loss="batch-hard",
+        losses=_loss_names,
+        batch_size=1024,
+        model_help="(a builder `f(input_size=, dim=, dropout=) -> keras.Model` taking (P, P, 1) grey "
+        "levels in [0, 255]) ",
+        loss_help="(a loss function (y_true, y_pred, **kw) on S x K track batches, or a factory "
+        "returning a keras Loss) ",
+        epochs=None,
+        lr=1e-3,
+        kind="hpatches",
+        val_every=None,
+        epochs_help=f"epochs (default: {BF16_EPOCHS} with mixed_bfloat16, as on AMX CPUs, GPUs and TPUs; "
+        f"{FLOAT32_EPOCHS} in float32: the 15-minute budget of a 2-core CPU)",
+    )
     g = p.add_argument_group("descriptor")
     g.add_argument("--views", type=int, default=2, help="K views per track in a batch (default: 2)")
     g.add_argument("--patch-size", type=int, default=32, help="resize patches to this size (default: 32)")
     g.add_argument("--dim", type=int, default=128, help="descriptor size (default: 128)")
     g.add_argument("--dropout", type=float, default=0.3, help="dropout before the last conv (default: 0.3)")
     g.add_argument("--margin", type=float, default=1.0, help="triplet margin (default: 1.0; unused by soft-margin)")
-    g.add_argument("--distance", default="L2", choices=DISTANCES,
-                   help="descriptor distance the loss mines and penalises (default: L2)")
-    g.add_argument("--koleo", type=float, default=0.0, metavar="WEIGHT",
-                   help="add WEIGHT x KoLeo entropy regulariser on one view per track (default: 0 = off; "
-                        "not with random-triplet)")
-    g.add_argument("--global-mining", action="store_true",
-                   help="mine hardest negatives over the global batch of all replicas (all_gather)")
-    g.add_argument("--xbm", type=int, default=0, metavar="SIZE",
-                   help="cross-batch memory: mine --loss batch-hard/hardnet over the batch + the last SIZE "
-                        "embeddings of earlier steps (global batch under distribution; default: 0 = off)")
-    g.add_argument("--xbm-start", type=int, default=0, metavar="STEP",
-                   help="--xbm: training steps before the memory is filled and used (default: 0)")
-    g.add_argument("--pca-dim", type=int, default=None, metavar="D",
-                   help="after training, reduce descriptors to D dimensions by PCA fitted on training patches, "
-                        "then L2-normalise; saved inside model.keras (default: off)")
-    g.add_argument("--curriculum-warmup", type=int, default=1,
-                   help="--loss curriculum: batch-all epochs before ramping to batch-hard (default: 1)")
+    g.add_argument(
+        "--distance",
+        default="L2",
+        choices=DISTANCES,
+        help="descriptor distance the loss mines and penalises (default: L2)",
+    )
+    g.add_argument(
+        "--koleo",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="add WEIGHT x KoLeo entropy regulariser on one view per track (default: 0 = off; not with random-triplet)",
+    )
+    g.add_argument(
+        "--global-mining",
+        action="store_true",
+        help="mine hardest negatives over the global batch of all replicas (all_gather)",
+    )
+    g.add_argument(
+        "--xbm",
+        type=int,
+        default=0,
+        metavar="SIZE",
+        help="cross-batch memory: mine --loss batch-hard/hardnet over the batch + the last SIZE "
+        "embeddings of earlier steps (global batch under distribution; default: 0 = off)",
+    )
+    g.add_argument(
+        "--xbm-start",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="--xbm: training steps before the memory is filled and used (default: 0)",
+    )
+    g.add_argument(
+        "--pca-dim",
+        type=int,
+        default=None,
+        metavar="D",
+        help="after training, reduce descriptors to D dimensions by PCA fitted on training patches, "
+        "then L2-normalise; saved inside model.keras (default: off)",
+    )
+    g.add_argument(
+        "--curriculum-warmup",
+        type=int,
+        default=1,
+        help="--loss curriculum: batch-all epochs before ramping to batch-hard (default: 1)",
+    )
     g.add_argument("--geometric", action="store_true", help="also one random flip/rot90 per track (all views)")
     g.add_argument("--noisy", action="store_true", help="train on the *_noise twins (N-HPatches data)")
     g.add_argument("--denoiser", default=None, help="a denoiser .keras applied to every input patch first")
-    g.add_argument("--collapse", default="warn", choices=("warn", "stop", "off"),
-                   help="on descriptor collapse (loss pinned at the margin, spread ~ 0): warn or stop")
-    g.add_argument("--format", default="hpatches", choices=("hpatches", "brown"),
-                   help="--data layout: HPatches sequences (default) or one Brown/UBC PhotoTour subset folder "
-                        "(tracks = 3-D points with >= 2 patches on 16 view slots; 5%% of the points held out for "
-                        "validation unless --split none)")
-    g.add_argument("--init", default=None, metavar="MODEL.keras",
-                   help="start from the weights of this trained descriptor (same architecture and sizes), e.g. "
-                        "fine-tune models/l2net-embedded.keras on noisy or denoised patches")
-    g.add_argument("--joint", action="store_true",
-                   help="train the --denoiser U-Net and the descriptor end to end (triplet loss through both, "
-                        "needs --noisy); the saved model.keras is one model taking the raw noisy patch "
-                        "(hpatches-eval --model model.keras --noisy, no --denoiser)")
-    g.add_argument("--recon-weight", type=float, default=None, metavar="W",
-                   help="--joint: add W x MAE (grey levels) of the U-Net's output vs the clean patch "
-                        "(default: 0.05; 0 = the triplet loss alone)")
+    g.add_argument(
+        "--collapse",
+        default="warn",
+        choices=("warn", "stop", "off"),
+        help="on descriptor collapse (loss pinned at the margin, spread ~ 0): warn or stop",
+    )
+    g.add_argument(
+        "--format",
+        default="hpatches",
+        choices=("hpatches", "brown"),
+        help="--data layout: HPatches sequences (default) or one Brown/UBC PhotoTour subset folder "
+        "(tracks = 3-D points with >= 2 patches on 16 view slots; 5%% of the points held out for "
+        "validation unless --split none)",
+    )
+    g.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL.keras",
+        help="start from the weights of this trained descriptor (same architecture and sizes), e.g. "
+        "fine-tune models/l2net-embedded.keras on noisy or denoised patches",
+    )
+    g.add_argument(
+        "--joint",
+        action="store_true",
+        help="train the --denoiser U-Net and the descriptor end to end (triplet loss through both, "
+        "needs --noisy); the saved model.keras is one model taking the raw noisy patch "
+        "(hpatches-eval --model model.keras --noisy, no --denoiser)",
+    )
+    g.add_argument(
+        "--recon-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="--joint: add W x MAE (grey levels) of the U-Net's output vs the clean patch "
+        "(default: 0.05; 0 = the triplet loss alone)",
+    )
 
 
 def run(args) -> int:
     from ..training.descriptor import DescriptorOptions, train_descriptor
-
     from ._errors import options_as_flags
 
     o = DescriptorOptions.from_namespace(args)

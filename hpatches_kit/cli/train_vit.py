@@ -15,14 +15,23 @@ from ..training.vit_adapter import LOSSES
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="vit-mini", help="ViT preset (vit-b16 with --weights for real use; "
-                                                        "vit-mini runs on a CPU)")
-    p.add_argument("--weights", default=None, help="Hugging Face ViT safetensors checkpoint (file or folder); "
-                                                   "without it the frozen backbone is random-initialised")
+    p.add_argument(
+        "--preset", default="vit-mini", help="ViT preset (vit-b16 with --weights for real use; vit-mini runs on a CPU)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="Hugging Face ViT safetensors checkpoint (file or folder); "
+        "without it the frozen backbone is random-initialised",
+    )
     p.add_argument("--bottleneck", type=int, default=64, help="adapter bottleneck width m")
-    p.add_argument("--loss", default="contrastive", choices=LOSSES,
-                   help="contrastive: symmetric in-batch; cosine: PyTorch CosineEmbeddingLoss with shuffled "
-                        "negatives; irt: IRT contrastive + KoLeo; infonce: symmetric InfoNCE (softmax over the batch)")
+    p.add_argument(
+        "--loss",
+        default="contrastive",
+        choices=LOSSES,
+        help="contrastive: symmetric in-batch; cosine: PyTorch CosineEmbeddingLoss with shuffled "
+        "negatives; irt: IRT contrastive + KoLeo; infonce: symmetric InfoNCE (softmax over the batch)",
+    )
     p.add_argument("--temperature", type=float, default=0.05, help="infonce: softmax temperature")
     p.add_argument("--margin", type=float, default=0.0, help="negative margin (contrastive / cosine)")
     p.add_argument("--lr", type=float, default=1e-3, help="(peak) learning rate")
@@ -36,10 +45,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="stereo folder (MPI Sintel / left+right); default: embedded pairs")
     p.add_argument("--passes", default="clean", choices=["clean", "final", "both"])
     p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share of sources (by group)")
-    p.add_argument("--train-pairs-per-photo", type=int, default=100,
-                   help="embedded default: training pairs drawn from each training photo")
-    p.add_argument("--eval-pairs-per-photo", type=int, default=10,
-                   help="embedded default: held-out pairs of each held-out photo")
+    p.add_argument(
+        "--train-pairs-per-photo",
+        type=int,
+        default=100,
+        help="embedded default: training pairs drawn from each training photo",
+    )
+    p.add_argument(
+        "--eval-pairs-per-photo", type=int, default=10, help="embedded default: held-out pairs of each held-out photo"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/vit-adapter", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -48,7 +62,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..training.vit_adapter import VitAdapterOptions, train_vit_adapter
-
     from ._errors import options_as_flags
 
     with options_as_flags():

@@ -35,8 +35,18 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["SUBSETS", "PATCHES_PER_SHEET", "BROWN_PATCH_SIZE", "BrownSubset", "open_brown", "read_info",
-           "read_interest", "read_matches", "read_patches", "brown_tracks"]
+__all__ = [
+    "SUBSETS",
+    "PATCHES_PER_SHEET",
+    "BROWN_PATCH_SIZE",
+    "BrownSubset",
+    "open_brown",
+    "read_info",
+    "read_interest",
+    "read_matches",
+    "read_patches",
+    "brown_tracks",
+]
 
 SUBSETS = ("liberty", "notredame", "yosemite")
 BROWN_PATCH_SIZE = 64
@@ -104,12 +114,16 @@ def read_matches(path, point_ids: np.ndarray | None = None) -> np.ndarray:
         for c in (0, 3):
             bad = np.nonzero((a[:, c] < 0) | (a[:, c] >= n))[0]
             if len(bad):
-                raise DataError(path, f"line {bad[0] + 1}: patch id {a[bad[0], c]} out of range (info.txt has {n} patches)")
+                raise DataError(
+                    path, f"line {bad[0] + 1}: patch id {a[bad[0], c]} out of range (info.txt has {n} patches)"
+                )
             wrong = np.nonzero(point_ids[a[:, c]] != a[:, c + 1])[0]
             if len(wrong):
                 i = wrong[0]
-                raise DataError(path, f"line {i + 1}: patch {a[i, c]} has point id {point_ids[a[i, c]]} in info.txt, "
-                                      f"{a[i, c + 1]} here")
+                raise DataError(
+                    path,
+                    f"line {i + 1}: patch {a[i, c]} has point id {point_ids[a[i, c]]} in info.txt, {a[i, c + 1]} here",
+                )
     return np.stack([a[:, 0], a[:, 3], (a[:, 1] == a[:, 4]).astype(np.int64)], 1)
 
 
@@ -121,13 +135,16 @@ def _sheets(root: Path, n: int) -> list[Path]:
     out = []
     for k in range(need):
         if k not in found:
-            raise DataError(root / f"patches{k:04d}.bmp", f"missing patch sheet {k} of {need} (info.txt lists {n} patches)")
+            raise DataError(
+                root / f"patches{k:04d}.bmp", f"missing patch sheet {k} of {need} (info.txt lists {n} patches)"
+            )
         out.append(found[k])
     return out
 
 
-def read_patches(root, indices=None, size: int | None = None, progress: bool = False,
-                 num_patches: int | None = None) -> np.ndarray:
+def read_patches(
+    root, indices=None, size: int | None = None, progress: bool = False, num_patches: int | None = None
+) -> np.ndarray:
     """Patches of a Brown subset, decoding one sheet at a time (memory: only the requested patches).
 
     Args:
@@ -164,7 +181,7 @@ def read_patches(root, indices=None, size: int | None = None, progress: bool = F
     order = np.argsort(sheet_of, kind="stable")
     bounds = np.searchsorted(sheet_of[order], np.arange(len(sheets) + 1))
     for k in tqdm(range(len(sheets)), desc="reading sheets", unit="sheet", disable=not progress, leave=False):
-        sel = order[bounds[k]: bounds[k + 1]]
+        sel = order[bounds[k] : bounds[k + 1]]
         if not len(sel):
             continue
         img = cv2.imread(str(sheets[k]), cv2.IMREAD_GRAYSCALE)
@@ -173,8 +190,11 @@ def read_patches(root, indices=None, size: int | None = None, progress: bool = F
         if img.shape != (GRID * BROWN_PATCH_SIZE, GRID * BROWN_PATCH_SIZE):
             raise DataError(sheets[k], f"patch sheet is {img.shape[1]}x{img.shape[0]}, expected 1024x1024")
         # (16, 64, 16, 64) -> (256, 64, 64): cell r*16+c = img[64r:64r+64, 64c:64c+64]
-        cells = img.reshape(GRID, BROWN_PATCH_SIZE, GRID, BROWN_PATCH_SIZE).transpose(0, 2, 1, 3).reshape(
-            PATCHES_PER_SHEET, BROWN_PATCH_SIZE, BROWN_PATCH_SIZE)
+        cells = (
+            img.reshape(GRID, BROWN_PATCH_SIZE, GRID, BROWN_PATCH_SIZE)
+            .transpose(0, 2, 1, 3)
+            .reshape(PATCHES_PER_SHEET, BROWN_PATCH_SIZE, BROWN_PATCH_SIZE)
+        )
         got = cells[idx[sel] % PATCHES_PER_SHEET]
         if p != BROWN_PATCH_SIZE:
             got = np.stack([cv2.resize(g, (p, p), interpolation=cv2.INTER_AREA) for g in got])
@@ -220,8 +240,15 @@ def open_brown(root, subset: str | None = None) -> BrownSubset:
     return BrownSubset(root, subset)
 
 
-def brown_tracks(root, size: int = 32, subset: str | None = None, min_patches: int = 2, seed: int = 0,
-                 holdout: float = 0.0, progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def brown_tracks(
+    root,
+    size: int = 32,
+    subset: str | None = None,
+    min_patches: int = 2,
+    seed: int = 0,
+    holdout: float = 0.0,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Training tracks of a Brown subset: 3-D points with ``>= min_patches`` patches laid on 16 view slots.
 
     Args:
@@ -251,7 +278,7 @@ def brown_tracks(root, size: int = 32, subset: str | None = None, min_patches: i
         raise DataError(ds.root / "info.txt", f"only {len(keep)} 3-D points have >= {min_patches} patches")
     slots = np.empty((len(keep), 16), np.int64)
     for t, k in enumerate(keep):
-        members = order[start[k]: start[k] + count[k]]
+        members = order[start[k] : start[k] + count[k]]
         if len(members) >= 16:
             slots[t] = rng.choice(members, 16, replace=False)
         else:

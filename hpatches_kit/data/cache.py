@@ -91,8 +91,9 @@ def cache_key(fingerprint: str, size: int | None, noise: bool) -> str:
     return f"s{size or 'native'}-n{int(noise)}-{h}"
 
 
-def ensure_packed(root, size: int | None = None, rows: bool = False, progress: bool = True,
-                  parent=None, workers: int | None = None) -> Path:
+def ensure_packed(
+    root, size: int | None = None, rows: bool = False, progress: bool = True, parent=None, workers: int | None = None
+) -> Path:
     """The packed cache of the HPatches-format dataset at ``root`` (every sequence, noisy twins when all have
     them), built now when there is none for the dataset as it is on disk.
 
@@ -137,8 +138,17 @@ def ensure_packed(root, size: int | None = None, rows: bool = False, progress: b
     if out.is_dir() and not (out / MANIFEST).is_file():  # not a cache (no manifest, written last): ours to replace
         shutil.rmtree(out, ignore_errors=True)
     log.info("packing %s into %s (once; later runs stream from it)", root, out)
-    pack_dataset(root, out, size=size, noise=noise, tfrecords=False, progress=progress, workers=workers,
-                 rows=rows, keep_existing=not (out / MANIFEST).is_file())
+    pack_dataset(
+        root,
+        out,
+        size=size,
+        noise=noise,
+        tfrecords=False,
+        progress=progress,
+        workers=workers,
+        rows=rows,
+        keep_existing=not (out / MANIFEST).is_file(),
+    )
     prefix = key.rsplit("-", 1)[0] + "-"
     for old in parent.glob(prefix + "*"):  # caches of earlier versions of this dataset at this size
         if old.name != key and old.is_dir() and (old / MANIFEST).is_file():
@@ -157,8 +167,11 @@ def release_pages(arr) -> None:
 
     base = arr
     while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "_mmap", None) if isinstance(base, np.memmap) and base._mmap is not None \
+        base = (
+            getattr(base, "_mmap", None)
+            if isinstance(base, np.memmap) and base._mmap is not None
             else getattr(base, "base", None)
+        )
     if base is not None and hasattr(mmap, "MADV_DONTNEED"):
         try:
             base.madvise(mmap.MADV_DONTNEED)
@@ -214,7 +227,7 @@ class StreamedTracks:
         if np.ndim(r) == 0:
             out = np.asarray(self.array[int(r)])
         elif len(r) and np.all(np.diff(r) == 1):
-            out = np.asarray(self.array[int(r[0]): int(r[-1]) + 1])
+            out = np.asarray(self.array[int(r[0]) : int(r[-1]) + 1])
         else:
             out = self.array[r]
         return out[(slice(None),) + rest] if rest and np.ndim(r) else (out[rest] if rest else out)
@@ -245,12 +258,21 @@ class StreamedTracks:
         from .packed import ROWS_PER_DIR
 
         if not self.has_row_store:
-            raise DataError(self.packed.path, "this packed cache has no row store to stream from "
-                                              "(pack it with rows=True)")
+            raise DataError(
+                self.packed.path, "this packed cache has no row store to stream from (pack it with rows=True)"
+            )
         m = self.packed.manifest["rows"]
         base = str(Path(self.packed.path).resolve() / (m["noisy_dir"] if self.noisy else m["dir"]))
         p = self.packed.patch_size
-        path = tf.strings.join([base, "/", tf.strings.as_string(row // ROWS_PER_DIR, width=5, fill="0"), "/",
-                                tf.strings.as_string(row, width=8, fill="0"), ".u8"])
+        path = tf.strings.join(
+            [
+                base,
+                "/",
+                tf.strings.as_string(row // ROWS_PER_DIR, width=5, fill="0"),
+                "/",
+                tf.strings.as_string(row, width=8, fill="0"),
+                ".u8",
+            ]
+        )
         flat = tf.ensure_shape(tf.io.decode_raw(tf.io.read_file(path), tf.uint8), [len(TYPES) * p * p])
         return tf.reshape(flat, [len(TYPES), p, p])

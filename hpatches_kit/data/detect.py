@@ -30,8 +30,9 @@ def _detect_harris(img, n, min_side=48):
     im = img
     per_level = max(8, n // 4)
     while min(im.shape) >= min_side:
-        pts = cv2.goodFeaturesToTrack(im, maxCorners=per_level, qualityLevel=0.01, minDistance=3, blockSize=5,
-                                      useHarrisDetector=True, k=0.04)
+        pts = cv2.goodFeaturesToTrack(
+            im, maxCorners=per_level, qualityLevel=0.01, minDistance=3, blockSize=5, useHarrisDetector=True, k=0.04
+        )
         if pts is not None:
             pts = pts.reshape(-1, 2)
             rank = np.arange(len(pts)) / max(len(pts), 1)

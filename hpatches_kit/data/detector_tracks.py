@@ -92,13 +92,28 @@ def detector_correspondences(kp_ref, kp_tgt, H, min_overlap: float = 0.6, magnif
 
 def _inside(pts, shape, margin: float = 0.0) -> np.ndarray:
     h, w = shape[:2]
-    return (np.isfinite(pts).all(1) & (pts[:, 0] >= margin) & (pts[:, 1] >= margin)
-            & (pts[:, 0] <= w - 1 - margin) & (pts[:, 1] <= h - 1 - margin))
+    return (
+        np.isfinite(pts).all(1)
+        & (pts[:, 0] >= margin)
+        & (pts[:, 1] >= margin)
+        & (pts[:, 0] <= w - 1 - margin)
+        & (pts[:, 1] <= h - 1 - margin)
+    )
 
 
-def detector_tracks(images, Hs, max_tracks: int | None = None, detector: str = "dog", max_keypoints: int = 1000,
-                    min_overlap: float = 0.6, min_views: int = 3, max_self_overlap: float = 0.5,
-                    patch_size: int = 65, orientation: str = "dominant", magnification: float = MAGNIFICATION):
+def detector_tracks(
+    images,
+    Hs,
+    max_tracks: int | None = None,
+    detector: str = "dog",
+    max_keypoints: int = 1000,
+    min_overlap: float = 0.6,
+    min_views: int = 3,
+    max_self_overlap: float = 0.5,
+    patch_size: int = 65,
+    orientation: str = "dominant",
+    magnification: float = MAGNIFICATION,
+):
     """Tracks of independently detected correspondences of one sequence (see the module docstring).
 
     Args:
@@ -121,7 +136,7 @@ def detector_tracks(images, Hs, max_tracks: int | None = None, detector: str = "
     Shape:
         - tracks: :math:`(T, 16, P, P)`, slot order ``ref, e1..e5, h1..h5, t1..t5``.
     """
-    from ..evaluation.image_matching import detect_keypoints, keypoint_patches
+    from .keypoints import detect_keypoints, keypoint_patches
 
     if len(images) < 2 or len(Hs) != len(images) - 1:
         raise ValueError(f"expected 2 to 6 images and one homography per target, got {len(images)} and {len(Hs)}")
@@ -147,8 +162,13 @@ def detector_tracks(images, Hs, max_tracks: int | None = None, detector: str = "
         sel = sel[: int(max_tracks)]
     P = int(patch_size)
     if len(sel) == 0:
-        info = {"overlaps": np.zeros((0, nt)), "ref_index": np.zeros(0, np.int64),
-                "target_index": np.zeros((0, nt), np.int64), "keypoints": kps, "views": np.zeros(0, np.int64)}
+        info = {
+            "overlaps": np.zeros((0, nt)),
+            "ref_index": np.zeros(0, np.int64),
+            "target_index": np.zeros((0, nt), np.int64),
+            "keypoints": kps,
+            "views": np.zeros(0, np.int64),
+        }
         return np.zeros((0, len(TYPES), P, P), np.uint8), info
     # cut only the regions used
     ref_p = keypoint_patches(images[0], ref[ref_idx[sel]], P, orientation=orientation, magnification=magnification)
@@ -158,8 +178,9 @@ def detector_tracks(images, Hs, max_tracks: int | None = None, detector: str = "
         used = rows[rows >= 0]
         p = np.zeros((len(rows), P, P), np.uint8)
         if len(used):
-            p[rows >= 0] = keypoint_patches(images[k + 1], kps[k + 1][used], P, orientation=orientation,
-                                            magnification=magnification)
+            p[rows >= 0] = keypoint_patches(
+                images[k + 1], kps[k + 1][used], P, orientation=orientation, magnification=magnification
+            )
         tgt_p.append(p)
     tracks = np.empty((len(sel), len(TYPES), P, P), np.uint8)
     for t in range(len(sel)):
@@ -175,7 +196,11 @@ def detector_tracks(images, Hs, max_tracks: int | None = None, detector: str = "
             else:
                 tracks[t, j] = views[cyc % len(views)]
                 cyc += 1
-    info = {"overlaps": ovs[sel], "ref_index": ref_idx[sel], "target_index": tgt[sel], "keypoints": kps,
-            "views": nviews[sel]}
+    info = {
+        "overlaps": ovs[sel],
+        "ref_index": ref_idx[sel],
+        "target_index": tgt[sel],
+        "keypoints": kps,
+        "views": nviews[sel],
+    }
     return tracks, info
-

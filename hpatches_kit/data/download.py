@@ -24,12 +24,11 @@ every source (files keep their relative paths), ``$HPATCHES_DOWNLOAD_BASE_URL_<S
 
 from __future__ import annotations
 
-import logging
 import gzip
 import http.client
+import logging
 import os
 import shutil
-import socket
 import tarfile
 import tempfile
 import time
@@ -91,21 +90,42 @@ _TASK_SHA256 = {
 
 SOURCES: dict[str, Source] = {
     "hpatches-release": Source(
-        "hpatches-release", ICVL_BASE,
-        (RemoteFile("hpatches-release.tar.gz", "hpatches-release.tar.gz", extract=True, extracts_to="hpatches-release"),),
+        "hpatches-release",
+        ICVL_BASE,
+        (
+            RemoteFile(
+                "hpatches-release.tar.gz", "hpatches-release.tar.gz", extract=True, extracts_to="hpatches-release"
+            ),
+        ),
         "HPatches patches (65x65, 116 sequences), ~4.2 GB",
     ),
     "hpatches-sequences": Source(
-        "hpatches-sequences", ICVL_BASE,
-        (RemoteFile("hpatches-sequences-release.tar.gz", "hpatches-sequences-release.tar.gz", extract=True,
-                    extracts_to="hpatches-sequences-release"),),
+        "hpatches-sequences",
+        ICVL_BASE,
+        (
+            RemoteFile(
+                "hpatches-sequences-release.tar.gz",
+                "hpatches-sequences-release.tar.gz",
+                extract=True,
+                extracts_to="hpatches-sequences-release",
+            ),
+        ),
         "HPatches full image sequences + homographies, ~1.3 GB",
     ),
     "benchmark-tasks": Source(
-        "benchmark-tasks", BENCHMARK_BASE,
-        (RemoteFile("python/utils/splits.json", "hpatches-benchmark/splits.json",
-                    sha256="75d4272eb8872f5444d34c00b4111f317432b5fe7550e74749cb1354d972fa83", size=7613),)
-        + tuple(RemoteFile(f"tasks/{n}", f"hpatches-benchmark/tasks/{n}", sha256=h) for n, h in sorted(_TASK_SHA256.items())),
+        "benchmark-tasks",
+        BENCHMARK_BASE,
+        (
+            RemoteFile(
+                "python/utils/splits.json",
+                "hpatches-benchmark/splits.json",
+                sha256="75d4272eb8872f5444d34c00b4111f317432b5fe7550e74749cb1354d972fa83",
+                size=7613,
+            ),
+        )
+        + tuple(
+            RemoteFile(f"tasks/{n}", f"hpatches-benchmark/tasks/{n}", sha256=h) for n, h in sorted(_TASK_SHA256.items())
+        ),
         f"official splits.json + retrieval task CSVs (hpatches-benchmark @ {BENCHMARK_COMMIT[:7]})",
     ),
 }
@@ -128,8 +148,16 @@ def _total_from_response(resp, offset: int) -> int | None:
     return None
 
 
-def download_file(url: str, dest, sha256: str | None = None, size: int | None = None, progress: bool = True,
-                  retries: int = 3, timeout: float = 60.0, backoff: float = 1.0) -> Path:
+def download_file(
+    url: str,
+    dest,
+    sha256: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+    retries: int = 3,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+) -> Path:
     """Download ``url`` to ``dest`` via ``dest.part`` with resume; verify size and sha256; rename into place.
 
     An existing ``dest.part`` is resumed (HTTP Range). A dropped connection is retried (resuming) up to
@@ -165,8 +193,19 @@ def download_file(url: str, dest, sha256: str | None = None, size: int | None = 
                         part.unlink(missing_ok=True)
                         raise DownloadError(url, f"server reports {got_total} bytes, expected {total}")
                     total = got_total
-                with open(part, "ab") as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                                                  desc=dest.name, disable=not progress, leave=False) as bar:
+                with (
+                    open(part, "ab") as f,
+                    tqdm(
+                        total=total,
+                        initial=offset,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=dest.name,
+                        disable=not progress,
+                        leave=False,
+                    ) as bar,
+                ):
                     while True:
                         chunk = resp.read(CHUNK)
                         if not chunk:
@@ -177,7 +216,13 @@ def download_file(url: str, dest, sha256: str | None = None, size: int | None = 
             if total is not None and have < total:
                 raise ConnectionError(f"connection closed after {have} of {total} bytes")
             break
-        except (ConnectionError, http.client.IncompleteRead, http.client.HTTPException, socket.timeout, TimeoutError, urllib.error.URLError) as e:
+        except (
+            ConnectionError,
+            http.client.IncompleteRead,
+            http.client.HTTPException,
+            TimeoutError,
+            urllib.error.URLError,
+        ) as e:
             attempt += 1
             if attempt > retries:
                 have = part.stat().st_size if part.exists() else 0
@@ -266,8 +311,15 @@ def extract_tar(archive, out_dir, replace: bool = False) -> list[Path]:
     return [out_dir / t for t in tops]
 
 
-def download(what=("hpatches-release", "benchmark-tasks"), out_dir=".", base_url: str | None = None, force: bool = False,
-             keep_archives: bool = False, progress: bool = True, retries: int = 3) -> dict[str, list[Path]]:
+def download(
+    what=("hpatches-release", "benchmark-tasks"),
+    out_dir=".",
+    base_url: str | None = None,
+    force: bool = False,
+    keep_archives: bool = False,
+    progress: bool = True,
+    retries: int = 3,
+) -> dict[str, list[Path]]:
     """Fetch the named sources into ``out_dir``; returns ``{source: [paths]}``. Already present outputs
     are skipped unless ``force``."""
     out_dir = Path(out_dir)
@@ -293,7 +345,9 @@ def download(what=("hpatches-release", "benchmark-tasks"), out_dir=".", base_url
             url = f"{base}/{rf.path}"
             if progress:
                 log.info(f"fetching {url}")
-            f = download_file(url, out_dir / rf.dest, sha256=rf.sha256, size=rf.size, progress=progress, retries=retries)
+            f = download_file(
+                url, out_dir / rf.dest, sha256=rf.sha256, size=rf.size, progress=progress, retries=retries
+            )
             if rf.extract:
                 try:
                     tops = extract_tar(f, out_dir, replace=force)

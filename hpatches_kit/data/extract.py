@@ -51,8 +51,16 @@ from .writer import (  # noqa: F401  (re-exported: public names of this module s
     write_sequence,
     write_stack_png,
 )
-__all__ = ["extract_dataset", "extract_sequence", "read_source_sequence", "find_source_sequences",
-           "detect_regions", "make_splits", "MAGNIFICATION"]
+
+__all__ = [
+    "extract_dataset",
+    "extract_sequence",
+    "read_source_sequence",
+    "find_source_sequences",
+    "detect_regions",
+    "make_splits",
+    "MAGNIFICATION",
+]
 
 IMAGE_EXTS = (".ppm", ".pgm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NUM_TARGETS = 5
@@ -96,8 +104,9 @@ def find_source_sequences(src) -> list[Path]:
         return [src]
     seqs = sorted(p for p in src.iterdir() if source_layout(p))
     if not seqs:
-        raise DataError(src, "no homography sequences found (expected 1.ppm..6.ppm + H_1_2..H_1_6, or "
-                             "img1..img6 + H1to2p..H1to6p)")
+        raise DataError(
+            src, "no homography sequences found (expected 1.ppm..6.ppm + H_1_2..H_1_6, or img1..img6 + H1to2p..H1to6p)"
+        )
     return seqs
 
 
@@ -152,11 +161,15 @@ def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray
             hfile = (folder / f"H_1_{i}").is_file() if layout == "hpatches" else _oxford_homography(folder, i)
             if i > MIN_IMAGES and not hfile and not any(_find_image(folder, st) for st in later):
                 break  # a shorter sequence, not a gap
-            raise DataError(folder / f"{stem}.ppm", f"missing image {stem}.* ({layout} layout; a sequence needs "
-                                                    f"at least {MIN_IMAGES} images)")
+            raise DataError(
+                folder / f"{stem}.ppm",
+                f"missing image {stem}.* ({layout} layout; a sequence needs at least {MIN_IMAGES} images)",
+            )
         images.append(read_image_grey(p))
         if i > 1:
-            hp = folder / f"H_1_{i}" if layout == "hpatches" else (_oxford_homography(folder, i) or folder / f"H1to{i}p")
+            hp = (
+                folder / f"H_1_{i}" if layout == "hpatches" else (_oxford_homography(folder, i) or folder / f"H1to{i}p")
+            )
             Hs.append(read_homography(hp))
     name = folder.name
     if not name.startswith(("i_", "v_")):
@@ -195,14 +208,20 @@ def _local_scale(M, p: int) -> float:
 
 def _sample(stack: _BlurStack, M, p: int) -> np.ndarray:
     src = stack.for_scale(_local_scale(M, p))
-    return cv2.warpPerspective(src, M, (p, p), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(
+        src, M, (p, p), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def _inside(pts, shape, margin=0.5) -> bool:
     h, w = shape[:2]
-    return bool(np.all(np.isfinite(pts)) and pts[:, 0].min() >= margin and pts[:, 1].min() >= margin
-                and pts[:, 0].max() <= w - 1 - margin and pts[:, 1].max() <= h - 1 - margin)
+    return bool(
+        np.all(np.isfinite(pts))
+        and pts[:, 0].min() >= margin
+        and pts[:, 1].min() >= margin
+        and pts[:, 0].max() <= w - 1 - margin
+        and pts[:, 1].max() <= h - 1 - margin
+    )
 
 
 _SQUARE = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [0, -1], [1, 0], [0, 1], [-1, 0]], np.float64)
@@ -273,12 +292,23 @@ def resolve_jitter(jitter, scale: float = 1.0) -> dict:
         targets = {v: float(jitter[v]) for v in VARIANTS}
     else:
         raise ValueError(f"jitter must be 'hpatches', 'none' or a dict of target overlaps, got {jitter!r}")
-    return {"targets": targets, "magnitudes": {v: scale * G.calibrate_jitter(t) for v, t in targets.items()},
-            "scale": scale}
+    return {
+        "targets": targets,
+        "magnitudes": {v: scale * G.calibrate_jitter(t) for v, t in targets.items()},
+        "scale": scale,
+    }
 
 
-def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jitter="hpatches",
-                     patch_size: int = HPATCHES_PATCH_SIZE, per_detector: int = 1000, redraws: int = 6):
+def extract_sequence(
+    images,
+    Hs,
+    rng: np.random.Generator,
+    max_patches=None,
+    jitter="hpatches",
+    patch_size: int = HPATCHES_PATCH_SIZE,
+    per_detector: int = 1000,
+    redraws: int = 6,
+):
     """Extract the tracks of one sequence (2 to 6 images; with fewer than 5 targets the target slots
     ``e/h/t k`` cycle through the targets: a pair's five slots all come from its second image, jittered
     independently).
@@ -296,13 +326,17 @@ def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jit
     ref = images[0]
     det = detect_regions(ref, per_detector=per_detector)
     # prefilter on the un-jittered, orientation-free circumscribed square (radius r*sqrt2 disk)
-    ring = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
-                     np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))], 1) * math.sqrt(2.0)
+    ring = np.stack(
+        [np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)), np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))],
+        1,
+    ) * math.sqrt(2.0)
     ok = []
     for i, (x, y, s, _) in enumerate(det):
         r = MAGNIFICATION * s
         pts = ring * r + [x, y]
-        if _inside(pts, ref.shape) and all(_inside(G.apply_homography(H, pts), im.shape) for H, im in zip(Hs, images[1:])):
+        if _inside(pts, ref.shape) and all(
+            _inside(G.apply_homography(H, pts), im.shape) for H, im in zip(Hs, images[1:])
+        ):
             ok.append(i)
     det = det[ok]
     n_detected = len(det)
@@ -348,13 +382,25 @@ def extract_sequence(images, Hs, rng: np.random.Generator, max_patches=None, jit
             ov[v] = G.jitter_overlaps(js.reshape(-1, 3, 3), 512).reshape(len(js), NUM_TARGETS)
         else:
             ov[v] = np.zeros((0, NUM_TARGETS))
-    info = {"detections_in_bounds": int(n_detected), "tracks": int(len(out)),
-            "frames": np.stack(frames) if frames else np.zeros((0, 3, 3))}
+    info = {
+        "detections_in_bounds": int(n_detected),
+        "tracks": int(len(out)),
+        "frames": np.stack(frames) if frames else np.zeros((0, 3, 3)),
+    }
     return out, ov, info
 
 
-def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatches", progress: bool = True,
-                    patch_size: int = HPATCHES_PATCH_SIZE, per_detector: int = 1000, jitter_scale: float = 1.0) -> Path:
+def extract_dataset(
+    src,
+    out_dir,
+    seed: int = 0,
+    max_patches=None,
+    jitter="hpatches",
+    progress: bool = True,
+    patch_size: int = HPATCHES_PATCH_SIZE,
+    per_detector: int = 1000,
+    jitter_scale: float = 1.0,
+) -> Path:
     """Extract an HPatches-format dataset from homography sequences (see the module docstring).
 
     ``max_patches`` caps the tracks per sequence (a random subset of the valid regions). Writes the sequence
@@ -376,8 +422,9 @@ def extract_dataset(src, out_dir, seed: int = 0, max_patches=None, jitter="hpatc
             if name in per_seq:
                 raise DataError(d, f"duplicate sequence name {name!r}")
             rng = np.random.default_rng([int(seed), idx])
-            tracks, ov, info = extract_sequence(images, Hs, rng, max_patches=max_patches, jitter=spec,
-                                                patch_size=patch_size, per_detector=per_detector)
+            tracks, ov, info = extract_sequence(
+                images, Hs, rng, max_patches=max_patches, jitter=spec, patch_size=patch_size, per_detector=per_detector
+            )
             if len(tracks) == 0:
                 raise DataError(d, "no region fits inside every image of the sequence: cannot extract patches")
             write_sequence(tmp, name, tracks)

@@ -29,9 +29,9 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -53,8 +53,9 @@ class DataFormat:
 _FORMATS: dict[str, DataFormat] = {}
 
 
-def register_format(name: str, detect: Callable, open: Callable | None = None, description: str = "",
-                    first: bool = False):
+def register_format(
+    name: str, detect: Callable, open: Callable | None = None, description: str = "", first: bool = False
+):
     """Register a data-format reader (usable as a decorator of ``open``).
 
     Args:
@@ -71,6 +72,7 @@ def register_format(name: str, detect: Callable, open: Callable | None = None, d
     Raises:
         ValueError: ``name`` is taken by another reader.
     """
+
     def add(fn):
         if name in _FORMATS and _FORMATS[name].open is not fn:
             raise ValueError(f"data format {name!r} is already registered")
@@ -113,7 +115,7 @@ def detect_format(path) -> str | None:
     return None
 
 
-def open_source(path, format: str = "auto", **options) -> "TrackSource":
+def open_source(path, format: str = "auto", **options) -> TrackSource:
     """Open ``path`` with the reader of ``format`` (``"auto"``: :func:`detect_format`).
 
     Args:
@@ -133,13 +135,17 @@ def open_source(path, format: str = "auto", **options) -> "TrackSource":
             raise DataError(path, "data folder does not exist")
         format = detect_format(path)
         if format is None:
-            raise DataError(path, f"no data-format reader recognises this (tried {', '.join(_FORMATS)}); "
-                                  "expected HPatches sequences (i_*/, v_*/ with ref.png ...), a packed cache, "
-                                  "a Brown subset, or a format registered with register_format")
+            raise DataError(
+                path,
+                f"no data-format reader recognises this (tried {', '.join(_FORMATS)}); "
+                "expected HPatches sequences (i_*/, v_*/ with ref.png ...), a packed cache, "
+                "a Brown subset, or a format registered with register_format",
+            )
     return get_format(format).open(path, **options)
 
 
 # -- the common track source ----------------------------------------------------------------------------------
+
 
 class TrackSource:
     """What a reader returns: 16-view tracks, by sequence when the data has sequences.
@@ -202,8 +208,18 @@ class ArraySource(TrackSource):
         from .hpatches import HPatchesDataset, Sequence
 
         names = self.names if names is None else names
-        return HPatchesDataset([Sequence(name=n, tracks=self._seq[n], noisy=None if self._noisy is None
-                                         else self._noisy[n], path=str(self.root)) for n in names], root=self.root)
+        return HPatchesDataset(
+            [
+                Sequence(
+                    name=n,
+                    tracks=self._seq[n],
+                    noisy=None if self._noisy is None else self._noisy[n],
+                    path=str(self.root),
+                )
+                for n in names
+            ],
+            root=self.root,
+        )
 
 
 class PackedSource(TrackSource):
@@ -226,8 +242,13 @@ class PackedSource(TrackSource):
         unknown = [n for n in names if n not in self.names]
         if unknown:
             raise DataError(self.packed.path, f"unknown sequences: {', '.join(unknown[:5])}")
-        return np.concatenate([np.arange(sl.start, sl.stop) for sl in map(self.packed.sequence_slice, names)]
-                              ).astype(np.int64) if names else np.zeros(0, np.int64)
+        return (
+            np.concatenate([np.arange(sl.start, sl.stop) for sl in map(self.packed.sequence_slice, names)]).astype(
+                np.int64
+            )
+            if names
+            else np.zeros(0, np.int64)
+        )
 
     def tracks(self, names=None, noisy: bool = False):
         from .cache import StreamedTracks
@@ -257,6 +278,7 @@ class BrownSource(TrackSource):
 
 
 # -- the readers -----------------------------------------------------------------------------------------------
+
 
 def _is_hpatches(path) -> bool:
     from .hpatches import find_sequence_dirs
@@ -288,14 +310,24 @@ def open_packed(path, size: int | None = None, **options) -> PackedSource:
     """A packed cache folder, memory-mapped (``size`` must be its patch size or ``None``)."""
     src = PackedSource(path)
     if size is not None and int(size) != src.packed.patch_size:
-        raise DataError(path, f"packed cache holds {src.packed.patch_size}x{src.packed.patch_size} patches, "
-                              f"{size}x{size} asked (use --patch-size {src.packed.patch_size}, or pass the "
-                              "dataset folder: its cache at that size is built on first use)")
+        raise DataError(
+            path,
+            f"packed cache holds {src.packed.patch_size}x{src.packed.patch_size} patches, "
+            f"{size}x{size} asked (use --patch-size {src.packed.patch_size}, or pass the "
+            "dataset folder: its cache at that size is built on first use)",
+        )
     return src
 
 
-def open_hpatches(path, size: int | None = None, cache: str | None = None, progress: bool = True,
-                  rows: bool = False, format: str = "hpatches", **options) -> TrackSource:
+def open_hpatches(
+    path,
+    size: int | None = None,
+    cache: str | None = None,
+    progress: bool = True,
+    rows: bool = False,
+    format: str = "hpatches",
+    **options,
+) -> TrackSource:
     """HPatches-format sequence folders, through their packed cache at ``size`` (built on first use; see
     :mod:`hpatches_kit.data.cache`), or decoded into memory with ``cache="off"``. ``rows``: the cache carries
     the row store training streams from."""
@@ -307,8 +339,12 @@ def open_hpatches(path, size: int | None = None, cache: str | None = None, progr
 
     dirs = find_sequence_dirs(path)
     seqs = list(iter_load_sequences(dirs, size=size, noise=None))
-    return ArraySource(path, format, {s.name: s.tracks for s in seqs},
-                       noisy={s.name: s.noisy for s in seqs} if all(s.noisy is not None for s in seqs) else None)
+    return ArraySource(
+        path,
+        format,
+        {s.name: s.tracks for s in seqs},
+        noisy={s.name: s.noisy for s in seqs} if all(s.noisy is not None for s in seqs) else None,
+    )
 
 
 def open_nhpatches(path, **options) -> TrackSource:
@@ -327,8 +363,9 @@ register_format("hpatches", detect=_is_hpatches, open=open_hpatches)
 register_format("brown", detect=_is_brown, open=open_brown_source)
 
 
-def _open_for_load_dataset(root, sequences=None, split=None, subset="test", splits_file=None, size=None,
-                           noise=None, progress=True, cache="off"):
+def _open_for_load_dataset(
+    root, sequences=None, split=None, subset="test", splits_file=None, size=None, noise=None, progress=True, cache="off"
+):
     """:func:`~hpatches_kit.data.hpatches.load_dataset` through the registry: a packed cache or any registered
     non-HPatches format always, an HPatches folder through its packed cache when ``cache`` resolves to auto;
     ``None`` lets ``load_dataset`` decode the PNGs."""
@@ -344,8 +381,11 @@ def _open_for_load_dataset(root, sequences=None, split=None, subset="test", spli
         raise DataError(root, f"{fmt} data has no sequences to evaluate on")
     names = list(src.names)
     if split is not None:
-        keep = set(split_sequences(split, names, subset=subset, splits_file=splits_file,
-                                   root=getattr(src, "splits_root", None) or root))
+        keep = set(
+            split_sequences(
+                split, names, subset=subset, splits_file=splits_file, root=getattr(src, "splits_root", None) or root
+            )
+        )
         names = [n for n in names if n in keep]
     if sequences is not None:
         unknown = [n for n in sequences if n not in names]
@@ -356,9 +396,18 @@ def _open_for_load_dataset(root, sequences=None, split=None, subset="test", spli
     if noise and not ds.has_noise:
         raise DataError(root, "noise=True but the dataset has no noisy images")
     if size is not None and ds.patch_size != size:
-        ds = HPatchesDataset([Sequence(name=s.name, tracks=resize_patches(np.asarray(s.tracks), size),
-                                       noisy=None if s.noisy is None else resize_patches(np.asarray(s.noisy), size),
-                                       path=s.path) for s in ds], root=ds.root)
+        ds = HPatchesDataset(
+            [
+                Sequence(
+                    name=s.name,
+                    tracks=resize_patches(np.asarray(s.tracks), size),
+                    noisy=None if s.noisy is None else resize_patches(np.asarray(s.noisy), size),
+                    path=s.path,
+                )
+                for s in ds
+            ],
+            root=ds.root,
+        )
     return ds
 
 

@@ -14,8 +14,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import DataError
 
@@ -133,15 +133,21 @@ def check_replaceable(out_dir, kind: str, refusal: str | None = None, flag: str 
         if any(real.iterdir()):
             foreign = foreign_entries(real, kind)
             if foreign is None:
-                why = (f"{refusal} (no {MARKER} completion marker of a {kind}: not built by hpatches-kit, or by an "
-                       f"older version; move it away or choose another {flag})" if refusal else
-                       f"{flag}: folder exists, is not empty and was not written by hpatches-kit as a {kind} "
-                       f"(no {MARKER}); refusing to overwrite it")
+                why = (
+                    f"{refusal} (no {MARKER} completion marker of a {kind}: not built by hpatches-kit, or by an "
+                    f"older version; move it away or choose another {flag})"
+                    if refusal
+                    else f"{flag}: folder exists, is not empty and was not written by hpatches-kit as a {kind} "
+                    f"(no {MARKER}); refusing to overwrite it"
+                )
                 raise DataError(given, why)
             if foreign:
                 listed = ", ".join(foreign[:3]) + (f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else "")
-                raise DataError(given, f"{flag}: holds files hpatches-kit did not write ({listed}); refusing to "
-                                       f"replace it (move them away or choose another {flag})")
+                raise DataError(
+                    given,
+                    f"{flag}: holds files hpatches-kit did not write ({listed}); refusing to "
+                    f"replace it (move them away or choose another {flag})",
+                )
 
 
 def _owner_pid(name: str) -> int | None:
@@ -183,7 +189,7 @@ def remove_stale_builds(out_dir) -> list[Path]:
     for p in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.*"):
         if not p.name.endswith(_TEMP_SUFFIXES) or not p.is_dir() or p.is_symlink():
             continue
-        pid = _owner_pid(p.name[len(out_dir.name) + 1:])
+        pid = _owner_pid(p.name[len(out_dir.name) + 1 :])
         try:
             stale = not _alive(pid) if pid is not None else time.time() - p.stat().st_mtime > LEGACY_TEMP_AGE
         except OSError:
@@ -241,14 +247,18 @@ def resolve_output(out_dir) -> Path:
     real = Path(os.path.realpath(given))
     cwd = Path(os.path.realpath(os.getcwd()))
     if real == cwd or real in cwd.parents:
-        raise DataError(given, "is the current folder (or holds it) and would be replaced under it; "
-                               "run from another folder or choose another --out")
+        raise DataError(
+            given,
+            "is the current folder (or holds it) and would be replaced under it; "
+            "run from another folder or choose another --out",
+        )
     return real
 
 
 @contextlib.contextmanager
-def build_then_swap(out_dir, kind: str, refusal: str | None = None, inputs=None, flag: str = "--out",
-                    keep_existing: bool = False) -> Iterator[Path]:
+def build_then_swap(
+    out_dir, kind: str, refusal: str | None = None, inputs=None, flag: str = "--out", keep_existing: bool = False
+) -> Iterator[Path]:
     """Yield a fresh temporary folder next to ``out_dir``; when the block ends without error, write the
     completion :data:`MARKER` of ``kind`` into it and swap it into place, else remove it. ``out_dir`` is
     replaced only when it is empty or a completed ``kind`` build holding nothing foreign (checked before any
@@ -292,8 +302,9 @@ def build_then_swap(out_dir, kind: str, refusal: str | None = None, inputs=None,
             write_marker(tmp, kind)
             old = None
             if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}-", suffix=".old",
-                                            dir=out_dir.parent))
+                old = Path(
+                    tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}-", suffix=".old", dir=out_dir.parent)
+                )
                 os.rmdir(old)
                 os.replace(out_dir, old)
             os.replace(tmp, out_dir)
@@ -304,8 +315,9 @@ def build_then_swap(out_dir, kind: str, refusal: str | None = None, inputs=None,
             raise
 
 
-def read_image(path, flags: int, missing: str = "missing file",
-               corrupt: str = "cannot decode image (corrupt or not a PNG)"):
+def read_image(
+    path, flags: int, missing: str = "missing file", corrupt: str = "cannot decode image (corrupt or not a PNG)"
+):
     """``cv2.imread(path, flags)``, raising :class:`DataError` naming the file with ``missing`` when it is absent
     and ``corrupt`` when OpenCV cannot decode it."""
     import cv2
@@ -431,7 +443,7 @@ def check_outputs(files=None, folders=None, inputs=None, replaced=None) -> None:
             if is_folder and _inside(inp, out):
                 raise DataError(given, f"{flag} folder holds the input {iflag} {igiven}; write it elsewhere")
     for i, (flag, given, out, _) in enumerate(outs):
-        for flag2, given2, out2, _ in outs[i + 1:]:
+        for flag2, _given2, out2, _ in outs[i + 1 :]:
             if _same(out, out2):
                 raise DataError(given, f"{flag} and {flag2} are the same path; give them different paths")
 
@@ -464,8 +476,9 @@ def lock_folder(folder, flag: str = "--out"):
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
-        raise DataError(folder, f"another run ({holder}) is writing this folder; wait for it to end or choose "
-                                f"another {flag}") from None
+        raise DataError(
+            folder, f"another run ({holder}) is writing this folder; wait for it to end or choose another {flag}"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()}\n")
@@ -474,8 +487,19 @@ def lock_folder(folder, flag: str = "--out"):
 
 
 #: the options (argparse ``dest``) of the CLIs that name input files or folders
-INPUT_OPTIONS = ("data", "splits_file", "descriptors", "model", "denoiser", "tasks_dir", "init", "photos", "src",
-                 "results", "weights")
+INPUT_OPTIONS = (
+    "data",
+    "splits_file",
+    "descriptors",
+    "model",
+    "denoiser",
+    "tasks_dir",
+    "init",
+    "photos",
+    "src",
+    "results",
+    "weights",
+)
 
 
 def input_paths(args, **extra) -> dict:

@@ -16,9 +16,20 @@ import math
 import numpy as np
 
 __all__ = [
-    "apply_homography", "circle_iou", "ellipse_iou", "unit_disk_iou", "ellipse_iou_raster", "ellipse_polygon",
-    "region_frame", "patch_to_norm", "jitter_frame", "sample_jitter", "jitter_overlaps",
-    "calibrate_jitter", "JITTER_TARGETS", "JITTER_SHAPE",
+    "apply_homography",
+    "circle_iou",
+    "ellipse_iou",
+    "unit_disk_iou",
+    "ellipse_iou_raster",
+    "ellipse_polygon",
+    "region_frame",
+    "patch_to_norm",
+    "jitter_frame",
+    "sample_jitter",
+    "jitter_overlaps",
+    "calibrate_jitter",
+    "JITTER_TARGETS",
+    "JITTER_SHAPE",
 ]
 
 #: Target median overlaps of the jittered vs un-jittered measurement ellipse (HPatches easy/hard/tough).

@@ -13,8 +13,9 @@ resized to 32x32 (about 2.5 M patches) takes about 2.5 GB.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence as Seq
 
 import numpy as np
 
@@ -29,7 +30,6 @@ from ..layout import (  # noqa: F401  (re-exported: the public names of this mod
     type_index,
 )
 from .errors import DataError
-from .splits import split_sequences
 from .sequences import (  # noqa: F401  (re-exported: the public names of this module since v0.1)
     Sequence,
     default_workers,
@@ -42,13 +42,14 @@ from .sequences import (  # noqa: F401  (re-exported: the public names of this m
     resize_patches,
     write_patch_image,
 )
+from .splits import split_sequences
 
 
 class HPatchesDataset:
     """An ordered collection of :class:`Sequence` objects."""
 
     def __init__(self, sequences: Iterable[Sequence], root=None):
-        self.sequences: "OrderedDict[str, Sequence]" = OrderedDict((s.name, s) for s in sequences)
+        self.sequences: OrderedDict[str, Sequence] = OrderedDict((s.name, s) for s in sequences)
         self.root = str(root) if root is not None else None
         sizes = {s.patch_size for s in self.sequences.values()}
         if len(sizes) > 1:
@@ -88,14 +89,16 @@ class HPatchesDataset:
     def num_tracks(self) -> int:
         return sum(s.num_patches for s in self.sequences.values())
 
-    def subset(self, names: Seq[str]) -> "HPatchesDataset":
+    def subset(self, names: Seq[str]) -> HPatchesDataset:
         """The sequences in ``names`` (in that order); unknown names raise naming the sequence."""
         unknown = [n for n in names if n not in self.sequences]
         if unknown:
-            raise DataError(self.root, f"unknown sequences: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+            raise DataError(
+                self.root, f"unknown sequences: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}"
+            )
         return HPatchesDataset([self.sequences[n] for n in names], root=self.root)
 
-    def split(self, name: str = "full", subset: str = "test", splits_file=None) -> "HPatchesDataset":
+    def split(self, name: str = "full", subset: str = "test", splits_file=None) -> HPatchesDataset:
         """The sequences of an official split (see :func:`hpatches_kit.data.splits.split_sequences`)."""
         return self.subset(split_sequences(name, self.names, subset=subset, splits_file=splits_file, root=self.root))
 
@@ -108,7 +111,11 @@ class HPatchesDataset:
         arrs = [(s.noisy if noisy else s.tracks) for s in self.sequences.values()]
         if noisy and any(a is None for a in arrs):
             raise DataError(self.root, "dataset has no noisy images")
-        seq_ids = np.concatenate([np.full(a.shape[0], i, np.int32) for i, a in enumerate(arrs)]) if arrs else np.zeros(0, np.int32)
+        seq_ids = (
+            np.concatenate([np.full(a.shape[0], i, np.int32) for i, a in enumerate(arrs)])
+            if arrs
+            else np.zeros(0, np.int32)
+        )
         return (np.concatenate(arrs) if arrs else np.zeros((0, len(TYPES), 0, 0), np.uint8)), seq_ids
 
     def summary(self) -> dict:
@@ -215,13 +222,24 @@ def load_dataset(
 
         root = ensure_default(progress=progress)
     for opener in DATASET_OPENERS:  # data/formats.py: packed caches, registered formats, the packed-cache path
-        ds = opener(root, sequences=sequences, split=split, subset=subset, splits_file=splits_file, size=size,
-                    noise=noise, progress=progress, cache=cache)
+        ds = opener(
+            root,
+            sequences=sequences,
+            split=split,
+            subset=subset,
+            splits_file=splits_file,
+            size=size,
+            noise=noise,
+            progress=progress,
+            cache=cache,
+        )
         if ds is not None:
             return ds
     dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
     it = iter_load_sequences(dirs, size=size, noise=noise, workers=workers)
-    it = tqdm(it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False)
+    it = tqdm(
+        it, total=len(dirs), desc="loading sequences", unit="seq", disable=not progress or len(dirs) < 2, leave=False
+    )
     return HPatchesDataset(list(it), root=root)
 
 
@@ -233,7 +251,7 @@ class DatasetIndex:
     patches each holds; task generation also needs the ``ref`` patches (the official std filter)."""
 
     def __init__(self, dirs: Iterable, root=None):
-        self.dirs: "OrderedDict[str, Path]" = OrderedDict((Path(d).name, Path(d)) for d in dirs)
+        self.dirs: OrderedDict[str, Path] = OrderedDict((Path(d).name, Path(d)) for d in dirs)
         self.root = str(root) if root is not None else None
         self._refs: dict[str, np.ndarray] = {}
 
@@ -273,8 +291,14 @@ class DatasetIndex:
         return f"DatasetIndex({len(self)} sequences, root={self.root!r})"
 
 
-def index_dataset(root=None, sequences: Seq[str] | None = None, split: str | None = None, subset: str = "test",
-                  splits_file=None, progress: bool = True) -> DatasetIndex:
+def index_dataset(
+    root=None,
+    sequences: Seq[str] | None = None,
+    split: str | None = None,
+    subset: str = "test",
+    splits_file=None,
+    progress: bool = True,
+) -> DatasetIndex:
     """A :class:`DatasetIndex` of a dataset folder (``None``: the embedded default), selected as by
     :func:`load_dataset`, without decoding any image."""
     if root is None:

@@ -30,7 +30,6 @@ from ..layout import NOISE_SUFFIX, TYPES
 from .errors import DataError
 from .fsio import build_then_swap, check_outputs, sha256_file
 from .hpatches import HPatchesDataset, iter_load_sequences, resize_patches, select_sequence_dirs
-from .sequences import png_size
 from .packed import (  # noqa: F401  (re-exported: public names of this module since v0.1)
     FORMAT,
     FORMAT_VERSION,
@@ -44,11 +43,11 @@ from .packed import (  # noqa: F401  (re-exported: public names of this module s
     shard_name,
     source_fingerprint,
 )
+from .sequences import png_size
 from .tfrecord import parse_track_example, track_example  # noqa: F401  (re-exported: public since v0.1)
 
-
-
 # -- helpers ------------------------------------------------------------------------------------------
+
 
 def _select_dirs(root, split, subset, splits_file, sequences=None) -> list[Path]:
     dirs = select_sequence_dirs(root, split=split, subset=subset, splits_file=splits_file, sequences=sequences)
@@ -127,8 +126,7 @@ def pack_dataset(
         source = {"root": ds.root, "fingerprint": None}
 
         def sequences():
-            for s in ds:
-                yield s
+            yield from ds
 
     else:
         root = ds_or_root
@@ -146,20 +144,52 @@ def pack_dataset(
             bad = next(d for d in dirs if not all((d / f"{t}{NOISE_SUFFIX}.png").is_file() for t in TYPES))
             raise DataError(bad, "noise=True but this sequence has no (complete) *_noise.png twins")
         has_noise = all_noise if noise is None else bool(noise)
-        source = {"root": str(root.resolve()), "fingerprint": source_fingerprint(dirs), "split": split, "subset": subset}
+        source = {
+            "root": str(root.resolve()),
+            "fingerprint": source_fingerprint(dirs),
+            "split": split,
+            "subset": subset,
+        }
 
         def sequences():
             yield from iter_load_sequences(dirs, size=size, noise=has_noise, workers=workers)
 
-    return pack_stream(sequences(), out_dir, names, counts, patch_size=int(size or src_p), noisy=has_noise,
-                       source=source, source_patch_size=int(src_p), shards=shards, tfrecords=tfrecords,
-                       progress=progress, t0=t0, inputs=inputs, rows=rows, keep_existing=keep_existing)
+    return pack_stream(
+        sequences(),
+        out_dir,
+        names,
+        counts,
+        patch_size=int(size or src_p),
+        noisy=has_noise,
+        source=source,
+        source_patch_size=int(src_p),
+        shards=shards,
+        tfrecords=tfrecords,
+        progress=progress,
+        t0=t0,
+        inputs=inputs,
+        rows=rows,
+        keep_existing=keep_existing,
+    )
 
 
-def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool = False, source: dict | None = None,
-                source_patch_size: int | None = None, shards: int | None = None, tfrecords: bool = True,
-                progress: bool = True, t0: float | None = None, inputs=None, rows: bool = False,
-                keep_existing: bool = False) -> Path:
+def pack_stream(
+    sequences,
+    out_dir,
+    names,
+    counts,
+    patch_size: int,
+    noisy: bool = False,
+    source: dict | None = None,
+    source_patch_size: int | None = None,
+    shards: int | None = None,
+    tfrecords: bool = True,
+    progress: bool = True,
+    t0: float | None = None,
+    inputs=None,
+    rows: bool = False,
+    keep_existing: bool = False,
+) -> Path:
     """Pack an iterable of :class:`Sequence` (named ``names``, holding ``counts`` tracks each, in order)
     without holding more than one of them in memory; patches are resized to ``patch_size``. This is what
     :func:`pack_dataset` does after reading the folder's PNG headers for the counts. ``inputs``: ``{flag: paths}``
@@ -189,14 +219,23 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
         track_idx = np.concatenate([np.arange(c, dtype=np.int32) for c in counts]) if counts else np.zeros(0, np.int32)
         off = 0
         try:
-            it = tqdm(sequences, total=len(names), desc="packing sequences", unit="seq", disable=not progress, leave=False)
+            it = tqdm(
+                sequences, total=len(names), desc="packing sequences", unit="seq", disable=not progress, leave=False
+            )
             for k, s in enumerate(it):
                 if k >= len(names) or s.name != names[k]:
-                    raise DataError(s.path or s.name, f"sequence {k} is {s.name!r}, expected {names[k]!r}" if k < len(names) else f"more sequences than the {len(names)} named")
+                    raise DataError(
+                        s.path or s.name,
+                        f"sequence {k} is {s.name!r}, expected {names[k]!r}"
+                        if k < len(names)
+                        else f"more sequences than the {len(names)} named",
+                    )
                 if s.noisy is None and noisy is not None:
                     raise DataError(s.path or s.name, "sequence has no noisy images but the cache is packed with noise")
                 if s.num_patches != counts[k]:
-                    raise DataError(s.path or s.name, f"holds {s.num_patches} patches, expected {counts[k]} (from ref.png)")
+                    raise DataError(
+                        s.path or s.name, f"holds {s.num_patches} patches, expected {counts[k]} (from ref.png)"
+                    )
                 tracks.write(resize_patches(s.tracks, p))
                 if noisy is not None:
                     noisy.write(resize_patches(s.noisy, p))
@@ -222,7 +261,13 @@ def pack_stream(sequences, out_dir, names, counts, patch_size: int, noisy: bool 
                 continue
             f = tmp / f"{name}.npy"
             digest = arr.sha256 if isinstance(arr, _NpyWriter) else sha256_file(f)
-            arrays[name] = {"file": f.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "bytes": f.stat().st_size, "sha256": digest}
+            arrays[name] = {
+                "file": f.name,
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+                "bytes": f.stat().st_size,
+                "sha256": digest,
+            }
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -254,8 +299,9 @@ class _NpyWriter:
 
         self.path, self.shape, self.dtype = Path(path), tuple(int(x) for x in shape), np.dtype(dtype)
         head = io.BytesIO()
-        np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(self.dtype),
-                                                   "fortran_order": False, "shape": self.shape})
+        np.lib.format.write_array_header_1_0(
+            head, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        )
         self._h = hashlib.sha256(head.getvalue())
         self._f = open(self.path, "wb")
         self._f.write(head.getvalue())
@@ -311,10 +357,11 @@ def _write_shards(tmp: Path, shape, has_noise: bool, seq_ids, n_shards: int, pro
                 for k in range(e - s):
                     w.write(track_example(blk[k], s + k, seq_ids[s + k], None if nblk is None else nblk[k]))
                 bar.update(e - s)
-        meta.append({"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
+        meta.append(
+            {"file": f.name, "first_track": a, "tracks": b - a, "bytes": f.stat().st_size, "sha256": sha256_file(f)}
+        )
     bar.close()
     return meta
-
 
 
 def _write_rows(tmp: Path, shape, has_noise: bool, progress: bool) -> dict:
@@ -324,8 +371,7 @@ def _write_rows(tmp: Path, shape, has_noise: bool, progress: bool) -> dict:
 
     total = shape[0]
     kinds = [("tracks", "rows")] + ([("noisy", "rows_noisy")] if has_noise else [])
-    bar = tqdm(total=total * len(kinds), desc="writing the row store", unit="track", disable=not progress,
-               leave=False)
+    bar = tqdm(total=total * len(kinds), desc="writing the row store", unit="track", disable=not progress, leave=False)
     for arr, folder in kinds:
         for d in range((total + ROWS_PER_DIR - 1) // ROWS_PER_DIR):
             (tmp / folder / f"{d:05d}").mkdir(parents=True)
@@ -337,5 +383,9 @@ def _write_rows(tmp: Path, shape, has_noise: bool, progress: bool) -> dict:
                     f.write(memoryview(blk[k]).cast("B"))
             bar.update(e - s)
     bar.close()
-    return {"dir": "rows", "noisy_dir": "rows_noisy" if has_noise else None, "per_dir": ROWS_PER_DIR,
-            "row_bytes": int(np.prod(shape[1:]))}
+    return {
+        "dir": "rows",
+        "noisy_dir": "rows_noisy" if has_noise else None,
+        "per_dir": ROWS_PER_DIR,
+        "row_bytes": int(np.prod(shape[1:])),
+    }

@@ -84,7 +84,14 @@ class PackedDataset:
         seqs = []
         for name in self.seq_names:
             sl = self.sequence_slice(name)
-            seqs.append(Sequence(name=name, tracks=self.tracks[sl], noisy=None if self.noisy is None else self.noisy[sl], path=self.path))
+            seqs.append(
+                Sequence(
+                    name=name,
+                    tracks=self.tracks[sl],
+                    noisy=None if self.noisy is None else self.noisy[sl],
+                    path=self.path,
+                )
+            )
         return HPatchesDataset(seqs, root=self.manifest.get("source", {}).get("root"))
 
     def tf_dataset(self, noisy: bool = False, shuffle_files: bool = False, num_parallel_reads=None):
@@ -130,7 +137,9 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
     if man.get("format") != FORMAT:
         raise _stale(mf, f"unknown format {man.get('format')!r}")
     if man.get("version") != FORMAT_VERSION:
-        raise _stale(mf, f"written by format version {man.get('version')}, this hpatches-kit reads version {FORMAT_VERSION}")
+        raise _stale(
+            mf, f"written by format version {man.get('version')}, this hpatches-kit reads version {FORMAT_VERSION}"
+        )
     try:
         arrays = man["arrays"]
         total, p = int(man["num_tracks"]), int(man["patch_size"])
@@ -139,8 +148,16 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
         raise _stale(mf, f"manifest lacks or has a bad field {e}") from None
     if verify != "none":
         if sum(counts) != total or len(names) != len(counts):
-            raise _stale(mf, f"manifest counts disagree: {len(names)} names, {len(counts)} counts summing to {sum(counts)}, num_tracks {total}")
-        expect_shapes = {"tracks": [total, NT, p, p], "noisy": [total, NT, p, p], "seq_ids": [total], "track_idx": [total]}
+            raise _stale(
+                mf,
+                f"manifest counts disagree: {len(names)} names, {len(counts)} counts summing to {sum(counts)}, num_tracks {total}",
+            )
+        expect_shapes = {
+            "tracks": [total, NT, p, p],
+            "noisy": [total, NT, p, p],
+            "seq_ids": [total],
+            "track_idx": [total],
+        }
         for name in ("tracks", "seq_ids") + (("noisy",) if man.get("noisy") else ()):
             if name not in arrays:
                 raise _stale(mf, f"manifest lists no {name} array")
@@ -149,7 +166,9 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
             if not f.is_file():
                 raise _stale(f, "file is missing")
             if f.stat().st_size != a["bytes"]:
-                raise _stale(f, f"file is {f.stat().st_size} bytes, manifest says {a['bytes']} (truncated or rewritten)")
+                raise _stale(
+                    f, f"file is {f.stat().st_size} bytes, manifest says {a['bytes']} (truncated or rewritten)"
+                )
             if list(a["shape"]) != expect_shapes.get(name, a["shape"]):
                 raise _stale(f, f"manifest shape {a['shape']} disagrees with the counts {expect_shapes[name]}")
         for s in man.get("shards", []):
@@ -194,4 +213,12 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
     noisy = load("noisy") if "noisy" in arrays else None
     seq_ids = np.asarray(load("seq_ids"))
     track_idx = np.asarray(load("track_idx")) if "track_idx" in arrays else None
-    return PackedDataset(tracks=tracks, noisy=noisy, seq_ids=seq_ids, seq_names=names, track_idx=track_idx, manifest=man, path=str(out_dir))
+    return PackedDataset(
+        tracks=tracks,
+        noisy=noisy,
+        seq_ids=seq_ids,
+        seq_names=names,
+        track_idx=track_idx,
+        manifest=man,
+        path=str(out_dir),
+    )

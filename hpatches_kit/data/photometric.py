@@ -64,8 +64,9 @@ def illumination_change(rgb: np.ndarray, strength: float, rng: np.random.Generat
     return img.astype(np.float32)
 
 
-def camera_pipeline(img: np.ndarray, rng: np.random.Generator, blur: float = 0.0, noise: float = 1.0,
-                    jpeg: int | None = 95) -> np.ndarray:
+def camera_pipeline(
+    img: np.ndarray, rng: np.random.Generator, blur: float = 0.0, noise: float = 1.0, jpeg: int | None = 95
+) -> np.ndarray:
     """Greyscale ``uint8`` image as a camera would record ``img`` (float RGB or grey in [0, 1]).
 
     ``blur``: Gaussian sigma (px); ``noise``: sensor noise std in grey levels at mid-grey (shot noise grows

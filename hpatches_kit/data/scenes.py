@@ -47,8 +47,9 @@ def render_view(img: np.ndarray, H: np.ndarray, size, psf: float = CAMERA_PSF) -
     extra = (psf * m) ** 2 - psf**2
     if extra > 0.01:
         src = cv2.GaussianBlur(src, (0, 0), math.sqrt(extra))
-    return cv2.warpPerspective(src, np.asarray(H, np.float64), (w, h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.warpPerspective(
+        src, np.asarray(H, np.float64), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
 
 
 def zoom_homography(w: int, h: int, zoom: float, roll_deg: float, tilt=(0.0, 0.0), shift=(0.0, 0.0)) -> np.ndarray:
@@ -57,8 +58,13 @@ def zoom_homography(w: int, h: int, zoom: float, roll_deg: float, tilt=(0.0, 0.0
     last-row coefficients, per pixel) and a ``shift`` in pixels."""
     r = math.radians(roll_deg)
     C = np.array([[1, 0, (w - 1) / 2.0], [0, 1, (h - 1) / 2.0], [0, 0, 1]])
-    S = np.array([[math.cos(r) / zoom, -math.sin(r) / zoom, shift[0]], [math.sin(r) / zoom, math.cos(r) / zoom, shift[1]],
-                  [tilt[0], tilt[1], 1.0]])
+    S = np.array(
+        [
+            [math.cos(r) / zoom, -math.sin(r) / zoom, shift[0]],
+            [math.sin(r) / zoom, math.cos(r) / zoom, shift[1]],
+            [tilt[0], tilt[1], 1.0],
+        ]
+    )
     H = C @ S @ np.linalg.inv(C)
     return H / H[2, 2]
 
@@ -78,8 +84,11 @@ def zoom_sequence(photo: np.ndarray, rng: np.random.Generator):
         H = zoom_homography(w, h, zoom_max**s, roll_max * s * rng.uniform(0.85, 1.15), tilt_max * s, shift_max * s)
         view = render_view(photo, H, (w, h))
         lit = illumination_change(view, 0.15 * s, rng)
-        images.append(camera_pipeline(lit, rng, blur=rng.uniform(0.0, 0.3), noise=1.0 + rng.uniform(0, 1.5),
-                                      jpeg=int(rng.integers(80, 97))))
+        images.append(
+            camera_pipeline(
+                lit, rng, blur=rng.uniform(0.0, 0.3), noise=1.0 + rng.uniform(0, 1.5), jpeg=int(rng.integers(80, 97))
+            )
+        )
         Hs.append(H)
     return images, Hs
 
@@ -117,8 +126,14 @@ def blur_sequence(photo: np.ndarray, rng: np.random.Generator):
     grey = to_grey(photo).astype(np.float32)
     for k in range(1, 6):
         s = k / 5.0
-        blurred = cv2.filter2D(grey, -1, blur_kernel(kind, top * s * rng.uniform(0.9, 1.1), angle + rng.normal(0, 0.05)),
-                               borderType=cv2.BORDER_REFLECT_101)
+        blurred = cv2.filter2D(
+            grey,
+            -1,
+            blur_kernel(kind, top * s * rng.uniform(0.9, 1.1), angle + rng.normal(0, 0.05)),
+            borderType=cv2.BORDER_REFLECT_101,
+        )
         lit = illumination_change(blurred, 0.15 * s, rng)
-        images.append(camera_pipeline(lit, rng, blur=0.0, noise=1.0 + rng.uniform(0, 1.5), jpeg=int(rng.integers(80, 97))))
+        images.append(
+            camera_pipeline(lit, rng, blur=0.0, noise=1.0 + rng.uniform(0, 1.5), jpeg=int(rng.integers(80, 97)))
+        )
     return images, [np.eye(3) for _ in range(5)]

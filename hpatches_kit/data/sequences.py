@@ -8,9 +8,9 @@ the synthetic-dataset builder can use it without a cycle.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -131,10 +131,14 @@ def find_sequence_dirs(root) -> list[Path]:
     seqs = sorted(p for p in root.iterdir() if p.is_dir() and (p.name.startswith(("i_", "v_")) or is_sequence_dir(p)))
     if not seqs:
         for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-            inner = sorted(q for q in sub.iterdir() if q.is_dir() and (q.name.startswith(("i_", "v_")) or is_sequence_dir(q)))
+            inner = sorted(
+                q for q in sub.iterdir() if q.is_dir() and (q.name.startswith(("i_", "v_")) or is_sequence_dir(q))
+            )
             if inner:
                 return inner
-        raise DataError(root, "no HPatches sequences found (expected folders like i_*/ or v_* with ref.png, e1.png, ...)")
+        raise DataError(
+            root, "no HPatches sequences found (expected folders like i_*/ or v_* with ref.png, e1.png, ...)"
+        )
     return seqs
 
 
@@ -169,7 +173,9 @@ def load_sequence(path, size: int | None = None, noise: bool | None = None, patc
             f = path / f"{t}{suffix}.png"
             arr = ref if (j == 0 and not suffix) else read_patch_image(f, p)
             if arr.shape[0] != n:
-                raise DataError(f, f"holds {arr.shape[0]} patches but ref.png holds {n}: type files must have equal patch counts")
+                raise DataError(
+                    f, f"holds {arr.shape[0]} patches but ref.png holds {n}: type files must have equal patch counts"
+                )
             dst[:, j] = resize_patches(arr, out_p)
     return Sequence(name=path.name, tracks=tracks, noisy=noisy, path=str(path))
 
@@ -193,7 +199,9 @@ def default_workers() -> int:
     return max(1, int(env)) if env else max(1, min(4, os.cpu_count() or 1))
 
 
-def iter_load_sequences(dirs, size: int | None = None, noise: bool | None = None, workers: int | None = None) -> Iterator[Sequence]:
+def iter_load_sequences(
+    dirs, size: int | None = None, noise: bool | None = None, workers: int | None = None
+) -> Iterator[Sequence]:
     """Yield :func:`load_sequence` of each folder, in order, decoding up to ``workers`` sequences at once in
     threads (OpenCV releases the GIL while decoding/resizing). At most ``2 * workers`` loaded sequences wait
     to be consumed, so memory stays bounded when the consumer streams (as ``pack_dataset`` does)."""

@@ -10,8 +10,8 @@ file is given.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import Sequence as Seq
 
 from ..layout import sequence_kind
 from .errors import DataError
@@ -46,8 +46,11 @@ def _name_list(path, split, key: str, value) -> list[str]:
     """``value`` as a list of distinct sequence names, or a :class:`DataError` naming the file, split and key
     (``null``, a string instead of a list, a non-string or a repeated name)."""
     if not isinstance(value, list):
-        raise DataError(path, f"split {split!r}: {key!r} must be a list of sequence names, got "
-                              f"{'null' if value is None else type(value).__name__ + ' ' + repr(value)[:40]}")
+        raise DataError(
+            path,
+            f"split {split!r}: {key!r} must be a list of sequence names, got "
+            f"{'null' if value is None else type(value).__name__ + ' ' + repr(value)[:40]}",
+        )
     if not all(isinstance(s, str) for s in value):
         raise DataError(path, f"split {split!r}: sequence names must be strings")
     seen, dup = set(), []
@@ -68,8 +71,11 @@ def default_splits_file(root=None):
     if env:
         return Path(env)
     if root is not None:
-        for cand in (Path(root) / "splits.json", Path(root).parent / "splits.json",
-                     Path(root).parent / "hpatches-benchmark" / "splits.json"):  # where download puts it
+        for cand in (
+            Path(root) / "splits.json",
+            Path(root).parent / "splits.json",
+            Path(root).parent / "hpatches-benchmark" / "splits.json",
+        ):  # where download puts it
             if cand.is_file():
                 return cand
     return None
@@ -95,7 +101,9 @@ def split_sequences(name: str, available: Seq[str], subset: str = "test", splits
         return [s for s in available if sequence_kind(s) == name]
     path = splits_file if splits_file is not None else default_splits_file(root)
     if path is None:
-        raise DataError(None, f"split {name!r} needs a splits file (--splits-file, $HPATCHES_SPLITS, or <data>/splits.json)")
+        raise DataError(
+            None, f"split {name!r} needs a splits file (--splits-file, $HPATCHES_SPLITS, or <data>/splits.json)"
+        )
     splits = load_splits(path)
     if name not in splits:
         raise DataError(path, f"no split named {name!r} (has: {', '.join(sorted(splits))})")
@@ -103,5 +111,8 @@ def split_sequences(name: str, available: Seq[str], subset: str = "test", splits
     have = set(available)
     missing = [s for s in wanted if s not in have]
     if missing:
-        raise DataError(path, f"split {name!r} ({subset}) lists {len(missing)} sequences not in the dataset, e.g. {', '.join(missing[:5])}")
+        raise DataError(
+            path,
+            f"split {name!r} ({subset}) lists {len(missing)} sequences not in the dataset, e.g. {', '.join(missing[:5])}",
+        )
     return wanted

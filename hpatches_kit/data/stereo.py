@@ -51,10 +51,11 @@ class StereoPairs:
     def __len__(self) -> int:
         return len(self.left)
 
-    def subset(self, idx) -> "StereoPairs":
+    def subset(self, idx) -> StereoPairs:
         idx = np.asarray(idx, dtype=int)
-        return StereoPairs(self.left[idx], self.right[idx], [self.names[i] for i in idx],
-                           [self.groups[i] for i in idx], self.source)
+        return StereoPairs(
+            self.left[idx], self.right[idx], [self.names[i] for i in idx], [self.groups[i] for i in idx], self.source
+        )
 
 
 def preprocess(image_rgb: np.ndarray, size: int = 224) -> np.ndarray:
@@ -89,8 +90,11 @@ def read_rgb(path) -> np.ndarray:
 
 
 def _images_under(folder: Path) -> dict[str, Path]:
-    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTS}
+    return {
+        p.relative_to(folder).as_posix(): p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+    }
 
 
 def _pair_folders(left_dir: Path, right_dir: Path, tag: str = "") -> list[tuple[Path, Path, str, str]]:
@@ -135,12 +139,15 @@ def find_pairs(root, passes=("clean",)) -> tuple[str, list[tuple[Path, Path, str
         if not (root / "left").is_dir():
             raise DataError(root / "left", "missing folder (the counterpart of right/)")
         return "generic", _pair_folders(root / "left", root / "right")
-    raise DataError(root, "no stereo layout found: expected training/clean_left + clean_right (MPI Sintel) "
-                          "or left/ + right/ folders")
+    raise DataError(
+        root,
+        "no stereo layout found: expected training/clean_left + clean_right (MPI Sintel) or left/ + right/ folders",
+    )
 
 
-def load_stereo_pairs(root=None, size: int = 224, passes=("clean",), limit: int | None = None,
-                      seed: int = 0) -> StereoPairs:
+def load_stereo_pairs(
+    root=None, size: int = 224, passes=("clean",), limit: int | None = None, seed: int = 0
+) -> StereoPairs:
     """Read and preprocess the pairs under ``root`` (see module docstring); ``root=None`` -> :func:`default_pairs`."""
     if root is None:
         return default_pairs(size=size, seed=seed)
@@ -154,9 +161,27 @@ def load_stereo_pairs(root=None, size: int = 224, passes=("clean",), limit: int 
 
 # ------------------------------------------------------------------------------------------- embedded default
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field",
-          "immunohistochemistry", "moon", "page", "text", "brick", "grass", "gravel", "colorwheel", "retina",
-          "clock", "cell", "logo")
+PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "page",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
+    "colorwheel",
+    "retina",
+    "clock",
+    "cell",
+    "logo",
+)
 
 
 def _photo(name: str) -> np.ndarray:
@@ -227,8 +252,13 @@ def default_pairs_u8(seed: int = 0, pairs_per_photo: int = 3, size: int = 224):
 def default_pairs(size: int = 224, seed: int = 0, pairs_per_photo: int = 3) -> StereoPairs:
     """The embedded default pairs, preprocessed (``(N, size, size, 3)`` in ``[-1, 1]``)."""
     l, r, names, groups = default_pairs_u8(seed, pairs_per_photo)
-    return StereoPairs(np.stack([preprocess(x, size) for x in l]), np.stack([preprocess(x, size) for x in r]),
-                       names, groups, source=f"embedded:skimage(seed={seed})")
+    return StereoPairs(
+        np.stack([preprocess(x, size) for x in l]),
+        np.stack([preprocess(x, size) for x in r]),
+        names,
+        groups,
+        source=f"embedded:skimage(seed={seed})",
+    )
 
 
 def split_pairs(pairs: StereoPairs, test_fraction: float = 0.3, seed: int = 0):
@@ -247,8 +277,13 @@ def split_pairs(pairs: StereoPairs, test_fraction: float = 0.3, seed: int = 0):
     return pairs.subset(tr), pairs.subset(te)
 
 
-def embedded_split(size: int = 224, seed: int = 0, test_fraction: float = 0.3, train_pairs_per_photo: int = 100,
-                   eval_pairs_per_photo: int = 10):
+def embedded_split(
+    size: int = 224,
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    train_pairs_per_photo: int = 100,
+    eval_pairs_per_photo: int = 10,
+):
     """``(train, test)`` on the embedded default, split by source photo (held-out photos are never seen).
 
     The held-out pairs are ``eval_pairs_per_photo`` pairs of each test photo from the fixed evaluation draw

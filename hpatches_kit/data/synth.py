@@ -27,26 +27,50 @@ import cv2
 import numpy as np
 
 from ..io import atomic_write_json
+from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, VARIANTS
 from . import extract as X
 from .errors import DataError
 from .fsio import build_then_swap, check_outputs, read_image, read_json
-from .writer import DATASET_REFUSAL
-from ..layout import HPATCHES_PATCH_SIZE, NHPATCHES_PATCH_SIZE, TYPES, VARIANTS
-from .sequences import find_sequence_dirs, load_sequence, resize_patches
 from .noise import NOISE_LEVELS, noise_level, noisy_tracks
 from .photometric import camera_pipeline, illumination_change
 from .scenes import blur_sequence, zoom_sequence
+from .sequences import find_sequence_dirs, load_sequence, resize_patches
+from .writer import DATASET_REFUSAL
 
-__all__ = ["synthesize", "build_default_dataset", "make_nhpatches", "SKIMAGE_PHOTOS", "PACKAGE_PHOTOS", "load_photos",
-           "illumination_sequence", "viewpoint_sequence", "viewpoint_homography", "KINDS"]
+__all__ = [
+    "synthesize",
+    "build_default_dataset",
+    "make_nhpatches",
+    "SKIMAGE_PHOTOS",
+    "PACKAGE_PHOTOS",
+    "load_photos",
+    "illumination_sequence",
+    "viewpoint_sequence",
+    "viewpoint_homography",
+    "KINDS",
+]
 
 #: Natural photos shipped with scikit-image that load offline (no pooch download). Text, document,
 #: astronomy and microscopy images are left out: they are not what a descriptor meets in photographs.
-SKIMAGE_PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "coins",
-                  "clock", "stereo_motorcycle")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "camera",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+    "clock",
+    "stereo_motorcycle",
+)
 #: Natural photos other installed dependencies ship: (package, path inside the package).
-PACKAGE_PHOTOS = (("sklearn", "datasets/images/china.jpg"), ("sklearn", "datasets/images/flower.jpg"),
-                  ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
+PACKAGE_PHOTOS = (
+    ("sklearn", "datasets/images/china.jpg"),
+    ("sklearn", "datasets/images/flower.jpg"),
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+)
 #: Sequence kinds: key -> sequence-name prefix (builders in ``_BUILDERS``).
 KINDS = {"i": "i_", "v": "v_", "z": "v_zoom-", "b": "i_blur-"}
 DEFAULT_NUM_ILLUM = 12
@@ -135,8 +159,11 @@ def _random_view(photo: np.ndarray, rng: np.random.Generator, rescale: bool = Fa
         out = np.rot90(out, int(rng.integers(0, 4)))
         k = 1.0 / rng.uniform(1.0, 1.6)
         if min(out.shape[:2]) * k >= 128:
-            out = cv2.resize(np.ascontiguousarray(out), (int(round(out.shape[1] * k)), int(round(out.shape[0] * k))),
-                             interpolation=cv2.INTER_AREA)
+            out = cv2.resize(
+                np.ascontiguousarray(out),
+                (int(round(out.shape[1] * k)), int(round(out.shape[0] * k))),
+                interpolation=cv2.INTER_AREA,
+            )
     return np.ascontiguousarray(out)
 
 
@@ -147,13 +174,21 @@ def illumination_sequence(photo: np.ndarray, rng: np.random.Generator):
     for k in range(1, 6):
         s = (k / 5.0) * rng.uniform(0.8, 1.1)
         lit = illumination_change(photo, s, rng)
-        images.append(camera_pipeline(lit, rng, blur=rng.uniform(0.0, 0.7) * s, noise=1.0 + 2.0 * s,
-                                      jpeg=int(round(96 - 30 * s * rng.uniform(0.5, 1.0)))))
+        images.append(
+            camera_pipeline(
+                lit,
+                rng,
+                blur=rng.uniform(0.0, 0.7) * s,
+                noise=1.0 + 2.0 * s,
+                jpeg=int(round(96 - 30 * s * rng.uniform(0.5, 1.0))),
+            )
+        )
     return images, [np.eye(3) for _ in range(5)]
 
 
-def viewpoint_homography(w: int, h: int, f: float, tilt_deg: float, tilt_axis: float, roll_deg: float,
-                         zoom: float, pan=(0.0, 0.0)) -> np.ndarray:
+def viewpoint_homography(
+    w: int, h: int, f: float, tilt_deg: float, tilt_axis: float, roll_deg: float, zoom: float, pan=(0.0, 0.0)
+) -> np.ndarray:
     """Homography ref -> new view of a fronto-parallel plane (the reference image) seen by a camera that
     orbits the plane's centre: tilt ``tilt_deg`` about the in-plane axis at angle ``tilt_axis``, roll about
     the optical axis, distance ``zoom * f`` (``zoom < 1`` = closer), principal point shifted by ``pan`` px."""
@@ -187,13 +222,26 @@ def viewpoint_sequence(photo: np.ndarray, rng: np.random.Generator):
     S = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])  # 2x supersampling (pixel-centre aligned)
     for k in range(1, 6):
         s = k / 5.0
-        H = viewpoint_homography(w, h, f, tilt_max * s, axis + rng.normal(0, 0.1), roll_max * s * rng.uniform(0.85, 1.15),
-                                 zoom_max**s, pan_max * s)
-        big = cv2.warpPerspective(photo, S @ H, (2 * w, 2 * h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        H = viewpoint_homography(
+            w,
+            h,
+            f,
+            tilt_max * s,
+            axis + rng.normal(0, 0.1),
+            roll_max * s * rng.uniform(0.85, 1.15),
+            zoom_max**s,
+            pan_max * s,
+        )
+        big = cv2.warpPerspective(
+            photo, S @ H, (2 * w, 2 * h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
         view = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
         lit = illumination_change(view, 0.15 * s, rng)  # mild photometric change
-        images.append(camera_pipeline(lit, rng, blur=rng.uniform(0.0, 0.4), noise=1.0 + rng.uniform(0, 1.0),
-                                      jpeg=int(rng.integers(85, 97))))
+        images.append(
+            camera_pipeline(
+                lit, rng, blur=rng.uniform(0.0, 0.4), noise=1.0 + rng.uniform(0, 1.0), jpeg=int(rng.integers(85, 97))
+            )
+        )
         Hs.append(H)
     return images, Hs
 
@@ -204,8 +252,12 @@ def _plan(photos, num_illum: int, num_view: int, num_zoom: int = 0, num_blur: in
     two kinds; names get a counter when a photo is re-used."""
     n = len(photos)
     plan, used = [], {}
-    for kind, count, start in (("i", num_illum, 0), ("v", num_view, n // 2), ("z", num_zoom, n // 4),
-                               ("b", num_blur, (3 * n) // 4)):
+    for kind, count, start in (
+        ("i", num_illum, 0),
+        ("v", num_view, n // 2),
+        ("z", num_zoom, n // 4),
+        ("b", num_blur, (3 * n) // 4),
+    ):
         for j in range(int(count)):
             pi = (start + j) % n
             base = f"{KINDS[kind]}{photos[pi][0]}"
@@ -237,8 +289,11 @@ def _build_one(job):
         from .detector_tracks import detector_tracks
 
         tracks, _ = detector_tracks(images, Hs, max_tracks=max_patches, max_keypoints=per_detector)
-        return (resize_patches(tracks, psize) if len(tracks) else tracks), \
-            {v: np.zeros((0, X.NUM_TARGETS)) for v in VARIANTS}, 0.0
+        return (
+            (resize_patches(tracks, psize) if len(tracks) else tracks),
+            {v: np.zeros((0, X.NUM_TARGETS)) for v in VARIANTS},
+            0.0,
+        )
     spec = X.resolve_jitter(jitter, scale)
     tracks, ov, _ = X.extract_sequence(images, Hs, rng, max_patches=max_patches, jitter=spec, per_detector=per_detector)
     return (resize_patches(tracks, psize) if len(tracks) else tracks), ov, scale
@@ -267,10 +322,26 @@ def _run_jobs(jobs, workers: int, progress: bool, desc: str):
         bar.close()
 
 
-def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, max_patches=None, noise: bool = False,
-               seed: int = 0, progress: bool = True, size: int | None = None, jitter="hpatches",
-               per_detector: int = 1000, num_zoom: int = 0, num_blur: int = 0, jitter_scale=1.0, workers: int = 1,
-               rescale: bool = False, test_fraction: float = 40 / 116, tracks: str = "hpatches") -> Path:
+def synthesize(
+    out_dir,
+    photos=None,
+    num_illum: int = 12,
+    num_view: int = 12,
+    max_patches=None,
+    noise: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    size: int | None = None,
+    jitter="hpatches",
+    per_detector: int = 1000,
+    num_zoom: int = 0,
+    num_blur: int = 0,
+    jitter_scale=1.0,
+    workers: int = 1,
+    rescale: bool = False,
+    test_fraction: float = 40 / 116,
+    tracks: str = "hpatches",
+) -> Path:
     """Synthesise an HPatches-format dataset from single photos (see the module docstring).
 
     Writes ``num_illum`` ``i_*``, ``num_view`` ``v_*``, ``num_zoom`` ``v_zoom-*`` and ``num_blur``
@@ -291,9 +362,18 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
         raise ValueError(f"unknown tracks mode {mode!r}; expected one of {', '.join(TRACK_MODES)}")
     from ..checks import check_options
 
-    check_options(num_illum=num_illum, num_view=num_view, num_zoom=num_zoom, num_blur=num_blur, seed=seed,
-                  size=size, max_patches=max_patches, workers=workers, test_fraction=test_fraction,
-                  jitter_scale=jitter_scale)
+    check_options(
+        num_illum=num_illum,
+        num_view=num_view,
+        num_zoom=num_zoom,
+        num_blur=num_blur,
+        seed=seed,
+        size=size,
+        max_patches=max_patches,
+        workers=workers,
+        test_fraction=test_fraction,
+        jitter_scale=jitter_scale,
+    )
     if num_illum + num_view + num_zoom + num_blur < 1:
         raise ValueError("--num-illum, --num-view, --num-zoom and --num-blur are all 0: nothing to synthesise")
     out_dir = Path(out_dir)
@@ -305,9 +385,10 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
     with X.build_dataset_folder(out_dir, inputs={"--photos": photos}) as tmp:
         per_seq, overlaps, scales = {}, [], {}
         plan = _plan(plist, num_illum, num_view, num_zoom, num_blur)
-        jobs = [(seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale,
-                 mode)
-                for idx, (name, kind, pi) in enumerate(plan)]
+        jobs = [
+            (seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale, mode)
+            for idx, (name, kind, pi) in enumerate(plan)
+        ]
         for idx, (trk, ov, scale) in enumerate(_run_jobs(jobs, int(workers), progress, "synthesising")):
             name, _, pi = plan[idx]
             if len(trk) == 0:
@@ -319,19 +400,33 @@ def synthesize(out_dir, photos=None, num_illum: int = 12, num_view: int = 12, ma
             overlaps.append(ov)
             scales[name] = round(scale, 6)
         params = X.extraction_parameters(spec, max_patches, HPATCHES_PATCH_SIZE, per_detector)
-        params.update({"photos": [p[0] for p in plist] if photos is None else [str(p) for p in photos],
-                       "num_illum": int(num_illum), "num_view": int(num_view), "num_zoom": int(num_zoom),
-                       "num_blur": int(num_blur), "output_patch_size": psize, "max_side": MAX_SIDE,
-                       "jitter_scale": list(jitter_scale) if isinstance(jitter_scale, (tuple, list)) else float(jitter_scale),
-                       "jitter_scale_per_sequence": scales, "rescale": bool(rescale), "tracks": mode})
+        params.update(
+            {
+                "photos": [p[0] for p in plist] if photos is None else [str(p) for p in photos],
+                "num_illum": int(num_illum),
+                "num_view": int(num_view),
+                "num_zoom": int(num_zoom),
+                "num_blur": int(num_blur),
+                "output_patch_size": psize,
+                "max_side": MAX_SIDE,
+                "jitter_scale": list(jitter_scale) if isinstance(jitter_scale, (tuple, list)) else float(jitter_scale),
+                "jitter_scale_per_sequence": scales,
+                "rescale": bool(rescale),
+                "tracks": mode,
+            }
+        )
         extra = {"noise": _noise_meta()} if noise else None
         X.write_dataset_meta(tmp, "hpatches_kit.data.synth", seed, params, per_seq, overlaps, extra, test_fraction)
     return out_dir
 
 
 def _noise_meta() -> dict:
-    return {"kind": "gaussian", "sigma_grey_levels": dict(NOISE_LEVELS),
-            "per_type": {t: noise_level(t) for t in TYPES}, "ref_level": "easy"}
+    return {
+        "kind": "gaussian",
+        "sigma_grey_levels": dict(NOISE_LEVELS),
+        "per_type": {t: noise_level(t) for t in TYPES},
+        "ref_level": "easy",
+    }
 
 
 def _write_noisy(seq_dir: Path, noisy: np.ndarray) -> None:
@@ -353,8 +448,15 @@ def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: i
             counts[seq.name] = seq.num_patches
         src_meta = src_root / "dataset.json"
         meta = read_json(src_meta) if src_meta.is_file() else {}
-        meta["n_hpatches"] = {"source": str(src_root), "patch_size": int(size), "seed": int(seed), "noise": _noise_meta()}
-        meta.setdefault("counts", {"sequences": len(counts), "tracks": int(sum(counts.values())), "per_sequence": counts})
+        meta["n_hpatches"] = {
+            "source": str(src_root),
+            "patch_size": int(size),
+            "seed": int(seed),
+            "noise": _noise_meta(),
+        }
+        meta.setdefault(
+            "counts", {"sequences": len(counts), "tracks": int(sum(counts.values())), "per_sequence": counts}
+        )
         atomic_write_json(tmp / "dataset.json", meta)
         if (src_root / "splits.json").is_file():
             shutil.copyfile(src_root / "splits.json", tmp / "splits.json")
@@ -363,20 +465,42 @@ def make_nhpatches(src_root, out_root, size: int = NHPATCHES_PATCH_SIZE, seed: i
     return out_root
 
 
-def build_default_dataset(root, seed: int = 0, progress: bool = True, num_illum: int = DEFAULT_NUM_ILLUM,
-                          num_view: int = DEFAULT_NUM_VIEW, max_patches: int = DEFAULT_MAX_PATCHES, photos=None,
-                          num_zoom: int = DEFAULT_NUM_ZOOM, num_blur: int = DEFAULT_NUM_BLUR,
-                          jitter_scale=DEFAULT_JITTER_SCALE, workers: int | None = None) -> Path:
+def build_default_dataset(
+    root,
+    seed: int = 0,
+    progress: bool = True,
+    num_illum: int = DEFAULT_NUM_ILLUM,
+    num_view: int = DEFAULT_NUM_VIEW,
+    max_patches: int = DEFAULT_MAX_PATCHES,
+    photos=None,
+    num_zoom: int = DEFAULT_NUM_ZOOM,
+    num_blur: int = DEFAULT_NUM_BLUR,
+    jitter_scale=DEFAULT_JITTER_SCALE,
+    workers: int | None = None,
+) -> Path:
     """Build the embedded default: ``root/hpatches`` (65x65), ``root/n-hpatches`` (32x32 + noisy twins) and
     ``root/COMPLETE`` (written last). Everything is built in a temporary folder next to ``root`` and renamed
     into place, so an interrupted build leaves nothing half-made. Returns ``root``."""
     root = Path(root)
-    with build_then_swap(root, "embedded", "folder exists and is not an embedded dataset; refusing to overwrite") \
-            as tmp:
-        synthesize(tmp / "hpatches", photos=photos, num_illum=num_illum, num_view=num_view, max_patches=max_patches,
-                   seed=seed, progress=progress, num_zoom=num_zoom, num_blur=num_blur, jitter_scale=jitter_scale,
-                   workers=workers if workers is not None else min(2, os.cpu_count() or 1))
+    with build_then_swap(
+        root, "embedded", "folder exists and is not an embedded dataset; refusing to overwrite"
+    ) as tmp:
+        synthesize(
+            tmp / "hpatches",
+            photos=photos,
+            num_illum=num_illum,
+            num_view=num_view,
+            max_patches=max_patches,
+            seed=seed,
+            progress=progress,
+            num_zoom=num_zoom,
+            num_blur=num_blur,
+            jitter_scale=jitter_scale,
+            workers=workers if workers is not None else min(2, os.cpu_count() or 1),
+        )
         make_nhpatches(tmp / "hpatches", tmp / "n-hpatches", size=NHPATCHES_PATCH_SIZE, seed=seed)
         n_seq = len(find_sequence_dirs(tmp / "hpatches"))
-        atomic_write_json(tmp / "COMPLETE", {"seed": int(seed), "sequences": n_seq, "generator": "hpatches_kit.data.synth"})
+        atomic_write_json(
+            tmp / "COMPLETE", {"seed": int(seed), "sequences": n_seq, "generator": "hpatches_kit.data.synth"}
+        )
     return root

@@ -108,7 +108,9 @@ class DatasetReport:
         for q in rows:
             n = "?" if q.patches is None else str(q.patches)
             p = "?" if q.patch_size is None else str(q.patch_size)
-            lines.append(f"  {q.name:<{w}}  {q.kind:<7} {n:>8} {p:>5}  {'yes' if q.noisy else 'no ':<5}  {'ok' if q.ok else 'BROKEN'}")
+            lines.append(
+                f"  {q.name:<{w}}  {q.kind:<7} {n:>8} {p:>5}  {'yes' if q.noisy else 'no ':<5}  {'ok' if q.ok else 'BROKEN'}"
+            )
         if max_rows is not None and len(self.sequences) > max_rows:
             lines.append(f"  ... {len(self.sequences) - max_rows} more")
         if self.builder is not None:
@@ -148,7 +150,12 @@ def _inspect_sequence(d: Path, expected_p: int | None, problems: list[Problem]) 
     for child in sorted(d.iterdir()):
         if child.name not in EXPECTED_FILES:
             what = "folder" if child.is_dir() else "file"
-            problems.append(Problem(str(child), f"stray {what} (a sequence holds only <type>.png and <type>_noise.png for types {TYPES[0]}..{TYPES[-1]})"))
+            problems.append(
+                Problem(
+                    str(child),
+                    f"stray {what} (a sequence holds only <type>.png and <type>_noise.png for types {TYPES[0]}..{TYPES[-1]})",
+                )
+            )
     missing = [t for t in TYPES if not (d / f"{t}.png").is_file()]
     if missing:
         problems.append(Problem(str(d), f"sequence is missing image types: {', '.join(missing)}"))
@@ -182,7 +189,12 @@ def _inspect_sequence(d: Path, expected_p: int | None, problems: list[Problem]) 
             info.patches = n
             for name, c in good.items():
                 if c != n:
-                    problems.append(Problem(str(d / name), f"holds {c} patches but {'ref.png holds' if 'ref.png' in good else 'the other type files hold'} {n}: type files must have equal patch counts"))
+                    problems.append(
+                        Problem(
+                            str(d / name),
+                            f"holds {c} patches but {'ref.png holds' if 'ref.png' in good else 'the other type files hold'} {n}: type files must have equal patch counts",
+                        )
+                    )
     info.ok = len(problems) == n_before
     return info
 
@@ -247,7 +259,9 @@ def inspect_dataset(root, patch_size: int | None = None, progress: bool = False)
             if child in seq_set or child.name in KNOWN_ROOT_FILES or child.name.startswith("."):
                 continue
             what = "folder" if child.is_dir() else "file"
-            report.problems.append(Problem(str(child), f"stray {what} in the dataset folder (not a sequence folder i_*/v_*)"))
+            report.problems.append(
+                Problem(str(child), f"stray {what} in the dataset folder (not a sequence folder i_*/v_*)")
+            )
     if patch_size is None:
         widths = [w for w in (_png_width(d / "ref.png") for d in dirs) if w]
         patch_size = max(set(widths), key=widths.count) if widths else None

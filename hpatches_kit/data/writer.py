@@ -69,8 +69,16 @@ def write_sequence(out_dir: Path, name: str, tracks: np.ndarray, suffix: str = "
         write_stack_png(d / f"{t}{suffix}.png", tracks[:, j])
 
 
-def write_dataset_meta(out_dir: Path, generator: str, seed: int, parameters: dict, per_seq: dict,
-                       overlaps: list[dict], extra: dict | None = None, test_fraction: float = 40 / 116) -> None:
+def write_dataset_meta(
+    out_dir: Path,
+    generator: str,
+    seed: int,
+    parameters: dict,
+    per_seq: dict,
+    overlaps: list[dict],
+    extra: dict | None = None,
+    test_fraction: float = 40 / 116,
+) -> None:
     names = sorted(per_seq)
     meta = {
         "generator": generator,

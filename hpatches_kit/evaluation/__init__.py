@@ -18,6 +18,18 @@ from .metrics import pr, roc, tpfp
 from .protocol import POOL_SIZES, TASKS, DescriptorSet
 
 __all__ = [
-    "evaluate", "format_summary", "compute_descriptors", "get_baseline", "keras_describer", "read_descriptor_dir",
-    "write_descriptor_dir", "BASELINES", "POOL_SIZES", "TASKS", "DescriptorSet", "pr", "roc", "tpfp",
+    "evaluate",
+    "format_summary",
+    "compute_descriptors",
+    "get_baseline",
+    "keras_describer",
+    "read_descriptor_dir",
+    "write_descriptor_dir",
+    "BASELINES",
+    "POOL_SIZES",
+    "TASKS",
+    "DescriptorSet",
+    "pr",
+    "roc",
+    "tpfp",
 ]

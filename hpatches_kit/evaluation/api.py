@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence as Seq
+from collections.abc import Mapping
+from collections.abc import Sequence as Seq
 
 import numpy as np
 
@@ -22,7 +23,15 @@ from .verification import summarise_verification
 #: the headline definitions of the official tasks (each task's ``headline_definition``)
 HEADLINES = {t: registry.get(t).headline_definition for t in TASKS}
 
-__all__ = ["evaluate", "format_summary", "DegenerateDescriptorWarning", "descriptor_spread_check", "summarise_verification", "summarise_matching", "summarise_retrieval"]
+__all__ = [
+    "evaluate",
+    "format_summary",
+    "DegenerateDescriptorWarning",
+    "descriptor_spread_check",
+    "summarise_verification",
+    "summarise_matching",
+    "summarise_retrieval",
+]
 
 
 class DegenerateDescriptorWarning(UserWarning):
@@ -51,7 +60,7 @@ def descriptor_spread_check(descs: Mapping, sequences, max_rows: int = 20000) ->
         x = np.concatenate(rows) if rows else np.zeros((0, 1))
     x = x.astype(np.float64)
     spread = float(np.sqrt(x.var(axis=0).sum())) if len(x) else 0.0
-    rms = float(np.sqrt((x ** 2).sum(1).mean())) if len(x) else 0.0
+    rms = float(np.sqrt((x**2).sum(1).mean())) if len(x) else 0.0
     rel = spread / rms if rms > 0 else 0.0
     # the spread in float32 rounding steps (2^-23 relative) of the values' magnitude: a common offset moves rms
     # and the rounding step together, so an offset that leaves the differences resolvable is not flagged
@@ -74,8 +83,10 @@ def degenerate_spread(spread: dict) -> str | None:
         return "constant"
     steps = spread.get("float32_steps", spread["relative_spread"] / 2.0**-23)
     if not np.isfinite(steps) or steps < RESOLVABLE_STEPS:
-        return (f"nearly constant (their spread is {steps:.3g} float32 rounding steps of their magnitude, relative "
-                f"spread {spread['relative_spread']:.3g})")
+        return (
+            f"nearly constant (their spread is {steps:.3g} float32 rounding steps of their magnitude, relative "
+            f"spread {spread['relative_spread']:.3g})"
+        )
     return None
 
 
@@ -83,15 +94,28 @@ def _check_counts(dataset, ds: DescriptorSet, test) -> None:
     """Descriptor counts against the dataset's patch counts (a :class:`DatasetIndex` reads them from the
     PNG headers, nothing decoded)."""
     for s in test:
-        n = dataset.num_patches(s) if hasattr(dataset, "num_patches") and callable(dataset.num_patches) \
+        n = (
+            dataset.num_patches(s)
+            if hasattr(dataset, "num_patches") and callable(dataset.num_patches)
             else dataset[s].num_patches
+        )
         if n != ds.lengths[s]:
             raise DataError(s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {n}")
 
 
-def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str = "full", splits_file=None,
-             tasks_dir=None, distance: str = "L2", progress: bool = True, cache_dir=None, counts=None,
-             diagnostics: bool = True) -> dict:
+def evaluate(
+    descs: Mapping,
+    dataset=None,
+    tasks: Seq[str] = TASKS,
+    split: str = "full",
+    splits_file=None,
+    tasks_dir=None,
+    distance: str = "L2",
+    progress: bool = True,
+    cache_dir=None,
+    counts=None,
+    diagnostics: bool = True,
+) -> dict:
     """Run the official HPatches tasks (verification, matching, retrieval) on ``descs`` over the test
     sequences of ``split``.
 
@@ -157,29 +181,42 @@ def evaluate(descs: Mapping, dataset=None, tasks: Seq[str] = TASKS, split: str =
         _check_counts(dataset, ds, test)
     need_files = [f for f in ("verification", "retrieval") if any(f in registry.get(t).files for t in tasks)]
     if tasks_dir is not None:
-        ts = load_tasks(tasks_dir, split, need_files, lengths={s: ds.lengths[s] for s in test}, test=test,
-                        cache_dir=cache_dir)
+        ts = load_tasks(
+            tasks_dir, split, need_files, lengths={s: ds.lengths[s] for s in test}, test=test, cache_dir=cache_dir
+        )
     elif need_files:
         if dataset is None:
             raise ValueError("evaluate needs the dataset (to generate task files) or tasks_dir")
         refs = dataset.ref_patches(test)  # a DatasetIndex decodes only the ref images, once
         for s in test:
             if refs[s].shape[0] != ds.lengths[s]:
-                raise DataError(s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {refs[s].shape[0]}")
+                raise DataError(
+                    s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {refs[s].shape[0]}"
+                )
         ts = tasks_for_dataset(refs, test, split, need_files, cache_dir=cache_dir, counts=counts, progress=progress)
     else:
         ts = None
-    results = {"meta": {"split": split, "sequences": len(test), "tracks": int(sum(ds.lengths.values())),
-                        "dim": ds.dim, "distance": distance, "tasks_source": ts.source if ts else None,
-                        "sequence_names": sorted(test)}}
+    results = {
+        "meta": {
+            "split": split,
+            "sequences": len(test),
+            "tracks": int(sum(ds.lengths.values())),
+            "dim": ds.dim,
+            "distance": distance,
+            "tasks_source": ts.source if ts else None,
+            "sequence_names": sorted(test),
+        }
+    }
     timings = results["meta"]["seconds"] = {}
     cpu = results["meta"]["cpu_seconds"] = {}  # all threads of the process
     spread = descriptor_spread_check({q: dict(zip(TYPES, ds.stacks[q])) for q in test}, test)
     results["meta"]["descriptor_spread"] = spread
     what = degenerate_spread(spread)
     if what:
-        msg = (f"the descriptors are {what}: every distance ties, and the official tie rules then score "
-               f"retrieval near 100% and verification near 0 -- these numbers say nothing about the descriptor")
+        msg = (
+            f"the descriptors are {what}: every distance ties, and the official tie rules then score "
+            f"retrieval near 100% and verification near 0 -- these numbers say nothing about the descriptor"
+        )
         results["meta"]["warnings"] = [msg]
         import warnings
 
@@ -215,8 +252,10 @@ def format_summary(results: dict) -> str:
     for w in m.get("warnings", []):
         lines.append(f"WARNING: {w}")
     if m:
-        lines.append(f"HPatches evaluation: split {m.get('split')}, {m.get('sequences')} sequences, "
-                     f"{m.get('tracks')} tracks, dim {m.get('dim')}, distance {m.get('distance')}")
+        lines.append(
+            f"HPatches evaluation: split {m.get('split')}, {m.get('sequences')} sequences, "
+            f"{m.get('tracks')} tracks, dim {m.get('dim')}, distance {m.get('distance')}"
+        )
     for name in registry.names():
         if name in results:
             lines += registry.get(name).format(results[name])

@@ -26,8 +26,16 @@ import numpy as np
 
 from ..data.errors import DataError
 
-__all__ = ["fpr_at_recall", "pair_distances", "same_label_pairs", "hardest_negatives", "revisited_map", "describe_brown",
-           "evaluate_brown", "format_brown"]
+__all__ = [
+    "fpr_at_recall",
+    "pair_distances",
+    "same_label_pairs",
+    "hardest_negatives",
+    "revisited_map",
+    "describe_brown",
+    "evaluate_brown",
+    "format_brown",
+]
 
 
 def fpr_at_recall(distances, labels, recall: float = 0.95) -> float:
@@ -62,8 +70,8 @@ def pair_distances(desc: np.ndarray, a, b, distance: str = "L2") -> np.ndarray:
     """Distances between rows ``a`` and ``b`` of ``desc`` (``L2`` or ``L1``), chunked to bound memory."""
     out = np.empty(len(a), np.float64)
     for s in range(0, len(a), 65536):
-        diff = desc[a[s: s + 65536]].astype(np.float64) - desc[b[s: s + 65536]]
-        out[s: s + 65536] = np.abs(diff).sum(1) if distance == "L1" else np.sqrt((diff * diff).sum(1))
+        diff = desc[a[s : s + 65536]].astype(np.float64) - desc[b[s : s + 65536]]
+        out[s : s + 65536] = np.abs(diff).sum(1) if distance == "L1" else np.sqrt((diff * diff).sum(1))
     return out
 
 
@@ -77,13 +85,13 @@ def hardest_negatives(desc: np.ndarray, labels: np.ndarray, chunk: int | None = 
 
     x = np.asarray(desc, np.float32)
     out = np.full(len(x), -1, np.int64)
-    chunk = chunk or max(16, min(1024, 2 ** 24 // max(len(x), 1)))  # <= 64 MB of distances at a time
+    chunk = chunk or max(16, min(1024, 2**24 // max(len(x), 1)))  # <= 64 MB of distances at a time
     for s in range(0, len(x), chunk):
-        d = pairwise_distances(x[s: s + chunk], x, metric="euclidean")
-        d[labels[s: s + chunk, None] == labels[None]] = np.inf
+        d = pairwise_distances(x[s : s + chunk], x, metric="euclidean")
+        d[labels[s : s + chunk, None] == labels[None]] = np.inf
         j = d.argmin(1)
         ok = np.isfinite(d[np.arange(len(j)), j])
-        out[s: s + chunk] = np.where(ok, j, -1)
+        out[s : s + chunk] = np.where(ok, j, -1)
     return out
 
 
@@ -173,18 +181,26 @@ def describe_brown(subset, describer, indices=None, chunk: int = 8192, progress:
     idx = np.arange(len(subset)) if indices is None else np.asarray(indices, np.int64)
     out = None
     for s in tqdm(range(0, len(idx), chunk), desc="describing", unit="chunk", disable=not progress, leave=False):
-        d = np.asarray(describer(subset.patches(idx[s: s + chunk])), np.float32)
+        d = np.asarray(describer(subset.patches(idx[s : s + chunk])), np.float32)
         if out is None:
             out = np.empty((len(idx), d.shape[1]), np.float32)
-        out[s: s + chunk] = d
+        out[s : s + chunk] = d
     if out is None or not np.isfinite(out).all():
         raise DataError(subset.root, "describer produced no, NaN or Inf descriptors")
     return out
 
 
-def evaluate_brown(subset, describer=None, descriptors=None, pairs: str = "m50_100000_100000_0.txt",
-                   revisited: bool = True, reference_quirks: bool = True, distance: str = "L2",
-                   progress: bool = True, keep_distances: bool = False) -> dict:
+def evaluate_brown(
+    subset,
+    describer=None,
+    descriptors=None,
+    pairs: str = "m50_100000_100000_0.txt",
+    revisited: bool = True,
+    reference_quirks: bool = True,
+    distance: str = "L2",
+    progress: bool = True,
+    keep_distances: bool = False,
+) -> dict:
     """FPR95 on a pair file and (with ``interest.txt``) the revisited mAP of one Brown subset.
 
     Args:
@@ -213,8 +229,14 @@ def evaluate_brown(subset, describer=None, descriptors=None, pairs: str = "m50_1
         desc = describe_brown(subset, describer, rows, progress=progress)
     a, b = np.searchsorted(rows, pr[:, 0]), np.searchsorted(rows, pr[:, 1])
     dist = pair_distances(desc, a, b, distance)
-    res = {"subset": subset.name, "pairs": pairs, "num_pairs": int(len(pr)), "num_patches": int(len(subset)),
-           "fpr95": fpr_at_recall(dist, pr[:, 2]), "revisited_map": None}
+    res = {
+        "subset": subset.name,
+        "pairs": pairs,
+        "num_pairs": int(len(pr)),
+        "num_patches": int(len(subset)),
+        "fpr95": fpr_at_recall(dist, pr[:, 2]),
+        "revisited_map": None,
+    }
     if keep_distances:
         res.update(pair_distances=dist, pair_labels=pr[:, 2])
     if need_all:

@@ -28,16 +28,24 @@ Example::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import Sequence as Seq
 
 import numpy as np
 
 from ..data.errors import DataError
 from . import registry
 
-__all__ = ["Entry", "load_results", "variant_scores", "comparison_rows", "diagnostics_rows", "format_markdown",
-           "format_csv", "write_comparison"]
+__all__ = [
+    "Entry",
+    "load_results",
+    "variant_scores",
+    "comparison_rows",
+    "diagnostics_rows",
+    "format_markdown",
+    "format_csv",
+    "write_comparison",
+]
 
 Entry = tuple  # (name, results dict, path)
 # compared when a result does not name its sequences (written before ``meta.sequence_names``); with the names on
@@ -59,8 +67,9 @@ def _results_of(r, where) -> dict:
             raise DataError(where, f"the run's evaluation did not complete: {ev.get('error') or ev.get('skipped')}")
         r = ev
     if not isinstance(r, dict) or not isinstance(r.get("meta"), dict):
-        raise DataError(where, "not a results file (hpatches-eval --json, a run's metrics.json or an evaluate() "
-                               "result): no 'meta'")
+        raise DataError(
+            where, "not a results file (hpatches-eval --json, a run's metrics.json or an evaluate() result): no 'meta'"
+        )
     tasks = [t for t in registry.names() if t in r]
     if not tasks:
         raise DataError(where, f"holds none of the tasks {', '.join(registry.names())}")
@@ -70,8 +79,9 @@ def _results_of(r, where) -> dict:
         head = r[t]["headline"]
         value = head.get("value") if isinstance(head, dict) else None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DataError(where, f"task {t!r}: 'headline' must be an object with a numeric 'value', got "
-                                  f"{json.dumps(head)[:60]}")
+            raise DataError(
+                where, f"task {t!r}: 'headline' must be an object with a numeric 'value', got {json.dumps(head)[:60]}"
+            )
         try:
             variant_scores(t, r[t])
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -98,11 +108,13 @@ def _sequences_problem(m: dict, m0: dict) -> str | None:
         only, missing = sorted(a - b), sorted(b - a)
         parts = []
         if only:
-            parts.append(f"has {len(only)} sequence(s) the other lacks ({', '.join(only[:3])}"
-                         f"{', ...' if len(only) > 3 else ''})")
+            parts.append(
+                f"has {len(only)} sequence(s) the other lacks ({', '.join(only[:3])}{', ...' if len(only) > 3 else ''})"
+            )
         if missing:
-            parts.append(f"lacks {len(missing)} of its sequences ({', '.join(missing[:3])}"
-                         f"{', ...' if len(missing) > 3 else ''})")
+            parts.append(
+                f"lacks {len(missing)} of its sequences ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+            )
         return " and ".join(parts)
     return None
 
@@ -132,7 +144,7 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
     if names is not None and len(names) != len(paths):
         raise ValueError(f"load_results: {len(names)} names for {len(paths)} files")
     results, raws, sources = [], [], []
-    for i, p in enumerate(paths):
+    for p in paths:
         if isinstance(p, dict):
             raws.append(p)
             results.append(_results_of(p, None))
@@ -154,25 +166,42 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
         where = p if p is not None else f"result {i}"
         problem = _sequences_problem(m, m0)
         if problem:
-            label = f"split is {m.get('split')!r} but {first} has {m0.get('split')!r}: " \
-                if m.get("split") != m0.get("split") else ""
-            raise DataError(where, f"{label}evaluated other sequences than {first}: {problem}; results on different "
-                                   "sequences cannot be compared")
+            label = (
+                f"split is {m.get('split')!r} but {first} has {m0.get('split')!r}: "
+                if m.get("split") != m0.get("split")
+                else ""
+            )
+            raise DataError(
+                where,
+                f"{label}evaluated other sequences than {first}: {problem}; results on different "
+                "sequences cannot be compared",
+            )
         both_named = m.get("sequence_names") is not None and m0.get("sequence_names") is not None
         for key, what in _MATCH_KEYS:
             if key in ("split", "sequences") and both_named:
                 continue
             if m.get(key) != m0.get(key):
-                raise DataError(where, f"{what} is {m.get(key)!r} but {first} has {m0.get(key)!r}: results of "
-                                       "different splits or datasets cannot be compared")
+                raise DataError(
+                    where,
+                    f"{what} is {m.get(key)!r} but {first} has {m0.get(key)!r}: results of "
+                    "different splits or datasets cannot be compared",
+                )
         needs_files = any(t in r and t in results[0] and registry.get(t).files for t in registry.names())
         if needs_files and m.get("tasks_source") != m0.get("tasks_source"):
-            raise DataError(where, f"task files {m.get('tasks_source')!r} differ from {first}'s "
-                                   f"{m0.get('tasks_source')!r}: verification/retrieval results on different task "
-                                   "files cannot be compared")
-    labels = list(names) if names is not None else [
-        _label(src, r, raw) if src is not None else str(r["meta"].get("descriptor") or f"result{i}")
-        for i, (src, r, raw) in enumerate(zip(sources, results, raws))]
+            raise DataError(
+                where,
+                f"task files {m.get('tasks_source')!r} differ from {first}'s "
+                f"{m0.get('tasks_source')!r}: verification/retrieval results on different task "
+                "files cannot be compared",
+            )
+    labels = (
+        list(names)
+        if names is not None
+        else [
+            _label(src, r, raw) if src is not None else str(r["meta"].get("descriptor") or f"result{i}")
+            for i, (src, r, raw) in enumerate(zip(sources, results, raws))
+        ]
+    )
     counts = {n: labels.count(n) for n in labels}
     labels = [f"{n} ({Path(p).stem})" if counts[n] > 1 and p is not None else n for n, p in zip(labels, sources)]
     return [(n, r, p) for n, r, p in zip(labels, results, sources)]
@@ -218,8 +247,15 @@ def diagnostics_rows(entries: Seq[Entry]) -> list[dict]:
         if not isinstance(d, dict) or "pca_dims_90" not in d:
             continue
         spread = (r.get("meta", {}).get("descriptor_spread") or {}).get("relative_spread")
-        out.append({"name": row["name"], "dim": d.get("dim"), "pca_dims_90": d["pca_dims_90"],
-                    "pca_dims_99": d["pca_dims_99"], "relative_spread": spread})
+        out.append(
+            {
+                "name": row["name"],
+                "dim": d.get("dim"),
+                "pca_dims_90": d["pca_dims_90"],
+                "pca_dims_99": d["pca_dims_99"],
+                "relative_spread": spread,
+            }
+        )
     return out
 
 
@@ -233,17 +269,26 @@ def format_markdown(entries: Seq[Entry]) -> str:
     m = entries[0][1]["meta"]
     tasks = _common_tasks(entries)
     head = ["descriptor"] + [h for t in tasks for h in (t, f"{t[:5]}. E", f"{t[:5]}. H", f"{t[:5]}. T")] + ["mean"]
-    lines = [f"HPatches results, split `{m.get('split')}`, {m.get('sequences')} sequences, {m.get('tracks')} tracks "
-             f"(mAP %; headline per task, then Easy / Hard / Tough)", "",
-             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = [
+        f"HPatches results, split `{m.get('split')}`, {m.get('sequences')} sequences, {m.get('tracks')} tracks "
+        f"(mAP %; headline per task, then Easy / Hard / Tough)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
     for row in rows:
         vals = [f"{row[k]:.2f}" for t in tasks for k in (t, f"{t}_e", f"{t}_h", f"{t}_t")] + [f"{row['mean']:.2f}"]
         lines.append("| " + " | ".join([row["name"].replace("|", "\\|")] + vals) + " |")
     diag = diagnostics_rows(entries)
     if diag:
-        lines += ["", "Descriptor space (PCA of the test descriptors: components holding 90% / 99% of the variance; "
-                      "relative spread as in `meta.descriptor_spread`)", "",
-                  "| descriptor | dim | PCA dims 90% | PCA dims 99% | relative spread |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Descriptor space (PCA of the test descriptors: components holding 90% / 99% of the variance; "
+            "relative spread as in `meta.descriptor_spread`)",
+            "",
+            "| descriptor | dim | PCA dims 90% | PCA dims 99% | relative spread |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for d in diag:
             sp = "" if d["relative_spread"] is None else f"{d['relative_spread']:.3f}"
             name = d["name"].replace("|", "\\|")
@@ -264,7 +309,9 @@ def format_csv(entries: Seq[Entry]) -> str:
     extra = ["pca_dims_90", "pca_dims_99"] if diag and len(diag) == len(rows) else []
     w.writerow(cols + extra)
     for row in rows:
-        w.writerow([row["name"], row["file"]] + [repr(row[k]) for k in cols[2:]] + [diag[row["name"]][k] for k in extra])
+        w.writerow(
+            [row["name"], row["file"]] + [repr(row[k]) for k in cols[2:]] + [diag[row["name"]][k] for k in extra]
+        )
     return buf.getvalue()
 
 

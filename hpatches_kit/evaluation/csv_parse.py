@@ -27,11 +27,10 @@ from .kernels import HAVE_NUMBA, numba
 
 __all__ = ["parse_float_rows", "parse_float_file"]
 
-_POW10 = np.array([10.0 ** k for k in range(23)], np.float64)  # exact doubles 1e0 .. 1e22
+_POW10 = np.array([10.0**k for k in range(23)], np.float64)  # exact doubles 1e0 .. 1e22
 _MAX_EXACT = 1 << 53
 
 if HAVE_NUMBA:
-
     # no fastmath here: the division must stay one correctly rounded IEEE division. ``buf`` ends with a NUL
     # sentinel (not part of the file), so the scanning loops need no end-of-buffer tests.
     @numba.njit(cache=True, nogil=True)
@@ -151,8 +150,13 @@ def parse_float_rows(data: bytes, delimiter: str, dim: int, out: np.ndarray | No
     """
     if not HAVE_NUMBA or len(delimiter) != 1 or ord(delimiter) > 127 or dim < 1:
         return None
-    if out is not None and (out.dtype != np.float32 or out.ndim != 2 or out.shape[1] != dim
-                            or not out.flags.c_contiguous or not out.flags.writeable):
+    if out is not None and (
+        out.dtype != np.float32
+        or out.ndim != 2
+        or out.shape[1] != dim
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
         raise ValueError(f"out must be a writable C-contiguous (N, {dim}) float32 array")
     buf = np.empty(len(data) + 1, np.uint8)
     buf[:-1] = np.frombuffer(data, np.uint8)
@@ -189,8 +193,13 @@ def parse_float_file(path, delimiter: str, dim: int, out: np.ndarray | None = No
     """
     if not HAVE_NUMBA or len(delimiter) != 1 or ord(delimiter) > 127 or dim < 1:
         return None
-    if out is not None and (out.dtype != np.float32 or out.ndim != 2 or out.shape[1] != dim
-                            or not out.flags.c_contiguous or not out.flags.writeable):
+    if out is not None and (
+        out.dtype != np.float32
+        or out.ndim != 2
+        or out.shape[1] != dim
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
         raise ValueError(f"out must be a writable C-contiguous (N, {dim}) float32 array")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

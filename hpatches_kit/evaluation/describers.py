@@ -17,12 +17,12 @@ The CSV folder functions live in :mod:`.descriptor_csv` and are re-exported here
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from ..data.errors import DataError
 from ..data.cache import release_pages
+from ..data.errors import DataError
 from ..data.hpatches import TYPES, resize_patches
 from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor_set, write_descriptor_dir  # noqa: F401  (re-exported)
 
@@ -31,8 +31,16 @@ BASELINES = ("sift", "rootsift", "raw")
 RAW_SIZE = 32
 
 __all__ = [
-    "BASELINES", "get_baseline", "raw_describer", "sift_describer", "rootsift_describer", "keras_describer",
-    "compute_descriptors", "read_descriptor_dir", "read_descriptor_set", "write_descriptor_dir",
+    "BASELINES",
+    "get_baseline",
+    "raw_describer",
+    "sift_describer",
+    "rootsift_describer",
+    "keras_describer",
+    "compute_descriptors",
+    "read_descriptor_dir",
+    "read_descriptor_set",
+    "write_descriptor_dir",
 ]
 
 
@@ -156,8 +164,9 @@ def check_denoiser(den, where=None) -> int:
     except (AttributeError, ValueError) as e:
         raise DataError(where, f"denoiser must have one output ({e})") from None
     if out not in ((size, size, 1), (size, size)):
-        raise DataError(where, f"denoiser must output patches of its input shape ({size}, {size}, 1); its output "
-                               f"shape is {out}")
+        raise DataError(
+            where, f"denoiser must output patches of its input shape ({size}, {size}, 1); its output shape is {out}"
+        )
     return size
 
 
@@ -166,13 +175,13 @@ DESCRIBE_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 def resolve_describe_precision(precision: str = "auto") -> str:
     """The dtype policy a describer runs in: ``"auto"`` is the one training resolves on this device
-    (:func:`hpatches_kit.training.distribute.auto_precision`: ``mixed_bfloat16`` on AMX CPUs, Ampere+ GPUs and
+    (:func:`hpatches_kit.models.precision.auto_precision`: ``mixed_bfloat16`` on AMX CPUs, Ampere+ GPUs and
     TPUs, ``mixed_float16`` on older GPUs, else ``float32``)."""
     if precision not in DESCRIBE_PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(DESCRIBE_PRECISIONS)}")
     if precision != "auto":
         return precision
-    from ..training.distribute import auto_precision
+    from ..models.precision import auto_precision
 
     return auto_precision()
 
@@ -253,8 +262,11 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     size = _input_size(model, "descriptor model", where)
     if den is not None and {"denoiser", "denoised", "descriptor"} <= {la.name for la in getattr(model, "layers", [])}:
-        raise DataError(where, "is a joint denoiser + descriptor model (hpatches_kit.models.joint): it denoises "
-                               "itself and takes the raw (noisy) patches; use it without a separate denoiser")
+        raise DataError(
+            where,
+            "is a joint denoiser + descriptor model (hpatches_kit.models.joint): it denoises "
+            "itself and takes the raw (noisy) patches; use it without a separate denoiser",
+        )
     dwhere = denoiser if isinstance(denoiser, (str, os.PathLike)) else None
     dsize = check_denoiser(den, dwhere) if den is not None else None
     try:
@@ -263,8 +275,12 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
     except (ValueError, TypeError, NotImplementedError) as e:  # a model Keras cannot clone: as it is
         import logging
 
-        logging.getLogger(__name__).warning("describing in the model's saved precision: cannot rebuild %s in %s "
-                                            "(%s)", getattr(model, "name", "the model"), policy, e)
+        logging.getLogger(__name__).warning(
+            "describing in the model's saved precision: cannot rebuild %s in %s (%s)",
+            getattr(model, "name", "the model"),
+            policy,
+            e,
+        )
         policy = model.dtype_policy.name
     fixed = {}
 
@@ -293,8 +309,11 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
             x = resize_patches(p.astype(np.uint8), size).astype(np.float32)
         d = run(model, x[..., None]).reshape(p.shape[0], -1).astype(np.float32)
         if not np.isfinite(d).all():
-            raise DataError(where or describe.name, f"the model produced NaN or Inf descriptors for "
-                                                    f"{int((~np.isfinite(d).all(axis=1)).sum())} of {len(d)} patches")
+            raise DataError(
+                where or describe.name,
+                f"the model produced NaN or Inf descriptors for "
+                f"{int((~np.isfinite(d).all(axis=1)).sum())} of {len(d)} patches",
+            )
         return d
 
     describe.name = getattr(model, "name", "keras")
@@ -302,8 +321,9 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
     return describe
 
 
-def compute_descriptors(dataset, describer: Describer, noisy: bool = False, progress: bool = True,
-                        chunk_patches: int = 1 << 16) -> dict:
+def compute_descriptors(
+    dataset, describer: Describer, noisy: bool = False, progress: bool = True, chunk_patches: int = 1 << 16
+) -> dict:
     """``{seq: {type: (N, D) float32}}`` for every sequence of ``dataset`` (an :class:`HPatchesDataset`, its
     images decoded once, in parallel, by :func:`~hpatches_kit.data.load_dataset`).
 
@@ -346,8 +366,12 @@ def compute_descriptors(dataset, describer: Describer, noisy: bool = False, prog
     bar = tqdm(total=len(seqs), desc="describing", unit="seq", disable=not progress, leave=False)
 
     def flush(group):
-        flats = [np.ascontiguousarray(src.transpose(1, 0, 2, 3)).reshape(len(TYPES) * src.shape[0], src.shape[2], src.shape[3])
-                 for _, src in group]
+        flats = [
+            np.ascontiguousarray(src.transpose(1, 0, 2, 3)).reshape(
+                len(TYPES) * src.shape[0], src.shape[2], src.shape[3]
+            )
+            for _, src in group
+        ]
         allp = flats[0] if len(flats) == 1 else np.concatenate(flats)
         d = np.asarray(describer(allp))
         if d.ndim != 2 or d.shape[0] != allp.shape[0]:

@@ -3,8 +3,8 @@ naming the file and line, streamed into a :class:`~.descriptor_set.DescriptorSet
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -46,7 +46,9 @@ def _diagnose_csv(path: Path, delim: str | None, dim: int | None = None) -> None
                     with np.errstate(over="ignore"):
                         x32 = np.float32(x)
                     if not np.isfinite(x32):
-                        raise DataError(path, f"row {row} contains NaN or Inf (line {lineno}, column {j + 1}: {v.strip()!r})")
+                        raise DataError(
+                            path, f"row {row} contains NaN or Inf (line {lineno}, column {j + 1}: {v.strip()!r})"
+                        )
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(path, f"cannot read as text: {e}") from None
 
@@ -64,8 +66,10 @@ def _parse_arrow(path: Path, delim: str, dim: int) -> np.ndarray | None:
             read_options=pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
             parse_options=pcsv.ParseOptions(delimiter=delim),
             # the column count of the first line, all float64: no type inference (3x faster)
-            convert_options=pcsv.ConvertOptions(column_types={f"f{j}": pa.float64() for j in range(dim)},
-                                                strings_can_be_null=False, null_values=[""]))
+            convert_options=pcsv.ConvertOptions(
+                column_types={f"f{j}": pa.float64() for j in range(dim)}, strings_can_be_null=False, null_values=[""]
+            ),
+        )
     except (pa.ArrowInvalid, pa.ArrowException, OSError):
         return None
     n, d = table.num_rows, table.num_columns
@@ -194,9 +198,14 @@ def _check_sequence(root: Path, s: str, arrays: list, dim: int | None) -> int:
     n = arrays[0].shape[0]
     for t, a in zip(TYPES, arrays):
         if a.shape[0] != n:
-            raise DataError(root / s / f"{t}.csv", f"{a.shape[0]} descriptors but ref.csv has {n}: all types of a sequence need the same count")
+            raise DataError(
+                root / s / f"{t}.csv",
+                f"{a.shape[0]} descriptors but ref.csv has {n}: all types of a sequence need the same count",
+            )
         if dim is not None and a.shape[1] != dim:
-            raise DataError(root / s / f"{t}.csv", f"descriptor dimension {a.shape[1]} differs from {dim} of the other files")
+            raise DataError(
+                root / s / f"{t}.csv", f"descriptor dimension {a.shape[1]} differs from {dim} of the other files"
+            )
     return arrays[0].shape[1]
 
 

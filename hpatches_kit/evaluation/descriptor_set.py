@@ -5,7 +5,8 @@ Descriptors are ``{sequence: {type: (N, D) float32}}`` (types ``ref, e1..e5, h1.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence as Seq
+from collections.abc import Mapping
+from collections.abc import Sequence as Seq
 
 import numpy as np
 
@@ -35,8 +36,13 @@ def _alloc_block(shape, dtype=np.float32) -> np.ndarray:
 class DescriptorSet:
     """Validated descriptors of some sequences, stacked as ``(16, N_s, D)`` float32 per sequence."""
 
-    def __init__(self, descs: Mapping[str, Mapping[str, np.ndarray]], sequences: Seq[str] | None = None,
-                 types: Seq[str] = TYPES, source: str | None = None):
+    def __init__(
+        self,
+        descs: Mapping[str, Mapping[str, np.ndarray]],
+        sequences: Seq[str] | None = None,
+        types: Seq[str] = TYPES,
+        source: str | None = None,
+    ):
         names = list(descs) if sequences is None else list(sequences)
         missing = [s for s in names if s not in descs]
         if missing:
@@ -62,7 +68,9 @@ class DescriptorSet:
                 if n is None:
                     n = shape[0]
                 elif shape[0] != n:
-                    raise DataError(where, f"{shape[0]} descriptors but ref has {n}: all types of a sequence need the same count")
+                    raise DataError(
+                        where, f"{shape[0]} descriptors but ref has {n}: all types of a sequence need the same count"
+                    )
                 if dim is None:
                     dim = shape[1]
                 elif shape[1] != dim:
@@ -91,7 +99,7 @@ class DescriptorSet:
         self.lengths = {s: int(n) for s, n in zip(names, lengths)}
 
     @classmethod
-    def from_arrays(cls, arrays: dict, source: str | None = None) -> "DescriptorSet":
+    def from_arrays(cls, arrays: dict, source: str | None = None) -> DescriptorSet:
         """A set from ``{seq: [16 (N, D) float32 arrays in TYPES order]}`` already checked by the caller
         (equal counts per sequence, one dimension, finite values: :func:`.describers.read_descriptor_set`
         does it naming the files). The lists are emptied while copying, so each sequence's arrays are freed
@@ -123,7 +131,7 @@ class DescriptorSet:
         return self
 
     @classmethod
-    def empty(cls, counts: dict, dim: int, source: str | None = None) -> "DescriptorSet":
+    def empty(cls, counts: dict, dim: int, source: str | None = None) -> DescriptorSet:
         """A set of ``counts`` (``{seq: N}``) patches of dimension ``dim`` whose block is allocated but not
         filled: the caller writes every ``stacks[s][j]`` (``(N, dim)`` C-contiguous views), e.g. a CSV parser
         reading straight into it (:func:`.descriptor_csv.read_descriptor_set`), and checks the values."""
@@ -141,13 +149,13 @@ class DescriptorSet:
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.total = int(self.offsets[-1])
         self.flat = _alloc_block((len(TYPES), self.total, self.dim))
-        self.stacks = {s: self.flat[:, self.offsets[k]:self.offsets[k + 1]] for k, s in enumerate(names)}
+        self.stacks = {s: self.flat[:, self.offsets[k] : self.offsets[k + 1]] for k, s in enumerate(names)}
         self.rows2d = self.flat.reshape(len(TYPES) * self.total, self.dim)
         self.lengths = {s: int(n) for s, n in zip(names, lengths)}
         return self
 
     @classmethod
-    def from_stream(cls, counts: dict, stream, source: str | None = None) -> "DescriptorSet":
+    def from_stream(cls, counts: dict, stream, source: str | None = None) -> DescriptorSet:
         """A set from ``(seq, [16 arrays])`` items arriving in the order of ``counts`` (``{seq: N}``, known
         beforehand), each copied into the preallocated block as it arrives: the peak memory is the set plus
         the sequences in flight. Checks as :meth:`from_arrays`; an item whose count differs from ``counts``
@@ -185,7 +193,7 @@ class DescriptorSet:
         """``{seq: {type: (N, D)}}`` views into the block (for exporting)."""
         return {s: {t: self.stacks[s][j] for j, t in enumerate(TYPES)} for s in self.names}
 
-    def subset(self, names: Seq[str]) -> "DescriptorSet":
+    def subset(self, names: Seq[str]) -> DescriptorSet:
         """The set restricted to ``names`` (itself when they are its sequences, in order)."""
         names = list(names)
         if names == self.names:
@@ -207,7 +215,10 @@ class DescriptorSet:
         bad = np.nonzero((idx < 0) | (idx >= lens))[0]
         if bad.size:
             b = bad[0]
-            raise DataError(where, f"row {b + 1}: patch index {idx[b]} out of range for {self.names[seq_ids[b]]} ({lens[b]} patches)")
+            raise DataError(
+                where,
+                f"row {b + 1}: patch index {idx[b]} out of range for {self.names[seq_ids[b]]} ({lens[b]} patches)",
+            )
 
     def rows(self, seq_ids: np.ndarray, type_idx, idx: np.ndarray) -> np.ndarray:
         """Row numbers into :attr:`rows2d` of (sequence, type, patch) triples."""

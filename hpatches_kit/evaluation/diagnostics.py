@@ -28,8 +28,16 @@ import numpy as np
 
 from ..layout import TYPES
 
-__all__ = ["pca_energy", "dims_for_energy", "tsne_map", "distance_samples", "matching_failures",
-           "verification_failures", "descriptor_diagnostics", "VARIANT_TYPES"]
+__all__ = [
+    "pca_energy",
+    "dims_for_energy",
+    "tsne_map",
+    "distance_samples",
+    "matching_failures",
+    "verification_failures",
+    "descriptor_diagnostics",
+    "VARIANT_TYPES",
+]
 
 #: the target image types of each variant
 VARIANT_TYPES = {v: [f"{v}{k}" for k in range(1, 6)] for v in "eht"}
@@ -120,8 +128,14 @@ def pca_energy(x, max_rows: int = 20000, seed: int = 0) -> dict:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_rows, replace=False))]
     dim = x.shape[1]
     if len(x) < 2:
-        return {"energy": np.zeros(0), "eigenvalues": np.zeros(0), "dims_90": 0, "dims_99": 0, "dim": dim,
-                "rows": len(x)}
+        return {
+            "energy": np.zeros(0),
+            "eigenvalues": np.zeros(0),
+            "dims_90": 0,
+            "dims_99": 0,
+            "dim": dim,
+            "rows": len(x),
+        }
     xc = x - x.mean(0)
     # eigenvalues of the D x D covariance (cheaper than an SVD of the M x D data, same values); the smaller of
     # the two sides when there are fewer rows than dimensions
@@ -130,8 +144,14 @@ def pca_energy(x, max_rows: int = 20000, seed: int = 0) -> dict:
     ev = ev[: min(len(x), dim)]
     total = ev.sum()
     energy = np.cumsum(ev) / total if total > 0 else np.zeros_like(ev)
-    return {"energy": energy, "eigenvalues": ev, "dims_90": dims_for_energy(energy, 0.90),
-            "dims_99": dims_for_energy(energy, 0.99), "dim": dim, "rows": len(x)}
+    return {
+        "energy": energy,
+        "eigenvalues": ev,
+        "dims_90": dims_for_energy(energy, 0.90),
+        "dims_99": dims_for_energy(energy, 0.99),
+        "dim": dim,
+        "rows": len(x),
+    }
 
 
 def _all_rows(descs, names, max_rows: int, seed: int) -> np.ndarray:
@@ -142,8 +162,9 @@ def _all_rows(descs, names, max_rows: int, seed: int) -> np.ndarray:
     return x
 
 
-def tsne_map(descs, sequences: Seq[str] | None = None, tracks: int = 40, perplexity: float = 30.0,
-             seed: int = 0) -> dict:
+def tsne_map(
+    descs, sequences: Seq[str] | None = None, tracks: int = 40, perplexity: float = 30.0, seed: int = 0
+) -> dict:
     """A 2-D t-SNE map (scikit-learn) of all 16 descriptors of a random sample of tracks.
 
     A good descriptor draws each track as a tight cluster (its Easy views closest, Tough ones at the rim).
@@ -185,12 +206,24 @@ def tsne_map(descs, sequences: Seq[str] | None = None, tracks: int = 40, perplex
     xy = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
     typ = np.array(typ)
     variant = np.array(["ref" if t == "ref" else t[0] for t in typ])
-    return {"xy": xy, "track": np.array(track), "type": typ, "variant": variant, "sequence": np.array(seq),
-            "index": np.array(idx)}
+    return {
+        "xy": xy,
+        "track": np.array(track),
+        "type": typ,
+        "variant": variant,
+        "sequence": np.array(seq),
+        "index": np.array(idx),
+    }
 
 
-def distance_samples(descs, sequences: Seq[str] | None = None, distance: str = "L2", max_pairs: int = 20000,
-                     seed: int = 0, max_tracks: int | None = None) -> dict:
+def distance_samples(
+    descs,
+    sequences: Seq[str] | None = None,
+    distance: str = "L2",
+    max_pairs: int = 20000,
+    seed: int = 0,
+    max_tracks: int | None = None,
+) -> dict:
     """Positive and negative pair distances per variant, for the distance histograms.
 
     Args:
@@ -288,8 +321,17 @@ def matching_failures(descs, sequences: Seq[str] | None = None, distance: str = 
                 rank = (d < true[:, None]).sum(1)
                 top = d.argmin(1)
                 for i in np.flatnonzero(rank > 0):
-                    found.append({"sequence": s, "type": t, "query": int(i), "top": int(top[i]),
-                                  "rank": int(rank[i]), "d_true": float(true[i]), "d_top": float(d[i, top[i]])})
+                    found.append(
+                        {
+                            "sequence": s,
+                            "type": t,
+                            "query": int(i),
+                            "top": int(top[i]),
+                            "rank": int(rank[i]),
+                            "d_true": float(true[i]),
+                            "d_top": float(d[i, top[i]]),
+                        }
+                    )
         found.sort(key=lambda f: (-f["rank"], -(f["d_true"] - f["d_top"]), f["sequence"], f["type"], f["query"]))
         seen, kept = set(), []
         for f in found:
@@ -300,8 +342,9 @@ def matching_failures(descs, sequences: Seq[str] | None = None, distance: str = 
     return out
 
 
-def verification_failures(descs, sequences: Seq[str] | None = None, distance: str = "L2", worst: int = 6,
-                          recall: float = 0.95, seed: int = 0) -> dict:
+def verification_failures(
+    descs, sequences: Seq[str] | None = None, distance: str = "L2", worst: int = 6, recall: float = 0.95, seed: int = 0
+) -> dict:
     """The most confident mistakes of a distance threshold on positive / intra-negative pairs.
 
     The pairs are those of :func:`distance_samples` (all variants together, intra-sequence negatives: the
@@ -350,19 +393,33 @@ def verification_failures(descs, sequences: Seq[str] | None = None, distance: st
     thr = float(np.quantile(pos["d"], recall))
 
     def pick(c, order, positive):
-        return [{"sequence": names[c["s"][k]], "type": TYPES[c["t"][k]], "idx1": int(c["i"][k]),
-                 "idx2": int(c["j"][k]), "distance": float(c["d"][k]), "positive": positive} for k in order]
+        return [
+            {
+                "sequence": names[c["s"][k]],
+                "type": TYPES[c["t"][k]],
+                "idx1": int(c["i"][k]),
+                "idx2": int(c["j"][k]),
+                "distance": float(c["d"][k]),
+                "positive": positive,
+            }
+            for k in order
+        ]
 
     fn = np.flatnonzero(pos["d"] > thr)
     fn = fn[np.argsort(-pos["d"][fn], kind="stable")][:worst]
     fp = np.flatnonzero(neg["d"] <= thr) if neg is not None else np.zeros(0, int)
     fp = fp[np.argsort(neg["d"][fp], kind="stable")][:worst] if neg is not None else fp
-    return {"threshold": thr, "recall": recall, "false_negatives": pick(pos, fn, True),
-            "false_positives": pick(neg, fp, False) if neg is not None else []}
+    return {
+        "threshold": thr,
+        "recall": recall,
+        "false_negatives": pick(pos, fn, True),
+        "false_positives": pick(neg, fp, False) if neg is not None else [],
+    }
 
 
-def descriptor_diagnostics(descs, sequences: Seq[str] | None = None, distance: str = "L2",
-                           max_rows: int = 20000, seed: int = 0) -> dict:
+def descriptor_diagnostics(
+    descs, sequences: Seq[str] | None = None, distance: str = "L2", max_rows: int = 20000, seed: int = 0
+) -> dict:
     """The small, JSON-ready ``meta.diagnostics`` block of a results file (compared across descriptors by
     ``hpatches-eval compare``).
 
@@ -382,6 +439,11 @@ def descriptor_diagnostics(descs, sequences: Seq[str] | None = None, distance: s
     e = pca_energy(_all_rows(descs, names, max_rows, seed), max_rows=max_rows, seed=seed)
     ds = distance_samples(descs, names, distance=distance, max_pairs=max_rows, seed=seed, max_tracks=2000)
     dist = {v: {f"{k}_mean": (float(a.mean()) if len(a) else None) for k, a in d.items()} for v, d in ds.items()}
-    return {"pca_dims_90": e["dims_90"], "pca_dims_99": e["dims_99"],
-            "pca_energy": [round(float(x), 4) for x in e["energy"]], "dim": e["dim"], "rows": e["rows"],
-            "distances": dist}
+    return {
+        "pca_dims_90": e["dims_90"],
+        "pca_dims_99": e["dims_99"],
+        "pca_energy": [round(float(x), 4) for x in e["energy"]],
+        "dim": e["dim"],
+        "rows": e["rows"],
+        "distances": dist,
+    }

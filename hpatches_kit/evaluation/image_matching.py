@@ -31,9 +31,27 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["DETECTORS", "ORIENTATIONS", "KINDS_FILE", "read_scene_kinds", "read_sequences", "detect_keypoints",
-           "keypoint_patches", "mutual_nn", "match_descriptors", "covisible", "match_errors", "corner_error",
-           "estimate_homography", "pair_accuracy", "evaluate_sequences", "format_sequences", "beats"]
+from ..data.keypoints import ORIENTATIONS, detect_keypoints, keypoint_patches  # noqa: F401 (moved there; re-exported)
+
+__all__ = [
+    "DETECTORS",
+    "ORIENTATIONS",
+    "KINDS_FILE",
+    "read_scene_kinds",
+    "read_sequences",
+    "detect_keypoints",
+    "keypoint_patches",
+    "mutual_nn",
+    "match_descriptors",
+    "covisible",
+    "match_errors",
+    "corner_error",
+    "estimate_homography",
+    "pair_accuracy",
+    "evaluate_sequences",
+    "format_sequences",
+    "beats",
+]
 
 DETECTORS = ("dog", "harris", "hessian")
 THRESHOLDS = tuple(range(1, 11))
@@ -134,99 +152,6 @@ def read_sequences(root, kinds=None) -> list[tuple[str, list[np.ndarray], list[n
     return out
 
 
-ORIENTATIONS = ("dominant", "upright", "detector")
-
-
-def detect_keypoints(img: np.ndarray, detector: str = "dog", max_keypoints: int = 2000,
-                     orientation: str = "dominant") -> np.ndarray:
-    """Keypoints of one grey image, strongest first.
-
-    Args:
-        img: ``(H, W) uint8`` image.
-        detector: ``dog`` (OpenCV SIFT detector), ``harris`` (multi-scale) or ``hessian``.
-        max_keypoints: keep at most this many.
-        orientation: ``detector`` keeps the detector's own orientations (DoG: SIFT's orientation histogram,
-            one keypoint per orientation peak, so a location can appear several times; other detectors: NaN,
-            replaced by the dominant orientation when cutting patches); ``dominant``/``upright`` keep one
-            keypoint per location (OpenCV's DoG repeats a location for each orientation peak; with one
-            orientation per location the repeats would be identical patches).
-
-    Returns:
-        ``(N, 3) float64``: x, y, scale (the detector's sigma; the patch covers ``magnification x scale``);
-        with ``orientation="detector"`` ``(N, 4)``, the fourth column the angle (radians, image coordinates,
-        y down; NaN where the detector gives none).
-
-    Example:
-        >>> img = (np.random.default_rng(0).random((96, 96)) * 255).astype(np.uint8)
-        >>> detect_keypoints(img, "dog", 50).shape[1], detect_keypoints(img, "dog", 50, "detector").shape[1]
-        (3, 4)
-    """
-    from ..data.extract import DETECTORS as FN
-
-    if detector not in FN:
-        raise ValueError(f"unknown detector {detector!r}; expected one of {', '.join(FN)}")
-    if orientation not in ORIENTATIONS:
-        raise ValueError(f"unknown orientation {orientation!r}; expected one of {', '.join(ORIENTATIONS)}")
-    if detector == "dog":
-        kps = cv2.SIFT_create().detect(img, None)
-        a = np.array([(k.pt[0], k.pt[1], k.size / 2.0, math.radians(k.angle), k.response) for k in kps],
-                     np.float64).reshape(-1, 5)
-        a = a[np.argsort(-a[:, 4], kind="stable")]
-        if orientation != "detector" and len(a):
-            _, first = np.unique(a[:, :3], axis=0, return_index=True)
-            a = a[np.sort(first)]
-        return np.ascontiguousarray(a[: int(max_keypoints), : 4 if orientation == "detector" else 3])
-    a = FN[detector](img, int(max_keypoints))
-    a = np.asarray(a[:, :3], np.float64).reshape(-1, 3)
-    return np.column_stack([a, np.full(len(a), np.nan)]) if orientation == "detector" else a
-
-
-def keypoint_patches(img: np.ndarray, keypoints: np.ndarray, patch_size: int = 65, orientation: str = "dominant",
-                     magnification: float | None = None) -> np.ndarray:
-    """Oriented patches around keypoints, sampled like the HPatches extractor samples the reference view.
-
-    Args:
-        img: ``(H, W) uint8`` image.
-        keypoints: ``(N, 3)`` x, y, scale, or ``(N, 4)`` with the angle (radians) of :func:`detect_keypoints`.
-        patch_size: output patch size.
-        orientation: ``dominant`` (one SIFT-style dominant gradient orientation per keypoint, computed here),
-            ``upright`` (angle 0) or ``detector`` (the keypoint's own angle; dominant where it is NaN or absent).
-        magnification: measurement-disk radius / scale (default: the HPatches extractor's 5); the disk is
-            mapped to the patch's inscribed disk.
-
-    Returns:
-        ``(N, patch_size, patch_size) uint8``.
-
-    Example:
-        >>> img = np.zeros((64, 64), np.uint8); img[:, 32:] = 255
-        >>> keypoint_patches(img, np.array([[32.0, 32.0, 2.0]]), 33, "upright").shape
-        (1, 33, 33)
-    """
-    from ..data import geometry as G
-    from ..data.extract import MAGNIFICATION, _BlurStack, _sample, dominant_orientation
-
-    if orientation not in ORIENTATIONS:
-        raise ValueError(f"unknown orientation {orientation!r}; expected one of {', '.join(ORIENTATIONS)}")
-    mag_f = MAGNIFICATION if magnification is None else float(magnification)
-    kp = np.asarray(keypoints, np.float64).reshape(len(keypoints), -1)
-    f = img.astype(np.float32)
-    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=1)
-    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=1)
-    mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), 2 * np.pi)
-    stack, N = _BlurStack(img), G.patch_to_norm(patch_size)
-    out = np.empty((len(kp), patch_size, patch_size), np.uint8)
-    for i, row in enumerate(kp):
-        x, y, s = row[:3]
-        if orientation == "upright":
-            a = 0.0
-        elif orientation == "detector" and kp.shape[1] > 3 and np.isfinite(row[3]):
-            a = float(row[3])
-        else:
-            a = dominant_orientation(mag, ang, x, y, s)
-        out[i] = _sample(stack, G.region_frame(x, y, mag_f * s, a) @ N, patch_size)
-    return out
-
-
 def mutual_nn(desc_a: np.ndarray, desc_b: np.ndarray) -> np.ndarray:
     """Mutual nearest neighbours (L2): ``(M, 2) int64`` index pairs (a, b), sorted by a.
 
@@ -293,7 +218,9 @@ def match_errors(kp_a, kp_b, matches, H) -> np.ndarray:
     """Reprojection error (px) of each match: ``|H(kp_a[i]) - kp_b[j]|`` for ``(i, j)`` in ``matches``."""
     if len(matches) == 0:
         return np.zeros(0)
-    return np.linalg.norm(_project(H, np.asarray(kp_a)[matches[:, 0], :2]) - np.asarray(kp_b)[matches[:, 1], :2], axis=1)
+    return np.linalg.norm(
+        _project(H, np.asarray(kp_a)[matches[:, 0], :2]) - np.asarray(kp_b)[matches[:, 1], :2], axis=1
+    )
 
 
 def corner_error(H_est, H_true, shape) -> float:
@@ -310,13 +237,31 @@ def estimate_homography(pts_a, pts_b, method: str = "ransac", threshold: float =
     if len(pts_a) < 4:
         return None
     cv2.setRNGSeed(int(seed))
-    H, _ = cv2.findHomography(np.asarray(pts_a, np.float64), np.asarray(pts_b, np.float64), METHODS[method],
-                              threshold, maxIters=10000, confidence=0.999)
+    H, _ = cv2.findHomography(
+        np.asarray(pts_a, np.float64),
+        np.asarray(pts_b, np.float64),
+        METHODS[method],
+        threshold,
+        maxIters=10000,
+        confidence=0.999,
+    )
     return H
 
 
-def pair_accuracy(kp_a, kp_b, desc_a, desc_b, H, shape_a, thresholds=THRESHOLDS, method: str = "ransac",
-                  seed: int = 0, mutual: bool = True, ratio: float | None = None, shape_b=None) -> dict:
+def pair_accuracy(
+    kp_a,
+    kp_b,
+    desc_a,
+    desc_b,
+    H,
+    shape_a,
+    thresholds=THRESHOLDS,
+    method: str = "ransac",
+    seed: int = 0,
+    mutual: bool = True,
+    ratio: float | None = None,
+    shape_b=None,
+) -> dict:
     """Match one image pair and score it.
 
     Args:
@@ -340,31 +285,60 @@ def pair_accuracy(kp_a, kp_b, desc_a, desc_b, H, shape_a, thresholds=THRESHOLDS,
     acc = [c / len(err) if len(err) else 0.0 for c in correct]
     shape_b = shape_a if shape_b is None else shape_b
     cov = 0.5 * (covisible(kp_a, H, shape_b).sum() + covisible(kp_b, np.linalg.inv(H), shape_a).sum())
-    H_est = estimate_homography(np.asarray(kp_a)[m[:, 0], :2], np.asarray(kp_b)[m[:, 1], :2], method, seed=seed) \
-        if len(m) else None
-    return {"matches": int(len(m)), "accuracy": acc, "correct": correct, "covisible": float(cov),
-            "matching_score": [c / cov if cov else 0.0 for c in correct],
-            "corner_error": corner_error(H_est, H, shape_a)}
+    H_est = (
+        estimate_homography(np.asarray(kp_a)[m[:, 0], :2], np.asarray(kp_b)[m[:, 1], :2], method, seed=seed)
+        if len(m)
+        else None
+    )
+    return {
+        "matches": int(len(m)),
+        "accuracy": acc,
+        "correct": correct,
+        "covisible": float(cov),
+        "matching_score": [c / cov if cov else 0.0 for c in correct],
+        "corner_error": corner_error(H_est, H, shape_a),
+    }
 
 
 def _summary(pairs, thresholds) -> dict:
     if not pairs:
-        return {"pairs": 0, "mma": None, "homography": None, "mean_matches": None, "mean_correct": None,
-                "matching_score": None}
+        return {
+            "pairs": 0,
+            "mma": None,
+            "homography": None,
+            "mean_matches": None,
+            "mean_correct": None,
+            "matching_score": None,
+        }
     acc = np.array([p["accuracy"] for p in pairs])
     ce = np.array([p["corner_error"] for p in pairs])
-    return {"pairs": len(pairs), "mma": acc.mean(0).tolist(),
-            "homography": {str(t): float(np.mean(ce <= t)) for t in CORNER_THRESHOLDS},
-            "mean_matches": float(np.mean([p["matches"] for p in pairs])),
-            "mean_correct": np.mean([p["correct"] for p in pairs], axis=0).tolist(),
-            "matching_score": np.mean([p["matching_score"] for p in pairs], axis=0).tolist(),
-            "mean_features": float(np.mean([p["features"] for p in pairs]))}
+    return {
+        "pairs": len(pairs),
+        "mma": acc.mean(0).tolist(),
+        "homography": {str(t): float(np.mean(ce <= t)) for t in CORNER_THRESHOLDS},
+        "mean_matches": float(np.mean([p["matches"] for p in pairs])),
+        "mean_correct": np.mean([p["correct"] for p in pairs], axis=0).tolist(),
+        "matching_score": np.mean([p["matching_score"] for p in pairs], axis=0).tolist(),
+        "mean_features": float(np.mean([p["features"] for p in pairs])),
+    }
 
 
-def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoints: int = 2000,
-                       patch_size: int = 65, method: str = "ransac", thresholds=THRESHOLDS, seed: int = 0,
-                       progress: bool = True, orientation: str = "dominant", magnification: float | None = None,
-                       mutual: bool = True, ratio: float | None = None, kinds=None) -> dict:
+def evaluate_sequences(
+    sequences,
+    describer,
+    detector: str = "dog",
+    max_keypoints: int = 2000,
+    patch_size: int = 65,
+    method: str = "ransac",
+    thresholds=THRESHOLDS,
+    seed: int = 0,
+    progress: bool = True,
+    orientation: str = "dominant",
+    magnification: float | None = None,
+    mutual: bool = True,
+    ratio: float | None = None,
+    kinds=None,
+) -> dict:
     """Run the full-image matching benchmark (see the module docstring).
 
     Args:
@@ -404,44 +378,81 @@ def evaluate_sequences(sequences, describer, detector: str = "dog", max_keypoint
         seqs = list(sequences)
         if kinds is not None:
             kd = read_scene_kinds(kinds)
-            seqs = [(("i_" if _kind_of(n, kd) == "illumination" else "v_") + (n[2:] if n[:2] in ("i_", "v_") else n),
-                     ims, Hs) for n, ims, Hs in seqs]
+            seqs = [
+                (
+                    ("i_" if _kind_of(n, kd) == "illumination" else "v_") + (n[2:] if n[:2] in ("i_", "v_") else n),
+                    ims,
+                    Hs,
+                )
+                for n, ims, Hs in seqs
+            ]
     else:
         seqs = read_sequences(sequences, kinds)
     thresholds = tuple(thresholds)
     pairs = {n: [] for n in named}
     for name, images, Hs in tqdm(seqs, desc="sequences", unit="seq", disable=not progress, leave=False):
         kps = [detect_keypoints(img, detector, max_keypoints, orientation=orientation) for img in images]
-        patches = [keypoint_patches(img, kp, patch_size, orientation=orientation, magnification=magnification)
-                   for img, kp in zip(images, kps)]
+        patches = [
+            keypoint_patches(img, kp, patch_size, orientation=orientation, magnification=magnification)
+            for img, kp in zip(images, kps)
+        ]
         for dname, fn in named.items():  # every descriptor sees the same keypoints and patches
             descs = []
             for kp, pt in zip(kps, patches):
                 d = np.asarray(fn(pt), np.float32) if len(kp) else np.zeros((0, 1), np.float32)
                 if d.shape[0] != len(kp) or not np.isfinite(d).all():
-                    raise ValueError(f"{name}: {dname} returned shape {d.shape} or non-finite values for "
-                                     f"{len(kp)} patches")
+                    raise ValueError(
+                        f"{name}: {dname} returned shape {d.shape} or non-finite values for {len(kp)} patches"
+                    )
                 descs.append(d)
             for k in range(1, len(images)):
-                r = pair_accuracy(kps[0], kps[k], descs[0], descs[k], Hs[k - 1], images[0].shape, thresholds,
-                                  method, seed, mutual=mutual, ratio=ratio, shape_b=images[k].shape)
-                r.update(sequence=name, target=k + 1, kind="illumination" if name.startswith("i_") else "viewpoint",
-                         features=0.5 * (len(kps[0]) + len(kps[k])))
+                r = pair_accuracy(
+                    kps[0],
+                    kps[k],
+                    descs[0],
+                    descs[k],
+                    Hs[k - 1],
+                    images[0].shape,
+                    thresholds,
+                    method,
+                    seed,
+                    mutual=mutual,
+                    ratio=ratio,
+                    shape_b=images[k].shape,
+                )
+                r.update(
+                    sequence=name,
+                    target=k + 1,
+                    kind="illumination" if name.startswith("i_") else "viewpoint",
+                    features=0.5 * (len(kps[0]) + len(kps[k])),
+                )
                 pairs[dname].append(r)
     results = []
     for dname, ps in pairs.items():
-        out = {"meta": {"detector": detector, "max_keypoints": int(max_keypoints), "patch_size": int(patch_size),
-                        "method": method, "thresholds": list(thresholds), "corner_thresholds": list(CORNER_THRESHOLDS),
-                        "orientation": orientation, "magnification": magnification, "mutual": bool(mutual),
-                        "ratio": ratio, "sequences": [s[0] for s in seqs]},
-               "overall": _summary(ps, thresholds)}
+        out = {
+            "meta": {
+                "detector": detector,
+                "max_keypoints": int(max_keypoints),
+                "patch_size": int(patch_size),
+                "method": method,
+                "thresholds": list(thresholds),
+                "corner_thresholds": list(CORNER_THRESHOLDS),
+                "orientation": orientation,
+                "magnification": magnification,
+                "mutual": bool(mutual),
+                "ratio": ratio,
+                "sequences": [s[0] for s in seqs],
+            },
+            "overall": _summary(ps, thresholds),
+        }
         if isinstance(describer, dict):
             out["meta"]["descriptor"] = dname
         for kind in KINDS:
             out[kind] = _summary([p for p in ps if p["kind"] == kind], thresholds)
         out["scenes"] = {s[0]: _summary([p for p in ps if p["sequence"] == s[0]], thresholds) for s in seqs}
-        out["pairs"] = [{**p, "corner_error": p["corner_error"] if math.isfinite(p["corner_error"]) else None}
-                        for p in ps]
+        out["pairs"] = [
+            {**p, "corner_error": p["corner_error"] if math.isfinite(p["corner_error"]) else None} for p in ps
+        ]
         results.append(out)
     return results if isinstance(describer, dict) else results[0]
 
@@ -450,8 +461,10 @@ def format_sequences(results: dict | list[dict], scenes: bool = False) -> str:
     """Table: descriptor, split, MMA at 1/3/5/10 px, homography accuracy at 1/3/5 px, mean matches, mean correct
     matches at 3 px, matching score at 3 px; ``scenes=True`` adds one row per scene."""
     rows = results if isinstance(results, list) else [results]
-    head = f"{'descriptor':<22} {'split':<16} {'MMA@1':>6} {'MMA@3':>6} {'MMA@5':>6} {'MMA@10':>6}  " \
-           f"{'H@1':>5} {'H@3':>5} {'H@5':>5} {'matches':>8} {'corr@3':>7} {'MS@3':>6}"
+    head = (
+        f"{'descriptor':<22} {'split':<16} {'MMA@1':>6} {'MMA@3':>6} {'MMA@5':>6} {'MMA@10':>6}  "
+        f"{'H@1':>5} {'H@3':>5} {'H@5':>5} {'matches':>8} {'corr@3':>7} {'MS@3':>6}"
+    )
     lines = [head]
     for r in rows:
         th = r["meta"]["thresholds"]
@@ -465,14 +478,24 @@ def format_sequences(results: dict | list[dict], scenes: bool = False) -> str:
             hh = [s["homography"][str(t)] for t in CORNER_THRESHOLDS]
             c3 = s["mean_correct"][th.index(3)] if 3 in th and s.get("mean_correct") else float("nan")
             ms3 = s["matching_score"][th.index(3)] if 3 in th and s.get("matching_score") else float("nan")
-            lines.append(f"{r['meta'].get('descriptor', '?'):<22} {split[:16]:<16} "
-                         + " ".join(f"{v:>6.3f}" for v in mma) + "  " + " ".join(f"{v:>5.2f}" for v in hh)
-                         + f" {s['mean_matches']:>8.1f} {c3:>7.1f} {ms3:>6.3f}")
+            lines.append(
+                f"{r['meta'].get('descriptor', '?'):<22} {split[:16]:<16} "
+                + " ".join(f"{v:>6.3f}" for v in mma)
+                + "  "
+                + " ".join(f"{v:>5.2f}" for v in hh)
+                + f" {s['mean_matches']:>8.1f} {c3:>7.1f} {ms3:>6.3f}"
+            )
     return "\n".join(lines)
 
 
-def beats(results: list[dict], model: str, baseline: str = "rootsift", split: str = "overall",
-          mma_thresholds=(1, 3, 5, 10), h_thresholds=(3, 5)) -> tuple[bool, list[tuple[str, float, float]]]:
+def beats(
+    results: list[dict],
+    model: str,
+    baseline: str = "rootsift",
+    split: str = "overall",
+    mma_thresholds=(1, 3, 5, 10),
+    h_thresholds=(3, 5),
+) -> tuple[bool, list[tuple[str, float, float]]]:
     """Does ``model`` beat ``baseline`` on MMA at every ``mma_thresholds`` and on homography accuracy at every
     ``h_thresholds`` (strictly)?
 

@@ -22,8 +22,15 @@ import warnings
 
 import numpy as np
 
-__all__ = ["HAVE_NUMBA", "use_numba", "array_distances", "variant_pair_distances", "retrieval_counts",
-           "nn_sets_l2", "kernel_threads"]
+__all__ = [
+    "HAVE_NUMBA",
+    "use_numba",
+    "array_distances",
+    "variant_pair_distances",
+    "retrieval_counts",
+    "nn_sets_l2",
+    "kernel_threads",
+]
 
 try:  # numba is a dependency; the NumPy path keeps the toolkit working where it cannot load
     if os.environ.get("HPATCHES_KIT_NO_NUMBA"):
@@ -209,8 +216,10 @@ if HAVE_NUMBA:
                     md[k0 + k, r] = np.sqrt(_dist(A[r], B[base + first], False))
                 nn[k0 + k, r] = first
 
-    _KERNELS = {"L2": {"variant": _variant_l2, "arrays": _arrays_l2, "counts": _retr_counts_l2},
-                "L1": {"variant": _variant_l1, "arrays": _arrays_l1, "counts": _retr_counts_l1}}
+    _KERNELS = {
+        "L2": {"variant": _variant_l2, "arrays": _arrays_l2, "counts": _retr_counts_l2},
+        "L1": {"variant": _variant_l1, "arrays": _arrays_l1, "counts": _retr_counts_l1},
+    }
 
 
 class _Threads:
@@ -244,8 +253,9 @@ def _check(distance):
     return d
 
 
-def variant_pair_distances(X: np.ndarray, total: int, pa, ta, pb, tb, distance: str = "L2",
-                           order: np.ndarray | None = None) -> np.ndarray:
+def variant_pair_distances(
+    X: np.ndarray, total: int, pa, ta, pb, tb, distance: str = "L2", order: np.ndarray | None = None
+) -> np.ndarray:
     """Distances of HPatches pairs for the three variants at once, ``(3, n)`` float64 (rows e, h, t).
 
     ``X``: the ``(16 * total, D)`` type-major descriptor rows (type ``k`` of patch ``p`` at row
@@ -308,8 +318,14 @@ def retrieval_counts(K, lo, hi, thr, seg_of_col, nseg, Q, Dd, distance: str = "L
     distance = _check(distance)
     R, L = np.shape(K)
     seg_of_col = np.asarray(seg_of_col)
-    if not (np.shape(lo) == np.shape(hi) == np.shape(thr) and np.shape(lo)[0] == R and np.shape(Q)[0] == R
-            and seg_of_col.shape == (L,) and np.shape(Dd)[0] == L and np.shape(Q)[1:] == np.shape(Dd)[1:]):
+    if not (
+        np.shape(lo) == np.shape(hi) == np.shape(thr)
+        and np.shape(lo)[0] == R
+        and np.shape(Q)[0] == R
+        and seg_of_col.shape == (L,)
+        and np.shape(Dd)[0] == L
+        and np.shape(Q)[1:] == np.shape(Dd)[1:]
+    ):
         raise ValueError("retrieval_counts: K (R, L), lo/hi/thr (R, J), seg_of_col (L,), Q (R, D), Dd (L, D)")
     if L and (seg_of_col.min() < 0 or seg_of_col.max() >= nseg):
         raise ValueError(f"seg_of_col out of range 0..{nseg - 1}")
@@ -325,8 +341,17 @@ def retrieval_counts(K, lo, hi, thr, seg_of_col, nseg, Q, Dd, distance: str = "L
         if Q.dtype != Dd.dtype:
             Q, Dd = Q.astype(np.float64), Dd.astype(np.float64)
         with _Threads(K.size):
-            _KERNELS[distance]["counts"](np.ascontiguousarray(K), lo_s, hi_s, thr_s, np.ascontiguousarray(perm, np.int64),
-                                  np.ascontiguousarray(seg_of_col, np.int64), Q, Dd, counts)
+            _KERNELS[distance]["counts"](
+                np.ascontiguousarray(K),
+                lo_s,
+                hi_s,
+                thr_s,
+                np.ascontiguousarray(perm, np.int64),
+                np.ascontiguousarray(seg_of_col, np.int64),
+                Q,
+                Dd,
+                counts,
+            )
     return counts
 
 

@@ -5,7 +5,7 @@ See ``docs/evaluation.md`` for the exact definitions.
 
 from __future__ import annotations
 
-from typing import Sequence as Seq
+from collections.abc import Sequence as Seq
 
 import numpy as np
 
@@ -18,8 +18,13 @@ from .task_interface import VARIANT_NAMES, TaskContext, compact_summary, fmt, pc
 from .threads import blas_limit
 
 __all__ = [
-    "eval_matching", "nearest_neighbours", "nearest_neighbours_multi", "matching_ap", "summarise_matching",
-    "MatchingTask", "TASK",
+    "eval_matching",
+    "nearest_neighbours",
+    "nearest_neighbours_multi",
+    "matching_ap",
+    "summarise_matching",
+    "MatchingTask",
+    "TASK",
 ]
 
 
@@ -48,8 +53,13 @@ def nearest_neighbours(A: np.ndarray, B: np.ndarray, distance: str, chunk: int =
     return nn, exact_pair_distances(A64, B64[nn], distance)
 
 
-def eval_matching(ds: DescriptorSet, sequences: Seq[str] | None = None, distance: str = "L2", curves: bool = False,
-                  progress: bool = False) -> dict:
+def eval_matching(
+    ds: DescriptorSet,
+    sequences: Seq[str] | None = None,
+    distance: str = "L2",
+    curves: bool = False,
+    progress: bool = False,
+) -> dict:
     """Official matching: per sequence, variant and target k: NN of each ref descriptor among target k's;
     AP of the matches ranked by distance with ``numpos`` = number of ref patches; success rate."""
     with blas_limit():
@@ -179,8 +189,10 @@ def summarise_matching(raw: dict) -> dict:
     per_seq = {s: {v: float(np.mean([raw[s][v][k]["ap"] for k in range(1, 6)])) for v in VARIANTS} for s in seqs}
     table = {}
     for v in VARIANTS:
-        row = {"all": pct(np.mean([per_seq[s][v] for s in seqs])),
-               "sr": pct(np.mean([raw[s][v][k]["sr"] for s in seqs for k in range(1, 6)]))}
+        row = {
+            "all": pct(np.mean([per_seq[s][v] for s in seqs])),
+            "sr": pct(np.mean([raw[s][v][k]["sr"] for s in seqs for k in range(1, 6)])),
+        }
         for kind in ("illum", "view"):
             ks = [s for s in seqs if sequence_kind(s) == kind]
             row[kind] = pct(np.mean([per_seq[s][v] for s in ks])) if ks else None
@@ -205,9 +217,11 @@ class MatchingTask:
     name = "matching"
     files = ()
     headline_name = "matching mAP"
-    headline_definition = ("official avg: mean of the illumination and viewpoint averages, each the mean over e/h/t of "
-                           "the mean over sequences of the mean AP over targets 1..5 (if the split has only one kind: "
-                           "mean over e/h/t of the mean over all sequences and targets), %")
+    headline_definition = (
+        "official avg: mean of the illumination and viewpoint averages, each the mean over e/h/t of "
+        "the mean over sequences of the mean AP over targets 1..5 (if the split has only one kind: "
+        "mean over e/h/t of the mean over all sequences and targets), %"
+    )
     plot_label = "Image Matching mAP [%]"
 
     def run(self, ds: DescriptorSet, ctx: TaskContext) -> dict:
@@ -220,7 +234,9 @@ class MatchingTask:
         lines = ["", "Matching            mAP illum  mAP view   mAP all    success rate"]
         for v in VARIANTS:
             t = r["table"][v]
-            lines.append(f"  {VARIANT_NAMES[v]:<16}  {fmt(t['illum'])}    {fmt(t['view'])}    {fmt(t['all'])}     {fmt(t['sr'])}")
+            lines.append(
+                f"  {VARIANT_NAMES[v]:<16}  {fmt(t['illum'])}    {fmt(t['view'])}    {fmt(t['all'])}     {fmt(t['sr'])}"
+            )
         lines.append(f"  matching mAP {r['headline']['value']:.2f}")
         return lines
 

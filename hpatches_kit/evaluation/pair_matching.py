@@ -65,9 +65,16 @@ def pair_matching_scores(left_emb, right_emb, temperature: float = 0.1) -> dict:
         acc[m] = float(np.mean(preds[m] == truth))
     # rank (1 = best) of the true right image in each row
     ranks = 1 + (sim > sim[truth, truth][:, None]).sum(axis=1)
-    return {"n_pairs": n, "accuracy": acc, "chance": 1.0 / n, "mean_rank": float(ranks.mean()),
-            "top5": float(np.mean(ranks <= 5)), "temperature": temperature,
-            "predictions": {m: p.tolist() for m, p in preds.items()}, "similarity": sim}
+    return {
+        "n_pairs": n,
+        "accuracy": acc,
+        "chance": 1.0 / n,
+        "mean_rank": float(ranks.mean()),
+        "top5": float(np.mean(ranks <= 5)),
+        "temperature": temperature,
+        "predictions": {m: p.tolist() for m, p in preds.items()},
+        "similarity": sim,
+    }
 
 
 def embed(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -86,7 +93,6 @@ def embed(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 def evaluate_pairs(model, pairs, batch_size: int = 32, temperature: float = 0.1) -> dict:
     """Embed ``pairs`` (:class:`~hpatches_kit.data.stereo.StereoPairs`) and score them."""
-    res = pair_matching_scores(embed(model, pairs.left, batch_size), embed(model, pairs.right, batch_size),
-                               temperature)
+    res = pair_matching_scores(embed(model, pairs.left, batch_size), embed(model, pairs.right, batch_size), temperature)
     res["names"] = list(pairs.names)
     return res

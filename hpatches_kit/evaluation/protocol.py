@@ -19,7 +19,16 @@ from .verification import eval_verification, verification_distances
 TASKS = ("verification", "matching", "retrieval")
 
 __all__ = [
-    "POOL_SIZES", "TASKS", "DescriptorSet", "eval_verification", "eval_matching",
-    "eval_retrieval", "verification_distances", "nearest_neighbours", "nearest_neighbours_multi", "matching_ap",
-    "compute_threads", "CURVE_POINTS",
+    "POOL_SIZES",
+    "TASKS",
+    "DescriptorSet",
+    "eval_verification",
+    "eval_matching",
+    "eval_retrieval",
+    "verification_distances",
+    "nearest_neighbours",
+    "nearest_neighbours_multi",
+    "matching_ap",
+    "compute_threads",
+    "CURVE_POINTS",
 ]

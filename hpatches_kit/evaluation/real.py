@@ -42,8 +42,9 @@ def _source_key(src: Path, regime: str, seed: int, max_patches) -> str:
     return h.hexdigest()[:16]
 
 
-def build_real_patches(src, regime: str = "hpatches", seed: int = 0, max_patches=None, cache=None,
-                       progress: bool = True) -> Path:
+def build_real_patches(
+    src, regime: str = "hpatches", seed: int = 0, max_patches=None, cache=None, progress: bool = True
+) -> Path:
     """Extract HPatches-format patches from the real sequences under ``src`` at ``regime``'s geometric
     noise (cached under ``cache``, default ``<hpatches-kit cache>/real-validation``); returns the dataset
     folder. Raises :class:`DataError` naming ``src`` when it holds no sequences."""
@@ -56,13 +57,29 @@ def build_real_patches(src, regime: str = "hpatches", seed: int = 0, max_patches
     cache = Path(cache) if cache else cache_dir() / "real-validation"
     out = cache / f"{regime}-{_source_key(src, regime, seed, max_patches)}"
     if not (out / "dataset.json").is_file():
-        extract_dataset(src, out, seed=seed, max_patches=max_patches, jitter="hpatches",
-                        jitter_scale=REGIMES[regime], progress=progress)
+        extract_dataset(
+            src,
+            out,
+            seed=seed,
+            max_patches=max_patches,
+            jitter="hpatches",
+            jitter_scale=REGIMES[regime],
+            progress=progress,
+        )
     return out
 
 
-def compare_on_real(src, models: dict, baselines=("sift", "rootsift"), regimes=tuple(REGIMES), seed: int = 0,
-                    max_patches=None, cache=None, progress: bool = False, per_sequence: bool = False) -> dict:
+def compare_on_real(
+    src,
+    models: dict,
+    baselines=("sift", "rootsift"),
+    regimes=tuple(REGIMES),
+    seed: int = 0,
+    max_patches=None,
+    cache=None,
+    progress: bool = False,
+    per_sequence: bool = False,
+) -> dict:
     """``{regime: {name: {task: headline mAP %}}}`` for each ``models`` entry (name -> ``.keras`` path or
     describer) and each baseline, on every sequence of the real patches (tasks generated, seed 42, L2).
     With ``per_sequence``, each row also holds ``"matching_per_sequence"`` ``{seq: mean over e/h/t}``."""
@@ -86,8 +103,9 @@ def compare_on_real(src, models: dict, baselines=("sift", "rootsift"), regimes=t
             res = evaluate(compute_descriptors(ds, describer, progress=False), dataset=ds, progress=False)
             row = {t: float(res[t]["headline"]["value"]) for t in TASKS}
             if per_sequence:
-                row["matching_per_sequence"] = {s: float(sum(v.values()) / len(v))
-                                                for s, v in res["matching"]["per_sequence"].items()}
+                row["matching_per_sequence"] = {
+                    s: float(sum(v.values()) / len(v)) for s, v in res["matching"]["per_sequence"].items()
+                }
             rows[name] = row
         out[regime] = {"data": str(root), "tracks": int(ds.num_tracks), "sequences": list(ds.names), "rows": rows}
     return out
@@ -105,4 +123,3 @@ def beats_baselines(result: dict, name: str, baselines=("SIFT", "RootSIFT"), mar
             best = max(rows[b][t] for b in baselines if b in rows)
             verdict[regime][t] = (rows[name][t], best, rows[name][t] - best > margin)
     return verdict
-

@@ -22,9 +22,16 @@ POOL_SIZES = (100, 500, 1000, 5000, 10000, 15000, 20000)
 __all__ = ["POOL_SIZES", "eval_retrieval", "summarise_retrieval", "RetrievalEvalTask", "TASK"]
 
 
-def eval_retrieval(ds: DescriptorSet, task: RetrievalTask, distance: str = "L2", pool_sizes=POOL_SIZES,
-                   chunk: int = 256, progress: bool = False, where: dict | None = None,
-                   dense_fraction: float = 0.02) -> dict:
+def eval_retrieval(
+    ds: DescriptorSet,
+    task: RetrievalTask,
+    distance: str = "L2",
+    pool_sizes=POOL_SIZES,
+    chunk: int = 256,
+    progress: bool = False,
+    where: dict | None = None,
+    dense_fraction: float = 0.02,
+) -> dict:
     """Official retrieval. Query = a ``ref`` patch; its ranked list is ``[5 positives (same index in the
     variant's 5 targets), distractors of other sequences in file order]`` truncated to the pool size;
     AP by the official ``pr`` (stable ranking: a distractor tied with a positive ranks after it).
@@ -69,8 +76,9 @@ def _dense_counts(K, lo32, hi32, ends, counts, desc_q, desc_d, rows, pos_sorted,
     if kernels.use_numba():
         # one pass over the keys per row (compiled): no row-wise sort of the distractors
         seg_of_col = np.searchsorted(ends, np.arange(K.shape[1]), side="right")
-        seg_counts = kernels.retrieval_counts(K, lo, hi, thr, seg_of_col, npool, desc_q[rows],
-                                              desc_d[: K.shape[1]], distance)
+        seg_counts = kernels.retrieval_counts(
+            K, lo, hi, thr, seg_of_col, npool, desc_q[rows], desc_d[: K.shape[1]], distance
+        )
         counts[:] = np.moveaxis(np.cumsum(seg_counts, axis=2).reshape(R, nv, 5, npool), 1, 0)
         return
     seg_counts = np.zeros((R, nv * 5, npool), np.int64)
@@ -171,8 +179,13 @@ def _eval_retrieval(ds, task, distance, pool_sizes, chunk, progress, where, dens
             ap[:, rows] = metrics.ap_from_ranks(np.moveaxis(ranks, 2, 3), 5)
             bar.update(rows.size)
     bar.close()
-    return {"ap": {v: ap[vi] for vi, v in enumerate(VARIANTS)}, "pool_sizes": list(pool_sizes),
-            "num_queries": nq, "num_distractors": int(len(dsid)), "distractors_per_query": n_distr}
+    return {
+        "ap": {v: ap[vi] for vi, v in enumerate(VARIANTS)},
+        "pool_sizes": list(pool_sizes),
+        "num_queries": nq,
+        "num_distractors": int(len(dsid)),
+        "distractors_per_query": n_distr,
+    }
 
 
 def summarise_retrieval(raw: dict) -> dict:
@@ -181,10 +194,16 @@ def summarise_retrieval(raw: dict) -> dict:
     table = {v: {str(p): pct(raw["ap"][v][:, i].mean()) for i, p in enumerate(pools)} for v in VARIANTS}
     per_v = {v: float(np.mean(list(table[v].values()))) for v in VARIANTS}
     avg = float(np.mean(list(per_v.values())))
-    return {"table": table, "per_variant": per_v, "avg": avg,
-            "headline": {"name": TASK.headline_name, "value": avg, "definition": TASK.headline_definition},
-            "pool_sizes": pools, "num_queries": raw["num_queries"], "num_distractors": raw["num_distractors"],
-            "effective_pool_max": int(5 + np.max(raw["distractors_per_query"])) if raw["num_queries"] else 0}
+    return {
+        "table": table,
+        "per_variant": per_v,
+        "avg": avg,
+        "headline": {"name": TASK.headline_name, "value": avg, "definition": TASK.headline_definition},
+        "pool_sizes": pools,
+        "num_queries": raw["num_queries"],
+        "num_distractors": raw["num_distractors"],
+        "effective_pool_max": int(5 + np.max(raw["distractors_per_query"])) if raw["num_queries"] else 0,
+    }
 
 
 class RetrievalEvalTask:
@@ -194,18 +213,31 @@ class RetrievalEvalTask:
     name = "retrieval"
     files = ("retrieval",)
     headline_name = "retrieval mAP"
-    headline_definition = ("mean over e/h/t of the mean over pool sizes 100..20000 of the mean AP over queries "
-                           "(official avg), %")
+    headline_definition = (
+        "mean over e/h/t of the mean over pool sizes 100..20000 of the mean AP over queries (official avg), %"
+    )
     plot_label = "Patch Retrieval mAP [%]"
 
     def run(self, ds: DescriptorSet, ctx: TaskContext) -> dict:
         where = {k: str(Path(ctx.files.source) / retr_file(k, ctx.split)) for k in ("queries", "distractors")}
-        return summarise_retrieval(eval_retrieval(ds, ctx.files.retrieval, ctx.distance, progress=ctx.progress,
-                                                  where=where))
+        return summarise_retrieval(
+            eval_retrieval(ds, ctx.files.retrieval, ctx.distance, progress=ctx.progress, where=where)
+        )
 
     def compact(self, summary: dict) -> dict:
-        return compact_summary(summary, ("headline", "table", "per_variant", "avg", "pool_sizes", "num_queries",
-                                         "num_distractors", "effective_pool_max"))
+        return compact_summary(
+            summary,
+            (
+                "headline",
+                "table",
+                "per_variant",
+                "avg",
+                "pool_sizes",
+                "num_queries",
+                "num_distractors",
+                "effective_pool_max",
+            ),
+        )
 
     def format(self, r: dict) -> list:
         pools = r["pool_sizes"]
@@ -213,7 +245,9 @@ class RetrievalEvalTask:
         for v in VARIANTS:
             vals = " ".join(fmt(r["table"][v][str(p)]) for p in pools)
             lines.append(f"  {VARIANT_NAMES[v]:<18} {vals}  {fmt(r['per_variant'][v])}")
-        lines.append(f"  retrieval mAP {r['avg']:.2f}  ({r['num_queries']} queries, {r['num_distractors']} distractors)")
+        lines.append(
+            f"  retrieval mAP {r['avg']:.2f}  ({r['num_queries']} queries, {r['num_distractors']} distractors)"
+        )
         return lines
 
     def variant_points(self, summary: dict) -> dict:

@@ -3,8 +3,9 @@ summaries share. A leaf module: the task modules import it, :mod:`.registry` col
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence as Seq, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 VARIANT_NAMES = {"e": "Easy", "h": "Hard", "t": "Tough"}
 

@@ -17,7 +17,6 @@ def compute_threads() -> int:
         return 1
 
 
-
 def blas_limit():
     """A context limiting BLAS to :func:`compute_threads` threads (a no-op without threadpoolctl)."""
     try:

@@ -24,8 +24,14 @@ __all__ = ["eval_verification", "verification_distances", "summarise_verificatio
 KINDS = ("pos", "neg_intra", "neg_inter")
 
 
-def verification_distances(ds: DescriptorSet, pairs: VerificationPairs, distance: str, where: dict | None = None,
-                           threads: int | None = None, backend: str | None = None) -> dict:
+def verification_distances(
+    ds: DescriptorSet,
+    pairs: VerificationPairs,
+    distance: str,
+    where: dict | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
+) -> dict:
     """Distances of the three pair tables for each variant: ``{kind: {v: (M,) float64}}``.
 
     ``backend``: ``"numba"`` (default where numba loads; ``$HPATCHES_KIT_EVAL_BACKEND`` overrides) runs the
@@ -170,8 +176,14 @@ def _threshold_curves(neg_sorted, pos_sorted, n_imb_pos_sorted, n=CURVE_POINTS):
     return fpr.tolist(), tpr.tolist(), rec.tolist(), prec.tolist()
 
 
-def eval_verification(ds: DescriptorSet, pairs: VerificationPairs, distance: str = "L2", curves: bool = True,
-                      progress: bool = False, where: dict | None = None) -> dict:
+def eval_verification(
+    ds: DescriptorSet,
+    pairs: VerificationPairs,
+    distance: str = "L2",
+    curves: bool = True,
+    progress: bool = False,
+    where: dict | None = None,
+) -> dict:
     """Official verification: per variant, negatives stacked before positives; balanced = ROC AUC over all
     of them; imbalanced = AP over the first ``P + int(0.2 P)`` rows (all negatives + 20% of the positives
     when there are as many negatives as positives). Curves (for plots) are sampled at distance quantiles."""
@@ -207,16 +219,35 @@ def eval_verification(ds: DescriptorSet, pairs: VerificationPairs, distance: str
 
 def summarise_verification(raw: dict, num_pairs: dict) -> dict:
     """The JSON-ready summary (numbers in %) of :func:`eval_verification`'s ``raw`` result."""
-    table = {v: {neg: {"auc": pct(raw[v][neg]["balanced"]["auc"]), "ap": pct(raw[v][neg]["imbalanced"]["ap"])}
-                 for neg in ("intra", "inter")} for v in VARIANTS}
+    table = {
+        v: {
+            neg: {"auc": pct(raw[v][neg]["balanced"]["auc"]), "ap": pct(raw[v][neg]["imbalanced"]["ap"])}
+            for neg in ("intra", "inter")
+        }
+        for v in VARIANTS
+    }
     bal = float(np.mean([table[v][n]["auc"] for v in VARIANTS for n in ("intra", "inter")]))
     imb = float(np.mean([table[v][n]["ap"] for v in VARIANTS for n in ("intra", "inter")]))
-    curves = {v: {n: {"fpr": raw[v][n]["balanced"].get("fpr"), "tpr": raw[v][n]["balanced"].get("tpr"),
-                      "recall": raw[v][n]["imbalanced"].get("rc"), "precision": raw[v][n]["imbalanced"].get("pr")}
-                  for n in ("intra", "inter")} for v in VARIANTS}
-    return {"table": table, "avg_balanced_auc": bal, "avg_imbalanced_ap": imb,
-            "headline": {"name": TASK.headline_name, "value": imb, "definition": TASK.headline_definition},
-            "num_pairs": num_pairs, "curves": curves}
+    curves = {
+        v: {
+            n: {
+                "fpr": raw[v][n]["balanced"].get("fpr"),
+                "tpr": raw[v][n]["balanced"].get("tpr"),
+                "recall": raw[v][n]["imbalanced"].get("rc"),
+                "precision": raw[v][n]["imbalanced"].get("pr"),
+            }
+            for n in ("intra", "inter")
+        }
+        for v in VARIANTS
+    }
+    return {
+        "table": table,
+        "avg_balanced_auc": bal,
+        "avg_imbalanced_ap": imb,
+        "headline": {"name": TASK.headline_name, "value": imb, "definition": TASK.headline_definition},
+        "num_pairs": num_pairs,
+        "curves": curves,
+    }
 
 
 class VerificationTask:
@@ -238,13 +269,20 @@ class VerificationTask:
         return compact_summary(summary, ("headline", "table", "avg_balanced_auc", "avg_imbalanced_ap", "num_pairs"))
 
     def format(self, r: dict) -> list:
-        lines = ["", "Verification        AUC (balanced)      AP (imbalanced)",
-                 "                    intra    inter      intra    inter"]
+        lines = [
+            "",
+            "Verification        AUC (balanced)      AP (imbalanced)",
+            "                    intra    inter      intra    inter",
+        ]
         for v in VARIANTS:
             t = r["table"][v]
-            lines.append(f"  {VARIANT_NAMES[v]:<16}{fmt(t['intra']['auc'])}   {fmt(t['inter']['auc'])}     "
-                         f"{fmt(t['intra']['ap'])}   {fmt(t['inter']['ap'])}")
-        lines.append(f"  mean AUC {r['avg_balanced_auc']:.2f}   verification mAP (imbalanced) {r['avg_imbalanced_ap']:.2f}")
+            lines.append(
+                f"  {VARIANT_NAMES[v]:<16}{fmt(t['intra']['auc'])}   {fmt(t['inter']['auc'])}     "
+                f"{fmt(t['intra']['ap'])}   {fmt(t['inter']['ap'])}"
+            )
+        lines.append(
+            f"  mean AUC {r['avg_balanced_auc']:.2f}   verification mAP (imbalanced) {r['avg_imbalanced_ap']:.2f}"
+        )
         return lines
 
     def variant_points(self, summary: dict) -> dict:

@@ -20,17 +20,32 @@
 """
 
 from .base import FunctionLoss, LabelledLoss, MetricLoss  # noqa: F401
-from .triplet import *  # noqa: F401,F403
-from .triplet import __all__ as _triplet_all
 from .embedding import *  # noqa: F401,F403
 from .embedding import __all__ as _embedding_all
-
-from .sosnet import SOSNetLoss, SOSRegularized, SOSRegularizer, sos_regularizer, sosnet_loss  # noqa: F401
 from .hynet import HyNetLoss, hynet_loss  # noqa: F401
-from .xbm import CrossBatchMemory, XBMCallback, XBMLoss, restore_memory, xbm_loss  # noqa: F401
 from .registry import LossEntry, entry, function_loss, get, names, register, unregister  # noqa: F401
+from .sosnet import SOSNetLoss, SOSRegularized, SOSRegularizer, sos_regularizer, sosnet_loss  # noqa: F401
+from .triplet import *  # noqa: F401,F403
+from .triplet import __all__ as _triplet_all
+from .xbm import CrossBatchMemory, XBMCallback, XBMLoss, restore_memory, xbm_loss  # noqa: F401
 
-__all__ = (["LabelledLoss", "MetricLoss", "FunctionLoss"] + list(_triplet_all) + list(_embedding_all)
-           + ["SOSNetLoss", "SOSRegularized", "SOSRegularizer", "sos_regularizer", "sosnet_loss", "HyNetLoss",
-              "hynet_loss", "CrossBatchMemory", "XBMCallback", "XBMLoss", "restore_memory", "xbm_loss"]
-           + ["get", "names", "entry", "register", "unregister", "function_loss", "LossEntry"])
+__all__ = (
+    ["LabelledLoss", "MetricLoss", "FunctionLoss"]
+    + list(_triplet_all)
+    + list(_embedding_all)
+    + [
+        "SOSNetLoss",
+        "SOSRegularized",
+        "SOSRegularizer",
+        "sos_regularizer",
+        "sosnet_loss",
+        "HyNetLoss",
+        "hynet_loss",
+        "CrossBatchMemory",
+        "XBMCallback",
+        "XBMLoss",
+        "restore_memory",
+        "xbm_loss",
+    ]
+    + ["get", "names", "entry", "register", "unregister", "function_loss", "LossEntry"]
+)

@@ -13,8 +13,9 @@ from .triplet import batch_all_triplet_loss, batch_hard_triplet_loss
 __all__ = ["curriculum_triplet_loss", "CurriculumTripletLoss", "MiningCurriculum"]
 
 
-def curriculum_triplet_loss(y_true, y_pred, margin=1.0, hard_weight=1.0, soft=False, distance_metric="L2",
-                            views_per_track=None):
+def curriculum_triplet_loss(
+    y_true, y_pred, margin=1.0, hard_weight=1.0, soft=False, distance_metric="L2", views_per_track=None
+):
     """``(1 - w) * batch_all_triplet_loss + w * batch_hard_triplet_loss`` with ``w = hard_weight`` (a number
     or a scalar variable), both with the same ``margin``, ``soft`` and ``distance_metric``; float32."""
     w = ops.cast(ops.convert_to_tensor(hard_weight), "float32")
@@ -28,13 +29,29 @@ class CurriculumTripletLoss(MetricLoss):
     """:func:`curriculum_triplet_loss` (``views_per_track`` speeds up batch-all on S x K batches). ``w``
     (``hard_weight``) is a non-trainable variable: 0 = batch-all, 1 = batch-hard; the config saves its value."""
 
-    def __init__(self, margin: float = 1.0, hard_weight: float = 1.0, soft: bool = False, distance_metric="L2",
-                 views_per_track=None, name=None, **kwargs):
+    def __init__(
+        self,
+        margin: float = 1.0,
+        hard_weight: float = 1.0,
+        soft: bool = False,
+        distance_metric="L2",
+        views_per_track=None,
+        name=None,
+        **kwargs,
+    ):
         weight = keras.Variable(float(hard_weight), trainable=False, dtype="float32", name="hard_weight")
-        super().__init__(curriculum_triplet_loss, dict(margin=float(margin), hard_weight=weight, soft=bool(soft),
-                                                       distance_metric=check_metric(distance_metric),
-                                                       views_per_track=check_views(views_per_track, None)),
-                         name=name or "curriculum_triplet", **kwargs)
+        super().__init__(
+            curriculum_triplet_loss,
+            dict(
+                margin=float(margin),
+                hard_weight=weight,
+                soft=bool(soft),
+                distance_metric=check_metric(distance_metric),
+                views_per_track=check_views(views_per_track, None),
+            ),
+            name=name or "curriculum_triplet",
+            **kwargs,
+        )
 
 
 class MiningCurriculum(keras.callbacks.Callback):

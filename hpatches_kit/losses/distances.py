@@ -182,8 +182,10 @@ def check_structured_labels(labels, views_per_track, value):
     ok = ops.all(ops.equal(same, block))
     got = _concrete_bool(ok)
     if got is False:
-        raise ValueError(f"views_per_track={k}: labels are not S x K track-major (each run of {k} labels must be "
-                         f"one track id, different from every other run); got {ops.convert_to_numpy(lab)[:4 * k]}...")
+        raise ValueError(
+            f"views_per_track={k}: labels are not S x K track-major (each run of {k} labels must be "
+            f"one track id, different from every other run); got {ops.convert_to_numpy(lab)[: 4 * k]}..."
+        )
     if got is None:
         return ops.where(ok, value, ops.cast(float("nan"), value.dtype))
     return value

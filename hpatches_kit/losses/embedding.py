@@ -29,9 +29,19 @@ from .base import MetricLoss
 from .distances import nan_if_not_finite, safe_sqrt
 
 __all__ = [
-    "cosine_similarity_matrix", "cosine_embedding_loss", "symmetric_contrastive_loss", "irt_contrastive_loss",
-    "koleo_loss", "irt_loss", "pair_labels", "info_nce_loss", "CosineEmbeddingLoss", "SymmetricContrastiveLoss",
-    "IRTLoss", "InfoNCELoss", "KoLeoRegularizer",
+    "cosine_similarity_matrix",
+    "cosine_embedding_loss",
+    "symmetric_contrastive_loss",
+    "irt_contrastive_loss",
+    "koleo_loss",
+    "irt_loss",
+    "pair_labels",
+    "info_nce_loss",
+    "CosineEmbeddingLoss",
+    "SymmetricContrastiveLoss",
+    "IRTLoss",
+    "InfoNCELoss",
+    "KoLeoRegularizer",
 ]
 
 PKG = "hpatches_kit.losses"
@@ -75,8 +85,9 @@ def _split_pairs(y_pred):
     return y_pred[:, 0], y_pred[:, 1]
 
 
-def symmetric_contrastive_loss(left, right, margin: float = 0.0, pos_weight: float = 2.0 / 3.0,
-                               neg_weight: float = 1.0 / 3.0):
+def symmetric_contrastive_loss(
+    left, right, margin: float = 0.0, pos_weight: float = 2.0 / 3.0, neg_weight: float = 1.0 / 3.0
+):
     """In-batch symmetric contrastive loss on cosine similarities (see module docstring). Needs ``B >= 2``."""
     s = cosine_similarity_matrix(ops.convert_to_tensor(left, "float32"), ops.convert_to_tensor(right, "float32"))
     b = ops.shape(s)[0]
@@ -196,10 +207,20 @@ class CosineEmbeddingLoss(MetricLoss):
 class SymmetricContrastiveLoss(MetricLoss):
     """``y_pred`` pair-stacked ``(B, 2, D)``; ``y_true`` ignored (pairs are positives by construction)."""
 
-    def __init__(self, margin: float = 0.0, pos_weight: float = 2.0 / 3.0, neg_weight: float = 1.0 / 3.0,
-                 name: str = "symmetric_contrastive_loss", **kwargs):
-        super().__init__(_symmetric_contrastive, dict(margin=float(margin), pos_weight=float(pos_weight),
-                                                          neg_weight=float(neg_weight)), name=name, **kwargs)
+    def __init__(
+        self,
+        margin: float = 0.0,
+        pos_weight: float = 2.0 / 3.0,
+        neg_weight: float = 1.0 / 3.0,
+        name: str = "symmetric_contrastive_loss",
+        **kwargs,
+    ):
+        super().__init__(
+            _symmetric_contrastive,
+            dict(margin=float(margin), pos_weight=float(pos_weight), neg_weight=float(neg_weight)),
+            name=name,
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package=PKG)

@@ -115,7 +115,14 @@ class HardNetLoss(MetricLoss):
     """
 
     def __init__(self, margin=1.0, distance_metric="L2", views_per_track=None, anchor_swap=True, name=None, **kwargs):
-        super().__init__(hardnet_loss, dict(margin=float(margin), distance_metric=check_metric(distance_metric),
-                                            views_per_track=check_views(views_per_track, None),
-                                            anchor_swap=bool(anchor_swap)),
-                         name=name or "hardnet_loss", **kwargs)
+        super().__init__(
+            hardnet_loss,
+            dict(
+                margin=float(margin),
+                distance_metric=check_metric(distance_metric),
+                views_per_track=check_views(views_per_track, None),
+                anchor_swap=bool(anchor_swap),
+            ),
+            name=name or "hardnet_loss",
+            **kwargs,
+        )

@@ -51,8 +51,17 @@ __all__ = ["hynet_loss", "HyNetLoss"]
 EPS_L2_NORM = 1e-10  # the authors' eps_l2_norm
 
 
-def hynet_loss(y_true, y_pred, margin=1.2, alpha=2.0, gamma=0.1, views_per_track=2, sos_weight=0.0, knn=8,
-               fn_threshold=FN_THRESHOLD):
+def hynet_loss(
+    y_true,
+    y_pred,
+    margin=1.2,
+    alpha=2.0,
+    gamma=0.1,
+    views_per_track=2,
+    sos_weight=0.0,
+    knn=8,
+    fn_threshold=FN_THRESHOLD,
+):
     """HyNet's ``L_H + gamma * R_L2`` (module docstring), plus ``sos_weight * R_SOS`` (the code's ``is_sosr``
     option, off by default) on the normalised descriptors.
 
@@ -95,13 +104,34 @@ def hynet_loss(y_true, y_pred, margin=1.2, alpha=2.0, gamma=0.1, views_per_track
 class HyNetLoss(MetricLoss):
     """HyNet's hybrid-similarity triplet loss + L2-norm regulariser (:func:`hynet_loss`)."""
 
-    def __init__(self, margin=1.2, alpha=2.0, gamma=0.1, views_per_track=2, sos_weight=0.0, knn=8,
-                 fn_threshold=FN_THRESHOLD, name="hynet_loss", **kwargs):
+    def __init__(
+        self,
+        margin=1.2,
+        alpha=2.0,
+        gamma=0.1,
+        views_per_track=2,
+        sos_weight=0.0,
+        knn=8,
+        fn_threshold=FN_THRESHOLD,
+        name="hynet_loss",
+        **kwargs,
+    ):
         k = check_views(views_per_track, None)
         if k is None or k < 2:
             raise ValueError(f"views_per_track must be >= 2, got {views_per_track}")
         if alpha < 0 or gamma < 0:
             raise ValueError(f"alpha and gamma must be >= 0, got {alpha} and {gamma}")
-        super().__init__(hynet_loss, dict(margin=float(margin), alpha=float(alpha), gamma=float(gamma),
-                                          views_per_track=k, sos_weight=float(sos_weight), knn=int(knn),
-                                          fn_threshold=float(fn_threshold)), name=name, **kwargs)
+        super().__init__(
+            hynet_loss,
+            dict(
+                margin=float(margin),
+                alpha=float(alpha),
+                gamma=float(gamma),
+                views_per_track=k,
+                sos_weight=float(sos_weight),
+                knn=int(knn),
+                fn_threshold=float(fn_threshold),
+            ),
+            name=name,
+            **kwargs,
+        )

@@ -109,9 +109,12 @@ class PairContrastiveLoss(MetricLoss):
     """Keras loss for :func:`pair_contrastive_loss`."""
 
     def __init__(self, margin=1.0, distance_metric="L2", balance=True, name=None, **kwargs):
-        super().__init__(pair_contrastive_loss, dict(margin=float(margin), balance=bool(balance),
-                                                     distance_metric=_check_pair_metric(distance_metric)),
-                         name=name or "pair_contrastive_loss", **kwargs)
+        super().__init__(
+            pair_contrastive_loss,
+            dict(margin=float(margin), balance=bool(balance), distance_metric=_check_pair_metric(distance_metric)),
+            name=name or "pair_contrastive_loss",
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
@@ -119,5 +122,9 @@ class PairCosineLoss(MetricLoss):
     """Keras loss for :func:`pair_cosine_loss`."""
 
     def __init__(self, margin=0.0, balance=True, name=None, **kwargs):
-        super().__init__(pair_cosine_loss, dict(margin=float(margin), balance=bool(balance)),
-                         name=name or "pair_cosine_loss", **kwargs)
+        super().__init__(
+            pair_cosine_loss,
+            dict(margin=float(margin), balance=bool(balance)),
+            name=name or "pair_cosine_loss",
+            **kwargs,
+        )

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .base import FunctionLoss
 
@@ -91,14 +91,16 @@ def _triplet(cls_name: str, *, views: bool = True, **fixed):
         if views:
             kw["views_per_track"] = views_per_track
         return getattr(triplet, cls_name)(**kw)
+
     return build
 
 
 def _curriculum(margin: float = 1.0, distance_metric: str = "L2", views_per_track: int = 2, **_ignored):
     from .curriculum import CurriculumTripletLoss
 
-    return CurriculumTripletLoss(margin=margin, hard_weight=0.0, distance_metric=distance_metric,
-                                 views_per_track=views_per_track)
+    return CurriculumTripletLoss(
+        margin=margin, hard_weight=0.0, distance_metric=distance_metric, views_per_track=views_per_track
+    )
 
 
 def _embedding(cls_name: str, *, uses: tuple = ()):
@@ -106,6 +108,7 @@ def _embedding(cls_name: str, *, uses: tuple = ()):
         from . import embedding
 
         return getattr(embedding, cls_name)(**{k: kw[k] for k in uses if k in kw})
+
     return build
 
 
@@ -123,8 +126,10 @@ def function_loss(fn, *, uses: tuple = (), **fixed):
     Returns:
         A factory for :data:`_REGISTRY` or :func:`register`.
     """
+
     def build(**kw):
         return FunctionLoss(fn, **{k: kw[k] for k in uses if k in kw}, **fixed)
+
     return build
 
 
@@ -142,8 +147,7 @@ def _find_attr(loss, attr: str):
 def _curriculum_callbacks(loss, options=None):
     from .curriculum import MiningCurriculum
 
-    return [MiningCurriculum(_find_attr(loss, "hard_weight"), warmup=getattr(options, "curriculum_warmup", 1),
-                             ramp=1)]
+    return [MiningCurriculum(_find_attr(loss, "hard_weight"), warmup=getattr(options, "curriculum_warmup", 1), ramp=1)]
 
 
 # name -> LossEntry, or a plain factory(**kw) (= LossEntry(factory), batch "tracks"). Descriptor losses first, then
@@ -152,14 +156,23 @@ _REGISTRY = {
     "batch-hard": _triplet("BatchHardTripletLoss", views=False),
     "batch-all": _triplet("BatchAllTripletLoss"),
     "semi-hard": _triplet("TripletSemiHardLoss"),
-    "soft-margin": LossEntry(_triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
-                             collapse=lambda margin: math.log(2.0),
-                             description="batch-hard with softplus instead of the hinge (collapses to ln 2)"),
+    "soft-margin": LossEntry(
+        _triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
+        collapse=lambda margin: math.log(2.0),
+        description="batch-hard with softplus instead of the hinge (collapses to ln 2)",
+    ),
     "hardnet": _triplet("HardNetLoss"),
-    "curriculum": LossEntry(_curriculum, callbacks=_curriculum_callbacks,
-                            description="batch-all ramped to batch-hard (MiningCurriculum callback)"),
-    "random-triplet": LossEntry(_triplet("RandomTripletLoss", views=False), batch="triplets", composable=False,
-                                description="classic random (anchor, positive, negative) triplets, 3 branches"),
+    "curriculum": LossEntry(
+        _curriculum,
+        callbacks=_curriculum_callbacks,
+        description="batch-all ramped to batch-hard (MiningCurriculum callback)",
+    ),
+    "random-triplet": LossEntry(
+        _triplet("RandomTripletLoss", views=False),
+        batch="triplets",
+        composable=False,
+        description="classic random (anchor, positive, negative) triplets, 3 branches",
+    ),
     "contrastive": LossEntry(_embedding("SymmetricContrastiveLoss", uses=("margin",)), batch="pairs"),
     "cosine": LossEntry(_embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs"),
     "infonce": LossEntry(_embedding("InfoNCELoss", uses=("temperature",)), batch="pairs"),
@@ -182,10 +195,16 @@ def _hynet(views_per_track: int = 2, **_ignored):  # the paper's margin 1.2, not
 # SOSNet (first order + second-order similarity regulariser) and HyNet (hybrid similarity + L2-norm term).
 # Collapsed (all descriptors equal): SOSNet's squared hinge gives margin**2 (its regulariser 0); HyNet's hinge
 # on equal hybrid similarities gives its own margin, 1.2.
-_REGISTRY["sosr"] = LossEntry(_sosnet, collapse=lambda margin: float(margin) ** 2,
-                              description="SOSNet: squared-hinge HardNet triplet + second-order similarity regulariser")
-_REGISTRY["hynet"] = LossEntry(_hynet, collapse=lambda margin: 1.2,
-                               description="HyNet: hybrid-similarity triplet (margin 1.2) + L2-norm regulariser")
+_REGISTRY["sosr"] = LossEntry(
+    _sosnet,
+    collapse=lambda margin: float(margin) ** 2,
+    description="SOSNet: squared-hinge HardNet triplet + second-order similarity regulariser",
+)
+_REGISTRY["hynet"] = LossEntry(
+    _hynet,
+    collapse=lambda margin: 1.2,
+    description="HyNet: hybrid-similarity triplet (margin 1.2) + L2-norm regulariser",
+)
 _BUILTIN = tuple(_REGISTRY)
 _RESOLVED: dict = {}  # MODULE:FUNCTION references, resolved once
 
@@ -194,8 +213,18 @@ def _as_entry(value) -> LossEntry:
     return value if isinstance(value, LossEntry) else LossEntry(value)
 
 
-def register(name: str, factory, kind: str = "descriptor", replace: bool = False, *, batch: str | None = None,
-             collapse=None, callbacks=None, composable: bool | None = None, description: str = ""):
+def register(
+    name: str,
+    factory,
+    kind: str = "descriptor",
+    replace: bool = False,
+    *,
+    batch: str | None = None,
+    collapse=None,
+    callbacks=None,
+    composable: bool | None = None,
+    description: str = "",
+):
     """Add a loss at run time (after the built-ins): ``get(name, **kw)`` then calls ``factory(**kw)``.
 
     Args:
@@ -241,8 +270,9 @@ def register(name: str, factory, kind: str = "descriptor", replace: bool = False
             raise ValueError(f"unknown batch {b!r}; expected one of {', '.join(BATCHES)}")
         if kind == "pair" and b != "pairs":
             raise ValueError(f"a pair loss needs batch 'pairs', got {b!r}")
-        e = LossEntry(factory, b, collapse, callbacks, b == "tracks" if composable is None else bool(composable),
-                      description)
+        e = LossEntry(
+            factory, b, collapse, callbacks, b == "tracks" if composable is None else bool(composable), description
+        )
     _REGISTRY[name] = e
     return factory
 
@@ -282,8 +312,11 @@ def _positional_pair(fn) -> bool:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return False
-    req = [p for p in params if p.default is inspect.Parameter.empty
-           and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    req = [
+        p
+        for p in params
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     return len(req) >= 2
 
 
@@ -325,6 +358,7 @@ def _reference_entry(ref: str) -> LossEntry:
         if not isinstance(loss, keras.losses.Loss):
             raise ValueError(f"--loss {ref}: the factory returned a {type(loss).__name__}, not a keras.losses.Loss")
         return loss
+
     return LossEntry(build, description=f"user loss factory {ref}")
 
 

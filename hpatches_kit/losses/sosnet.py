@@ -94,8 +94,10 @@ def _excluded(d, fn_threshold):
 
 def _hardest_negative(L, R, LR, fn_threshold):
     """``d_i^neg`` (P, S): the closest of the four negatives of pair ``i`` (see module docstring)."""
+
     def masked(d):
         return ops.where(_excluded(d, fn_threshold), ops.cast(_BIG, d.dtype), d)
+
     Lm, Rm, LRm = masked(L), masked(R), masked(LR)
     anchor = ops.minimum(ops.min(LRm, axis=-1), ops.min(Lm, axis=-1))  # d(x_i, x_j^+), d(x_i, x_j)
     positive = ops.minimum(ops.min(LRm, axis=-2), ops.min(Rm, axis=-2))  # d(x_j, x_i^+), d(x_j^+, x_i^+)
@@ -125,8 +127,9 @@ def _sosr(L, R, LR, knn, neighbourhood, fn_threshold, eps=EPS_SQRT):
         c = ops.logical_or(_knn_mask(L, k, fn_threshold), _knn_mask(R, k, fn_threshold))
     else:  # the authors' code: symmetrised kNN graphs of L, R and LR (rows and columns)
         lr = ops.logical_or(_knn_mask(LR, k, fn_threshold), _knn_mask(LR, k, fn_threshold, axis=-2))
-        c = ops.logical_or(ops.logical_or(_sym(_knn_mask(L, k, fn_threshold)),
-                                          _sym(_knn_mask(R, k, fn_threshold, axis=-2))), _sym(lr))
+        c = ops.logical_or(
+            ops.logical_or(_sym(_knn_mask(L, k, fn_threshold)), _sym(_knn_mask(R, k, fn_threshold, axis=-2))), _sym(lr)
+        )
     c = ops.logical_and(c, ops.logical_not(ops.cast(ops.eye(s), "bool")))
     diff = ops.where(c, L - R, ops.zeros_like(L))
     return ops.mean(ops.sqrt(ops.sum(ops.square(diff), axis=-1) + eps))
@@ -170,8 +173,16 @@ def sos_regularizer(y_true, y_pred, knn=8, views_per_track=2, neighbourhood="pap
     return nan_if_not_finite(check_structured_labels(labels, k, value), emb)
 
 
-def sosnet_loss(y_true, y_pred, margin=1.0, knn=8, sos_weight=1.0, views_per_track=2, neighbourhood="paper",
-                fn_threshold=FN_THRESHOLD):
+def sosnet_loss(
+    y_true,
+    y_pred,
+    margin=1.0,
+    knn=8,
+    sos_weight=1.0,
+    views_per_track=2,
+    neighbourhood="paper",
+    fn_threshold=FN_THRESHOLD,
+):
     """SOSNet's ``L_FOS + sos_weight * R_SOS`` (module docstring); arguments as :func:`sos_regularizer`, plus
     ``margin`` (``t``, paper: 1) and ``sos_weight`` (paper: 1).
 
@@ -191,12 +202,14 @@ def sosnet_loss(y_true, y_pred, margin=1.0, knn=8, sos_weight=1.0, views_per_tra
     return nan_if_not_finite(check_structured_labels(labels, k, value), emb)
 
 
-def _sos_regularized(y_true, y_pred, loss, weight=1.0, knn=8, views_per_track=2, neighbourhood="paper",
-                     fn_threshold=FN_THRESHOLD):
+def _sos_regularized(
+    y_true, y_pred, loss, weight=1.0, knn=8, views_per_track=2, neighbourhood="paper", fn_threshold=FN_THRESHOLD
+):
     fn = loss.call if isinstance(loss, keras.losses.Loss) else loss
     base = ops.cast(fn(y_true, y_pred), "float32")
-    return base + weight * ops.cast(sos_regularizer(y_true, y_pred, knn, views_per_track, neighbourhood,
-                                                    fn_threshold), "float32")
+    return base + weight * ops.cast(
+        sos_regularizer(y_true, y_pred, knn, views_per_track, neighbourhood, fn_threshold), "float32"
+    )
 
 
 def _checked(knn, views_per_track, neighbourhood, fn_threshold):
@@ -205,19 +218,34 @@ def _checked(knn, views_per_track, neighbourhood, fn_threshold):
     k = check_views(views_per_track, None)
     if k is None or k < 2:
         raise ValueError(f"views_per_track must be >= 2, got {views_per_track}")
-    return dict(knn=int(knn), views_per_track=k, neighbourhood=_check_neighbourhood(neighbourhood),
-                fn_threshold=float(fn_threshold))
+    return dict(
+        knn=int(knn),
+        views_per_track=k,
+        neighbourhood=_check_neighbourhood(neighbourhood),
+        fn_threshold=float(fn_threshold),
+    )
 
 
 @keras.saving.register_keras_serializable(package=PKG)
 class SOSRegularizer(MetricLoss):
     """``weight * R_SOS`` as a Keras loss (:func:`sos_regularizer`)."""
 
-    def __init__(self, weight=1.0, knn=8, views_per_track=2, neighbourhood="paper", fn_threshold=FN_THRESHOLD,
-                 name="sos_regularizer", **kwargs):
-        super().__init__(_weighted_sosr, dict(weight=float(weight),
-                                              **_checked(knn, views_per_track, neighbourhood, fn_threshold)),
-                         name=name, **kwargs)
+    def __init__(
+        self,
+        weight=1.0,
+        knn=8,
+        views_per_track=2,
+        neighbourhood="paper",
+        fn_threshold=FN_THRESHOLD,
+        name="sos_regularizer",
+        **kwargs,
+    ):
+        super().__init__(
+            _weighted_sosr,
+            dict(weight=float(weight), **_checked(knn, views_per_track, neighbourhood, fn_threshold)),
+            name=name,
+            **kwargs,
+        )
 
 
 def _weighted_sosr(y_true, y_pred, weight=1.0, **kw):
@@ -228,11 +256,27 @@ def _weighted_sosr(y_true, y_pred, weight=1.0, **kw):
 class SOSNetLoss(MetricLoss):
     """SOSNet's loss (:func:`sosnet_loss`): squared-hinge first-order loss + ``sos_weight`` x SOSR."""
 
-    def __init__(self, margin=1.0, knn=8, sos_weight=1.0, views_per_track=2, neighbourhood="paper",
-                 fn_threshold=FN_THRESHOLD, name="sosnet_loss", **kwargs):
-        super().__init__(sosnet_loss, dict(margin=float(margin), sos_weight=float(sos_weight),
-                                           **_checked(knn, views_per_track, neighbourhood, fn_threshold)),
-                         name=name, **kwargs)
+    def __init__(
+        self,
+        margin=1.0,
+        knn=8,
+        sos_weight=1.0,
+        views_per_track=2,
+        neighbourhood="paper",
+        fn_threshold=FN_THRESHOLD,
+        name="sosnet_loss",
+        **kwargs,
+    ):
+        super().__init__(
+            sosnet_loss,
+            dict(
+                margin=float(margin),
+                sos_weight=float(sos_weight),
+                **_checked(knn, views_per_track, neighbourhood, fn_threshold),
+            ),
+            name=name,
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package=PKG)
@@ -240,9 +284,21 @@ class SOSRegularized(MetricLoss):
     """``loss + weight * R_SOS``: the SOSR term added to any ``(labels, embeddings)`` loss (evaluated unscaled,
     the sum scaled once for ``tf.distribute``), e.g. ``SOSRegularized(HardNetLoss(views_per_track=2))``."""
 
-    def __init__(self, loss, weight=1.0, knn=8, views_per_track=2, neighbourhood="paper", fn_threshold=FN_THRESHOLD,
-                 name=None, **kwargs):
+    def __init__(
+        self,
+        loss,
+        weight=1.0,
+        knn=8,
+        views_per_track=2,
+        neighbourhood="paper",
+        fn_threshold=FN_THRESHOLD,
+        name=None,
+        **kwargs,
+    ):
         loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
-        super().__init__(_sos_regularized, dict(loss=loss, weight=float(weight),
-                                                **_checked(knn, views_per_track, neighbourhood, fn_threshold)),
-                         name=name or f"{getattr(loss, 'name', 'loss')}_sosr", **kwargs)
+        super().__init__(
+            _sos_regularized,
+            dict(loss=loss, weight=float(weight), **_checked(knn, views_per_track, neighbourhood, fn_threshold)),
+            name=name or f"{getattr(loss, 'name', 'loss')}_sosr",
+            **kwargs,
+        )

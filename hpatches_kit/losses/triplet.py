@@ -132,8 +132,9 @@ def _semihard_outside_sorted(dist, neg):
     negvals = ops.stop_gradient(ops.where(neg, dist, fill))
     order = ops.argsort(negvals, axis=1)
     sorted_neg = ops.take_along_axis(negvals, order, axis=1)
-    count = ops.vectorized_map(lambda t: ops.searchsorted(t[0], t[1], side="right"),
-                               (sorted_neg, ops.stop_gradient(dist)))
+    count = ops.vectorized_map(
+        lambda t: ops.searchsorted(t[0], t[1], side="right"), (sorted_neg, ops.stop_gradient(dist))
+    )
     n_neg = ops.sum(ops.cast(neg, count.dtype), axis=1, keepdims=True)
     has_outside = count < n_neg
     first = ops.cast(ops.minimum(count, ops.shape(dist)[1] - 1), order.dtype)
@@ -283,9 +284,12 @@ class TripletHardLoss(MetricLoss):
     """tfa-compatible batch-hard triplet loss (see :func:`triplet_hard_loss`)."""
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", name=None, **kwargs):
-        super().__init__(triplet_hard_loss, dict(margin=float(margin), soft=bool(soft),
-                                                 distance_metric=check_metric(distance_metric)),
-                         name=name or "triplet_hard_loss", **kwargs)
+        super().__init__(
+            triplet_hard_loss,
+            dict(margin=float(margin), soft=bool(soft), distance_metric=check_metric(distance_metric)),
+            name=name or "triplet_hard_loss",
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -293,23 +297,45 @@ class TripletSemiHardLoss(MetricLoss):
     """tfa-compatible semi-hard triplet loss (see :func:`triplet_semihard_loss`)."""
 
     def __init__(self, margin=1.0, distance_metric="L2", name=None, soft=False, views_per_track=None, **kwargs):
-        super().__init__(triplet_semihard_loss, dict(margin=float(margin), soft=bool(soft),
-                                                     distance_metric=check_metric(distance_metric),
-                                                     views_per_track=check_views(views_per_track, None)),
-                         name=name or "triplet_semihard_loss", **kwargs)
+        super().__init__(
+            triplet_semihard_loss,
+            dict(
+                margin=float(margin),
+                soft=bool(soft),
+                distance_metric=check_metric(distance_metric),
+                views_per_track=check_views(views_per_track, None),
+            ),
+            name=name or "triplet_semihard_loss",
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
 class BatchAllTripletLoss(MetricLoss):
     """See :func:`batch_all_triplet_loss`."""
 
-    def __init__(self, margin=1.0, soft=False, distance_metric="L2", average="positive", views_per_track=None,
-                 name=None, **kwargs):
-        super().__init__(batch_all_triplet_loss, dict(margin=float(margin), soft=bool(soft),
-                                                      distance_metric=check_metric(distance_metric),
-                                                      average=_check_average(average),
-                                                      views_per_track=check_views(views_per_track, None)),
-                         name=name or "batch_all_triplet_loss", **kwargs)
+    def __init__(
+        self,
+        margin=1.0,
+        soft=False,
+        distance_metric="L2",
+        average="positive",
+        views_per_track=None,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(
+            batch_all_triplet_loss,
+            dict(
+                margin=float(margin),
+                soft=bool(soft),
+                distance_metric=check_metric(distance_metric),
+                average=_check_average(average),
+                views_per_track=check_views(views_per_track, None),
+            ),
+            name=name or "batch_all_triplet_loss",
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -340,9 +366,12 @@ class BatchHardTripletLoss(MetricLoss):
     """
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", name=None, **kwargs):
-        super().__init__(batch_hard_triplet_loss, dict(margin=float(margin), soft=bool(soft),
-                                                       distance_metric=check_metric(distance_metric)),
-                         name=name or "batch_hard_triplet_loss", **kwargs)
+        super().__init__(
+            batch_hard_triplet_loss,
+            dict(margin=float(margin), soft=bool(soft), distance_metric=check_metric(distance_metric)),
+            name=name or "batch_hard_triplet_loss",
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -352,9 +381,17 @@ class RandomTripletLoss(MetricLoss):
     ``y_true`` is ignored."""
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", swap=False, name=None, **kwargs):
-        super().__init__(random_triplet_loss, dict(margin=float(margin), soft=bool(soft),
-                                                   distance_metric=_check_row_metric(distance_metric), swap=bool(swap)),
-                         name=name or "random_triplet_loss", **kwargs)
+        super().__init__(
+            random_triplet_loss,
+            dict(
+                margin=float(margin),
+                soft=bool(soft),
+                distance_metric=_check_row_metric(distance_metric),
+                swap=bool(swap),
+            ),
+            name=name or "random_triplet_loss",
+            **kwargs,
+        )
 
 
 from .hardnet import *  # noqa: E402,F401,F403

@@ -61,8 +61,8 @@ Examples:
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 from .base import LabelledLoss
@@ -85,14 +85,18 @@ def cross_distance(q, r, metric="L2"):
     ``"angular"`` = ``1 - cos``)."""
     if metric == "angular":
         return 1.0 - ops.matmul(_l2n(q), ops.transpose(_l2n(r)))
-    d2 = (ops.sum(ops.square(q), axis=1)[:, None] + ops.sum(ops.square(r), axis=1)[None, :]
-          - 2.0 * ops.matmul(q, ops.transpose(r)))
+    d2 = (
+        ops.sum(ops.square(q), axis=1)[:, None]
+        + ops.sum(ops.square(r), axis=1)[None, :]
+        - 2.0 * ops.matmul(q, ops.transpose(r))
+    )
     d2 = ops.maximum(d2, 0.0)
     return d2 if metric == "squared-L2" else safe_sqrt(d2)
 
 
-def xbm_loss(q_labels, q, r_labels, r, r_valid, kind="contrastive", margin=None, temperature=0.05,
-             distance_metric="L2"):
+def xbm_loss(
+    q_labels, q, r_labels, r, r_valid, kind="contrastive", margin=None, temperature=0.05, distance_metric="L2"
+):
     """One of :data:`KINDS` for queries ``q`` against references ``r`` whose first ``n`` rows are the queries
     themselves (so ``r[i]`` is query ``i`` for ``i < n``; that self pair is never used).
 
@@ -165,8 +169,10 @@ class CrossBatchMemory:
         self.size, self.dim = size, dim
 
         def var(value, dtype, suffix):
-            return keras.Variable(value, dtype=dtype, trainable=False, aggregation="only_first_replica",
-                                  name=f"{name}_{suffix}")
+            return keras.Variable(
+                value, dtype=dtype, trainable=False, aggregation="only_first_replica", name=f"{name}_{suffix}"
+            )
+
         self.feats = var(np.zeros((size, dim), np.float32), "float32", "feats")
         self.labels = var(np.zeros((size,), np.int32), "int32", "labels")
         self.count = var(0, "int32", "count")
@@ -187,8 +193,10 @@ class CrossBatchMemory:
         (a boolean tensor) False leaves everything as it is."""
         n = feats.shape[0]
         if n is None or n > self.size:
-            raise ValueError(f"XBM memory of {self.size} entries cannot hold a batch of {n}: use a memory of at "
-                             "least one (global) batch")
+            raise ValueError(
+                f"XBM memory of {self.size} entries cannot hold a batch of {n}: use a memory of at "
+                "least one (global) batch"
+            )
         write = ops.convert_to_tensor(write)
         idx = (self.ptr + ops.arange(n, dtype="int32")) % self.size
         new_f = ops.scatter_update(self.feats.value, idx[:, None], ops.stop_gradient(ops.cast(feats, "float32")))
@@ -211,8 +219,10 @@ class CrossBatchMemory:
     def load_state(self, state: dict) -> None:
         """Put :meth:`state` back; a memory of another size/dim raises ``ValueError``."""
         if tuple(np.shape(state["feats"])) != (self.size, self.dim):
-            raise ValueError(f"XBM state holds a memory of shape {np.shape(state['feats'])}, this one is "
-                             f"{(self.size, self.dim)} (check --xbm and --dim)")
+            raise ValueError(
+                f"XBM state holds a memory of shape {np.shape(state['feats'])}, this one is "
+                f"{(self.size, self.dim)} (check --xbm and --dim)"
+            )
         for v in self.variables:
             key = v.name.split("_")[-1]
             if key != "training":
@@ -263,8 +273,20 @@ class XBMLoss(LabelledLoss):
         (the ViT adapter's image pairs; ``y_true`` ignored, pair ``i`` is class ``i`` of its step).
     """
 
-    def __init__(self, kind="contrastive", memory_size=4096, dim=128, start=0, margin=None, temperature=0.05,
-                 distance_metric="L2", batch_labels=True, name=None, reduction="sum_over_batch_size", dtype=None):
+    def __init__(
+        self,
+        kind="contrastive",
+        memory_size=4096,
+        dim=128,
+        start=0,
+        margin=None,
+        temperature=0.05,
+        distance_metric="L2",
+        batch_labels=True,
+        name=None,
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
         if kind not in KINDS:
             raise ValueError(f"unknown XBM loss {kind!r}; expected one of {', '.join(KINDS)}")
         if int(start) < 0:
@@ -277,7 +299,11 @@ class XBMLoss(LabelledLoss):
         super().__init__(name=name or f"xbm_{kind.replace('-', '_')}", reduction=reduction, dtype=dtype)
         self.kind, self.memory_size, self.dim, self.start = kind, int(memory_size), int(dim), int(start)
         self.margin = None if margin is None else float(margin)
-        self.temperature, self.distance_metric, self.batch_labels = float(temperature), distance_metric, bool(batch_labels)
+        self.temperature, self.distance_metric, self.batch_labels = (
+            float(temperature),
+            distance_metric,
+            bool(batch_labels),
+        )
         self.memory = CrossBatchMemory(self.memory_size, self.dim, name=self.name)
 
     def call(self, y_true, y_pred):
@@ -299,8 +325,9 @@ class XBMLoss(LabelledLoss):
         refs = ops.concatenate([emb, ops.stop_gradient(mem.feats.value)], axis=0)
         ref_labels = ops.concatenate([labels, mem.labels.value], axis=0)
         ref_valid = ops.concatenate([ops.ones((n,), "bool"), ops.logical_and(mem.valid(), active)], axis=0)
-        value = xbm_loss(labels, emb, ref_labels, refs, ref_valid, self.kind, self.margin, self.temperature,
-                         self.distance_metric)
+        value = xbm_loss(
+            labels, emb, ref_labels, refs, ref_valid, self.kind, self.margin, self.temperature, self.distance_metric
+        )
         mem.enqueue(emb, labels, write=ops.logical_and(training, active))
         mem.steps.assign(mem.steps.value + ops.cast(training, "int32"))
         return value
@@ -310,9 +337,17 @@ class XBMLoss(LabelledLoss):
         return XBMCallback(self, directory=directory, keep=keep)
 
     def get_config(self):
-        return {**super().get_config(), "kind": self.kind, "memory_size": self.memory_size, "dim": self.dim,
-                "start": self.start, "margin": self.margin, "temperature": self.temperature,
-                "distance_metric": self.distance_metric, "batch_labels": self.batch_labels}
+        return {
+            **super().get_config(),
+            "kind": self.kind,
+            "memory_size": self.memory_size,
+            "dim": self.dim,
+            "start": self.start,
+            "margin": self.margin,
+            "temperature": self.temperature,
+            "distance_metric": self.distance_metric,
+            "batch_labels": self.batch_labels,
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -20,14 +20,23 @@ from . import registry
 from .registry import ModelEntry, build_descriptor, register, unregister
 
 _LAZY = {
-    "l2net": ".l2net", "L2Normalize": ".l2net", "PatchStandardize": ".l2net",
-    "FusedBatchNorm": ".layers", "with_fused_batch_norm": ".layers",
+    "l2net": ".l2net",
+    "L2Normalize": ".l2net",
+    "PatchStandardize": ".l2net",
+    "FusedBatchNorm": ".layers",
+    "with_fused_batch_norm": ".layers",
     "from_torch": ".torch_import",
-    "InstanceNorm": ".torch_ports", "torch_port": ".torch_ports", "TORCH_ARCHS": (".torch_ports", "ARCHS"),
-    "deep_unet": ".unet", "shallow_unet": ".unet",
-    "denoise_describe": ".joint", "joint_parts": ".joint", "joint_training_model": ".joint",
+    "InstanceNorm": ".torch_ports",
+    "torch_port": ".torch_ports",
+    "TORCH_ARCHS": (".torch_ports", "ARCHS"),
+    "deep_unet": ".unet",
+    "shallow_unet": ".unet",
+    "denoise_describe": ".joint",
+    "joint_parts": ".joint",
+    "joint_training_model": ".joint",
     "load_model": ".io",
-    "PCAProjection": ".pca", "with_pca": ".pca",
+    "PCAProjection": ".pca",
+    "with_pca": ".pca",
 }
 
 
@@ -47,8 +56,11 @@ class _Package(types.ModuleType):
     rebind it, which would import Keras here)."""
 
     def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and isinstance(_LAZY.get(name), str) and \
-                value.__name__ == f"{__name__}.{name}":
+        if (
+            isinstance(value, types.ModuleType)
+            and isinstance(_LAZY.get(name), str)
+            and value.__name__ == f"{__name__}.{name}"
+        ):
             value = getattr(value, name)
         super().__setattr__(name, value)
 
@@ -102,7 +114,33 @@ def entry(name: str):
     return registry.entry(name)
 
 
-__all__ = ["shallow_unet", "deep_unet", "l2net", "PatchStandardize", "L2Normalize", "vit_adapter", "parameter_report",
-           "FusedBatchNorm", "with_fused_batch_norm", "denoise_describe", "joint_parts", "joint_training_model",
-           "get_model", "MODELS", "from_torch", "torch_port", "InstanceNorm", "TORCH_ARCHS", "registry", "register",
-           "unregister", "names", "entry", "ModelEntry", "build_descriptor", "load_model", "PCAProjection", "with_pca"]
+__all__ = [
+    "shallow_unet",
+    "deep_unet",
+    "l2net",
+    "PatchStandardize",
+    "L2Normalize",
+    "vit_adapter",
+    "parameter_report",
+    "FusedBatchNorm",
+    "with_fused_batch_norm",
+    "denoise_describe",
+    "joint_parts",
+    "joint_training_model",
+    "get_model",
+    "MODELS",
+    "from_torch",
+    "torch_port",
+    "InstanceNorm",
+    "TORCH_ARCHS",
+    "registry",
+    "register",
+    "unregister",
+    "names",
+    "entry",
+    "ModelEntry",
+    "build_descriptor",
+    "load_model",
+    "PCAProjection",
+    "with_pca",
+]

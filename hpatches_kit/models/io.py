@@ -58,6 +58,8 @@ def load_model(model_or_path, what: str | None = None, imports=None):
             # Keras says "File not found" for a file that exists but is no .keras zip / .h5 file
             first = f"the file exists but is not a Keras model (.keras zip archive or .h5) ({first})"
         elif any(k in low for k in _UNKNOWN_CLASS):
-            first += (" -- the model uses a layer or function the toolkit does not know: import the module that "
-                      "registers it (--import MODULE, or hpatches_kit.plugins.import_modules)")
+            first += (
+                " -- the model uses a layer or function the toolkit does not know: import the module that "
+                "registers it (--import MODULE, or hpatches_kit.plugins.import_modules)"
+            )
         raise DataError(path, f"cannot load {what or 'Keras model'}: {first}") from None

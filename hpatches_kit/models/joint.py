@@ -59,14 +59,19 @@ def denoise_describe(denoiser: keras.Model, descriptor: keras.Model, name: str =
     for what, m in (("denoiser", denoiser), ("descriptor", descriptor)):
         shape = tuple(m.input_shape)
         if len(shape) != 4 or shape[-1] != 1 or shape[1] != shape[2] or shape[1] is None:
-            raise ValueError(f"denoise_describe: the {what} must take (P, P, 1) square grey patches, "
-                             f"its input shape is {shape[1:]}")
+            raise ValueError(
+                f"denoise_describe: the {what} must take (P, P, 1) square grey patches, its input shape is {shape[1:]}"
+            )
     if tuple(denoiser.output_shape[1:]) != tuple(denoiser.input_shape[1:]):
-        raise ValueError(f"denoise_describe: the denoiser must return patches of its input shape "
-                         f"{denoiser.input_shape[1:]}, it returns {denoiser.output_shape[1:]}")
+        raise ValueError(
+            f"denoise_describe: the denoiser must return patches of its input shape "
+            f"{denoiser.input_shape[1:]}, it returns {denoiser.output_shape[1:]}"
+        )
     if tuple(descriptor.input_shape[1:]) != tuple(denoiser.output_shape[1:]):
-        raise ValueError(f"denoise_describe: the descriptor takes {descriptor.input_shape[1:]} patches, the denoiser "
-                         f"gives {denoiser.output_shape[1:]}")
+        raise ValueError(
+            f"denoise_describe: the descriptor takes {descriptor.input_shape[1:]} patches, the denoiser "
+            f"gives {denoiser.output_shape[1:]}"
+        )
     den, desc = _renamed(denoiser, _DENOISER), _renamed(descriptor, DESCRIPTOR)
     inp = keras.Input(tuple(denoiser.input_shape[1:]), name="noisy")
     clean = keras.layers.ReLU(max_value=255.0, dtype="float32", name=DENOISED)(den(inp))
@@ -86,8 +91,10 @@ def joint_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
         >>> den, desc = joint_parts(keras.models.load_model("joint.keras"))
     """
     if not is_joint(model):
-        raise ValueError(f"{getattr(model, 'name', model)!r} is not a denoise_describe model (no nested "
-                         f"'{_DENOISER}' and '{DESCRIPTOR}' models)")
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} is not a denoise_describe model (no nested "
+            f"'{_DENOISER}' and '{DESCRIPTOR}' models)"
+        )
     return model.get_layer(_DENOISER), model.get_layer(DESCRIPTOR)
 
 
@@ -107,6 +114,8 @@ def joint_training_model(model: keras.Model) -> keras.Model:
     raw = den(inp)
     d = desc(model.get_layer(DENOISED)(raw))
     # identity layers name the outputs (Keras keys dict outputs and losses by these names)
-    out = {DESCRIPTOR: keras.layers.Identity(name=f"{DESCRIPTOR}_out")(d),
-           DENOISED: keras.layers.Identity(name=f"{DENOISED}_out")(raw)}
+    out = {
+        DESCRIPTOR: keras.layers.Identity(name=f"{DESCRIPTOR}_out")(d),
+        DENOISED: keras.layers.Identity(name=f"{DENOISED}_out")(raw),
+    }
     return keras.Model(inp, out, name=f"{model.name}_training")

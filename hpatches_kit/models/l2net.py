@@ -82,8 +82,9 @@ class L2Normalize(layers.Layer):
 _CONVS = ((32, 1), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1))
 
 
-def l2net(input_size: int = 32, dim: int = 128, dropout: float = 0.3, name: str = "l2net",
-          fused_bn: bool = True) -> keras.Model:
+def l2net(
+    input_size: int = 32, dim: int = 128, dropout: float = 0.3, name: str = "l2net", fused_bn: bool = True
+) -> keras.Model:
     """Build the L2-Net/HardNet descriptor: ``(P, P, 1)`` floats in [0, 255] -> ``(dim,)`` unit vectors.
 
     Args:

@@ -61,9 +61,16 @@ class FusedBatchNorm(layers.BatchNormalization):
         axis = self.axis if isinstance(self.axis, int) else (list(self.axis) + [None])[0]
         if isinstance(self.axis, (list, tuple)) and len(self.axis) != 1:
             return False
-        return (keras.backend.backend() == "tensorflow" and mask is None and not self.renorm
-                and not getattr(self, "synchronized", False) and rank in (2, 4)
-                and axis is not None and axis % rank == rank - 1 and inputs.shape[-1] is not None)
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not self.renorm
+            and not getattr(self, "synchronized", False)
+            and rank in (2, 4)
+            and axis is not None
+            and axis % rank == rank - 1
+            and inputs.shape[-1] is not None
+        )
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused_ok(inputs, mask):
@@ -83,8 +90,15 @@ class FusedBatchNorm(layers.BatchNormalization):
         empty = tf.zeros([0], tf.float32)
         if training and self.trainable:
             y, mean, var, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon,
-                data_format="NHWC", is_training=True)
+                x=x,
+                scale=scale,
+                offset=offset,
+                mean=empty,
+                variance=empty,
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=True,
+            )
             # The kernel normalises with the biased variance but returns the Bessel-corrected one; Keras keeps
             # (and averages) the biased one.
             n = tf.cast(tf.size(x, out_type=tf.int64) // c, tf.float32)
@@ -95,9 +109,15 @@ class FusedBatchNorm(layers.BatchNormalization):
             self.moving_variance.assign(mv * self.momentum + tf.stop_gradient(var) * (1.0 - self.momentum))
         else:
             y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=scale, offset=offset, mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
-                data_format="NHWC", is_training=False)
+                x=x,
+                scale=scale,
+                offset=offset,
+                mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32),
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=False,
+            )
         if shape2d is not None:
             y = tf.reshape(y, shape2d)
         return ops.cast(y, self.compute_dtype)

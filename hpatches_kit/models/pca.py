@@ -19,8 +19,8 @@ Examples:
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 from keras import layers, ops
 
 from .l2net import L2Normalize
@@ -52,8 +52,7 @@ class PCAProjection(layers.Layer):
         if self.dim > n:
             raise ValueError(f"PCA to {self.dim} dimensions needs input of at least that many, got {n}")
         self.mean = self.add_weight(shape=(n,), initializer="zeros", trainable=False, name="mean")
-        self.components = self.add_weight(shape=(n, self.dim), initializer="zeros", trainable=False,
-                                          name="components")
+        self.components = self.add_weight(shape=(n, self.dim), initializer="zeros", trainable=False, name="components")
         if self._init is not None:
             self.mean.assign(self._init[0])
             self.components.assign(self._init[1].T)
@@ -91,7 +90,7 @@ def fit_pca(x, dim: int):
     signs = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
     signs[signs == 0] = 1.0
     vt = vt * signs[:, None]
-    var = s ** 2
+    var = s**2
     return mean.astype(np.float32), vt[:dim].astype(np.float32), (var[:dim] / var.sum()).astype(np.float32)
 
 

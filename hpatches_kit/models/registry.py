@@ -29,11 +29,20 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-__all__ = ["ModelEntry", "register", "unregister", "get", "names", "entry", "build_descriptor", "check_built",
-           "descriptor_branch"]
+__all__ = [
+    "ModelEntry",
+    "register",
+    "unregister",
+    "get",
+    "names",
+    "entry",
+    "build_descriptor",
+    "check_built",
+    "descriptor_branch",
+]
 
 KINDS = ("descriptor", "denoiser")
 
@@ -90,9 +99,20 @@ def _canon(name: str) -> str:
     return str(name).replace("-", "_").lower()
 
 
-def register(name: str, builder: Callable | None = None, *, input_size: int | None = None, dim: int | None = None,
-             normalised: bool = True, input_range: tuple = (0, 255), normalisation: str = "",
-             kind: str = "descriptor", size_multiple: int = 1, description: str = "", replace: bool = False):
+def register(
+    name: str,
+    builder: Callable | None = None,
+    *,
+    input_size: int | None = None,
+    dim: int | None = None,
+    normalised: bool = True,
+    input_range: tuple = (0, 255),
+    normalisation: str = "",
+    kind: str = "descriptor",
+    size_multiple: int = 1,
+    description: str = "",
+    replace: bool = False,
+):
     """Add an architecture (after the built-ins); used as a function or, without ``builder``, as a decorator.
 
     Args:
@@ -127,9 +147,19 @@ def register(name: str, builder: Callable | None = None, *, input_size: int | No
         >>> unregister("tiny-doc")
     """
     if builder is None:
-        return lambda fn: register(name, fn, input_size=input_size, dim=dim, normalised=normalised,
-                                   input_range=input_range, normalisation=normalisation, kind=kind,
-                                   size_multiple=size_multiple, description=description, replace=replace)
+        return lambda fn: register(
+            name,
+            fn,
+            input_size=input_size,
+            dim=dim,
+            normalised=normalised,
+            input_range=input_range,
+            normalisation=normalisation,
+            kind=kind,
+            size_multiple=size_multiple,
+            description=description,
+            replace=replace,
+        )
     if not callable(builder):
         raise ValueError(f"model {name!r}: the builder must be callable, got {type(builder).__name__}")
     if kind not in KINDS:
@@ -137,8 +167,18 @@ def register(name: str, builder: Callable | None = None, *, input_size: int | No
     key = _canon(name)
     if key in _BUILTIN or (key in _REGISTRY and not replace):
         raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[key] = ModelEntry(key, builder, input_size, dim, bool(normalised), tuple(input_range), normalisation,
-                                kind, int(size_multiple), description or (inspect.getdoc(builder) or "").split("\n")[0])
+    _REGISTRY[key] = ModelEntry(
+        key,
+        builder,
+        input_size,
+        dim,
+        bool(normalised),
+        tuple(input_range),
+        normalisation,
+        kind,
+        int(size_multiple),
+        description or (inspect.getdoc(builder) or "").split("\n")[0],
+    )
     return builder
 
 
@@ -242,11 +282,15 @@ def check_built(model, name: str, input_size: int, dim: int | None = None) -> No
     except (AttributeError, ValueError) as e:
         raise ValueError(f"--model {name}: the model must have one input and one output ({e})") from None
     if ishape[1:] != (input_size, input_size, 1):
-        raise ValueError(f"--model {name} takes inputs of shape {ishape[1:]}, not ({input_size}, {input_size}, 1) "
-                         f"patches of --patch-size {input_size}")
+        raise ValueError(
+            f"--model {name} takes inputs of shape {ishape[1:]}, not ({input_size}, {input_size}, 1) "
+            f"patches of --patch-size {input_size}"
+        )
     if len(oshape) != 2 or (dim is not None and oshape[1] != dim):
-        raise ValueError(f"--model {name} outputs descriptors of shape {oshape[1:]}, not ({dim},) as --dim {dim} "
-                         f"asks (set --dim {oshape[-1]})")
+        raise ValueError(
+            f"--model {name} outputs descriptors of shape {oshape[1:]}, not ({dim},) as --dim {dim} "
+            f"asks (set --dim {oshape[-1]})"
+        )
 
 
 def build_descriptor(name: str, input_size: int = 32, dim: int = 128, dropout: float | None = None, **kw):
@@ -279,11 +323,14 @@ def build_descriptor(name: str, input_size: int = 32, dim: int = 128, dropout: f
     if e.kind != "descriptor":
         raise ValueError(f"--model {name} is a {e.kind}, not a descriptor")
     if e.input_size is not None and e.input_size != input_size:
-        raise ValueError(f"--model {name} takes {e.input_size}x{e.input_size} patches only: use --patch-size "
-                         f"{e.input_size}, not {input_size}")
+        raise ValueError(
+            f"--model {name} takes {e.input_size}x{e.input_size} patches only: use --patch-size "
+            f"{e.input_size}, not {input_size}"
+        )
     if e.input_size is None and (input_size < 1 or input_size % e.size_multiple):
-        raise ValueError(f"--model {name} needs a --patch-size that is a positive multiple of {e.size_multiple}, "
-                         f"got {input_size}")
+        raise ValueError(
+            f"--model {name} needs a --patch-size that is a positive multiple of {e.size_multiple}, got {input_size}"
+        )
     if e.dim is not None and e.dim != dim:
         raise ValueError(f"--model {name} outputs {e.dim}-d descriptors: use --dim {e.dim}, not {dim}")
     model = e.build(input_size=input_size, dim=dim, dropout=dropout, **kw)
@@ -305,6 +352,7 @@ def descriptor_branch(model):
 
 # -- built-ins ---------------------------------------------------------------------------------------------------
 
+
 def _l2net(input_size=32, dim=128, dropout=0.3, name="l2net"):
     from .l2net import l2net
 
@@ -316,6 +364,7 @@ def _port(arch):
         from .torch_ports import torch_port
 
         return torch_port(arch, dropout=dropout, name=name or arch)
+
     build.__name__ = f"{arch}_port"
     return build
 
@@ -325,32 +374,80 @@ def _unet(which):
         from . import unet
 
         return getattr(unet, which)(input_size=input_size, **({"name": name} if name else {}))
+
     build.__name__ = which
     return build
 
 
 _PORT_NOTE = "x / 255 (Rescaling), then "
 for _name, _b, _kw in (
-    ("l2net", _l2net, dict(size_multiple=4, normalisation="per-patch (x - mean) / (std + 1e-7), population std",
-                           description="L2-Net/HardNet layout (Mishchuk et al. 2017), any P divisible by 4, any dim; "
-                                       "fused batch norm")),
-    ("hardnet", _port("hardnet"), dict(input_size=32, dim=128, normalisation=_PORT_NOTE +
-                                       "per-patch (x - mean) / (std + 1e-6), unbiased std (torch.std)",
-                                       description="HardNet (kornia.feature.HardNet) port")),
-    ("hardnet8", _port("hardnet8"), dict(input_size=32, dim=128, normalisation=_PORT_NOTE +
-                                         "per-patch (x - mean) / (std + 1e-7), unbiased std (torch.std)",
-                                         description="HardNet8 (kornia.feature.HardNet8) port: 512-d, fixed "
-                                                     "(non-trainable) PCA to 128, L2")),
-    ("sosnet", _port("sosnet"), dict(input_size=32, dim=128, normalisation=_PORT_NOTE +
-                                     "InstanceNorm2d (population variance, eps 1e-5 in the root)",
-                                     description="SOSNet (kornia.feature.SOSNet) port")),
-    ("tfeat", _port("tfeat"), dict(input_size=32, dim=128, normalised=False, normalisation=_PORT_NOTE +
-                                   "InstanceNorm2d (population variance, eps 1e-5 in the root)",
-                                   description="TFeat (kornia.feature.TFeat) port; tanh output, not L2-normalised")),
-    ("shallow_unet", _unet("shallow_unet"), dict(kind="denoiser", normalised=False, size_multiple=4,
-                                                 description="shallow U-Net denoiser (noisy -> clean patch)")),
-    ("deep_unet", _unet("deep_unet"), dict(kind="denoiser", normalised=False, size_multiple=4,
-                                           description="deep U-Net denoiser (noisy -> clean patch)")),
+    (
+        "l2net",
+        _l2net,
+        dict(
+            size_multiple=4,
+            normalisation="per-patch (x - mean) / (std + 1e-7), population std",
+            description="L2-Net/HardNet layout (Mishchuk et al. 2017), any P divisible by 4, any dim; fused batch norm",
+        ),
+    ),
+    (
+        "hardnet",
+        _port("hardnet"),
+        dict(
+            input_size=32,
+            dim=128,
+            normalisation=_PORT_NOTE + "per-patch (x - mean) / (std + 1e-6), unbiased std (torch.std)",
+            description="HardNet (kornia.feature.HardNet) port",
+        ),
+    ),
+    (
+        "hardnet8",
+        _port("hardnet8"),
+        dict(
+            input_size=32,
+            dim=128,
+            normalisation=_PORT_NOTE + "per-patch (x - mean) / (std + 1e-7), unbiased std (torch.std)",
+            description="HardNet8 (kornia.feature.HardNet8) port: 512-d, fixed (non-trainable) PCA to 128, L2",
+        ),
+    ),
+    (
+        "sosnet",
+        _port("sosnet"),
+        dict(
+            input_size=32,
+            dim=128,
+            normalisation=_PORT_NOTE + "InstanceNorm2d (population variance, eps 1e-5 in the root)",
+            description="SOSNet (kornia.feature.SOSNet) port",
+        ),
+    ),
+    (
+        "tfeat",
+        _port("tfeat"),
+        dict(
+            input_size=32,
+            dim=128,
+            normalised=False,
+            normalisation=_PORT_NOTE + "InstanceNorm2d (population variance, eps 1e-5 in the root)",
+            description="TFeat (kornia.feature.TFeat) port; tanh output, not L2-normalised",
+        ),
+    ),
+    (
+        "shallow_unet",
+        _unet("shallow_unet"),
+        dict(
+            kind="denoiser",
+            normalised=False,
+            size_multiple=4,
+            description="shallow U-Net denoiser (noisy -> clean patch)",
+        ),
+    ),
+    (
+        "deep_unet",
+        _unet("deep_unet"),
+        dict(
+            kind="denoiser", normalised=False, size_multiple=4, description="deep U-Net denoiser (noisy -> clean patch)"
+        ),
+    ),
 ):
     register(_name, _b, **_kw)
 _BUILTIN = tuple(_REGISTRY)

@@ -37,8 +37,10 @@ def _import_torch():
     try:
         import torch
     except ImportError as e:
-        raise ImportError("reading a PyTorch checkpoint file needs PyTorch (pip install torch, CPU is enough; "
-                          "it is not a dependency of hpatches-kit), or pass a state dict of NumPy arrays") from e
+        raise ImportError(
+            "reading a PyTorch checkpoint file needs PyTorch (pip install torch, CPU is enough; "
+            "it is not a dependency of hpatches-kit), or pass a state dict of NumPy arrays"
+        ) from e
     return torch
 
 
@@ -67,7 +69,9 @@ def load_torch_state_dict(state_dict_or_path) -> tuple[dict[str, np.ndarray], st
     elif isinstance(state_dict_or_path, Mapping):
         sd, where = state_dict_or_path, "<state_dict>"
     else:
-        raise TypeError(f"from_torch: expected a checkpoint path or a state dict, got {type(state_dict_or_path).__name__}")
+        raise TypeError(
+            f"from_torch: expected a checkpoint path or a state dict, got {type(state_dict_or_path).__name__}"
+        )
     for k in _WRAPPERS:
         if isinstance(sd, Mapping) and isinstance(sd.get(k), Mapping):
             sd = sd[k]
@@ -78,7 +82,7 @@ def load_torch_state_dict(state_dict_or_path) -> tuple[dict[str, np.ndarray], st
     for k, v in sd.items():
         k = str(k)
         if k.startswith("module."):
-            k = k[len("module."):]
+            k = k[len("module.") :]
         if k.endswith("num_batches_tracked"):
             continue
         if hasattr(v, "detach"):
@@ -106,13 +110,17 @@ def _flatten_source(model, layer):
 def _take(sd, used, where, key, shape):
     if key not in sd:
         have = ", ".join(repr(k) for k in list(sd)[:3])
-        raise DataError(where, f"missing key {key!r} (the {tuple(shape)} weight of the Keras port; wrong arch? "
-                               f"the checkpoint's keys begin {have})")
+        raise DataError(
+            where,
+            f"missing key {key!r} (the {tuple(shape)} weight of the Keras port; wrong arch? "
+            f"the checkpoint's keys begin {have})",
+        )
     a = sd[key]
     used.add(key)
     if tuple(a.shape) != tuple(shape):
-        raise DataError(where, f"{key!r} has shape {tuple(a.shape)}, the architecture needs {tuple(shape)} "
-                               "(wrong arch?)")
+        raise DataError(
+            where, f"{key!r} has shape {tuple(a.shape)}, the architecture needs {tuple(shape)} (wrong arch?)"
+        )
     return a
 
 
@@ -189,6 +197,9 @@ def from_torch(state_dict_or_path, arch: str = "tfeat", input_scale: float = 1.0
     extra = sorted(set(sd) - used)
     if extra:
         shown = ", ".join(repr(k) for k in extra[:6]) + (f" and {len(extra) - 6} more" if len(extra) > 6 else "")
-        raise DataError(where, f"unexpected keys for arch {key!r}: {shown} (wrong arch, or an affine "
-                               "BatchNorm / extra layer the port does not have)")
+        raise DataError(
+            where,
+            f"unexpected keys for arch {key!r}: {shown} (wrong arch, or an affine "
+            "BatchNorm / extra layer the port does not have)",
+        )
     return model

@@ -35,15 +35,15 @@ __all__ = ["ARCHS", "InstanceNorm", "torch_port"]
 #: Supported architectures -> one-line description (PyTorch source the port follows).
 ARCHS = {
     "tfeat": "TFeat (Balntas et al. 2016; vbalnt/tfeat, kornia.feature.TFeat): InstanceNorm, conv7-tanh-pool-"
-             "conv6-tanh, Linear(4096, 128)-tanh; not L2-normalised",
+    "conv6-tanh, Linear(4096, 128)-tanh; not L2-normalised",
     "hardnet": "HardNet (Mishchuk et al. 2017; kornia.feature.HardNet): input (x - mean) / (std + 1e-6), "
-               "7 conv + affine-free BN, L2 norm",
+    "7 conv + affine-free BN, L2 norm",
     "l2net": "L2-Net architecture as in the original PyTorch HardNet code: input (x - mean) / (std + 1e-7), "
-             "same layers as hardnet, L2 norm",
+    "same layers as hardnet, L2 norm",
     "hardnet8": "HardNet8 (Pultar 2020; kornia.feature.HardNet8): 8 conv + BN to 512, L2 norm, PCA to 128 "
-                "(buffers mean, components), L2 norm",
+    "(buffers mean, components), L2 norm",
     "sosnet": "SOSNet (Tian et al. 2019; kornia.feature.SOSNet): InstanceNorm, hardnet layers in `layers`, "
-              "LocalResponseNorm over all channels (= L2 norm)",
+    "LocalResponseNorm over all channels (= L2 norm)",
 }
 INPUT_SIZE = 32  # every port ends in an 8x8 conv or Linear(64*8*8): fixed 32x32 input
 TORCH_BN_EPS = 1e-5
@@ -117,8 +117,9 @@ def _hardnet_body(x, convs, final_dim, prefix, offset, dropout):
     return layers.Flatten(name="flatten")(x)
 
 
-def torch_port(arch: str, input_scale: float = 1.0 / 255.0, name: str | None = None,
-               dropout: float | None = None) -> keras.Model:
+def torch_port(
+    arch: str, input_scale: float = 1.0 / 255.0, name: str | None = None, dropout: float | None = None
+) -> keras.Model:
     """Build the Keras twin of a PyTorch descriptor (random weights; load them with ``from_torch``).
 
     Args:
@@ -176,8 +177,7 @@ def torch_port(arch: str, input_scale: float = 1.0 / 255.0, name: str | None = N
         # (x - mean) @ components == x @ components + bias with bias = -mean @ components (set on import).
         # PyTorch keeps the PCA as fixed buffers, not parameters: the layer is frozen (trainable=False, kept in
         # the saved config). A model trained from scratch projects with a fixed random orthonormal basis.
-        x = layers.Dense(128, kernel_initializer=keras.initializers.Orthogonal(seed=0), trainable=False,
-                         name="pca")(x)
+        x = layers.Dense(128, kernel_initializer=keras.initializers.Orthogonal(seed=0), trainable=False, name="pca")(x)
         out = L2Normalize(epsilon=1e-12, name="l2norm")(x)
     else:  # sosnet
         x = InstanceNorm(name="layers_0")(x)

@@ -49,8 +49,13 @@ def _conv_block(x, filters: int, prefix: str, bn_momentum: float = DEEP_UNET_BN_
     return x
 
 
-def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = "deep_unet",
-              bn_momentum: float = DEEP_UNET_BN_MOMENTUM) -> keras.Model:
+def deep_unet(
+    input_size: int = 32,
+    base: int = 16,
+    depth: int = 4,
+    name: str = "deep_unet",
+    bn_momentum: float = DEEP_UNET_BN_MOMENTUM,
+) -> keras.Model:
     """A ``depth``-level U-Net (level ``i`` has ``base * 2**i`` filters; two conv-BN-ReLU per level; max-pool
     down, transposed conv up, skip concatenations) with a global residual: ``clean = noisy + correction``.
     ``input_size`` must be divisible by ``2**(depth-1)``.
@@ -98,6 +103,7 @@ def deep_unet(input_size: int = 32, base: int = 16, depth: int = 4, name: str = 
     # random perturbation of 255 x unit-variance features.
     x = layers.Conv2D(1, 1, kernel_initializer="zeros", name="conv_out")(x)
     correction = layers.Rescaling(255.0, dtype="float32", name="correction")(x)
-    out = layers.Add(dtype="float32", name="clean")([layers.Activation("linear", dtype="float32", name="noisy_f32")(inp),
-                                                     correction])
+    out = layers.Add(dtype="float32", name="clean")(
+        [layers.Activation("linear", dtype="float32", name="noisy_f32")(inp), correction]
+    )
     return keras.Model(inp, out, name=name)

@@ -44,8 +44,14 @@ def plot_brown_roc(curves: dict, path) -> Path:
     for name, (fpr, tpr, f95) in curves.items():
         ax.plot(fpr, tpr, label=f"{name} (FPR95 {100 * f95:.2f}%)")
     ax.axhline(0.95, color="grey", ls="--", lw=1)
-    ax.set(xscale="log", xlim=(1e-4, 1), ylim=(0, 1), xlabel="false positive rate", ylabel="true positive rate",
-           title="Brown pairs ROC")
+    ax.set(
+        xscale="log",
+        xlim=(1e-4, 1),
+        ylim=(0, 1),
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="Brown pairs ROC",
+    )
     ax.grid(True, ls=":")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -77,8 +83,14 @@ def plot_real(regimes: dict, path) -> Path:
         for k, name in enumerate(names):
             vals = [r["rows"][name][t] for t in tasks]
             baseline = name in ("SIFT", "RootSIFT", "raw")
-            bars = ax.bar(x + (k - (len(names) - 1) / 2) * width, vals, width, label=name,
-                          hatch="//" if baseline else None, alpha=0.75 if baseline else 1.0)
+            bars = ax.bar(
+                x + (k - (len(names) - 1) / 2) * width,
+                vals,
+                width,
+                label=name,
+                hatch="//" if baseline else None,
+                alpha=0.75 if baseline else 1.0,
+            )
             ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
         ax.set_xticks(x, tasks)
         ax.set(ylabel="mAP [%]", ylim=(0, 105), title=f"real validation, {regime} noise ({r['tracks']} tracks)")

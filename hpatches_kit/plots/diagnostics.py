@@ -19,8 +19,14 @@ COLOURS = {"e": "#4daf4a", "h": "#e41a1c", "t": "#377eb8"}
 NAMES = {"e": "Easy", "h": "Hard", "t": "Tough"}
 MARKERS = {"ref": "*", "e": "o", "h": "s", "t": "^"}
 
-__all__ = ["plot_tsne", "plot_pca_energy", "plot_distance_histograms", "plot_matching_failures",
-           "plot_verification_failures", "plot_diagnostics"]
+__all__ = [
+    "plot_tsne",
+    "plot_pca_energy",
+    "plot_distance_histograms",
+    "plot_matching_failures",
+    "plot_verification_failures",
+    "plot_diagnostics",
+]
 
 
 def plot_tsne(tsne: dict, path, title: str = "t-SNE of the descriptors") -> list[Path]:
@@ -43,12 +49,31 @@ def plot_tsne(tsne: dict, path, title: str = "t-SNE of the descriptors") -> list
     for v, m in MARKERS.items():
         sel = variant == v
         if sel.any():
-            ax.scatter(xy[sel, 0], xy[sel, 1], c=[colours[k] for k in track[sel]], marker=m,
-                       s=90 if v == "ref" else 28, edgecolors="k", linewidths=0.4)
-    handles = [plt.Line2D([], [], marker=m, ls="", color="grey", markeredgecolor="k", ms=9 if v == "ref" else 6,
-                          label="ref" if v == "ref" else NAMES[v]) for v, m in MARKERS.items()]
-    ax.legend(handles=handles, title="image (colour = track)", loc="best", fontsize=8, title_fontsize=8,
-              framealpha=0.85)
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                c=[colours[k] for k in track[sel]],
+                marker=m,
+                s=90 if v == "ref" else 28,
+                edgecolors="k",
+                linewidths=0.4,
+            )
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            marker=m,
+            ls="",
+            color="grey",
+            markeredgecolor="k",
+            ms=9 if v == "ref" else 6,
+            label="ref" if v == "ref" else NAMES[v],
+        )
+        for v, m in MARKERS.items()
+    ]
+    ax.legend(
+        handles=handles, title="image (colour = track)", loc="best", fontsize=8, title_fontsize=8, framealpha=0.85
+    )
     ax.set(title=f"{title}\n{n} random tracks x 16 images", xticks=[], yticks=[])
     fig.tight_layout()
     try:
@@ -76,17 +101,24 @@ def plot_pca_energy(curves: dict, path, title: str = "PCA cumulative energy") ->
         d90, d99 = c.get("dims_90", c.get("pca_dims_90")), c.get("dims_99", c.get("pca_dims_99"))
         if e.size == 0:
             continue
-        line, = ax.plot(np.arange(1, len(e) + 1), e, lw=1.8, label=f"{name}: 90% in {d90}, 99% in {d99} dims")
+        (line,) = ax.plot(np.arange(1, len(e) + 1), e, lw=1.8, label=f"{name}: 90% in {d90}, 99% in {d99} dims")
         for d, m in ((d90, "o"), (d99, "s")):
             if d:
                 ax.plot(d, e[d - 1], m, color=line.get_color(), ms=6, mec="k", mew=0.5)
     ax.axhline(0.90, color="grey", ls=":", lw=1)
     ax.axhline(0.99, color="grey", ls="--", lw=1)
-    marks = [plt.Line2D([], [], marker="o", ls="", color="grey", mec="k", label="dims holding 90% (dotted)"),
-             plt.Line2D([], [], marker="s", ls="", color="grey", mec="k", label="dims holding 99% (dashed)")]
+    marks = [
+        plt.Line2D([], [], marker="o", ls="", color="grey", mec="k", label="dims holding 90% (dotted)"),
+        plt.Line2D([], [], marker="s", ls="", color="grey", mec="k", label="dims holding 99% (dashed)"),
+    ]
     ax.legend(handles=ax.get_legend_handles_labels()[0] + marks, fontsize=8, loc="lower right")
-    ax.set(xscale="log", xlabel="principal components", ylabel="cumulative energy (fraction of variance)",
-           ylim=(0, 1.02), title=title)
+    ax.set(
+        xscale="log",
+        xlabel="principal components",
+        ylabel="cumulative energy (fraction of variance)",
+        ylim=(0, 1.02),
+        title=title,
+    )
     ax.grid(True, ls=":", which="both")
     fig.tight_layout()
     try:
@@ -110,15 +142,26 @@ def plot_distance_histograms(samples: dict, path, distance: str = "L2") -> list[
     allv = np.concatenate([a for d in samples.values() for a in d.values() if len(a)] or [np.zeros(1)])
     bins = np.linspace(0.0, float(np.quantile(allv, 0.999)) * 1.02 + 1e-9, 60)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
-    styles = (("pos", "positive (same track)", "#1b9e77"), ("neg_intra", "negative, same image", "#d95f02"),
-              ("neg_inter", "negative, other sequence", "#7570b3"))
+    styles = (
+        ("pos", "positive (same track)", "#1b9e77"),
+        ("neg_intra", "negative, same image", "#d95f02"),
+        ("neg_inter", "negative, other sequence", "#7570b3"),
+    )
     for ax, v in zip(axes, "eht"):
         d = samples.get(v, {})
         for key, label, col in styles:
             a = np.asarray(d.get(key, []))
             if len(a):
-                ax.hist(a, bins=bins, density=True, histtype="stepfilled" if key == "pos" else "step",
-                        alpha=0.45 if key == "pos" else 1.0, lw=1.5, color=col, label=f"{label} (n={len(a)})")
+                ax.hist(
+                    a,
+                    bins=bins,
+                    density=True,
+                    histtype="stepfilled" if key == "pos" else "step",
+                    alpha=0.45 if key == "pos" else 1.0,
+                    lw=1.5,
+                    color=col,
+                    label=f"{label} (n={len(a)})",
+                )
         ax.set(title=f"{NAMES[v]}", xlabel=f"{distance} distance")
         ax.grid(True, ls=":")
     axes[0].set_ylabel("density")
@@ -162,14 +205,17 @@ def plot_matching_failures(failures: dict, dataset, path, noisy: bool = False) -
     plt = _plt()
     per = max([len(failures.get(v, [])) for v in "eht"] + [1])
     fig = plt.figure(figsize=(1.3 * 3 * per + 0.4, 7.2), layout="constrained")
-    fig.suptitle("matching failures, worst rank of the true match first: query (ref, black) | wrong top match "
-                 "(red) | true match (green)", fontsize=9)
+    fig.suptitle(
+        "matching failures, worst rank of the true match first: query (ref, black) | wrong top match "
+        "(red) | true match (green)",
+        fontsize=9,
+    )
     for v, sub in zip("eht", fig.subfigures(3, 1, hspace=0.04)):
         fs = failures.get(v, [])
         sub.suptitle(NAMES[v], fontsize=10, color=COLOURS[v], x=0.01, ha="left")
         axes = sub.subplots(1, 3 * per, squeeze=False)[0]
         for c in range(per):
-            trip = axes[3 * c: 3 * c + 3]
+            trip = axes[3 * c : 3 * c + 3]
             if c >= len(fs):
                 for ax in trip:
                     ax.axis("off")
@@ -179,10 +225,15 @@ def plot_matching_failures(failures: dict, dataset, path, noisy: bool = False) -
             f = fs[c]
             s, t = f["sequence"], f["type"]
             _show(trip[0], _patch(dataset, s, "ref", f["query"], noisy), f"{s[:14]}\nquery #{f['query']}")
-            _show(trip[1], _patch(dataset, s, t, f["top"], noisy), f"top: {t} #{f['top']}\nd={f['d_top']:.3g}",
-                  "#d62728")
-            _show(trip[2], _patch(dataset, s, t, f["query"], noisy),
-                  f"true: rank {f['rank'] + 1}\nd={f['d_true']:.3g}", "#2ca02c")
+            _show(
+                trip[1], _patch(dataset, s, t, f["top"], noisy), f"top: {t} #{f['top']}\nd={f['d_top']:.3g}", "#d62728"
+            )
+            _show(
+                trip[2],
+                _patch(dataset, s, t, f["query"], noisy),
+                f"true: rank {f['rank'] + 1}\nd={f['d_true']:.3g}",
+                "#2ca02c",
+            )
     try:
         return save(fig, path)
     finally:
@@ -204,12 +255,17 @@ def plot_verification_failures(failures: dict, dataset, path, noisy: bool = Fals
         The files written.
     """
     plt = _plt()
-    kinds = (("false_negatives", "false negatives: same track, distance above the threshold (farthest first)"),
-             ("false_positives", "false positives: different tracks, distance below the threshold (closest first)"))
+    kinds = (
+        ("false_negatives", "false negatives: same track, distance above the threshold (farthest first)"),
+        ("false_positives", "false positives: different tracks, distance below the threshold (closest first)"),
+    )
     per = max([len(failures.get(k, [])) for k, _ in kinds] + [1])
     fig = plt.figure(figsize=(max(7.0, 1.35 * per + 0.6), 7.0), layout="constrained")
-    fig.suptitle(f"verification failures at distance threshold {failures['threshold']:.3g} "
-                 f"(accepts {100 * failures.get('recall', 0.95):.0f}% of the positive pairs)", fontsize=10)
+    fig.suptitle(
+        f"verification failures at distance threshold {failures['threshold']:.3g} "
+        f"(accepts {100 * failures.get('recall', 0.95):.0f}% of the positive pairs)",
+        fontsize=10,
+    )
     for (k, label), sub in zip(kinds, fig.subfigures(2, 1, hspace=0.05)):
         ps = failures.get(k, [])
         sub.suptitle(label, fontsize=9, x=0.01, ha="left")
@@ -226,16 +282,29 @@ def plot_verification_failures(failures: dict, dataset, path, noisy: bool = Fals
                 continue
             p = ps[c]
             _show(a, _patch(dataset, p["sequence"], "ref", p["idx1"], noisy), f"{p['sequence'][:14]}\n#{p['idx1']}")
-            _show(b, _patch(dataset, p["sequence"], p["type"], p["idx2"], noisy),
-                  f"{p['type']} #{p['idx2']}\nd={p['distance']:.3g}", "#d62728")
+            _show(
+                b,
+                _patch(dataset, p["sequence"], p["type"], p["idx2"], noisy),
+                f"{p['type']} #{p['idx2']}\nd={p['distance']:.3g}",
+                "#d62728",
+            )
     try:
         return save(fig, path)
     finally:
         plt.close(fig)
 
 
-def plot_diagnostics(descs, out_dir, dataset=None, sequences=None, distance: str = "L2", name: str = "descriptor",
-                     noisy: bool = False, tsne_tracks: int = 40, seed: int = 0) -> list[Path]:
+def plot_diagnostics(
+    descs,
+    out_dir,
+    dataset=None,
+    sequences=None,
+    distance: str = "L2",
+    name: str = "descriptor",
+    noisy: bool = False,
+    tsne_tracks: int = 40,
+    seed: int = 0,
+) -> list[Path]:
     """All descriptor-space plots into ``out_dir``: ``tsne.png``, ``pca_energy.png``,
     ``distance_histograms.png`` and, when ``dataset`` (the patches) is given, ``failures_matching.png`` and
     ``failures_verification.png`` (each also as PDF).
@@ -259,18 +328,29 @@ def plot_diagnostics(descs, out_dir, dataset=None, sequences=None, distance: str
 
     out = Path(out_dir)
     written = []
-    written += plot_tsne(dg.tsne_map(descs, sequences, tracks=tsne_tracks, seed=seed), out / "tsne.png",
-                         title=f"t-SNE of {name}")
+    written += plot_tsne(
+        dg.tsne_map(descs, sequences, tracks=tsne_tracks, seed=seed), out / "tsne.png", title=f"t-SNE of {name}"
+    )
     rows = dg._all_rows(descs, dg._names(descs, sequences), 20000, seed)
     written += plot_pca_energy({name: dg.pca_energy(rows)}, out / "pca_energy.png")
-    written += plot_distance_histograms(dg.distance_samples(descs, sequences, distance=distance, seed=seed),
-                                        out / "distance_histograms.png", distance=distance)
+    written += plot_distance_histograms(
+        dg.distance_samples(descs, sequences, distance=distance, seed=seed),
+        out / "distance_histograms.png",
+        distance=distance,
+    )
     if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "subset"):
-        log.info("failure galleries skipped: they show patches, and descriptors read from CSV come without "
-                 "the dataset's images (use --model or --baseline)")
+        log.info(
+            "failure galleries skipped: they show patches, and descriptors read from CSV come without "
+            "the dataset's images (use --model or --baseline)"
+        )
         return written
-    written += plot_matching_failures(dg.matching_failures(descs, sequences, distance=distance), dataset,
-                                      out / "failures_matching.png", noisy=noisy)
-    written += plot_verification_failures(dg.verification_failures(descs, sequences, distance=distance, seed=seed),
-                                          dataset, out / "failures_verification.png", noisy=noisy)
+    written += plot_matching_failures(
+        dg.matching_failures(descs, sequences, distance=distance), dataset, out / "failures_matching.png", noisy=noisy
+    )
+    written += plot_verification_failures(
+        dg.verification_failures(descs, sequences, distance=distance, seed=seed),
+        dataset,
+        out / "failures_verification.png",
+        noisy=noisy,
+    )
     return written

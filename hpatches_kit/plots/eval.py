@@ -21,19 +21,25 @@ def _plt():
 
 
 #: what each marker of a task's panel in :func:`plot_hpatches_bars` shows (circle, cross)
-MARK_LABELS = {"verification": ("intra-sequence negatives", "inter-sequence negatives"),
-               "matching": ("illumination sequences", "viewpoint sequences"),
-               "retrieval": ("mean over pool sizes",)}
+MARK_LABELS = {
+    "verification": ("intra-sequence negatives", "inter-sequence negatives"),
+    "matching": ("illumination sequences", "viewpoint sequences"),
+    "retrieval": ("mean over pool sizes",),
+}
 
 
 def _mark_labels(task: str, res: dict) -> tuple:
     if task == "matching":  # a split with one kind of sequence has one marker: name which
         t = res.get("table", {}).get("e", {})
         if isinstance(t, dict) and "illum" in t:
-            kinds = [k for k, n in (("illum", "illumination sequences"), ("view", "viewpoint sequences"))
-                     if t.get(k) is not None]
-            return tuple(dict(illum="illumination sequences", view="viewpoint sequences")[k] for k in kinds) \
-                or ("all sequences",)
+            kinds = [
+                k
+                for k, n in (("illum", "illumination sequences"), ("view", "viewpoint sequences"))
+                if t.get(k) is not None
+            ]
+            return tuple(dict(illum="illumination sequences", view="viewpoint sequences")[k] for k in kinds) or (
+                "all sequences",
+            )
     return MARK_LABELS.get(task, ("first sub-case", "second sub-case"))
 
 
@@ -77,8 +83,14 @@ def plot_verification_curves(results: dict, path) -> list[Path]:
         ax.set_ylim(0, 1.02)
         handles, labels = ax.get_legend_handles_labels()
         labels = [f"{lab} ({score[lab]})" if lab in score else lab for lab in labels]
-        ax.legend(handles, labels, fontsize=8, loc=loc, title="variant, negatives (solid: intra, dashed: inter)",
-                  title_fontsize=7)
+        ax.legend(
+            handles,
+            labels,
+            fontsize=8,
+            loc=loc,
+            title="variant, negatives (solid: intra, dashed: inter)",
+            title_fontsize=7,
+        )
     fig.tight_layout()
     try:
         return save(fig, path)
@@ -108,16 +120,30 @@ def plot_retrieval_pools(results: dict, path) -> list[Path]:
     hidden = [p for p in pools if p not in shown]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for v in "eht":
-        ax.plot(shown, [r["table"][v][str(p)] for p in shown], "o-", color=COLOURS[v],
-                label=f"{NAMES[v]} (mean over all {len(pools)} pools {r.get('per_variant', {}).get(v, float('nan')):.2f})")
+        ax.plot(
+            shown,
+            [r["table"][v][str(p)] for p in shown],
+            "o-",
+            color=COLOURS[v],
+            label=f"{NAMES[v]} (mean over all {len(pools)} pools {r.get('per_variant', {}).get(v, float('nan')):.2f})",
+        )
     ax.set_xscale("log")
     ax.set(xlabel="pool size (5 positives + distractors)", ylabel="mAP [%]", title="Patch retrieval", ylim=(0, 101))
     ax.grid(True, ls=":", which="both")
     ax.legend(fontsize=8, loc="lower left")
     if hidden:
-        ax.text(0.98, 0.04, f"pools {', '.join(f'{p:,}' for p in hidden)} not drawn:\nonly {cap - 5:,} distractors "
-                            f"per query\n(their mAP equals pool {cap:,}'s)", transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=8, color="#444444", bbox=dict(fc="white", ec="#bbbbbb", alpha=0.9))
+        ax.text(
+            0.98,
+            0.04,
+            f"pools {', '.join(f'{p:,}' for p in hidden)} not drawn:\nonly {cap - 5:,} distractors "
+            f"per query\n(their mAP equals pool {cap:,}'s)",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="#444444",
+            bbox=dict(fc="white", ec="#bbbbbb", alpha=0.9),
+        )
     fig.tight_layout()
     try:
         return save(fig, path)
@@ -143,8 +169,12 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
     plt = _plt()
     tasks = [t for t in registry.names() if any(t in r for _, r in entries)]
     width = max(len(n) for n, _ in entries) if entries else 10
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.6 * max(1, len(tasks)) + 0.07 * width,
-                                                             max(3.0, 1.9 + 0.45 * len(entries))), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(tasks)),
+        figsize=(4.6 * max(1, len(tasks)) + 0.07 * width, max(3.0, 1.9 + 0.45 * len(entries))),
+        squeeze=False,
+    )
     for ax, task in zip(axes[0], tasks):
         rows = sorted([(n, r[task]) for n, r in entries if task in r], key=lambda x: x[1]["headline"]["value"])
         ys = range(len(rows))
@@ -155,17 +185,35 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
                 for j, x in enumerate(vals):
                     # markers above the value label: a sub-case score near 0 stays visible
                     ax.plot(x, y, "o" if j == 0 else "x", color=COLOURS[v], ms=6, mew=1.8, clip_on=False, zorder=5)
-            ax.text(1.5, y + 0.22, f"{r['headline']['value']:.2f}", va="center", ha="left", fontsize=8.5,
-                    bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75), zorder=4)
+            ax.text(
+                1.5,
+                y + 0.22,
+                f"{r['headline']['value']:.2f}",
+                va="center",
+                ha="left",
+                fontsize=8.5,
+                bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75),
+                zorder=4,
+            )
         ax.set_yticks(list(ys))
         ax.set_yticklabels([n for n, _ in rows], fontsize=8.5)
         ax.set_xlim(0, 100)
         ax.set_xlabel(registry.get(task).plot_label)
         ax.grid(True, axis="x", ls=":")
-        marks = [plt.Line2D([], [], marker=m, ls="", color="#555555", mew=1.8, label=lab)
-                 for m, lab in zip(("o", "x"), labels)]
-        ax.legend(handles=marks, loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.2 / max(1, len(entries))),
-                  ncol=len(marks), frameon=False, fontsize=8, handletextpad=0.2, columnspacing=1.0)
+        marks = [
+            plt.Line2D([], [], marker=m, ls="", color="#555555", mew=1.8, label=lab)
+            for m, lab in zip(("o", "x"), labels)
+        ]
+        ax.legend(
+            handles=marks,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16 - 0.2 / max(1, len(entries))),
+            ncol=len(marks),
+            frameon=False,
+            fontsize=8,
+            handletextpad=0.2,
+            columnspacing=1.0,
+        )
     handles = [plt.Line2D([], [], marker="s", ls="", color=COLOURS[v], label=NAMES[v]) for v in "eht"]
     handles.append(plt.Rectangle((0, 0), 1, 1, fc="#d9d9d9", ec="k", label="bar: headline mAP (value at its left)"))
     fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, fontsize=9)
@@ -192,11 +240,15 @@ def plot_comparison(entries: Seq[tuple[str, dict]], out_dir) -> list[Path]:
 
     out = Path(out_dir)
     written = plot_hpatches_bars(entries, out / "comparison.png")
-    diag = {n: r["meta"]["diagnostics"] for n, r in entries
-            if isinstance(r.get("meta", {}).get("diagnostics"), dict) and r["meta"]["diagnostics"].get("pca_energy")}
+    diag = {
+        n: r["meta"]["diagnostics"]
+        for n, r in entries
+        if isinstance(r.get("meta", {}).get("diagnostics"), dict) and r["meta"]["diagnostics"].get("pca_energy")
+    }
     if diag:
-        written += plot_pca_energy(diag, out / "comparison_pca_energy.png",
-                                   title="PCA cumulative energy of the test descriptors")
+        written += plot_pca_energy(
+            diag, out / "comparison_pca_energy.png", title="PCA cumulative energy of the test descriptors"
+        )
     return written
 
 

@@ -38,4 +38,3 @@ def plot_similarity_matrix(sim, path, names=None, predictions=None, title: str =
         save(fig, path)
     finally:
         plt.close(fig)
-

@@ -35,8 +35,9 @@ def _logged(epochs, values):
     return [e for e, _ in pts], [v for _, v in pts]
 
 
-def plot_training_curves(history: dict, path, title: str = "training", levels: dict | None = None,
-                         vector: bool = False) -> None:
+def plot_training_curves(
+    history: dict, path, title: str = "training", levels: dict | None = None, vector: bool = False
+) -> None:
     """One panel per metric (``x`` and ``val_x`` together, readable titles from :data:`TITLES`;
     ``pca_dims_90`` and ``pca_dims_99`` share a panel), with reference lines such as the collapse level of
     ``descriptor_spread``.
@@ -60,7 +61,7 @@ def plot_training_curves(history: dict, path, title: str = "training", levels: d
     cols = min(len(names), 4)
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows), squeeze=False)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.axis("off")
     for ax, k in zip(axes.flat, names):
         ep = history.get("epoch") or list(range(1, len(history[k]) + 1))

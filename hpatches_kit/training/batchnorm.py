@@ -89,8 +89,10 @@ def reestimate_batch_norm(model, batches, layers=None) -> dict:
             x = np.asarray(ops.convert_to_numpy(inputs), np.float64)
             axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
             if axis % x.ndim != x.ndim - 1:
-                raise ValueError(f"reestimate_batch_norm: {layer.name} normalises axis {axis}; only the last "
-                                 "(channels-last) axis is supported")
+                raise ValueError(
+                    f"reestimate_batch_norm: {layer.name} normalises axis {axis}; only the last "
+                    "(channels-last) axis is supported"
+                )
             flat = x.reshape(-1, x.shape[-1])
             a = acc[id(layer)]
             a[0] += len(flat)
@@ -107,8 +109,7 @@ def reestimate_batch_norm(model, batches, layers=None) -> dict:
             originals[id(la)] = la.__dict__.get("call")
             object.__setattr__(la, "call", hooked(la, type(la).call.__get__(la)))
         for b in batches:
-            model(np.asarray(b, np.float32) if not hasattr(b, "dtype") or b.dtype != np.float32 else b,
-                  training=False)
+            model(np.asarray(b, np.float32) if not hasattr(b, "dtype") or b.dtype != np.float32 else b, training=False)
             n_batches += 1
     finally:
         for la in layers:

@@ -61,8 +61,16 @@ class CollapseDetector(keras.callbacks.Callback):
     #: it adds keys to the epoch logs: callers put it before the callbacks that record the logs
     adds_logs = True
 
-    def __init__(self, probe, margin: float = 1.0, loss_tol: float = 0.05, spread_tol: float = 0.05,
-                 patience: int = 1, action: str = "warn", monitor: str = "loss"):
+    def __init__(
+        self,
+        probe,
+        margin: float = 1.0,
+        loss_tol: float = 0.05,
+        spread_tol: float = 0.05,
+        patience: int = 1,
+        action: str = "warn",
+        monitor: str = "loss",
+    ):
         super().__init__()
         if action not in ("warn", "stop"):
             raise ValueError(f"action must be 'warn' or 'stop', got {action!r}")
@@ -98,8 +106,10 @@ class CollapseDetector(keras.callbacks.Callback):
             self._streak = 0
         if self._streak >= self.patience:
             self.collapsed_epochs.append(epoch)
-            msg = (f"descriptor collapse at epoch {epoch + 1}: loss {float(loss):.4f} pinned at margin {self.margin} "
-                   f"and descriptor spread {spread:.4g} < {self.spread_tol}")
+            msg = (
+                f"descriptor collapse at epoch {epoch + 1}: loss {float(loss):.4f} pinned at margin {self.margin} "
+                f"and descriptor spread {spread:.4g} < {self.spread_tol}"
+            )
             warnings.warn(msg, CollapseWarning, stacklevel=2)
             if self.action == "stop":
                 self.model.stop_training = True
@@ -136,23 +146,35 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         with atomic_path(self.dir / LAST, suffix=".keras") as tmp:
             shutil.copyfile(f, tmp)
         clean_logs = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
-        atomic_write_json(self.dir / STATE_FILE, {"epoch": epoch + 1, "file": LAST, "logs": clean_logs,
-                                                  "seed_generators": seed_generator_states(self.model)})
+        atomic_write_json(
+            self.dir / STATE_FILE,
+            {
+                "epoch": epoch + 1,
+                "file": LAST,
+                "logs": clean_logs,
+                "seed_generators": seed_generator_states(self.model),
+            },
+        )
         olds = sorted(self.dir.glob("epoch-*.keras"))[: -self.keep] if self.keep > 0 else []
         for o in olds:
             o.unlink(missing_ok=True)
 
 
 def _seed_layers(model):
-    return [(f"{i}:{layer.name}", layer) for i, layer in enumerate(model._flatten_layers(include_self=True))
-            if getattr(layer, "_seed_generators", None)]
+    return [
+        (f"{i}:{layer.name}", layer)
+        for i, layer in enumerate(model._flatten_layers(include_self=True))
+        if getattr(layer, "_seed_generators", None)
+    ]
 
 
 def seed_generator_states(model) -> dict:
     """The state of every ``keras.random.SeedGenerator`` of ``model``'s layers (Dropout's random masks), which
     ``model.save`` does not keep: ``{"<index>:<layer name>": [[seed, counter], ...]}``."""
-    return {key: [np.asarray(sg.state.numpy()).tolist() for sg in layer._seed_generators]
-            for key, layer in _seed_layers(model)}
+    return {
+        key: [np.asarray(sg.state.numpy()).tolist() for sg in layer._seed_generators]
+        for key, layer in _seed_layers(model)
+    }
 
 
 def restore_seed_generator_states(model, states: dict) -> bool:
@@ -222,7 +244,9 @@ def load_resume(directory, custom_objects=None) -> ResumeState | None:
         try:
             model = keras.models.load_model(ck, custom_objects=custom_objects, compile=True)
         except Exception as e:  # noqa: BLE001 - report which file failed, try an older one
-            errors.append(f"{ck}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+            errors.append(
+                f"{ck}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            )
             continue
         if notes or errors:
             notes += errors
@@ -231,8 +255,10 @@ def load_resume(directory, custom_objects=None) -> ResumeState | None:
         if i == 0 and seeds is not None and not restore_seed_generator_states(model, seeds):
             notes.append(f"{sf}: random-generator state does not match the model's layers; not restored")
         elif (i > 0 or seeds is None) and _seed_layers(model):
-            notes.append("dropout random state not restored (not in this checkpoint): the resumed run will not "
-                         "repeat an uninterrupted one bit for bit")
+            notes.append(
+                "dropout random state not restored (not in this checkpoint): the resumed run will not "
+                "repeat an uninterrupted one bit for bit"
+            )
         return ResumeState(model=model, initial_epoch=epoch, path=ck, notes=notes)
     problems = "; ".join(notes + errors)
     where = candidates[0][1] if candidates else sf
@@ -250,8 +276,15 @@ class MetricsLogger(keras.callbacks.Callback):
     default descriptor epoch) after the first epoch, then once at least ``plot_every_s`` seconds have passed
     since the last drawing, and always when training ends (``plot_every_s=0``: every epoch)."""
 
-    def __init__(self, json_path, plot_path=None, history: dict | None = None, extra: dict | None = None,
-                 plot_every_s: float = 30.0, levels: dict | None = None):
+    def __init__(
+        self,
+        json_path,
+        plot_path=None,
+        history: dict | None = None,
+        extra: dict | None = None,
+        plot_every_s: float = 30.0,
+        levels: dict | None = None,
+    ):
         super().__init__()
         self.json_path, self.plot_path = Path(json_path), (Path(plot_path) if plot_path else None)
         self.history = {k: list(v) for k, v in (history or {}).items()}
@@ -281,8 +314,11 @@ class MetricsLogger(keras.callbacks.Callback):
             col.extend([None] * (done - len(col)))
             col.append(scalars.get(k))
         self.history.setdefault("epoch", []).append(epoch + 1)
-        levels = {"reference_levels": {k: {"value": float(v), "label": lab} for k, (v, lab) in self.levels.items()}} \
-            if self.levels else {}
+        levels = (
+            {"reference_levels": {k: {"value": float(v), "label": lab} for k, (v, lab) in self.levels.items()}}
+            if self.levels
+            else {}
+        )
         atomic_write_json(self.json_path, {**self.extra, **levels, "history": self.history})
         self._undrawn = True
         if self._drawn_at is None or now - self._drawn_at >= self.plot_every_s:

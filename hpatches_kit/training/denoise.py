@@ -57,7 +57,6 @@ class DenoiseOptions(OptionsFromNamespace):
     evaluate: bool = True
 
 
-
 def psnr(a, b) -> float:
     """Peak signal-to-noise ratio in dB of grey-level images ``a`` vs ``b`` (peak 255; ``inf`` when equal)."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
@@ -82,9 +81,13 @@ def heldout_denoise_metrics(model, noisy, clean, max_patches=20000, seed=0):
         n_flat, c_flat = n_flat[idx], c_flat[idx]
     den = model.predict(n_flat[..., None].astype(np.float32), batch_size=512, verbose=0)[..., 0]
     den = np.clip(den, 0, 255)
-    return {"patches": int(len(n_flat)),
-            "mae_denoised": float(np.abs(den - c_flat).mean()), "mae_noisy": float(np.abs(n_flat.astype(np.float64) - c_flat).mean()),
-            "psnr_denoised": psnr(den, c_flat), "psnr_noisy": psnr(n_flat, c_flat)}, (n_flat, den, c_flat)
+    return {
+        "patches": int(len(n_flat)),
+        "mae_denoised": float(np.abs(den - c_flat).mean()),
+        "mae_noisy": float(np.abs(n_flat.astype(np.float64) - c_flat).mean()),
+        "psnr_denoised": psnr(den, c_flat),
+        "psnr_noisy": psnr(n_flat, c_flat),
+    }, (n_flat, den, c_flat)
 
 
 def train_denoiser(o: DenoiseOptions, arguments: dict | None = None) -> dict:
@@ -159,13 +162,26 @@ def _train(o: DenoiseOptions, run) -> dict:
             val_steps = max(1, min(n_test // vb, 50))
     t0 = time.time()
     if initial_epoch < o.epochs:
-        model.fit(train, steps_per_epoch=steps, epochs=o.epochs, initial_epoch=initial_epoch,
-                  validation_data=val, validation_steps=val_steps,
-                  validation_freq=validation_epochs(o.epochs, o.val_every), verbose=o.verbose,
-                  callbacks=run.callbacks(history))
-    metrics = {"data": str(root), "split": how, "train_sequences": len(train_names),
-               "test_sequences": len(test_names), "train_pairs": int(n_pairs), "steps_per_epoch": steps,
-               "train_seconds": time.time() - t0}
+        model.fit(
+            train,
+            steps_per_epoch=steps,
+            epochs=o.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=val,
+            validation_steps=val_steps,
+            validation_freq=validation_epochs(o.epochs, o.val_every),
+            verbose=o.verbose,
+            callbacks=run.callbacks(history),
+        )
+    metrics = {
+        "data": str(root),
+        "split": how,
+        "train_sequences": len(train_names),
+        "test_sequences": len(test_names),
+        "train_pairs": int(n_pairs),
+        "steps_per_epoch": steps,
+        "train_seconds": time.time() - t0,
+    }
     hist = run.history()
     if hist:
         metrics["history"] = hist
@@ -174,7 +190,9 @@ def _train(o: DenoiseOptions, run) -> dict:
     metrics["heldout" if test is not None else "train_set"] = m
     plot_denoise_examples(n_flat, den, c_flat, run.out / "denoise_examples.png")
     path = run.save_final(model, metrics)
-    log.info(f"[held-out] MAE noisy {m['mae_noisy']:.2f} -> denoised {m['mae_denoised']:.2f} grey levels; "
-          f"PSNR {m['psnr_noisy']:.2f} -> {m['psnr_denoised']:.2f} dB ({m['patches']} patches)")
+    log.info(
+        f"[held-out] MAE noisy {m['mae_noisy']:.2f} -> denoised {m['mae_denoised']:.2f} grey levels; "
+        f"PSNR {m['psnr_noisy']:.2f} -> {m['psnr_denoised']:.2f} dB ({m['patches']} patches)"
+    )
     log.info(f"[done] {path}")
     return {**metrics, "model": path}

@@ -84,7 +84,6 @@ class DescriptorOptions(OptionsFromNamespace):
     imports: list | None = None  # modules to import first (--import): the user's models, losses, layers
 
 
-
 def loss_entry(name: str):
     """The loss registry's entry for ``--loss name`` (:func:`hpatches_kit.losses.entry`); a loss that does not
     train descriptors (an image-pair loss) raises ``ValueError`` naming the flag."""
@@ -95,13 +94,24 @@ def loss_entry(name: str):
     except ValueError as err:
         raise ValueError(f"--loss: {err}") from None
     if e.batch not in ("tracks", "triplets"):
-        raise ValueError(f"--loss {name} is an image-pair loss (batch {e.batch!r}): descriptor losses are "
-                         f"{', '.join(losses.names('descriptor'))} or MODULE:FUNCTION")
+        raise ValueError(
+            f"--loss {name} is an image-pair loss (batch {e.batch!r}): descriptor losses are "
+            f"{', '.join(losses.names('descriptor'))} or MODULE:FUNCTION"
+        )
     return e
 
 
-def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int = 2, global_mining: bool = False,
-              koleo: float = 0.0, xbm: int = 0, xbm_start: int = 0, dim: int = 128):
+def make_loss(
+    name: str,
+    margin: float = 1.0,
+    distance: str = "L2",
+    views: int = 2,
+    global_mining: bool = False,
+    koleo: float = 0.0,
+    xbm: int = 0,
+    xbm_start: int = 0,
+    dim: int = 128,
+):
     """The Keras loss for ``--loss name`` (a registered descriptor loss or ``MODULE:FUNCTION``) with ``views``
     views per track. ``koleo > 0`` adds that weight of KoLeo (:class:`~hpatches_kit.training.mining.
     KoLeoRegularised`); ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`
@@ -111,9 +121,8 @@ def make_loss(name: str, margin: float = 1.0, distance: str = "L2", views: int =
     Raises:
         ValueError: unknown name, negative ``koleo``, or an option that does not apply to the loss's batch.
     """
-    from .mining import GlobalBatchLoss, KoLeoRegularised
-
     from ..checks import check_options
+    from .mining import GlobalBatchLoss, KoLeoRegularised
 
     check_options(koleo=koleo, margin=margin)
     e = loss_entry(name)
@@ -157,8 +166,18 @@ def build_model(o: DescriptorOptions):
 
 
 _NORM_CLASSES = ("Rescaling", "Normalization", "PatchStandardize", "InstanceNorm", "LayerNormalization")
-_IGNORED_CONFIG = ("name", "trainable", "dtype", "rate", "seed", "momentum", "noise_shape", "synchronized",
-                   "build_config", "compile_config")
+_IGNORED_CONFIG = (
+    "name",
+    "trainable",
+    "dtype",
+    "rate",
+    "seed",
+    "momentum",
+    "noise_shape",
+    "synchronized",
+    "build_config",
+    "compile_config",
+)
 
 
 def _layer_class(layer) -> str:
@@ -173,8 +192,11 @@ def _layer_config(layer) -> dict:
         cfg = layer.get_config()
     except Exception:
         return {}
-    return {k: v for k, v in cfg.items() if k not in _IGNORED_CONFIG and not k.endswith(("_initializer",
-            "_regularizer", "_constraint"))}
+    return {
+        k: v
+        for k, v in cfg.items()
+        if k not in _IGNORED_CONFIG and not k.endswith(("_initializer", "_regularizer", "_constraint"))
+    }
 
 
 def _describe(layer) -> str:
@@ -207,8 +229,10 @@ def _input_normalisation(layers) -> list:
 
 
 def _norm_text(layers) -> str:
-    return " -> ".join(f"{_layer_class(x)}({', '.join(f'{k}={v}' for k, v in _layer_config(x).items())})"
-                       for x in layers) or "none"
+    return (
+        " -> ".join(f"{_layer_class(x)}({', '.join(f'{k}={v}' for k, v in _layer_config(x).items())})" for x in layers)
+        or "none"
+    )
 
 
 def compare_architectures(net, src) -> str | None:
@@ -232,21 +256,30 @@ def compare_architectures(net, src) -> str | None:
     a, b = _compute_layers(net), _compute_layers(src)
     na, nb = _input_normalisation(a), _input_normalisation(b)
     if [(_layer_class(x), _layer_config(x)) for x in na] != [(_layer_class(x), _layer_config(x)) for x in nb]:
-        return (f"its input normalisation is {_norm_text(nb)}, this run's model's is {_norm_text(na)}: the copied "
-                "weights would see other inputs than they were trained on")
+        return (
+            f"its input normalisation is {_norm_text(nb)}, this run's model's is {_norm_text(na)}: the copied "
+            "weights would see other inputs than they were trained on"
+        )
     for i, (x, y) in enumerate(zip(a, b)):
-        if _layer_class(x) != _layer_class(y) or [tuple(w.shape) for w in x.weights] != \
-                [tuple(w.shape) for w in y.weights]:
+        if _layer_class(x) != _layer_class(y) or [tuple(w.shape) for w in x.weights] != [
+            tuple(w.shape) for w in y.weights
+        ]:
             return f"layer {i}: {_describe(y)} where this run's model has {_describe(x)}"
         cx, cy = _layer_config(x), _layer_config(y)
         if cx != cy:
             diff = sorted(k for k in set(cx) | set(cy) if cx.get(k) != cy.get(k))
-            return (f"layer {i}: {_describe(y)} has " + ", ".join(f"{k}={cy.get(k)!r}" for k in diff)
-                    + f" where this run's {x.name!r} has " + ", ".join(f"{k}={cx.get(k)!r}" for k in diff))
+            return (
+                f"layer {i}: {_describe(y)} has "
+                + ", ".join(f"{k}={cy.get(k)!r}" for k in diff)
+                + f" where this run's {x.name!r} has "
+                + ", ".join(f"{k}={cx.get(k)!r}" for k in diff)
+            )
     if len(a) != len(b):
         longer, which = (a, "this run's model") if len(a) > len(b) else (b, "it")
-        return f"{which} has {abs(len(a) - len(b))} more layer(s), from layer {min(len(a), len(b))}: " \
-               f"{_describe(longer[min(len(a), len(b))])}"
+        return (
+            f"{which} has {abs(len(a) - len(b))} more layer(s), from layer {min(len(a), len(b))}: "
+            f"{_describe(longer[min(len(a), len(b))])}"
+        )
     return None
 
 
@@ -302,14 +335,18 @@ def check_options(o: DescriptorOptions) -> None:
         raise ValueError("--recon-weight applies to --joint training only")
     if o.joint:
         if not (o.noisy and o.denoiser) or o.format != "hpatches":
-            raise ValueError("--joint trains a U-Net and the descriptor end to end on noisy patches: it needs "
-                             "--noisy and --denoiser U.keras (the U-Net to start from) on N-HPatches-format data")
+            raise ValueError(
+                "--joint trains a U-Net and the descriptor end to end on noisy patches: it needs "
+                "--noisy and --denoiser U.keras (the U-Net to start from) on N-HPatches-format data"
+            )
         if entry.batch != "tracks":
             raise ValueError(f"--joint needs an S x K loss, not --loss {o.loss} (batch {entry.batch!r})")
     if o.pca_dim is not None and not 1 <= o.pca_dim <= o.dim:
         raise ValueError(f"--pca-dim must be in 1..--dim ({o.dim}), got {o.pca_dim}")
     if o.xbm and o.xbm < o.batch_size:
-        raise ValueError(f"--xbm {o.xbm}: the memory must hold at least one (global) batch (--batch-size {o.batch_size})")
+        raise ValueError(
+            f"--xbm {o.xbm}: the memory must hold at least one (global) batch (--batch-size {o.batch_size})"
+        )
     if o.joint and (o.xbm or o.pca_dim):
         raise ValueError("--xbm and --pca-dim apply to descriptor training, not --joint")
     options_loss(o)
@@ -320,22 +357,34 @@ def check_options(o: DescriptorOptions) -> None:
     except ValueError as err:
         raise ValueError(f"--model: {err}") from None
     if m.input_size is not None and m.input_size != o.patch_size:
-        raise ValueError(f"--model {o.model} takes {m.input_size}x{m.input_size} patches only: use --patch-size "
-                         f"{m.input_size}, not {o.patch_size}")
+        raise ValueError(
+            f"--model {o.model} takes {m.input_size}x{m.input_size} patches only: use --patch-size "
+            f"{m.input_size}, not {o.patch_size}"
+        )
     if m.dim is not None and m.dim != o.dim:
         raise ValueError(f"--model {o.model} outputs {m.dim}-d descriptors: use --dim {m.dim}, not {o.dim}")
     if m.input_size is None and o.patch_size % m.size_multiple:
-        raise ValueError(f"--model {o.model} needs a --patch-size that is a multiple of {m.size_multiple}, "
-                         f"got {o.patch_size}")
+        raise ValueError(
+            f"--model {o.model} needs a --patch-size that is a multiple of {m.size_multiple}, got {o.patch_size}"
+        )
 
 
 def load_tracks(o: DescriptorOptions):
     """The run's :class:`~hpatches_kit.training.tracks.TrackSplit` (:func:`~.tracks.load_track_split`)."""
     from .tracks import load_track_split
 
-    return load_track_split(o.data, o.format, o.split, o.splits_file, size=o.patch_size, noisy=o.noisy,
-                            seed=o.seed, cache=getattr(o, "cache", None), progress=o.verbose > 0,
-                            denoiser=o.denoiser)
+    return load_track_split(
+        o.data,
+        o.format,
+        o.split,
+        o.splits_file,
+        size=o.patch_size,
+        noisy=o.noisy,
+        seed=o.seed,
+        cache=getattr(o, "cache", None),
+        progress=o.verbose > 0,
+        denoiser=o.denoiser,
+    )
 
 
 def train_descriptor(o: DescriptorOptions, arguments: dict | None = None) -> dict:
@@ -407,8 +456,10 @@ def _train(o: DescriptorOptions, run) -> dict:
             optimizer = make_optimizer(o.lr, o.lr_schedule, o.epochs, steps)
         else:  # resumed: keep the optimizer (state, step count), take loss/jit from these options
             if triplets != (model.name == "triplet_net"):
-                raise ValueError("--resume: the checkpoint was trained with a different --loss family "
-                                 "(random-triplet vs S x K mining)")
+                raise ValueError(
+                    "--resume: the checkpoint was trained with a different --loss family "
+                    "(random-triplet vs S x K mining)"
+                )
             optimizer = model.optimizer
             replan_schedule(optimizer, o.lr, o.lr_schedule, o.epochs, steps)
         model.compile(optimizer=optimizer, loss=options_loss(o), jit_compile=run.jit)
@@ -419,9 +470,14 @@ def _train(o: DescriptorOptions, run) -> dict:
     if triplets:
         train = train.skip(skip) if skip else train
     else:
-        train = distribute_sk_dataset(run.strategy, lambda n, i, t=tracks: descriptor_dataset(
-            t, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric, num_shards=n,
-            shard_index=i).skip(skip), S, K)
+        train = distribute_sk_dataset(
+            run.strategy,
+            lambda n, i, t=tracks: descriptor_dataset(
+                t, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric, num_shards=n, shard_index=i
+            ).skip(skip),
+            S,
+            K,
+        )
     from .xbm import finish, pca_sample, run_extras
 
     pca_patches = pca_sample(tracks, o.pca_dim, seed=o.seed)
@@ -435,9 +491,17 @@ def _train(o: DescriptorOptions, run) -> dict:
             # the same val_steps batches at every validation (cached): a reshuffling stream would give each
             # validation other batches, and a resumed run (a fresh stream) other ones again than an
             # uninterrupted run -- val_loss would neither compare across epochs nor reproduce after --resume
-            val = distribute_sk_dataset(run.strategy, lambda n, i: descriptor_dataset(
-                test_tracks, sv, K, seed=o.seed + 1, augment=False, num_shards=n,
-                shard_index=i).take(val_steps).cache().repeat(), sv, K)
+            val = distribute_sk_dataset(
+                run.strategy,
+                lambda n, i: (
+                    descriptor_dataset(test_tracks, sv, K, seed=o.seed + 1, augment=False, num_shards=n, shard_index=i)
+                    .take(val_steps)
+                    .cache()
+                    .repeat()
+                ),
+                sv,
+                K,
+            )
     extra = []
     if o.collapse != "off" and not triplets:
         extra.append(CollapseDetector(probe, margin=collapse_level(o.loss, o.margin, o.koleo), action=o.collapse))
@@ -445,30 +509,51 @@ def _train(o: DescriptorOptions, run) -> dict:
     extra += run_extras(model, run, initial_epoch)  # --xbm: memory restored on --resume, saved every epoch
     t0 = time.time()
     if initial_epoch < o.epochs:
-        model.fit(train, steps_per_epoch=steps, epochs=o.epochs, initial_epoch=initial_epoch,
-                  validation_data=val, validation_steps=val_steps,
-                  validation_freq=validation_epochs(o.epochs, o.val_every), verbose=o.verbose,
-                  callbacks=run.callbacks(history, extra))
-    metrics = {"data": str(data.root), "split": data.how, "train_sequences": len(data.train_names),
-               "test_sequences": len(data.test_names), "train_tracks": int(num_train_tracks),
-               "tracks_per_batch": S, "views": K, "epochs": o.epochs, "steps_per_epoch": steps,
-               "train_seconds": time.time() - t0}
+        model.fit(
+            train,
+            steps_per_epoch=steps,
+            epochs=o.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=val,
+            validation_steps=val_steps,
+            validation_freq=validation_epochs(o.epochs, o.val_every),
+            verbose=o.verbose,
+            callbacks=run.callbacks(history, extra),
+        )
+    metrics = {
+        "data": str(data.root),
+        "split": data.how,
+        "train_sequences": len(data.train_names),
+        "test_sequences": len(data.test_names),
+        "train_tracks": int(num_train_tracks),
+        "tracks_per_batch": S,
+        "views": K,
+        "epochs": o.epochs,
+        "steps_per_epoch": steps,
+        "train_seconds": time.time() - t0,
+    }
     hist = run.history()
     if hist:
         metrics["history"] = hist
     net = finish(net, pca_patches, o.pca_dim)  # --pca-dim: PCA + L2 normalisation inside model.keras
     if test_tracks is not None and len(test_tracks) >= 2:
         metrics["heldout_nn_matching"] = heldout_matching(net, test_tracks, seed=o.seed)
-        log.info("[held-out] NN matching accuracy ref->target: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in metrics["heldout_nn_matching"].items() if k != "tracks"))
+        log.info(
+            "[held-out] NN matching accuracy ref->target: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in metrics["heldout_nn_matching"].items() if k != "tracks")
+        )
     path = run.save_final(net, metrics)
     if o.evaluate and data.test_names and run.chief:  # model.keras is the chief's
         from ..data import load_dataset
         from .evaluate import evaluate_saved
 
-        res, text = evaluate_saved(path, load_dataset(data.root, sequences=data.test_names, noise=o.noisy or None,
-                                                      progress=False),
-                                   denoiser=o.denoiser, noisy=o.noisy, progress=o.verbose > 0)
+        res, text = evaluate_saved(
+            path,
+            load_dataset(data.root, sequences=data.test_names, noise=o.noisy or None, progress=False),
+            denoiser=o.denoiser,
+            noisy=o.noisy,
+            progress=o.verbose > 0,
+        )
         metrics["evaluation"] = res
         run.write_metrics(metrics)
         print(text)

@@ -24,6 +24,8 @@ import os
 import keras
 import tensorflow as tf
 
+from ..models.precision import auto_precision, cpu_has_amx_bf16, device_kind  # noqa: F401 (re-exported)
+
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -67,8 +69,16 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
     if name in ("tpu", "auto"):
-        r = _tpu_resolver() if (name == "tpu" or os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0")
-                                or os.environ.get("COLAB_TPU_ADDR")) else None
+        r = (
+            _tpu_resolver()
+            if (
+                name == "tpu"
+                or os.environ.get("TPU_NAME")
+                or os.path.exists("/dev/accel0")
+                or os.environ.get("COLAB_TPU_ADDR")
+            )
+            else None
+        )
         if r is not None:
             tf.config.experimental_connect_to_cluster(r)
             tf.tpu.experimental.initialize_tpu_system(r)
@@ -91,8 +101,10 @@ def check_tracks_per_replica(tracks_per_batch: int, strategy: tf.distribute.Stra
     """Number of tracks per replica; raises unless ``S`` splits into whole tracks per replica."""
     r = strategy.num_replicas_in_sync
     if tracks_per_batch % r:
-        raise ValueError(f"tracks per batch S={tracks_per_batch} must be divisible by the {r} replicas so every "
-                         "replica gets whole tracks")
+        raise ValueError(
+            f"tracks per batch S={tracks_per_batch} must be divisible by the {r} replicas so every "
+            "replica gets whole tracks"
+        )
     return tracks_per_batch // r
 
 
@@ -101,16 +113,19 @@ def worker_info(strategy: tf.distribute.Strategy | None = None) -> dict:
     chief, outside a multi-worker strategy). The chief is task ``chief:0``, or ``worker:0`` when the cluster
     has no ``chief`` task (TensorFlow's rule)."""
     strategy = strategy or tf.distribute.get_strategy()
-    resolver = getattr(strategy, "cluster_resolver", None) if isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
+    resolver = (
+        getattr(strategy, "cluster_resolver", None)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        else None
+    )
     if resolver is None or not resolver.cluster_spec().as_dict():
         return {"workers": 1, "index": 0, "chief": True, "task": None}
     spec = resolver.cluster_spec().as_dict()
     order = [("chief", i) for i in range(len(spec.get("chief", [])))] + [
-        ("worker", i) for i in range(len(spec.get("worker", [])))]
+        ("worker", i) for i in range(len(spec.get("worker", [])))
+    ]
     me = (resolver.task_type, int(resolver.task_id))
-    return {"workers": len(order), "index": order.index(me), "chief": order.index(me) == 0,
-            "task": f"{me[0]}:{me[1]}"}
+    return {"workers": len(order), "index": order.index(me), "chief": order.index(me) == 0, "task": f"{me[0]}:{me[1]}"}
 
 
 def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
@@ -145,58 +160,6 @@ def distribute_sk_dataset(strategy: tf.distribute.Strategy, make, tracks_per_bat
         return ds
 
     return strategy.distribute_datasets_from_function(fn)
-
-
-def device_kind() -> str:
-    if tf.config.list_logical_devices("TPU"):
-        return "tpu"
-    if tf.config.list_logical_devices("GPU"):
-        return "gpu"
-    return "cpu"
-
-
-def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU has AMX with bf16 tiles (``amx_bf16`` in ``/proc/cpuinfo``'s flags; Linux only, else
-    ``False``): oneDNN then runs bf16 convolutions and matrix products on the tile units.
-
-    Args:
-        cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
-    """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return "amx_bf16" in flags
-
-
-def auto_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
-    """Default dtype policy per device.
-
-    - TPU: ``mixed_bfloat16``.
-    - GPU: ``mixed_bfloat16`` on Ampere and newer (compute capability >= 8), else ``mixed_float16``.
-    - CPU with AMX-BF16 (:func:`cpu_has_amx_bf16`): ``mixed_bfloat16``. Measured on the project's 2-core
-      AMX machines: the L2-Net step 1.6-2.5x float32 (``benchmarks/train_speed.py``), and the default run
-      in bf16 with 40 epochs (the same wall budget) beats the float32 27-epoch one on all six real-validation
-      numbers (docs/training.md, "bf16 vs float32").
-    - Other CPUs: ``float32`` (bf16 is emulated there, not faster).
-
-    Args:
-        kind: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: :func:`device_kind`).
-        cpuinfo: ``/proc/cpuinfo``'s text for the CPU check (default: read it).
-    """
-    kind = kind or device_kind()
-    if kind == "tpu":
-        return "mixed_bfloat16"
-    if kind == "gpu":
-        try:
-            cc = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("compute_capability")
-            return "mixed_bfloat16" if cc and cc[0] >= 8 else "mixed_float16"
-        except Exception:  # pragma: no cover - device query failed
-            return "mixed_float16"
-    return "mixed_bfloat16" if cpu_has_amx_bf16(cpuinfo) else "float32"
 
 
 def auto_jit(kind: str | None = None) -> bool:

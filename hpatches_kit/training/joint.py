@@ -131,15 +131,19 @@ def _group_scaled_adam_class():
             return super().update_step(gradient, variable, learning_rate)
 
         def get_config(self):
-            return {**super().get_config(), "group_scale": self.group_scale,
-                    "group_warmup_steps": self.group_warmup_steps}
+            return {
+                **super().get_config(),
+                "group_scale": self.group_scale,
+                "group_warmup_steps": self.group_warmup_steps,
+            }
 
     _GROUP_ADAM = GroupScaledAdam
     return GroupScaledAdam
 
 
-def compile_joint(model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optimizer="adam", jit_compile=False,
-                  training_model=None):
+def compile_joint(
+    model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optimizer="adam", jit_compile=False, training_model=None
+):
     """Compile the two-output training twin of a joint model with ``loss + recon_weight * MAE``.
 
     Args:
@@ -163,16 +167,39 @@ def compile_joint(model, loss, recon_weight: float = DEFAULT_RECON_WEIGHT, optim
     if not np.isfinite(w) or w < 0:
         raise ValueError(f"recon_weight must be a finite number >= 0, got {recon_weight}")
     tm = joint_training_model(model) if training_model is None else training_model
-    tm.compile(optimizer=optimizer, loss={DESCRIPTOR: loss, DENOISED: "mae"},
-               loss_weights={DESCRIPTOR: 1.0, DENOISED: w}, jit_compile=jit_compile)
+    tm.compile(
+        optimizer=optimizer,
+        loss={DESCRIPTOR: loss, DENOISED: "mae"},
+        loss_weights={DESCRIPTOR: 1.0, DENOISED: w},
+        jit_compile=jit_compile,
+    )
     return tm
 
 
-def train_joint(noisy, clean, model, *, loss="batch-hard", margin: float = 1.0, distance: str = "L2",
-                recon_weight: float = DEFAULT_RECON_WEIGHT, tracks_per_batch: int = 128, views: int = 2,
-                epochs: int = 1, steps_per_epoch: int | None = None, lr: float = 1e-3, lr_schedule: str = "constant",
-                seed: int = 0, augment: bool = True, geometric: bool = False, callbacks=(), verbose: int = 0,
-                jit_compile: bool = False, unet_lr_scale: float = 1.0, unet_warmup_steps: int = 0):
+def train_joint(
+    noisy,
+    clean,
+    model,
+    *,
+    loss="batch-hard",
+    margin: float = 1.0,
+    distance: str = "L2",
+    recon_weight: float = DEFAULT_RECON_WEIGHT,
+    tracks_per_batch: int = 128,
+    views: int = 2,
+    epochs: int = 1,
+    steps_per_epoch: int | None = None,
+    lr: float = 1e-3,
+    lr_schedule: str = "constant",
+    seed: int = 0,
+    augment: bool = True,
+    geometric: bool = False,
+    callbacks=(),
+    verbose: int = 0,
+    jit_compile: bool = False,
+    unet_lr_scale: float = 1.0,
+    unet_warmup_steps: int = 0,
+):
     """Train a joint denoiser + descriptor on noisy tracks with their clean twins.
 
     Args:
@@ -214,14 +241,19 @@ def train_joint(noisy, clean, model, *, loss="batch-hard", margin: float = 1.0, 
     if steps < 1:
         raise ValueError(f"only {len(noisy)} tracks: fewer than one batch of {tracks_per_batch} tracks")
     data = joint_dataset(noisy, clean, tracks_per_batch, views, seed=seed, augment=augment, geometric=geometric)
-    lossobj = losses.get(loss, margin=margin, distance_metric=distance, views_per_track=views) if isinstance(loss, str) else loss
+    lossobj = (
+        losses.get(loss, margin=margin, distance_metric=distance, views_per_track=views)
+        if isinstance(loss, str)
+        else loss
+    )
     keras.utils.set_random_seed(seed)
     opt = make_optimizer(lr, lr_schedule, epochs, steps)
     if unet_lr_scale != 1.0 or unet_warmup_steps:
         from .schedules import cosine_decay
 
-        opt = unet_lr_optimizer(model, cosine_decay(lr, epochs, steps) if lr_schedule == "cosine" else lr,
-                                unet_lr_scale, unet_warmup_steps)
+        opt = unet_lr_optimizer(
+            model, cosine_decay(lr, epochs, steps) if lr_schedule == "cosine" else lr, unet_lr_scale, unet_warmup_steps
+        )
     tm = compile_joint(model, lossobj, recon_weight, opt, jit_compile)
     walls = []
 
@@ -238,4 +270,3 @@ def train_joint(noisy, clean, model, *, loss="batch-hard", margin: float = 1.0, 
     hist["epoch_wall_s"] = walls
     hist["train_seconds"] = time.time() - t0
     return model, hist
-

@@ -16,8 +16,8 @@ Examples:
 
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -104,10 +104,13 @@ def run_joint(o, run) -> dict:
     from .tracks import heldout_matching
 
     if worker_info(run.strategy)["workers"] > 1:
-        raise ValueError("--joint runs on one worker (several replicas of one process are fine); multi-worker "
-                         "sharding of the joint batches is not implemented")
-    data, train_clean, test_clean = joint_tracks(resolve_data(o.data, "n-hpatches"), o.split, o.splits_file,
-                                                 size=o.patch_size, progress=o.verbose > 0)
+        raise ValueError(
+            "--joint runs on one worker (several replicas of one process are fine); multi-worker "
+            "sharding of the joint batches is not implemented"
+        )
+    data, train_clean, test_clean = joint_tracks(
+        resolve_data(o.data, "n-hpatches"), o.split, o.splits_file, size=o.patch_size, progress=o.verbose > 0
+    )
     noisy, test_noisy = data.train, data.test
     K = o.views
     S = o.batch_size // K
@@ -134,33 +137,62 @@ def run_joint(o, run) -> dict:
         sv = min(S, (len(test_noisy) // run.replicas) * run.replicas)
         if sv >= 2:
             val_steps = max(1, min(len(test_noisy) // sv, 20))
-            val = joint_dataset(test_noisy, test_clean, sv, K, seed=o.seed + 1, augment=False).take(val_steps).cache().repeat()
+            val = (
+                joint_dataset(test_noisy, test_clean, sv, K, seed=o.seed + 1, augment=False)
+                .take(val_steps)
+                .cache()
+                .repeat()
+            )
     t0 = time.time()
     if initial_epoch < o.epochs:
-        tm.fit(train, steps_per_epoch=steps, epochs=o.epochs, initial_epoch=initial_epoch, validation_data=val,
-               validation_steps=val_steps, validation_freq=validation_epochs(o.epochs, o.val_every),
-               verbose=o.verbose, callbacks=run.callbacks(history))
-    metrics = {"data": str(data.root), "split": data.how, "train_sequences": len(data.train_names),
-               "test_sequences": len(data.test_names), "train_tracks": int(num_train), "tracks_per_batch": S,
-               "views": K, "epochs": o.epochs, "steps_per_epoch": steps, "train_seconds": time.time() - t0,
-               "joint": {"denoiser_start": o.denoiser, "descriptor_start": o.init, "recon_weight": o.recon_weight}}
+        tm.fit(
+            train,
+            steps_per_epoch=steps,
+            epochs=o.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=val,
+            validation_steps=val_steps,
+            validation_freq=validation_epochs(o.epochs, o.val_every),
+            verbose=o.verbose,
+            callbacks=run.callbacks(history),
+        )
+    metrics = {
+        "data": str(data.root),
+        "split": data.how,
+        "train_sequences": len(data.train_names),
+        "test_sequences": len(data.test_names),
+        "train_tracks": int(num_train),
+        "tracks_per_batch": S,
+        "views": K,
+        "epochs": o.epochs,
+        "steps_per_epoch": steps,
+        "train_seconds": time.time() - t0,
+        "joint": {"denoiser_start": o.denoiser, "descriptor_start": o.init, "recon_weight": o.recon_weight},
+    }
     hist = run.history()
     if hist:
         metrics["history"] = hist
     if test_noisy is not None and len(test_noisy) >= 2:
         metrics["heldout_nn_matching"] = heldout_matching(joint, test_noisy, seed=o.seed)
-        metrics["heldout_denoise"], _ = heldout_denoise_metrics(joint_parts(joint)[0], test_noisy, test_clean,
-                                                                seed=o.seed)
+        metrics["heldout_denoise"], _ = heldout_denoise_metrics(
+            joint_parts(joint)[0], test_noisy, test_clean, seed=o.seed
+        )
         h = metrics["heldout_denoise"]
-        log.info(f"[held-out] joint U-Net: MAE noisy {h['mae_noisy']:.2f} -> {h['mae_denoised']:.2f} grey levels, PSNR "
-              f"{h['psnr_noisy']:.2f} -> {h['psnr_denoised']:.2f} dB")
+        log.info(
+            f"[held-out] joint U-Net: MAE noisy {h['mae_noisy']:.2f} -> {h['mae_denoised']:.2f} grey levels, PSNR "
+            f"{h['psnr_noisy']:.2f} -> {h['psnr_denoised']:.2f} dB"
+        )
     path = run.save_final(joint, metrics)
     if o.evaluate and data.test_names:
         from ..data import load_dataset
         from .evaluate import evaluate_saved
 
-        res, text = evaluate_saved(path, load_dataset(data.root, sequences=data.test_names, noise=True,
-                                                      progress=False), noisy=True, progress=o.verbose > 0)
+        res, text = evaluate_saved(
+            path,
+            load_dataset(data.root, sequences=data.test_names, noise=True, progress=False),
+            noisy=True,
+            progress=o.verbose > 0,
+        )
         metrics["evaluation"] = res
         run.write_metrics(metrics)
         print(text)

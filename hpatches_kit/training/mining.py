@@ -25,8 +25,14 @@ from ..losses.curriculum import CurriculumTripletLoss
 from ..losses.distances import check_views
 from ..losses.embedding import koleo_loss
 
-__all__ = ["CurriculumTripletLoss", "KoLeoRegularised", "ReplicaLoss", "GlobalBatchLoss", "num_replicas",
-           "unscaled_loss"]
+__all__ = [
+    "CurriculumTripletLoss",
+    "KoLeoRegularised",
+    "ReplicaLoss",
+    "GlobalBatchLoss",
+    "num_replicas",
+    "unscaled_loss",
+]
 
 
 def num_replicas() -> int:
@@ -90,8 +96,12 @@ class ReplicaLoss(MetricLoss):
     def __init__(self, loss, global_batch: bool = False, name=None, **kwargs):
         loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
         prefix = "global_" if global_batch else ""
-        super().__init__(_replica_loss, dict(loss=loss, global_batch=bool(global_batch)),
-                         name=name or f"{prefix}{getattr(loss, 'name', 'loss')}", **kwargs)
+        super().__init__(
+            _replica_loss,
+            dict(loss=loss, global_batch=bool(global_batch)),
+            name=name or f"{prefix}{getattr(loss, 'name', 'loss')}",
+            **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package="hpatches_kit")
@@ -104,9 +114,12 @@ class KoLeoRegularised(MetricLoss):
 
     def __init__(self, loss, weight: float = 0.1, views_per_track: int = 2, eps: float = 1e-8, name=None, **kwargs):
         loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
-        super().__init__(_koleo_regularised, dict(loss=loss, weight=float(weight), eps=float(eps),
-                                                  views_per_track=check_views(views_per_track, None)),
-                         name=name or f"{getattr(loss, 'name', 'loss')}_koleo", **kwargs)
+        super().__init__(
+            _koleo_regularised,
+            dict(loss=loss, weight=float(weight), eps=float(eps), views_per_track=check_views(views_per_track, None)),
+            name=name or f"{getattr(loss, 'name', 'loss')}_koleo",
+            **kwargs,
+        )
 
 
 def GlobalBatchLoss(loss, **kwargs):  # noqa: N802 - reads like a class

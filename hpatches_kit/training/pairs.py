@@ -14,8 +14,9 @@ class PairBatches(keras.utils.PyDataset):
     also appears once with a wrong right image (``target -1``); otherwise targets are all ``+1`` and the
     in-batch losses use the other pairs of the batch as negatives."""
 
-    def __init__(self, left, right, batch_size=16, negatives=False, seed=0, augment=True, epoch=0, groups=None,
-                 **kwargs):
+    def __init__(
+        self, left, right, batch_size=16, negatives=False, seed=0, augment=True, epoch=0, groups=None, **kwargs
+    ):
         super().__init__(**kwargs)
         if len(left) < 2:
             raise ValueError("need at least 2 training pairs")

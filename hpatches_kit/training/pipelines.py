@@ -47,8 +47,13 @@ NUM_VIEWS = 16
 
 
 def _check_tracks(tracks, what="tracks"):
-    if (isinstance(tracks, tuple) and len(tracks) == 2 and np.ndim(tracks[0]) == 4 and np.ndim(tracks[1]) == 1
-            and len(tracks[0]) == len(tracks[1])):
+    if (
+        isinstance(tracks, tuple)
+        and len(tracks) == 2
+        and np.ndim(tracks[0]) == 4
+        and np.ndim(tracks[1]) == 1
+        and len(tracks[0]) == len(tracks[1])
+    ):
         tracks = tracks[0]  # HPatchesDataset.all_tracks() -> (tracks, sequence index per track)
     a = np.asarray(tracks) if not isinstance(tracks, np.ndarray) else tracks
     if a.ndim != 4 or a.shape[1] != NUM_VIEWS or a.shape[2] != a.shape[3] or a.dtype != np.uint8:
@@ -91,8 +96,17 @@ def _photometric(x, seed, gain=0.2, offset=20.0, mean=None):
     return tf.clip_by_value((x - m) * g + m + o, 0.0, 255.0)
 
 
-def make_sk_batch(batch_tracks, counter, seed, views: int, augment: bool = True, geometric: bool = False,
-                  gain: float = 0.2, offset: float = 20.0, paired=None):
+def make_sk_batch(
+    batch_tracks,
+    counter,
+    seed,
+    views: int,
+    augment: bool = True,
+    geometric: bool = False,
+    gain: float = 0.2,
+    offset: float = 20.0,
+    paired=None,
+):
     """Turn ``(S, 16, P, P) uint8`` tracks into an S x K batch: ``((S*K, P, P, 1) float32, (S*K,) int32)``.
 
     ``paired``: an optional second ``(S, 16, P, P) uint8`` stack of the same tracks (the clean twins of noisy
@@ -135,8 +149,10 @@ def _check_shard(tracks_per_batch: int, num_shards: int, shard_index: int) -> in
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index {shard_index} must be in [0, num_shards={num_shards})")
     if tracks_per_batch % num_shards:
-        raise ValueError(f"tracks per batch S={tracks_per_batch} must be divisible by the {num_shards} workers so "
-                         "every worker gets whole tracks")
+        raise ValueError(
+            f"tracks per batch S={tracks_per_batch} must be divisible by the {num_shards} workers so "
+            "every worker gets whole tracks"
+        )
     return tracks_per_batch // num_shards
 
 
@@ -163,10 +179,20 @@ def _shard_seed(seed: int, shard_index: int) -> int:
     return int(seed) + 7919 * int(shard_index)  # shard 0 keeps the unsharded stream's seed
 
 
-def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed: int = 0, augment: bool = True,
-                       geometric: bool = False, repeat: bool = True, prefetch: bool = True,
-                       gain: float = 0.2, offset: float = 20.0, num_shards: int = 1,
-                       shard_index: int = 0) -> tf.data.Dataset:
+def descriptor_dataset(
+    tracks,
+    tracks_per_batch: int = 256,
+    views: int = 2,
+    seed: int = 0,
+    augment: bool = True,
+    geometric: bool = False,
+    repeat: bool = True,
+    prefetch: bool = True,
+    gain: float = 0.2,
+    offset: float = 20.0,
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> tf.data.Dataset:
     """S x K descriptor batches from ``(T, 16, P, P) uint8`` tracks held in memory (see module docstring).
 
     Args:
@@ -184,8 +210,20 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
     from ..data.cache import StreamedTracks
 
     if isinstance(tracks, StreamedTracks) and tracks.has_row_store:
-        return _descriptor_stream(tracks, tracks_per_batch, views, seed, augment, geometric, repeat, prefetch,
-                                  gain, offset, num_shards, shard_index)
+        return _descriptor_stream(
+            tracks,
+            tracks_per_batch,
+            views,
+            seed,
+            augment,
+            geometric,
+            repeat,
+            prefetch,
+            gain,
+            offset,
+            num_shards,
+            shard_index,
+        )
     tracks = _check_tracks(tracks)
     s = _check_shard(tracks_per_batch, num_shards, shard_index)
     _validate_sk(tracks.shape[0], tracks_per_batch, views)
@@ -194,14 +232,19 @@ def descriptor_dataset(tracks, tracks_per_batch: int = 256, views: int = 2, seed
     t = tracks.shape[0]
     table = tf.constant(tracks)
     ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).enumerate()
-    ds = ds.map(lambda i, ids: _shard_batch(tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset,
-                                            num_shards, shard_index),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(
+        lambda i, ids: _shard_batch(
+            tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset, num_shards, shard_index
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
-def _descriptor_stream(tracks, tracks_per_batch, views, seed, augment, geometric, repeat, prefetch, gain, offset,
-                       num_shards, shard_index) -> tf.data.Dataset:
+def _descriptor_stream(
+    tracks, tracks_per_batch, views, seed, augment, geometric, repeat, prefetch, gain, offset, num_shards, shard_index
+) -> tf.data.Dataset:
     """:func:`descriptor_dataset` streamed from a packed cache's row store: the same track-index batches
     (:func:`_epoch_batches` over this worker's share), each track read by ``tf.io.read_file`` instead of
     gathered from an in-memory table, then the same :func:`_shard_batch` -- bit-identical batches, no table
@@ -215,10 +258,16 @@ def _descriptor_stream(tracks, tracks_per_batch, views, seed, augment, geometric
     t = len(rows)
     table = tf.constant(rows, tf.int64)  # cache row of each track of the share: 8 bytes a track
     ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).unbatch()
-    ds = ds.map(lambda i: tracks.tf_read(tf.gather(table, i)), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True).batch(s, drop_remainder=True).enumerate()
-    ds = ds.map(lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, gain, offset, num_shards,
-                                          shard_index), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = (
+        ds.map(lambda i: tracks.tf_read(tf.gather(table, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(s, drop_remainder=True)
+        .enumerate()
+    )
+    ds = ds.map(
+        lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, gain, offset, num_shards, shard_index),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
@@ -244,9 +293,20 @@ def _shard_batch(batch_tracks, i, seed, views, augment, geometric, gain, offset,
     return x, y + shard_index * batch_tracks.shape[0]
 
 
-def joint_dataset(noisy, clean, tracks_per_batch: int = 256, views: int = 2, seed: int = 0, augment: bool = True,
-                  geometric: bool = False, repeat: bool = True, prefetch: bool = True, gain: float = 0.2,
-                  offset: float = 20.0, outputs=("descriptor", "denoised")) -> tf.data.Dataset:
+def joint_dataset(
+    noisy,
+    clean,
+    tracks_per_batch: int = 256,
+    views: int = 2,
+    seed: int = 0,
+    augment: bool = True,
+    geometric: bool = False,
+    repeat: bool = True,
+    prefetch: bool = True,
+    gain: float = 0.2,
+    offset: float = 20.0,
+    outputs=("descriptor", "denoised"),
+) -> tf.data.Dataset:
     """S x K batches of (noisy patch, clean patch, track label) for training a denoiser and a descriptor end to
     end (:func:`hpatches_kit.training.joint.train_joint`).
 
@@ -282,8 +342,9 @@ def joint_dataset(noisy, clean, tracks_per_batch: int = 256, views: int = 2, see
     d_name, c_name = outputs
 
     def make(i, ids):
-        x, labels, c = make_sk_batch(tf.gather(table_n, ids), i, seed, views, augment, geometric, gain, offset,
-                                     paired=tf.gather(table_c, ids))
+        x, labels, c = make_sk_batch(
+            tf.gather(table_n, ids), i, seed, views, augment, geometric, gain, offset, paired=tf.gather(table_c, ids)
+        )
         return x, {d_name: labels, c_name: c}
 
     # the epoch stream of descriptor_dataset (one worker): the same tracks and views under the same seed
@@ -294,6 +355,7 @@ def joint_dataset(noisy, clean, tracks_per_batch: int = 256, views: int = 2, see
 
 # -- packed TFRecord shards ------------------------------------------------------------------------------
 
+
 def _parse_track(serialized, patch_size: int, noisy: bool = False):
     """Parse one packed track with the one codec, :func:`hpatches_kit.data.tfrecord.parse_track_example`
     (graph-mode ops, static ``(16, P, P)`` shapes; a record of the wrong patch size fails loudly)."""
@@ -303,7 +365,9 @@ def _parse_track(serialized, patch_size: int, noisy: bool = False):
 def _shard_files(shards):
     if isinstance(shards, (str, os.PathLike)):
         d = str(shards)
-        files = sorted(glob.glob(os.path.join(d, "tracks-*-of-*.tfrecord"))) if os.path.isdir(d) else sorted(glob.glob(d))
+        files = (
+            sorted(glob.glob(os.path.join(d, "tracks-*-of-*.tfrecord"))) if os.path.isdir(d) else sorted(glob.glob(d))
+        )
     else:
         files = [str(f) for f in shards]
     if not files:
@@ -311,10 +375,20 @@ def _shard_files(shards):
     return files
 
 
-def descriptor_dataset_from_tfrecords(shards, patch_size: int, tracks_per_batch: int = 256, views: int = 2,
-                                      seed: int = 0, augment: bool = True, geometric: bool = False,
-                                      shuffle_buffer: int = 16384, repeat: bool = True, use_noisy: bool = False,
-                                      num_shards: int = 1, shard_index: int = 0):
+def descriptor_dataset_from_tfrecords(
+    shards,
+    patch_size: int,
+    tracks_per_batch: int = 256,
+    views: int = 2,
+    seed: int = 0,
+    augment: bool = True,
+    geometric: bool = False,
+    shuffle_buffer: int = 16384,
+    repeat: bool = True,
+    use_noisy: bool = False,
+    num_shards: int = 1,
+    shard_index: int = 0,
+):
     """S x K batches streamed from the packed TFRecord shards (a folder or a list of files); same output as
     :func:`descriptor_dataset`. Shuffling is file-order + a ``shuffle_buffer`` of tracks.
 
@@ -336,29 +410,36 @@ def descriptor_dataset_from_tfrecords(shards, patch_size: int, tracks_per_batch:
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)), deterministic=True)
     if by_record:
         ds = ds.shard(num_shards, shard_index)
-    ds = ds.map(lambda r: _parse_track(r, patch_size, use_noisy)[key], num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = ds.map(
+        lambda r: _parse_track(r, patch_size, use_noisy)[key], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     ds = ds.shuffle(shuffle_buffer, seed=sseed + 1, reshuffle_each_iteration=True)
     ds = ds.batch(s, drop_remainder=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.enumerate().map(lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, 0.2, 20.0, num_shards,
-                                                      shard_index),
-                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.enumerate().map(
+        lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, 0.2, 20.0, num_shards, shard_index),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 # -- denoising pairs -------------------------------------------------------------------------------------
 
-def denoise_dataset(noisy, clean, batch_size: int = 128, seed: int = 0, augment: bool = True,
-                    repeat: bool = True, prefetch: bool = True) -> tf.data.Dataset:
+
+def denoise_dataset(
+    noisy, clean, batch_size: int = 128, seed: int = 0, augment: bool = True, repeat: bool = True, prefetch: bool = True
+) -> tf.data.Dataset:
     """``(noisy, clean)`` batches of ``(B, P, P, 1)`` float32 in [0, 255] from two equal-shape uint8 arrays
     (``(T, 16, P, P)`` tracks or ``(N, P, P)`` patches). ``augment`` applies one random flip/rot90 per pair,
     the same to noisy and clean."""
     noisy, clean = np.asarray(noisy), np.asarray(clean)
     if noisy.shape != clean.shape or noisy.dtype != np.uint8 or clean.dtype != np.uint8 or noisy.ndim not in (3, 4):
-        raise ValueError(f"noisy/clean must be equal-shape uint8 (T,16,P,P) or (N,P,P) arrays, got {noisy.shape} "
-                         f"{noisy.dtype} and {clean.shape} {clean.dtype}")
+        raise ValueError(
+            f"noisy/clean must be equal-shape uint8 (T,16,P,P) or (N,P,P) arrays, got {noisy.shape} "
+            f"{noisy.dtype} and {clean.shape} {clean.dtype}"
+        )
     p = noisy.shape[-1]
     pairs = np.stack([noisy.reshape(-1, p, p), clean.reshape(-1, p, p)], axis=1)  # (N, 2, P, P)
     n = pairs.shape[0]
@@ -373,7 +454,11 @@ def denoise_dataset(noisy, clean, batch_size: int = 128, seed: int = 0, augment:
             x = _rot_flip(x, code)
         return tf.reshape(x[:, 0], [batch_size, p, p, 1]), tf.reshape(x[:, 1], [batch_size, p, p, 1])
 
-    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
+    ds = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+    )
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate().map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -381,6 +466,7 @@ def denoise_dataset(noisy, clean, batch_size: int = 128, seed: int = 0, augment:
 
 
 # -- random triplets (classic baseline) ------------------------------------------------------------------
+
 
 def triplet_dataset(tracks, batch_size: int = 128, seed: int = 0, repeat: bool = True) -> tf.data.Dataset:
     """Random triplets like the classic HPatches baseline generator: yields ``((a, p, n), y)`` with ``a``,
@@ -400,7 +486,10 @@ def triplet_dataset(tracks, batch_size: int = 128, seed: int = 0, repeat: bool =
         va = tf.random.stateless_uniform([batch_size], f(2), 0, NUM_VIEWS, dtype=tf.int64)
         vp = (va + tf.random.stateless_uniform([batch_size], f(3), 1, NUM_VIEWS, dtype=tf.int64)) % NUM_VIEWS
         vn = tf.random.stateless_uniform([batch_size], f(4), 0, NUM_VIEWS, dtype=tf.int64)
-        g = lambda tr, v: tf.reshape(tf.cast(tf.gather_nd(table, tf.stack([tr, v], 1)), tf.float32), [batch_size, p, p, 1])  # noqa: E731
+
+        def g(tr, v):
+            return tf.reshape(tf.cast(tf.gather_nd(table, tf.stack([tr, v], 1)), tf.float32), [batch_size, p, p, 1])
+
         return (g(a_tr, va), g(a_tr, vp), g(n_tr, vn)), tf.zeros([batch_size], tf.float32)
 
     ds = tf.data.Dataset.range(2**62) if repeat else tf.data.Dataset.range(max(1, t // batch_size))

@@ -32,9 +32,9 @@ Examples:
 
 from __future__ import annotations
 
-import logging
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -96,21 +96,28 @@ def check_run_args(arguments: dict, out, resume: bool) -> dict:
     has_ck = (ck / "state.json").is_file() or any(ck.glob("epoch-*.keras"))
     if resume and has_ck:
         if not path.is_file():
-            log.warning(f"[resume] {path}: missing (a run from an older version): the arguments cannot be checked "
-                  f"against the checkpoint's")
+            log.warning(
+                f"[resume] {path}: missing (a run from an older version): the arguments cannot be checked "
+                f"against the checkpoint's"
+            )
         else:
             try:
                 before = json.loads(path.read_text())
                 if not isinstance(before, dict):
                     raise ValueError("not a JSON object")
             except (ValueError, OSError) as e:
-                raise DataError(path, f"unreadable ({type(e).__name__}: {e}); cannot check --resume arguments") from None
+                raise DataError(
+                    path, f"unreadable ({type(e).__name__}: {e}); cannot check --resume arguments"
+                ) from None
             diff = [k for k in now if k in before and before[k] != now[k]]
             bad = [k for k in diff if k not in RESUME_SAFE]
             if bad:
                 listed = ", ".join(f"{flag_name(k)} {now[k]!r} (run: {before[k]!r})" for k in bad)
-                raise DataError(path, f"--resume with arguments that differ from the run's: {listed}; resume with "
-                                      f"the run's values or start a new --out")
+                raise DataError(
+                    path,
+                    f"--resume with arguments that differ from the run's: {listed}; resume with "
+                    f"the run's values or start a new --out",
+                )
             for k in (k for k in diff if k != "resume"):
                 log.info(f"[resume] {flag_name(k)}: {before[k]!r} -> {now[k]!r} (applied)")
             now = {**before, **now}
@@ -144,8 +151,11 @@ def check_run_state(out, resume: bool, probe_lock: bool = True) -> None:
         raise DataError(out, "already holds a finished run (model.keras); use another --out or --resume")
     ck = out / "checkpoints"
     if (ck.is_dir() and any(ck.iterdir())) or (out / "history.json").exists():
-        raise DataError(out, "holds an unfinished run (checkpoints/history, no model.keras); continue it with "
-                             "--resume or choose another --out")
+        raise DataError(
+            out,
+            "holds an unfinished run (checkpoints/history, no model.keras); continue it with "
+            "--resume or choose another --out",
+        )
 
 
 def resolve_data(data, kind: str) -> Path:
@@ -172,8 +182,10 @@ def tensorboard_available() -> bool:
 
     ok = importlib.util.find_spec("tensorboard") is not None
     if not ok:
-        log.warning("[note] tensorboard is not installed: no TensorBoard logs (history.json and the curves PNG are "
-              "still written)")
+        log.warning(
+            "[note] tensorboard is not installed: no TensorBoard logs (history.json and the curves PNG are "
+            "still written)"
+        )
     return ok
 
 
@@ -215,8 +227,18 @@ class TrainingRun:
             self._lock = None
 
     @classmethod
-    def start(cls, command: str, out, arguments: dict, *, resume: bool = False, seed: int = 0,
-              strategy: str = "auto", precision: str = "auto", jit: str = "auto") -> "TrainingRun":
+    def start(
+        cls,
+        command: str,
+        out,
+        arguments: dict,
+        *,
+        resume: bool = False,
+        seed: int = 0,
+        strategy: str = "auto",
+        precision: str = "auto",
+        jit: str = "auto",
+    ) -> TrainingRun:
         """Check and prepare ``out`` and the device, before any long work.
 
         Args:
@@ -278,15 +300,35 @@ class TrainingRun:
         dev = device_kind()
         policy = set_precision(precision)
         use_jit = auto_jit(dev) if jit == "auto" else jit == "on"
-        run = cls(out=out, command=command, resume=resume, strategy=strat, precision=policy, jit=use_jit,
-                  device=dev, created=created, chief=worker["chief"])
+        run = cls(
+            out=out,
+            command=command,
+            resume=resume,
+            strategy=strat,
+            precision=policy,
+            jit=use_jit,
+            device=dev,
+            created=created,
+            chief=worker["chief"],
+        )
         run._lock = lock if worker["chief"] else None
-        run.info = {"command": command, "device": dev, "replicas": strat.num_replicas_in_sync,
-                    "strategy": type(strat).__name__, "workers": worker["workers"], "precision": policy,
-                    "jit_compile": use_jit, "args": recorded}
-        task = f" task={worker['task']}{' (chief)' if worker['chief'] else ' (writes nothing)'}" if worker["task"] else ""
-        log.info(f"[hpatches-train {command}] device={dev} replicas={strat.num_replicas_in_sync}{task} "
-              f"precision={policy} jit={use_jit} out={out}")
+        run.info = {
+            "command": command,
+            "device": dev,
+            "replicas": strat.num_replicas_in_sync,
+            "strategy": type(strat).__name__,
+            "workers": worker["workers"],
+            "precision": policy,
+            "jit_compile": use_jit,
+            "args": recorded,
+        }
+        task = (
+            f" task={worker['task']}{' (chief)' if worker['chief'] else ' (writes nothing)'}" if worker["task"] else ""
+        )
+        log.info(
+            f"[hpatches-train {command}] device={dev} replicas={strat.num_replicas_in_sync}{task} "
+            f"precision={policy} jit={use_jit} out={out}"
+        )
         return run
 
     @property
@@ -312,8 +354,10 @@ class TrainingRun:
         for note in res.notes:
             log.info(f"[resume] {note}")
         hist = self._history_up_to(res.initial_epoch)
-        log.info(f"[resume] {res.path}: {res.initial_epoch} epochs done, optimizer step "
-              f"{int(res.model.optimizer.iterations.numpy())}")
+        log.info(
+            f"[resume] {res.path}: {res.initial_epoch} epochs done, optimizer step "
+            f"{int(res.model.optimizer.iterations.numpy())}"
+        )
         return res.model, res.initial_epoch, hist
 
     def _history_up_to(self, epochs: int) -> dict:
@@ -326,14 +370,17 @@ class TrainingRun:
                     raise ValueError("no 'history' of per-metric lists")
                 hist = {k: v[:epochs] for k, v in loaded.items()}
             except (ValueError, OSError, AttributeError) as e:
-                log.warning(f"[resume] {hp}: unreadable ({type(e).__name__}: {e}); the history restarts at epoch "
-                      f"{epochs + 1} (earlier epochs logged as null)")
+                log.warning(
+                    f"[resume] {hp}: unreadable ({type(e).__name__}: {e}); the history restarts at epoch "
+                    f"{epochs + 1} (earlier epochs logged as null)"
+                )
                 hist = {}
         done = len(hist.get("epoch", []))
         if done < epochs:  # pad, so every list stays aligned with the epochs the checkpoint holds
             if done:
-                log.info(f"[resume] {hp}: holds {done} of the {epochs} epochs done; the missing ones are "
-                      f"logged as null")
+                log.info(
+                    f"[resume] {hp}: holds {done} of the {epochs} epochs done; the missing ones are logged as null"
+                )
             hist = {k: list(v) + [None] * (epochs - len(v)) for k, v in hist.items() if k != "epoch"}
             hist["epoch"] = list(range(1, epochs + 1))
         return hist
@@ -362,8 +409,9 @@ class TrainingRun:
         producers = [c for c in extra if getattr(c, "adds_logs", False)]
         extra = [c for c in extra if c not in producers]
         levels = {k: v for c in producers if hasattr(c, "reference_levels") for k, v in c.reference_levels().items()}
-        cbs = producers + [MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history,
-                                         levels=levels)]
+        cbs = producers + [
+            MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history, levels=levels)
+        ]
         if checkpoints:
             cbs.append(AtomicCheckpoint(self.checkpoints))
         if tensorboard and tensorboard_available():
@@ -420,13 +468,23 @@ def start_and_train(command: str, options, arguments: dict | None, train, **devi
         train: ``run -> result``.
         **device: ``strategy=``, ``precision=``, ``jit=`` overriding the options'.
     """
-    kw = {"strategy": getattr(options, "strategy", "auto"), "precision": getattr(options, "mixed_precision", "auto"),
-          "jit": getattr(options, "jit", "auto"), **device}
+    kw = {
+        "strategy": getattr(options, "strategy", "auto"),
+        "precision": getattr(options, "mixed_precision", "auto"),
+        "jit": getattr(options, "jit", "auto"),
+        **device,
+    }
     from ..checks import check_options
 
     check_options(options)
-    run = TrainingRun.start(command, options.out, dataclasses.asdict(options) if arguments is None else arguments,
-                            resume=options.resume, seed=options.seed, **kw)
+    run = TrainingRun.start(
+        command,
+        options.out,
+        dataclasses.asdict(options) if arguments is None else arguments,
+        resume=options.resume,
+        seed=options.seed,
+        **kw,
+    )
     try:
         return train(run)
     except BaseException:

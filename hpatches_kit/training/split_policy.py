@@ -8,8 +8,9 @@ from pathlib import Path
 from ..data.errors import DataError
 
 
-def train_test_names(root, split: str, splits_file=None, names=None,
-                     splits_root=None) -> tuple[list[str], list[str], str]:
+def train_test_names(
+    root, split: str, splits_file=None, names=None, splits_root=None
+) -> tuple[list[str], list[str], str]:
     """``(train, test, how)`` sequence names of the dataset at ``root``.
 
     Args:
@@ -47,8 +48,10 @@ def train_test_names(root, split: str, splits_file=None, names=None,
     splits_file = splits_file or default_splits_file(look) or default_splits_file(seq_root)
     if split in ("a", "b", "c") and splits_file is None:
         test = names[::4] if len(names) > 1 else []
-        warnings.warn(f"{root}: no splits.json; holding out every 4th sequence ({len(test)}) instead of split "
-                      f"{split!r}", stacklevel=3)
+        warnings.warn(
+            f"{root}: no splits.json; holding out every 4th sequence ({len(test)}) instead of split {split!r}",
+            stacklevel=3,
+        )
         return [n for n in names if n not in test], test, "every-4th fallback"
     test = split_sequences(split, names, subset="test", splits_file=splits_file, root=root)
     train = [n for n in names if n not in set(test)]

@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrackSplit:
     """Attributes:
-        root: the dataset folder.
-        train: ``(T, 16, P, P) uint8`` training tracks.
-        test: held-out tracks (same layout) or ``None``.
-        train_names, test_names: the sequences of each side (empty for Brown data).
-        how: a short description of the split, for the log and ``metrics.json``.
+    root: the dataset folder.
+    train: ``(T, 16, P, P) uint8`` training tracks.
+    test: held-out tracks (same layout) or ``None``.
+    train_names, test_names: the sequences of each side (empty for Brown data).
+    how: a short description of the split, for the log and ``metrics.json``.
     """
 
     root: Path
@@ -36,8 +36,9 @@ class TrackSplit:
     how: str
 
 
-def hpatches_tracks(root, split: str = "a", splits_file=None, size: int = 32, noisy: bool = False,
-                    progress: bool = False) -> TrackSplit:
+def hpatches_tracks(
+    root, split: str = "a", splits_file=None, size: int = 32, noisy: bool = False, progress: bool = False
+) -> TrackSplit:
     """Training and held-out tracks of the HPatches-format dataset at ``root``.
 
     Args:
@@ -66,9 +67,19 @@ def hpatches_tracks(root, split: str = "a", splits_file=None, size: int = 32, no
     return TrackSplit(root, tracks, test, list(train_names), list(test_names), how)
 
 
-def load_track_split(data=None, format: str = "auto", split: str = "a", splits_file=None, size: int = 32,
-                     noisy: bool = False, seed: int = 0, cache: str | None = None, progress: bool = False,
-                     denoiser=None, stream: bool = True) -> TrackSplit:
+def load_track_split(
+    data=None,
+    format: str = "auto",
+    split: str = "a",
+    splits_file=None,
+    size: int = 32,
+    noisy: bool = False,
+    seed: int = 0,
+    cache: str | None = None,
+    progress: bool = False,
+    denoiser=None,
+    stream: bool = True,
+) -> TrackSplit:
     """The training and held-out tracks of a run, from any registered data format
     (:mod:`hpatches_kit.data.formats`): what ``hpatches-train`` reads.
 
@@ -102,8 +113,9 @@ def load_track_split(data=None, format: str = "auto", split: str = "a", splits_f
     elif format == "brown" and not data:
         raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
     fmt = "auto" if format == "hpatches" else format
-    src = open_source(data, fmt, size=size, noisy=noisy, cache=cache, progress=progress, seed=seed,
-                      rows=stream and denoiser is None)
+    src = open_source(
+        data, fmt, size=size, noisy=noisy, cache=cache, progress=progress, seed=seed, rows=stream and denoiser is None
+    )
     if not src.names:
         train, test = src.holdout(0.0 if split == "none" else 0.05, seed=seed)
         unit = "3-D points" if src.format == "brown" else "tracks"
@@ -111,8 +123,9 @@ def load_track_split(data=None, format: str = "auto", split: str = "a", splits_f
         log.info("[data] %s: %s", data, how)
         out = TrackSplit(Path(src.root), train, test, [], [], how)
     else:
-        train_names, test_names, how = train_test_names(src.root, split, splits_file, names=src.names,
-                                                        splits_root=src.splits_root)
+        train_names, test_names, how = train_test_names(
+            src.root, split, splits_file, names=src.names, splits_root=src.splits_root
+        )
         log.info("[data] %s: %d train / %d held-out sequences (%s)", data, len(train_names), len(test_names), how)
         train = src.tracks(train_names, noisy=noisy)
         test = src.tracks(test_names, noisy=noisy) if test_names else None
@@ -125,8 +138,9 @@ def load_track_split(data=None, format: str = "auto", split: str = "a", splits_f
     return out
 
 
-def brown_training_tracks(data, size: int = 32, seed: int = 0, holdout: float = 0.05,
-                          progress: bool = False) -> TrackSplit:
+def brown_training_tracks(
+    data, size: int = 32, seed: int = 0, holdout: float = 0.05, progress: bool = False
+) -> TrackSplit:
     """Training and held-out tracks of the Brown subset folder ``data`` (see
     :func:`hpatches_kit.data.brown.brown_tracks` for how 3-D points become 16-slot tracks); ``holdout`` of the
     points are held out (0: none)."""
@@ -163,7 +177,9 @@ def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.n
     p = tracks.shape[-1]
     check_denoiser(denoiser, path or denoiser.name)
     if tuple(denoiser.input_shape[1:3]) != (p, p):
-        raise DataError(path or denoiser.name, f"denoiser expects {denoiser.input_shape[1:3]} patches, data has {p}x{p}")
+        raise DataError(
+            path or denoiser.name, f"denoiser expects {denoiser.input_shape[1:3]} patches, data has {p}x{p}"
+        )
     flat = tracks.reshape(-1, p, p, 1).astype(np.float32)
     out = denoiser.predict(flat, batch_size=batch_size, verbose=0)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(tracks.shape)
@@ -192,8 +208,10 @@ def heldout_matching(model, tracks: np.ndarray, max_tracks: int = 500, seed: int
     ref = np.ascontiguousarray(d[:, 0])
     out = {}
     for var in VARIANTS:
-        accs = [float((nearest_neighbours(ref, np.ascontiguousarray(d[:, j]), "L2")[0] == np.arange(t)).mean())
-                for j in target_indices(var)]
+        accs = [
+            float((nearest_neighbours(ref, np.ascontiguousarray(d[:, j]), "L2")[0] == np.arange(t)).mean())
+            for j in target_indices(var)
+        ]
         out[var] = float(np.mean(accs))
     out["mean"] = float(np.mean([out[v] for v in VARIANTS]))
     out["tracks"] = int(t)

@@ -15,8 +15,8 @@ Examples:
 
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 
@@ -57,14 +57,16 @@ class VitAdapterOptions(OptionsFromNamespace):
     verbose: int = 1
 
 
-
 def check_options(o: VitAdapterOptions) -> None:
     """Raise :class:`~hpatches_kit.errors.OptionError` naming the options that cannot run."""
     if o.temperature <= 0:
         raise OptionError(f"{{temperature}} must be > 0, got {o.temperature}", "temperature")
     if o.train_pairs_per_photo < 1 or o.eval_pairs_per_photo < 1:
-        raise OptionError("{train_pairs_per_photo} and {eval_pairs_per_photo} must be >= 1", "train_pairs_per_photo",
-                          "eval_pairs_per_photo")
+        raise OptionError(
+            "{train_pairs_per_photo} and {eval_pairs_per_photo} must be >= 1",
+            "train_pairs_per_photo",
+            "eval_pairs_per_photo",
+        )
     if o.epochs < 1 or o.batch_size < 2 or o.lr <= 0:
         raise OptionError("{epochs} must be >= 1, {batch_size} >= 2 and {lr} > 0", "epochs", "batch_size", "lr")
     if o.loss not in LOSSES:
@@ -94,8 +96,9 @@ def train_vit_adapter(o: VitAdapterOptions, arguments: dict | None = None) -> di
     check_options(o)
     from .run import start_and_train
 
-    return start_and_train("vit-adapter", o, arguments, lambda run: _train(o, run), strategy="default",
-                           precision="float32", jit="off")
+    return start_and_train(
+        "vit-adapter", o, arguments, lambda run: _train(o, run), strategy="default", precision="float32", jit="off"
+    )
 
 
 def _train(o: VitAdapterOptions, run) -> dict:
@@ -118,8 +121,9 @@ def _train(o: VitAdapterOptions, run) -> dict:
         train, test = split_pairs(pairs, o.test_fraction, o.seed)
 
     def make_batches(epoch):
-        return PairBatches(train.left, train.right, o.batch_size, negatives=o.loss == "cosine", seed=o.seed,
-                           epoch=epoch)
+        return PairBatches(
+            train.left, train.right, o.batch_size, negatives=o.loss == "cosine", seed=o.seed, epoch=epoch
+        )
 
     steps = len(make_batches(0)) * o.epochs
     metrics = {"config": dataclasses.asdict(o), "epochs": []}
@@ -133,21 +137,36 @@ def _train(o: VitAdapterOptions, run) -> dict:
             metrics["frozen"] = old.get("frozen")
         log.info(f"resuming from {run.checkpoints} (epoch {start})")
     else:
-        backbone = vit_adapter(o.preset, bottleneck=o.bottleneck, train_layernorms=o.train_layernorms, head=o.head,
-                               pooling=o.pooling, image_size=o.image_size, weights=o.weights)
+        backbone = vit_adapter(
+            o.preset,
+            bottleneck=o.bottleneck,
+            train_layernorms=o.train_layernorms,
+            head=o.head,
+            pooling=o.pooling,
+            image_size=o.image_size,
+            weights=o.weights,
+        )
         model = siamese(backbone)
         lr = OneCycle(o.lr, max(1, steps)) if o.lr_schedule == "onecycle" else o.lr
-        model.compile(optimizer=keras.optimizers.Adam(lr),
-                      loss=losses.get(o.loss, margin=o.margin, temperature=o.temperature))
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr), loss=losses.get(o.loss, margin=o.margin, temperature=o.temperature)
+        )
         metrics["frozen"] = _eval(backbone, test)
     if not o.weights:
         log.info("note: no --weights: the frozen backbone is random-initialised (no pretrained weights offline)")
     rep = parameter_report(backbone)
     metrics["parameters"] = rep
-    metrics["pairs"] = {"train": len(train), "test": len(test), "test_sources": sorted(set(test.groups)),
-                        "data": test.source, "image_size": size}
-    log.info(f"trainable {rep['trainable']:,} of {rep['total']:,} parameters (adapters {rep['adapters']:,}, "
-          f"{100 * rep['adapter_overhead']:.2f}% of the backbone); {len(train)} train / {len(test)} held-out pairs")
+    metrics["pairs"] = {
+        "train": len(train),
+        "test": len(test),
+        "test_sources": sorted(set(test.groups)),
+        "data": test.source,
+        "image_size": size,
+    }
+    log.info(
+        f"trainable {rep['trainable']:,} of {rep['total']:,} parameters (adapters {rep['adapters']:,}, "
+        f"{100 * rep['adapter_overhead']:.2f}% of the backbone); {len(train)} train / {len(test)} held-out pairs"
+    )
     log.info(f"frozen backbone + identity adapters: held-out accuracy {metrics['frozen']['accuracy']}")
 
     class HeldOut(keras.callbacks.Callback):
@@ -161,20 +180,36 @@ def _train(o: VitAdapterOptions, run) -> dict:
             lr = opt.learning_rate
             lr = float(lr(opt.iterations) if callable(lr) else keras.ops.convert_to_numpy(lr))
             ev = _eval(backbone, test)
-            metrics["epochs"].append({"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))), "lr": lr,
-                                      "seconds": round(time.time() - self.t0, 2), "heldout": ev})
+            metrics["epochs"].append(
+                {
+                    "epoch": epoch + 1,
+                    "loss": float(logs.get("loss", float("nan"))),
+                    "lr": lr,
+                    "seconds": round(time.time() - self.t0, 2),
+                    "heldout": ev,
+                }
+            )
             run.write_metrics(metrics)
             if o.verbose:
-                log.info(("\n" if o.verbose == 1 else "")
-                         + f"epoch {epoch + 1}: loss {metrics['epochs'][-1]['loss']:.4f} "
-                      f"held-out row acc {ev['accuracy']['row']:.3f} (assignment {ev['accuracy']['assignment']:.3f})")
+                log.info(
+                    ("\n" if o.verbose == 1 else "") + f"epoch {epoch + 1}: loss {metrics['epochs'][-1]['loss']:.4f} "
+                    f"held-out row acc {ev['accuracy']['row']:.3f} (assignment {ev['accuracy']['assignment']:.3f})"
+                )
 
     if start < o.epochs:
         # the held-out record first: the checkpoint's state.json, written last, then marks a complete epoch
-        model.fit(make_batches(start), epochs=o.epochs, initial_epoch=start, shuffle=False,
-                  callbacks=[HeldOut()] + run.callbacks(history), verbose=min(o.verbose, 2))
+        model.fit(
+            make_batches(start),
+            epochs=o.epochs,
+            initial_epoch=start,
+            shuffle=False,
+            callbacks=[HeldOut()] + run.callbacks(history),
+            verbose=min(o.verbose, 2),
+        )
     metrics["final"] = _eval(backbone, test)
     path = run.save_final(backbone, metrics)
-    log.info(f"held-out accuracy: frozen {metrics['frozen']['accuracy']['row']:.3f} -> trained "
-          f"{metrics['final']['accuracy']['row']:.3f} (row; chance {metrics['final']['chance']:.3f}); model: {path}")
+    log.info(
+        f"held-out accuracy: frozen {metrics['frozen']['accuracy']['row']:.3f} -> trained "
+        f"{metrics['final']['accuracy']['row']:.3f} (row; chance {metrics['final']['chance']:.3f}); model: {path}"
+    )
     return {**run.info, **metrics, "model": path}

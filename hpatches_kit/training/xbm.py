@@ -21,8 +21,9 @@ __all__ = ["XBM_KINDS", "xbm_loss_for", "run_extras", "pca_sample", "finish"]
 XBM_KINDS = {"batch-hard": "batch-hard", "hardnet": "hardnet"}
 
 
-def xbm_loss_for(name: str, size: int, start: int = 0, dim: int = 128, margin: float = 1.0, distance: str = "L2",
-                 koleo: float = 0.0):
+def xbm_loss_for(
+    name: str, size: int, start: int = 0, dim: int = 128, margin: float = 1.0, distance: str = "L2", koleo: float = 0.0
+):
     """The :class:`~hpatches_kit.losses.xbm.XBMLoss` for ``--loss name --xbm size --xbm-start start``.
 
     Raises:
@@ -33,8 +34,10 @@ def xbm_loss_for(name: str, size: int, start: int = 0, dim: int = 128, margin: f
     if size < 1 or start < 0:
         raise ValueError(f"--xbm must be >= 1 and --xbm-start >= 0, got {size} and {start}")
     if name not in XBM_KINDS:
-        raise ValueError(f"--xbm mines over batch + memory for --loss {' or '.join(XBM_KINDS)} (the contrastive "
-                         f"and InfoNCE memory losses: hpatches_kit.losses.XBMLoss), not --loss {name}")
+        raise ValueError(
+            f"--xbm mines over batch + memory for --loss {' or '.join(XBM_KINDS)} (the contrastive "
+            f"and InfoNCE memory losses: hpatches_kit.losses.XBMLoss), not --loss {name}"
+        )
     if koleo:
         raise ValueError("--koleo does not combine with --xbm")
     # under tf.distribute XBMLoss always mines the global batch (--global-mining is implied)
@@ -51,11 +54,16 @@ def run_extras(model, run, initial_epoch: int) -> list:
         return []
     if initial_epoch > 0:
         if restore_memory(xbm, run.checkpoints, initial_epoch):
-            log.info("[resume] XBM memory restored from %s (step %d)", memory_file(run.checkpoints, initial_epoch),
-                     int(xbm.memory.steps.numpy()))
+            log.info(
+                "[resume] XBM memory restored from %s (step %d)",
+                memory_file(run.checkpoints, initial_epoch),
+                int(xbm.memory.steps.numpy()),
+            )
         else:
-            log.warning("[resume] %s: missing; the XBM memory restarts empty (step 0)",
-                        memory_file(run.checkpoints, initial_epoch))
+            log.warning(
+                "[resume] %s: missing; the XBM memory restarts empty (step 0)",
+                memory_file(run.checkpoints, initial_epoch),
+            )
     return [xbm.callback(directory=run.checkpoints if run.chief else None)]
 
 

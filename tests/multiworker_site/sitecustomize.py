@@ -35,9 +35,14 @@ if os.environ.get("HPATCHES_KIT_TEST_DUMP"):
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_Hang()]
         h = _fit(self, *args, **kwargs)
         np.savez(_dump / f"worker-{_index}.npz", *self.get_weights())
-        (_dump / f"worker-{_index}.json").write_text(json.dumps(
-            {"iterations": int(self.optimizer.iterations.numpy()),
-             "history": {k: [float(x) for x in v] for k, v in h.history.items()}}))
+        (_dump / f"worker-{_index}.json").write_text(
+            json.dumps(
+                {
+                    "iterations": int(self.optimizer.iterations.numpy()),
+                    "history": {k: [float(x) for x in v] for k, v in h.history.items()},
+                }
+            )
+        )
         return h
 
     keras.Model.fit = fit

@@ -12,7 +12,19 @@ from .layers import BottleneckAdapter, ClassTokenPosition, EncoderBlock, PatchEm
 from .presets import PRESETS, ViTConfig, get_preset
 
 __all__ = [
-    "vit_adapter", "parameter_report", "expected_adapter_params", "find_backbone", "load_hf_weights",
-    "read_hf_checkpoint", "hf_config_to_vit", "BottleneckAdapter", "ClassTokenPosition", "EncoderBlock",
-    "PatchEmbedding", "TokenPooling", "PRESETS", "ViTConfig", "get_preset",
+    "vit_adapter",
+    "parameter_report",
+    "expected_adapter_params",
+    "find_backbone",
+    "load_hf_weights",
+    "read_hf_checkpoint",
+    "hf_config_to_vit",
+    "BottleneckAdapter",
+    "ClassTokenPosition",
+    "EncoderBlock",
+    "PatchEmbedding",
+    "TokenPooling",
+    "PRESETS",
+    "ViTConfig",
+    "get_preset",
 ]

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 
-from .layers import (BottleneckAdapter, ClassTokenPosition, EncoderBlock, PatchEmbedding, POOLINGS, TokenPooling,
-                     find_backbone)
+from .layers import (
+    POOLINGS,
+    BottleneckAdapter,
+    ClassTokenPosition,
+    EncoderBlock,
+    PatchEmbedding,
+    TokenPooling,
+    find_backbone,
+)
 from .presets import ViTConfig, get_preset
 
 
-def vit_adapter(preset: str | ViTConfig = "vit-b16", bottleneck: int = 64, train_layernorms: bool = False,
-                head: int | None = None, train_head: bool = True, pooling: str = "cls", normalize: bool = False,
-                image_size: int | None = None, adapter_activation: str = "gelu", adapter_init_scale: float = 1e-3,
-                train_backbone: bool = False, weights=None, name: str | None = None, **overrides) -> keras.Model:
+def vit_adapter(
+    preset: str | ViTConfig = "vit-b16",
+    bottleneck: int = 64,
+    train_layernorms: bool = False,
+    head: int | None = None,
+    train_head: bool = True,
+    pooling: str = "cls",
+    normalize: bool = False,
+    image_size: int | None = None,
+    adapter_activation: str = "gelu",
+    adapter_init_scale: float = 1e-3,
+    train_backbone: bool = False,
+    weights=None,
+    name: str | None = None,
+    **overrides,
+) -> keras.Model:
     """Build a ViT with a bottleneck adapter after the attention output and after the MLP output of every block.
 
     The backbone (patch embedding, class token, position embeddings, attention and MLP weights) is frozen;
@@ -39,9 +58,18 @@ def vit_adapter(preset: str | ViTConfig = "vit-b16", bottleneck: int = 64, train
     x = PatchEmbedding(cfg.hidden_size, cfg.patch_size, train_backbone=train_backbone, name="patch_embedding")(inp)
     x = ClassTokenPosition(train_backbone=train_backbone, name="embeddings")(x)
     for i in range(cfg.num_layers):
-        x = EncoderBlock(cfg.hidden_size, cfg.num_heads, cfg.mlp_dim, cfg.layer_norm_eps, bottleneck=bottleneck,
-                         adapter_activation=adapter_activation, adapter_init_scale=adapter_init_scale,
-                         train_backbone=train_backbone, train_layernorms=train_layernorms, name=f"block_{i}")(x)
+        x = EncoderBlock(
+            cfg.hidden_size,
+            cfg.num_heads,
+            cfg.mlp_dim,
+            cfg.layer_norm_eps,
+            bottleneck=bottleneck,
+            adapter_activation=adapter_activation,
+            adapter_init_scale=adapter_init_scale,
+            train_backbone=train_backbone,
+            train_layernorms=train_layernorms,
+            name=f"block_{i}",
+        )(x)
     x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, trainable=tl, name="layernorm")(x)
     x = TokenPooling(pooling, name="pool")(x)
     if head:
@@ -78,9 +106,15 @@ def parameter_report(model) -> dict:
     total = _count(vit.weights)
     trainable = _count(vit.trainable_weights)
     backbone = total - adapters - head
-    return {"total": total, "trainable": trainable, "adapters": adapters, "head": head, "backbone": backbone,
-            "adapter_overhead": adapters / backbone if backbone else float("nan"),
-            "trainable_fraction": trainable / total if total else float("nan")}
+    return {
+        "total": total,
+        "trainable": trainable,
+        "adapters": adapters,
+        "head": head,
+        "backbone": backbone,
+        "adapter_overhead": adapters / backbone if backbone else float("nan"),
+        "trainable_fraction": trainable / total if total else float("nan"),
+    }
 
 
 def expected_adapter_params(hidden_size: int, num_layers: int, bottleneck: int) -> int:

@@ -55,8 +55,12 @@ def _checkpoint_files(path: Path) -> list[Path]:
         found = sorted(path.glob("*.safetensors"))
         if len(found) == 1:
             return found
-        raise DataError(path, "no model.safetensors (or index) in folder" if not found else
-                        f"several .safetensors files and no model.safetensors.index.json: {[f.name for f in found]}")
+        raise DataError(
+            path,
+            "no model.safetensors (or index) in folder"
+            if not found
+            else f"several .safetensors files and no model.safetensors.index.json: {[f.name for f in found]}",
+        )
     raise DataError(path, "checkpoint not found")
 
 
@@ -85,11 +89,16 @@ def hf_config_to_vit(config) -> ViTConfig:
         except (OSError, ValueError) as e:
             raise DataError(p, f"cannot read config ({e})") from None
     try:
-        return ViTConfig(hidden_size=int(config["hidden_size"]), num_layers=int(config["num_hidden_layers"]),
-                         num_heads=int(config["num_attention_heads"]), mlp_dim=int(config["intermediate_size"]),
-                         patch_size=int(config["patch_size"]), image_size=int(config["image_size"]),
-                         channels=int(config.get("num_channels", 3)),
-                         layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)))
+        return ViTConfig(
+            hidden_size=int(config["hidden_size"]),
+            num_layers=int(config["num_hidden_layers"]),
+            num_heads=int(config["num_attention_heads"]),
+            mlp_dim=int(config["intermediate_size"]),
+            patch_size=int(config["patch_size"]),
+            image_size=int(config["image_size"]),
+            channels=int(config.get("num_channels", 3)),
+            layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        )
     except KeyError as e:
         raise ValueError(f"Hugging Face ViT config lacks {e}") from None
 
@@ -158,10 +167,14 @@ def load_hf_weights(model, path, config_check: bool = True) -> dict:
     missing = sorted(pre + n for n in wmap if n not in tensors)
     unexpected = sorted(tensors[n][0] for n in tensors if n not in wmap)
     if missing:
-        problems.append(f"{len(missing)} missing tensor(s): {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+        problems.append(
+            f"{len(missing)} missing tensor(s): {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else "")
+        )
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensor(s): {', '.join(unexpected[:8])}"
-                        + (" ..." if len(unexpected) > 8 else ""))
+        problems.append(
+            f"{len(unexpected)} unexpected tensor(s): {', '.join(unexpected[:8])}"
+            + (" ..." if len(unexpected) > 8 else "")
+        )
     converted = {}
     for n, (var, fn) in wmap.items():
         if n not in tensors:

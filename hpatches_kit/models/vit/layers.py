@@ -43,8 +43,14 @@ class PatchEmbedding(keras.layers.Layer):
         self.hidden_size = int(hidden_size)
         self.patch_size = int(patch_size)
         self.train_backbone = bool(train_backbone)
-        self.projection = keras.layers.Conv2D(self.hidden_size, self.patch_size, strides=self.patch_size,
-                                              padding="valid", trainable=self.train_backbone, name="projection")
+        self.projection = keras.layers.Conv2D(
+            self.hidden_size,
+            self.patch_size,
+            strides=self.patch_size,
+            padding="valid",
+            trainable=self.train_backbone,
+            name="projection",
+        )
 
     def build(self, input_shape):
         self.projection.build(input_shape)
@@ -58,8 +64,12 @@ class PatchEmbedding(keras.layers.Layer):
         return (input_shape[0], n, self.hidden_size)
 
     def get_config(self):
-        return {**super().get_config(), "hidden_size": self.hidden_size, "patch_size": self.patch_size,
-                "train_backbone": self.train_backbone}
+        return {
+            **super().get_config(),
+            "hidden_size": self.hidden_size,
+            "patch_size": self.patch_size,
+            "train_backbone": self.train_backbone,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PKG)
@@ -73,10 +83,12 @@ class ClassTokenPosition(keras.layers.Layer):
     def build(self, input_shape):
         n, d = int(input_shape[1]), int(input_shape[2])
         init = keras.initializers.TruncatedNormal(stddev=0.02)
-        self.cls_token = self.add_weight(shape=(1, 1, d), initializer=init, trainable=self.train_backbone,
-                                         name="cls_token")
-        self.position_embeddings = self.add_weight(shape=(1, n + 1, d), initializer=init,
-                                                   trainable=self.train_backbone, name="position_embeddings")
+        self.cls_token = self.add_weight(
+            shape=(1, 1, d), initializer=init, trainable=self.train_backbone, name="cls_token"
+        )
+        self.position_embeddings = self.add_weight(
+            shape=(1, n + 1, d), initializer=init, trainable=self.train_backbone, name="position_embeddings"
+        )
 
     def call(self, x):
         cls = ops.broadcast_to(ops.cast(self.cls_token, x.dtype), (ops.shape(x)[0], 1, x.shape[-1]))
@@ -121,8 +133,12 @@ class BottleneckAdapter(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "bottleneck": self.bottleneck, "activation": self.activation,
-                "init_scale": self.init_scale}
+        return {
+            **super().get_config(),
+            "bottleneck": self.bottleneck,
+            "activation": self.activation,
+            "init_scale": self.init_scale,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PKG)
@@ -135,9 +151,19 @@ class EncoderBlock(keras.layers.Layer):
     ``bottleneck=0`` builds the plain block (no adapters).
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_dim: int, layer_norm_eps: float = 1e-12,
-                 bottleneck: int = 0, adapter_activation: str = "gelu", adapter_init_scale: float = 1e-3,
-                 train_backbone: bool = False, train_layernorms: bool = False, **kwargs):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        mlp_dim: int,
+        layer_norm_eps: float = 1e-12,
+        bottleneck: int = 0,
+        adapter_activation: str = "gelu",
+        adapter_init_scale: float = 1e-3,
+        train_backbone: bool = False,
+        train_layernorms: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} not divisible by num_heads {num_heads}")
@@ -150,14 +176,16 @@ class EncoderBlock(keras.layers.Layer):
         self.train_layernorms = bool(train_layernorms)
         tb, tl = self.train_backbone, self.train_backbone or self.train_layernorms
         d = self.hidden_size
-        self.layernorm_before = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, trainable=tl,
-                                                                name="layernorm_before")
+        self.layernorm_before = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_eps, trainable=tl, name="layernorm_before"
+        )
         self.query = keras.layers.Dense(d, trainable=tb, name="query")
         self.key = keras.layers.Dense(d, trainable=tb, name="key")
         self.value = keras.layers.Dense(d, trainable=tb, name="value")
         self.attention_output = keras.layers.Dense(d, trainable=tb, name="attention_output")
-        self.layernorm_after = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, trainable=tl,
-                                                               name="layernorm_after")
+        self.layernorm_after = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_eps, trainable=tl, name="layernorm_after"
+        )
         self.intermediate = keras.layers.Dense(self.mlp_dim, trainable=tb, name="intermediate")
         self.output_dense = keras.layers.Dense(d, trainable=tb, name="output_dense")
         if self.bottleneck:
@@ -168,8 +196,15 @@ class EncoderBlock(keras.layers.Layer):
     def build(self, input_shape):
         d = self.hidden_size
         shp = tuple(input_shape)
-        for layer in (self.layernorm_before, self.query, self.key, self.value, self.attention_output,
-                      self.layernorm_after, self.intermediate):
+        for layer in (
+            self.layernorm_before,
+            self.query,
+            self.key,
+            self.value,
+            self.attention_output,
+            self.layernorm_after,
+            self.intermediate,
+        ):
             layer.build(shp)
         self.output_dense.build(shp[:-1] + (self.mlp_dim,))
         if self.bottleneck:
@@ -200,10 +235,18 @@ class EncoderBlock(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "hidden_size": self.hidden_size, "num_heads": self.num_heads,
-                "mlp_dim": self.mlp_dim, "layer_norm_eps": self.layer_norm_eps, "bottleneck": self.bottleneck,
-                "adapter_activation": self.adapter_activation, "adapter_init_scale": self.adapter_init_scale,
-                "train_backbone": self.train_backbone, "train_layernorms": self.train_layernorms}
+        return {
+            **super().get_config(),
+            "hidden_size": self.hidden_size,
+            "num_heads": self.num_heads,
+            "mlp_dim": self.mlp_dim,
+            "layer_norm_eps": self.layer_norm_eps,
+            "bottleneck": self.bottleneck,
+            "adapter_activation": self.adapter_activation,
+            "adapter_init_scale": self.adapter_init_scale,
+            "train_backbone": self.train_backbone,
+            "train_layernorms": self.train_layernorms,
+        }
 
 
 POOLINGS = ("cls", "mean", "gem")

@@ -29,7 +29,7 @@ class ViTConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def replace(self, **kw) -> "ViTConfig":
+    def replace(self, **kw) -> ViTConfig:
         return replace(self, **kw)
 
 

@@ -1,0 +1,65 @@
+"""Which device runs the models and in which dtype policy: :func:`device_kind`, :func:`cpu_has_amx_bf16`,
+:func:`auto_precision`. Below ``evaluation`` and ``training`` in the layering, so describing
+(:func:`hpatches_kit.evaluation.keras_describer`) and training resolve ``"auto"`` by the same rule;
+``hpatches_kit.training.distribute`` re-exports them.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = ["device_kind", "cpu_has_amx_bf16", "auto_precision"]
+
+
+def device_kind() -> str:
+    if tf.config.list_logical_devices("TPU"):
+        return "tpu"
+    if tf.config.list_logical_devices("GPU"):
+        return "gpu"
+    return "cpu"
+
+
+def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has AMX with bf16 tiles (``amx_bf16`` in ``/proc/cpuinfo``'s flags; Linux only, else
+    ``False``): oneDNN then runs bf16 convolutions and matrix products on the tile units.
+
+    Args:
+        cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags
+
+
+def auto_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
+    """Default dtype policy per device.
+
+    - TPU: ``mixed_bfloat16``.
+    - GPU: ``mixed_bfloat16`` on Ampere and newer (compute capability >= 8), else ``mixed_float16``.
+    - CPU with AMX-BF16 (:func:`cpu_has_amx_bf16`): ``mixed_bfloat16``. Measured on the project's 2-core
+      AMX machines: the L2-Net step 1.6-2.5x float32 (``benchmarks/train_speed.py``), and the default run
+      in bf16 with 40 epochs (the same wall budget) beats the float32 27-epoch one on all six real-validation
+      numbers (docs/training.md, "bf16 vs float32").
+    - Other CPUs: ``float32`` (bf16 is emulated there, not faster).
+
+    Args:
+        kind: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: :func:`device_kind`).
+        cpuinfo: ``/proc/cpuinfo``'s text for the CPU check (default: read it).
+    """
+    kind = kind or device_kind()
+    if kind == "tpu":
+        return "mixed_bfloat16"
+    if kind == "gpu":
+        try:
+            cc = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
+                "compute_capability"
+            )
+            return "mixed_bfloat16" if cc and cc[0] >= 8 else "mixed_float16"
+        except Exception:  # pragma: no cover - device query failed
+            return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_amx_bf16(cpuinfo) else "float32"
