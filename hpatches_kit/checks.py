@@ -85,7 +85,7 @@ OPTION_RANGES: dict[str, Range] = {
     "size": COUNT,
     "workers": COUNT,
     "test_fraction": FRACTION,
-    "jitter_scale": NON_NEGATIVE,
+    "jitter_scale": Range(0, why="the jitter scale: 1 = HPatches' geometric noise, 0 = none"),
     "shards": COUNT,
     "retries": NON_NEGATIVE_INT,
     # evaluation and training

@@ -64,7 +64,7 @@ def _import_one(name: str):
     if name.endswith(".py") or os.sep in name:
         path = Path(name)
         if not path.is_file():
-            raise ValueError(f"--import {name}: no such Python file")
+            raise ValueError(f"cannot import module {name!r}: no such Python file")
         mod_name = path.stem
         if mod_name in sys.modules and getattr(sys.modules[mod_name], "__file__", None) == str(path.resolve()):
             return sys.modules[mod_name]
@@ -82,12 +82,12 @@ def _import_one(name: str):
     except ModuleNotFoundError as e:
         top = name.split(".")[0]
         if e.name not in (name, top) or os.getcwd() in sys.path or "" in sys.path:
-            raise ValueError(f"--import {name}: {e}") from None
+            raise ValueError(f"cannot import module {name!r}: {e}") from None
     sys.path.append(os.getcwd())  # console scripts do not search the current folder; `python -m` does
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as e:
-        raise ValueError(f"--import {name}: {e} (not on sys.path / PYTHONPATH, nor in the current folder)") from None
+        raise ValueError(f"cannot import module {name!r}: {e}") from None
 
 
 def import_modules(names) -> list:

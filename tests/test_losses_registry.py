@@ -81,6 +81,8 @@ def test_entries_carry_what_the_trainer_needs():
         "hardnet": "tracks",
         "curriculum": "tracks",
         "random-triplet": "triplets",
+        "sosr": "tracks",
+        "hynet": "tracks",
         "contrastive": "pairs",
         "cosine": "pairs",
         "infonce": "pairs",

@@ -173,7 +173,7 @@ def test_import_modules_and_resolve(tmp_path, monkeypatch):
     assert mod.VALUE == 41 and resolve("plugmod_x:f")() == 42
     (other,) = import_modules([str(tmp_path / "plugmod_x.py")])
     assert other.f() == 42
-    with pytest.raises(ValueError, match="--import no_such_module_q"):
+    with pytest.raises(ValueError, match="cannot import module 'no_such_module_q'"):
         import_modules(["no_such_module_q"])
     with pytest.raises(ValueError, match="expected MODULE:FUNCTION"):
         resolve("plugmod_x")

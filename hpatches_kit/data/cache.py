@@ -32,11 +32,12 @@ import numpy as np
 
 from ..layout import NOISE_SUFFIX, TYPES
 from .errors import DataError
+from .fsio import OWN_SIDECARS
 from .packed import FORMAT, FORMAT_VERSION, MANIFEST, PackedDataset, load_packed, source_fingerprint
 
 log = logging.getLogger(__name__)
 
-CACHE_DIRNAME = ".hpatches-kit-cache"
+CACHE_DIRNAME = OWN_SIDECARS[0]  # fsio treats it as the toolkit's own beside a built dataset
 CACHE_MODES = ("auto", "off")
 
 

@@ -53,6 +53,8 @@ def read_json(path):
 #: list of every entry it held when it was published ("nothing foreign" is checked against that list)
 MARKER = ".hpatches-kit.json"
 _TEMP_SUFFIXES = (".tmp", ".old")
+#: folders the toolkit itself adds beside a built dataset later (the packed cache, :mod:`.cache`): never foreign
+OWN_SIDECARS = (".hpatches-kit-cache",)
 #: a temporary folder of an older version (no owner pid in its name) counts as stale after this many seconds
 LEGACY_TEMP_AGE = 3600.0
 
@@ -108,7 +110,7 @@ def foreign_entries(folder, kind: str) -> list[str] | None:
     except (OSError, ValueError):
         return None
     listed = set(marker["entries"])
-    return [e for e in _entries(folder) if e not in listed]
+    return [e for e in _entries(folder) if e not in listed and e.split("/", 1)[0] not in OWN_SIDECARS]
 
 
 def replaceable(folder, kind: str) -> bool:

@@ -339,7 +339,7 @@ def plot_diagnostics(
         distance=distance,
     )
     if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "subset"):
-        log.info(
+        log.debug(
             "failure galleries skipped: they show patches, and descriptors read from CSV come without "
             "the dataset's images (use --model or --baseline)"
         )

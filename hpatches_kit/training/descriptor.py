@@ -299,7 +299,10 @@ def init_weights(net, path) -> None:
     src = descriptor_branch(load_model(path, "the --init model"))
     problem = compare_architectures(net, src)
     if problem:
-        raise DataError(path, f"--init model does not match --model: {problem} (check --model, --patch-size, --dim)")
+        raise DataError(
+            path,
+            f"--init model does not match --model: {problem} (another architecture or input contract than this run's: check --model, --patch-size, --dim)",
+        )
     net.set_weights(src.get_weights())
 
 
