@@ -25,6 +25,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from hpatches_kit.cli import train_descriptor
+from hpatches_kit.log import add_stderr_handler
+add_stderr_handler(20)  # the toolkit's INFO lines ([resume], ...) on stderr, as the hpatches-train CLI shows them
 
 data, out = sys.argv[1], sys.argv[2]
 base = ["--data", data, "--strategy", "mirrored", "--global-mining", "--batch-size", "16",

@@ -207,3 +207,19 @@ def test_packed_cache_as_data(ds32, tmp_path):
         load_track_split(str(out), "hpatches", split="none", size=16)
     ds = load_dataset(out)
     assert np.array_equal(ds["v_d"].tracks, seqs["v_d"])
+
+
+def test_streamed_tracks_index_like_the_array():
+    """``StreamedTracks`` indexes as the in-memory array does, advanced indexing included (one view per track,
+    as ``--pca-dim`` samples its patches)."""
+    from types import SimpleNamespace
+
+    from hpatches_kit.data.cache import StreamedTracks
+
+    a = np.random.default_rng(0).integers(0, 255, (10, 16, 4, 4)).astype(np.uint8)
+    s = StreamedTracks(SimpleNamespace(tracks=a, noisy=None, num_tracks=10, path="x"))
+    idx, views = np.array([1, 3, 7]), np.array([0, 5, 15])
+    np.testing.assert_array_equal(s[idx, views, :, :, None], a[idx, views, :, :, None])
+    np.testing.assert_array_equal(s[idx, 0], a[idx, 0])
+    np.testing.assert_array_equal(s[2:5, :, 1], a[2:5, :, 1])
+    np.testing.assert_array_equal(np.asarray(s), a)

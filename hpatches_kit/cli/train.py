@@ -35,6 +35,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in SUBCOMMANDS), None)
+    # logging (and TensorFlow's quieting) is set up before anything imports TensorFlow: a subcommand's
+    # configure() reads the model and loss registries, which import Keras
+    pre = argparse.ArgumentParser(add_help=False)
+    add_verbosity_arguments(pre, long_verbose=False)
+    setup_cli_logging(verbosity(pre.parse_known_args(argv)[0]))
     from ._errors import run_command
     from ._train_common import imports_in
 
@@ -46,7 +51,6 @@ def main(argv=None) -> int:
         if status:
             return status
     args = build_parser(command).parse_args(argv)
-    setup_cli_logging(verbosity(args))
     del args.quiet, args.log_verbose  # how much is shown is no argument of the run (run_args.json, --resume)
     # One line on stderr and exit 2 for bad input / disk errors / argument checks (see _errors); checkpoints
     # and history already written stay (an --out the run created and left empty is removed by the library's

@@ -231,7 +231,12 @@ class StreamedTracks:
             out = np.asarray(self.array[int(r[0]) : int(r[-1]) + 1])
         else:
             out = self.array[r]
-        return out[(slice(None),) + rest] if rest and np.ndim(r) else (out[rest] if rest else out)
+        if rest and np.ndim(r):
+            # an array in the next position pairs with the rows, as NumPy's advanced indexing does
+            # (tracks[idx, views] = one view per track), a slice applies to every row
+            first = (np.arange(len(out)),) if np.ndim(rest[0]) > 0 else (slice(None),)
+            return out[first + rest]
+        return out[rest] if rest else out
 
     def __array__(self, dtype=None, copy=None):
         a = self[:]
