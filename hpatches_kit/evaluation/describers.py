@@ -219,6 +219,16 @@ def with_precision(model, policy: str):
     return new
 
 
+def _saved_policy(model) -> str | None:
+    """The dtype policy a saved model's layers compute in (``None`` when it has no such layer)."""
+    import keras
+
+    for layer in getattr(model, "layers", []):
+        if not isinstance(layer, keras.layers.InputLayer):
+            return layer.dtype_policy.name
+    return None
+
+
 def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precision: str = "auto") -> Describer:
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
@@ -231,8 +241,9 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
         batch_size: patches per forward pass. Every pass has one fixed shape (the last batch is padded), so the
             model is traced once; the batch is capped at the first call's patch count (no padding a small
             dataset up to a large batch).
-        precision: ``"auto"`` (default): the device's best precision, as training resolves it
-            (:func:`resolve_describe_precision`; bf16 on AMX CPUs), ``"float32"`` to force full precision.
+        precision: ``"auto"`` (default): a model saved in mixed precision runs as saved, any other in the
+            device's best precision, as training resolves it (:func:`resolve_describe_precision`; bf16 on AMX
+            CPUs); ``"float32"`` forces full precision.
 
     Returns:
         ``describe(patches) -> (N, D) float32``, with ``describe.name`` the model's name and
@@ -258,6 +269,9 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
     check_options(batch_size=batch_size)
     policy = resolve_describe_precision(precision)
     model = load_model_file(model_or_path)
+    saved = _saved_policy(model)
+    if precision == "auto" and saved not in (None, "float32"):
+        policy = saved  # trained (and measured, e.g. in its model card) in mixed precision: described as saved
     den = load_model_file(denoiser, "the denoiser") if denoiser is not None else None
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     size = _input_size(model, "descriptor model", where)

@@ -323,6 +323,7 @@ def check_options(o: DescriptorOptions) -> None:
     """Raise ``ValueError`` naming the flag for options that cannot run (before any work); the numeric ranges
     are :data:`hpatches_kit.checks.OPTION_RANGES`'."""
     from ..checks import check_options as check_ranges
+    from ..errors import OptionError
     from ..plugins import import_modules
     from .run import check_schedule
 
@@ -331,7 +332,10 @@ def check_options(o: DescriptorOptions) -> None:
     if o.views < 2 and entry.batch == "tracks":
         raise ValueError(f"--views must be >= 2 (positives need two views of a track), got {o.views}")
     check_schedule(1 if o.epochs is None else o.epochs, o.batch_size, o.lr, 1 if o.val_every is None else o.val_every)
-    check_ranges(o)
+    try:
+        check_ranges(o)
+    except OptionError as e:  # this function's messages name the flags (the options are the flags)
+        raise ValueError(e.render(lambda name: "--" + name.replace("_", "-"))) from e
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:
