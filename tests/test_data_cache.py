@@ -223,3 +223,34 @@ def test_streamed_tracks_index_like_the_array():
     np.testing.assert_array_equal(s[idx, 0], a[idx, 0])
     np.testing.assert_array_equal(s[2:5, :, 1], a[2:5, :, 1])
     np.testing.assert_array_equal(np.asarray(s), a)
+
+
+def test_a_build_published_concurrently_is_kept_not_an_error(tmp_path, monkeypatch):
+    """Two processes building the same cache (the two workers of a multi-worker run): when the other one
+    publishes its complete build between this one's check and its swap, ``keep_existing`` keeps that build and
+    drops this one, instead of failing with "Directory not empty"."""
+    import os
+
+    from hpatches_kit.data import fsio
+
+    out = tmp_path / "c"
+    real_replace = os.replace
+
+    def racing_replace(src, dst):
+        if Path(dst) == out and not out.exists():  # the other process publishes first, just now
+            out.mkdir()
+            (out / "x").write_text("other")
+            fsio.write_marker(out, "pack")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", racing_replace)
+    with fsio.build_then_swap(out, "pack", keep_existing=True) as tmp:
+        (tmp / "x").write_text("mine")
+    assert (out / "x").read_text() == "other"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".c.")]  # no temporary left behind
+    monkeypatch.setattr(os, "replace", racing_replace)
+    out2 = tmp_path / "d"
+    out = out2
+    with pytest.raises(OSError):  # without keep_existing the clash is still an error (nothing is lost)
+        with fsio.build_then_swap(out2, "pack") as tmp:
+            (tmp / "x").write_text("mine")

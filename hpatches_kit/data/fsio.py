@@ -8,6 +8,7 @@ downloader (:mod:`.download`) use them. Single-file atomic writes live in :mod:`
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -309,7 +310,19 @@ def build_then_swap(
                 )
                 os.rmdir(old)
                 os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
+            try:
+                os.replace(tmp, out_dir)
+            except OSError as e:
+                # another process (e.g. the other worker of a multi-worker run) published the same build between
+                # the check above and this swap: with keep_existing its complete build stands, this one is dropped
+                if not (
+                    keep_existing
+                    and e.errno in (errno.ENOTEMPTY, errno.EEXIST)
+                    and out_dir.is_dir()
+                    and foreign_entries(out_dir, kind) == []
+                ):
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException:
