@@ -233,24 +233,26 @@ def test_a_build_published_concurrently_is_kept_not_an_error(tmp_path, monkeypat
 
     from hpatches_kit.data import fsio
 
-    out = tmp_path / "c"
     real_replace = os.replace
 
-    def racing_replace(src, dst):
-        if Path(dst) == out and not out.exists():  # the other process publishes first, just now
-            out.mkdir()
-            (out / "x").write_text("other")
-            fsio.write_marker(out, "pack")
-        return real_replace(src, dst)
+    def racing(out):
+        def replace(src, dst):
+            if Path(dst) == out and not out.exists():  # the other process publishes first, just now
+                out.mkdir()
+                (out / "x").write_text("other")
+                fsio.write_marker(out, "pack")
+            return real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", racing_replace)
+        return replace
+
+    out = tmp_path / "c"
+    monkeypatch.setattr(os, "replace", racing(out))
     with fsio.build_then_swap(out, "pack", keep_existing=True) as tmp:
         (tmp / "x").write_text("mine")
     assert (out / "x").read_text() == "other"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".c.")]  # no temporary left behind
-    monkeypatch.setattr(os, "replace", racing_replace)
-    out2 = tmp_path / "d"
-    out = out2
+    out = tmp_path / "d"
+    monkeypatch.setattr(os, "replace", racing(out))
     with pytest.raises(OSError):  # without keep_existing the clash is still an error (nothing is lost)
-        with fsio.build_then_swap(out2, "pack") as tmp:
+        with fsio.build_then_swap(out, "pack") as tmp:
             (tmp / "x").write_text("mine")

@@ -91,22 +91,8 @@ def run(o) -> dict:
     # in memory only (never in the JSON): what the descriptor-space plots and the failure galleries draw from
     results["_descriptors"] = descs
     results["_dataset"] = None if o.descriptors else dataset
-    results["_sequences"] = _test_sequences(o, dataset, descs)
     results["_options"] = {"distance": o.distance, "noisy": o.noisy, "from_csv": bool(o.descriptors)}
     return results
-
-
-def _test_sequences(o, dataset, descs) -> list:
-    """The sequences :func:`~hpatches_kit.evaluation.evaluate` scored: the split's test sequences."""
-    from ..data.splits import split_sequences
-
-    have = list(descs.names) if hasattr(descs, "names") else list(descs)
-    available = dataset.names if dataset is not None else have
-    root = dataset.root if dataset is not None else None
-    keep = set(have)
-    return [
-        s for s in split_sequences(o.split, available, subset="test", splits_file=o.splits_file, root=root) if s in keep
-    ]
 
 
 def format_results(results: dict) -> str:
@@ -132,7 +118,7 @@ def plots(results: dict, out_dir) -> list:
         results["_descriptors"],
         out_dir,
         dataset=results["_dataset"],
-        sequences=results["_sequences"],
+        sequences=results["meta"]["sequence_names"],  # the sequences evaluate() scored
         distance=opts["distance"],
         name=name,
         noisy=opts["noisy"],

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import sys
 
-#: options whose flag is not ``--`` + the name with dashes (negated switches)
-FLAG_NAMES = {"evaluate": "--no-eval", "augment": "--no-augment"}
-
 
 def flag(option: str) -> str:
-    """The command-line flag of a library option name (``"val_every"`` -> ``"--val-every"``)."""
-    return FLAG_NAMES.get(option, "--" + option.replace("_", "-"))
+    """The command-line flag of a library option name (``"val_every"`` -> ``"--val-every"``): the one mapping,
+    :func:`hpatches_kit.training.run.flag_name` (negated switches such as ``evaluate`` -> ``--no-eval``)."""
+    from ..training.run import flag_name
+
+    return flag_name(option)
 
 
 @contextlib.contextmanager

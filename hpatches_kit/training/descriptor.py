@@ -325,7 +325,7 @@ def check_options(o: DescriptorOptions) -> None:
     from ..checks import check_options as check_ranges
     from ..errors import OptionError
     from ..plugins import import_modules
-    from .run import check_schedule
+    from .run import check_schedule, flag_name
 
     import_modules(o.imports)
     entry = loss_entry(o.loss)
@@ -335,7 +335,7 @@ def check_options(o: DescriptorOptions) -> None:
     try:
         check_ranges(o)
     except OptionError as e:  # this function's messages name the flags (the options are the flags)
-        raise ValueError(e.render(lambda name: "--" + name.replace("_", "-"))) from e
+        raise ValueError(e.render(flag_name)) from e
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:
