@@ -101,6 +101,22 @@ def configure(p):
         help="--loss curriculum: batch-all epochs before ramping to batch-hard (default: 1)",
     )
     g.add_argument("--geometric", action="store_true", help="also one random flip/rot90 per track (all views)")
+    from ..data.view_noise import PRESETS as VIEW_NOISE
+
+    g.add_argument(
+        "--view-noise",
+        default="none",
+        metavar="{" + ",".join(VIEW_NOISE) + "} or FILE.json",
+        help="rotate and rescale every view but a track's first by a draw of a detector's measured orientation and "
+        "scale error (dog: DoG's, docs/orientation-noise.md; default: none)",
+    )
+    g.add_argument(
+        "--view-noise-strength",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the --view-noise angles and log-scales by F (default: 1)",
+    )
     g.add_argument("--noisy", action="store_true", help="train on the *_noise twins (N-HPatches data)")
     g.add_argument("--denoiser", default=None, help="a denoiser .keras applied to every input patch first")
     g.add_argument(

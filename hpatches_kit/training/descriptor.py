@@ -66,6 +66,8 @@ class DescriptorOptions(OptionsFromNamespace):
     seed: int = 0
     augment: bool = True
     geometric: bool = False
+    view_noise: str = "none"  # per-view orientation/scale noise: a hpatches_kit.data.view_noise preset or a .json
+    view_noise_strength: float = 1.0
     val_every: int | None = None  # None: validate after the last epoch only
     collapse: str = "warn"
     init: str | None = None
@@ -336,6 +338,12 @@ def check_options(o: DescriptorOptions) -> None:
         check_ranges(o)
     except OptionError as e:  # this function's messages name the flags (the options are the flags)
         raise ValueError(e.render(flag_name)) from e
+    from ..data.view_noise import resolve_view_noise
+
+    try:
+        resolve_view_noise(o.view_noise, o.view_noise_strength)
+    except ValueError as e:
+        raise ValueError(f"--view-noise: {e}") from e
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:
@@ -480,11 +488,20 @@ def _train(o: DescriptorOptions, run) -> dict:
         train = distribute_sk_dataset(
             run.strategy,
             lambda n, i, t=tracks: descriptor_dataset(
-                t, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric, num_shards=n, shard_index=i
+                t,
+                S,
+                K,
+                seed=o.seed,
+                augment=o.augment,
+                geometric=o.geometric,
+                num_shards=n,
+                shard_index=i,
+                view_noise=resolve_view_noise(o.view_noise, o.view_noise_strength),
             ).skip(skip),
             S,
             K,
         )
+    from ..data.view_noise import resolve_view_noise
     from .xbm import finish, pca_sample, run_extras
 
     pca_patches = pca_sample(tracks, o.pca_dim, seed=o.seed)
