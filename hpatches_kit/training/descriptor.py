@@ -432,6 +432,7 @@ def resolve_budget(o: DescriptorOptions, precision: str) -> DescriptorOptions:
 
 
 def _train(o: DescriptorOptions, run) -> dict:
+    from ..data.view_noise import resolve_view_noise
     from ..models.registry import descriptor_branch
     from .callbacks import CollapseDetector
     from .distribute import check_tracks_per_replica, distribute_sk_dataset, worker_info
@@ -485,9 +486,10 @@ def _train(o: DescriptorOptions, run) -> dict:
     if triplets:
         train = train.skip(skip) if skip else train
     else:
+        view_noise = resolve_view_noise(o.view_noise, o.view_noise_strength)
         train = distribute_sk_dataset(
             run.strategy,
-            lambda n, i, t=tracks: descriptor_dataset(
+            lambda n, i, t=tracks, vn=view_noise: descriptor_dataset(
                 t,
                 S,
                 K,
@@ -496,12 +498,11 @@ def _train(o: DescriptorOptions, run) -> dict:
                 geometric=o.geometric,
                 num_shards=n,
                 shard_index=i,
-                view_noise=resolve_view_noise(o.view_noise, o.view_noise_strength),
+                view_noise=vn,
             ).skip(skip),
             S,
             K,
         )
-    from ..data.view_noise import resolve_view_noise
     from .xbm import finish, pca_sample, run_extras
 
     pca_patches = pca_sample(tracks, o.pca_dim, seed=o.seed)
