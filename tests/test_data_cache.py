@@ -55,6 +55,11 @@ def test_streamed_batches_identical_to_in_memory(ds32, workers):
             assert a.element_spec == b.element_spec  # static shapes, the same
             for (xa, ya), (xb, yb) in zip(_batches(a, 12), _batches(b, 12)):  # > 1 epoch of the share
                 assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+        # dataset-wide track labels (--xbm) and per-view orientation noise stream identically too
+        kw = dict(seed=5, num_shards=workers, shard_index=w, view_noise="dog", labels="track")
+        a, b = descriptor_dataset(streamed, 16, 2, **kw), descriptor_dataset(mem[rows], 16, 2, **kw)
+        for (xa, ya), (xb, yb) in zip(_batches(a, 6), _batches(b, 6)):
+            assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
 
 
 def test_cache_content_and_reuse(ds32):

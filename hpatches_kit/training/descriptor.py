@@ -499,6 +499,7 @@ def _train(o: DescriptorOptions, run) -> dict:
                 num_shards=n,
                 shard_index=i,
                 view_noise=vn,
+                labels="track" if o.xbm else "batch",
             ).skip(skip),
             S,
             K,
@@ -519,7 +520,18 @@ def _train(o: DescriptorOptions, run) -> dict:
             val = distribute_sk_dataset(
                 run.strategy,
                 lambda n, i: (
-                    descriptor_dataset(test_tracks, sv, K, seed=o.seed + 1, augment=False, num_shards=n, shard_index=i)
+                    descriptor_dataset(
+                        test_tracks,
+                        sv,
+                        K,
+                        seed=o.seed + 1,
+                        augment=False,
+                        num_shards=n,
+                        shard_index=i,
+                        labels="track" if o.xbm else "batch",
+                    )
+                    # --xbm: held-out tracks get ids -1, -2, ... that no training track (memory entry) has
+                    .map(lambda x, y: (x, -1 - y) if o.xbm else (x, y))
                     .take(val_steps)
                     .cache()
                     .repeat()

@@ -135,8 +135,12 @@ def make_sk_batch(
     offset: float = 20.0,
     paired=None,
     view_noise=None,
+    track_ids=None,
 ):
     """Turn ``(S, 16, P, P) uint8`` tracks into an S x K batch: ``((S*K, P, P, 1) float32, (S*K,) int32)``.
+
+    ``track_ids``: ``(S,)`` int dataset-wide ids of the tracks: the labels are then ``repeat(track_ids, K)``
+    instead of ``repeat(arange(S), K)`` (what a cross-batch memory needs to know a track drawn again).
 
     ``view_noise``: a :class:`~hpatches_kit.data.view_noise.ViewNoise` (the error of a detector's orientation
     and scale); every view of a track but the first is rotated and rescaled about the patch centre by its own
@@ -169,7 +173,8 @@ def make_sk_batch(
         pkey = tf.random.experimental.stateless_fold_in(key, 4)
         mean = None if paired is None else tf.reduce_mean(xs[1], axis=[1, 2], keepdims=True)
         xs = [_photometric(x, pkey, gain, offset, mean=mean) for x in xs]
-    labels = tf.repeat(tf.range(s, dtype=tf.int32), views)
+    ids = tf.range(s, dtype=tf.int32) if track_ids is None else tf.cast(tf.reshape(track_ids, [s]), tf.int32)
+    labels = tf.repeat(ids, views)
     xs = [tf.reshape(x, [s * views, p, p, 1]) for x in xs]
     return (xs[0], labels) if paired is None else (xs[0], labels, xs[1])
 
@@ -232,6 +237,7 @@ def descriptor_dataset(
     num_shards: int = 1,
     shard_index: int = 0,
     view_noise=None,
+    labels: str = "batch",
 ) -> tf.data.Dataset:
     """S x K descriptor batches from ``(T, 16, P, P) uint8`` tracks held in memory (see module docstring).
 
@@ -244,6 +250,9 @@ def descriptor_dataset(
         view_noise: per-view rotation and scale noise (:func:`make_sk_batch`; ``None``: none), a
             :class:`~hpatches_kit.data.view_noise.ViewNoise` or a name for
             :func:`~hpatches_kit.data.view_noise.resolve_view_noise`.
+        labels: ``"batch"`` (default): ``repeat(arange(o, o + S'), K)``, per-batch ids; ``"track"``: each
+            track's dataset-wide index (its row in ``tracks``, the same under every sharding), so a track drawn
+            again in a later batch carries the same label (cross-batch memory, ``--xbm``).
 
     Returns:
         A dataset of ``(x, labels)``: ``x`` (S'*K, P, P, 1) float32 in [0, 255], ``labels`` (S'*K,) int32 =
@@ -254,6 +263,9 @@ def descriptor_dataset(
     from ..data.view_noise import resolve_view_noise
 
     view_noise = resolve_view_noise(view_noise) if view_noise is not None else None
+    if labels not in ("batch", "track"):
+        raise ValueError(f"labels must be 'batch' or 'track', got {labels!r}")
+    global_ids = labels == "track"
     if isinstance(tracks, StreamedTracks) and tracks.has_row_store:
         return _descriptor_stream(
             tracks,
@@ -269,6 +281,7 @@ def descriptor_dataset(
             num_shards,
             shard_index,
             view_noise,
+            global_ids,
         )
     tracks = _check_tracks(tracks)
     s = _check_shard(tracks_per_batch, num_shards, shard_index)
@@ -280,7 +293,18 @@ def descriptor_dataset(
     ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).enumerate()
     ds = ds.map(
         lambda i, ids: _shard_batch(
-            tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset, num_shards, shard_index, view_noise
+            tf.gather(table, ids),
+            i,
+            seed,
+            views,
+            augment,
+            geometric,
+            gain,
+            offset,
+            num_shards,
+            shard_index,
+            view_noise,
+            ids * num_shards + shard_index if global_ids else None,
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
@@ -302,6 +326,7 @@ def _descriptor_stream(
     num_shards,
     shard_index,
     view_noise=None,
+    global_ids=False,
 ) -> tf.data.Dataset:
     """:func:`descriptor_dataset` streamed from a packed cache's row store: the same track-index batches
     (:func:`_epoch_batches` over this worker's share), each track read by ``tf.io.read_file`` instead of
@@ -317,13 +342,28 @@ def _descriptor_stream(
     table = tf.constant(rows, tf.int64)  # cache row of each track of the share: 8 bytes a track
     ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).unbatch()
     ds = (
-        ds.map(lambda i: tracks.tf_read(tf.gather(table, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds.map(
+            lambda i: (tracks.tf_read(tf.gather(table, i)), i * num_shards + shard_index),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         .batch(s, drop_remainder=True)
         .enumerate()
     )
     ds = ds.map(
         lambda i, b: _shard_batch(
-            b, i, seed, views, augment, geometric, gain, offset, num_shards, shard_index, view_noise
+            b[0],
+            i,
+            seed,
+            views,
+            augment,
+            geometric,
+            gain,
+            offset,
+            num_shards,
+            shard_index,
+            view_noise,
+            b[1] if global_ids else None,
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
@@ -347,10 +387,22 @@ def _epoch_batches(t: int, s: int, seed: int, repeat: bool) -> tf.data.Dataset:
 
 
 def _shard_batch(
-    batch_tracks, i, seed, views, augment, geometric, gain, offset, num_shards, shard_index, view_noise=None
+    batch_tracks,
+    i,
+    seed,
+    views,
+    augment,
+    geometric,
+    gain,
+    offset,
+    num_shards,
+    shard_index,
+    view_noise=None,
+    track_ids=None,
 ):
     """:func:`make_sk_batch` for shard ``shard_index``: its own random stream (counter ``i * W + w``) and labels
-    offset by ``w * S'`` so they are unique across the global batch."""
+    offset by ``w * S'`` so they are unique across the global batch (or, with ``track_ids``, the tracks'
+    dataset-wide ids, unique already)."""
     x, y = make_sk_batch(
         batch_tracks,
         i * num_shards + shard_index,
@@ -361,8 +413,9 @@ def _shard_batch(
         gain,
         offset,
         view_noise=view_noise,
+        track_ids=track_ids,
     )
-    return x, y + shard_index * batch_tracks.shape[0]
+    return (x, y) if track_ids is not None else (x, y + shard_index * batch_tracks.shape[0])
 
 
 def joint_dataset(
