@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-
+from ..models.precision import PRECISIONS
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -134,7 +133,7 @@ def add_common_args(
     g.add_argument(
         "--mixed-precision",
         default="auto",
-        choices=PRECISION_CHOICES,
+        choices=PRECISIONS,
         help="dtype policy (default: auto = per device, see docs/training.md)",
     )
     g.add_argument(

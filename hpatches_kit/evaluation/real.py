@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from .registry import TASKS
+
 __all__ = ["REGIMES", "build_real_patches", "compare_on_real", "beats_baselines"]
 
 #: Geometric-noise regimes: name -> multiplier of HPatches' calibrated jitter magnitudes.
 REGIMES = {"hpatches": 1.0, "small": 1.0 / 3.0}
-TASKS = ("verification", "matching", "retrieval")
 BASELINE_NAMES = {"sift": "SIFT", "rootsift": "RootSIFT"}
 
 

@@ -74,7 +74,7 @@ def plot_real(regimes: dict, path) -> Path:
     import numpy as np
 
     plt = _plt()
-    tasks = ("verification", "matching", "retrieval")
+    tasks = list(next(iter(next(iter(regimes.values()))["rows"].values())))  # the tasks the rows hold, in order
     fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 4.2), squeeze=False)
     for ax, (regime, r) in zip(axes[0], regimes.items()):
         names = list(r["rows"])
