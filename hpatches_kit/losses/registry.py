@@ -67,6 +67,8 @@ class LossEntry:
             (``loss`` is the compiled loss as built, possibly wrapped; ``options`` the run's options).
         composable: the trainer may wrap the loss (KoLeo regulariser, global-batch mining); ``"tracks"`` only.
         description: one line for the docs and ``--help``.
+        extra: what else a trainer reads: ``{"negatives": True}`` -- the image-pair batches carry shuffled
+            negative pairs (PyTorch ``CosineEmbeddingLoss`` semantics).
     """
 
     factory: Callable
@@ -295,7 +297,9 @@ REGISTRY = Registry(
             description="classic random (anchor, positive, negative) triplets, 3 branches",
         ),
         "contrastive": LossEntry(_embedding("SymmetricContrastiveLoss", uses=("margin",)), batch="pairs"),
-        "cosine": LossEntry(_embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs"),
+        "cosine": LossEntry(
+            _embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs", extra={"negatives": True}
+        ),
         "infonce": LossEntry(_embedding("InfoNCELoss", uses=("temperature",)), batch="pairs"),
         "irt": LossEntry(_embedding("IRTLoss"), batch="pairs"),
         "sosr": _SOSR,
