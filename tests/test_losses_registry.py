@@ -102,6 +102,9 @@ def test_entries_carry_what_the_trainer_needs():
         assert make_loss("plain-test", 0.7, koleo=0.1).loss.margin == 0.7  # KoLeo wraps it
     finally:
         losses.unregister("plain-test")
+    # a built-in names its function "module:function" (imported when the loss is built, not when it is listed)
+    lazy = losses.function_loss("test_losses_registry:_plain_loss", uses=("margin",))(margin=0.3, temperature=2)
+    assert lazy.fn is _plain_loss and lazy.fn_kwargs == {"margin": 0.3}
     with pytest.raises(ValueError, match="do not apply to --loss random-triplet"):
         make_loss("random-triplet", koleo=0.1)
     with pytest.raises(ValueError, match="a pair loss needs batch 'pairs'"):

@@ -131,7 +131,8 @@ def function_loss(fn, *, uses: tuple = (), **fixed):
 
     Args:
         fn: ``(y_true, y_pred, **kwargs) -> scalar`` in ``keras.ops``, registered with
-            ``@keras.saving.register_keras_serializable`` (so a saved model finds it again).
+            ``@keras.saving.register_keras_serializable`` (so a saved model finds it again); or its
+            ``"module:function"`` name, imported when the loss is built (a built-in: listing it imports no Keras).
         uses: the settings of :func:`get` the function takes (``margin``, ``distance_metric``,
             ``views_per_track``, ``temperature``); the others are ignored.
         **fixed: keyword arguments always passed (``name=...`` names the loss).
@@ -141,9 +142,11 @@ def function_loss(fn, *, uses: tuple = (), **fixed):
     """
 
     def build(**kw):
+        from ..registry import load_reference
         from .base import FunctionLoss
 
-        return FunctionLoss(fn, **{k: kw[k] for k in uses if k in kw}, **fixed)
+        f = load_reference(fn) if isinstance(fn, str) else fn
+        return FunctionLoss(f, **{k: kw[k] for k in uses if k in kw}, **fixed)
 
     return build
 
