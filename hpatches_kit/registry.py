@@ -94,12 +94,9 @@ class Registry:
     def _load_builtin(self) -> None:
         if self._builtin_loaded:
             return
-        self._builtin_loaded = True
-        early = dict(self._entries)  # registered before the built-ins were imported: they stay after them
-        self._entries.clear()
+        self._builtin_loaded = True  # before any register(), which loads them first: the built-ins come first
         for name, obj in self._builtin_spec.items():
             self._entries[self._canon(name)] = self._coerce(name, load_reference(obj) if isinstance(obj, str) else obj)
-        self._entries.update(early)
 
     def _load(self) -> None:
         self._load_builtin()
