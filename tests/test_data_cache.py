@@ -158,12 +158,13 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
         textwrap.dedent("""
         from pathlib import Path
         import numpy as np
-        from hpatches_kit.data.formats import ArraySource, register_format
+        from hpatches_kit.data import formats
+        from hpatches_kit.data.formats import ArraySource
 
         def detect(path):
             return path is not None and (Path(path) / "tracks.npz").is_file()
 
-        @register_format("npz-tracks", detect=detect)
+        @formats.register("npz-tracks", detect=detect)
         def open_npz(path, size=None, **options):
             z = np.load(Path(path) / "tracks.npz")
             return ArraySource(path, "npz-tracks", {n: z[n] for n in z.files}, size=size)
@@ -172,10 +173,11 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(mod))
     import npz_tracks_format  # noqa: F401
 
-    from hpatches_kit.data.formats import detect_format, list_formats
+    from hpatches_kit.data import formats
+    from hpatches_kit.data.formats import detect_format
     from hpatches_kit.training.tracks import load_track_split
 
-    assert "npz-tracks" in list_formats() and detect_format(data) == "npz-tracks"
+    assert "npz-tracks" in formats.names() and detect_format(data) == "npz-tracks"
     split = load_track_split(data, "auto", split="none", size=32)
     assert np.array_equal(split.train, np.concatenate(list(seqs.values())))
     # evaluation: load_dataset opens it through the registry

@@ -16,25 +16,17 @@ from ..training.descriptor import BF16_EPOCHS, DISTANCES, FLOAT32_EPOCHS
 from ._train_common import add_common_args
 
 
-def _model_names():
-    from ..models import registry
-
-    return registry.names("descriptor")
-
-
-def _loss_names():
-    from ..losses import registry
-
-    return registry.names("descriptor")
-
-
 def configure(p):
+    from ..data import formats
+    from ..losses import registry as losses
+    from ..models import registry as models
+
     add_common_args(
         p,
         model="l2net",
-        models=_model_names,
+        models=models.REGISTRY.choices("descriptor"),
         loss="batch-hard",
-        losses=_loss_names,
+        losses=losses.REGISTRY.choices("descriptor"),
         batch_size=1024,
         model_help="(a builder `f(input_size=, dim=, dropout=) -> keras.Model` taking (P, P, 1) grey "
         "levels in [0, 255]) ",
@@ -128,10 +120,12 @@ def configure(p):
     g.add_argument(
         "--format",
         default="hpatches",
-        choices=("hpatches", "brown"),
-        help="--data layout: HPatches sequences (default) or one Brown/UBC PhotoTour subset folder "
-        "(tracks = 3-D points with >= 2 patches on 16 view slots; 5%% of the points held out for "
-        "validation unless --split none)",
+        choices=formats.REGISTRY.choices(),
+        metavar="NAME|MODULE:FUNCTION",
+        help="--data layout: a registered data-format reader (" + ", ".join(formats.names()) + ", or one a "
+        "module of --import registers) or a reader MODULE:FUNCTION; default hpatches: HPatches sequences, "
+        "N-HPatches or a packed cache, detected. brown: one Brown/UBC PhotoTour subset folder (tracks = 3-D "
+        "points with >= 2 patches on 16 view slots; 5%% of the points held out for validation unless --split none)",
     )
     g.add_argument(
         "--init",
