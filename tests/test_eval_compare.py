@@ -220,3 +220,34 @@ def test_evaluate_records_the_sequences(tiny_dataset):
         compute_descriptors(ds, get_baseline("raw"), progress=False), ds, tasks=("matching",), progress=False
     )
     assert res["meta"]["sequence_names"] == sorted(["i_alpha", "i_beta", "v_gamma", "v_delta"])
+
+
+def test_task_identity_follows_the_task_content(tmp_path):
+    """A training run's final evaluation (the held-out sequences, split label 'full') and ``hpatches-eval --split
+    a`` (the whole dataset, split a) score the same generated pairs and queries: same ``tasks_digest`` and same
+    numbers, so compare takes both; other task content is refused."""
+    import numpy as np
+    from conftest import write_split_dataset
+
+    from hpatches_kit.data import load_dataset
+    from hpatches_kit.evaluation import evaluate, get_baseline
+    from hpatches_kit.evaluation.describers import compute_descriptors
+
+    root = write_split_dataset(
+        tmp_path / "d", {"i_a": 9, "v_b": 8, "i_c": 10, "v_d": 12}, 32, np.random.default_rng(0), num_test=2
+    )
+    sift = get_baseline("sift")
+    held_out = load_dataset(root, split="a", progress=False)  # what the trainer evaluates on
+    run = evaluate(compute_descriptors(held_out, sift, progress=False), held_out, split="full", progress=False)
+    whole = load_dataset(root, progress=False)
+    cli = evaluate(compute_descriptors(whole, sift, progress=False), whole, split="a", progress=False)
+    assert run["meta"]["tasks_source"] != cli["meta"]["tasks_source"]  # other folders, other split labels
+    assert run["meta"]["tasks_digest"] == cli["meta"]["tasks_digest"]
+    for t in ("verification", "matching", "retrieval"):
+        assert run[t]["headline"]["value"] == pytest.approx(cli[t]["headline"]["value"])
+    metrics = write(tmp_path, "metrics.json", {"evaluation": run})  # as a run's metrics.json holds it
+    assert len(load_results([metrics, cli])) == 2
+    other = json.loads(json.dumps(cli))
+    other["meta"]["tasks_digest"] = "0" * 16
+    with pytest.raises(DataError, match="task files .* differ"):
+        load_results([metrics, other])

@@ -31,8 +31,21 @@ def add_describer_arguments(p, descriptors_help: str | None = None, batch_size: 
     )
 
 
+def model_label(path) -> str:
+    """The name results and figures give a model file: its run folder for a training run's ``model.keras``
+    (``runs/sosnet-short/model.keras`` -> ``sosnet-short``), else the file's stem, which is its model card's name
+    (``models/l2net-embedded.keras`` -> ``l2net-embedded``).
+
+    Example:
+        >>> model_label("runs/sosnet-short/model.keras"), model_label("models/l2net-embedded.keras")
+        ('sosnet-short', 'l2net-embedded')
+    """
+    p = Path(path)
+    return p.parent.name if p.name == "model.keras" and p.parent.name not in ("", ".") else p.stem
+
+
 def describer_from_options(o):
-    """``(describer, label)`` for ``--model`` (label: the file's stem) or ``--baseline`` (default sift).
+    """``(describer, label)`` for ``--model`` (label: :func:`model_label`) or ``--baseline`` (default sift).
 
     Raises:
         OptionError: ``batch_size`` below 1 (:func:`hpatches_kit.checks.check_options`, run by the CLI first too).
@@ -45,6 +58,6 @@ def describer_from_options(o):
             denoiser=getattr(o, "denoiser", None),
             batch_size=o.batch_size,
             precision=getattr(o, "precision", "auto"),
-        ), Path(o.model).stem
+        ), model_label(o.model)
     name = getattr(o, "baseline", None) or "sift"
     return get_baseline(name), name

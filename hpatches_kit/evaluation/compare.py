@@ -7,7 +7,9 @@ dump, or :func:`~hpatches_kit.evaluation.summary.summarise_evaluation`'s).
 Results are comparable only when they were computed on the same sequences with the same task files:
 :func:`load_results` compares the **sequences evaluated** (``meta.sequence_names``; the split *label* does not
 matter: a Python-API result labelled ``full`` compares with a CLI result labelled ``a`` on the same sequences),
-and refuses (``DataError`` naming both files) other sequences, another number of tracks or other task files.
+and refuses (``DataError`` naming both files) other sequences, another number of tracks or other task files
+(compared by their content, ``meta.tasks_digest``: the same pairs and queries generated into another folder or
+under another split label are the same tasks).
 Results written before sequence names were recorded are compared by their split label and their numbers of
 sequences and tracks, as before.
 
@@ -187,7 +189,10 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
                     "different splits or datasets cannot be compared",
                 )
         needs_files = any(t in r and t in results[0] and registry.get(t).files for t in registry.names())
-        if needs_files and m.get("tasks_source") != m0.get("tasks_source"):
+        # the task set's identity is its content (meta.tasks_digest); results written before it was recorded
+        # are compared by where their task files came from
+        key = "tasks_digest" if m.get("tasks_digest") and m0.get("tasks_digest") else "tasks_source"
+        if needs_files and m.get(key) != m0.get(key):
             raise DataError(
                 where,
                 f"task files {m.get('tasks_source')!r} differ from {first}'s "
