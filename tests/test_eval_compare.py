@@ -251,3 +251,46 @@ def test_task_identity_follows_the_task_content(tmp_path):
     other["meta"]["tasks_digest"] = "0" * 16
     with pytest.raises(DataError, match="task files .* differ"):
         load_results([metrics, other])
+
+
+def _sequences_result(name, mma, h3, pairs=6, **meta):
+    th = list(range(1, 11))
+    s = {
+        "pairs": pairs,
+        "mma": mma,
+        "homography": {"1": h3 / 2, "3": h3, "5": min(1.0, h3 + 0.1)},
+        "mean_matches": 50.0,
+    }
+    m = dict(descriptor=name, thresholds=th, sequences=["v_a", "v_b"], detector="dog", max_keypoints=500)
+    m.update(patch_size=65, method="ransac", orientation="dominant", magnification=None, mutual=True, ratio=None)
+    m.update(meta)
+    empty = {"pairs": 0, "mma": None, "homography": None, "mean_matches": None}
+    return {"meta": m, "overall": s, "illumination": empty, "viewpoint": s}
+
+
+def test_compare_takes_whole_image_matching_results(tmp_path, capsys):
+    """hpatches-eval compare on ``sequences`` results: one MMA figure for every descriptor, a table of MMA at
+    1/3/5/10 px and homography accuracy (hand-set numbers), best mean MMA first; other keypoints refused."""
+    ramp = [0.1 * t for t in range(1, 11)]
+    files = [
+        write(tmp_path, "sift.json", _sequences_result("sift", [0.5 * x for x in ramp], 0.4)),
+        write(tmp_path, "mine.json", _sequences_result("mine", ramp, 0.6)),
+        write(tmp_path, "rootsift.json", _sequences_result("rootsift", [0.6 * x for x in ramp], 0.5)),
+    ]
+    out = tmp_path / "report"
+    assert main(["compare", *map(str, files), "--out", str(out)]) == 0
+    md = (out / "comparison.md").read_text()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "descriptor" not in ln]
+    assert [r.split("|")[1].strip() for r in rows] == ["mine", "rootsift", "sift"]
+    assert rows[0].split("|")[2:9] == [" 0.100 ", " 0.300 ", " 0.500 ", " 1.000 ", " 0.30 ", " 0.60 ", " 0.70 "]
+    assert "Whole-image matching, 2 sequences, 6 image pairs" in md
+    assert (out / "comparison.png").is_file() and (out / "comparison.pdf").is_file()
+    with open(out / "comparison.csv") as f:
+        got = {r["descriptor"]: r for r in csv.DictReader(f)}
+    assert float(got["sift"]["mma@3"]) == pytest.approx(0.15) and float(got["rootsift"]["h@3"]) == 0.5
+    other = write(tmp_path, "other.json", _sequences_result("x", ramp, 0.5, max_keypoints=2000))
+    with pytest.raises(DataError, match="max_keypoints is 2000 but .*sift.json has 500"):
+        load_results([files[0], other])
+    hp = write(tmp_path, "hp.json", result("sift", 60, 20, 30))
+    with pytest.raises(DataError, match="holds HPatches tasks results but .*sift.json holds whole-image matching"):
+        load_results([files[0], hp])
