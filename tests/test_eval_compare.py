@@ -294,3 +294,34 @@ def test_compare_takes_whole_image_matching_results(tmp_path, capsys):
     hp = write(tmp_path, "hp.json", result("sift", 60, 20, 30))
     with pytest.raises(DataError, match="holds HPatches tasks results but .*sift.json holds whole-image matching"):
         load_results([files[0], hp])
+
+
+def test_models_trained_on_the_test_photos_are_flagged_and_named(tmp_path):
+    """A model card's ``| not held out | `DATASET` |`` row, or a run trained with ``--split none`` on the same data,
+    flags the model on that data only; runs are named after their folder; the retrieval headline line says when
+    its pools are capped."""
+    from hpatches_kit.benchmarks.describe import model_label, not_held_out
+    from hpatches_kit.evaluation.retrieval import TASK
+
+    (tmp_path / "m.keras").write_bytes(b"")
+    (tmp_path / "m.md").write_text("| | |\n|---|---|\n| not held out | `embedded-v2` (the same photos) |\n")
+    assert "embedded-v2" in not_held_out(tmp_path / "m.keras", tmp_path / "cache" / "embedded-v2" / "hpatches")
+    assert not_held_out(tmp_path / "m.keras", tmp_path / "real" / "hpatches-release") is None
+    run, data = tmp_path / "runs" / "all-in", tmp_path / "mine"
+    run.mkdir(parents=True)
+    (run / "run_args.json").write_text(json.dumps({"split": "none", "data": str(data)}))
+    assert "--split none" in not_held_out(run / "model.keras", data)
+    (run / "run_args.json").write_text(json.dumps({"split": "a", "data": str(data)}))
+    assert not_held_out(run / "model.keras", data) is None
+    assert model_label(run / "model.keras") == "all-in" and model_label(tmp_path / "m.keras") == "m"
+    r = {
+        "pool_sizes": [100, 500, 1000],
+        "table": {v: {"100": 90.0, "500": 80.0, "1000": 80.0} for v in "eht"},
+        "per_variant": {v: 83.3 for v in "eht"},
+        "avg": 83.3,
+        "num_queries": 10,
+        "num_distractors": 300,
+        "effective_pool_max": 305,
+    }
+    head = [ln for ln in TASK.format(r) if "retrieval mAP 83.30" in ln]
+    assert head and "pools 500, 1,000 capped at 305 (300 distractors)" in head[0]
