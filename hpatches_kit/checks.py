@@ -101,6 +101,7 @@ OPTION_RANGES: dict[str, Range] = {
     "dim": COUNT,
     "patch_size": COUNT,
     "views": COUNT,
+    "view_noise_strength": Range(0, 4, why="multiplies the measured orientation and scale error (0 = none)"),
     "curriculum_warmup": NON_NEGATIVE_INT,
     "temperature": POSITIVE,
     "train_pairs_per_photo": COUNT,

@@ -77,13 +77,16 @@ def day(tmp_path, monkeypatch):
     from hpatches_kit.data import formats
     from hpatches_kit.losses import registry as loss_registry
 
-    for undo in (lambda: models.unregister("tiny64"), lambda: benchmarks.unregister("nn-top1")):
+    for undo in (
+        lambda: models.unregister("tiny64"),
+        lambda: benchmarks.unregister("nn-top1"),
+        lambda: formats.unregister("npz-tracks"),
+    ):
         try:
             undo()
         except (ValueError, KeyError):
             pass
-    formats._FORMATS.pop("npz-tracks", None)
-    loss_registry._RESOLVED.pop("my_losses:top_k_margin", None)
+    loss_registry.REGISTRY._resolved.pop("my_losses:top_k_margin", None)
     for name in files:
         sys.modules.pop(name[:-3], None)
 

@@ -435,7 +435,7 @@ def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(models, "l2net", _collapsed_l2net)
     monkeypatch.setitem(
-        registry._REGISTRY, "l2net", dataclasses.replace(registry.entry("l2net"), builder=_collapsed_l2net)
+        registry.REGISTRY._entries, "l2net", dataclasses.replace(registry.entry("l2net"), builder=_collapsed_l2net)
     )
     monkeypatch.setattr(training_callbacks, "CollapseDetector", Recording)
     held = np.concatenate([load_sequence(nh_data / s).tracks[:, 0] for s in ("v_d", "i_e")])

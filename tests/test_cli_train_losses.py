@@ -16,7 +16,7 @@ from hpatches_kit.training import CurriculumTripletLoss, KoLeoRegularised, Repli
 from hpatches_kit.training.descriptor import collapse_level, make_loss
 
 # every built-in descriptor loss (the registry is the only list; training.descriptor.LOSSES is gone)
-LOSSES = tuple(n for n in loss_registry._BUILTIN if n in loss_registry.names("descriptor"))
+LOSSES = tuple(n for n in loss_registry.REGISTRY.builtin_names() if n in loss_registry.names("descriptor"))
 
 
 @pytest.fixture(scope="module")

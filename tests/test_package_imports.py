@@ -30,6 +30,7 @@ LAYERS = [
     "hpatches_kit.checks",
     "hpatches_kit.log",
     "hpatches_kit.plugins",
+    "hpatches_kit.registry",
     "hpatches_kit.data",
     "hpatches_kit.models",
     "hpatches_kit.losses",

@@ -167,3 +167,25 @@ def test_documented_usage_with_all_tracks(tiny_dataset):
     np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
     for x in a[0].numpy()[..., 0]:
         _locate(x.astype(np.uint8), pair[0])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_track_labels_are_dataset_wide_ids_under_sharding(workers):
+    # every view of track t is the constant t: a label must equal its patch's value, in every shard and across
+    # epochs (a track drawn again keeps its id), and the shards of one global batch hold distinct tracks
+    from hpatches_kit.training.pipelines import descriptor_dataset
+
+    T, S = 40, 8
+    tracks = np.broadcast_to(np.arange(T, dtype=np.uint8)[:, None, None, None], (T, 16, 8, 8)).copy()
+    per_shard = []
+    for w in range(workers):
+        ds = descriptor_dataset(tracks, S, 2, seed=1, augment=False, labels="track", num_shards=workers, shard_index=w)
+        got = [(x.numpy(), y.numpy()) for x, y in ds.take(12)]  # > 2 epochs of a share
+        for x, y in got:
+            np.testing.assert_array_equal(x[:, 0, 0, 0], y.astype(np.float32))
+            assert len(set(y.tolist())) == S // workers and np.all(y % workers == w)  # this worker's share
+        per_shard.append(np.concatenate([y for _, y in got]))
+    seen = np.concatenate(per_shard)
+    assert set(seen.tolist()) <= set(range(T)) and len(set(seen.tolist())) > S  # ids, not 0..S-1 per batch
+    with pytest.raises(ValueError, match="labels"):
+        descriptor_dataset(tracks, S, 2, labels="global")

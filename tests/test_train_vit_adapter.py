@@ -155,3 +155,13 @@ def test_bad_options_are_named(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
         main(COMMON + ["--epochs", "1", "--out", str(tmp_path / "run")] + bad)
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_loss_must_be_a_registered_pair_loss():
+    from hpatches_kit.errors import OptionError
+    from hpatches_kit.training.vit_adapter import VitAdapterOptions, check_options
+
+    for name in ("batch-hard", "nope"):  # a descriptor loss, an unknown name: the pair losses are listed
+        with pytest.raises(OptionError, match="no image-pair loss; expected one of contrastive, cosine, infonce, irt"):
+            check_options(VitAdapterOptions(loss=name))
+    check_options(VitAdapterOptions(loss="infonce"))

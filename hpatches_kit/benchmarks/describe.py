@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BASELINE_CHOICES = ("sift", "rootsift", "raw")
+from ..evaluation.describers import BASELINES
+from ..models.precision import PRECISIONS
 
 
 def add_describer_arguments(p, descriptors_help: str | None = None, batch_size: int = 1024) -> None:
@@ -20,12 +21,12 @@ def add_describer_arguments(p, descriptors_help: str | None = None, batch_size: 
     if descriptors_help:
         src.add_argument("--descriptors", metavar="PATH", help=descriptors_help)
     src.add_argument("--model", metavar="FILE.keras", help="Keras descriptor model")
-    src.add_argument("--baseline", choices=BASELINE_CHOICES, help="baseline descriptor (default: sift)")
+    src.add_argument("--baseline", choices=BASELINES.choices(), help="baseline descriptor (default: sift)")
     p.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size for --model (default: {batch_size})")
     p.add_argument(
         "--precision",
         default="auto",
-        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        choices=PRECISIONS,
         help="precision --model runs in (default auto: the device's best, as training resolves it; "
         "float32 forces full precision)",
     )

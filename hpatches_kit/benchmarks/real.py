@@ -13,6 +13,7 @@ from .registry import Benchmark
 
 
 def add_arguments(p) -> None:
+    from ..evaluation.describers import BASELINES
     from ..evaluation.real import REGIMES
 
     p.add_argument("--data", required=True, help="folder of real homography sequences (e.g. ../shared/real-sequences)")
@@ -27,7 +28,7 @@ def add_arguments(p) -> None:
         "--baseline",
         action="append",
         default=None,
-        choices=("sift", "rootsift", "raw"),
+        choices=BASELINES.choices(),
         help="baselines next to the models (repeatable; default: sift and rootsift)",
     )
     p.add_argument(
@@ -66,7 +67,8 @@ def run(o) -> dict:
 
 
 def format_results(res: dict) -> str:
-    from ..evaluation.real import REGIMES, TASKS
+    from ..evaluation.real import REGIMES
+    from ..evaluation.registry import TASKS
 
     lines = [f"real validation on {res['data']} (official protocol, mAP %, never trained on)"]
     for regime, r in res["regimes"].items():

@@ -43,8 +43,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in SUBCOMMANDS), None)
-    # logging (and TensorFlow's quieting) is set up before anything imports TensorFlow: a subcommand's
-    # configure() reads the model and loss registries, which import Keras
+    # logging (and TensorFlow's quieting) is set up before anything imports TensorFlow (a subcommand's module or
+    # an --import module may)
     pre = argparse.ArgumentParser(add_help=False)
     add_verbosity_arguments(pre, long_verbose=False)
     setup_cli_logging(verbosity(pre.parse_known_args(argv)[0]))

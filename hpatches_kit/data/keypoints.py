@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["ORIENTATIONS", "detect_keypoints", "keypoint_patches"]
+__all__ = ["ORIENTATIONS", "detect_keypoints", "keypoint_orientations", "keypoint_patches"]
 
 ORIENTATIONS = ("dominant", "upright", "detector")
 
@@ -90,25 +90,42 @@ def keypoint_patches(
         (1, 33, 33)
     """
     from . import geometry as G
-    from .extract import MAGNIFICATION, _BlurStack, _sample, dominant_orientation
+    from .extract import MAGNIFICATION, _BlurStack, _sample
 
     if orientation not in ORIENTATIONS:
         raise ValueError(f"unknown orientation {orientation!r}; expected one of {', '.join(ORIENTATIONS)}")
     mag_f = MAGNIFICATION if magnification is None else float(magnification)
     kp = np.asarray(keypoints, np.float64).reshape(len(keypoints), -1)
-    f = img.astype(np.float32)
-    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=1)
-    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=1)
-    mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), 2 * np.pi)
+    if orientation == "upright":
+        angles = np.zeros(len(kp))
+    else:
+        angles = keypoint_orientations(img, kp[:, :3])
+        if orientation == "detector" and kp.shape[1] > 3:
+            angles = np.where(np.isfinite(kp[:, 3]), kp[:, 3], angles)
     stack, N = _BlurStack(img), G.patch_to_norm(patch_size)
     out = np.empty((len(kp), patch_size, patch_size), np.uint8)
     for i, row in enumerate(kp):
         x, y, s = row[:3]
-        if orientation == "upright":
-            a = 0.0
-        elif orientation == "detector" and kp.shape[1] > 3 and np.isfinite(row[3]):
-            a = float(row[3])
-        else:
-            a = dominant_orientation(mag, ang, x, y, s)
-        out[i] = _sample(stack, G.region_frame(x, y, mag_f * s, a) @ N, patch_size)
+        out[i] = _sample(stack, G.region_frame(x, y, mag_f * s, float(angles[i])) @ N, patch_size)
     return out
+
+
+def keypoint_orientations(img: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """SIFT-style dominant gradient orientation (radians, image coordinates) of each ``(x, y, scale)`` keypoint:
+    the orientation :func:`keypoint_patches` rotates a ``dominant`` patch to.
+
+    Example:
+        >>> img = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))  # brightness grows to the right
+        >>> round(float(keypoint_orientations(img, np.array([[32.0, 32.0, 3.0]]))[0]), 2)
+        0.09
+    """
+    from .detect import dominant_orientation
+
+    if len(keypoints) == 0:
+        return np.zeros(0, np.float64)
+    kp = np.asarray(keypoints, np.float64).reshape(len(keypoints), -1)
+    f = img.astype(np.float32)
+    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=1)
+    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=1)
+    mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), 2 * np.pi)
+    return np.array([dominant_orientation(mag, ang, x, y, s) for x, y, s in kp[:, :3]], np.float64)

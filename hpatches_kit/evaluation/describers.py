@@ -24,10 +24,10 @@ import numpy as np
 from ..data.cache import release_pages
 from ..data.errors import DataError
 from ..data.hpatches import TYPES, resize_patches
+from ..registry import Registry
 from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor_set, write_descriptor_dir  # noqa: F401  (re-exported)
 
 Describer = Callable[[np.ndarray], np.ndarray]
-BASELINES = ("sift", "rootsift", "raw")
 RAW_SIZE = 32
 
 __all__ = [
@@ -107,15 +107,30 @@ def rootsift_describer() -> Describer:
     return sift_describer(root=True)
 
 
+def _baseline(name: str, factory) -> Callable[[], Describer]:
+    if not callable(factory):
+        raise TypeError(f"baseline {name!r}: the describer factory must be callable, got {factory!r}")
+    return factory
+
+
+#: the baseline describers by name (``--baseline``): ``factory() -> Describer``; a :class:`~hpatches_kit.registry.
+#: Registry` like every other list of names (``BASELINES.register("orb", orb_describer)`` adds one)
+BASELINES = Registry(
+    "baseline",
+    builtin={"sift": sift_describer, "rootsift": rootsift_describer, "raw": raw_describer},
+    group="hpatches_kit.baselines",
+    make=_baseline,
+    canon=str.lower,
+)
+
+
 def get_baseline(name: str) -> Describer:
-    name = str(name).lower()
-    if name == "raw":
-        return raw_describer()
-    if name == "sift":
-        return sift_describer()
-    if name == "rootsift":
-        return rootsift_describer()
-    raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+    """The describer of the baseline ``name`` (:data:`BASELINES`; case is ignored).
+
+    Raises:
+        ValueError: an unknown name (the registered ones are listed).
+    """
+    return BASELINES.get(name)()
 
 
 def _resize_float(x: np.ndarray, size: int) -> np.ndarray:
@@ -170,18 +185,14 @@ def check_denoiser(den, where=None) -> int:
     return size
 
 
-DESCRIBE_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-
-
 def resolve_describe_precision(precision: str = "auto") -> str:
     """The dtype policy a describer runs in: ``"auto"`` is the one training resolves on this device
     (:func:`hpatches_kit.models.precision.auto_precision`: ``mixed_bfloat16`` on AMX CPUs, Ampere+ GPUs and
     TPUs, ``mixed_float16`` on older GPUs, else ``float32``)."""
-    if precision not in DESCRIBE_PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(DESCRIBE_PRECISIONS)}")
-    if precision != "auto":
+    from ..models.precision import auto_precision, check_precision
+
+    if check_precision(precision) != "auto":
         return precision
-    from ..models.precision import auto_precision
 
     return auto_precision()
 

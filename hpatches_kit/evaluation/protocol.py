@@ -11,12 +11,10 @@ from __future__ import annotations
 from .descriptor_set import DescriptorSet
 from .matching import eval_matching, matching_ap, nearest_neighbours, nearest_neighbours_multi
 from .metrics import CURVE_POINTS
+from .registry import TASKS
 from .retrieval import POOL_SIZES, eval_retrieval
 from .threads import compute_threads
 from .verification import eval_verification, verification_distances
-
-#: the official tasks, in the order of the results and the printed summary
-TASKS = ("verification", "matching", "retrieval")
 
 __all__ = [
     "POOL_SIZES",

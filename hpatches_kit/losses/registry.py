@@ -7,18 +7,20 @@ Each entry (:class:`LossEntry`) carries, besides its factory, the **batch** the 
 branches, ``(B, 3, D)`` outputs) or ``"pairs"`` (the ViT image-pair batches) -- its **collapse level** (the loss
 of a collapsed descriptor, for :class:`~hpatches_kit.training.callbacks.CollapseDetector`; the margin by
 default, ln 2 for the soft margin) and the **callbacks** it needs during training (the curriculum's
-:class:`~hpatches_kit.losses.curriculum.MiningCurriculum`). :data:`_REGISTRY` maps a name to an entry or to a
-plain factory (a factory is an entry with the defaults: batch ``"tracks"``, collapse at the margin, no
-callbacks). ``get("MODULE:FUNCTION")`` takes a loss of the user's: a function ``(y_true, y_pred, **kw)``
+:class:`~hpatches_kit.losses.curriculum.MiningCurriculum`). :data:`REGISTRY` (the toolkit's one registry shape,
+:class:`hpatches_kit.registry.Registry`) maps a name to an entry; a plain factory becomes an entry with the
+defaults (batch ``"tracks"``, collapse at the margin, no callbacks). ``get("MODULE:FUNCTION")`` takes a loss of the user's: a function ``(y_true, y_pred, **kw)``
 (wrapped as :class:`~.base.FunctionLoss`), a ``keras.losses.Loss`` subclass or a factory returning one.
 
-Adding a loss is one function plus one entry in :data:`_REGISTRY` below: write
+Adding a loss is one function plus one built-in entry of :data:`REGISTRY` below: write
 ``my_loss(y_true, y_pred, margin=1.0, ...) -> scalar`` in ``keras.ops`` (in its own module, registered with
 ``@keras.saving.register_keras_serializable(package="hpatches_kit")``) and add
 ``"my-loss": function_loss(my_loss, uses=("margin",))``; :func:`get` then returns a
 :class:`~.base.FunctionLoss` (exact integer labels, replica scaling, ``.keras`` round trip) without a class
-(see ``docs/losses.md``). At run time :func:`register` adds an entry the same way. Every factory takes the
-same keyword arguments (``margin``, ``distance_metric``, ``views_per_track``, ``temperature``) and ignores
+(see ``docs/losses.md``). At run time :func:`register` ``(name, factory, kind="descriptor"|"pair", *, batch=,
+collapse=, callbacks=, composable=, description=)`` adds an entry the same way (a built-in can never be replaced);
+:func:`unregister`, :func:`entries`; installed packages join through the entry-point group
+``hpatches_kit.losses``. Every factory takes the same keyword arguments (``margin``, ``distance_metric``, ``views_per_track``, ``temperature``) and ignores
 those that do not apply to its loss, so a caller can pass one set of settings for any name.
 
 Examples:
@@ -27,6 +29,14 @@ Examples:
     0.5
     >>> "hardnet" in losses.names()
     True
+    >>> import keras
+    >>> @keras.saving.register_keras_serializable(package="doc")
+    ... def mean_norm(y_true, y_pred, margin=1.0):
+    ...     return keras.ops.mean(keras.ops.abs(keras.ops.sum(y_pred * y_pred, axis=-1) - margin))
+    >>> _ = losses.register("mean-norm", losses.function_loss(mean_norm, uses=("margin",)))
+    >>> losses.entry("mean-norm").batch, losses.get("mean-norm", margin=0.5).margin
+    ('tracks', 0.5)
+    >>> losses.unregister("mean-norm")
 """
 
 from __future__ import annotations
@@ -36,9 +46,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .base import FunctionLoss
+from ..registry import Registry
 
 BATCHES = ("tracks", "triplets", "pairs")
+KINDS = ("descriptor", "pair")
 SETTINGS = ("margin", "distance_metric", "views_per_track", "temperature")
 
 
@@ -56,6 +67,8 @@ class LossEntry:
             (``loss`` is the compiled loss as built, possibly wrapped; ``options`` the run's options).
         composable: the trainer may wrap the loss (KoLeo regulariser, global-batch mining); ``"tracks"`` only.
         description: one line for the docs and ``--help``.
+        extra: what else a trainer reads: ``{"negatives": True}`` -- the image-pair batches carry shuffled
+            negative pairs (PyTorch ``CosineEmbeddingLoss`` semantics).
     """
 
     factory: Callable
@@ -132,22 +145,34 @@ def function_loss(fn, *, uses: tuple = (), **fixed):
 
     Args:
         fn: ``(y_true, y_pred, **kwargs) -> scalar`` in ``keras.ops``, registered with
-            ``@keras.saving.register_keras_serializable`` (so a saved model finds it again).
+            ``@keras.saving.register_keras_serializable`` (so a saved model finds it again); or its
+            ``"module:function"`` name, imported when the loss is built (a built-in: listing it imports no Keras).
         uses: the settings of :func:`get` the function takes (``margin``, ``distance_metric``,
             ``views_per_track``, ``temperature``); the others are ignored.
         **fixed: keyword arguments always passed (``name=...`` names the loss).
 
     Returns:
-        A factory for :data:`_REGISTRY` or :func:`register`.
+        A factory for :data:`REGISTRY` or :func:`register`.
     """
 
-    own = _keywords(fn, skip=2)  # the function's own settings: --loss-arg KEY=VALUE
+    def resolved():
+        from ..registry import load_reference
+
+        return load_reference(fn) if isinstance(fn, str) else fn
 
     def build(**kw):
-        extra = {k: v for k, v in kw.items() if k not in SETTINGS and (own is None or k in own)}
-        return FunctionLoss(fn, **{k: kw[k] for k in uses if k in kw}, **fixed, **extra)
+        from .base import FunctionLoss
 
-    build.parameters = None if own is None else tuple(dict.fromkeys((*uses, *own)))
+        f = resolved()
+        own = _keywords(f, skip=2)  # the function's own settings: --loss-arg KEY=VALUE
+        extra = {k: v for k, v in kw.items() if k not in SETTINGS and (own is None or k in own)}
+        return FunctionLoss(f, **{k: kw[k] for k in uses if k in kw}, **fixed, **extra)
+
+    def parameters():
+        own = _keywords(resolved(), skip=2)
+        return None if own is None else tuple(dict.fromkeys((*uses, *own)))
+
+    build.parameters = parameters  # called when asked: a "module:function" name is imported only then
     return build
 
 
@@ -168,36 +193,6 @@ def _curriculum_callbacks(loss, options=None):
     return [MiningCurriculum(_find_attr(loss, "hard_weight"), warmup=getattr(options, "curriculum_warmup", 1), ramp=1)]
 
 
-# name -> LossEntry, or a plain factory(**kw) (= LossEntry(factory), batch "tracks"). Descriptor losses first, then
-# the ViT image-pair losses.
-_REGISTRY = {
-    "batch-hard": _triplet("BatchHardTripletLoss", views=False),
-    "batch-all": _triplet("BatchAllTripletLoss"),
-    "semi-hard": _triplet("TripletSemiHardLoss"),
-    "soft-margin": LossEntry(
-        _triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
-        collapse=lambda margin: math.log(2.0),
-        description="batch-hard with softplus instead of the hinge (collapses to ln 2)",
-    ),
-    "hardnet": _triplet("HardNetLoss"),
-    "curriculum": LossEntry(
-        _curriculum,
-        callbacks=_curriculum_callbacks,
-        description="batch-all ramped to batch-hard (MiningCurriculum callback)",
-    ),
-    "random-triplet": LossEntry(
-        _triplet("RandomTripletLoss", views=False),
-        batch="triplets",
-        composable=False,
-        description="classic random (anchor, positive, negative) triplets, 3 branches",
-    ),
-    "contrastive": LossEntry(_embedding("SymmetricContrastiveLoss", uses=("margin",)), batch="pairs"),
-    "cosine": LossEntry(_embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs"),
-    "infonce": LossEntry(_embedding("InfoNCELoss", uses=("temperature",)), batch="pairs"),
-    "irt": LossEntry(_embedding("IRTLoss"), batch="pairs"),
-}
-
-
 def _sosnet(margin: float = 1.0, views_per_track: int = 2, **_ignored):
     from .sosnet import SOSNetLoss
 
@@ -213,115 +208,42 @@ def _hynet(views_per_track: int = 2, **_ignored):  # the paper's margin 1.2, not
 # SOSNet (first order + second-order similarity regulariser) and HyNet (hybrid similarity + L2-norm term).
 # Collapsed (all descriptors equal): SOSNet's squared hinge gives margin**2 (its regulariser 0); HyNet's hinge
 # on equal hybrid similarities gives its own margin, 1.2.
-_REGISTRY["sosr"] = LossEntry(
+_SOSR = LossEntry(
     _sosnet,
     collapse=lambda margin: float(margin) ** 2,
     description="SOSNet: squared-hinge HardNet triplet + second-order similarity regulariser",
 )
-_REGISTRY["hynet"] = LossEntry(
+_HYNET = LossEntry(
     _hynet,
     collapse=lambda margin: 1.2,
     description="HyNet: hybrid-similarity triplet (margin 1.2) + L2-norm regulariser",
 )
-_BUILTIN = tuple(_REGISTRY)
-_RESOLVED: dict = {}  # MODULE:FUNCTION references, resolved once
 
 
-def _as_entry(value) -> LossEntry:
-    return value if isinstance(value, LossEntry) else LossEntry(value)
-
-
-def register(
+def _make(
     name: str,
     factory,
     kind: str = "descriptor",
-    replace: bool = False,
     *,
-    batch: str | None = None,
+    batch=None,
     collapse=None,
     callbacks=None,
-    composable: bool | None = None,
+    composable=None,
     description: str = "",
-):
-    """Add a loss at run time (after the built-ins): ``get(name, **kw)`` then calls ``factory(**kw)``.
-
-    Args:
-        name: the new name.
-        factory: ``factory(**kw) -> keras.losses.Loss`` accepting (and ignoring what it does not use)
-            ``margin``, ``distance_metric``, ``views_per_track``, ``temperature``; e.g. :func:`function_loss`.
-            A :class:`LossEntry` is taken as it is (the other arguments must then be left out).
-        kind: ``"descriptor"`` (track-labelled batches) or ``"pair"`` (image-pair batches); the default batch
-            follows from it.
-        replace: overwrite an existing run-time entry.
-        batch: ``"tracks"`` (default for descriptor losses), ``"triplets"`` or ``"pairs"`` (see :class:`LossEntry`).
-        collapse: ``collapse(margin) -> float``, the loss of a collapsed descriptor (default: the margin).
-        callbacks: ``callbacks(loss, options) -> list`` of Keras callbacks the loss needs while training.
-        composable: whether KoLeo / global mining may wrap it (default: batch ``"tracks"``).
-        description: one line of documentation.
-
-    Returns:
-        ``factory``.
-
-    Raises:
-        ValueError: ``name`` is taken (a built-in can never be replaced), or ``kind`` / ``batch`` is unknown.
-
-    Example:
-        >>> import keras
-        >>> from hpatches_kit import losses
-        >>> @keras.saving.register_keras_serializable(package="doc")
-        ... def mean_norm(y_true, y_pred, margin=1.0):
-        ...     return keras.ops.mean(keras.ops.abs(keras.ops.sum(y_pred * y_pred, axis=-1) - margin))
-        >>> _ = losses.register("mean-norm", losses.function_loss(mean_norm, uses=("margin",)))
-        >>> losses.entry("mean-norm").batch, losses.get("mean-norm", margin=0.5).margin
-        ('tracks', 0.5)
-        >>> losses.unregister("mean-norm")
-    """
-    if kind not in ("descriptor", "pair"):
+) -> LossEntry:
+    """The :class:`LossEntry` of ``factory`` (a :class:`LossEntry` is taken as it is)."""
+    if kind not in KINDS:
         raise ValueError(f"unknown loss kind {kind!r}; expected 'descriptor' or 'pair'")
-    if name in _BUILTIN or (name in _REGISTRY and not replace):
-        raise ValueError(f"loss {name!r} is already registered")
     if isinstance(factory, LossEntry):
-        e = factory
-    else:
-        b = batch or ("pairs" if kind == "pair" else "tracks")
-        if b not in BATCHES:
-            raise ValueError(f"unknown batch {b!r}; expected one of {', '.join(BATCHES)}")
-        if kind == "pair" and b != "pairs":
-            raise ValueError(f"a pair loss needs batch 'pairs', got {b!r}")
-        e = LossEntry(
-            factory, b, collapse, callbacks, b == "tracks" if composable is None else bool(composable), description
-        )
-    _REGISTRY[name] = e
-    return factory
-
-
-def unregister(name: str) -> None:
-    """Remove a loss added with :func:`register` (built-ins stay)."""
-    if name in _BUILTIN:
-        raise ValueError(f"{name!r} is a built-in loss and cannot be removed")
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)}")
-    del _REGISTRY[name]
-
-
-def names(kind: str | None = None) -> tuple[str, ...]:
-    """Registered loss names, in registry order.
-
-    Args:
-        kind: ``None`` for all, ``"descriptor"`` for the triplet family (batch ``"tracks"`` or ``"triplets"``) or
-            ``"pair"`` for the image-pair losses of ``hpatches-train vit-adapter``.
-
-    Returns:
-        A tuple of names accepted by :func:`get`.
-
-    Raises:
-        ValueError: an unknown ``kind``.
-    """
-    if kind is None:
-        return tuple(_REGISTRY)
-    if kind not in ("descriptor", "pair"):
-        raise ValueError(f"unknown loss kind {kind!r}; expected 'descriptor' or 'pair'")
-    return tuple(n for n, v in _REGISTRY.items() if _as_entry(v).kind == kind)
+        return factory
+    b = batch or ("pairs" if kind == "pair" else "tracks")
+    if b not in BATCHES:
+        raise ValueError(f"unknown batch {b!r}; expected one of {', '.join(BATCHES)}")
+    if kind == "pair" and b != "pairs":
+        raise ValueError(f"a pair loss needs batch 'pairs', got {b!r}")
+    return LossEntry(
+        factory, b, collapse, callbacks, b == "tracks" if composable is None else bool(composable), description
+    )
 
 
 def _positional_pair(fn) -> bool:
@@ -350,14 +272,11 @@ def _accepted(fn, kw: dict, var_keyword: bool = False) -> dict:
     return {k: v for k, v in kw.items() if k in params}
 
 
-def _reference_entry(ref: str) -> LossEntry:
+def _reference_entry(ref: str, obj) -> LossEntry:
     """The entry of a ``MODULE:FUNCTION`` loss: a :class:`LossEntry`, a ``keras.losses.Loss`` subclass, a loss
     function ``(y_true, y_pred, **kw)`` or a factory returning a ``keras.losses.Loss``."""
     import keras
 
-    from ..plugins import resolve
-
-    obj = resolve(ref, "--loss")
     if isinstance(obj, LossEntry):
         return obj
     if isinstance(obj, type) and issubclass(obj, keras.losses.Loss):
@@ -386,6 +305,56 @@ def _reference_entry(ref: str) -> LossEntry:
     return LossEntry(build, description=f"user loss factory {ref}")
 
 
+#: every loss by its command-line name (:class:`~hpatches_kit.registry.Registry` of :class:`LossEntry`; a plain
+#: factory is ``LossEntry(factory)``): descriptor losses first, then the ViT image-pair losses
+REGISTRY = Registry(
+    "loss",
+    builtin={
+        "batch-hard": _triplet("BatchHardTripletLoss", views=False),
+        "batch-all": _triplet("BatchAllTripletLoss"),
+        "semi-hard": _triplet("TripletSemiHardLoss"),
+        "soft-margin": LossEntry(
+            _triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
+            collapse=lambda margin: math.log(2.0),
+            description="batch-hard with softplus instead of the hinge (collapses to ln 2)",
+        ),
+        "hardnet": _triplet("HardNetLoss"),
+        "curriculum": LossEntry(
+            _curriculum,
+            callbacks=_curriculum_callbacks,
+            description="batch-all ramped to batch-hard (MiningCurriculum callback)",
+        ),
+        "random-triplet": LossEntry(
+            _triplet("RandomTripletLoss", views=False),
+            batch="triplets",
+            composable=False,
+            description="classic random (anchor, positive, negative) triplets, 3 branches",
+        ),
+        "contrastive": LossEntry(_embedding("SymmetricContrastiveLoss", uses=("margin",)), batch="pairs"),
+        "cosine": LossEntry(
+            _embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs", extra={"negatives": True}
+        ),
+        "infonce": LossEntry(_embedding("InfoNCELoss", uses=("temperature",)), batch="pairs"),
+        "irt": LossEntry(_embedding("IRTLoss"), batch="pairs"),
+        "sosr": _SOSR,
+        "hynet": _HYNET,
+    },
+    group="hpatches_kit.losses",
+    make=_make,
+    entry_type=LossEntry,
+    reference=_reference_entry,
+    flag="--loss",
+    kinds=KINDS,
+)
+register, unregister, entry, names, entries = (
+    REGISTRY.register,
+    REGISTRY.unregister,
+    REGISTRY.get,
+    REGISTRY.names,
+    REGISTRY.entries,
+)
+
+
 def parameters(name: str) -> tuple[str, ...] | None:
     """The keyword settings the loss ``name`` takes (what ``--loss-arg KEY=VALUE`` may set); ``None`` when its
     factory takes any keyword (``**kwargs``). A factory may declare them as its ``parameters`` attribute; otherwise
@@ -397,7 +366,8 @@ def parameters(name: str) -> tuple[str, ...] | None:
     """
     factory = entry(name).factory
     if hasattr(factory, "parameters"):
-        return factory.parameters
+        p = factory.parameters
+        return p() if callable(p) else p
     return _keywords(factory, any_keyword=False)
 
 
@@ -445,28 +415,6 @@ def check_settings(name: str, settings: dict, flag: str = "--loss-arg") -> dict:
     return dict(settings)
 
 
-def entry(name: str) -> LossEntry:
-    """The :class:`LossEntry` of a registered name (a plain factory gets the default entry) or of a
-    ``MODULE:FUNCTION`` reference.
-
-    Raises:
-        ValueError: ``name`` is not registered (the message lists the known names) or does not resolve.
-
-    Example:
-        >>> entry("random-triplet").batch, entry("soft-margin").collapse_level(1.0) == math.log(2)
-        ('triplets', True)
-    """
-    from ..plugins import is_reference
-
-    if name in _REGISTRY:
-        return _as_entry(_REGISTRY[name])
-    if is_reference(name):
-        if name not in _RESOLVED:
-            _RESOLVED[name] = _reference_entry(name)
-        return _RESOLVED[name]
-    raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)} or MODULE:FUNCTION")
-
-
 def get(name: str, **kw):
     """Build the loss registered as ``name`` (or a ``MODULE:FUNCTION`` loss of the user's).
 
@@ -485,9 +433,11 @@ def get(name: str, **kw):
 
 
 __all__ = [
+    "REGISTRY",
     "get",
     "names",
     "entry",
+    "entries",
     "register",
     "unregister",
     "function_loss",

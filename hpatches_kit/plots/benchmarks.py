@@ -92,7 +92,7 @@ def plot_real(regimes: dict, path) -> Path:
     """Real validation: headline mAP per task, one bar per descriptor (baselines hatched), one panel per regime.
 
     Args:
-        regimes: ``{regime: {"rows": {name: {task: mAP %}}, "tracks": int, ...}}`` as
+        regimes: ``{regime: {"rows": {name: {task: mAP %}}, "baselines": [names], "tracks": int, ...}}`` as
             :func:`hpatches_kit.evaluation.real.compare_on_real` returns it.
         path: output image file.
 
@@ -102,7 +102,8 @@ def plot_real(regimes: dict, path) -> Path:
     import numpy as np
 
     plt = _plt()
-    tasks = ("verification", "matching", "retrieval")
+    from ..evaluation.registry import TASKS as tasks
+
     fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 4.2), squeeze=False)
     for ax, (regime, r) in zip(axes[0], regimes.items()):
         names = list(r["rows"])
@@ -110,7 +111,7 @@ def plot_real(regimes: dict, path) -> Path:
         x = np.arange(len(tasks))
         for k, name in enumerate(names):
             vals = [r["rows"][name][t] for t in tasks]
-            baseline = name in ("SIFT", "RootSIFT", "raw")
+            baseline = name in r.get("baselines", ())
             bars = ax.bar(
                 x + (k - (len(names) - 1) / 2) * width,
                 vals,

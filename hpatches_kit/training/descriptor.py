@@ -67,6 +67,8 @@ class DescriptorOptions(OptionsFromNamespace):
     seed: int = 0
     augment: bool = True
     geometric: bool = False
+    view_noise: str = "none"  # per-view orientation/scale noise: a hpatches_kit.data.view_noise preset or a .json
+    view_noise_strength: float = 1.0
     val_every: int | None = None  # None: validate after the last epoch only
     collapse: str = "warn"
     init: str | None = None
@@ -371,6 +373,12 @@ def check_options(o: DescriptorOptions) -> None:
         check_ranges(o)
     except OptionError as e:  # this function's messages name the flags (the options are the flags)
         raise ValueError(e.render(flag_name)) from e
+    from ..data.view_noise import resolve_view_noise
+
+    try:
+        resolve_view_noise(o.view_noise, o.view_noise_strength)
+    except ValueError as e:
+        raise ValueError(f"--view-noise: {e}") from e
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:
@@ -459,6 +467,7 @@ def resolve_budget(o: DescriptorOptions, precision: str) -> DescriptorOptions:
 
 
 def _train(o: DescriptorOptions, run) -> dict:
+    from ..data.view_noise import resolve_view_noise
     from ..models.registry import descriptor_branch
     from .callbacks import CollapseDetector
     from .distribute import check_tracks_per_replica, distribute_sk_dataset, worker_info
@@ -512,10 +521,20 @@ def _train(o: DescriptorOptions, run) -> dict:
     if triplets:
         train = train.skip(skip) if skip else train
     else:
+        view_noise = resolve_view_noise(o.view_noise, o.view_noise_strength)
         train = distribute_sk_dataset(
             run.strategy,
-            lambda n, i, t=tracks: descriptor_dataset(
-                t, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric, num_shards=n, shard_index=i
+            lambda n, i, t=tracks, vn=view_noise: descriptor_dataset(
+                t,
+                S,
+                K,
+                seed=o.seed,
+                augment=o.augment,
+                geometric=o.geometric,
+                num_shards=n,
+                shard_index=i,
+                view_noise=vn,
+                labels="track" if o.xbm else "batch",
             ).skip(skip),
             S,
             K,
@@ -536,7 +555,18 @@ def _train(o: DescriptorOptions, run) -> dict:
             val = distribute_sk_dataset(
                 run.strategy,
                 lambda n, i: (
-                    descriptor_dataset(test_tracks, sv, K, seed=o.seed + 1, augment=False, num_shards=n, shard_index=i)
+                    descriptor_dataset(
+                        test_tracks,
+                        sv,
+                        K,
+                        seed=o.seed + 1,
+                        augment=False,
+                        num_shards=n,
+                        shard_index=i,
+                        labels="track" if o.xbm else "batch",
+                    )
+                    # --xbm: held-out tracks get ids -1, -2, ... that no training track (memory entry) has
+                    .map(lambda x, y: (x, -1 - y) if o.xbm else (x, y))
                     .take(val_steps)
                     .cache()
                     .repeat()

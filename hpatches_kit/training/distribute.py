@@ -24,10 +24,15 @@ import os
 import keras
 import tensorflow as tf
 
-from ..models.precision import auto_precision, cpu_has_amx_bf16, device_kind  # noqa: F401 (re-exported)
+from ..models.precision import (  # noqa: F401 (re-exported)
+    PRECISIONS,
+    auto_precision,
+    check_precision,
+    cpu_has_amx_bf16,
+    device_kind,
+)
 
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _tpu_resolver():
@@ -170,9 +175,7 @@ def auto_jit(kind: str | None = None) -> bool:
 def set_precision(policy: str = "float32") -> str:
     """Set Keras's global dtype policy; returns the policy set. Losses stay float32 (our models end in a
     float32 layer and our losses cast to float32); ``mixed_float16`` gets loss scaling from Keras."""
-    if policy not in PRECISIONS:
-        raise ValueError(f"unknown precision {policy!r}; expected one of {', '.join(PRECISIONS)}")
-    if policy == "auto":
+    if check_precision(policy) == "auto":
         policy = auto_precision()
     keras.mixed_precision.set_global_policy(policy)
     return policy

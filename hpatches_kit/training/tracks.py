@@ -104,21 +104,23 @@ def load_track_split(
     Raises:
         DataError: unreadable or unrecognised data (the path is named).
     """
-    from ..data.formats import open_source
+    from ..data import formats
     from .run import resolve_data
     from .split_policy import train_test_names
 
-    if format in ("hpatches", "n-hpatches", "auto") and data is None:
+    entry = None if format == "auto" else formats.get(format)
+    if not data:
+        if entry is not None and not entry.embedded:
+            raise DataError(None, f"--format {format} needs --data DIR ({entry.description})")
         data = resolve_data(None, "n-hpatches" if noisy else "hpatches")
-    elif format == "brown" and not data:
-        raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
-    fmt = "auto" if format == "hpatches" else format
-    src = open_source(
+    # the HPatches family (formats with an embedded default) is detected: folders, N-HPatches twins, packed caches
+    fmt = "auto" if entry is None or entry.embedded else format
+    src = formats.open_source(
         data, fmt, size=size, noisy=noisy, cache=cache, progress=progress, seed=seed, rows=stream and denoiser is None
     )
     if not src.names:
         train, test = src.holdout(0.0 if split == "none" else 0.05, seed=seed)
-        unit = "3-D points" if src.format == "brown" else "tracks"
+        unit = formats.get(src.format).unit if src.format in formats.REGISTRY else "tracks"
         how = f"{src.format}: {len(train)} train / {0 if test is None else len(test)} held-out {unit}"
         log.info("[data] %s: %s", data, how)
         out = TrackSplit(Path(src.root), train, test, [], [], how)
