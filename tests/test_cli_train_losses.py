@@ -185,3 +185,21 @@ def test_koleo_flag_with_curriculum_and_global_mining(data, tmp_path):
     assert loss.loss.weight == 0.1
     with pytest.raises(ValueError, match="koleo"):
         make_loss("random-triplet", koleo=0.1)
+
+
+def test_loss_arg_errors_are_one_line_before_any_data_is_read(tmp_path, capsys):
+    """A malformed ``--loss-arg`` is an argparse error; a key the loss does not take names the flag, the loss
+    and its settings (exit 2, one line) before the data folder (which does not exist here) is looked at."""
+    from hpatches_kit.cli.train import main
+
+    base = ["descriptor", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--loss"]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "batch-hard", "--loss-arg", "hard_ratio"])
+    assert e.value.code == 2 and "expected KEY=VALUE" in capsys.readouterr().err
+    assert main([*base, "batch-hard", "--loss-arg", "hard_ratio=0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "hpatches-train descriptor: error: --loss-arg hard_ratio: --loss batch-hard takes no setting 'hard_ratio' "
+        "(its settings: margin, distance_metric, views_per_track)"
+    ]
+    assert not (tmp_path / "o").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .describe import model_label
 from .registry import Benchmark
 
 
@@ -42,11 +43,6 @@ def add_arguments(p) -> None:
     p.add_argument("--per-sequence", action="store_true", help="also report matching mAP per scene")
 
 
-def _label(path: str) -> str:
-    p = Path(path)
-    return p.parent.name if p.name == "model.keras" else p.stem
-
-
 def run(o) -> dict:
     """``{"benchmark": "real", "data", "regimes": {regime: {data, tracks, sequences, rows}}}``: the result of
     :func:`hpatches_kit.evaluation.real.compare_on_real` (headline mAP %, per task)."""
@@ -54,7 +50,7 @@ def run(o) -> dict:
 
     models = {}
     for m in o.model:
-        name = _label(m)
+        name = model_label(m)
         models[name if name not in models else m] = m
     regimes = tuple(o.regime or REGIMES)
     res = compare_on_real(

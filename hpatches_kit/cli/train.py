@@ -22,6 +22,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="hpatches-train", description="Train denoisers, descriptors and ViT adapters on HPatches-format data."
     )
     add_verbosity_arguments(parser, long_verbose=False)
+    parser.add_argument(  # also before the subcommand: hpatches-train --import mynet descriptor ...
+        "--import",
+        dest="imports_first",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first (repeatable; also accepted after COMMAND)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -51,7 +59,12 @@ def main(argv=None) -> int:
         if status:
             return status
     args = build_parser(command).parse_args(argv)
-    del args.quiet, args.log_verbose  # how much is shown is no argument of the run (run_args.json, --resume)
+    args.imports = [*args.imports_first, *getattr(args, "imports", [])]
+    del (
+        args.imports_first,
+        args.quiet,
+        args.log_verbose,
+    )  # how much is shown is no argument of the run (run_args.json, --resume)
     # One line on stderr and exit 2 for bad input / disk errors / argument checks (see _errors); checkpoints
     # and history already written stay (an --out the run created and left empty is removed by the library's
     # TrainingRun).

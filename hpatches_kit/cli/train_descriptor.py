@@ -16,6 +16,19 @@ from ..training.descriptor import BF16_EPOCHS, DISTANCES, FLOAT32_EPOCHS
 from ._train_common import add_common_args
 
 
+def _loss_arg(text: str) -> str:
+    """``--loss-arg`` as typed, once its ``KEY=VALUE`` form is checked (the loss checks the key when built)."""
+    import argparse
+
+    from ..losses.registry import parse_setting
+
+    try:
+        parse_setting(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def configure(p):
     from ..data import formats
     from ..losses import registry as losses
@@ -40,6 +53,15 @@ def configure(p):
         f"{FLOAT32_EPOCHS} in float32: the 15-minute budget of a 2-core CPU)",
     )
     g = p.add_argument_group("descriptor")
+    g.add_argument(
+        "--loss-arg",
+        action="append",
+        default=None,
+        type=_loss_arg,
+        metavar="KEY=VALUE",
+        help="a setting of the loss itself, passed to its factory as a keyword argument (repeatable; the value "
+        "is read as int, float, true/false or text), e.g. --loss MODULE:FUNCTION --loss-arg hard_ratio=0.02",
+    )
     g.add_argument("--views", type=int, default=2, help="K views per track in a batch (default: 2)")
     g.add_argument("--patch-size", type=int, default=32, help="resize patches to this size (default: 32)")
     g.add_argument("--dim", type=int, default=128, help="descriptor size (default: 128)")

@@ -204,6 +204,7 @@ def evaluate(
             "dim": ds.dim,
             "distance": distance,
             "tasks_source": ts.source if ts else None,
+            "tasks_digest": ts.digest() if ts else None,
             "sequence_names": sorted(test),
         }
     }

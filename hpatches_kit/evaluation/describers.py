@@ -347,7 +347,12 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
 
 
 def compute_descriptors(
-    dataset, describer: Describer, noisy: bool = False, progress: bool = True, chunk_patches: int = 1 << 16
+    dataset,
+    describer: Describer,
+    noisy: bool = False,
+    progress: bool = True,
+    chunk_patches: int = 1 << 16,
+    progress_patches: int = 1 << 14,
 ) -> dict:
     """``{seq: {type: (N, D) float32}}`` for every sequence of ``dataset`` (an :class:`HPatchesDataset`, its
     images decoded once, in parallel, by :func:`~hpatches_kit.data.load_dataset`).
@@ -361,7 +366,9 @@ def compute_descriptors(
             :func:`get_baseline` or any function.
         noisy: describe the N-HPatches noisy twins (``*_noise.png``).
         progress: show a progress bar.
-        chunk_patches: patches per describer call (at least; whole sequences).
+        chunk_patches: patches gathered across sequences before describing (at least; whole sequences).
+        progress_patches: patches per describer call (the progress bar counts patches described; a multiple of
+            the Keras describers' batch sizes).
 
     Returns:
         ``{sequence: {type: (N, D) float32}}`` for the 16 image types, ready for
@@ -388,7 +395,10 @@ def compute_descriptors(
 
     seqs = list(dataset)
     out = {}
-    bar = tqdm(total=len(seqs), desc="describing", unit="seq", disable=not progress, leave=False)
+    total = sum(len(TYPES) * int((s.noisy if noisy and s.noisy is not None else s.tracks).shape[0]) for s in seqs)
+    # progress in patches described (a chunk holds many sequences: counting sequences would show all the work
+    # in the first tick)
+    bar = tqdm(total=total, desc="describing", unit="patch", unit_scale=True, disable=not progress, leave=False)
 
     def flush(group):
         flats = [
@@ -398,7 +408,11 @@ def compute_descriptors(
             for _, src in group
         ]
         allp = flats[0] if len(flats) == 1 else np.concatenate(flats)
-        d = np.asarray(describer(allp))
+        pieces = []
+        for i in range(0, allp.shape[0], progress_patches):  # one call per piece: the bar moves as patches go
+            pieces.append(np.asarray(describer(allp[i : i + progress_patches])))
+            bar.update(min(progress_patches, allp.shape[0] - i))
+        d = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         if d.ndim != 2 or d.shape[0] != allp.shape[0]:
             raise ValueError(f"{group[0][0].name}: describer returned shape {d.shape} for {allp.shape[0]} patches")
         o = 0
@@ -410,7 +424,6 @@ def compute_descriptors(
                 raise DataError(seq.name, "describer produced NaN or Inf descriptors")
             out[seq.name] = {t: ds[j] for j, t in enumerate(TYPES)}
             release_pages(src)  # a memory-mapped cache: its pages leave this process's RSS once described
-            bar.update(1)
 
     group, size = [], 0
     for seq in seqs:

@@ -122,7 +122,21 @@ def _embedding(cls_name: str, *, uses: tuple = ()):
 
         return getattr(embedding, cls_name)(**{k: kw[k] for k in uses if k in kw})
 
+    build.parameters = tuple(uses)
     return build
+
+
+def _keywords(fn, skip: int = 0, any_keyword: bool = True) -> tuple[str, ...] | None:
+    """The keyword parameters of ``fn`` after its first ``skip`` positional ones; ``None`` when it takes
+    ``**kwargs`` and ``any_keyword`` (it accepts any keyword)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return ()
+    if any_keyword and any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return tuple(p.name for p in named[skip:])
 
 
 def function_loss(fn, *, uses: tuple = (), **fixed):
@@ -141,13 +155,24 @@ def function_loss(fn, *, uses: tuple = (), **fixed):
         A factory for :data:`REGISTRY` or :func:`register`.
     """
 
-    def build(**kw):
+    def resolved():
         from ..registry import load_reference
+
+        return load_reference(fn) if isinstance(fn, str) else fn
+
+    def build(**kw):
         from .base import FunctionLoss
 
-        f = load_reference(fn) if isinstance(fn, str) else fn
-        return FunctionLoss(f, **{k: kw[k] for k in uses if k in kw}, **fixed)
+        f = resolved()
+        own = _keywords(f, skip=2)  # the function's own settings: --loss-arg KEY=VALUE
+        extra = {k: v for k, v in kw.items() if k not in SETTINGS and (own is None or k in own)}
+        return FunctionLoss(f, **{k: kw[k] for k in uses if k in kw}, **fixed, **extra)
 
+    def parameters():
+        own = _keywords(resolved(), skip=2)
+        return None if own is None else tuple(dict.fromkeys((*uses, *own)))
+
+    build.parameters = parameters  # called when asked: a "module:function" name is imported only then
     return build
 
 
@@ -255,7 +280,12 @@ def _reference_entry(ref: str, obj) -> LossEntry:
     if isinstance(obj, LossEntry):
         return obj
     if isinstance(obj, type) and issubclass(obj, keras.losses.Loss):
-        return LossEntry(lambda **kw: obj(**_accepted(obj.__init__, kw)), description=f"user loss class {ref}")
+
+        def build_class(**kw):
+            return obj(**_accepted(obj.__init__, kw))
+
+        build_class.parameters = _keywords(obj.__init__, skip=1, any_keyword=False)  # skip self
+        return LossEntry(build_class, description=f"user loss class {ref}")
     if not callable(obj):
         raise ValueError(f"--loss {ref}: not a loss function, class or factory (a {type(obj).__name__})")
     if _positional_pair(obj):
@@ -271,6 +301,7 @@ def _reference_entry(ref: str, obj) -> LossEntry:
             raise ValueError(f"--loss {ref}: the factory returned a {type(loss).__name__}, not a keras.losses.Loss")
         return loss
 
+    build.parameters = _keywords(obj)
     return LossEntry(build, description=f"user loss factory {ref}")
 
 
@@ -324,6 +355,66 @@ register, unregister, entry, names, entries = (
 )
 
 
+def parameters(name: str) -> tuple[str, ...] | None:
+    """The keyword settings the loss ``name`` takes (what ``--loss-arg KEY=VALUE`` may set); ``None`` when its
+    factory takes any keyword (``**kwargs``). A factory may declare them as its ``parameters`` attribute; otherwise
+    they are its named parameters (the ``**_ignored`` of a registry factory is no setting).
+
+    Example:
+        >>> parameters("batch-hard")
+        ('margin', 'distance_metric', 'views_per_track')
+    """
+    factory = entry(name).factory
+    if hasattr(factory, "parameters"):
+        p = factory.parameters
+        return p() if callable(p) else p
+    return _keywords(factory, any_keyword=False)
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"KEY=VALUE"`` (``--loss-arg``) as ``(key, value)``: the value an int, a float, a bool (``true``/``false``),
+    ``None`` (``none``) or else the string.
+
+    Raises:
+        ValueError: no ``=`` or an empty or non-identifier key.
+
+    Example:
+        >>> parse_setting("hard_ratio=0.02"), parse_setting("k=3"), parse_setting("soft=true"), parse_setting("m=L2")
+        (('hard_ratio', 0.02), ('k', 3), ('soft', True), ('m', 'L2'))
+    """
+    key, sep, value = str(text).partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ValueError(f"expected KEY=VALUE with a Python name as KEY, got {text!r}")
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    if low == "none":
+        return key, None
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def check_settings(name: str, settings: dict, flag: str = "--loss-arg") -> dict:
+    """``settings`` checked against what the loss ``name`` takes (:func:`parameters`).
+
+    Raises:
+        ValueError: a key the loss does not take, naming ``flag``, the key and the loss's settings.
+    """
+    accepted = parameters(name)
+    if accepted is None:
+        return dict(settings)
+    for key in settings:
+        if key not in accepted:
+            has = ", ".join(accepted) if accepted else "none"
+            raise ValueError(f"{flag} {key}: --loss {name} takes no setting {key!r} (its settings: {has})")
+    return dict(settings)
+
+
 def get(name: str, **kw):
     """Build the loss registered as ``name`` (or a ``MODULE:FUNCTION`` loss of the user's).
 
@@ -350,6 +441,9 @@ __all__ = [
     "register",
     "unregister",
     "function_loss",
+    "parameters",
+    "parse_setting",
+    "check_settings",
     "LossEntry",
     "BATCHES",
 ]
