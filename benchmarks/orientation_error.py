@@ -10,7 +10,7 @@ Synthetic sequences are made exactly as ``hpatches-data synth`` makes them (the 
 use. In every pair (image 1, image k) DoG keypoints (2000, strongest first, as the image-matching benchmark) are
 detected independently, matched to the mutual nearest reprojection within 2 px and an octave of the expected
 scale, and the error of the dominant orientation and of the scale is read off
-(:func:`hpatches_kit.data.view_noise.measure_keypoint_errors`).
+(:func:`hpatches_kit.data.keypoints.measure_keypoint_errors`).
 
 "Training tracks today" is the relative rotation and scale between two views of a track that ``synth`` cuts
 (HPatches jitter of two random image types of 16, jitter scale U(0.25, 1) per sequence as the embedded default):
@@ -34,8 +34,8 @@ KIND_NAMES = {"i": "illumination", "v": "viewpoint", "z": "zoom + rotation", "b"
 
 
 def synthetic_errors(n_per_kind: int, seed: int, max_keypoints: int) -> dict:
+    from hpatches_kit.data.keypoints import measure_sequences
     from hpatches_kit.data.synth import _BUILDERS, _random_view, load_photos
-    from hpatches_kit.data.view_noise import measure_sequences
 
     photos = load_photos()
     out = {}
@@ -81,7 +81,7 @@ def training_track_errors(n: int, seed: int) -> dict:
 
 
 def real_errors(max_keypoints: int) -> dict:
-    from hpatches_kit.data.view_noise import measure_sequences
+    from hpatches_kit.data.keypoints import measure_sequences
     from hpatches_kit.evaluation.image_matching import read_sequences
 
     roots = [SHARED / "real-sequences", SHARED / "real-pairs"]

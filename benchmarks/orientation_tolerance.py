@@ -8,7 +8,7 @@ image-matching benchmark's keypoints and patches (DoG, 2000 per image, dominant 
 a reference keypoint has a true correspondence when its reprojection lies within 2 px of a target keypoint
 whose scale is within an octave of the expected one. Its orientation error (target dominant orientation minus
 the reference orientation carried through H) and scale error (log2) are those of
-:func:`hpatches_kit.data.view_noise.measure_keypoint_errors`. For each descriptor (RootSIFT and the models) the
+:func:`hpatches_kit.data.keypoints.measure_keypoint_errors`. For each descriptor (RootSIFT and the models) the
 table gives, per error bucket, the share of true correspondences whose descriptor nearest neighbour is the
 true keypoint (``NN``) and whose mutual nearest neighbour is (``mutual``, what the MMA counts), and how many
 of all mutual matches start at a keypoint that has no true correspondence (always wrong).
@@ -43,8 +43,13 @@ def main(argv=None) -> int:
 
     cv2.setNumThreads(1)
     from hpatches_kit.data.geometry import apply_homography
-    from hpatches_kit.data.keypoints import detect_keypoints, keypoint_orientations, keypoint_patches
-    from hpatches_kit.data.view_noise import _local_affine, _wrap_deg
+    from hpatches_kit.data.keypoints import (
+        _local_affine,
+        _wrap_deg,
+        detect_keypoints,
+        keypoint_orientations,
+        keypoint_patches,
+    )
     from hpatches_kit.evaluation import get_baseline, keras_describer
     from hpatches_kit.evaluation.image_matching import mutual_nn, read_sequences
 

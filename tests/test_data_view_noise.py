@@ -11,14 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from hpatches_kit.data.view_noise import (
-    PRESETS,
-    QUANTILE_PROBS,
-    ViewNoise,
-    error_quantiles,
-    measure_keypoint_errors,
-    resolve_view_noise,
-)
+from hpatches_kit.data.keypoints import measure_keypoint_errors
+from hpatches_kit.data.view_noise import PRESETS, QUANTILE_PROBS, ViewNoise, error_quantiles, resolve_view_noise
 
 
 def _textured(h=240, w=240, seed=0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._figure import plt as _plt
 from ._figure import save
-from .eval import _plt
 
 __all__ = ["plot_mma", "mma_panels", "plot_brown_roc", "plot_real"]
 
