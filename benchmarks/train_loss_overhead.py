@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from hpatches_kit import losses  # noqa: E402
 from hpatches_kit.losses import sk_labels  # noqa: E402
-from hpatches_kit.models import l2net  # noqa: E402
+from hpatches_kit.models.l2net import l2net  # noqa: E402
 
 
 def _median_time(fn, reps):

@@ -149,7 +149,7 @@ def test_descriptor_cosine_schedule_validation_every_and_resume(nh_data, tmp_pat
         0.002 * 0.5 * (1 + math.cos(math.pi * 4 / 6)), rel=1e-5
     )
     # --init: a new run starts from the saved descriptor's weights; another size is refused by name
-    from hpatches_kit.models import l2net
+    from hpatches_kit.models.l2net import l2net
     from hpatches_kit.training.descriptor import init_weights
 
     net = l2net(input_size=32, dim=16)

@@ -117,7 +117,7 @@ def reference_steps(tracks, init, steps, global_mining, workers=2):
     import keras
     import tensorflow as tf
 
-    from hpatches_kit.models import l2net
+    from hpatches_kit.models.l2net import l2net
     from hpatches_kit.training import descriptor_dataset
     from hpatches_kit.training.descriptor import make_loss
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hpatches_kit.models.vit  # noqa: F401
-from hpatches_kit.models.vit.training import OneCycle, PairBatches
+from hpatches_kit.training.one_cycle import OneCycle
+from hpatches_kit.training.pairs import PairBatches
 
 
 def torch_onecycle(step, max_lr, total, pct=0.3, div=25.0, final_div=1e4):
