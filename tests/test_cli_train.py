@@ -348,46 +348,6 @@ def test_cli_errors_name_the_problem(nh_data, tmp_path):
         )
 
 
-def test_descriptor_cli_other_losses(nh_data, tmp_path):
-    common = [
-        "--data",
-        str(nh_data),
-        "--batch-size",
-        "16",
-        "--steps-per-epoch",
-        "1",
-        "--verbose",
-        "0",
-        "--mixed-precision",
-        "float32",
-        "--dim",
-        "16",
-        "--no-eval",
-    ]
-    out = tmp_path / "cur"
-    assert (
-        _run(
-            train_descriptor,
-            common
-            + [
-                "--epochs",
-                "2",
-                "--loss",
-                "curriculum",
-                "--global-mining",
-                "--curriculum-warmup",
-                "1",
-                "--out",
-                str(out),
-            ],
-        )
-        == 0
-    )
-    h = json.loads((out / "metrics.json").read_text())["history"]
-    assert len(h["loss"]) == 2 and all(np.isfinite(h["loss"]))
-    # every other --loss choice (random-triplet included) runs in tests/test_cli_train_losses.py
-
-
 def test_dispatcher_builds_our_subcommands(monkeypatch, capsys):
     """Our modules plug into hpatches-train's contract (configure/run). The ViT subcommand is another
     branch's, so the dispatch table is narrowed to ours here."""
