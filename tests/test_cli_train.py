@@ -377,7 +377,6 @@ def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
     (soft margin) plus the KoLeo term of coincident descriptors; warn keeps training, stop ends it."""
     import warnings
 
-    import hpatches_kit.models as models
     import hpatches_kit.training.callbacks as training_callbacks
     from hpatches_kit.data import load_sequence
     from hpatches_kit.training.callbacks import CollapseDetector, CollapseWarning
@@ -393,7 +392,6 @@ def test_descriptor_cli_collapse_detection(nh_data, tmp_path, monkeypatch):
 
     from hpatches_kit.models import registry  # --model l2net builds through the registry entry
 
-    monkeypatch.setattr(models, "l2net", _collapsed_l2net)
     monkeypatch.setitem(
         registry.REGISTRY._entries, "l2net", dataclasses.replace(registry.entry("l2net"), builder=_collapsed_l2net)
     )
