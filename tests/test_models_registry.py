@@ -158,7 +158,7 @@ def test_import_hpatches_kit_registers_layers_without_importing_keras():
     r = _python("import keras, hpatches_kit; print(keras.models.load_model('models/unet-shallow-embedded.keras').name)")
     assert r.returncode == 0 and r.stdout.strip(), r.stderr[-2000:]
     r = _python(
-        "from hpatches_kit.models import l2net; l2net(16); import json; import keras; "
+        "from hpatches_kit.models.l2net import l2net; l2net(16); import json; import keras; "
         "print('hpatches_kit>InstanceNorm' in keras.saving.get_custom_objects())"
     )
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]

@@ -7,7 +7,6 @@ import tensorflow as tf
 from hpatches_kit.training import (
     denoise_dataset,
     descriptor_dataset,
-    descriptor_dataset_from_tfrecords,
     make_sk_batch,
     triplet_dataset,
 )
@@ -100,33 +99,6 @@ def test_geometric_augmentation_is_one_transform_per_track():
         assert common  # the same transform for all K views
         codes |= common
     assert len(codes) > 1
-
-
-def test_tfrecord_stream_matches_source(tmp_path):
-    tracks = _tracks(t=12, p=8, seed=4)
-    for shard in range(2):
-        with tf.io.TFRecordWriter(str(tmp_path / f"tracks-{shard:05d}-of-00002.tfrecord")) as w:
-            for t in range(shard * 6, shard * 6 + 6):
-                f = {
-                    "patches": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tracks[t].tobytes()])),
-                    "track": tf.train.Feature(int64_list=tf.train.Int64List(value=[t])),
-                    "seq": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-                    "patch_size": tf.train.Feature(int64_list=tf.train.Int64List(value=[8])),
-                }
-                w.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
-    ds = descriptor_dataset_from_tfrecords(
-        tmp_path, 8, tracks_per_batch=4, views=2, seed=0, augment=False, repeat=False
-    )
-    batches = list(ds)
-    assert len(batches) == 3
-    seen = []
-    for x, y in batches:
-        src = [_locate(p, tracks) for p in x.numpy()[..., 0].astype(np.uint8)]
-        assert all(src[2 * i][0] == src[2 * i + 1][0] and src[2 * i][1] != src[2 * i + 1][1] for i in range(4))
-        seen += [s[0] for s in src[::2]]
-    assert sorted(seen) == list(range(12))
-    with pytest.raises(Exception, match="no packed TFRecord shards"):
-        descriptor_dataset_from_tfrecords(tmp_path / "nothing", 8)
 
 
 def test_denoise_pairs_stay_aligned_under_augmentation():

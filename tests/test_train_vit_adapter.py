@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hpatches_kit.models.vit  # noqa: F401
-from hpatches_kit.models.vit.training import OneCycle, PairBatches
+from hpatches_kit.training.one_cycle import OneCycle
+from hpatches_kit.training.pairs import PairBatches
 
 
 def torch_onecycle(step, max_lr, total, pct=0.3, div=25.0, final_div=1e4):
@@ -71,7 +72,33 @@ def _weights(path):
     return [w for w in keras.models.load_model(path).get_weights()]
 
 
-@pytest.mark.parametrize("loss", ["contrastive", "cosine", "irt", "infonce"])
+def test_every_pair_loss_flag_compiles_its_loss():
+    """What ``--loss`` compiles (``losses.get(name, margin=, temperature=)``, as the trainer calls it): the class
+    each name stands for, with the flag's option, finite on a batch of pairs. The losses' values are checked
+    against loops in tests/test_losses_embedding.py; both batch paths run end to end in test_train_outputs."""
+    from hpatches_kit import losses
+    from hpatches_kit.losses import embedding as E
+    from hpatches_kit.losses import registry
+
+    want = {
+        "contrastive": (E.SymmetricContrastiveLoss, "margin"),
+        "cosine": (E.CosineEmbeddingLoss, "margin"),
+        "irt": (E.IRTLoss, None),
+        "infonce": (E.InfoNCELoss, "temperature"),
+    }
+    assert set(registry.names("pair")) == set(want)  # the --loss choices of hpatches-train vit-adapter
+    rng = np.random.default_rng(0)
+    pairs = rng.normal(size=(8, 2, 16)).astype("float32")
+    for name, (cls, option) in want.items():
+        loss = losses.get(name, margin=0.3, temperature=0.2)
+        assert type(loss) is cls, name
+        if option:
+            assert loss.get_config()[option] == pytest.approx({"margin": 0.3, "temperature": 0.2}[option]), name
+        assert np.isfinite(float(loss(np.ones(8, "float32"), pairs))), name
+
+
+# the two batch paths: positive pairs only (contrastive, irt, infonce) and with negatives (cosine)
+@pytest.mark.parametrize("loss", ["contrastive", "cosine"])
 def test_train_outputs(tmp_path, loss):
     from hpatches_kit.cli.train_vit import main
 

@@ -270,7 +270,7 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
 
     Examples:
         >>> import numpy as np
-        >>> from hpatches_kit.models import l2net
+        >>> from hpatches_kit.models.l2net import l2net
         >>> describe = keras_describer(l2net(input_size=16, dim=32), batch_size=8, precision="float32")
         >>> describe(np.zeros((3, 65, 65), np.uint8)).shape
         (3, 32)

@@ -11,8 +11,8 @@
 * Several workers (``MultiWorkerMirroredStrategy``): :func:`distribute_sk_dataset` builds each worker's input
   from its own share of the tracks or TFRecord files (``make(num_shards, shard_index)``, e.g.
   :func:`hpatches_kit.training.pipelines.descriptor_dataset` with those arguments), so the global batch is the
-  workers' parts side by side: no track twice, none left out, labels unique across it. :func:`is_chief`: the
-  one worker that writes checkpoints, logs and the final model (:func:`worker_info`).
+  workers' parts side by side: no track twice, none left out, labels unique across it. :func:`worker_info`:
+  ``chief`` is the one worker that writes checkpoints, logs and the final model.
 * :func:`set_precision` -- ``float32``, ``mixed_float16``, ``mixed_bfloat16`` or ``auto`` (per device).
 """
 
@@ -131,13 +131,6 @@ def worker_info(strategy: tf.distribute.Strategy | None = None) -> dict:
     ]
     me = (resolver.task_type, int(resolver.task_id))
     return {"workers": len(order), "index": order.index(me), "chief": order.index(me) == 0, "task": f"{me[0]}:{me[1]}"}
-
-
-def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
-    """Whether this process writes the run's files (checkpoints, history, ``model.keras``): always outside a
-    multi-worker cluster, only on the chief inside one. The other workers compute the same steps (their
-    weights equal the chief's) and write nothing."""
-    return worker_info(strategy)["chief"]
 
 
 def distribute_sk_dataset(strategy: tf.distribute.Strategy, make, tracks_per_batch: int, views: int):

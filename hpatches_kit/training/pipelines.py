@@ -2,8 +2,8 @@
 
 All pipelines are TPU-ready: static shapes (``drop_remainder=True``), pure TensorFlow ops (no
 ``py_function``), randomness from stateless ops keyed on ``(seed, batch index)`` so a pipeline is
-deterministic under a seed, and they stream either from numpy arrays held in memory or from the packed
-TFRecord shards (:mod:`hpatches_kit.data.pack`).
+deterministic under a seed, and they stream either from numpy arrays held in memory or from a packed cache's row store
+(:class:`hpatches_kit.data.cache.StreamedTracks`).
 
 **Descriptor batches** (:func:`descriptor_dataset`): ``S`` tracks x ``K`` views, track-major, so the labels
 are ``repeat(arange(S), K)`` -- small per-batch ids, exact under Keras's float cast of ``y_true``. Tracks
@@ -22,8 +22,8 @@ applied to both. **Random triplets** (:func:`triplet_dataset`): the classic base
 ``(anchor, positive, negative)`` with anchor/positive two distinct views of a track and the negative a
 random view of another track.
 
-**Sharding for several workers** (``num_shards=W, shard_index=w``; :func:`shard_tracks`): worker ``w`` holds
-only its own share of the tracks (every ``W``-th track, ``tracks[w::W]``, or every ``W``-th TFRecord file) and
+**Sharding for several workers** (``num_shards=W, shard_index=w``): worker ``w`` holds
+only its own share of the tracks (every ``W``-th track, ``tracks[w::W]``) and
 yields *its part* of each global batch: ``S/W`` whole tracks x ``K`` views, labels
 ``repeat(arange(w*S/W, (w+1)*S/W), K)``. Concatenating the ``W`` shards' ``n``-th batches gives the global batch
 ``n`` -- distinct tracks (the shares are disjoint), labels unique across the global batch (what global-batch
@@ -34,14 +34,8 @@ Patches come out as ``float32`` in [0, 255], shape ``(..., P, P, 1)`` (what the 
 
 from __future__ import annotations
 
-import glob
-import os
-
 import numpy as np
 import tensorflow as tf
-
-from ..data.errors import DataError
-from ..data.tfrecord import parse_track_example
 
 NUM_VIEWS = 16
 
@@ -198,19 +192,6 @@ def _check_shard(tracks_per_batch: int, num_shards: int, shard_index: int) -> in
             "every worker gets whole tracks"
         )
     return tracks_per_batch // num_shards
-
-
-def shard_tracks(num_tracks: int, num_shards: int = 1, shard_index: int = 0) -> np.ndarray:
-    """Indices of the tracks worker ``shard_index`` of ``num_shards`` holds: every ``num_shards``-th track,
-    starting at ``shard_index``. The shares partition ``range(num_tracks)`` (every track in exactly one),
-    their sizes differ by at most one, and each takes tracks from every sequence of a concatenated dataset.
-
-    Examples:
-        >>> shard_tracks(5, 2, 1)
-        array([1, 3])
-    """
-    _check_shard(num_shards, num_shards, shard_index)
-    return np.arange(shard_index, num_tracks, num_shards)
 
 
 def sharded_steps_per_epoch(num_tracks: int, tracks_per_batch: int, num_shards: int = 1) -> int:
@@ -478,78 +459,6 @@ def joint_dataset(
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
-# -- packed TFRecord shards ------------------------------------------------------------------------------
-
-
-def _parse_track(serialized, patch_size: int, noisy: bool = False):
-    """Parse one packed track with the one codec, :func:`hpatches_kit.data.tfrecord.parse_track_example`
-    (graph-mode ops, static ``(16, P, P)`` shapes; a record of the wrong patch size fails loudly)."""
-    return parse_track_example(serialized, patch_size, noisy)
-
-
-def _shard_files(shards):
-    if isinstance(shards, (str, os.PathLike)):
-        d = str(shards)
-        files = (
-            sorted(glob.glob(os.path.join(d, "tracks-*-of-*.tfrecord"))) if os.path.isdir(d) else sorted(glob.glob(d))
-        )
-    else:
-        files = [str(f) for f in shards]
-    if not files:
-        raise DataError(shards, "no packed TFRecord shards (tracks-XXXXX-of-YYYYY.tfrecord) found")
-    return files
-
-
-def descriptor_dataset_from_tfrecords(
-    shards,
-    patch_size: int,
-    tracks_per_batch: int = 256,
-    views: int = 2,
-    seed: int = 0,
-    augment: bool = True,
-    geometric: bool = False,
-    shuffle_buffer: int = 16384,
-    repeat: bool = True,
-    use_noisy: bool = False,
-    num_shards: int = 1,
-    shard_index: int = 0,
-):
-    """S x K batches streamed from the packed TFRecord shards (a folder or a list of files); same output as
-    :func:`descriptor_dataset`. Shuffling is file-order + a ``shuffle_buffer`` of tracks.
-
-    With ``num_shards = W > 1`` worker ``shard_index`` reads only every ``W``-th file (``files[w::W]`` of the
-    sorted list) when there are at least ``W`` files, else every ``W``-th record of all of them (each record
-    read by exactly one worker either way), and yields its ``S / W`` tracks of each global batch with labels
-    offset as in :func:`descriptor_dataset`."""
-    files = _shard_files(shards)
-    s = _check_shard(tracks_per_batch, num_shards, shard_index)
-    _validate_sk(None, tracks_per_batch, views)
-    by_record = num_shards > 1 and len(files) < num_shards
-    if num_shards > 1 and not by_record:
-        files = files[shard_index::num_shards]
-    sseed = _shard_seed(seed, shard_index)
-    key = "noisy" if use_noisy else "patches"
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    # record-level sharding needs the same record order on every worker: no per-worker file shuffle then
-    ds = ds if by_record else ds.shuffle(len(files), seed=sseed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)), deterministic=True)
-    if by_record:
-        ds = ds.shard(num_shards, shard_index)
-    ds = ds.map(
-        lambda r: _parse_track(r, patch_size, use_noisy)[key], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    ds = ds.shuffle(shuffle_buffer, seed=sseed + 1, reshuffle_each_iteration=True)
-    ds = ds.batch(s, drop_remainder=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate().map(
-        lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, 0.2, 20.0, num_shards, shard_index),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 # -- denoising pairs -------------------------------------------------------------------------------------
 
 
@@ -619,7 +528,3 @@ def triplet_dataset(tracks, batch_size: int = 128, seed: int = 0, repeat: bool =
 
     ds = tf.data.Dataset.range(2**62) if repeat else tf.data.Dataset.range(max(1, t // batch_size))
     return ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-
-
-def steps_per_epoch(num_tracks: int, tracks_per_batch: int) -> int:
-    return num_tracks // tracks_per_batch
