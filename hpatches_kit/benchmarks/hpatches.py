@@ -111,6 +111,12 @@ def plots(results: dict, out_dir) -> list:
     written = list(plot_results(results, out_dir, name=name) or [])
     if "_descriptors" not in results:  # results read back from JSON: no descriptors in memory
         return written
+    from ..evaluation.api import degenerate_spread
+
+    what = degenerate_spread(results["meta"].get("descriptor_spread") or {"spread": 1.0, "relative_spread": 1.0})
+    if what:  # t-SNE and PCA of (nearly) constant descriptors are meaningless (scikit-learn's t-SNE crashes on them)
+        log.warning("descriptor-space diagnostics skipped: the descriptors are %s", what)
+        return written
     opts = results["_options"]
     if opts["from_csv"]:
         log.warning("failure galleries skipped: --descriptors gives no patches to show (use --model or --baseline)")

@@ -1,0 +1,206 @@
+"""Issue 38: the third reliability probe, one test per case, on tiny data.
+
+Cases about processes or files (a crash, an input folder damaged, a corrupted cache, half-made output folders)
+run the console commands in real subprocesses; the others call the CLI's ``main`` in process. Each asserts the
+one-line message (exit 2, no traceback) or the exit status and what was kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hpatches_kit.data.synth import synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "l2net-embedded.keras"
+UNET = REPO / "models" / "unet-shallow-embedded.keras"
+ENV = {
+    **os.environ,
+    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
+TRAIN = [
+    "descriptor",
+    "--no-eval",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "1",
+    "--batch-size",
+    "8",
+    "--dim",
+    "8",
+    "--verbose",
+    "0",
+    "--mixed-precision",
+    "float32",
+    "--collapse",
+    "off",
+    "--split",
+    "none",
+]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """``base`` (a tiny synth), ``ones`` (constant descriptors of it: every row ``1,1,...``), read-only use."""
+    from hpatches_kit.data import TYPES, load_dataset
+    from hpatches_kit.evaluation import write_descriptor_dir
+
+    root = tmp_path_factory.mktemp("issue38")
+    synthesize(root / "base", num_illum=2, num_view=2, max_patches=40, size=32, seed=0, progress=False)
+    ds = load_dataset(root / "base", progress=False)
+    write_descriptor_dir(
+        root / "ones", {s.name: {t: np.ones((s.num_patches, 8), np.float32) for t in TYPES} for s in ds}
+    )
+    return root
+
+
+def _cli(name: str, *argv, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """``hpatches-<name> argv`` in a subprocess of this checkout."""
+    mod = {"eval": "hpatches_kit.cli.eval", "data": "hpatches_kit.cli.data", "train": "hpatches_kit.cli.train"}[name]
+    return subprocess.run(
+        [sys.executable, "-m", mod, *map(str, argv)],
+        env={**ENV, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _main(name: str, *argv) -> int:
+    if name == "eval":
+        from hpatches_kit.cli.eval import main
+    elif name == "data":
+        from hpatches_kit.cli.data import main
+    else:
+        from hpatches_kit.cli.train import main
+    return main([str(a) for a in argv])
+
+
+def _one_error(err: str, *fragments) -> str:
+    """The single ``hpatches-...: error: ...`` line of ``err`` (no traceback), holding every fragment."""
+    assert "Traceback" not in err, err[-3000:]
+    lines = [ln for ln in err.strip().splitlines() if ": error: " in ln]
+    assert len(lines) == 1 and lines[0].startswith("hpatches-"), err[-3000:]
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+def _digests(folder: Path) -> dict:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+# -- 1. constant descriptors with --plots: no crash in t-SNE ------------------------------------------------------
+def test_01_constant_descriptors_with_plots_warn_and_skip_diagnostics(shared, tmp_path):
+    r = _cli("eval", "--data", shared / "base", "--descriptors", shared / "ones", "--plots", tmp_path / "p",
+             "--json", tmp_path / "r.json", "--no-progress")  # fmt: skip
+    assert r.returncode == 0, (r.returncode, r.stderr[-3000:])  # was -11 (SIGSEGV in scikit-learn's t-SNE)
+    assert "the descriptors are constant" in r.stdout + r.stderr
+    assert "descriptor-space diagnostics skipped" in r.stderr
+    assert (tmp_path / "r.json").is_file() and not (tmp_path / "p" / "tsne.png").exists()
+
+
+def test_01_tsne_map_refuses_constant_rows():
+    from hpatches_kit.evaluation.diagnostics import tsne_map
+
+    descs = {"i_a": {t: np.zeros((5, 4), np.float32) for t in __import__("hpatches_kit").data.TYPES}}
+    with pytest.raises(ValueError, match="constant"):
+        tsne_map(descs, tracks=5)
+
+
+# -- 2. one output-inside-input rule: --export-csv and pack --out (also through a symlink) -------------------------
+@pytest.mark.parametrize("via_link", [False, True])
+def test_02_outputs_inside_an_input_are_refused(shared, tmp_path, via_link):
+    d = shutil.copytree(shared / "base", tmp_path / "D")
+    data = d
+    if via_link:
+        (tmp_path / "L").symlink_to(d)
+        data = tmp_path / "L"
+    before = _digests(d)
+    r = _cli("data", "pack", "--data", data, "--out", d / "packed")
+    _one_error(r.stderr, "--out is inside the input folder --data")
+    assert r.returncode == 2
+    r = _cli("eval", "--data", data, "--baseline", "sift", "--export-csv", d / "x", "--no-progress")
+    _one_error(r.stderr, "--export-csv is inside the input folder --data")
+    assert r.returncode == 2
+    assert _digests(d) == before  # D still loads: nothing was added or changed
+    # the toolkit's own cache folder is the one place allowed inside the data
+    from hpatches_kit.data.cache import ensure_packed
+
+    pk = ensure_packed(data, size=32, progress=False)
+    assert pk.parent == d.resolve() / ".hpatches-kit-cache"
+
+
+# -- 3. the model's output must be a vector ---------------------------------------------------------------------
+def test_03_a_unet_is_refused_as_a_descriptor(shared, capsys):
+    code = _main("eval", "--data", shared / "base", "--model", UNET, "--task", "matching", "--no-progress")
+    assert code == 2
+    _one_error(capsys.readouterr().err, "unet-shallow-embedded.keras", "one (D,) descriptor vector per patch",
+               "(32, 32, 1)")  # fmt: skip
+
+
+# -- 4. one finite-values check for results -------------------------------------------------------------------------
+def _results(t: Path, shared, name: str, value) -> Path:
+    from hpatches_kit.data import load_dataset
+    from hpatches_kit.evaluation import compute_descriptors, evaluate, get_baseline
+
+    ds = load_dataset(shared / "base", progress=False)
+    res = evaluate(
+        compute_descriptors(ds, get_baseline("sift"), progress=False), ds, tasks=("matching",), progress=False
+    )
+    res["meta"]["descriptor"] = name
+    if value is not None:
+        res["matching"]["headline"]["value"] = value
+    (t / f"{name}.json").write_text(json.dumps(res))  # json writes NaN as NaN, as a hand edit would
+    return t / f"{name}.json"
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1e9, -1.0, float("inf")])
+def test_04_compare_refuses_a_headline_outside_0_100(shared, tmp_path, capsys, value):
+    a, b = _results(tmp_path, shared, "a", None), _results(tmp_path, shared, "b", value)
+    assert _main("eval", "compare", a, b, "--out", tmp_path / "cmp") == 2
+    _one_error(capsys.readouterr().err, "b.json", "matching.headline.value", "finite percentage in [0, 100]")
+    assert not (tmp_path / "cmp").exists()
+
+
+# -- 5. packed-cache digests verified (once per cache, remembered) --------------------------------------------------
+def test_05_a_corrupted_packed_array_of_the_same_size_is_detected(shared, tmp_path):
+    from hpatches_kit.data.packed import _verified_record, load_packed
+
+    r = _cli("data", "pack", "--data", shared / "base", "--out", tmp_path / "pk")
+    assert r.returncode == 0, r.stderr[-3000:]
+    pk = tmp_path / "pk"
+    load_packed(pk)  # verified and remembered: the next opens hash nothing
+    rec = json.loads(_verified_record(pk).read_text())
+    assert set(rec["files"]) >= {"tracks.npy", "seq_ids.npy"}
+    f = pk / "tracks.npy"
+    size = f.stat().st_size
+    with open(f, "r+b") as fh:  # one byte flipped in the middle: same size
+        fh.seek(size // 2)
+        b = fh.read(1)
+        fh.seek(size // 2)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # a later write (coarse clocks)
+    assert f.stat().st_size == size
+    from hpatches_kit.data.errors import DataError
+
+    with pytest.raises(DataError, match="sha256 checksum mismatch"):
+        load_packed(pk)
+    r = _cli("eval", "--data", pk, "--baseline", "sift", "--task", "matching", "--no-progress")
+    assert r.returncode == 2
+    _one_error(r.stderr, "tracks.npy", "corrupt packed cache", "sha256")
