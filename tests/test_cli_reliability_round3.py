@@ -204,3 +204,84 @@ def test_05_a_corrupted_packed_array_of_the_same_size_is_detected(shared, tmp_pa
     r = _cli("eval", "--data", pk, "--baseline", "sift", "--task", "matching", "--no-progress")
     assert r.returncode == 2
     _one_error(r.stderr, "tracks.npy", "corrupt packed cache", "sha256")
+
+
+# -- 7. one plug-in contract check; a user's module failing is one line naming it ---------------------------------
+PLUGIN = """
+from hpatches_kit import benchmarks
+
+
+def returns_none(options):
+    return None
+
+
+def returns_object(options):
+    return {"value": object()}
+
+
+def divides(options):
+    return {"value": 1 / 0}
+
+
+benchmarks.register("b-none", returns_none, replace=True)
+benchmarks.register("b-object", returns_object, replace=True)
+benchmarks.register("b-raises", divides, replace=True)
+
+
+def wrong_builder(width, depth):
+    raise AssertionError("never called")
+"""
+
+
+@pytest.mark.parametrize(
+    "bench, fragments",
+    [
+        ("b-none", ["benchmark 'b-none' (plug38.returns_none)", "run(args) must return a dict", "NoneType"]),
+        ("b-object", ["benchmark 'b-object' (plug38.returns_object)", "does not serialise as JSON"]),
+        ("b-raises", ["module plug38 (plug38.py:", "raised ZeroDivisionError: division by zero", "-v shows"]),
+    ],
+)
+def test_07_benchmark_plugin_contract(tmp_path, capsys, bench, fragments):
+    (tmp_path / "plug38.py").write_text(PLUGIN)
+    code = _main("eval", "--import", tmp_path / "plug38.py", bench, "--json", tmp_path / "r.json")
+    assert code == 2
+    _one_error(capsys.readouterr().err, *fragments)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_07_user_module_traceback_with_v(tmp_path):
+    (tmp_path / "plug38.py").write_text(PLUGIN)
+    r = _cli("eval", "--import", tmp_path / "plug38.py", "b-raises", "-v")
+    assert r.returncode == 2
+    assert "Traceback" in r.stderr and "ZeroDivisionError" in r.stderr and "plug38.py" in r.stderr
+    assert "hpatches-eval: error: module plug38 (plug38.py:" in r.stderr
+
+
+def test_07_model_builder_with_the_wrong_signature(shared, tmp_path, capsys):
+    (tmp_path / "plug38.py").write_text(PLUGIN)
+    argv = [
+        *TRAIN,
+        "--data",
+        shared / "base",
+        "--model",
+        f"{tmp_path / 'plug38.py'}:wrong_builder",
+        "--out",
+        tmp_path / "R",
+    ]
+    assert _main("train", *argv) == 2
+    _one_error(capsys.readouterr().err, "model builder", "plug38.wrong_builder", "(width, depth)", "input_size=")
+    assert not (tmp_path / "R").exists()
+
+
+# -- 14. -q is quiet with an --import that imports Keras ---------------------------------------------------------------
+def test_14_quiet_import_of_keras_prints_nothing(tmp_path):
+    (tmp_path / "kmod.py").write_text("import keras\nimport tensorflow as tf\ntf.constant(1.0) + 1\n")
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = subprocess.run(
+        [sys.executable, "-m", "hpatches_kit.cli.eval", "--import", str(tmp_path / "kmod.py"), "hpatches", "-q",
+         "--descriptors", str(tmp_path / "missing")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hpatches-eval: error:"), r.stderr[-3000:]

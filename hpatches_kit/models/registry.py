@@ -85,8 +85,34 @@ class ModelEntry:
         return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
     def build(self, **kw):
-        """The model, built with the keywords of ``kw`` the builder accepts (``None`` values are left out)."""
-        return self.builder(**{k: v for k, v in kw.items() if v is not None and self.accepts(k)})
+        """The model, built with the keywords of ``kw`` the builder accepts (``None`` values are left out).
+
+        Raises:
+            PluginError: the builder cannot be called so (a required parameter the toolkit does not pass), naming
+                the builder and the contract.
+        """
+        from ..errors import PluginError, qualified_name
+
+        passed = {k: v for k, v in kw.items() if v is not None and self.accepts(k)}
+        try:
+            inspect.signature(self.builder).bind(**passed)
+        except TypeError as e:
+            raise PluginError(
+                f"model builder {self.name!r} ({qualified_name(self.builder)})",
+                "it is called as builder(input_size=..., dim=..., [dropout=...]) with the keywords it names and "
+                "returns a keras.Model",
+                f"its signature {_signature(self.builder)} does not take that ({e})",
+            ) from None
+        except ValueError:  # no signature to inspect (a builtin): called as it is
+            pass
+        return self.builder(**passed)
+
+
+def _signature(fn) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(?)"
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
