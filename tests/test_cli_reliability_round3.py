@@ -285,3 +285,20 @@ def test_14_quiet_import_of_keras_prints_nothing(tmp_path):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("hpatches-eval: error:"), r.stderr[-3000:]
+
+
+# -- 6. a missing or truncated row file of the streamed store: found on open, the cache rebuilt ----------------------
+def test_06_damaged_row_store_is_rebuilt(shared, tmp_path, capsys):
+    d = shutil.copytree(shared / "base", tmp_path / "D")
+    assert _main("train", *TRAIN, "--data", d, "--out", tmp_path / "R1") == 0
+    (row,) = [f for f in (d / ".hpatches-kit-cache").glob("*/rows/00000/00000003.u8")]
+    row.unlink()
+    r = _cli("train", *TRAIN, "--data", d, "--out", tmp_path / "R2")
+    assert r.returncode == 0, r.stderr[-3000:]  # was: NotFoundError / DecodeRaw traceback mid-epoch, every rerun
+    assert "corrupt packed cache" in r.stderr and "00000003.u8: " in r.stderr and "rebuilding it" in r.stderr
+    assert row.is_file() and row.stat().st_size == 16 * 32 * 32
+    row.write_bytes(row.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    assert _main("train", *TRAIN, "--data", d, "--out", tmp_path / "R3") == 0
+    assert "(truncated); re-run" in capsys.readouterr().err
+    assert row.stat().st_size == 16 * 32 * 32
