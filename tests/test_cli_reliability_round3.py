@@ -302,3 +302,17 @@ def test_06_damaged_row_store_is_rebuilt(shared, tmp_path, capsys):
     assert _main("train", *TRAIN, "--data", d, "--out", tmp_path / "R3") == 0
     assert "(truncated); re-run" in capsys.readouterr().err
     assert row.stat().st_size == 16 * 32 * 32
+
+
+# -- 8. a NaN loss is named as such, with its epoch and step ---------------------------------------------------------
+def test_08_nan_loss_is_reported_with_epoch_and_step(shared, tmp_path):
+    (tmp_path / "nanloss38.py").write_text(
+        "from keras import ops\n\ndef nan_loss(y_true, y_pred):\n    return ops.mean(y_pred) * float('nan')\n"
+    )
+    argv = [a for a in TRAIN if a not in ("--collapse", "off")]  # the collapse check on: it used to fail first
+    argv[argv.index("--steps-per-epoch") + 1] = "2"
+    r = _cli("train", *argv, "--data", shared / "base", "--loss", f"{tmp_path / 'nanloss38.py'}:nan_loss",
+             "--out", tmp_path / "R")  # fmt: skip
+    assert r.returncode == 2, r.stderr[-3000:]
+    _one_error(r.stderr, "loss became NaN at epoch 1 step 1")
+    assert "Eigenvalues" not in r.stderr

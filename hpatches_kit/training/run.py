@@ -397,19 +397,21 @@ class TrainingRun:
         come first, and their ``reference_levels()`` go to the curves plot."""
         import keras
 
-        from .callbacks import AtomicCheckpoint, MetricsLogger
+        from .callbacks import AtomicCheckpoint, MetricsLogger, NonFiniteLossGuard
 
+        # every worker stops at the first non-finite loss ("loss became NaN at epoch E step S")
+        guard = [NonFiniteLossGuard()]
         # history.json is written before the checkpoint's state.json: a kill between the two leaves the history
         # one epoch ahead, which the resume cuts back to the checkpoint (the other order would lose an epoch)
         if not self.chief:  # a non-chief worker trains in step with the chief and writes nothing
-            return list(extra or [])
+            return guard + list(extra or [])
         # callbacks that add keys to the epoch's logs (CollapseDetector: descriptor_spread, pca_dims_*) run
         # first, so that history.json and the curves record those keys
         extra = list(extra or [])
         producers = [c for c in extra if getattr(c, "adds_logs", False)]
         extra = [c for c in extra if c not in producers]
         levels = {k: v for c in producers if hasattr(c, "reference_levels") for k, v in c.reference_levels().items()}
-        cbs = producers + [
+        cbs = guard + producers + [
             MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history, levels=levels)
         ]
         if checkpoints:
