@@ -316,3 +316,4 @@ def test_08_nan_loss_is_reported_with_epoch_and_step(shared, tmp_path):
     assert r.returncode == 2, r.stderr[-3000:]
     _one_error(r.stderr, "loss became NaN at epoch 1 step 1")
     assert "Eigenvalues" not in r.stderr
+    assert not (tmp_path / "R").exists()  # 12: no half-made --out (run_args.json, logs/, .lock) is left

@@ -442,8 +442,8 @@ class TrainingRun:
         return path
 
     def discard_if_empty(self) -> None:
-        """After a failed start: remove ``out`` when this run created it and it holds nothing but
-        ``run_args.json`` (no checkpoint, history or model)."""
+        """After a failed run: remove ``out`` when this run created it and it holds nothing but ``run_args.json``,
+        the lock and TensorBoard's logs (no checkpoint, history or model: :func:`discard_if_empty`)."""
         if not self.created or not self.out.is_dir():
             return
         discard_if_empty(self.out)
@@ -497,7 +497,14 @@ def start_and_train(command: str, options, arguments: dict | None, train, **devi
 
 
 def discard_if_empty(out) -> None:
-    """Remove the folder ``out`` when it holds no file but ``run_args.json``."""
+    """Remove the folder ``out`` when it holds nothing of a run's results: no file but ``run_args.json``, the
+    lock and TensorBoard's event files (``logs/``, written from the first step on); a checkpoint, a history or a
+    model keeps it."""
     out = Path(out)
-    if out.is_dir() and not [p for p in out.rglob("*") if p.is_file() and p.name not in (RUN_ARGS, LOCK)]:
+
+    def kept(p: Path) -> bool:
+        rel = p.relative_to(out).parts
+        return p.is_file() and p.name not in (RUN_ARGS, LOCK) and rel[0] != "logs"
+
+    if out.is_dir() and not [p for p in out.rglob("*") if kept(p)]:
         shutil.rmtree(out, ignore_errors=True)
