@@ -82,7 +82,9 @@ OPTION_RANGES: dict[str, Range] = {
     "num_zoom": NON_NEGATIVE_INT,
     "num_blur": NON_NEGATIVE_INT,
     "max_patches": COUNT,
-    "size": COUNT,
+    "size": Range(
+        1, 1024, integer=True, why="a patch side in pixels; `hpatches-data pack --size 0` keeps the source's"
+    ),
     "workers": COUNT,
     "test_fraction": FRACTION,
     "jitter_scale": Range(0, why="the jitter scale: 1 = HPatches' geometric noise, 0 = none"),
@@ -138,10 +140,10 @@ def check_options(values: Mapping | object | None = None, /, **kwargs) -> None:
 
     Example:
         >>> import argparse
-        >>> check_options(argparse.Namespace(size=-5, seed=0))
+        >>> check_options(argparse.Namespace(epochs=-5, seed=0))
         Traceback (most recent call last):
         ...
-        hpatches_kit.errors.OptionError: size must be >= 1, got -5
+        hpatches_kit.errors.OptionError: epochs must be >= 1, got -5
     """
     if values is not None and not isinstance(values, Mapping):
         values = vars(values) if hasattr(values, "__dict__") else {}

@@ -317,3 +317,19 @@ def test_08_nan_loss_is_reported_with_epoch_and_step(shared, tmp_path):
     _one_error(r.stderr, "loss became NaN at epoch 1 step 1")
     assert "Eigenvalues" not in r.stderr
     assert not (tmp_path / "R").exists()  # 12: no half-made --out (run_args.json, logs/, .lock) is left
+
+
+# -- 9. pack --size: bounded in the option table, 0 = the source size as --help says ----------------------------------
+def test_09_pack_size_bounds_and_zero(shared, tmp_path, capsys):
+    assert _main("data", "pack", "--data", shared / "base", "--out", tmp_path / "big", "--size", "100000") == 2
+    _one_error(capsys.readouterr().err, "--size must be >= 1 and <= 1024, got 100000")  # was an 8.7 TiB allocation
+    assert not (tmp_path / "big").exists()
+    from hpatches_kit.cli.data import build_parser
+
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["pack"].format_help().split())
+    assert "0 keeps the source size" in help_text and "1..1024" in help_text
+    synthesize(tmp_path / "s24", num_illum=1, num_view=1, max_patches=5, size=24, seed=0, progress=False)
+    assert _main("data", "pack", "--data", tmp_path / "s24", "--out", tmp_path / "pk", "--size", "0", "-q") == 0
+    from hpatches_kit.data.packed import load_packed
+
+    assert load_packed(tmp_path / "pk").patch_size == 24  # the source's size kept (not the default 32)

@@ -111,7 +111,7 @@ def _pack(args) -> int:
     out = pack_dataset(
         args.data,
         args.out,
-        size=args.size,
+        size=args.size or None,  # 0: the source's patch size (as --help says)
         shards=args.shards,
         split=args.split,
         subset=args.subset,
@@ -247,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pack", "pack a dataset into a memory-mapped .npy + TFRecord cache")
     p.add_argument("--data", type=Path, help="dataset folder (default: the embedded default)")
     p.add_argument("--out", type=Path, required=True, help="cache folder (written atomically)")
-    p.add_argument("--size", type=int, default=32, help="patch size of the cache (default 32; 0 keeps the source size)")
+    p.add_argument(
+        "--size", type=int, default=32, help="patch size of the cache, 1..1024 (default 32; 0 keeps the source size)"
+    )
     p.add_argument("--shards", type=int, help="number of TFRecord shards (default: ~256 MiB each)")
     p.add_argument("--split", help="pack only this split's sequences (a, b, c, illum, view, full)")
     p.add_argument("--subset", choices=("train", "test"), default="test")
