@@ -333,3 +333,13 @@ def test_09_pack_size_bounds_and_zero(shared, tmp_path, capsys):
     from hpatches_kit.data.packed import load_packed
 
     assert load_packed(tmp_path / "pk").patch_size == 24  # the source's size kept (not the default 32)
+
+
+# -- 11. --pca-dim larger than the training patches: refused before training ------------------------------------------
+def test_11_pca_dim_checked_before_training(shared, tmp_path, capsys):
+    argv = [*TRAIN, "--data", shared / "base", "--dim", "256", "--pca-dim", "250", "--out", tmp_path / "R"]
+    argv[argv.index("--epochs") + 1] = "50"  # were it trained first, this would take minutes
+    assert _main("train", *argv) == 2
+    err = capsys.readouterr().err
+    _one_error(err, "--pca-dim 250 needs more than 250 training patches", "use --pca-dim < ")
+    assert "Epoch" not in err and not (tmp_path / "R").exists()  # nothing trained, no half-made run to resume
