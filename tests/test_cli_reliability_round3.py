@@ -343,3 +343,64 @@ def test_11_pca_dim_checked_before_training(shared, tmp_path, capsys):
     err = capsys.readouterr().err
     _one_error(err, "--pca-dim 250 needs more than 250 training patches", "use --pca-dim < ")
     assert "Epoch" not in err and not (tmp_path / "R").exists()  # nothing trained, no half-made run to resume
+
+
+# -- 13. silently ignored cases -----------------------------------------------------------------------------------------
+def test_13_xbm_start_without_xbm(shared, tmp_path, capsys):
+    argv = [*TRAIN, "--data", shared / "base", "--xbm-start", "100", "--out", tmp_path / "R"]
+    assert _main("train", *argv) == 2
+    _one_error(capsys.readouterr().err, "--xbm-start 100", "give --xbm SIZE")
+    assert not (tmp_path / "R").exists()
+
+
+def test_13_sequences_kinds_naming_no_scene(tmp_path):
+    from hpatches_kit.evaluation.image_matching import read_sequences
+
+    (tmp_path / "src" / "leuven").mkdir(parents=True)
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for k in (1, 2):
+        cv2.imwrite(str(tmp_path / "src" / "leuven" / f"{k}.png"), rng.integers(0, 255, (40, 40), np.uint8))
+    np.savetxt(tmp_path / "src" / "leuven" / "H_1_2", np.eye(3))
+    assert [n for n, _, _ in read_sequences(tmp_path / "src", kinds="leuven=v")] == ["v_leuven"]
+    assert [n for n, _, _ in read_sequences(tmp_path / "src", kinds="i_leuven=v")] == ["v_leuven"]  # prefix given
+    with pytest.raises(ValueError, match="--kinds names lueven, which is no scene of the data"):
+        read_sequences(tmp_path / "src", kinds="lueven=v")
+
+
+def test_13_compare_says_which_task_it_leaves_out(shared, tmp_path, capsys):
+    a, b = _results(tmp_path, shared, "a", None), _results(tmp_path, shared, "b", None)
+    ra = json.loads(a.read_text())
+    ra["retrieval"] = {"headline": {"value": 40.0}, "per_variant": {"e": 41.0, "h": 40.0, "t": 39.0}}
+    a.write_text(json.dumps(ra))  # only a has retrieval: it leaves every row and the mean
+    capsys.readouterr()
+    assert _main("eval", "compare", a, b, "--out", tmp_path / "cmp") == 0
+    err = capsys.readouterr().err
+    assert f"task retrieval is left out of the comparison (its column and the mean): {b} lacks it" in err
+
+
+def test_13_compare_out_does_not_overwrite_the_users_file(shared, tmp_path, capsys):
+    a, b = _results(tmp_path, shared, "a", None), _results(tmp_path, shared, "b", None)
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "comparison.md").write_text("my notes")
+    assert _main("eval", "compare", a, b, "--out", tmp_path / "rep") == 2
+    _one_error(capsys.readouterr().err, "rep", "--out", "not written by hpatches-kit")
+    assert (tmp_path / "rep" / "comparison.md").read_text() == "my notes"
+    assert _main("eval", "compare", a, b, "--out", tmp_path / "new") == 0  # and an own comparison is replaced
+    assert _main("eval", "compare", a, "--out", tmp_path / "new") == 0
+    rows = (tmp_path / "new" / "comparison.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["a"]
+
+
+def test_13_info_on_a_non_dataset_is_an_error(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    assert _main("data", "info", "--data", tmp_path / "notes") == 2
+    _one_error(capsys.readouterr().err, "notes", "no HPatches sequences found")
+
+
+def test_13_results_record_the_describing_precision(shared, tmp_path):
+    assert _main("eval", "--data", shared / "base", "--model", MODEL, "--precision", "float32", "--task",
+                 "matching", "--json", tmp_path / "r.json", "--no-progress") == 0  # fmt: skip
+    assert json.loads((tmp_path / "r.json").read_text())["meta"]["precision"] == "float32"

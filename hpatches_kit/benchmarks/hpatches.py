@@ -49,7 +49,7 @@ def run(o) -> dict:
     tasks = registry.names() if o.task == "all" else (o.task,)
     if o.denoiser and not o.model:
         raise ValueError("--denoiser needs --model")
-    dataset = None
+    dataset = describer = None
     t0, c0 = time.perf_counter(), time.process_time()
     if o.descriptors:
         # precomputed descriptors: no image is decoded. The dataset (if given, or needed to generate task
@@ -86,6 +86,9 @@ def run(o) -> dict:
         progress=progress,
     )
     results["meta"]["descriptor"] = label
+    # the dtype policy a model described in (bf16 and float32 descriptors of one model score differently);
+    # None for CSV descriptors and the NumPy baselines
+    results["meta"]["precision"] = getattr(describer, "precision", None)
     results["meta"]["seconds"] = {"descriptors": t_desc, **results["meta"]["seconds"]}
     results["meta"]["cpu_seconds"] = {"descriptors": c_desc, **results["meta"]["cpu_seconds"]}
     # in memory only (never in the JSON): what the descriptor-space plots and the failure galleries draw from

@@ -93,6 +93,11 @@ def _info(args) -> int:
         root = ensure_default(progress=not args.quiet)
     check_outputs(files={"--json": args.json}, inputs=input_paths(args, data=root))
     report = inspect_dataset(root, patch_size=args.patch_size, progress=not args.quiet)
+    if not report.sequences:  # not a dataset at all: an error (exit 2), not a report of one with problems
+        from hpatches_kit.data.errors import DataError
+
+        first = report.problems[0] if report.problems else None
+        raise DataError(first.path if first else root, first.problem if first else "no HPatches sequences found")
     print(report.format())
     if args.json:
         from hpatches_kit.io import atomic_write_json

@@ -354,6 +354,8 @@ def check_options(o: DescriptorOptions) -> None:
         raise ValueError(
             f"--xbm {o.xbm}: the memory must hold at least one (global) batch (--batch-size {o.batch_size})"
         )
+    if o.xbm_start and not o.xbm:
+        raise ValueError(f"--xbm-start {o.xbm_start} applies to the cross-batch memory only: give --xbm SIZE too")
     if o.joint and (o.xbm or o.pca_dim):
         raise ValueError("--xbm and --pca-dim apply to descriptor training, not --joint")
     options_loss(o)
