@@ -404,3 +404,51 @@ def test_13_results_record_the_describing_precision(shared, tmp_path):
     assert _main("eval", "--data", shared / "base", "--model", MODEL, "--precision", "float32", "--task",
                  "matching", "--json", tmp_path / "r.json", "--no-progress") == 0  # fmt: skip
     assert json.loads((tmp_path / "r.json").read_text())["meta"]["precision"] == "float32"
+
+
+# -- 10. unclear messages made clear ------------------------------------------------------------------------------------
+BUILDERS = """
+import keras
+
+
+def own_error(input_size=32, dim=128):
+    raise ValueError("this builder needs an even dim")
+
+
+def feature_map(input_size=32, dim=128):
+    inp = keras.Input((input_size, input_size, 1))
+    return keras.Model(inp, keras.layers.Conv2D(dim, 3, padding="same")(inp))
+
+
+def two_outputs(input_size=32, dim=128):
+    inp = keras.Input((input_size, input_size, 1))
+    x = keras.layers.Dense(dim)(keras.layers.Flatten()(inp))
+    return keras.Model(inp, [x, x])
+
+
+def str_loss(y_true, y_pred):
+    return "not a loss"
+"""
+
+
+@pytest.mark.parametrize(
+    "model, loss, fragments",
+    [
+        ("own_error", None, ["--model", "own_error: this builder needs an even dim"]),
+        ("feature_map", None, ["outputs shape (8, 8, 8) per patch, not a (8,) descriptor vector"]),
+        ("two_outputs", None, ["must have one output (a descriptor), it has 2"]),
+        (None, "str_loss", ["loss 'str_loss' (b38.str_loss) breaks the plug-in contract", "returned str"]),
+    ],
+)
+def test_10_builder_and_loss_messages_name_the_flag(shared, tmp_path, capsys, model, loss, fragments):
+    (tmp_path / "b38.py").write_text(BUILDERS)
+    argv = [*TRAIN, "--data", shared / "base", "--patch-size", "8", "--out", tmp_path / "R"]
+    if model:
+        argv += ["--model", f"{tmp_path / 'b38.py'}:{model}"]
+    if loss:
+        argv += ["--loss", f"{tmp_path / 'b38.py'}:{loss}"]
+    assert _main("train", *argv) == 2
+    err = capsys.readouterr().err
+    _one_error(err, *fragments)
+    assert "set --dim 8" not in err and "No gradients" not in err and "inhomogeneous" not in err
+    assert not (tmp_path / "R").exists()

@@ -105,7 +105,12 @@ class ModelEntry:
             ) from None
         except ValueError:  # no signature to inspect (a builtin): called as it is
             pass
-        return self.builder(**passed)
+        try:
+            return self.builder(**passed)
+        except ValueError as e:
+            if type(e) is not ValueError:  # the toolkit's own errors (options, files) name what they are about
+                raise
+            raise ValueError(f"--model {self.name}: {e}") from e  # the builder's own error: which --model said so
 
 
 def _signature(fn) -> str:
@@ -303,6 +308,9 @@ def check_built(model, name: str, input_size: int, dim: int | None = None) -> No
         ValueError: the model does not take one ``(input_size, input_size, 1)`` input or does not output one
             ``(dim,)`` vector; the message names ``--model``, ``--patch-size`` and ``--dim``.
     """
+    outputs = getattr(model, "outputs", None)
+    if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
+        raise ValueError(f"--model {name}: the model must have one output (a descriptor), it has {len(outputs)}")
     try:
         ishape, oshape = tuple(model.input_shape), tuple(model.output_shape)
     except (AttributeError, ValueError) as e:
@@ -312,7 +320,12 @@ def check_built(model, name: str, input_size: int, dim: int | None = None) -> No
             f"--model {name} takes inputs of shape {ishape[1:]}, not ({input_size}, {input_size}, 1) "
             f"patches of --patch-size {input_size}"
         )
-    if len(oshape) != 2 or (dim is not None and oshape[1] != dim):
+    if len(oshape) != 2:
+        raise ValueError(
+            f"--model {name} outputs shape {oshape[1:]} per patch, not a ({dim},) descriptor vector: end the "
+            "model with Flatten/Dense (or global pooling) to one vector per patch"
+        )
+    if dim is not None and oshape[1] != dim:
         raise ValueError(
             f"--model {name} outputs descriptors of shape {oshape[1:]}, not ({dim},) as --dim {dim} "
             f"asks (set --dim {oshape[-1]})"

@@ -132,7 +132,9 @@ def make_loss(
         from .xbm import xbm_loss_for
 
         return xbm_loss_for(name, xbm, xbm_start, dim, margin, distance, koleo)
-    loss = e.factory(margin=margin, distance_metric=distance, views_per_track=views)
+    from ..losses.registry import get as build_loss
+
+    loss = build_loss(name, margin=margin, distance_metric=distance, views_per_track=views)  # its errors name --loss
     if koleo:
         loss = KoLeoRegularised(loss, weight=koleo, views_per_track=views)
     return GlobalBatchLoss(loss) if global_mining else loss
