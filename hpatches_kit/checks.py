@@ -102,7 +102,7 @@ OPTION_RANGES: dict[str, Range] = {
     "dropout": Range(0, 1, high_open=True),
     "dim": COUNT,
     "patch_size": COUNT,
-    "views": COUNT,
+    "views": Range(1, 16, integer=True, why="a track has 16 views: ref, e1-e5, h1-h5, t1-t5"),
     "curriculum_warmup": NON_NEGATIVE_INT,
     "temperature": POSITIVE,
     "train_pairs_per_photo": COUNT,

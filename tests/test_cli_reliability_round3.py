@@ -452,3 +452,40 @@ def test_10_builder_and_loss_messages_name_the_flag(shared, tmp_path, capsys, mo
     _one_error(err, *fragments)
     assert "set --dim 8" not in err and "No gradients" not in err and "inhomogeneous" not in err
     assert not (tmp_path / "R").exists()
+
+
+def test_10_views_over_16_named_before_loading(shared, tmp_path, capsys):
+    assert _main("train", *TRAIN, "--data", tmp_path / "nowhere", "--views", "20", "--out", tmp_path / "R") == 2
+    # the option is checked first: the missing data folder is not even looked at
+    _one_error(capsys.readouterr().err, "--views must be >= 1 and <= 16, got 20", "a track has 16 views")
+
+
+def test_10_broken_manifest_is_a_corrupt_cache(shared, tmp_path, capsys):
+    from hpatches_kit.data.pack import pack_dataset
+
+    pk = pack_dataset(shared / "base", tmp_path / "pk", tfrecords=False, progress=False)
+    (pk / "manifest.json").write_text("{broken")
+    assert _main("eval", "--data", pk, "--baseline", "sift", "--task", "matching", "--no-progress") == 2
+    _one_error(capsys.readouterr().err, "manifest.json", "corrupt packed cache", "not valid JSON")
+
+
+def test_10_a_file_where_the_cache_goes_is_replaced(shared, tmp_path):
+    from hpatches_kit.data.cache import cache_key, ensure_packed
+    from hpatches_kit.data.hpatches import find_sequence_dirs
+    from hpatches_kit.data.packed import source_fingerprint
+
+    d = shutil.copytree(shared / "base", tmp_path / "D")
+    key = cache_key(source_fingerprint(find_sequence_dirs(d)), 32, False)
+    (d / ".hpatches-kit-cache").mkdir()
+    (d / ".hpatches-kit-cache" / key).write_text("not a cache")  # was: "--out: exists and is not a folder"
+    out = ensure_packed(d, size=32, progress=False)
+    assert out.name == key and out.is_dir() and (out / "manifest.json").is_file()
+
+
+def test_10_sequence_names_must_be_a_list(shared, tmp_path, capsys):
+    a, b = _results(tmp_path, shared, "a", None), _results(tmp_path, shared, "b", None)
+    rb = json.loads(b.read_text())
+    rb["meta"]["sequence_names"] = "i_astronaut"  # hand-edited: was iterated as its characters
+    b.write_text(json.dumps(rb))
+    assert _main("eval", "compare", a, b, "--out", tmp_path / "cmp") == 2
+    _one_error(capsys.readouterr().err, "b.json", "meta.sequence_names must be a list of sequence names, got str")

@@ -48,7 +48,7 @@ def configure(p):
         f"{FLOAT32_EPOCHS} in float32: the 15-minute budget of a 2-core CPU)",
     )
     g = p.add_argument_group("descriptor")
-    g.add_argument("--views", type=int, default=2, help="K views per track in a batch (default: 2)")
+    g.add_argument("--views", type=int, default=2, help="K views per track in a batch, 2..16 (default: 2)")
     g.add_argument("--patch-size", type=int, default=32, help="resize patches to this size (default: 32)")
     g.add_argument("--dim", type=int, default=128, help="descriptor size (default: 128)")
     g.add_argument("--dropout", type=float, default=0.3, help="dropout before the last conv (default: 0.3)")

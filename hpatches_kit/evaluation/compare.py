@@ -73,6 +73,12 @@ def _results_of(r, where) -> dict:
         raise DataError(
             where, "not a results file (hpatches-eval --json, a run's metrics.json or an evaluate() result): no 'meta'"
         )
+    names = r["meta"].get("sequence_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise DataError(
+            where,
+            f"meta.sequence_names must be a list of sequence names, got {type(names).__name__} {str(names)[:40]!r}",
+        )
     tasks = [t for t in registry.names() if t in r]
     if not tasks:
         raise DataError(where, f"holds none of the tasks {', '.join(registry.names())}")
