@@ -489,3 +489,51 @@ def test_10_sequence_names_must_be_a_list(shared, tmp_path, capsys):
     b.write_text(json.dumps(rb))
     assert _main("eval", "compare", a, b, "--out", tmp_path / "cmp") == 2
     _one_error(capsys.readouterr().err, "b.json", "meta.sequence_names must be a list of sequence names, got str")
+
+
+def _source_sequence(folder: Path, images: list, gap_at: int | None = None) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True)
+    for k, img in enumerate(images, 1):
+        if k == gap_at:
+            continue
+        cv2.imwrite(str(folder / f"{k}.ppm"), img)
+        if k > 1:
+            np.savetxt(folder / f"H_1_{k}", np.eye(3))
+    return folder
+
+
+def test_10_a_gap_in_a_sequence_is_named_as_a_gap(tmp_path):
+    from hpatches_kit.data.errors import DataError
+    from hpatches_kit.data.extract import read_source_sequence
+
+    rng = np.random.default_rng(0)
+    ims = [rng.integers(0, 255, (60, 60), np.uint8) for _ in range(4)]
+    src = _source_sequence(tmp_path / "leuven", ims, gap_at=3)
+    with pytest.raises(DataError, match=r"missing image 3\.\* while 4\.\* exists: a gap in the sequence") as e:
+        read_source_sequence(src)
+    assert "at least 2" not in str(e.value)
+
+
+def test_10_an_image_without_keypoints_in_sequences(tmp_path, capsys):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    tex = cv2.GaussianBlur(rng.integers(0, 255, (120, 120)).astype(np.uint8), (0, 0), 2)
+    _source_sequence(tmp_path / "src" / "leuven", [tex, np.full((120, 120), 128, np.uint8)])  # the 2nd is flat
+    code = _main("eval", "sequences", "--data", tmp_path / "src", "--baseline", "sift", "--no-progress")
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]  # was: "cannot reshape array of size 0"
+    assert "cannot reshape" not in out + err
+
+
+def test_10_nan_brown_descriptor_file_says_nan(tmp_path):
+    from hpatches_kit.data.errors import DataError
+    from hpatches_kit.evaluation.descriptor_csv import read_descriptor_rows
+
+    a = np.ones((5, 4), np.float32)
+    a[3, 1] = np.nan
+    np.save(tmp_path / "d.npy", a)
+    with pytest.raises(DataError, match=r"d\.npy: 1 of 5 descriptor rows hold NaN or Inf \(first: row 3\)"):
+        read_descriptor_rows(tmp_path / "d.npy")
