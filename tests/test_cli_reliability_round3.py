@@ -537,3 +537,13 @@ def test_10_nan_brown_descriptor_file_says_nan(tmp_path):
     np.save(tmp_path / "d.npy", a)
     with pytest.raises(DataError, match=r"d\.npy: 1 of 5 descriptor rows hold NaN or Inf \(first: row 3\)"):
         read_descriptor_rows(tmp_path / "d.npy")
+
+
+def test_14_cache_default_is_the_same_in_help_and_docs():
+    from hpatches_kit.cli.eval import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices["hpatches"]
+    (cache,) = [a for a in sub._actions if "--cache" in a.option_strings]
+    assert cache.default == "off" and "off (default)" in cache.help
+    arch = " ".join((REPO / "docs" / "ARCHITECTURE.md").read_text().split())
+    assert "`hpatches-eval --cache` defaults to `off`" in arch and "defaults to the environment (auto)" not in arch

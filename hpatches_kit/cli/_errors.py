@@ -89,7 +89,8 @@ def user_frame(e: BaseException) -> str | None:
         path = os.path.realpath(frame.f_code.co_filename)
         if path.startswith(toolkit + os.sep):
             return None
-        if frame.f_code.co_filename.startswith("<") or any(path.startswith(d + os.sep) for d in libs):
+        generated = os.path.basename(path).startswith("__autograph_generated_file")  # TensorFlow's traced copies
+        if frame.f_code.co_filename.startswith("<") or generated or any(path.startswith(d + os.sep) for d in libs):
             continue
         module = frame.f_globals.get("__name__", "?")
         return f"module {module} ({os.path.basename(path)}:{frame.f_lineno})"
