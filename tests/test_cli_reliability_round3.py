@@ -498,7 +498,7 @@ def _source_sequence(folder: Path, images: list, gap_at: int | None = None) -> P
     for k, img in enumerate(images, 1):
         if k == gap_at:
             continue
-        cv2.imwrite(str(folder / f"{k}.ppm"), img)
+        cv2.imwrite(str(folder / f"{k}.png"), img)
         if k > 1:
             np.savetxt(folder / f"H_1_{k}", np.eye(3))
     return folder
