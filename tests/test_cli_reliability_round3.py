@@ -126,7 +126,7 @@ def test_01_tsne_map_refuses_constant_rows():
 # -- 2. one output-inside-input rule: --export-csv and pack --out (also through a symlink) -------------------------
 @pytest.mark.parametrize("via_link", [False, True])
 def test_02_outputs_inside_an_input_are_refused(shared, tmp_path, via_link):
-    d = shutil.copytree(shared / "base", tmp_path / "D")
+    d = shutil.copytree(shared / "base", tmp_path / "D", ignore=shutil.ignore_patterns(".hpatches-kit-cache"))
     data = d
     if via_link:
         (tmp_path / "L").symlink_to(d)
@@ -289,7 +289,7 @@ def test_14_quiet_import_of_keras_prints_nothing(tmp_path):
 
 # -- 6. a missing or truncated row file of the streamed store: found on open, the cache rebuilt ----------------------
 def test_06_damaged_row_store_is_rebuilt(shared, tmp_path, capsys):
-    d = shutil.copytree(shared / "base", tmp_path / "D")
+    d = shutil.copytree(shared / "base", tmp_path / "D", ignore=shutil.ignore_patterns(".hpatches-kit-cache"))
     assert _main("train", *TRAIN, "--data", d, "--out", tmp_path / "R1") == 0
     (row,) = [f for f in (d / ".hpatches-kit-cache").glob("*/rows/00000/00000003.u8")]
     row.unlink()
@@ -474,7 +474,7 @@ def test_10_a_file_where_the_cache_goes_is_replaced(shared, tmp_path):
     from hpatches_kit.data.hpatches import find_sequence_dirs
     from hpatches_kit.data.packed import source_fingerprint
 
-    d = shutil.copytree(shared / "base", tmp_path / "D")
+    d = shutil.copytree(shared / "base", tmp_path / "D", ignore=shutil.ignore_patterns(".hpatches-kit-cache"))
     key = cache_key(source_fingerprint(find_sequence_dirs(d)), 32, False)
     (d / ".hpatches-kit-cache").mkdir()
     (d / ".hpatches-kit-cache" / key).write_text("not a cache")  # was: "--out: exists and is not a folder"
