@@ -411,9 +411,10 @@ class TrainingRun:
         producers = [c for c in extra if getattr(c, "adds_logs", False)]
         extra = [c for c in extra if c not in producers]
         levels = {k: v for c in producers if hasattr(c, "reference_levels") for k, v in c.reference_levels().items()}
-        cbs = guard + producers + [
-            MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history, levels=levels)
-        ]
+        logger = MetricsLogger(
+            self.out / "history.json", self.out / "training_curves.png", history=history, levels=levels
+        )
+        cbs = guard + producers + [logger]
         if checkpoints:
             cbs.append(AtomicCheckpoint(self.checkpoints))
         if tensorboard and tensorboard_available():
