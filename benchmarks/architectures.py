@@ -24,9 +24,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "real-sequences"
+#: Each architecture's own loss where its paper trains it with another one than batch-hard triplets.
+DEFAULT_LOSSES = {"sosnet": "sosr"}
 
 
-def train_one(name: str, out: Path, epochs, steps, batch_size: int, precision: str, seed: int) -> dict:
+def train_one(
+    name: str, out: Path, epochs, steps, batch_size: int, precision: str, seed: int, loss: str = "batch-hard"
+) -> dict:
     """Train ``name`` with the default recipe (shortened by ``epochs`` / ``steps``) into ``out``; returns the
     run's metrics plus ``params``."""
     import keras
@@ -35,6 +39,7 @@ def train_one(name: str, out: Path, epochs, steps, batch_size: int, precision: s
 
     o = DescriptorOptions(
         model=name,
+        loss=loss,
         epochs=epochs,
         steps_per_epoch=steps,
         batch_size=batch_size,
@@ -68,6 +73,13 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=1024, help="patches per batch (default: 1024)")
     ap.add_argument("--mixed-precision", default="auto", help="dtype policy (default: auto)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--loss",
+        action="append",
+        default=None,
+        metavar="MODEL=LOSS",
+        help="the loss of one architecture (repeatable; default: sosnet=sosr, SOSNet's own; others batch-hard)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "architectures", help="run folders go here")
     ap.add_argument("--src", type=Path, default=SHARED, help="folder of real homography sequences")
     ap.add_argument("--max-patches", type=int, default=None, help="cap the real patches per sequence (speed)")
@@ -81,14 +93,29 @@ def main(argv=None) -> int:
     from hpatches_kit.models import registry
 
     names = a.model or list(registry.names("descriptor"))
+    losses = dict(DEFAULT_LOSSES)
+    for item in a.loss or []:
+        model, sep, loss = item.partition("=")
+        if not sep or not model or not loss:
+            print(f"--loss: expected MODEL=LOSS, got {item!r}", file=sys.stderr)
+            return 2
+        losses[model] = loss
     runs, t_all = {}, time.time()
     for name in names:
         t0 = time.time()
         m = train_one(
-            name, a.out / name.replace(":", "_"), a.epochs, a.steps_per_epoch, a.batch_size, a.mixed_precision, a.seed
+            name,
+            a.out / name.replace(":", "_"),
+            a.epochs,
+            a.steps_per_epoch,
+            a.batch_size,
+            a.mixed_precision,
+            a.seed,
+            losses.get(name, "batch-hard"),
         )
         runs[name] = {
             "model": str(m["model"]),
+            "loss": losses.get(name, "batch-hard"),
             "epochs": m.get("epochs"),
             "steps_per_epoch": m.get("steps_per_epoch"),
             "train_seconds": m.get("train_seconds"),

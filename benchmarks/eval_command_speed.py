@@ -298,7 +298,9 @@ def main(argv=None):
     c_load = time.process_time() - c
     ref_t, ref_c, errs = {}, {}, {}
     from hpatches_kit.evaluation import tasks as T
-    from hpatches_kit.evaluation.protocol import DescriptorSet, eval_retrieval, eval_verification
+    from hpatches_kit.evaluation.descriptor_set import DescriptorSet
+    from hpatches_kit.evaluation.retrieval import eval_retrieval
+    from hpatches_kit.evaluation.verification import eval_verification
 
     tabs = {k: pd.read_csv(tasks_dir / T.verif_file(k, "full")).to_numpy() for k in T.VERIF_KINDS}
     npairs = max(10, int(len(tabs["pos"]) * f))

@@ -31,8 +31,11 @@ sys.path.insert(0, str(REPO / "tests"))
 import test_eval_protocol as naive  # noqa: E402
 
 from hpatches_kit.data import TYPES  # noqa: E402
-from hpatches_kit.evaluation.protocol import POOL_SIZES, DescriptorSet, eval_matching, eval_retrieval, eval_verification  # noqa: E402
+from hpatches_kit.evaluation.descriptor_set import DescriptorSet  # noqa: E402
+from hpatches_kit.evaluation.matching import eval_matching  # noqa: E402
+from hpatches_kit.evaluation.retrieval import POOL_SIZES, eval_retrieval  # noqa: E402
 from hpatches_kit.evaluation.tasks import RetrievalTask, VerificationPairs  # noqa: E402
+from hpatches_kit.evaluation.verification import eval_verification  # noqa: E402
 
 
 def make_descs(rng, n_seqs, n_tracks, dim, noise=0.9):

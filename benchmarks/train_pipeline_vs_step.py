@@ -30,7 +30,7 @@ def main():
     import tensorflow as tf
 
     from hpatches_kit.losses import BatchHardTripletLoss
-    from hpatches_kit.models import l2net
+    from hpatches_kit.models.l2net import l2net
     from hpatches_kit.training import descriptor_dataset
 
     keras.mixed_precision.set_global_policy(a.precision)

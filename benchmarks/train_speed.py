@@ -32,7 +32,7 @@ KERAS_STEP = r"""
 import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np, keras
-from hpatches_kit.models import l2net
+from hpatches_kit.models.l2net import l2net
 from hpatches_kit.losses import BatchHardTripletLoss
 policy, jit, batch, steps = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4])
 keras.mixed_precision.set_global_policy(policy)

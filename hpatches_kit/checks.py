@@ -103,6 +103,7 @@ OPTION_RANGES: dict[str, Range] = {
     "dim": COUNT,
     "patch_size": COUNT,
     "views": Range(1, 16, integer=True, why="a track has 16 views: ref, e1-e5, h1-h5, t1-t5"),
+    "view_noise_strength": Range(0, 4, why="multiplies the measured orientation and scale error (0 = none)"),
     "curriculum_warmup": NON_NEGATIVE_INT,
     "temperature": POSITIVE,
     "train_pairs_per_photo": COUNT,
@@ -149,36 +150,3 @@ def check_options(values: Mapping | object | None = None, /, **kwargs) -> None:
         values = vars(values) if hasattr(values, "__dict__") else {}
     for name, value in {**(values or {}), **kwargs}.items():
         check_value(name, value)
-
-
-def weights_mismatch(src, dst) -> str:
-    """Say where two Keras models differ, for a weight copy that cannot happen (``--init``): the input or
-    output shapes when they differ, else the number of weight tensors or the first weight whose shape differs
-    (named by its path), so that two architectures with equal input/output shapes are still told apart.
-
-    Args:
-        src: the model the weights come from.
-        dst: the model they should go into.
-
-    Returns:
-        One phrase, e.g. ``"input (32, 32, 1) vs (64, 64, 1)"`` or ``"weight 3 'conv2/kernel': (3, 3, 32, 32) vs
-        (3, 3, 32, 64)"``.
-    """
-    si, di = tuple(src.input_shape[1:]), tuple(dst.input_shape[1:])
-    if si != di:
-        return f"input {si} vs this run's {di} (check --patch-size)"
-    so, do = tuple(src.output_shape[1:]), tuple(dst.output_shape[1:])
-    if so != do:
-        return f"output {so} vs this run's {do} (check --dim)"
-    sw, dw = list(src.weights), list(dst.weights)
-    for i, (a, b) in enumerate(zip(sw, dw)):
-        if tuple(a.shape) != tuple(b.shape):
-            name = getattr(a, "path", None) or getattr(a, "name", f"#{i}")
-            return (
-                f"same input {si} and output {so}, but another architecture: weight {i} {name!r} has shape "
-                f"{tuple(a.shape)} vs this run's {tuple(b.shape)} ({getattr(b, 'path', '')})"
-            )
-    return (
-        f"same input {si} and output {so}, but another architecture: {len(sw)} weight tensors vs this run's "
-        f"{len(dw)} (check --model)"
-    )

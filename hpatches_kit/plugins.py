@@ -50,7 +50,7 @@ KERAS_MODULES = (
     "hpatches_kit.models.vit.layers",
     "hpatches_kit.models.vit.siamese",
     "hpatches_kit.training.one_cycle",
-    "hpatches_kit.losses",
+    *(f"hpatches_kit.losses{m}" for m in (".triplet", ".embedding", ".sosnet", ".hynet", ".xbm", ".curriculum")),
     "hpatches_kit.training.mining",
 )
 

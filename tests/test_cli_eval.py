@@ -4,8 +4,6 @@ official task files, pair-matching delegation, and clear errors with nothing hal
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -162,16 +160,12 @@ def test_errors_are_clear_and_nothing_is_written(tiny_dataset, home, capsys):
     assert "retr_distractors_split-full.csv: unknown sequence 'v_nowhere'" in capsys.readouterr().err
 
 
-def test_pair_matching_is_delegated(monkeypatch):
-    seen = {}
-    fake = types.ModuleType("hpatches_kit.cli.eval_pairs")
-    fake.main = lambda argv: seen.setdefault("argv", argv) and 0
-    monkeypatch.setitem(sys.modules, "hpatches_kit.cli.eval_pairs", fake)
-    argv = ["--task", "pair-matching", "--pairs", "x.json", "--model", "m.keras"]
-    assert cli.main(argv) == 0
-    assert seen["argv"] == argv
-    seen.clear()
-    assert cli.main(["--task=pair-matching", "--foo"]) == 0 and seen["argv"] == ["--task=pair-matching", "--foo"]
+def test_pair_matching_spelling_runs_the_pairs_benchmark(monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "run_benchmark", lambda entry, args: seen.append((entry.name, args.model)) or 0)
+    assert cli.main(["--task", "pair-matching", "--model", "m.keras"]) == 0
+    assert cli.main(["--task=pair-matching", "--model", "n.keras"]) == 0
+    assert seen == [("pairs", "m.keras"), ("pairs", "n.keras")]
 
 
 @pytest.mark.slow

@@ -456,9 +456,12 @@ def test_c04_unfinished_run_is_refused_without_resume(shared, tmp_path, capsys):
     assert (R / "model.keras").is_file()
 
 
-def test_c05_concurrent_runs_on_one_out(shared, tmp_path):
-    """A second run on a folder a live run holds fails fast (exit 2, naming the folder); the lock goes with
-    the first process (SIGKILL included)."""
+def test_c05_concurrent_runs_on_one_out(shared, tmp_path, capsys):
+    """A second run on a folder a live run (another process) holds fails fast (exit 2, naming the folder); the
+    lock goes with the first process (SIGKILL included). The second run is this process (no second interpreter);
+    the first trains until it is killed."""
+    from hpatches_kit.cli.train import main
+
     R = tmp_path / "R"
     first = _train([*TRAIN, "--data", shared / "base", "--epochs", "400", "--out", R])
     try:
@@ -466,10 +469,10 @@ def test_c05_concurrent_runs_on_one_out(shared, tmp_path):
         while not ((R / ".lock").is_file() and f"pid {first.pid}" in (R / ".lock").read_text()):
             assert first.poll() is None and time.time() < deadline, first.communicate()
             time.sleep(0.2)
-        second = _train([*TRAIN, "--data", shared / "base", "--out", R, "--resume"])
-        _, err = second.communicate(timeout=240)
-        assert second.returncode == 2, err
-        assert f"{R}: another run (pid {first.pid}) is writing this folder" in err
+        capsys.readouterr()
+        assert main([*TRAIN, "--data", str(shared / "base"), "--out", str(R), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"{R}: another run (pid {first.pid}) is writing this folder" in err, err
         assert first.poll() is None  # the first goes on
     finally:
         first.kill()

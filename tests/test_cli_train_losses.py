@@ -1,5 +1,5 @@
-"""Every ``hpatches-train descriptor --loss`` choice runs end to end (1 epoch, 2 steps, tiny data) and the
-checkpoint is compiled with the package loss the flag names (class, distance, options)."""
+"""Every ``hpatches-train descriptor --loss`` choice compiles the package loss the flag names (class, distance,
+options; a unit check of the parsed flags), and each batch path (S x K, triplets) runs end to end on tiny data."""
 
 import argparse
 import json
@@ -13,10 +13,10 @@ from hpatches_kit import losses as L
 from hpatches_kit.cli import train_descriptor
 from hpatches_kit.losses import registry as loss_registry
 from hpatches_kit.training import CurriculumTripletLoss, KoLeoRegularised, ReplicaLoss
-from hpatches_kit.training.descriptor import collapse_level, make_loss
+from hpatches_kit.training.descriptor import DescriptorOptions, collapse_level, make_loss, options_loss
 
 # every built-in descriptor loss (the registry is the only list; training.descriptor.LOSSES is gone)
-LOSSES = tuple(n for n in loss_registry._BUILTIN if n in loss_registry.names("descriptor"))
+LOSSES = tuple(n for n in loss_registry.REGISTRY.builtin_names() if n in loss_registry.names("descriptor"))
 
 
 @pytest.fixture(scope="module")
@@ -53,50 +53,34 @@ def test_every_loss_choice_is_offered():
 
 
 @pytest.mark.parametrize("flag,distance,cls,cfg", CASES, ids=[c[0] for c in CASES])
-def test_loss_choice_end_to_end(data, tmp_path, flag, distance, cls, cfg):
-    out = tmp_path / flag
-    assert (
-        _run(
-            [
-                "--data",
-                str(data),
-                "--batch-size",
-                "8",
-                "--steps-per-epoch",
-                "2",
-                "--epochs",
-                "1",
-                "--patch-size",
-                "16",
-                "--dim",
-                "8",
-                "--loss",
-                flag,
-                "--distance",
-                distance,
-                "--margin",
-                "0.5",
-                "--out",
-                str(out),
-                "--verbose",
-                "0",
-                "--mixed-precision",
-                "float32",
-                "--no-eval",
-            ]
-        )
-        == 0
-    )
+def test_loss_flags_compile_the_named_loss(flag, distance, cls, cfg):
+    """The loss a run compiles (``options_loss`` of the parsed flags) is the class the flag names, with the
+    distance and options, and survives Keras' (de)serialisation as a checkpoint stores it."""
+    p = argparse.ArgumentParser()
+    train_descriptor.configure(p)
+    args = p.parse_args(["--loss", flag, "--distance", distance, "--margin", "0.5", "--batch-size", "8"])
+    loss = options_loss(DescriptorOptions.from_namespace(args))
+    for got in (loss, keras.losses.deserialize(keras.losses.serialize(loss))):
+        assert type(got) is cls
+        conf = got.get_config()
+        assert conf["distance_metric"] == distance and conf["margin"] == 0.5
+        for k, v in cfg.items():
+            assert conf[k] == v, (k, conf)
+
+
+def test_random_triplet_end_to_end(data, tmp_path):
+    """The triplet-batch path (its own pipeline and triplet model) runs and saves the bare descriptor; the S x K
+    path runs end to end in test_koleo_flag_with_curriculum_and_global_mining (and tests/test_cli_train.py)."""
+    out = tmp_path / "rt"
+    argv = ["--data", str(data), "--batch-size", "8", "--steps-per-epoch", "2", "--epochs", "1", "--patch-size"]
+    argv += ["16", "--dim", "8", "--loss", "random-triplet", "--distance", "squared-L2", "--margin", "0.5"]
+    argv += ["--out", str(out), "--verbose", "0", "--mixed-precision", "float32", "--no-eval"]
+    assert _run(argv) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["history"]["loss"]) == 1 and np.isfinite(m["history"]["loss"][0])
     ck = keras.models.load_model(out / "checkpoints" / "last.keras")  # compiled: the loss deserialises
-    loss = ck.loss
-    assert type(loss) is cls
-    conf = loss.get_config()
-    assert conf["distance_metric"] == distance and conf["margin"] == 0.5
-    for k, v in cfg.items():
-        assert conf[k] == v, (k, conf)
-    net = keras.models.load_model(out / "model.keras")  # the bare descriptor for every loss
+    assert type(ck.loss) is L.RandomTripletLoss and ck.loss.get_config()["distance_metric"] == "squared-L2"
+    net = keras.models.load_model(out / "model.keras")  # the bare descriptor
     assert net.name == "l2net" and net.output_shape == (None, 8)
 
 
@@ -185,3 +169,21 @@ def test_koleo_flag_with_curriculum_and_global_mining(data, tmp_path):
     assert loss.loss.weight == 0.1
     with pytest.raises(ValueError, match="koleo"):
         make_loss("random-triplet", koleo=0.1)
+
+
+def test_loss_arg_errors_are_one_line_before_any_data_is_read(tmp_path, capsys):
+    """A malformed ``--loss-arg`` is an argparse error; a key the loss does not take names the flag, the loss
+    and its settings (exit 2, one line) before the data folder (which does not exist here) is looked at."""
+    from hpatches_kit.cli.train import main
+
+    base = ["descriptor", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--loss"]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "batch-hard", "--loss-arg", "hard_ratio"])
+    assert e.value.code == 2 and "expected KEY=VALUE" in capsys.readouterr().err
+    assert main([*base, "batch-hard", "--loss-arg", "hard_ratio=0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "hpatches-train descriptor: error: --loss-arg hard_ratio: --loss batch-hard takes no setting 'hard_ratio' "
+        "(its settings: margin, distance_metric, views_per_track)"
+    ]
+    assert not (tmp_path / "o").exists()

@@ -55,6 +55,11 @@ def test_streamed_batches_identical_to_in_memory(ds32, workers):
             assert a.element_spec == b.element_spec  # static shapes, the same
             for (xa, ya), (xb, yb) in zip(_batches(a, 12), _batches(b, 12)):  # > 1 epoch of the share
                 assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+        # dataset-wide track labels (--xbm) and per-view orientation noise stream identically too
+        kw = dict(seed=5, num_shards=workers, shard_index=w, view_noise="dog", labels="track")
+        a, b = descriptor_dataset(streamed, 16, 2, **kw), descriptor_dataset(mem[rows], 16, 2, **kw)
+        for (xa, ya), (xb, yb) in zip(_batches(a, 6), _batches(b, 6)):
+            assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
 
 
 def test_cache_content_and_reuse(ds32):
@@ -153,12 +158,13 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
         textwrap.dedent("""
         from pathlib import Path
         import numpy as np
-        from hpatches_kit.data.formats import ArraySource, register_format
+        from hpatches_kit.data import formats
+        from hpatches_kit.data.formats import ArraySource
 
         def detect(path):
             return path is not None and (Path(path) / "tracks.npz").is_file()
 
-        @register_format("npz-tracks", detect=detect)
+        @formats.register("npz-tracks", detect=detect)
         def open_npz(path, size=None, **options):
             z = np.load(Path(path) / "tracks.npz")
             return ArraySource(path, "npz-tracks", {n: z[n] for n in z.files}, size=size)
@@ -167,10 +173,11 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(mod))
     import npz_tracks_format  # noqa: F401
 
-    from hpatches_kit.data.formats import detect_format, list_formats
+    from hpatches_kit.data import formats
+    from hpatches_kit.data.formats import detect_format
     from hpatches_kit.training.tracks import load_track_split
 
-    assert "npz-tracks" in list_formats() and detect_format(data) == "npz-tracks"
+    assert "npz-tracks" in formats.names() and detect_format(data) == "npz-tracks"
     split = load_track_split(data, "auto", split="none", size=32)
     assert np.array_equal(split.train, np.concatenate(list(seqs.values())))
     # evaluation: load_dataset opens it through the registry

@@ -214,7 +214,7 @@ def test_cli_download_env_base_url(release_tar, tmp_path, monkeypatch, capsys):
             ["download", "--out", str(tmp_path / "e"), "--what", "hpatches-sequences", "--base-url", srv.url, "-q"]
         )
     assert rc == 2 and "HTTP 404" in capsys.readouterr().err
-    assert [p for p in (tmp_path / "e").iterdir()] == []
+    assert not (tmp_path / "e").exists()  # the folder the failed command created is gone
 
 
 def _flip_inside_stored_block(tar: bytes) -> bytes:
@@ -328,3 +328,17 @@ def test_benchmark_tasks_download_runs_all_three_tasks(shared_benchmark, tmp_pat
     )
     assert {"verification", "matching", "retrieval"} <= set(res)
     assert "generated" in res["meta"]["tasks_source"]
+
+
+def test_failed_download_leaves_no_empty_folder(tmp_path):
+    """No network (here: a server answering 404 to everything): the error, and no empty ``hpatches-benchmark/``
+    (nor the output folder the command created) left behind; a folder that existed before stays."""
+    out = tmp_path / "data"
+    with FileServer({}) as srv:
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download(["benchmark-tasks"], out, base_url=srv.url, progress=False, retries=0)
+        assert not out.exists()
+        (tmp_path / "mine").mkdir()
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download(["benchmark-tasks"], tmp_path / "mine", base_url=srv.url, progress=False, retries=0)
+    assert list((tmp_path / "mine").iterdir()) == []

@@ -13,6 +13,11 @@ import pytest
 
 #: the modules whose docstring examples are part of the test suite
 MODULES = [
+    "hpatches_kit.registry",
+    "hpatches_kit.models.registry",
+    "hpatches_kit.data.formats",
+    "hpatches_kit.evaluation.registry",
+    "hpatches_kit.benchmarks.registry",
     "hpatches_kit.evaluation.api",
     "hpatches_kit.evaluation.describers",
     "hpatches_kit.evaluation.diagnostics",
@@ -26,6 +31,7 @@ MODULES = [
 ]
 #: functions and classes that must carry a runnable example (not only skipped ones)
 MUST_HAVE_EXAMPLES = [
+    "hpatches_kit.registry",
     "hpatches_kit.evaluation.api.evaluate",
     "hpatches_kit.evaluation.describers.compute_descriptors",
     "hpatches_kit.evaluation.describers.keras_describer",

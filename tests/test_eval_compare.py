@@ -226,3 +226,108 @@ def test_evaluate_records_the_sequences(tiny_dataset):
         compute_descriptors(ds, get_baseline("raw"), progress=False), ds, tasks=("matching",), progress=False
     )
     assert res["meta"]["sequence_names"] == sorted(["i_alpha", "i_beta", "v_gamma", "v_delta"])
+
+
+def test_task_identity_follows_the_task_content(tmp_path):
+    """A training run's final evaluation (the held-out sequences, split label 'full') and ``hpatches-eval --split
+    a`` (the whole dataset, split a) score the same generated pairs and queries: same ``tasks_digest`` and same
+    numbers, so compare takes both; other task content is refused."""
+    import numpy as np
+    from conftest import write_split_dataset
+
+    from hpatches_kit.data import load_dataset
+    from hpatches_kit.evaluation import evaluate, get_baseline
+    from hpatches_kit.evaluation.describers import compute_descriptors
+
+    root = write_split_dataset(
+        tmp_path / "d", {"i_a": 9, "v_b": 8, "i_c": 10, "v_d": 12}, 32, np.random.default_rng(0), num_test=2
+    )
+    sift = get_baseline("sift")
+    held_out = load_dataset(root, split="a", progress=False)  # what the trainer evaluates on
+    run = evaluate(compute_descriptors(held_out, sift, progress=False), held_out, split="full", progress=False)
+    whole = load_dataset(root, progress=False)
+    cli = evaluate(compute_descriptors(whole, sift, progress=False), whole, split="a", progress=False)
+    assert run["meta"]["tasks_source"] != cli["meta"]["tasks_source"]  # other folders, other split labels
+    assert run["meta"]["tasks_digest"] == cli["meta"]["tasks_digest"]
+    for t in ("verification", "matching", "retrieval"):
+        assert run[t]["headline"]["value"] == pytest.approx(cli[t]["headline"]["value"])
+    metrics = write(tmp_path, "metrics.json", {"evaluation": run})  # as a run's metrics.json holds it
+    assert len(load_results([metrics, cli])) == 2
+    other = json.loads(json.dumps(cli))
+    other["meta"]["tasks_digest"] = "0" * 16
+    with pytest.raises(DataError, match="task files .* differ"):
+        load_results([metrics, other])
+
+
+def _sequences_result(name, mma, h3, pairs=6, **meta):
+    th = list(range(1, 11))
+    s = {
+        "pairs": pairs,
+        "mma": mma,
+        "homography": {"1": h3 / 2, "3": h3, "5": min(1.0, h3 + 0.1)},
+        "mean_matches": 50.0,
+    }
+    m = dict(descriptor=name, thresholds=th, sequences=["v_a", "v_b"], detector="dog", max_keypoints=500)
+    m.update(patch_size=65, method="ransac", orientation="dominant", magnification=None, mutual=True, ratio=None)
+    m.update(meta)
+    empty = {"pairs": 0, "mma": None, "homography": None, "mean_matches": None}
+    return {"meta": m, "overall": s, "illumination": empty, "viewpoint": s}
+
+
+def test_compare_takes_whole_image_matching_results(tmp_path, capsys):
+    """hpatches-eval compare on ``sequences`` results: one MMA figure for every descriptor, a table of MMA at
+    1/3/5/10 px and homography accuracy (hand-set numbers), best mean MMA first; other keypoints refused."""
+    ramp = [0.1 * t for t in range(1, 11)]
+    files = [
+        write(tmp_path, "sift.json", _sequences_result("sift", [0.5 * x for x in ramp], 0.4)),
+        write(tmp_path, "mine.json", _sequences_result("mine", ramp, 0.6)),
+        write(tmp_path, "rootsift.json", _sequences_result("rootsift", [0.6 * x for x in ramp], 0.5)),
+    ]
+    out = tmp_path / "report"
+    assert main(["compare", *map(str, files), "--out", str(out)]) == 0
+    md = (out / "comparison.md").read_text()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "descriptor" not in ln]
+    assert [r.split("|")[1].strip() for r in rows] == ["mine", "rootsift", "sift"]
+    assert rows[0].split("|")[2:9] == [" 0.100 ", " 0.300 ", " 0.500 ", " 1.000 ", " 0.30 ", " 0.60 ", " 0.70 "]
+    assert "Whole-image matching, 2 sequences, 6 image pairs" in md
+    assert (out / "comparison.png").is_file() and (out / "comparison.pdf").is_file()
+    with open(out / "comparison.csv") as f:
+        got = {r["descriptor"]: r for r in csv.DictReader(f)}
+    assert float(got["sift"]["mma@3"]) == pytest.approx(0.15) and float(got["rootsift"]["h@3"]) == 0.5
+    other = write(tmp_path, "other.json", _sequences_result("x", ramp, 0.5, max_keypoints=2000))
+    with pytest.raises(DataError, match="max_keypoints is 2000 but .*sift.json has 500"):
+        load_results([files[0], other])
+    hp = write(tmp_path, "hp.json", result("sift", 60, 20, 30))
+    with pytest.raises(DataError, match="holds HPatches tasks results but .*sift.json holds whole-image matching"):
+        load_results([files[0], hp])
+
+
+def test_models_trained_on_the_test_photos_are_flagged_and_named(tmp_path):
+    """A model card's ``| not held out | `DATASET` |`` row, or a run trained with ``--split none`` on the same data,
+    flags the model on that data only; runs are named after their folder; the retrieval headline line says when
+    its pools are capped."""
+    from hpatches_kit.benchmarks.describe import model_label, not_held_out
+    from hpatches_kit.evaluation.retrieval import TASK
+
+    (tmp_path / "m.keras").write_bytes(b"")
+    (tmp_path / "m.md").write_text("| | |\n|---|---|\n| not held out | `embedded-v2` (the same photos) |\n")
+    assert "embedded-v2" in not_held_out(tmp_path / "m.keras", tmp_path / "cache" / "embedded-v2" / "hpatches")
+    assert not_held_out(tmp_path / "m.keras", tmp_path / "real" / "hpatches-release") is None
+    run, data = tmp_path / "runs" / "all-in", tmp_path / "mine"
+    run.mkdir(parents=True)
+    (run / "run_args.json").write_text(json.dumps({"split": "none", "data": str(data)}))
+    assert "--split none" in not_held_out(run / "model.keras", data)
+    (run / "run_args.json").write_text(json.dumps({"split": "a", "data": str(data)}))
+    assert not_held_out(run / "model.keras", data) is None
+    assert model_label(run / "model.keras") == "all-in" and model_label(tmp_path / "m.keras") == "m"
+    r = {
+        "pool_sizes": [100, 500, 1000],
+        "table": {v: {"100": 90.0, "500": 80.0, "1000": 80.0} for v in "eht"},
+        "per_variant": {v: 83.3 for v in "eht"},
+        "avg": 83.3,
+        "num_queries": 10,
+        "num_distractors": 300,
+        "effective_pool_max": 305,
+    }
+    head = [ln for ln in TASK.format(r) if "retrieval mAP 83.30" in ln]
+    assert head and "pools 500, 1,000 capped at 305 (300 distractors)" in head[0]

@@ -9,8 +9,9 @@ import pytest
 
 from hpatches_kit.data import TYPES
 from hpatches_kit.evaluation.api import summarise_verification
-from hpatches_kit.evaluation.protocol import DescriptorSet, eval_verification, verification_distances
+from hpatches_kit.evaluation.descriptor_set import DescriptorSet
 from hpatches_kit.evaluation.tasks import generate_verification
+from hpatches_kit.evaluation.verification import eval_verification, verification_distances
 
 
 def official_curve(d_neg, d_pos):

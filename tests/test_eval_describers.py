@@ -129,3 +129,40 @@ def test_model_describes_in_full_batches_across_sequences(tiny_dataset, tmp_path
                 np.float32
             )
             np.testing.assert_allclose(got[s.name][t], real(x[..., None]), rtol=1e-5, atol=1e-5)
+
+
+def test_describing_progress_counts_patches(monkeypatch):
+    """The describing bar counts patches (total = 16 x tracks) and moves once per describer call of at most
+    ``progress_patches`` patches; the descriptors equal one call over every patch (the reference)."""
+    import tqdm.auto
+
+    from hpatches_kit.data import HPatchesDataset
+    from hpatches_kit.data.sequences import Sequence
+
+    rng = np.random.default_rng(0)
+    seqs = [Sequence(f"i_{k}", rng.integers(0, 255, (n, 16, 8, 8), dtype=np.uint8)) for k, n in enumerate((7, 5, 9))]
+    bars, calls = [], []
+
+    class Bar:
+        def __init__(self, total=None, **kw):
+            self.total, self.n, self.updates = total, 0, []
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+            self.updates.append(k)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+
+    def mean_max(p):
+        calls.append(len(p))
+        return np.stack([p.mean((1, 2)), p.max((1, 2))], 1)
+
+    got = compute_descriptors(HPatchesDataset(seqs), mean_max, chunk_patches=1 << 16, progress_patches=100)
+    assert bars[0].total == bars[0].n == 16 * 21 and bars[0].updates == calls == [100, 100, 100, 36]
+    for s in seqs:
+        for j, t in enumerate(TYPES):
+            np.testing.assert_allclose(got[s.name][t], mean_max(s.tracks[:, j]))

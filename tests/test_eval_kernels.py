@@ -13,9 +13,10 @@ from scipy.spatial import distance as spd
 
 from hpatches_kit.data import TYPES
 from hpatches_kit.evaluation import kernels
+from hpatches_kit.evaluation.descriptor_set import DescriptorSet
 from hpatches_kit.evaluation.distances import exact_pair_distances
-from hpatches_kit.evaluation.protocol import DescriptorSet, verification_distances
 from hpatches_kit.evaluation.tasks import generate_verification
+from hpatches_kit.evaluation.verification import verification_distances
 
 needs_numba = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not importable")
 

@@ -55,7 +55,8 @@ def test_nn_sets_shape_errors():
 
 def test_threaded_matching_equals_serial_numpy(monkeypatch):
     from hpatches_kit.data import TYPES
-    from hpatches_kit.evaluation.protocol import DescriptorSet, eval_matching
+    from hpatches_kit.evaluation.descriptor_set import DescriptorSet
+    from hpatches_kit.evaluation.matching import eval_matching
 
     rng = np.random.default_rng(12)
     descs = {}

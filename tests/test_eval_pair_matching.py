@@ -147,7 +147,7 @@ def test_both_axes_and_assignment_fix_a_hub():
 
 
 def test_eval_pairs_cli(tmp_path):
-    from hpatches_kit.cli import eval_pairs
+    from hpatches_kit.cli import eval as eval_cli
 
     rng = np.random.default_rng(2)
     root = tmp_path / "pairs"
@@ -156,7 +156,7 @@ def test_eval_pairs_cli(tmp_path):
         _write(root / "left" / f"{k}.png", im)
         _write(root / "right" / f"{k}.png", np.clip(im.astype(int) + 10, 0, 255).astype(np.uint8))
     out = tmp_path / "res.json"
-    rc = eval_pairs.main(
+    rc = eval_cli.main(
         [
             "--task",
             "pair-matching",

@@ -11,8 +11,11 @@ from scipy.spatial.distance import cdist
 
 from hpatches_kit.data import TYPES, DataError
 from hpatches_kit.evaluation import metrics
-from hpatches_kit.evaluation.protocol import DescriptorSet, eval_matching, eval_retrieval, eval_verification
+from hpatches_kit.evaluation.descriptor_set import DescriptorSet
+from hpatches_kit.evaluation.matching import eval_matching
+from hpatches_kit.evaluation.retrieval import eval_retrieval
 from hpatches_kit.evaluation.tasks import RetrievalTask, generate_retrieval, generate_verification
+from hpatches_kit.evaluation.verification import eval_verification
 
 VARS = ("e", "h", "t")
 
@@ -325,7 +328,7 @@ def test_generated_tasks_are_consistent():
 def test_batched_matching_equals_per_target_and_loop(kind, distance, backend, monkeypatch):
     """All 15 targets in one pass (chunked rows) give the NN, distances and AP of one target at a time
     (bit for bit) and of the official-style loop (scipy cdist, argmin, pr)."""
-    from hpatches_kit.evaluation.protocol import matching_ap, nearest_neighbours, nearest_neighbours_multi
+    from hpatches_kit.evaluation.matching import matching_ap, nearest_neighbours, nearest_neighbours_multi
 
     rng = np.random.default_rng(7)
     descs = random_descs(rng, {"i_a": 40}, 5 if kind == "int" else 16, kind)
@@ -347,7 +350,7 @@ def test_batched_matching_equals_per_target_and_loop(kind, distance, backend, mo
 
 
 def test_matching_ap_equals_pr_on_ties():
-    from hpatches_kit.evaluation.protocol import matching_ap
+    from hpatches_kit.evaluation.matching import matching_ap
 
     rng = np.random.default_rng(8)
     for n in (1, 2, 7, 300):

@@ -58,6 +58,7 @@ def test_compare_on_real_rows(real_sequences, tmp_path):
     )
     rows = raw["small"]["rows"]
     assert set(rows) == {"SIFT", "raw"}
+    assert raw["small"]["baselines"] == ["SIFT", "raw"]  # what the plot hatches
     assert all(0 <= rows[n][t] <= 100 for n in rows for t in ("verification", "matching", "retrieval"))
     assert rows["SIFT"]["matching"] > rows["raw"]["matching"]  # real scenes: SIFT beats raw pixels
     assert set(rows["SIFT"]["matching_per_sequence"]) == {"v_boat", "v_wormhole"}

@@ -35,7 +35,7 @@ def mean_positive_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     return safe_mean(ops.relu(margin + mean_pos - masked_min(dist, neg)), valid)
 
 
-# --- ... and one registry entry (in the package: a line of registry._REGISTRY; here at run time) ---------------
+# --- ... and one registry entry (in the package: a line of registry.REGISTRY's built-ins; here at run time) ---------------
 ENTRY = losses.function_loss(mean_positive_loss, uses=("margin", "distance_metric"))
 
 

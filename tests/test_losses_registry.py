@@ -4,7 +4,6 @@ import pytest
 from conftest import assert_loss_round_trip
 
 from hpatches_kit import losses
-from hpatches_kit.cli import train_descriptor, train_vit
 from hpatches_kit.training.mining import CurriculumTripletLoss
 
 KW = dict(margin=0.7, distance_metric="squared-L2", views_per_track=3, temperature=0.1)
@@ -31,8 +30,7 @@ DIRECT = {
 
 def test_names_cover_both_clis():
     assert set(losses.names()) == set(DIRECT)
-    assert losses.names("descriptor") == train_descriptor._loss_names()  # the CLI reads the registry
-    assert set(losses.names("pair")) == set(train_vit.LOSSES)
+    # the CLIs read the registry: tests/test_cli_choices.py
     with pytest.raises(ValueError, match="unknown loss kind"):
         losses.names("other")
 
@@ -69,7 +67,6 @@ def test_embedding_losses_keep_integer_labels_exact():
 def test_entries_carry_what_the_trainer_needs():
     import math
 
-    from hpatches_kit.losses import registry
     from hpatches_kit.losses.curriculum import MiningCurriculum
     from hpatches_kit.training.descriptor import make_loss
 
@@ -96,15 +93,18 @@ def test_entries_carry_what_the_trainer_needs():
     assert isinstance(cb, MiningCurriculum) and cb.warmup == 2 and [cb.weight(e) for e in range(4)] == [0, 0, 1, 1]
     assert cb.loss.hard_weight is not None
     assert losses.entry("batch-hard").training_callbacks(losses.get("batch-hard")) == []
-    # a plain factory appended to _REGISTRY (as a new module adds its loss) gets the default entry
-    registry._REGISTRY["plain-test"] = losses.function_loss(_plain_loss, uses=("margin",))
+    # a plain factory registered (as a new module adds its loss) gets the default entry
+    losses.register("plain-test", losses.function_loss(_plain_loss, uses=("margin",)))
     try:
         e = losses.entry("plain-test")
         assert (e.batch, e.composable, e.collapse_level(0.7)) == ("tracks", True, 0.7)
         assert "plain-test" in losses.names("descriptor") and "plain-test" not in losses.names("pair")
         assert make_loss("plain-test", 0.7, koleo=0.1).loss.margin == 0.7  # KoLeo wraps it
     finally:
-        del registry._REGISTRY["plain-test"]
+        losses.unregister("plain-test")
+    # a built-in names its function "module:function" (imported when the loss is built, not when it is listed)
+    lazy = losses.function_loss("test_losses_registry:_plain_loss", uses=("margin",))(margin=0.3, temperature=2)
+    assert lazy.fn is _plain_loss and lazy.fn_kwargs == {"margin": 0.3}
     with pytest.raises(ValueError, match="do not apply to --loss random-triplet"):
         make_loss("random-triplet", koleo=0.1)
     with pytest.raises(ValueError, match="a pair loss needs batch 'pairs'"):
@@ -161,3 +161,49 @@ def test_module_function_losses():
         losses.get("test_losses_registry:not_a_loss_factory")
     with pytest.raises(ValueError, match="has no attribute 'nope'"):
         losses.get("test_losses_registry:nope")
+
+
+def top_k_loss(y_true, y_pred, margin=1.0, hard_ratio=0.5):
+    """A user's loss with a setting of its own: the mean of the largest ``hard_ratio`` share of squared norms."""
+    sq = keras.ops.sort(keras.ops.sum(keras.ops.square(y_pred), axis=-1))
+    k = max(1, int(round(hard_ratio * int(y_pred.shape[0]))))
+    return keras.ops.mean(sq[-k:]) * margin
+
+
+def test_loss_settings_reach_the_loss_and_are_checked():
+    """--loss-arg KEY=VALUE: parsed to int/float/bool/None/str, passed to the factory as keyword arguments,
+    checked against the loss's parameters (a NumPy top-k mean is the reference)."""
+    import numpy as np
+
+    from hpatches_kit.losses.registry import parameters, parse_setting
+    from hpatches_kit.training.descriptor import make_loss
+
+    assert [parse_setting(s) for s in ("a=3", "b=0.25", "c=False", "d=none", "e=hi=x")] == [
+        ("a", 3),
+        ("b", 0.25),
+        ("c", False),
+        ("d", None),
+        ("e", "hi=x"),
+    ]
+    for bad in ("noequals", "=3", "1x=2"):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            parse_setting(bad)
+    ref = "test_losses_registry:top_k_loss"
+    assert parameters(ref) == ("margin", "hard_ratio")
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    y = np.repeat(np.arange(4), 2)
+    loss = make_loss(ref, margin=2.0, settings=["hard_ratio=0.25"])
+    sq = np.sort((x**2).sum(axis=1))
+    assert float(loss(y, x)) == pytest.approx(2.0 * sq[-2:].mean(), rel=1e-5)
+    assert loss.fn_kwargs == {"margin": 2.0, "hard_ratio": 0.25}
+    with pytest.raises(
+        ValueError,
+        match=r"--loss-arg ratio: --loss test_losses_registry:top_k_loss takes no "
+        r"setting 'ratio' \(its settings: margin, hard_ratio\)",
+    ):
+        make_loss(ref, settings=["ratio=0.1"])
+    with pytest.raises(ValueError, match="--loss-arg margin: set it with --margin"):
+        make_loss(ref, settings={"margin": 0.3})
+    with pytest.raises(ValueError, match="takes no setting 'hard_ratio'"):
+        make_loss("batch-hard", settings={"hard_ratio": 0.1})  # a built-in: its factory's named parameters
+    assert parameters("test_losses_registry:MyLossClass") == ("margin",)  # its __init__'s named parameters

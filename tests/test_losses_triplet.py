@@ -253,21 +253,6 @@ def test_triplet_margin_loss_rows(metric, swap):
     np.testing.assert_allclose(got_cls, np.mean(want), **TOL)
 
 
-def test_sample_random_triplets_valid_and_uniform():
-    lab = np.array([3, 5, 3, 5, 5, 9, 2, 3])
-    a, p, n = L.sample_random_triplets(lab, 40000, rng=0)
-    assert np.all(lab[a] == lab[p]) and np.all(a != p) and np.all(lab[n] != lab[a])
-    assert set(a.tolist()) == {0, 1, 2, 3, 4, 7}  # items of singleton labels 9 and 2 never anchor
-    # given anchor 0 (label 3): positives {2, 7} equally likely; negatives {1, 3, 4, 5, 6} equally likely
-    sel = a == 0
-    pc = np.bincount(p[sel], minlength=8)[[2, 7]] / sel.sum()
-    nc = np.bincount(n[sel], minlength=8)[[1, 3, 4, 5, 6]] / sel.sum()
-    np.testing.assert_allclose(pc, 1 / 2, atol=0.05)
-    np.testing.assert_allclose(nc, 1 / 5, atol=0.05)
-    with pytest.raises(ValueError, match="no valid triplet"):
-        L.sample_random_triplets([1, 2, 3], 5)
-
-
 ALL_LOSSES = {
     "tfa_hard": lambda y, e, m: L.triplet_hard_loss(y, e, distance_metric=m),
     "tfa_hard_soft": lambda y, e, m: L.triplet_hard_loss(y, e, soft=True, distance_metric=m),

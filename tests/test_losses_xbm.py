@@ -253,3 +253,25 @@ def test_two_replicas_equal_one_device(distributed, kind):
     np.testing.assert_allclose(np.array(two["feats"]), np.array(one["feats"]), atol=1e-5)
     # the memory was used: losses of later steps differ from step 0's in-batch-only regime, weights moved
     assert len(set(np.round(one["losses"], 5))) == len(one["losses"])
+
+
+@pytest.mark.parametrize("kind", ["batch-hard", "hardnet"])
+def test_trainer_memory_never_takes_a_redrawn_track_for_a_negative(kind):
+    # the trainer's XBM (xbm_loss_for) with the pipelines' dataset-wide track ids: tracks recur across steps;
+    # a memory entry of the query's own track is a positive (NumPy reference: labels compared as they are), and
+    # a per-batch-id memory would have counted it as a negative
+    from hpatches_kit.training.xbm import xbm_loss_for
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(12, 8))
+    loss = xbm_loss_for(kind, 64, 0, dim=8)
+    queue, redrawn = [], 0
+    for _ in range(5):
+        ids = rng.choice(12, 6, replace=False)
+        y = np.repeat(ids, 2).astype(np.int32)
+        x = unit(np.repeat(base[ids], 2, axis=0) + 0.3 * rng.normal(size=(12, 8))).astype(np.float32)
+        redrawn += sum(lab in {q for q, _ in queue} for lab in ids)
+        refs = list(zip(y, x.astype(np.float64))) + queue
+        assert float(loss(y, x)) == pytest.approx(ref_loss(kind, y, x.astype(np.float64), refs), **TOL)
+        queue = (queue + list(zip(y, x.astype(np.float64))))[-64:]
+    assert redrawn > 0  # the case the test is about did occur

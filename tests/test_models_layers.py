@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from hpatches_kit.models import L2Normalize, PatchStandardize, deep_unet, get_model, l2net, shallow_unet
+from hpatches_kit.models import L2Normalize, PatchStandardize, deep_unet, get_model, shallow_unet
+from hpatches_kit.models.l2net import l2net
 
 
 def _roundtrip(model, x, tmp_path):

@@ -158,7 +158,7 @@ def test_import_hpatches_kit_registers_layers_without_importing_keras():
     r = _python("import keras, hpatches_kit; print(keras.models.load_model('models/unet-shallow-embedded.keras').name)")
     assert r.returncode == 0 and r.stdout.strip(), r.stderr[-2000:]
     r = _python(
-        "from hpatches_kit.models import l2net; l2net(16); import json; import keras; "
+        "from hpatches_kit.models.l2net import l2net; l2net(16); import json; import keras; "
         "print('hpatches_kit>InstanceNorm' in keras.saving.get_custom_objects())"
     )
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
@@ -209,7 +209,7 @@ def test_entry_point_plugins_join_the_registry(monkeypatch):
         "entry_point_objects",
         lambda group: groups.append(group) or {"tiny-ep": _tiny, "entry-ep": ep, "l2net": _tiny},
     )
-    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(registry.REGISTRY, "_plugins_loaded", False)
     try:
         names = registry.names()
         assert groups == ["hpatches_kit.models"] and names[-2:] == ("tiny_ep", "entry_ep")
@@ -217,8 +217,8 @@ def test_entry_point_plugins_join_the_registry(monkeypatch):
         assert registry.entry("entry-ep").input_size == 8 and registry.entry("entry-ep").name == "entry_ep"
         assert registry.get("tiny-ep", input_size=8, dim=3).output_shape == (None, 3)
     finally:
-        registry._REGISTRY.pop("tiny_ep", None)
-        registry._REGISTRY.pop("entry_ep", None)
+        registry.REGISTRY._entries.pop("tiny_ep", None)
+        registry.REGISTRY._entries.pop("entry_ep", None)
 
 
 def test_joint_start_with_a_registered_port(tmp_path):

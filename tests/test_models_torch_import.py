@@ -1,5 +1,6 @@
-"""PyTorch -> Keras import: each port against the PyTorch model it mirrors (written here as published, random
-weights and batch-norm statistics), TFeat's real Liberty checkpoint against PyTorch, layout helpers against
+"""PyTorch -> Keras import: each port against the PyTorch model it mirrors (``tests/torch_reference.py``: the
+models as published, random weights and batch-norm statistics; their PyTorch outputs committed as a fixture, so
+these tests need no PyTorch), TFeat's real Liberty checkpoint against PyTorch (needs it), layout helpers against
 hand-worked values, checkpoint errors, and .keras round trips that ``hpatches-eval --model`` reads."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from torch_reference import SCALE_ONE, load_fixture, numpy_state_dict, patches, torch_outputs, torch_reference
 
 from hpatches_kit.data.errors import DataError
 from hpatches_kit.models import InstanceNorm, PatchStandardize, from_torch, torch_port
@@ -17,158 +19,54 @@ from hpatches_kit.models.torch_ports import ARCHS
 
 REPO = Path(__file__).resolve().parents[1]
 TFEAT = REPO.parent / "shared" / "pretrained" / "tfeat" / "tfeat-liberty.params"
+FIX = load_fixture()
 
 
 def _torch():
     return pytest.importorskip(
         "torch",
-        reason="PyTorch (CPU) is the parity tests' reference and only a test "
-        "dependency (pip install -e .[test]); not installed",
+        reason="PyTorch (CPU) is only the reference of the optional cross-checks (pip install -e .[torch]); "
+        "not installed",
     )
 
 
-# -- the PyTorch reference models, as their papers' code defines them ------------------------------------
-def _hardnet_features(nn, convs, final, dropout, eps_bn=1e-5):
-    mods, cin = [], 1
-    for f, s in convs:
-        mods += [
-            nn.Conv2d(cin, f, 3, stride=s, padding=1, bias=False),
-            nn.BatchNorm2d(f, affine=False, eps=eps_bn),
-            nn.ReLU(),
-        ]
-        cin = f
-    mods += [nn.Dropout(dropout), nn.Conv2d(cin, final, 8, bias=False), nn.BatchNorm2d(final, affine=False)]
-    return mods
+def _state_dict(arch):
+    return numpy_state_dict(FIX[arch]["specs"], FIX[arch]["seed"])
 
 
-def torch_reference(arch: str):
-    torch = _torch()
-    nn, F = torch.nn, torch.nn.functional
-    hn = ((32, 1), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1))
-
-    def std_norm(x, eps):  # HardNet / L2-Net input_norm: torch.std is unbiased
-        sp, mp = torch.std_mean(x, dim=(-3, -2, -1), keepdim=True)
-        return (x - mp) / (sp + eps)
-
-    class TFeat(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.InstanceNorm2d(1, affine=False),
-                nn.Conv2d(1, 32, 7),
-                nn.Tanh(),
-                nn.MaxPool2d(2, 2),
-                nn.Conv2d(32, 64, 6),
-                nn.Tanh(),
-            )
-            self.descr = nn.Sequential(nn.Linear(64 * 8 * 8, 128), nn.Tanh())
-
-        def forward(self, x):
-            return self.descr(self.features(x).view(x.size(0), -1))
-
-    class HardNet(nn.Module):
-        def __init__(self, eps):
-            super().__init__()
-            self.eps = eps
-            self.features = nn.Sequential(*_hardnet_features(nn, hn, 128, 0.3))
-
-        def forward(self, x):
-            return F.normalize(self.features(std_norm(x, self.eps)).view(x.size(0), -1), dim=1)
-
-    class HardNet8(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(*_hardnet_features(nn, hn + ((256, 1),), 512, 0.3))
-            self.register_buffer("components", torch.ones(512, 128))
-            self.register_buffer("mean", torch.zeros(512))
-
-        def forward(self, x):
-            pre = F.normalize(self.features(std_norm(x, 1e-7)).view(x.size(0), -1))
-            return F.normalize(torch.mm(pre - self.mean, self.components), dim=1)
-
-    class SOSNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = nn.Sequential(nn.InstanceNorm2d(1, affine=False), *_hardnet_features(nn, hn, 128, 0.1))
-            self.desc_norm = nn.Sequential(nn.LocalResponseNorm(256, alpha=256.0, beta=0.5, k=0.0))
-
-        def forward(self, x, eps=1e-10):
-            return self.desc_norm(self.layers(x) + eps).view(x.size(0), -1)
-
-    return {
-        "tfeat": TFeat,
-        "hardnet": lambda: HardNet(1e-6),
-        "l2net": lambda: HardNet(1e-7),
-        "hardnet8": HardNet8,
-        "sosnet": SOSNet,
-    }[arch]()
-
-
-def _randomise(net, seed):
-    """Random weights *and* batch-norm statistics / buffers, so a wrong layout cannot pass by symmetry."""
-    torch = _torch()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, b in net.named_buffers():
-            if name.endswith("running_mean") or name == "mean":
-                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g) * 1.5 + 0.25)
-            elif name == "components":
-                b.copy_(torch.randn(b.shape, generator=g) / 20)
-    return net.eval()
-
-
-def _patches(n=6, seed=0):
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(0, 255, (n, 32, 32)).astype(np.float32)
-    return np.clip(base + np.linspace(-40, 40, 32, dtype=np.float32)[None, None], 0, 255)  # not zero-mean
-
-
-def _torch_out(net, x, scale=1 / 255):
-    torch = _torch()
-    with torch.no_grad():
-        return net(torch.from_numpy(x[:, None] * np.float32(scale))).numpy()
+def test_fixture_covers_every_port():
+    assert set(FIX) == set(ARCHS)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_random_torch_model_matches_keras_port(arch):
-    torch = _torch()
-    torch.manual_seed(1)
-    net = _randomise(torch_reference(arch), seed=2)
-    x = _patches()
-    ref = _torch_out(net, x)
-    model = from_torch(net.state_dict(), arch=arch)
-    got = model.predict(x[..., None], verbose=0)
+def test_keras_port_matches_pytorch_outputs(arch, monkeypatch):
+    """The port loaded with a NumPy state dict (``import torch`` failing) gives PyTorch's outputs."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    ref = FIX[arch]["out"]
+    got = from_torch(_state_dict(arch), arch=arch).predict(patches()[..., None], verbose=0)
     assert got.shape == ref.shape == (6, 128)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
     # outputs differ per patch by far more than the tolerance (not a constant any layout would reproduce)
     assert np.abs(ref[0] - ref[1]).max() > 100 * 1e-5
+    with pytest.raises(ImportError, match="needs PyTorch"):  # a checkpoint *file* needs it
+        from_torch(__file__, arch=arch)
 
 
-@pytest.mark.parametrize("arch", ["tfeat", "hardnet"])
+@pytest.mark.parametrize("arch", SCALE_ONE)
 def test_input_scale_one_matches_torch_fed_0_255(arch):
-    torch = _torch()
-    torch.manual_seed(3)
-    net = _randomise(torch_reference(arch), seed=4)
-    x = _patches(seed=5)
-    got = from_torch(net.state_dict(), arch=arch, input_scale=1.0).predict(x[..., None], verbose=0)
-    np.testing.assert_allclose(got, _torch_out(net, x, scale=1.0), rtol=0, atol=1e-5)
+    x = patches(seed=5)
+    got = from_torch(_state_dict(arch), arch=arch, input_scale=1.0).predict(x[..., None], verbose=0)
+    np.testing.assert_allclose(got, FIX[arch]["out_scale_one"], rtol=0, atol=1e-5)
 
 
-def test_numpy_state_dict_needs_no_torch(monkeypatch):
-    """A state dict of NumPy arrays converts with ``import torch`` failing; a checkpoint *file* says torch is needed."""
-    torch = _torch()
-    torch.manual_seed(0)
-    net = _randomise(torch_reference("tfeat"), seed=0)
-    sd = {k: v.numpy().copy() for k, v in net.state_dict().items()}
-    x = _patches(n=3)
-    ref = _torch_out(net, x)
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    got = from_torch(sd, arch="tfeat").predict(x[..., None], verbose=0)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
-    with pytest.raises(ImportError, match="needs PyTorch"):
-        from_torch(__file__, arch="tfeat")
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_fixture_is_what_pytorch_computes(arch):
+    """The cross-check itself (optional extra ``[torch]``): PyTorch, now, gives the committed outputs."""
+    _torch()
+    specs, outs = torch_outputs(arch, FIX[arch]["seed"])
+    assert specs == FIX[arch]["specs"]
+    for k, v in outs.items():
+        np.testing.assert_allclose(v, FIX[arch][k], rtol=0, atol=1e-6)
 
 
 def test_linear_after_flatten_reorders_columns_by_hand():
@@ -214,9 +112,7 @@ def test_hand_worked_normalisations():
 
 
 def test_checkpoint_errors_name_the_problem(tmp_path):
-    torch = _torch()
-    net = torch_reference("tfeat")
-    sd = dict(net.state_dict())
+    sd = _state_dict("tfeat")
     with pytest.raises(DataError, match="missing key 'descr.0.bias'"):
         from_torch({k: v for k, v in sd.items() if k != "descr.0.bias"}, "tfeat")
     with pytest.raises(DataError, match=r"missing key 'features.0.weight' \(the \(32, 1, 3, 3\).*wrong arch"):
@@ -224,24 +120,27 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
     with pytest.raises(
         DataError, match=r"'descr.0.weight' has shape \(64, 4096\), the architecture needs \(128, 4096\)"
     ):
-        from_torch({**sd, "descr.0.weight": torch.zeros(64, 4096)}, "tfeat")
+        from_torch({**sd, "descr.0.weight": np.zeros((64, 4096), np.float32)}, "tfeat")
     with pytest.raises(DataError, match="unexpected keys.*'extra.weight'"):
-        from_torch({**sd, "extra.weight": torch.zeros(3)}, "tfeat")
+        from_torch({**sd, "extra.weight": np.zeros(3, np.float32)}, "tfeat")
     with pytest.raises(DataError, match="checkpoint not found"):
         from_torch(tmp_path / "nope.pth", "tfeat")
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'; expected one of tfeat, hardnet"):
+        from_torch(sd, "resnet")
+
+
+def test_checkpoint_files_read_with_pytorch(tmp_path):
+    """A file PyTorch cannot read is named; HardNet-style wrapped checkpoints with DataParallel prefixes load."""
+    torch = _torch()
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="bad.pth: cannot read"):
         from_torch(bad, "tfeat")
-    with pytest.raises(ValueError, match="unknown architecture 'resnet'; expected one of tfeat, hardnet"):
-        from_torch(sd, "resnet")
-    # HardNet-style wrapped checkpoints with DataParallel prefixes load
+    sd = {k: torch.from_numpy(v) for k, v in _state_dict("tfeat").items()}
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}}, wrapped)
-    x = _patches(n=2)
-    np.testing.assert_allclose(
-        from_torch(wrapped, "tfeat").predict(x[..., None], verbose=0), _torch_out(net.eval(), x), rtol=0, atol=1e-5
-    )
+    got = from_torch(wrapped, "tfeat").predict(patches()[..., None], verbose=0)
+    np.testing.assert_allclose(got, FIX["tfeat"]["out"], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -257,7 +156,7 @@ def test_ports_round_trip_keras_file(arch, tmp_path):
     p = tmp_path / f"{arch}.keras"
     m.save(p)
     back = keras.saving.load_model(p, compile=False)
-    x = _patches(n=3)[..., None]
+    x = patches(n=3)[..., None]
     np.testing.assert_allclose(back.predict(x, verbose=0), m.predict(x, verbose=0), rtol=0, atol=1e-6)
     assert [type(l).__name__ for l in back.layers] == [type(l).__name__ for l in m.layers]
     assert InstanceNorm.from_config(InstanceNorm(epsilon=0.25).get_config()).epsilon == 0.25
@@ -265,9 +164,7 @@ def test_ports_round_trip_keras_file(arch, tmp_path):
 
 
 def test_saved_port_runs_in_hpatches_eval(tiny_dataset, tmp_path, capsys):
-    torch = _torch()
-    torch.manual_seed(0)
-    from_torch(torch_reference("tfeat").state_dict(), "tfeat").save(tmp_path / "tfeat.keras")
+    from_torch(_state_dict("tfeat"), "tfeat").save(tmp_path / "tfeat.keras")
     from hpatches_kit.cli.eval import main
 
     rc = main(
@@ -298,8 +195,9 @@ def test_real_tfeat_liberty_checkpoint_matches_torch():
     net = torch_reference("tfeat")
     net.load_state_dict(torch.load(str(TFEAT), map_location="cpu", weights_only=True))
     net.eval()
-    x = _patches(n=8, seed=7)
-    ref = _torch_out(net, x)
+    x = patches(n=8, seed=7)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x[:, None] * np.float32(1 / 255))).numpy()
     got = from_torch(TFEAT, arch="tfeat").predict(x[..., None], verbose=0)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
     assert np.abs(ref).max() > 0.1  # trained weights give non-trivial descriptors

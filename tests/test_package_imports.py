@@ -17,11 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent / PKG
 # is one edge (importer, imported) left out of the graph; empty this list when their branches are merged.
 KNOWN_EDGES: set[tuple[str, str]] = {}
 
-# Old import paths kept after a move: modules that only re-export names now defined in another subpackage.
-# Their edges are left out of the subpackage-level graph (they point "up" on purpose, for old callers);
-# test_compat_shims_only_reexport keeps them from holding anything else.
-COMPAT_SHIMS = {"hpatches_kit.models.vit.training"}
-
 # The layering, lowest first: a subpackage (or root module) may import only those before it in this list.
 LAYERS = [
     "hpatches_kit.layout",
@@ -30,6 +25,7 @@ LAYERS = [
     "hpatches_kit.checks",
     "hpatches_kit.log",
     "hpatches_kit.plugins",
+    "hpatches_kit.registry",
     "hpatches_kit.data",
     "hpatches_kit.models",
     "hpatches_kit.losses",
@@ -155,8 +151,6 @@ def subpackage_graph() -> dict[str, set[str]]:
     their own), compatibility shims left out."""
     g: dict[str, set[str]] = {}
     for mod, targets in import_graph().items():
-        if mod in COMPAT_SHIMS:
-            continue
         a = _subpackage(mod)
         g.setdefault(a, set())
         g[a] |= {_subpackage(t) for t in targets if _subpackage(t) != a}
@@ -178,13 +172,3 @@ def test_layering():
     wrong = sorted((a, b) for a, bs in g.items() for b in bs if a in rank and b in rank and rank[b] > rank[a])
     assert not wrong, f"imports against the layering {LAYERS}: {wrong}"
     assert set(g) - {PKG} <= set(rank), f"place new subpackages in LAYERS: {sorted(set(g) - set(rank) - {PKG})}"
-
-
-def test_compat_shims_only_reexport():
-    mods = _modules()
-    for shim in COMPAT_SHIMS:
-        tree = ast.parse(mods[shim].read_text())
-        body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-        kinds = {type(n).__name__ for n in body}
-        assert kinds <= {"ImportFrom", "Import", "Assign"}, (shim, kinds)
-        assert all(n.targets[0].id == "__all__" for n in body if isinstance(n, ast.Assign)), shim

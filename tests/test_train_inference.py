@@ -123,7 +123,7 @@ def test_trained_model_in_inference_mode_matches_heldout_tracks(trained):
     root, out = trained
     from hpatches_kit.data import load_sequence
     from hpatches_kit.evaluation import keras_describer
-    from hpatches_kit.models import l2net
+    from hpatches_kit.models.l2net import l2net
 
     tracks = np.concatenate([load_sequence(root / n).tracks for n in ("i_e", "v_f")])
     trained_acc = _nn_matching(keras_describer(keras.models.load_model(out / "model.keras")), tracks)

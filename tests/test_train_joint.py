@@ -16,8 +16,9 @@ from conftest import make_tracks
 from hpatches_kit import losses
 from hpatches_kit.data.errors import DataError
 from hpatches_kit.evaluation import keras_describer
-from hpatches_kit.models import l2net, shallow_unet
+from hpatches_kit.models import shallow_unet
 from hpatches_kit.models.joint import denoise_describe, is_joint, joint_parts, joint_training_model
+from hpatches_kit.models.l2net import l2net
 from hpatches_kit.training import descriptor_dataset
 from hpatches_kit.training.joint import compile_joint, load_joint_start, train_joint
 from hpatches_kit.training.pipelines import joint_dataset

@@ -5,7 +5,8 @@ import numpy as np
 from conftest import make_tracks
 
 from hpatches_kit.losses import BatchHardTripletLoss
-from hpatches_kit.models import l2net, shallow_unet
+from hpatches_kit.models import shallow_unet
+from hpatches_kit.models.l2net import l2net
 from hpatches_kit.training import denoise_dataset, descriptor_dataset
 
 

@@ -117,7 +117,7 @@ def reference_steps(tracks, init, steps, global_mining, workers=2):
     import keras
     import tensorflow as tf
 
-    from hpatches_kit.models import l2net
+    from hpatches_kit.models.l2net import l2net
     from hpatches_kit.training import descriptor_dataset
     from hpatches_kit.training.descriptor import make_loss
 
@@ -170,9 +170,12 @@ def assert_close(a, b):
 
 @pytest.fixture(scope="module")
 def reference(runs):
-    from hpatches_kit.training.tracks import hpatches_tracks
+    from hpatches_kit.data import load_dataset
+    from hpatches_kit.training.split_policy import train_test_names
 
-    tracks = hpatches_tracks(runs["data"], "a", size=P).train  # what the command trains on, in its order
+    # what the command trains on, in its order: the split's training sequences, read straight from the folder
+    train_names = train_test_names(runs["data"], "a", None)[0]
+    tracks = load_dataset(runs["data"], sequences=train_names, size=P).all_tracks()[0]
     init1, init2 = _weights(runs["base"] / "dump1" / "init.npz"), _weights(runs["base"] / "dump2" / "init.npz")
     return {
         "local": reference_steps(tracks, init1, EPOCHS * STEPS, False),

@@ -7,7 +7,6 @@ import tensorflow as tf
 from hpatches_kit.training import (
     denoise_dataset,
     descriptor_dataset,
-    descriptor_dataset_from_tfrecords,
     make_sk_batch,
     triplet_dataset,
 )
@@ -102,33 +101,6 @@ def test_geometric_augmentation_is_one_transform_per_track():
     assert len(codes) > 1
 
 
-def test_tfrecord_stream_matches_source(tmp_path):
-    tracks = _tracks(t=12, p=8, seed=4)
-    for shard in range(2):
-        with tf.io.TFRecordWriter(str(tmp_path / f"tracks-{shard:05d}-of-00002.tfrecord")) as w:
-            for t in range(shard * 6, shard * 6 + 6):
-                f = {
-                    "patches": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tracks[t].tobytes()])),
-                    "track": tf.train.Feature(int64_list=tf.train.Int64List(value=[t])),
-                    "seq": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-                    "patch_size": tf.train.Feature(int64_list=tf.train.Int64List(value=[8])),
-                }
-                w.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
-    ds = descriptor_dataset_from_tfrecords(
-        tmp_path, 8, tracks_per_batch=4, views=2, seed=0, augment=False, repeat=False
-    )
-    batches = list(ds)
-    assert len(batches) == 3
-    seen = []
-    for x, y in batches:
-        src = [_locate(p, tracks) for p in x.numpy()[..., 0].astype(np.uint8)]
-        assert all(src[2 * i][0] == src[2 * i + 1][0] and src[2 * i][1] != src[2 * i + 1][1] for i in range(4))
-        seen += [s[0] for s in src[::2]]
-    assert sorted(seen) == list(range(12))
-    with pytest.raises(Exception, match="no packed TFRecord shards"):
-        descriptor_dataset_from_tfrecords(tmp_path / "nothing", 8)
-
-
 def test_denoise_pairs_stay_aligned_under_augmentation():
     clean = _tracks(t=4, p=8, seed=5)
     noisy = 255 - clean  # a known per-pixel relation that any misalignment would break
@@ -167,3 +139,25 @@ def test_documented_usage_with_all_tracks(tiny_dataset):
     np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
     for x in a[0].numpy()[..., 0]:
         _locate(x.astype(np.uint8), pair[0])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_track_labels_are_dataset_wide_ids_under_sharding(workers):
+    # every view of track t is the constant t: a label must equal its patch's value, in every shard and across
+    # epochs (a track drawn again keeps its id), and the shards of one global batch hold distinct tracks
+    from hpatches_kit.training.pipelines import descriptor_dataset
+
+    T, S = 40, 8
+    tracks = np.broadcast_to(np.arange(T, dtype=np.uint8)[:, None, None, None], (T, 16, 8, 8)).copy()
+    per_shard = []
+    for w in range(workers):
+        ds = descriptor_dataset(tracks, S, 2, seed=1, augment=False, labels="track", num_shards=workers, shard_index=w)
+        got = [(x.numpy(), y.numpy()) for x, y in ds.take(12)]  # > 2 epochs of a share
+        for x, y in got:
+            np.testing.assert_array_equal(x[:, 0, 0, 0], y.astype(np.float32))
+            assert len(set(y.tolist())) == S // workers and np.all(y % workers == w)  # this worker's share
+        per_shard.append(np.concatenate([y for _, y in got]))
+    seen = np.concatenate(per_shard)
+    assert set(seen.tolist()) <= set(range(T)) and len(set(seen.tolist())) > S  # ids, not 0..S-1 per batch
+    with pytest.raises(ValueError, match="labels"):
+        descriptor_dataset(tracks, S, 2, labels="global")

@@ -1,19 +1,12 @@
-"""Multi-worker input sharding (issue 15): each worker reads its own share of the tracks (or TFRecord files) and
+"""Multi-worker input sharding (issue 15): each worker reads its own share of the tracks and
 yields its whole-track part of every global batch. Checked by brute force: every track's pixels hold its id, so
 the source of each patch is read off the batch itself, and the global batch is rebuilt by concatenating the
 workers' n-th batches."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from hpatches_kit.data.tfrecord import track_example
-from hpatches_kit.training import (
-    descriptor_dataset,
-    descriptor_dataset_from_tfrecords,
-    shard_tracks,
-    sharded_steps_per_epoch,
-)
+from hpatches_kit.training import descriptor_dataset, sharded_steps_per_epoch
 
 
 def _id_tracks(t, p=4):
@@ -35,16 +28,6 @@ def _epochs(ds, n):
     return [next(it) for _ in range(n)]
 
 
-@pytest.mark.parametrize("t,w", [(23, 2), (30, 3)])
-def test_shares_partition_the_tracks(t, w):
-    shares = [shard_tracks(t, w, i) for i in range(w)]
-    allids = np.concatenate(shares)
-    assert sorted(allids.tolist()) == list(range(t))  # every track in exactly one share
-    assert max(map(len, shares)) - min(map(len, shares)) <= 1
-    with pytest.raises(ValueError):
-        shard_tracks(t, w, w)
-
-
 def test_global_batches_from_two_workers_have_unique_tracks_and_labels():
     t, S, K, W = 22, 6, 2, 2
     tracks = _id_tracks(t)
@@ -60,7 +43,7 @@ def test_global_batches_from_two_workers_have_unique_tracks_and_labels():
             assert x.shape == (S // W * K, 4, 4, 1)
             # worker w's labels are its slice of the global labels repeat(arange(S), K)
             np.testing.assert_array_equal(y.numpy(), np.repeat(np.arange(w * S // W, (w + 1) * S // W), K))
-            assert set(_ids(x, K)) <= set(shard_tracks(t, W, w).tolist())  # read from its own share only
+            assert set(_ids(x, K)) <= set(range(w, t, W))  # read from its own share, tracks[w::W], only
         ids = np.concatenate([_ids(x, K) for x in xs])
         labels = np.concatenate([y.numpy() for y in ys])
         assert len(set(ids)) == S  # no track twice in the global batch
@@ -68,7 +51,7 @@ def test_global_batches_from_two_workers_have_unique_tracks_and_labels():
     for w in range(W):  # per worker, one epoch = a pass over its share without repeats
         for e in range(2):
             seen = np.concatenate([_ids(parts[w][n][0], K) for n in range(e * steps, (e + 1) * steps)])
-            share = shard_tracks(t, W, w)
+            share = np.arange(w, t, W)  # tracks[w::W]
             assert len(set(seen)) == len(seen) and set(seen) <= set(share.tolist())
             assert len(share) - len(seen) < S // W  # at most the remainder of the share is left for next epoch
 
@@ -95,31 +78,3 @@ def test_bad_shard_arguments():
         descriptor_dataset(tracks, 12, 2, num_shards=2, shard_index=1)
     with pytest.raises(ValueError, match="shard_index"):
         descriptor_dataset(tracks, 4, 2, num_shards=2, shard_index=2)
-
-
-def _write_shards(d, t, files, p=4):
-    tracks = _id_tracks(t, p)
-    for f in range(files):
-        with tf.io.TFRecordWriter(str(d / f"tracks-{f:05d}-of-{files:05d}.tfrecord")) as wr:
-            for i in range(f, t, files):
-                wr.write(track_example(tracks[i], i, 0))
-
-
-@pytest.mark.parametrize("files", [4, 1])  # file-level sharding; fewer files than workers: record-level
-def test_tfrecord_workers_read_disjoint_shares_covering_every_track(tmp_path, files):
-    t, S, K, W = 24, 4, 2, 2
-    _write_shards(tmp_path, t, files)
-    seen = []
-    for w in range(W):
-        ds = descriptor_dataset_from_tfrecords(
-            tmp_path, 4, S, K, seed=1, augment=False, repeat=False, num_shards=W, shard_index=w, shuffle_buffer=8
-        )
-        got = []
-        for x, y in ds:
-            np.testing.assert_array_equal(y.numpy(), np.repeat(np.arange(w * S // W, (w + 1) * S // W), K))
-            got += _ids(x, K).tolist()
-        if files >= W:  # worker w read only the files w, w+W, ...
-            assert {i % files for i in got} == set(range(w, files, W))
-        seen.append(got)
-    assert not set(seen[0]) & set(seen[1])  # no track read by both workers
-    assert sorted(seen[0] + seen[1]) == list(range(t))  # and none lost (24 tracks: whole batches)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hpatches_kit.models.vit  # noqa: F401
-from hpatches_kit.models.vit.training import OneCycle, PairBatches
+from hpatches_kit.training.one_cycle import OneCycle
+from hpatches_kit.training.pairs import PairBatches
 
 
 def torch_onecycle(step, max_lr, total, pct=0.3, div=25.0, final_div=1e4):
@@ -71,7 +72,33 @@ def _weights(path):
     return [w for w in keras.models.load_model(path).get_weights()]
 
 
-@pytest.mark.parametrize("loss", ["contrastive", "cosine", "irt", "infonce"])
+def test_every_pair_loss_flag_compiles_its_loss():
+    """What ``--loss`` compiles (``losses.get(name, margin=, temperature=)``, as the trainer calls it): the class
+    each name stands for, with the flag's option, finite on a batch of pairs. The losses' values are checked
+    against loops in tests/test_losses_embedding.py; both batch paths run end to end in test_train_outputs."""
+    from hpatches_kit import losses
+    from hpatches_kit.losses import embedding as E
+    from hpatches_kit.losses import registry
+
+    want = {
+        "contrastive": (E.SymmetricContrastiveLoss, "margin"),
+        "cosine": (E.CosineEmbeddingLoss, "margin"),
+        "irt": (E.IRTLoss, None),
+        "infonce": (E.InfoNCELoss, "temperature"),
+    }
+    assert set(registry.names("pair")) == set(want)  # the --loss choices of hpatches-train vit-adapter
+    rng = np.random.default_rng(0)
+    pairs = rng.normal(size=(8, 2, 16)).astype("float32")
+    for name, (cls, option) in want.items():
+        loss = losses.get(name, margin=0.3, temperature=0.2)
+        assert type(loss) is cls, name
+        if option:
+            assert loss.get_config()[option] == pytest.approx({"margin": 0.3, "temperature": 0.2}[option]), name
+        assert np.isfinite(float(loss(np.ones(8, "float32"), pairs))), name
+
+
+# the two batch paths: positive pairs only (contrastive, irt, infonce) and with negatives (cosine)
+@pytest.mark.parametrize("loss", ["contrastive", "cosine"])
 def test_train_outputs(tmp_path, loss):
     from hpatches_kit.cli.train_vit import main
 
@@ -155,3 +182,13 @@ def test_bad_options_are_named(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
         main(COMMON + ["--epochs", "1", "--out", str(tmp_path / "run")] + bad)
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_loss_must_be_a_registered_pair_loss():
+    from hpatches_kit.errors import OptionError
+    from hpatches_kit.training.vit_adapter import VitAdapterOptions, check_options
+
+    for name in ("batch-hard", "nope"):  # a descriptor loss, an unknown name: the pair losses are listed
+        with pytest.raises(OptionError, match="no image-pair loss; expected one of contrastive, cosine, infonce, irt"):
+            check_options(VitAdapterOptions(loss=name))
+    check_options(VitAdapterOptions(loss="infonce"))

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from .describe import add_describer_arguments, describer_from_options
+from .describe import add_describer_arguments, describer_from_options, not_held_out
 from .registry import Benchmark
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,14 @@ def run(o) -> dict:
         progress=progress,
     )
     results["meta"]["descriptor"] = label
+    if dataset is not None and getattr(dataset, "root", None) is not None:
+        results["meta"]["data"] = str(dataset.root)  # the comparison figure's caption names it
+        why = not_held_out(o.model, dataset.root) if getattr(o, "model", None) else None
+        if why:
+            results["meta"]["not_held_out"] = why
+            msg = f"{label} was trained on the photos of this test set (not held out): {why}"
+            results["meta"].setdefault("warnings", []).append(msg)
+            log.warning(msg)
     # the dtype policy a model described in (bf16 and float32 descriptors of one model score differently);
     # None for CSV descriptors and the NumPy baselines
     results["meta"]["precision"] = getattr(describer, "precision", None)

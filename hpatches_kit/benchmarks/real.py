@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .describe import model_label
 from .registry import Benchmark
 
 
 def add_arguments(p) -> None:
+    from ..evaluation.describers import BASELINES
     from ..evaluation.real import REGIMES
 
     p.add_argument("--data", required=True, help="folder of real homography sequences (e.g. ../shared/real-sequences)")
@@ -26,7 +28,7 @@ def add_arguments(p) -> None:
         "--baseline",
         action="append",
         default=None,
-        choices=("sift", "rootsift", "raw"),
+        choices=BASELINES.choices(),
         help="baselines next to the models (repeatable; default: sift and rootsift)",
     )
     p.add_argument(
@@ -41,11 +43,6 @@ def add_arguments(p) -> None:
     p.add_argument("--per-sequence", action="store_true", help="also report matching mAP per scene")
 
 
-def _label(path: str) -> str:
-    p = Path(path)
-    return p.parent.name if p.name == "model.keras" else p.stem
-
-
 def run(o) -> dict:
     """``{"benchmark": "real", "data", "regimes": {regime: {data, tracks, sequences, rows}}}``: the result of
     :func:`hpatches_kit.evaluation.real.compare_on_real` (headline mAP %, per task)."""
@@ -53,7 +50,7 @@ def run(o) -> dict:
 
     models = {}
     for m in o.model:
-        name = _label(m)
+        name = model_label(m)
         models[name if name not in models else m] = m
     regimes = tuple(o.regime or REGIMES)
     res = compare_on_real(
@@ -70,7 +67,8 @@ def run(o) -> dict:
 
 
 def format_results(res: dict) -> str:
-    from ..evaluation.real import REGIMES, TASKS
+    from ..evaluation.real import REGIMES
+    from ..evaluation.registry import TASKS
 
     lines = [f"real validation on {res['data']} (official protocol, mAP %, never trained on)"]
     for regime, r in res["regimes"].items():

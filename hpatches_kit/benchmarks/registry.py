@@ -31,14 +31,16 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..registry import Registry
+
 __all__ = [
     "Benchmark",
+    "REGISTRY",
     "BUILTIN",
     "register",
     "unregister",
@@ -126,28 +128,9 @@ class Benchmark:
         return [Path(p) for p in (self.plots(result, Path(out_dir)) or [])]
 
 
-_ENTRIES: dict = {}
-_loaded = False
-
-
-def _load_builtin() -> None:
-    global _loaded
-    if _loaded:
-        return
-    builtin = {}
-    for name, ref in BUILTIN.items():
-        mod, attr = ref.split(":")
-        builtin[name] = getattr(importlib.import_module(mod), attr)
-    rest = {k: v for k, v in _ENTRIES.items() if k not in builtin}  # registered before the built-ins loaded
-    _ENTRIES.clear()
-    _ENTRIES.update(builtin)
-    _ENTRIES.update(rest)
-    _loaded = True
-
-
-def register(
-    name,
-    run: Callable | None = None,
+def _make(
+    name: str,
+    run: Callable,
     *,
     add_arguments=None,
     format=None,
@@ -156,43 +139,10 @@ def register(
     description: str = "",
     outputs=None,
     aliases=(),
-    replace: bool = False,
-):
-    """Register a benchmark: ``register(name, run, ...)`` or, as a decorator, ``@register(name, ...)``.
-
-    Args:
-        name: the sub-command name (or a ready :class:`Benchmark`, then no other argument).
-        run: ``options -> result dict``.
-        add_arguments, format, plots, help, description, outputs, aliases: see :class:`Benchmark`.
-        replace: overwrite an entry of the same name (otherwise ``ValueError``).
-
-    Returns:
-        The :class:`Benchmark` (the decorator form returns ``run`` unchanged).
-
-    Raises:
-        ValueError: the name is taken, reserved (``compare``) or not usable as a sub-command.
-        TypeError: ``run`` (or another given hook) is not callable.
-    """
-    if isinstance(name, Benchmark):
-        entry = name
-    elif run is None:
-
-        def deco(fn):
-            register(
-                name,
-                fn,
-                add_arguments=add_arguments,
-                format=format,
-                plots=plots,
-                help=help,
-                description=description,
-                outputs=outputs,
-                aliases=aliases,
-                replace=replace,
-            )
-            return fn
-
-        return deco
+) -> Benchmark:
+    """The checked :class:`Benchmark` of ``run`` (a :class:`Benchmark` is checked as it is)."""
+    if isinstance(run, Benchmark):
+        entry = run
     else:
         entry = Benchmark(
             name=str(name),
@@ -200,7 +150,7 @@ def register(
             add_arguments=add_arguments,
             format=format,
             plots=plots,
-            help=help or (run.__doc__ or "").strip().split("\n")[0],
+            help=help or (getattr(run, "__doc__", None) or "").strip().split("\n")[0],
             description=description,
             outputs=dict(outputs or {}),
             aliases=tuple(aliases),
@@ -219,35 +169,17 @@ def register(
                 f"benchmark {entry.name!r}: output {dest!r} must be 'file', 'dir' or 'descriptors' "
                 f"(a descriptor CSV folder, replaced whole), got {kind!r}"
             )
-    _load_builtin()
-    if entry.name in _ENTRIES and not replace:
-        raise ValueError(f"benchmark {entry.name!r} is already registered")
-    _ENTRIES[entry.name] = entry
     return entry
 
 
-def unregister(name: str) -> None:
-    """Remove the benchmark ``name`` (tests; a built-in comes back only in a new process)."""
-    _load_builtin()
-    del _ENTRIES[name]
-
-
-def get(name: str) -> Benchmark:
-    """The benchmark registered as ``name``; ``ValueError`` listing the known names otherwise."""
-    _load_builtin()
-    try:
-        return _ENTRIES[name]
-    except KeyError:
-        raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(_ENTRIES)}") from None
-
-
-def names() -> tuple:
-    """The registered benchmark names, in order (the built-ins first)."""
-    _load_builtin()
-    return tuple(_ENTRIES)
-
-
-def entries() -> tuple:
-    """The registered :class:`Benchmark` entries, in order."""
-    _load_builtin()
-    return tuple(_ENTRIES.values())
+#: every benchmark by name (:class:`~hpatches_kit.registry.Registry` of :class:`Benchmark`): ``register(name, run,
+#: add_arguments=, format=, plots=, help=, description=, outputs=, aliases=)`` (a decorator without ``run``) or
+#: ``register(benchmark)``; ``replace=True`` overwrites a run-time entry
+REGISTRY = Registry("benchmark", builtin=BUILTIN, group="hpatches_kit.benchmarks", make=_make)
+register, unregister, get, names, entries = (
+    REGISTRY.register,
+    REGISTRY.unregister,
+    REGISTRY.get,
+    REGISTRY.names,
+    REGISTRY.entries,
+)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-PRECISION_CHOICES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-
+from ..models.precision import PRECISIONS
+from ..registry import Choices
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -22,24 +22,6 @@ def imports_in(argv) -> list[str]:
         elif a.startswith("--import="):
             out.append(a.split("=", 1)[1])
     return out
-
-
-def registry_choice(names, flag: str):
-    """An argparse ``type`` accepting a registered name (``names()`` read when the flag is parsed; model names also
-    with ``-`` for ``_``, as the model registry takes them) or ``MODULE:FUNCTION``; anything else is an "invalid
-    choice" listing the names."""
-
-    def check(value: str) -> str:
-        known = tuple(names())
-        alias = value.replace("-", "_").lower() if flag == "--model" else value
-        if value in known or alias in known or (":" in value and not value.startswith(":") and not value.endswith(":")):
-            return value
-        raise argparse.ArgumentTypeError(
-            f"invalid choice: {value!r} (choose from {', '.join(known)}, or MODULE:FUNCTION)"
-        )
-
-    check.__name__ = flag.lstrip("-")
-    return check
 
 
 def add_import_arg(p) -> None:
@@ -74,8 +56,8 @@ def add_common_args(
     model_help: str = "",
     loss_help: str = "",
 ) -> None:
-    """Add the shared flags. ``models`` / ``losses``: a tuple of choices, or a callable returning the registered
-    names (then ``MODULE:FUNCTION`` is accepted too and the names are read from the registry)."""
+    """Add the shared flags. ``models`` / ``losses``: a registry's live names (:meth:`~hpatches_kit.registry.
+    Registry.choices`: a plug-in registered before parsing is a choice, and so is ``MODULE:FUNCTION``) or a tuple."""
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None, help=f"dataset folder (default: the embedded {kind} dataset)")
     g.add_argument(
@@ -89,14 +71,13 @@ def add_common_args(
     g = p.add_argument_group("model and optimisation")
     for flag, default, names, extra in (("--model", model, models, model_help), ("--loss", loss, losses, loss_help)):
         what = "architecture" if flag == "--model" else "loss"
-        if callable(names):
+        if isinstance(names, Choices):
             g.add_argument(
                 flag,
                 default=default,
-                type=registry_choice(names, flag),
+                choices=names,
                 metavar="NAME|MODULE:FUNCTION",
-                help=f"{what}: one of {', '.join(names())} (registered), or MODULE:FUNCTION "
-                f"{extra}(default: {default})",
+                help=f"{what}: one of {', '.join(names)} (registered), or MODULE:FUNCTION {extra}(default: {default})",
             )
         else:
             g.add_argument(flag, default=default, choices=names, help=f"{what} (default: {default})")
@@ -134,7 +115,7 @@ def add_common_args(
     g.add_argument(
         "--mixed-precision",
         default="auto",
-        choices=PRECISION_CHOICES,
+        choices=PRECISIONS,
         help="dtype policy (default: auto = per device, see docs/training.md)",
     )
     g.add_argument(

@@ -58,10 +58,23 @@ def _synth(args) -> int:
         size=args.size,
         test_fraction=args.test_fraction,
         **({"tracks": args.tracks} if args.tracks != "hpatches" else {}),
+        **({"view_noise": args.view_noise} if args.view_noise != "none" else {}),
     )
     log.info("wrote %s", args.out)
     _print_dataset_summary(args.out)
     return 0
+
+
+def _add_view_noise(p) -> None:
+    from hpatches_kit.data.view_noise import PRESETS
+
+    p.add_argument(
+        "--view-noise",
+        default="none",
+        metavar="{" + ",".join(PRESETS) + "} or FILE.json",
+        help="also turn and scale every target's frame by a draw of a detector's measured orientation and scale "
+        "error (dog: DoG's, docs/orientation-noise.md; default: none)",
+    )
 
 
 # -- extract --------------------------------------------------------------------------------------------
@@ -75,6 +88,7 @@ def _extract(args) -> int:
         max_patches=args.max_patches,
         progress=not args.quiet,
         jitter_scale=args.jitter_scale,
+        **({"view_noise": args.view_noise} if args.view_noise != "none" else {}),
     )
     log.info("wrote %s", args.out)
     _print_dataset_summary(args.out)
@@ -220,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "detected independently in every view, matched by reprojection + overlap and cut as the "
         "image-matching benchmark cuts them (detector noise; --max-patches caps tracks per sequence)",
     )
+    _add_view_noise(p)
     p.set_defaults(func=_synth)
 
     p = add("extract", "extract HPatches-format patches from image sequences (hpatches-sequences or Oxford layout)")
@@ -240,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="multiply HPatches' calibrated e/h/t geometric jitter by S (1 = HPatches' noise levels, "
         "0.333 = small noise, 0 = exact reprojections; default: 1)",
     )
+    _add_view_noise(p)
     p.set_defaults(func=_extract)
 
     p = add("info", "inspect a dataset: sequences, patch counts, sizes, noisy twins, builder metadata, problems")

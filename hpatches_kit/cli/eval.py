@@ -25,12 +25,6 @@ PROG = "hpatches-eval"
 DEFAULT = "hpatches"
 #: commands that are tools, not benchmarks: ``name -> (module with configure(parser) and run(args), help)``
 TOOLS = {"compare": ("hpatches_kit.cli.eval_compare", "compare descriptors from their results JSONs")}
-#: modules whose ``main(argv)`` ran a benchmark before sub-commands existed; an old spelling hands them argv
-LEGACY_MAINS = {
-    "pairs": "hpatches_kit.cli.eval_pairs",
-    "brown": "hpatches_kit.cli.eval_benchmarks",
-    "sequences": "hpatches_kit.cli.eval_benchmarks",
-}
 
 
 def _common(p: argparse.ArgumentParser, top: bool) -> None:
@@ -177,9 +171,7 @@ def main(argv=None) -> int:
     if command is None and not named:  # no command: the default (named: top-level --help)
         argv = [DEFAULT, *argv]
     elif command is not None and not named:  # an old spelling (--task pair-matching, --benchmark brown)
-        if command in LEGACY_MAINS:  # the module that ran it before sub-commands takes argv as it is
-            return int(importlib.import_module(LEGACY_MAINS[command]).main(argv) or 0)
-        argv = [command, *argv]
+        argv = [command, *argv]  # its sub-command accepts the spelling's own option too
     args = build_parser().parse_args(argv)
     setup_cli_logging(verbosity(args))
     if getattr(args, "_tool", None):

@@ -1,8 +1,10 @@
 """``hpatches-eval compare RESULTS.json... --out DIR``: compare descriptors from their results JSONs.
 
 Writes the HPatches paper's three-panel figure (``comparison.png``: one bar per descriptor, each panel
-sorted by its task's mAP, Easy/Hard/Tough markers), ``comparison.md`` and ``comparison.csv``. Results of
-different splits, test sets or task files are refused (exit 2, naming the file and the field).
+sorted by its task's mAP, Easy/Hard/Tough markers), ``comparison.md`` and ``comparison.csv``; for whole-image
+matching results (``hpatches-eval sequences --json``) the MMA curves of every descriptor on one figure and an
+MMA / homography-accuracy table. Results of other test sequences, task content, images or matchers are refused
+(exit 2, naming the file and the field).
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ log = logging.getLogger("hpatches_kit.cli.eval_compare")  # not __name__ (python
 
 def configure(p) -> None:
     """Add the ``compare`` options to ``p``."""
-    p.add_argument("results", nargs="+", metavar="RESULTS.json", help="results files of hpatches-eval --json")
+    p.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS.json",
+        help="results files: hpatches-eval --json (the HPatches tasks, or sequences), a run's metrics.json",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for comparison.{png,md,csv}")
     p.add_argument(
         "--name",

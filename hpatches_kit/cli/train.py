@@ -22,6 +22,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="hpatches-train", description="Train denoisers, descriptors and ViT adapters on HPatches-format data."
     )
     add_verbosity_arguments(parser, long_verbose=False)
+    parser.add_argument(  # also before the subcommand: hpatches-train --import mynet descriptor ...
+        "--import",
+        dest="imports_first",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first (repeatable; also accepted after COMMAND)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -35,8 +43,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in SUBCOMMANDS), None)
-    # logging (and TensorFlow's quieting) is set up before anything imports TensorFlow: a subcommand's
-    # configure() reads the model and loss registries, which import Keras
+    # logging (and TensorFlow's quieting) is set up before anything imports TensorFlow (a subcommand's module or
+    # an --import module may)
     pre = argparse.ArgumentParser(add_help=False)
     add_verbosity_arguments(pre, long_verbose=False)
     setup_cli_logging(verbosity(pre.parse_known_args(argv)[0]))
@@ -51,7 +59,12 @@ def main(argv=None) -> int:
         if status:
             return status
     args = build_parser(command).parse_args(argv)
-    del args.quiet, args.log_verbose  # how much is shown is no argument of the run (run_args.json, --resume)
+    args.imports = [*args.imports_first, *getattr(args, "imports", [])]
+    del (
+        args.imports_first,
+        args.quiet,
+        args.log_verbose,
+    )  # how much is shown is no argument of the run (run_args.json, --resume)
     # One line on stderr and exit 2 for bad input / disk errors / argument checks (see _errors); checkpoints
     # and history already written stay (an --out the run created and left empty is removed by the library's
     # TrainingRun).

@@ -8,15 +8,17 @@ The training itself is :func:`hpatches_kit.training.denoise.train_denoiser`; thi
 
 from __future__ import annotations
 
-from ..training.denoise import LOSSES, MODELS
+from ..training.denoise import LOSSES
 from ._train_common import add_common_args
 
 
 def configure(p):
+    from ..models import registry
+
     add_common_args(
         p,
         model="shallow_unet",
-        models=MODELS,
+        models=registry.REGISTRY.choices("denoiser"),
         loss="mae",
         losses=LOSSES,
         batch_size=128,

@@ -16,25 +16,30 @@ from ..training.descriptor import BF16_EPOCHS, DISTANCES, FLOAT32_EPOCHS
 from ._train_common import add_common_args
 
 
-def _model_names():
-    from ..models import registry
+def _loss_arg(text: str) -> str:
+    """``--loss-arg`` as typed, once its ``KEY=VALUE`` form is checked (the loss checks the key when built)."""
+    import argparse
 
-    return registry.names("descriptor")
+    from ..losses.registry import parse_setting
 
-
-def _loss_names():
-    from ..losses import registry
-
-    return registry.names("descriptor")
+    try:
+        parse_setting(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def configure(p):
+    from ..data import formats
+    from ..losses import registry as losses
+    from ..models import registry as models
+
     add_common_args(
         p,
         model="l2net",
-        models=_model_names,
+        models=models.REGISTRY.choices("descriptor"),
         loss="batch-hard",
-        losses=_loss_names,
+        losses=losses.REGISTRY.choices("descriptor"),
         batch_size=1024,
         model_help="(a builder `f(input_size=, dim=, dropout=) -> keras.Model` taking (P, P, 1) grey "
         "levels in [0, 255]) ",
@@ -48,6 +53,15 @@ def configure(p):
         f"{FLOAT32_EPOCHS} in float32: the 15-minute budget of a 2-core CPU)",
     )
     g = p.add_argument_group("descriptor")
+    g.add_argument(
+        "--loss-arg",
+        action="append",
+        default=None,
+        type=_loss_arg,
+        metavar="KEY=VALUE",
+        help="a setting of the loss itself, passed to its factory as a keyword argument (repeatable; the value "
+        "is read as int, float, true/false or text), e.g. --loss MODULE:FUNCTION --loss-arg hard_ratio=0.02",
+    )
     g.add_argument("--views", type=int, default=2, help="K views per track in a batch, 2..16 (default: 2)")
     g.add_argument("--patch-size", type=int, default=32, help="resize patches to this size (default: 32)")
     g.add_argument("--dim", type=int, default=128, help="descriptor size (default: 128)")
@@ -101,6 +115,22 @@ def configure(p):
         help="--loss curriculum: batch-all epochs before ramping to batch-hard (default: 1)",
     )
     g.add_argument("--geometric", action="store_true", help="also one random flip/rot90 per track (all views)")
+    from ..data.view_noise import PRESETS as VIEW_NOISE
+
+    g.add_argument(
+        "--view-noise",
+        default="none",
+        metavar="{" + ",".join(VIEW_NOISE) + "} or FILE.json",
+        help="rotate and rescale every view but a track's first by a draw of a detector's measured orientation and "
+        "scale error (dog: DoG's, docs/orientation-noise.md; default: none)",
+    )
+    g.add_argument(
+        "--view-noise-strength",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the --view-noise angles and log-scales by F (default: 1)",
+    )
     g.add_argument("--noisy", action="store_true", help="train on the *_noise twins (N-HPatches data)")
     g.add_argument("--denoiser", default=None, help="a denoiser .keras applied to every input patch first")
     g.add_argument(
@@ -112,10 +142,12 @@ def configure(p):
     g.add_argument(
         "--format",
         default="hpatches",
-        choices=("hpatches", "brown"),
-        help="--data layout: HPatches sequences (default) or one Brown/UBC PhotoTour subset folder "
-        "(tracks = 3-D points with >= 2 patches on 16 view slots; 5%% of the points held out for "
-        "validation unless --split none)",
+        choices=formats.REGISTRY.choices(),
+        metavar="NAME|MODULE:FUNCTION",
+        help="--data layout: a registered data-format reader (" + ", ".join(formats.names()) + ", or one a "
+        "module of --import registers) or a reader MODULE:FUNCTION; default hpatches: HPatches sequences, "
+        "N-HPatches or a packed cache, detected. brown: one Brown/UBC PhotoTour subset folder (tracks = 3-D "
+        "points with >= 2 patches on 16 view slots; 5%% of the points held out for validation unless --split none)",
     )
     g.add_argument(
         "--init",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.vit_adapter import LOSSES
-
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from ..losses import registry
+
     p.add_argument(
         "--preset", default="vit-mini", help="ViT preset (vit-b16 with --weights for real use; vit-mini runs on a CPU)"
     )
@@ -28,8 +28,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--loss",
         default="contrastive",
-        choices=LOSSES,
-        help="contrastive: symmetric in-batch; cosine: PyTorch CosineEmbeddingLoss with shuffled "
+        choices=registry.REGISTRY.choices("pair"),
+        metavar="NAME|MODULE:FUNCTION",
+        help="an image-pair loss of the registry (" + ", ".join(registry.names("pair")) + ") or MODULE:FUNCTION. "
+        "contrastive: symmetric in-batch; cosine: PyTorch CosineEmbeddingLoss with shuffled "
         "negatives; irt: IRT contrastive + KoLeo; infonce: symmetric InfoNCE (softmax over the batch)",
     )
     p.add_argument("--temperature", type=float, default=0.05, help="infonce: softmax temperature")

@@ -321,14 +321,31 @@ def download(
     retries: int = 3,
 ) -> dict[str, list[Path]]:
     """Fetch the named sources into ``out_dir``; returns ``{source: [paths]}``. Already present outputs
-    are skipped unless ``force``."""
+    are skipped unless ``force``. A failed download leaves no folder it created empty (no network: no empty
+    ``hpatches-benchmark/`` behind); a resumable ``.part`` stays where it is."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(what, str):
         what = [what]
     unknown = [w for w in what if w not in SOURCES]
     if unknown:
         raise ValueError(f"unknown download source(s) {unknown}; expected some of {', '.join(SOURCES)}")
+    folders = {out_dir} | {
+        d for w in what for rf in SOURCES[w].files for d in (out_dir / rf.dest).parents if out_dir in (d, *d.parents)
+    }
+    existed = {d for d in folders if d.exists()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _download(what, out_dir, base_url, force, keep_archives, progress, retries)
+    except BaseException:
+        for d in sorted(folders - existed, key=lambda d: len(d.parts), reverse=True):  # deepest first
+            try:
+                d.rmdir()  # only when empty
+            except OSError:
+                pass
+        raise
+
+
+def _download(what, out_dir: Path, base_url, force, keep_archives, progress, retries) -> dict[str, list[Path]]:
     result: dict[str, list[Path]] = {}
     for name in what:
         src = SOURCES[name]

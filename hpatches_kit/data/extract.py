@@ -265,33 +265,63 @@ def _squares_inside(frames, Hs, images) -> np.ndarray:
     return ok
 
 
-def _draw_jitters(rng, magnitude, A, Hs, images, redraws):
+def _view_noise_frames(rng, view_noise, n: int) -> np.ndarray:
+    """``(n, 3, 3)`` rotations x scalings (normalised coordinates) drawn from a detector's measured orientation
+    and scale error (:class:`~hpatches_kit.data.view_noise.ViewNoise`): the frame a detector would have given."""
+    a, s = view_noise.sample_numpy(n, rng)
+    a, r = np.radians(a), np.exp2(s)
+    out = np.zeros((n, 3, 3))
+    out[:, 0, 0], out[:, 0, 1] = r * np.cos(a), -r * np.sin(a)
+    out[:, 1, 0], out[:, 1, 1] = r * np.sin(a), r * np.cos(a)
+    out[:, 2, 2] = 1.0
+    return out
+
+
+def _sample_jitter(rng, magnitude, n, view_noise=None):
+    J = G.sample_jitter(rng, magnitude, n)
+    return J if view_noise is None or not view_noise.active else J @ _view_noise_frames(rng, view_noise, n)
+
+
+def _draw_jitters(rng, magnitude, A, Hs, images, redraws, view_noise=None):
     """One jitter per target whose jittered patch square stays inside the images (redrawn up to
-    ``redraws`` times); ``None`` when that fails."""
-    J = G.sample_jitter(rng, magnitude, NUM_TARGETS)
+    ``redraws`` times); ``None`` when that fails. ``view_noise``: each target's frame also turned and scaled by a
+    draw of a detector's orientation and scale error."""
+    J = _sample_jitter(rng, magnitude, NUM_TARGETS, view_noise)
     ok = _squares_inside(A[None] @ J, Hs, images)
     for _ in range(redraws):
         if ok.all():
             return J
         bad = np.nonzero(~ok)[0]
-        J[bad] = G.sample_jitter(rng, magnitude, len(bad))
+        J[bad] = _sample_jitter(rng, magnitude, len(bad), view_noise)
         ok[bad] = _squares_inside(A[None] @ J[bad], [Hs[k] for k in bad], [images[0]] + [images[k + 1] for k in bad])
     return J if ok.all() else None
 
 
-def resolve_jitter(jitter, scale: float = 1.0) -> dict:
-    """Jitter spec -> ``{"targets": {v: overlap or None}, "magnitudes": {v: m}, "scale": scale}``.
+def resolve_jitter(jitter, scale: float = 1.0, view_noise=None) -> dict:
+    """Jitter spec -> ``{"targets": {v: overlap or None}, "magnitudes": {v: m}, "scale": scale, "view_noise": vn}``.
+
+    ``view_noise``: a detector's orientation and scale error added to every target's frame (a preset name or
+    table of :func:`hpatches_kit.data.view_noise.resolve_view_noise`; ``None``: none).
 
     ``"hpatches"``: the HPatches targets (0.85 / 0.72 / 0.60 median overlap); ``"none"``/``None``/``0``: no
     jitter (every variant is an exact reprojection); a dict ``{"e": 0.85, "h": 0.72, "t": 0.6}`` of target
     median overlaps. ``scale`` multiplies the calibrated magnitudes (``targets`` then name the overlaps at
     scale 1; the measured overlaps go to ``dataset.json``).
     """
+    from .view_noise import resolve_view_noise
+
     scale = float(scale)
     if not (math.isfinite(scale) and scale >= 0):
         raise ValueError(f"jitter scale must be a finite number >= 0, got {scale}")
+    vn = resolve_view_noise(view_noise) if view_noise is not None else None
+    vn = vn if vn is not None and vn.active else None
     if jitter in (None, "none", 0, False):
-        return {"targets": {v: None for v in VARIANTS}, "magnitudes": {v: 0.0 for v in VARIANTS}, "scale": scale}
+        return {
+            "targets": {v: None for v in VARIANTS},
+            "magnitudes": {v: 0.0 for v in VARIANTS},
+            "scale": scale,
+            "view_noise": vn,
+        }
     if isinstance(jitter, str):
         if jitter != "hpatches":
             raise ValueError(f"jitter must be 'hpatches', 'none' or a dict of target overlaps, got {jitter!r}")
@@ -304,6 +334,7 @@ def resolve_jitter(jitter, scale: float = 1.0) -> dict:
         "targets": targets,
         "magnitudes": {v: scale * G.calibrate_jitter(t) for v, t in targets.items()},
         "scale": scale,
+        "view_noise": vn,
     }
 
 
@@ -366,7 +397,7 @@ def extract_sequence(
         jit = {}
         good = True
         for v in VARIANTS:
-            js = _draw_jitters(rng, spec["magnitudes"][v], A, Hs, images, redraws)
+            js = _draw_jitters(rng, spec["magnitudes"][v], A, Hs, images, redraws, spec.get("view_noise"))
             if js is None:
                 good = False
                 break
@@ -408,8 +439,12 @@ def extract_dataset(
     patch_size: int = HPATCHES_PATCH_SIZE,
     per_detector: int = 1000,
     jitter_scale: float = 1.0,
+    view_noise=None,
 ) -> Path:
     """Extract an HPatches-format dataset from homography sequences (see the module docstring).
+
+    ``view_noise``: also turn and scale every target's frame by a draw of a detector's measured orientation and
+    scale error (a :mod:`hpatches_kit.data.view_noise` preset such as ``"dog"``, or a table); default none.
 
     ``max_patches`` caps the tracks per sequence (a random subset of the valid regions). Writes the sequence
     folders, ``dataset.json`` and ``splits.json`` into a temporary folder next to ``out_dir`` and renames it
@@ -422,7 +457,7 @@ def extract_dataset(
     check_options(seed=seed, max_patches=max_patches, jitter_scale=jitter_scale, patch_size=patch_size)
     out_dir = Path(out_dir)
     seq_dirs = find_source_sequences(src)
-    spec = resolve_jitter(jitter, jitter_scale)
+    spec = resolve_jitter(jitter, jitter_scale, view_noise)
     with build_dataset_folder(out_dir, inputs={"src": src}) as tmp:
         per_seq, overlaps, infos = {}, [], {}
         for idx, d in enumerate(tqdm(seq_dirs, desc="extracting", unit="seq", disable=not progress)):
@@ -458,4 +493,5 @@ def extraction_parameters(spec, max_patches, patch_size, per_detector) -> dict:
         "jitter_magnitude": spec["magnitudes"],
         "jitter_scale": spec.get("scale", 1.0),
         "jitter_shape": dict(G.JITTER_SHAPE),
+        "view_noise": None if spec.get("view_noise") is None else spec["view_noise"].to_json(),
     }

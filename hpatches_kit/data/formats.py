@@ -3,8 +3,10 @@
 A *format* is a name plus two functions: ``detect(path) -> bool`` (is ``path`` data of this format?) and
 ``open(path, **options) -> TrackSource`` (a common source of 16-view correspondence tracks). ``hpatches-train``
 (``--format NAME``, default: detected) and evaluation (:func:`hpatches_kit.data.load_dataset`) open every
-dataset through it, so a new format is one function plus one :func:`register_format` call -- also from a module
-outside the package (import it first, e.g. with ``--import MODULE``).
+dataset through it, so a new format is one function plus one :func:`register` call -- also from a module
+outside the package (import it first, e.g. with ``--import MODULE``), then ``--format NAME`` takes it. The
+registry (:data:`REGISTRY`) is the toolkit's one registry shape (:class:`hpatches_kit.registry.Registry`):
+``register`` / ``unregister`` / ``get`` / ``names`` / ``entries``, entry-point group ``hpatches_kit.formats``.
 
 Registered here, detected in this order:
 
@@ -17,13 +19,16 @@ Registered here, detected in this order:
 ===============  ==========================================================================================
 
 Example:
-    >>> from hpatches_kit.data.formats import register_format, ArraySource
+    >>> from hpatches_kit.data import formats
     >>> def detect(path):
     ...     return (Path(path) / "tracks.npz").is_file()
-    >>> def open_npz(path, **options):
+    >>> @formats.register("npz", detect=detect)
+    ... def open_npz(path, **options):
     ...     z = np.load(Path(path) / "tracks.npz")
-    ...     return ArraySource(path, "npz", {n: z[n] for n in z.files})
-    >>> register_format("npz", detect=detect, open=open_npz)  # doctest: +SKIP
+    ...     return formats.ArraySource(path, "npz", {n: z[n] for n in z.files})
+    >>> formats.names()
+    ('packed', 'n-hpatches', 'hpatches', 'brown', 'npz')
+    >>> formats.unregister("npz")
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..registry import Registry
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -42,74 +48,51 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DataFormat:
-    """A registered format: ``detect(path) -> bool`` and ``open(path, **options) -> TrackSource``."""
+    """A registered format: ``detect(path) -> bool`` and ``open(path, **options) -> TrackSource``.
+
+    Attributes:
+        name: the ``--format`` name.
+        detect: ``detect(path) -> bool``; must not raise for other data.
+        open: ``open(path, *, size, noisy, cache, progress, seed, rows) -> TrackSource`` (extra keywords ignored
+            with ``**options``).
+        description: one line for listings.
+        embedded: a run without ``--data`` reads the embedded HPatches dataset (N-HPatches with ``--noisy``) in
+            this format; ``False``: the format needs ``--data``.
+        unit: what one track of this data is, in the training log (``"3-D points"`` for Brown).
+    """
 
     name: str
     detect: Callable
     open: Callable
     description: str = ""
+    embedded: bool = False
+    unit: str = "tracks"
 
 
-_FORMATS: dict[str, DataFormat] = {}
+def _make(name: str, open: Callable, *, detect: Callable, description: str = "", **fields) -> DataFormat:
+    """The :class:`DataFormat` of the reader ``open`` (``detect`` and the other fields by keyword)."""
+    if not callable(open) or not callable(detect):
+        raise TypeError(f"data format {name!r}: open and detect must be callable")
+    return DataFormat(name, detect, open, description or (open.__doc__ or "").strip().split("\n")[0], **fields)
 
 
-def register_format(
-    name: str, detect: Callable, open: Callable | None = None, description: str = "", first: bool = False
-):
-    """Register a data-format reader (usable as a decorator of ``open``).
-
-    Args:
-        name: the ``--format`` name.
-        detect: ``detect(path) -> bool``; must not raise for other data.
-        open: ``open(path, *, size, noisy, cache, progress, seed) -> TrackSource`` (extra keywords ignored
-            with ``**options``).
-        description: one line for listings.
-        first: detect this format before the registered ones (default: after them).
-
-    Returns:
-        ``open`` (so that ``@register_format("x", detect=f)`` decorates it).
-
-    Raises:
-        ValueError: ``name`` is taken by another reader.
-    """
-
-    def add(fn):
-        if name in _FORMATS and _FORMATS[name].open is not fn:
-            raise ValueError(f"data format {name!r} is already registered")
-        fmt = DataFormat(name, detect, fn, description or (fn.__doc__ or "").strip().split("\n")[0])
-        items = list(_FORMATS.items())
-        _FORMATS.clear()
-        if first:
-            _FORMATS[name] = fmt
-        _FORMATS.update(items)
-        _FORMATS.setdefault(name, fmt)
-        return fn
-
-    return add(open) if open is not None else add
+def _never(path) -> bool:
+    return False
 
 
-def list_formats() -> list[str]:
-    """The registered format names, in detection order."""
-    return list(_FORMATS)
-
-
-def get_format(name: str) -> DataFormat:
-    """The reader registered as ``name``.
-
-    Raises:
-        ValueError: unknown name (the known ones are listed).
-    """
-    if name not in _FORMATS:
-        raise ValueError(f"unknown data format {name!r}; registered: {', '.join(_FORMATS)}")
-    return _FORMATS[name]
+def _reference(ref: str, obj) -> DataFormat:
+    """``--format MODULE:FUNCTION``: a :class:`DataFormat`, or a reader ``open(path, **options)`` (never detected)."""
+    if isinstance(obj, DataFormat):
+        return obj
+    return _make(ref, obj, detect=_never)
 
 
 def detect_format(path) -> str | None:
     """The first registered format whose ``detect`` accepts ``path`` (``None``: none does)."""
-    for name, fmt in _FORMATS.items():
+    for fmt in REGISTRY.entries():
         try:
             if fmt.detect(path):
-                return name
+                return fmt.name
         except (OSError, ValueError, DataError):
             continue
     return None
@@ -137,11 +120,11 @@ def open_source(path, format: str = "auto", **options) -> TrackSource:
         if format is None:
             raise DataError(
                 path,
-                f"no data-format reader recognises this (tried {', '.join(_FORMATS)}); "
+                f"no data-format reader recognises this (tried {', '.join(REGISTRY.names())}); "
                 "expected HPatches sequences (i_*/, v_*/ with ref.png ...), a packed cache, "
-                "a Brown subset, or a format registered with register_format",
+                "a Brown subset, or a format registered with formats.register",
             )
-    return get_format(format).open(path, **options)
+    return REGISTRY.get(format).open(path, **options)
 
 
 # -- the common track source ----------------------------------------------------------------------------------
@@ -357,10 +340,36 @@ def open_brown_source(path, size: int = 32, progress: bool = False, **options) -
     return BrownSource(path, size=size or 32, progress=progress)
 
 
-register_format("packed", detect=_is_packed, open=open_packed)
-register_format("n-hpatches", detect=_is_nhpatches, open=open_nhpatches)
-register_format("hpatches", detect=_is_hpatches, open=open_hpatches)
-register_format("brown", detect=_is_brown, open=open_brown_source)
+#: every data-format reader by name, in detection order (:class:`~hpatches_kit.registry.Registry` of
+#: :class:`DataFormat`): ``register(name, open, detect=, description=, embedded=, unit=, first=False)``, also a
+#: decorator of ``open``; ``--format MODULE:FUNCTION`` names a reader ``open`` directly (never detected)
+REGISTRY = Registry(
+    "data format",
+    builtin={
+        "packed": _make("packed", open_packed, detect=_is_packed),
+        "n-hpatches": _make("n-hpatches", open_nhpatches, detect=_is_nhpatches, embedded=True),
+        "hpatches": _make("hpatches", open_hpatches, detect=_is_hpatches, embedded=True),
+        "brown": _make(
+            "brown",
+            open_brown_source,
+            detect=_is_brown,
+            unit="3-D points",
+            description="a Brown/UBC PhotoTour subset folder, e.g. .../liberty",
+        ),
+    },
+    group="hpatches_kit.formats",
+    make=_make,
+    entry_type=DataFormat,
+    reference=_reference,
+    flag="--format",
+)
+register, unregister, get, names, entries = (
+    REGISTRY.register,
+    REGISTRY.unregister,
+    REGISTRY.get,
+    REGISTRY.names,
+    REGISTRY.entries,
+)
 
 
 def _open_for_load_dataset(
@@ -376,7 +385,7 @@ def _open_for_load_dataset(
     fmt = detect_format(root) if root is not None and Path(root).is_dir() else None
     if fmt is None or (fmt in ("hpatches", "n-hpatches") and cache_mode(cache) != "auto"):
         return None
-    src = get_format(fmt).open(root, size=None if fmt == "packed" else size, cache=cache, progress=progress)
+    src = REGISTRY.get(fmt).open(root, size=None if fmt == "packed" else size, cache=cache, progress=progress)
     if not src.names:
         raise DataError(root, f"{fmt} data has no sequences to evaluate on")
     names = list(src.names)

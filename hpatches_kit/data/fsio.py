@@ -114,13 +114,6 @@ def foreign_entries(folder, kind: str) -> list[str] | None:
     return [e for e in _entries(folder) if e not in listed and e.split("/", 1)[0] not in OWN_SIDECARS]
 
 
-def replaceable(folder, kind: str) -> bool:
-    """Whether ``build_then_swap(folder, kind)`` may replace the existing ``folder``: it is empty, or it carries
-    the :data:`MARKER` of a completed ``kind`` build and nothing foreign."""
-    folder = Path(folder)
-    return not any(folder.iterdir()) or foreign_entries(folder, kind) == []
-
-
 def check_replaceable(out_dir, kind: str, refusal: str | None = None, flag: str = "--out") -> None:
     """Refuse (before any work) an ``out_dir`` that :func:`build_then_swap` of ``kind`` may not replace: not a
     folder, the current folder, or not empty without being a completed ``kind`` build with nothing foreign.
@@ -183,13 +176,14 @@ def remove_stale_builds(out_dir) -> list[Path]:
     Returns:
         The folders removed.
     """
+    import glob
     import time
 
     out_dir = Path(out_dir)
     removed = []
     if not out_dir.parent.is_dir():
         return removed
-    for p in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.*"):
+    for p in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*"):
         if not p.name.endswith(_TEMP_SUFFIXES) or not p.is_dir() or p.is_symlink():
             continue
         pid = _owner_pid(p.name[len(out_dir.name) + 1 :])
@@ -203,15 +197,6 @@ def remove_stale_builds(out_dir) -> list[Path]:
                 log.info("removed %s (left by a build that was killed)", p)
                 removed.append(p)
     return removed
-
-
-sweep_dead_builds = remove_stale_builds  # the name the packed cache (data/cache.py) uses
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 @contextlib.contextmanager

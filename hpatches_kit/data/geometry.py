@@ -20,11 +20,9 @@ __all__ = [
     "circle_iou",
     "ellipse_iou",
     "unit_disk_iou",
-    "ellipse_iou_raster",
     "ellipse_polygon",
     "region_frame",
     "patch_to_norm",
-    "jitter_frame",
     "sample_jitter",
     "jitter_overlaps",
     "calibrate_jitter",
@@ -100,25 +98,6 @@ def unit_disk_iou(frames, n: int = 2048) -> np.ndarray:
     return np.clip(inter / union, 0.0, 1.0)
 
 
-def ellipse_iou_raster(frame_a, frame_b, res: int = 512) -> float:
-    """Dense-raster IoU of two ellipses (independent reference implementation for tests)."""
-    fa, fb = _as3(frame_a), _as3(frame_b)
-    rel = np.linalg.inv(fa) @ fb
-    pts = ellipse_polygon(rel, 64)
-    lo = np.minimum(pts.min(0), -1.0) - 0.05
-    hi = np.maximum(pts.max(0), 1.0) + 0.05
-    xs = np.linspace(lo[0], hi[0], res)
-    ys = np.linspace(lo[1], hi[1], res)
-    X, Y = np.meshgrid(xs, ys)
-    in_a = X**2 + Y**2 <= 1
-    inv = np.linalg.inv(rel)
-    U = inv[0, 0] * X + inv[0, 1] * Y + inv[0, 2]
-    V = inv[1, 0] * X + inv[1, 1] * Y + inv[1, 2]
-    in_b = U**2 + V**2 <= 1
-    union = np.count_nonzero(in_a | in_b)
-    return float(np.count_nonzero(in_a & in_b) / union) if union else 0.0
-
-
 def circle_iou(c1, r1, c2, r2) -> np.ndarray:
     """Closed-form IoU of circles (broadcasting over arrays of centres ``(..., 2)`` and radii)."""
     c1, c2 = np.asarray(c1, np.float64), np.asarray(c2, np.float64)
@@ -168,19 +147,10 @@ def patch_to_norm(patch_size: int) -> np.ndarray:
 JITTER_SHAPE = {"rot_deg": 25.0, "log_scale": 0.25, "trans": 0.25}
 
 
-def jitter_frame(rot, sx, sy, axis, tx, ty) -> np.ndarray:
-    """Jitter affine (normalised coordinates): ``T(tx,ty) R(rot) R(axis) diag(sx, sy) R(-axis)``."""
-    ca, sa = math.cos(axis), math.sin(axis)
-    Ra = np.array([[ca, -sa], [sa, ca]])
-    S = Ra @ np.diag([sx, sy]) @ Ra.T
-    cr, sr = math.cos(rot), math.sin(rot)
-    L = np.array([[cr, -sr], [sr, cr]]) @ S
-    return np.array([[L[0, 0], L[0, 1], tx], [L[1, 0], L[1, 1], ty], [0.0, 0.0, 1.0]])
-
-
 def sample_jitter(rng: np.random.Generator, magnitude: float, n: int, shape: dict | None = None) -> np.ndarray:
-    """``(n, 3, 3)`` random jitter frames at ``magnitude`` (0 = identity), vectorised form of
-    :func:`jitter_frame`."""
+    """``(n, 3, 3)`` random jitter frames at ``magnitude`` (0 = identity): per frame
+    ``T(tx, ty) R(rot) R(axis) diag(sx, sy) R(-axis)`` in normalised coordinates, drawn as :data:`JITTER_SHAPE`
+    says."""
     sh = JITTER_SHAPE if shape is None else shape
     u = rng.uniform(-1.0, 1.0, size=(n, 5))
     axis = rng.uniform(0.0, np.pi, size=n)

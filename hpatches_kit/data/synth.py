@@ -280,7 +280,7 @@ def _jitter_scale(js, rng: np.random.Generator) -> float:
 
 def _build_one(job):
     """One planned sequence -> ``(tracks at psize, overlaps, jitter scale)``; runs in worker processes."""
-    seed, idx, kind, photo, jitter, js, max_patches, per_detector, psize, rescale, mode = job
+    seed, idx, kind, photo, jitter, js, max_patches, per_detector, psize, rescale, mode, view_noise = job
     rng = np.random.default_rng([int(seed), idx, 1])
     view = _random_view(photo, rng, rescale=rescale)
     images, Hs = _BUILDERS[kind](view, rng)
@@ -294,7 +294,7 @@ def _build_one(job):
             {v: np.zeros((0, X.NUM_TARGETS)) for v in VARIANTS},
             0.0,
         )
-    spec = X.resolve_jitter(jitter, scale)
+    spec = X.resolve_jitter(jitter, scale, view_noise)
     tracks, ov, _ = X.extract_sequence(images, Hs, rng, max_patches=max_patches, jitter=spec, per_detector=per_detector)
     return (resize_patches(tracks, psize) if len(tracks) else tracks), ov, scale
 
@@ -341,6 +341,7 @@ def synthesize(
     rescale: bool = False,
     test_fraction: float = 40 / 116,
     tracks: str = "hpatches",
+    view_noise=None,
 ) -> Path:
     """Synthesise an HPatches-format dataset from single photos (see the module docstring).
 
@@ -356,6 +357,8 @@ def synthesize(
     ``detector`` (keypoints detected independently in every view and matched by reprojection + overlap, cut
     as the image-matching benchmark cuts them: detector noise instead of jitter, see
     :mod:`.detector_tracks`; ``per_detector`` = DoG keypoints per image, ``jitter*`` unused).
+    ``view_noise``: every target's frame also turned and scaled by a draw of a detector's measured orientation
+    and scale error (a :mod:`.view_noise` preset such as ``"dog"``, or a table; default none).
     """
     mode = tracks
     if mode not in TRACK_MODES:
@@ -379,14 +382,15 @@ def synthesize(
     out_dir = Path(out_dir)
     check_outputs(replaced={"--out": (out_dir, "dataset", DATASET_REFUSAL)}, inputs={"--photos": photos})
     plist = load_photos(photos)
-    spec = X.resolve_jitter(jitter)
+    spec = X.resolve_jitter(jitter, 1.0, view_noise)
+    vn = spec["view_noise"]
     psize = int(size) if size else (NHPATCHES_PATCH_SIZE if noise else HPATCHES_PATCH_SIZE)
     _jitter_scale(jitter_scale, np.random.default_rng(0))  # validate before any work
     with X.build_dataset_folder(out_dir, inputs={"--photos": photos}) as tmp:
         per_seq, overlaps, scales = {}, [], {}
         plan = _plan(plist, num_illum, num_view, num_zoom, num_blur)
         jobs = [
-            (seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale, mode)
+            (seed, idx, kind, plist[pi][1], jitter, jitter_scale, max_patches, per_detector, psize, rescale, mode, vn)
             for idx, (name, kind, pi) in enumerate(plan)
         ]
         for idx, (trk, ov, scale) in enumerate(_run_jobs(jobs, int(workers), progress, "synthesising")):

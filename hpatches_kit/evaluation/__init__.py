@@ -14,8 +14,10 @@ from .describers import (
     read_descriptor_dir,
     write_descriptor_dir,
 )
+from .descriptor_set import DescriptorSet
 from .metrics import pr, roc, tpfp
-from .protocol import POOL_SIZES, TASKS, DescriptorSet
+from .registry import TASKS
+from .retrieval import POOL_SIZES
 
 __all__ = [
     "evaluate",

@@ -14,7 +14,7 @@ from ..data.splits import split_sequences
 from . import registry
 from .descriptor_set import DescriptorSet
 from .matching import summarise_matching
-from .protocol import TASKS
+from .registry import TASKS
 from .retrieval import summarise_retrieval
 from .task_interface import VARIANT_NAMES, TaskContext  # noqa: F401  (VARIANT_NAMES re-exported)
 from .tasks import load_tasks, tasks_for_dataset
@@ -204,6 +204,7 @@ def evaluate(
             "dim": ds.dim,
             "distance": distance,
             "tasks_source": ts.source if ts else None,
+            "tasks_digest": ts.digest() if ts else None,
             "sequence_names": sorted(test),
         }
     }

@@ -7,9 +7,15 @@ dump, or :func:`~hpatches_kit.evaluation.summary.summarise_evaluation`'s).
 Results are comparable only when they were computed on the same sequences with the same task files:
 :func:`load_results` compares the **sequences evaluated** (``meta.sequence_names``; the split *label* does not
 matter: a Python-API result labelled ``full`` compares with a CLI result labelled ``a`` on the same sequences),
-and refuses (``DataError`` naming both files) other sequences, another number of tracks or other task files.
+and refuses (``DataError`` naming both files) other sequences, another number of tracks or other task files
+(compared by their content, ``meta.tasks_digest``: the same pairs and queries generated into another folder or
+under another split label are the same tasks).
 Results written before sequence names were recorded are compared by their split label and their numbers of
 sequences and tracks, as before.
+
+Whole-image matching results (``hpatches-eval sequences --json``) compare with each other -- the same images,
+keypoints and matcher (:data:`_SEQUENCES_KEYS`) -- as papers draw them: the MMA curves of every descriptor on one
+figure and a table of MMA at 1/3/5/10 px and homography accuracy at 1/3/5 px (:func:`sequences_rows`).
 
 Per task, a descriptor's numbers are its headline mAP (``results[task]["headline"]``, as
 :func:`hpatches_kit.evaluation.evaluate` defines it) and one number per variant Easy / Hard / Tough: the
@@ -42,6 +48,8 @@ __all__ = [
     "load_results",
     "variant_scores",
     "comparison_rows",
+    "sequences_rows",
+    "is_sequences_result",
     "diagnostics_rows",
     "format_markdown",
     "format_csv",
@@ -62,8 +70,39 @@ def variant_scores(task: str, res: dict) -> dict:
     return {v: float(np.mean(vals)) for v, vals in registry.get(task).variant_points(res).items()}
 
 
+#: what makes two whole-image matching (``sequences``) results comparable: the same images, keypoints and matcher
+_SEQUENCES_KEYS = (
+    "sequences",
+    "thresholds",
+    "detector",
+    "max_keypoints",
+    "patch_size",
+    "method",
+    "orientation",
+    "magnification",
+    "mutual",
+    "ratio",
+)
+
+
+def is_sequences_result(r) -> bool:
+    """Whether ``r`` is a whole-image matching result (``hpatches-eval sequences --json``,
+    :func:`~hpatches_kit.evaluation.image_matching.evaluate_sequences`): MMA curves, not the HPatches tasks."""
+    return (
+        isinstance(r, dict)
+        and isinstance(r.get("meta"), dict)
+        and "thresholds" in r["meta"]
+        and isinstance(r.get("overall"), dict)
+        and "mma" in r["overall"]
+    )
+
+
 def _results_of(r, where) -> dict:
     """The results dict inside what a file holds: itself, or a run's ``metrics.json`` ``"evaluation"``."""
+    if is_sequences_result(r):
+        if not r["overall"].get("pairs"):
+            raise DataError(where, "the whole-image matching result holds no image pairs")
+        return r
     if isinstance(r, dict) and "meta" not in r and isinstance(r.get("evaluation"), dict):
         ev = r["evaluation"]
         if "error" in ev or "skipped" in ev:
@@ -97,6 +136,11 @@ def _results_of(r, where) -> dict:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise DataError(where, f"task {t!r}: malformed per-variant results ({type(e).__name__}: {e})") from None
     return r
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_percent(value, where, field: str) -> float:
@@ -190,6 +234,19 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
     for i, (p, r) in enumerate(zip(sources[1:], results[1:]), 1):
         m = r["meta"]
         where = p if p is not None else f"result {i}"
+        if is_sequences_result(r) != is_sequences_result(results[0]):
+            kinds = ("whole-image matching (sequences)", "HPatches tasks")
+            a, b = (kinds[0], kinds[1]) if is_sequences_result(r) else (kinds[1], kinds[0])
+            raise DataError(where, f"holds {a} results but {first} holds {b}: they cannot be compared")
+        if is_sequences_result(r):
+            for key in _SEQUENCES_KEYS:
+                if m.get(key) != m0.get(key):
+                    raise DataError(
+                        where,
+                        f"{key} is {_short(m.get(key))} but {first} has {_short(m0.get(key))}: whole-image "
+                        "matching results of other images, keypoints or matchers cannot be compared",
+                    )
+            continue
         problem = _sequences_problem(m, m0)
         if problem:
             label = (
@@ -213,7 +270,10 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
                     "different splits or datasets cannot be compared",
                 )
         needs_files = any(t in r and t in results[0] and registry.get(t).files for t in registry.names())
-        if needs_files and m.get("tasks_source") != m0.get("tasks_source"):
+        # the task set's identity is its content (meta.tasks_digest); results written before it was recorded
+        # are compared by where their task files came from
+        key = "tasks_digest" if m.get("tasks_digest") and m0.get("tasks_digest") else "tasks_source"
+        if needs_files and m.get(key) != m0.get(key):
             raise DataError(
                 where,
                 f"task files {m.get('tasks_source')!r} differ from {first}'s "
@@ -246,9 +306,33 @@ def _common_tasks(entries) -> list[str]:
     return [t for t in registry.names() if all(t in r for _, r, _ in entries)]
 
 
+#: the MMA thresholds (px) of the whole-image matching table
+MMA_COLUMNS = (1, 3, 5, 10)
+
+
+def sequences_rows(entries: Seq[Entry]) -> list[dict]:
+    """Whole-image matching: one dict per descriptor, best first (by ``mma_mean``, the MMA averaged over every
+    threshold, then name): ``name``, ``file``, ``mma@T`` (T in :data:`MMA_COLUMNS` that were measured), ``h@T``
+    (homography accuracy at each corner threshold), ``mean_matches`` -- all over every pair (``overall``), MMA
+    and homography accuracy as fractions."""
+    rows = []
+    for name, r, path in entries:
+        s, th = r["overall"], list(r["meta"]["thresholds"])
+        row = {"name": name, "file": "" if path is None else str(path)}
+        row.update({f"mma@{t}": float(s["mma"][th.index(t)]) for t in MMA_COLUMNS if t in th})
+        row.update({f"h@{t}": float(v) for t, v in (s.get("homography") or {}).items()})
+        row["mean_matches"] = float(s.get("mean_matches") or 0.0)
+        row["mma_mean"] = float(np.mean(s["mma"]))
+        rows.append(row)
+    return sorted(rows, key=lambda row: (-row["mma_mean"], row["name"]))
+
+
 def comparison_rows(entries: Seq[Entry]) -> list[dict]:
     """One dict per descriptor, best first (by ``mean``, then name): ``name``, ``file``, ``mean`` and per task
-    present in every result ``<task>`` (headline) and ``<task>_e/_h/_t``."""
+    present in every result ``<task>`` (headline) and ``<task>_e/_h/_t``. Whole-image matching results:
+    :func:`sequences_rows`."""
+    if entries and is_sequences_result(entries[0][1]):
+        return sequences_rows(entries)
     tasks = _common_tasks(entries)
     rows = []
     for name, r, path in entries:
@@ -302,6 +386,8 @@ def format_markdown(entries: Seq[Entry]) -> str:
     """Markdown table (mAP %, 2 decimals), best mean first, with the split and task-file source above it."""
     rows = comparison_rows(entries)
     m = entries[0][1]["meta"]
+    if is_sequences_result(entries[0][1]):
+        return _sequences_markdown(rows, entries[0][1])
     tasks = _common_tasks(entries)
     head = ["descriptor"] + [h for t in tasks for h in (t, f"{t[:5]}. E", f"{t[:5]}. H", f"{t[:5]}. T")] + ["mean"]
     lines = [
@@ -311,9 +397,13 @@ def format_markdown(entries: Seq[Entry]) -> str:
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
     ]
+    by_name = {n: r for n, r, _ in entries}
     for row in rows:
         vals = [f"{row[k]:.2f}" for t in tasks for k in (t, f"{t}_e", f"{t}_h", f"{t}_t")] + [f"{row['mean']:.2f}"]
         lines.append("| " + " | ".join([row["name"].replace("|", "\\|")] + vals) + " |")
+    notes = _notes(entries, by_name, tasks)
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     diag = diagnostics_rows(entries)
     if diag:
         lines += [
@@ -331,6 +421,42 @@ def format_markdown(entries: Seq[Entry]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _notes(entries, by_name, tasks) -> list[str]:
+    """The table's footnotes: retrieval pools capped on a small test set, descriptors trained on the test photos."""
+    from .retrieval import capped_pools_note
+
+    notes = []
+    if "retrieval" in tasks:
+        note = capped_pools_note(entries[0][1]["retrieval"])
+        if note:
+            notes.append(f"retrieval mAP on this test set: {note}")
+    for n, r in by_name.items():
+        why = r["meta"].get("not_held_out")
+        if why:
+            notes.append(f"{n}: trained on the photos of this test set, not held out ({why})")
+    return notes
+
+
+def _sequences_markdown(rows, r0) -> str:
+    m, s = r0["meta"], r0["overall"]
+    mma = [k for k in rows[0] if k.startswith("mma@")]
+    hom = [k for k in rows[0] if k.startswith("h@")]
+    head = ["descriptor"] + [f"MMA@{k[4:]}px" for k in mma] + [f"H@{k[2:]}px" for k in hom] + ["matches"]
+    lines = [
+        f"Whole-image matching, {len(m.get('sequences') or [])} sequences, {s['pairs']} image pairs, "
+        f"{m.get('detector')} keypoints (at most {m.get('max_keypoints')} per image), "
+        f"{'mutual ' if m.get('mutual') else ''}nearest neighbours, {m.get('method')} homography "
+        "(MMA: mean matching accuracy, H: homography accuracy, fractions)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    for row in rows:
+        vals = [f"{row[k]:.3f}" for k in mma] + [f"{row[k]:.2f}" for k in hom] + [f"{row['mean_matches']:.1f}"]
+        lines.append("| " + " | ".join([row["name"].replace("|", "\\|")] + vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def format_csv(entries: Seq[Entry]) -> str:
     """CSV (full precision), one row per descriptor in :func:`comparison_rows` order."""
     import csv
@@ -340,7 +466,7 @@ def format_csv(entries: Seq[Entry]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = ["descriptor", "file"] + _columns(rows)
-    diag = {d["name"]: d for d in diagnostics_rows(entries)}
+    diag = {} if is_sequences_result(entries[0][1]) else {d["name"]: d for d in diagnostics_rows(entries)}
     extra = ["pca_dims_90", "pca_dims_99"] if diag and len(diag) == len(rows) else []
     w.writerow(cols + extra)
     for row in rows:
@@ -359,7 +485,8 @@ def write_comparison(entries: Seq[Entry], out_dir, figure=None) -> list[Path]:
         out_dir: the folder (created if needed).
         figure: ``figure([(name, results)], out_dir) -> [paths]`` draws the figures, e.g.
             :func:`hpatches_kit.plots.eval.plot_comparison` (``comparison.png``/``.pdf``: the paper's three-panel
-            figure, and ``comparison_pca_energy.png``/``.pdf`` when the results carry ``meta.diagnostics``).
+            figure, and ``comparison_pca_energy.png``/``.pdf`` when the results carry ``meta.diagnostics``; for
+            whole-image matching results the MMA curves of every descriptor on one figure).
             Passed in, not imported, so that ``evaluation`` does not depend on ``plots``.
 
     Returns:

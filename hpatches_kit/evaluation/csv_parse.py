@@ -1,7 +1,7 @@
 """A compiled fast path for descriptor CSVs of plain decimal numbers (numba), exact as Python's ``float()``.
 
 The official descriptor layout is one row of ``D`` decimal numbers per patch (``np.savetxt`` with ``%d`` or
-``%10.5f``, or the 9 significant digits that round-trip a float32). :func:`parse_float_rows` reads such a
+``%10.5f``, or the 9 significant digits that round-trip a float32). :func:`parse_float_file` reads such a
 file in one pass over its bytes (no tokenising into strings, no per-column arrays), about 4x faster than
 Arrow's CSV reader on one core. It is a *fast path*: every number it accepts gets the value ``float(text)``
 gives, and anything else makes it decline (``None``), so the caller falls back to the general readers
@@ -25,7 +25,7 @@ import numpy as np
 
 from .kernels import HAVE_NUMBA, numba
 
-__all__ = ["parse_float_rows", "parse_float_file"]
+__all__ = ["parse_float_file"]
 
 _POW10 = np.array([10.0**k for k in range(23)], np.float64)  # exact doubles 1e0 .. 1e22
 _MAX_EXACT = 1 << 53
@@ -126,44 +126,6 @@ if HAVE_NUMBA:
         return row
 
 
-def parse_float_rows(data: bytes, delimiter: str, dim: int, out: np.ndarray | None = None) -> np.ndarray | None:
-    """``(N, dim)`` float32 from the bytes of a descriptor CSV (rows of ``dim`` decimal numbers separated by
-    ``delimiter``, blank lines skipped, spaces around a number allowed), every value ``float(text)`` rounded
-    to float32; ``None`` when numba is missing or the file holds anything this fast path does not read
-    exactly (see the module docstring): the caller then uses a general parser.
-
-    Args:
-        data: the file's bytes (ASCII).
-        delimiter: one character, ``,`` ``;`` or tab.
-        dim: the number of values per row.
-        out: optional C-contiguous ``(N, dim)`` float32 array to parse into (e.g. a view of the block a
-            :class:`~.descriptor_set.DescriptorSet` holds): no intermediate array. A file of more than ``N``
-            rows is declined (``None``); one of fewer gives ``out[:rows]``.
-
-    Returns:
-        ``(rows, dim)`` float32 (``out[:rows]`` when ``out`` is given), or ``None``.
-
-    Examples:
-        >>> parse_float_rows(b"1,2.5\\n-3e-1,0\\n", ",", 2)
-        array([[ 1. ,  2.5],
-               [-0.3,  0. ]], dtype=float32)
-    """
-    if not HAVE_NUMBA or len(delimiter) != 1 or ord(delimiter) > 127 or dim < 1:
-        return None
-    if out is not None and (
-        out.dtype != np.float32
-        or out.ndim != 2
-        or out.shape[1] != dim
-        or not out.flags.c_contiguous
-        or not out.flags.writeable
-    ):
-        raise ValueError(f"out must be a writable C-contiguous (N, {dim}) float32 array")
-    buf = np.empty(len(data) + 1, np.uint8)
-    buf[:-1] = np.frombuffer(data, np.uint8)
-    buf[-1] = 0  # the sentinel
-    return _run(buf, delimiter, dim, out)
-
-
 def _run(buf: np.ndarray, delimiter: str, dim: int, out: np.ndarray | None) -> np.ndarray | None:
     if out is None:
         out = np.empty((int(np.count_nonzero(buf[:-1] == 10)) + 1, dim), np.float32)
@@ -180,9 +142,23 @@ _KEEP_BUFFER = 64 << 20
 
 
 def parse_float_file(path, delimiter: str, dim: int, out: np.ndarray | None = None) -> np.ndarray | None:
-    """:func:`parse_float_rows` of a file's contents, read straight into a per-thread buffer that is reused
-    from file to file (no bytes object, no copy, no fresh pages to fault in for every file). ``OSError``
-    propagates.
+    """``(N, dim)`` float32 from a descriptor CSV (rows of ``dim`` decimal numbers separated by ``delimiter``,
+    blank lines skipped, spaces around a number allowed), every value ``float(text)`` rounded to float32;
+    ``None`` when numba is missing or the file holds anything this fast path does not read exactly (see the
+    module docstring): the caller then uses a general parser. The file is read straight into a per-thread
+    buffer that is reused from file to file (no bytes object, no copy, no fresh pages to fault in for every
+    file). ``OSError`` propagates.
+
+    Args:
+        path: the file (ASCII).
+        delimiter: one character, ``,`` ``;`` or tab.
+        dim: the number of values per row.
+        out: optional C-contiguous ``(N, dim)`` float32 array to parse into (e.g. a view of the block a
+            :class:`~.descriptor_set.DescriptorSet` holds): no intermediate array. A file of more than ``N``
+            rows is declined (``None``); one of fewer gives ``out[:rows]``.
+
+    Returns:
+        ``(rows, dim)`` float32 (``out[:rows]`` when ``out`` is given), or ``None``.
 
     Examples:
         >>> import tempfile, pathlib

@@ -24,10 +24,10 @@ import numpy as np
 from ..data.cache import release_pages
 from ..data.errors import DataError
 from ..data.hpatches import TYPES, resize_patches
+from ..registry import Registry
 from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor_set, write_descriptor_dir  # noqa: F401  (re-exported)
 
 Describer = Callable[[np.ndarray], np.ndarray]
-BASELINES = ("sift", "rootsift", "raw")
 RAW_SIZE = 32
 
 __all__ = [
@@ -107,15 +107,30 @@ def rootsift_describer() -> Describer:
     return sift_describer(root=True)
 
 
+def _baseline(name: str, factory) -> Callable[[], Describer]:
+    if not callable(factory):
+        raise TypeError(f"baseline {name!r}: the describer factory must be callable, got {factory!r}")
+    return factory
+
+
+#: the baseline describers by name (``--baseline``): ``factory() -> Describer``; a :class:`~hpatches_kit.registry.
+#: Registry` like every other list of names (``BASELINES.register("orb", orb_describer)`` adds one)
+BASELINES = Registry(
+    "baseline",
+    builtin={"sift": sift_describer, "rootsift": rootsift_describer, "raw": raw_describer},
+    group="hpatches_kit.baselines",
+    make=_baseline,
+    canon=str.lower,
+)
+
+
 def get_baseline(name: str) -> Describer:
-    name = str(name).lower()
-    if name == "raw":
-        return raw_describer()
-    if name == "sift":
-        return sift_describer()
-    if name == "rootsift":
-        return rootsift_describer()
-    raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+    """The describer of the baseline ``name`` (:data:`BASELINES`; case is ignored).
+
+    Raises:
+        ValueError: an unknown name (the registered ones are listed).
+    """
+    return BASELINES.get(name)()
 
 
 def _resize_float(x: np.ndarray, size: int) -> np.ndarray:
@@ -195,18 +210,14 @@ def check_denoiser(den, where=None) -> int:
     return size
 
 
-DESCRIBE_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-
-
 def resolve_describe_precision(precision: str = "auto") -> str:
     """The dtype policy a describer runs in: ``"auto"`` is the one training resolves on this device
     (:func:`hpatches_kit.models.precision.auto_precision`: ``mixed_bfloat16`` on AMX CPUs, Ampere+ GPUs and
     TPUs, ``mixed_float16`` on older GPUs, else ``float32``)."""
-    if precision not in DESCRIBE_PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(DESCRIBE_PRECISIONS)}")
-    if precision != "auto":
+    from ..models.precision import auto_precision, check_precision
+
+    if check_precision(precision) != "auto":
         return precision
-    from ..models.precision import auto_precision
 
     return auto_precision()
 
@@ -284,7 +295,7 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
 
     Examples:
         >>> import numpy as np
-        >>> from hpatches_kit.models import l2net
+        >>> from hpatches_kit.models.l2net import l2net
         >>> describe = keras_describer(l2net(input_size=16, dim=32), batch_size=8, precision="float32")
         >>> describe(np.zeros((3, 65, 65), np.uint8)).shape
         (3, 32)
@@ -362,7 +373,12 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
 
 
 def compute_descriptors(
-    dataset, describer: Describer, noisy: bool = False, progress: bool = True, chunk_patches: int = 1 << 16
+    dataset,
+    describer: Describer,
+    noisy: bool = False,
+    progress: bool = True,
+    chunk_patches: int = 1 << 16,
+    progress_patches: int = 1 << 14,
 ) -> dict:
     """``{seq: {type: (N, D) float32}}`` for every sequence of ``dataset`` (an :class:`HPatchesDataset`, its
     images decoded once, in parallel, by :func:`~hpatches_kit.data.load_dataset`).
@@ -376,7 +392,9 @@ def compute_descriptors(
             :func:`get_baseline` or any function.
         noisy: describe the N-HPatches noisy twins (``*_noise.png``).
         progress: show a progress bar.
-        chunk_patches: patches per describer call (at least; whole sequences).
+        chunk_patches: patches gathered across sequences before describing (at least; whole sequences).
+        progress_patches: patches per describer call (the progress bar counts patches described; a multiple of
+            the Keras describers' batch sizes).
 
     Returns:
         ``{sequence: {type: (N, D) float32}}`` for the 16 image types, ready for
@@ -403,7 +421,10 @@ def compute_descriptors(
 
     seqs = list(dataset)
     out = {}
-    bar = tqdm(total=len(seqs), desc="describing", unit="seq", disable=not progress, leave=False)
+    total = sum(len(TYPES) * int((s.noisy if noisy and s.noisy is not None else s.tracks).shape[0]) for s in seqs)
+    # progress in patches described (a chunk holds many sequences: counting sequences would show all the work
+    # in the first tick)
+    bar = tqdm(total=total, desc="describing", unit="patch", unit_scale=True, disable=not progress, leave=False)
 
     def flush(group):
         flats = [
@@ -413,7 +434,11 @@ def compute_descriptors(
             for _, src in group
         ]
         allp = flats[0] if len(flats) == 1 else np.concatenate(flats)
-        d = np.asarray(describer(allp))
+        pieces = []
+        for i in range(0, allp.shape[0], progress_patches):  # one call per piece: the bar moves as patches go
+            pieces.append(np.asarray(describer(allp[i : i + progress_patches])))
+            bar.update(min(progress_patches, allp.shape[0] - i))
+        d = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         if d.ndim != 2 or d.shape[0] != allp.shape[0]:
             raise ValueError(f"{group[0][0].name}: describer returned shape {d.shape} for {allp.shape[0]} patches")
         o = 0
@@ -425,7 +450,6 @@ def compute_descriptors(
                 raise DataError(seq.name, "describer produced NaN or Inf descriptors")
             out[seq.name] = {t: ds[j] for j, t in enumerate(TYPES)}
             release_pages(src)  # a memory-mapped cache: its pages leave this process's RSS once described
-            bar.update(1)
 
     group, size = [], 0
     for seq in seqs:

@@ -17,7 +17,7 @@ SMALL = 1e-10
 #: number of points kept per curve in the results (curves are subsampled for plots/JSON)
 CURVE_POINTS = 200
 
-__all__ = ["tpfp", "pr", "roc", "average_precision", "roc_auc", "ap_from_ranks", "subsample_curve"]
+__all__ = ["tpfp", "pr", "roc", "ap_from_ranks", "subsample_curve"]
 
 
 def _trapezoid(y, x) -> float:
@@ -74,14 +74,6 @@ def roc(scores, labels, numpos: int | None = None):
     tpr = tp / float(max(p, SMALL))
     fpr = fp / float(max(n, SMALL))
     return fpr, tpr, _trapezoid(tpr, fpr)
-
-
-def average_precision(distances, labels, numpos: int | None = None) -> float:
-    return pr(-np.asarray(distances, np.float64), labels, numpos)[2]
-
-
-def roc_auc(distances, labels) -> float:
-    return roc(-np.asarray(distances, np.float64), labels)[2]
 
 
 def ap_from_ranks(ranks: np.ndarray, numpos: int) -> np.ndarray:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from .registry import TASKS
+
 __all__ = ["REGIMES", "build_real_patches", "compare_on_real", "beats_baselines"]
 
 #: Geometric-noise regimes: name -> multiplier of HPatches' calibrated jitter magnitudes.
 REGIMES = {"hpatches": 1.0, "small": 1.0 / 3.0}
-TASKS = ("verification", "matching", "retrieval")
 BASELINE_NAMES = {"sift": "SIFT", "rootsift": "RootSIFT"}
 
 
@@ -80,12 +81,13 @@ def compare_on_real(
     progress: bool = False,
     per_sequence: bool = False,
 ) -> dict:
-    """``{regime: {name: {task: headline mAP %}}}`` for each ``models`` entry (name -> ``.keras`` path or
+    """``{regime: {"rows": {name: {task: headline mAP %}}, "baselines": [row names of the baselines], ...}}`` for
+    each ``models`` entry (name -> ``.keras`` path or
     describer) and each baseline, on every sequence of the real patches (tasks generated, seed 42, L2).
     With ``per_sequence``, each row also holds ``"matching_per_sequence"`` ``{seq: mean over e/h/t}``."""
     from ..data import load_dataset
     from .api import evaluate
-    from .describers import compute_descriptors, get_baseline, keras_describer
+    from .describers import BASELINES, compute_descriptors, get_baseline, keras_describer
 
     out = {}
     for regime in regimes:
@@ -94,7 +96,7 @@ def compare_on_real(
         rows = {}
         entries = list(models.items()) + [(BASELINE_NAMES.get(b, b), b) for b in baselines]
         for name, what in entries:
-            if isinstance(what, str) and what in ("sift", "rootsift", "raw"):
+            if isinstance(what, str) and what in BASELINES:
                 describer = get_baseline(what)
             elif callable(what) and not isinstance(what, (str, Path)):
                 describer = what
@@ -107,7 +109,13 @@ def compare_on_real(
                     s: float(sum(v.values()) / len(v)) for s, v in res["matching"]["per_sequence"].items()
                 }
             rows[name] = row
-        out[regime] = {"data": str(root), "tracks": int(ds.num_tracks), "sequences": list(ds.names), "rows": rows}
+        out[regime] = {
+            "data": str(root),
+            "tracks": int(ds.num_tracks),
+            "sequences": list(ds.names),
+            "rows": rows,
+            "baselines": [BASELINE_NAMES.get(b, b) for b in baselines],
+        }
     return out
 
 

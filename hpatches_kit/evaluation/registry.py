@@ -17,11 +17,22 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
-
+from ..registry import Registry
 from .task_interface import Task, TaskContext, compact_summary
 
-__all__ = ["Task", "TaskContext", "BUILTIN", "register", "unregister", "get", "names", "compact_summary"]
+__all__ = [
+    "Task",
+    "TaskContext",
+    "BUILTIN",
+    "TASKS",
+    "REGISTRY",
+    "register",
+    "unregister",
+    "get",
+    "names",
+    "entries",
+    "compact_summary",
+]
 
 #: the built-in tasks, ``name -> "module:attribute"`` (imported on first use, in this order)
 BUILTIN = {
@@ -29,55 +40,24 @@ BUILTIN = {
     "matching": "hpatches_kit.evaluation.matching:TASK",
     "retrieval": "hpatches_kit.evaluation.retrieval:TASK",
 }
+#: the official tasks, in the order of the results and the printed summary (what :func:`~.api.evaluate` runs)
+TASKS = tuple(BUILTIN)
 
 
-_TASKS: dict = {}
-_loaded = False
-
-
-def _load_builtin() -> None:
-    global _loaded
-    if _loaded:
-        return
-    builtin = {}
-    for name, ref in BUILTIN.items():
-        mod, attr = ref.split(":")
-        builtin[name] = getattr(importlib.import_module(mod), attr)
-    rest = {k: v for k, v in _TASKS.items() if k not in builtin}  # registered before the built-ins loaded
-    _TASKS.clear()
-    _TASKS.update(builtin)
-    _TASKS.update(rest)
-    _loaded = True
-
-
-def register(task: Task, replace: bool = False) -> Task:
-    """Add ``task`` (after the tasks already registered); ``replace=True`` to overwrite a name."""
-    _load_builtin()
+def _check(name: str, task) -> Task:
     for attr in ("name", "files", "headline_name", "headline_definition", "plot_label"):
         if not hasattr(task, attr):
             raise TypeError(f"task {task!r} has no attribute {attr!r} (see hpatches_kit.evaluation.registry.Task)")
-    if task.name in _TASKS and not replace:
-        raise ValueError(f"evaluation task {task.name!r} is already registered")
-    _TASKS[task.name] = task
     return task
 
 
-def unregister(name: str) -> None:
-    """Remove the task ``name`` (tests; a built-in comes back only in a new process)."""
-    _load_builtin()
-    del _TASKS[name]
-
-
-def get(name: str) -> Task:
-    """The task registered as ``name``; ``ValueError`` listing the known names otherwise."""
-    _load_builtin()
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown evaluation task {name!r}; expected one of {', '.join(_TASKS)}") from None
-
-
-def names() -> tuple:
-    """The registered task names, in order."""
-    _load_builtin()
-    return tuple(_TASKS)
+#: every evaluation task by name (:class:`~hpatches_kit.registry.Registry` of :class:`Task`); ``register(task)``
+#: adds one (``replace=True`` to overwrite a run-time one)
+REGISTRY = Registry("evaluation task", builtin=BUILTIN, group="hpatches_kit.tasks", make=_check)
+register, unregister, get, names, entries = (
+    REGISTRY.register,
+    REGISTRY.unregister,
+    REGISTRY.get,
+    REGISTRY.names,
+    REGISTRY.entries,
+)

@@ -206,6 +206,25 @@ def summarise_retrieval(raw: dict) -> dict:
     }
 
 
+def capped_pools_note(r: dict) -> str | None:
+    """What a retrieval headline averages on a small test set: pool sizes larger than the largest pool a query
+    can have (its 5 positives + every distractor, ``effective_pool_max``) repeat that pool's mAP; ``None`` when
+    every pool is real (the official sizes).
+
+    Example:
+        >>> capped_pools_note({"pool_sizes": [100, 500, 1000], "effective_pool_max": 305})
+        'pools 500, 1,000 capped at 305 (300 distractors): they repeat its mAP in the mean'
+    """
+    cap = r.get("effective_pool_max")
+    capped = [int(p) for p in r.get("pool_sizes", ()) if cap and int(p) > cap]
+    if not capped:
+        return None
+    return (
+        f"pools {', '.join(f'{p:,}' for p in capped)} capped at {cap:,} ({cap - 5:,} distractors): they repeat its "
+        "mAP in the mean"
+    )
+
+
 class RetrievalEvalTask:
     """Patch retrieval as a registry task (:class:`~.registry.Task`; :class:`~.tasks.RetrievalTask` is
     its task file)."""
@@ -245,8 +264,10 @@ class RetrievalEvalTask:
         for v in VARIANTS:
             vals = " ".join(fmt(r["table"][v][str(p)]) for p in pools)
             lines.append(f"  {VARIANT_NAMES[v]:<18} {vals}  {fmt(r['per_variant'][v])}")
+        note = capped_pools_note(r)
         lines.append(
-            f"  retrieval mAP {r['avg']:.2f}  ({r['num_queries']} queries, {r['num_distractors']} distractors)"
+            f"  retrieval mAP {r['avg']:.2f}  ({r['num_queries']} queries, {r['num_distractors']} distractors"
+            + (f"; {note})" if note else ")")
         )
         return lines
 

@@ -93,6 +93,26 @@ class TaskSet:
     retrieval: RetrievalTask | None = None
     source: str = ""
 
+    def digest(self) -> str | None:
+        """A hash of the task tables' content (pairs, queries, distractors): the task set's identity, whatever
+        folder or split label its files carry (``meta.tasks_digest``, what ``compare`` checks); ``None`` when
+        no table was loaded."""
+        tables = []
+        if self.verification is not None:
+            tables += [(k, self.verification.table(k)) for k in VERIF_KINDS]
+        if self.retrieval is not None:
+            tables += [("queries", self.retrieval.queries), ("distractors", self.retrieval.distractors)]
+        if not tables:
+            return None
+        h = hashlib.sha1()
+        for kind, table in tables:
+            h.update(kind.encode())
+            for col in sorted(table):
+                a = np.asarray(table[col])
+                h.update(col.encode())
+                h.update("\n".join(map(str, a)).encode() if a.dtype == object else a.astype(np.int64).tobytes())
+        return h.hexdigest()[:16]
+
 
 # -- CSV ---------------------------------------------------------------------------------------------
 def _read_csv(path: Path, header: Seq[str]) -> dict:

@@ -17,35 +17,55 @@
 * :mod:`.registry` -- ``get(name, **kw)`` / ``names()`` / ``entry(name)``: every loss by its command-line name,
   with the batch it needs and what the trainer must do for it; ``register(name, function_loss(fn, uses=...))``
   adds one, ``get("MODULE:FUNCTION")`` takes one of the user's.
+
+The registry is importable without Keras (``--help`` and ``names()`` stay fast); the loss classes and functions
+load on first use (PEP 562 module ``__getattr__``) and register with Keras' deserialiser as soon as Keras is
+imported (``import hpatches_kit`` arranges it, :data:`hpatches_kit.plugins.KERAS_MODULES`).
 """
 
-from .base import FunctionLoss, LabelledLoss, MetricLoss  # noqa: F401
-from .embedding import *  # noqa: F401,F403
-from .embedding import __all__ as _embedding_all
-from .hynet import HyNetLoss, hynet_loss  # noqa: F401
-from .registry import LossEntry, entry, function_loss, get, names, register, unregister  # noqa: F401
-from .sosnet import SOSNetLoss, SOSRegularized, SOSRegularizer, sos_regularizer, sosnet_loss  # noqa: F401
-from .triplet import *  # noqa: F401,F403
-from .triplet import __all__ as _triplet_all
-from .xbm import CrossBatchMemory, XBMCallback, XBMLoss, restore_memory, xbm_loss  # noqa: F401
+import importlib
 
-__all__ = (
-    ["LabelledLoss", "MetricLoss", "FunctionLoss"]
-    + list(_triplet_all)
-    + list(_embedding_all)
-    + [
-        "SOSNetLoss",
-        "SOSRegularized",
-        "SOSRegularizer",
-        "sos_regularizer",
-        "sosnet_loss",
-        "HyNetLoss",
-        "hynet_loss",
-        "CrossBatchMemory",
-        "XBMCallback",
-        "XBMLoss",
-        "restore_memory",
-        "xbm_loss",
-    ]
-    + ["get", "names", "entry", "register", "unregister", "function_loss", "LossEntry"]
-)
+from . import registry  # noqa: F401
+from .registry import REGISTRY, LossEntry, entries, entry, function_loss, get, names, register, unregister  # noqa: F401
+
+#: the modules holding the loss classes and functions, in the order a name is looked up
+MODULES = (".base", ".triplet", ".embedding", ".sosnet", ".hynet", ".xbm")
+_OWN = {
+    ".base": ["LabelledLoss", "MetricLoss", "FunctionLoss"],
+    ".sosnet": ["SOSNetLoss", "SOSRegularized", "SOSRegularizer", "sos_regularizer", "sosnet_loss"],
+    ".hynet": ["HyNetLoss", "hynet_loss"],
+    ".xbm": ["CrossBatchMemory", "XBMCallback", "XBMLoss", "restore_memory", "xbm_loss"],
+}
+_REGISTRY_NAMES = [
+    "REGISTRY",
+    "get",
+    "names",
+    "entry",
+    "entries",
+    "register",
+    "unregister",
+    "function_loss",
+    "LossEntry",
+]
+
+
+def _exports(mod: str) -> list:
+    return _OWN.get(mod) or list(importlib.import_module(mod, __name__).__all__)
+
+
+def __getattr__(name):
+    if name == "__all__":
+        value = [n for m in MODULES for n in _exports(m)] + _REGISTRY_NAMES
+    else:
+        for mod in MODULES:
+            if name in _exports(mod):
+                value = getattr(importlib.import_module(mod, __name__), name)
+                break
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__getattr__("__all__")))

@@ -7,18 +7,20 @@ Each entry (:class:`LossEntry`) carries, besides its factory, the **batch** the 
 branches, ``(B, 3, D)`` outputs) or ``"pairs"`` (the ViT image-pair batches) -- its **collapse level** (the loss
 of a collapsed descriptor, for :class:`~hpatches_kit.training.callbacks.CollapseDetector`; the margin by
 default, ln 2 for the soft margin) and the **callbacks** it needs during training (the curriculum's
-:class:`~hpatches_kit.losses.curriculum.MiningCurriculum`). :data:`_REGISTRY` maps a name to an entry or to a
-plain factory (a factory is an entry with the defaults: batch ``"tracks"``, collapse at the margin, no
-callbacks). ``get("MODULE:FUNCTION")`` takes a loss of the user's: a function ``(y_true, y_pred, **kw)``
+:class:`~hpatches_kit.losses.curriculum.MiningCurriculum`). :data:`REGISTRY` (the toolkit's one registry shape,
+:class:`hpatches_kit.registry.Registry`) maps a name to an entry; a plain factory becomes an entry with the
+defaults (batch ``"tracks"``, collapse at the margin, no callbacks). ``get("MODULE:FUNCTION")`` takes a loss of the user's: a function ``(y_true, y_pred, **kw)``
 (wrapped as :class:`~.base.FunctionLoss`), a ``keras.losses.Loss`` subclass or a factory returning one.
 
-Adding a loss is one function plus one entry in :data:`_REGISTRY` below: write
+Adding a loss is one function plus one built-in entry of :data:`REGISTRY` below: write
 ``my_loss(y_true, y_pred, margin=1.0, ...) -> scalar`` in ``keras.ops`` (in its own module, registered with
 ``@keras.saving.register_keras_serializable(package="hpatches_kit")``) and add
 ``"my-loss": function_loss(my_loss, uses=("margin",))``; :func:`get` then returns a
 :class:`~.base.FunctionLoss` (exact integer labels, replica scaling, ``.keras`` round trip) without a class
-(see ``docs/losses.md``). At run time :func:`register` adds an entry the same way. Every factory takes the
-same keyword arguments (``margin``, ``distance_metric``, ``views_per_track``, ``temperature``) and ignores
+(see ``docs/losses.md``). At run time :func:`register` ``(name, factory, kind="descriptor"|"pair", *, batch=,
+collapse=, callbacks=, composable=, description=)`` adds an entry the same way (a built-in can never be replaced);
+:func:`unregister`, :func:`entries`; installed packages join through the entry-point group
+``hpatches_kit.losses``. Every factory takes the same keyword arguments (``margin``, ``distance_metric``, ``views_per_track``, ``temperature``) and ignores
 those that do not apply to its loss, so a caller can pass one set of settings for any name.
 
 Examples:
@@ -27,6 +29,14 @@ Examples:
     0.5
     >>> "hardnet" in losses.names()
     True
+    >>> import keras
+    >>> @keras.saving.register_keras_serializable(package="doc")
+    ... def mean_norm(y_true, y_pred, margin=1.0):
+    ...     return keras.ops.mean(keras.ops.abs(keras.ops.sum(y_pred * y_pred, axis=-1) - margin))
+    >>> _ = losses.register("mean-norm", losses.function_loss(mean_norm, uses=("margin",)))
+    >>> losses.entry("mean-norm").batch, losses.get("mean-norm", margin=0.5).margin
+    ('tracks', 0.5)
+    >>> losses.unregister("mean-norm")
 """
 
 from __future__ import annotations
@@ -36,9 +46,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .base import FunctionLoss
+from ..registry import Registry
 
 BATCHES = ("tracks", "triplets", "pairs")
+KINDS = ("descriptor", "pair")
 SETTINGS = ("margin", "distance_metric", "views_per_track", "temperature")
 
 
@@ -56,6 +67,8 @@ class LossEntry:
             (``loss`` is the compiled loss as built, possibly wrapped; ``options`` the run's options).
         composable: the trainer may wrap the loss (KoLeo regulariser, global-batch mining); ``"tracks"`` only.
         description: one line for the docs and ``--help``.
+        extra: what else a trainer reads: ``{"negatives": True}`` -- the image-pair batches carry shuffled
+            negative pairs (PyTorch ``CosineEmbeddingLoss`` semantics).
     """
 
     factory: Callable
@@ -109,7 +122,21 @@ def _embedding(cls_name: str, *, uses: tuple = ()):
 
         return getattr(embedding, cls_name)(**{k: kw[k] for k in uses if k in kw})
 
+    build.parameters = tuple(uses)
     return build
+
+
+def _keywords(fn, skip: int = 0, any_keyword: bool = True) -> tuple[str, ...] | None:
+    """The keyword parameters of ``fn`` after its first ``skip`` positional ones; ``None`` when it takes
+    ``**kwargs`` and ``any_keyword`` (it accepts any keyword)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return ()
+    if any_keyword and any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return tuple(p.name for p in named[skip:])
 
 
 def function_loss(fn, *, uses: tuple = (), **fixed):
@@ -118,18 +145,34 @@ def function_loss(fn, *, uses: tuple = (), **fixed):
 
     Args:
         fn: ``(y_true, y_pred, **kwargs) -> scalar`` in ``keras.ops``, registered with
-            ``@keras.saving.register_keras_serializable`` (so a saved model finds it again).
+            ``@keras.saving.register_keras_serializable`` (so a saved model finds it again); or its
+            ``"module:function"`` name, imported when the loss is built (a built-in: listing it imports no Keras).
         uses: the settings of :func:`get` the function takes (``margin``, ``distance_metric``,
             ``views_per_track``, ``temperature``); the others are ignored.
         **fixed: keyword arguments always passed (``name=...`` names the loss).
 
     Returns:
-        A factory for :data:`_REGISTRY` or :func:`register`.
+        A factory for :data:`REGISTRY` or :func:`register`.
     """
 
-    def build(**kw):
-        return FunctionLoss(fn, **{k: kw[k] for k in uses if k in kw}, **fixed)
+    def resolved():
+        from ..registry import load_reference
 
+        return load_reference(fn) if isinstance(fn, str) else fn
+
+    def build(**kw):
+        from .base import FunctionLoss
+
+        f = resolved()
+        own = _keywords(f, skip=2)  # the function's own settings: --loss-arg KEY=VALUE
+        extra = {k: v for k, v in kw.items() if k not in SETTINGS and (own is None or k in own)}
+        return FunctionLoss(f, **{k: kw[k] for k in uses if k in kw}, **fixed, **extra)
+
+    def parameters():
+        own = _keywords(resolved(), skip=2)
+        return None if own is None else tuple(dict.fromkeys((*uses, *own)))
+
+    build.parameters = parameters  # called when asked: a "module:function" name is imported only then
     return build
 
 
@@ -150,36 +193,6 @@ def _curriculum_callbacks(loss, options=None):
     return [MiningCurriculum(_find_attr(loss, "hard_weight"), warmup=getattr(options, "curriculum_warmup", 1), ramp=1)]
 
 
-# name -> LossEntry, or a plain factory(**kw) (= LossEntry(factory), batch "tracks"). Descriptor losses first, then
-# the ViT image-pair losses.
-_REGISTRY = {
-    "batch-hard": _triplet("BatchHardTripletLoss", views=False),
-    "batch-all": _triplet("BatchAllTripletLoss"),
-    "semi-hard": _triplet("TripletSemiHardLoss"),
-    "soft-margin": LossEntry(
-        _triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
-        collapse=lambda margin: math.log(2.0),
-        description="batch-hard with softplus instead of the hinge (collapses to ln 2)",
-    ),
-    "hardnet": _triplet("HardNetLoss"),
-    "curriculum": LossEntry(
-        _curriculum,
-        callbacks=_curriculum_callbacks,
-        description="batch-all ramped to batch-hard (MiningCurriculum callback)",
-    ),
-    "random-triplet": LossEntry(
-        _triplet("RandomTripletLoss", views=False),
-        batch="triplets",
-        composable=False,
-        description="classic random (anchor, positive, negative) triplets, 3 branches",
-    ),
-    "contrastive": LossEntry(_embedding("SymmetricContrastiveLoss", uses=("margin",)), batch="pairs"),
-    "cosine": LossEntry(_embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs"),
-    "infonce": LossEntry(_embedding("InfoNCELoss", uses=("temperature",)), batch="pairs"),
-    "irt": LossEntry(_embedding("IRTLoss"), batch="pairs"),
-}
-
-
 def _sosnet(margin: float = 1.0, views_per_track: int = 2, **_ignored):
     from .sosnet import SOSNetLoss
 
@@ -195,115 +208,42 @@ def _hynet(views_per_track: int = 2, **_ignored):  # the paper's margin 1.2, not
 # SOSNet (first order + second-order similarity regulariser) and HyNet (hybrid similarity + L2-norm term).
 # Collapsed (all descriptors equal): SOSNet's squared hinge gives margin**2 (its regulariser 0); HyNet's hinge
 # on equal hybrid similarities gives its own margin, 1.2.
-_REGISTRY["sosr"] = LossEntry(
+_SOSR = LossEntry(
     _sosnet,
     collapse=lambda margin: float(margin) ** 2,
     description="SOSNet: squared-hinge HardNet triplet + second-order similarity regulariser",
 )
-_REGISTRY["hynet"] = LossEntry(
+_HYNET = LossEntry(
     _hynet,
     collapse=lambda margin: 1.2,
     description="HyNet: hybrid-similarity triplet (margin 1.2) + L2-norm regulariser",
 )
-_BUILTIN = tuple(_REGISTRY)
-_RESOLVED: dict = {}  # MODULE:FUNCTION references, resolved once
 
 
-def _as_entry(value) -> LossEntry:
-    return value if isinstance(value, LossEntry) else LossEntry(value)
-
-
-def register(
+def _make(
     name: str,
     factory,
     kind: str = "descriptor",
-    replace: bool = False,
     *,
-    batch: str | None = None,
+    batch=None,
     collapse=None,
     callbacks=None,
-    composable: bool | None = None,
+    composable=None,
     description: str = "",
-):
-    """Add a loss at run time (after the built-ins): ``get(name, **kw)`` then calls ``factory(**kw)``.
-
-    Args:
-        name: the new name.
-        factory: ``factory(**kw) -> keras.losses.Loss`` accepting (and ignoring what it does not use)
-            ``margin``, ``distance_metric``, ``views_per_track``, ``temperature``; e.g. :func:`function_loss`.
-            A :class:`LossEntry` is taken as it is (the other arguments must then be left out).
-        kind: ``"descriptor"`` (track-labelled batches) or ``"pair"`` (image-pair batches); the default batch
-            follows from it.
-        replace: overwrite an existing run-time entry.
-        batch: ``"tracks"`` (default for descriptor losses), ``"triplets"`` or ``"pairs"`` (see :class:`LossEntry`).
-        collapse: ``collapse(margin) -> float``, the loss of a collapsed descriptor (default: the margin).
-        callbacks: ``callbacks(loss, options) -> list`` of Keras callbacks the loss needs while training.
-        composable: whether KoLeo / global mining may wrap it (default: batch ``"tracks"``).
-        description: one line of documentation.
-
-    Returns:
-        ``factory``.
-
-    Raises:
-        ValueError: ``name`` is taken (a built-in can never be replaced), or ``kind`` / ``batch`` is unknown.
-
-    Example:
-        >>> import keras
-        >>> from hpatches_kit import losses
-        >>> @keras.saving.register_keras_serializable(package="doc")
-        ... def mean_norm(y_true, y_pred, margin=1.0):
-        ...     return keras.ops.mean(keras.ops.abs(keras.ops.sum(y_pred * y_pred, axis=-1) - margin))
-        >>> _ = losses.register("mean-norm", losses.function_loss(mean_norm, uses=("margin",)))
-        >>> losses.entry("mean-norm").batch, losses.get("mean-norm", margin=0.5).margin
-        ('tracks', 0.5)
-        >>> losses.unregister("mean-norm")
-    """
-    if kind not in ("descriptor", "pair"):
+) -> LossEntry:
+    """The :class:`LossEntry` of ``factory`` (a :class:`LossEntry` is taken as it is)."""
+    if kind not in KINDS:
         raise ValueError(f"unknown loss kind {kind!r}; expected 'descriptor' or 'pair'")
-    if name in _BUILTIN or (name in _REGISTRY and not replace):
-        raise ValueError(f"loss {name!r} is already registered")
     if isinstance(factory, LossEntry):
-        e = factory
-    else:
-        b = batch or ("pairs" if kind == "pair" else "tracks")
-        if b not in BATCHES:
-            raise ValueError(f"unknown batch {b!r}; expected one of {', '.join(BATCHES)}")
-        if kind == "pair" and b != "pairs":
-            raise ValueError(f"a pair loss needs batch 'pairs', got {b!r}")
-        e = LossEntry(
-            factory, b, collapse, callbacks, b == "tracks" if composable is None else bool(composable), description
-        )
-    _REGISTRY[name] = e
-    return factory
-
-
-def unregister(name: str) -> None:
-    """Remove a loss added with :func:`register` (built-ins stay)."""
-    if name in _BUILTIN:
-        raise ValueError(f"{name!r} is a built-in loss and cannot be removed")
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)}")
-    del _REGISTRY[name]
-
-
-def names(kind: str | None = None) -> tuple[str, ...]:
-    """Registered loss names, in registry order.
-
-    Args:
-        kind: ``None`` for all, ``"descriptor"`` for the triplet family (batch ``"tracks"`` or ``"triplets"``) or
-            ``"pair"`` for the image-pair losses of ``hpatches-train vit-adapter``.
-
-    Returns:
-        A tuple of names accepted by :func:`get`.
-
-    Raises:
-        ValueError: an unknown ``kind``.
-    """
-    if kind is None:
-        return tuple(_REGISTRY)
-    if kind not in ("descriptor", "pair"):
-        raise ValueError(f"unknown loss kind {kind!r}; expected 'descriptor' or 'pair'")
-    return tuple(n for n, v in _REGISTRY.items() if _as_entry(v).kind == kind)
+        return factory
+    b = batch or ("pairs" if kind == "pair" else "tracks")
+    if b not in BATCHES:
+        raise ValueError(f"unknown batch {b!r}; expected one of {', '.join(BATCHES)}")
+    if kind == "pair" and b != "pairs":
+        raise ValueError(f"a pair loss needs batch 'pairs', got {b!r}")
+    return LossEntry(
+        factory, b, collapse, callbacks, b == "tracks" if composable is None else bool(composable), description
+    )
 
 
 def _positional_pair(fn) -> bool:
@@ -332,18 +272,20 @@ def _accepted(fn, kw: dict, var_keyword: bool = False) -> dict:
     return {k: v for k, v in kw.items() if k in params}
 
 
-def _reference_entry(ref: str) -> LossEntry:
+def _reference_entry(ref: str, obj) -> LossEntry:
     """The entry of a ``MODULE:FUNCTION`` loss: a :class:`LossEntry`, a ``keras.losses.Loss`` subclass, a loss
     function ``(y_true, y_pred, **kw)`` or a factory returning a ``keras.losses.Loss``."""
     import keras
 
-    from ..plugins import resolve
-
-    obj = resolve(ref, "--loss")
     if isinstance(obj, LossEntry):
         return obj
     if isinstance(obj, type) and issubclass(obj, keras.losses.Loss):
-        return LossEntry(lambda **kw: obj(**_accepted(obj.__init__, kw)), description=f"user loss class {ref}")
+
+        def build_class(**kw):
+            return obj(**_accepted(obj.__init__, kw))
+
+        build_class.parameters = _keywords(obj.__init__, skip=1, any_keyword=False)  # skip self
+        return LossEntry(build_class, description=f"user loss class {ref}")
     if not callable(obj):
         raise ValueError(f"--loss {ref}: not a loss function, class or factory (a {type(obj).__name__})")
     if _positional_pair(obj):
@@ -359,29 +301,118 @@ def _reference_entry(ref: str) -> LossEntry:
             raise ValueError(f"--loss {ref}: the factory returned a {type(loss).__name__}, not a keras.losses.Loss")
         return loss
 
+    build.parameters = _keywords(obj)
     return LossEntry(build, description=f"user loss factory {ref}")
 
 
-def entry(name: str) -> LossEntry:
-    """The :class:`LossEntry` of a registered name (a plain factory gets the default entry) or of a
-    ``MODULE:FUNCTION`` reference.
+#: every loss by its command-line name (:class:`~hpatches_kit.registry.Registry` of :class:`LossEntry`; a plain
+#: factory is ``LossEntry(factory)``): descriptor losses first, then the ViT image-pair losses
+REGISTRY = Registry(
+    "loss",
+    builtin={
+        "batch-hard": _triplet("BatchHardTripletLoss", views=False),
+        "batch-all": _triplet("BatchAllTripletLoss"),
+        "semi-hard": _triplet("TripletSemiHardLoss"),
+        "soft-margin": LossEntry(
+            _triplet("BatchHardTripletLoss", views=False, soft=True, name="soft_margin_triplet_loss"),
+            collapse=lambda margin: math.log(2.0),
+            description="batch-hard with softplus instead of the hinge (collapses to ln 2)",
+        ),
+        "hardnet": _triplet("HardNetLoss"),
+        "curriculum": LossEntry(
+            _curriculum,
+            callbacks=_curriculum_callbacks,
+            description="batch-all ramped to batch-hard (MiningCurriculum callback)",
+        ),
+        "random-triplet": LossEntry(
+            _triplet("RandomTripletLoss", views=False),
+            batch="triplets",
+            composable=False,
+            description="classic random (anchor, positive, negative) triplets, 3 branches",
+        ),
+        "contrastive": LossEntry(_embedding("SymmetricContrastiveLoss", uses=("margin",)), batch="pairs"),
+        "cosine": LossEntry(
+            _embedding("CosineEmbeddingLoss", uses=("margin",)), batch="pairs", extra={"negatives": True}
+        ),
+        "infonce": LossEntry(_embedding("InfoNCELoss", uses=("temperature",)), batch="pairs"),
+        "irt": LossEntry(_embedding("IRTLoss"), batch="pairs"),
+        "sosr": _SOSR,
+        "hynet": _HYNET,
+    },
+    group="hpatches_kit.losses",
+    make=_make,
+    entry_type=LossEntry,
+    reference=_reference_entry,
+    flag="--loss",
+    kinds=KINDS,
+)
+register, unregister, entry, names, entries = (
+    REGISTRY.register,
+    REGISTRY.unregister,
+    REGISTRY.get,
+    REGISTRY.names,
+    REGISTRY.entries,
+)
 
-    Raises:
-        ValueError: ``name`` is not registered (the message lists the known names) or does not resolve.
+
+def parameters(name: str) -> tuple[str, ...] | None:
+    """The keyword settings the loss ``name`` takes (what ``--loss-arg KEY=VALUE`` may set); ``None`` when its
+    factory takes any keyword (``**kwargs``). A factory may declare them as its ``parameters`` attribute; otherwise
+    they are its named parameters (the ``**_ignored`` of a registry factory is no setting).
 
     Example:
-        >>> entry("random-triplet").batch, entry("soft-margin").collapse_level(1.0) == math.log(2)
-        ('triplets', True)
+        >>> parameters("batch-hard")
+        ('margin', 'distance_metric', 'views_per_track')
     """
-    from ..plugins import is_reference
+    factory = entry(name).factory
+    if hasattr(factory, "parameters"):
+        p = factory.parameters
+        return p() if callable(p) else p
+    return _keywords(factory, any_keyword=False)
 
-    if name in _REGISTRY:
-        return _as_entry(_REGISTRY[name])
-    if is_reference(name):
-        if name not in _RESOLVED:
-            _RESOLVED[name] = _reference_entry(name)
-        return _RESOLVED[name]
-    raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)} or MODULE:FUNCTION")
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"KEY=VALUE"`` (``--loss-arg``) as ``(key, value)``: the value an int, a float, a bool (``true``/``false``),
+    ``None`` (``none``) or else the string.
+
+    Raises:
+        ValueError: no ``=`` or an empty or non-identifier key.
+
+    Example:
+        >>> parse_setting("hard_ratio=0.02"), parse_setting("k=3"), parse_setting("soft=true"), parse_setting("m=L2")
+        (('hard_ratio', 0.02), ('k', 3), ('soft', True), ('m', 'L2'))
+    """
+    key, sep, value = str(text).partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ValueError(f"expected KEY=VALUE with a Python name as KEY, got {text!r}")
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    if low == "none":
+        return key, None
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def check_settings(name: str, settings: dict, flag: str = "--loss-arg") -> dict:
+    """``settings`` checked against what the loss ``name`` takes (:func:`parameters`).
+
+    Raises:
+        ValueError: a key the loss does not take, naming ``flag``, the key and the loss's settings.
+    """
+    accepted = parameters(name)
+    if accepted is None:
+        return dict(settings)
+    for key in settings:
+        if key not in accepted:
+            has = ", ".join(accepted) if accepted else "none"
+            raise ValueError(f"{flag} {key}: --loss {name} takes no setting {key!r} (its settings: {has})")
+    return dict(settings)
 
 
 def get(name: str, **kw):
@@ -407,4 +438,18 @@ def get(name: str, **kw):
         raise ValueError(f"--loss {name}: {e}") from e  # the loss's own error: which --loss said so
 
 
-__all__ = ["get", "names", "entry", "register", "unregister", "function_loss", "LossEntry", "BATCHES"]
+__all__ = [
+    "REGISTRY",
+    "get",
+    "names",
+    "entry",
+    "entries",
+    "register",
+    "unregister",
+    "function_loss",
+    "parameters",
+    "parse_setting",
+    "check_settings",
+    "LossEntry",
+    "BATCHES",
+]

@@ -8,8 +8,8 @@
   :func:`batch_hard_triplet_loss` / :class:`BatchHardTripletLoss` (averaged over anchors that have a
   positive and a negative), semi-hard via the tfa functions; hinge with margin or soft margin.
 * Random-triplet baseline: :func:`triplet_margin_loss` on explicit ``(anchor, positive, negative)`` rows,
-  :func:`random_triplet_loss` / :class:`RandomTripletLoss` (``y_pred`` shaped ``(N, 3, D)``),
-  :func:`sample_random_triplets` (NumPy).
+  :func:`random_triplet_loss` / :class:`RandomTripletLoss` (``y_pred`` shaped ``(N, 3, D)``; the
+  triplets come from :func:`hpatches_kit.training.pipelines.triplet_dataset`).
 * Batch helpers: :func:`sk_labels` for S tracks x K views, track-major.
 
 Every class is a :class:`~.base.MetricLoss`: one of the functions above plus its keyword arguments.
@@ -241,31 +241,6 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, soft=False, dist
     return ops.mean(hinge(d_ap - d_an, margin, soft))
 
 
-def sample_random_triplets(labels, num_triplets: int, rng=None):
-    """Sample ``num_triplets`` random valid triplets from ``labels`` (NumPy, vectorised, for the data
-    pipeline): returns ``(a, p, n)`` index arrays with ``labels[a] == labels[p]``, ``a != p`` and
-    ``labels[n] != labels[a]``. Anchors are uniform over items that have a positive; given the anchor,
-    the positive is uniform over its other same-label items and the negative uniform over other labels."""
-    rng = np.random.default_rng(rng)
-    labels = np.asarray(labels).reshape(-1)
-    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    if len(counts) < 2 or not (counts >= 2).any():
-        raise ValueError("labels admit no valid triplet (need a label with >= 2 items and at least 2 labels)")
-    order = np.argsort(inv, kind="stable")  # items grouped by label
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(labels), np.int64)
-    rank[order] = np.arange(len(labels)) - starts[inv[order]]  # position of each item inside its group
-    a = rng.choice(np.flatnonzero(counts[inv] >= 2), size=num_triplets)
-    g = inv[a]
-    r = rng.integers(0, counts[g] - 1)
-    r += r >= rank[a]  # skip the anchor itself
-    p = order[starts[g] + r]
-    r = rng.integers(0, len(labels) - counts[g])
-    r = np.where(r < starts[g], r, r + counts[g])  # skip the anchor's group
-    n = order[r]
-    return a, p, n
-
-
 def random_triplet_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L2", swap=False):
     """:func:`triplet_margin_loss` on pre-sampled triplets stacked as ``y_pred`` ``(N, 3, D)`` = (anchor,
     positive, negative); ``y_true`` is ignored."""
@@ -377,7 +352,7 @@ class BatchHardTripletLoss(MetricLoss):
 @keras.saving.register_keras_serializable(package=_PKG)
 class RandomTripletLoss(MetricLoss):
     """Classic triplet loss on pre-sampled triplets (see :func:`random_triplet_loss`): ``y_pred`` is
-    ``(N, 3, D)`` = (anchor, positive, negative) descriptors (e.g. from :func:`sample_random_triplets`);
+    ``(N, 3, D)`` = (anchor, positive, negative) descriptors (e.g. from :func:`hpatches_kit.training.pipelines.triplet_dataset`);
     ``y_true`` is ignored."""
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", swap=False, name=None, **kwargs):
@@ -415,7 +390,6 @@ __all__ = [
     "triplet_margin_loss",
     "random_triplet_loss",
     "RandomTripletLoss",
-    "sample_random_triplets",
     *_hardnet_all,
     *_pair_all,
 ]

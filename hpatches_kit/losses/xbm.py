@@ -29,7 +29,9 @@ With an empty memory each equals the in-batch loss (batch-hard, HardNet on label
 (default) the memory stores ``label + step * B`` so that entries of other steps are never positives of the
 current batch (they are other tracks; a track drawn again within ``M / B`` steps is, rarely, a false negative,
 as in the in-batch losses of a very large batch). Pass ``batch_labels=False`` for labels that are global
-class ids (retrieval), which are then compared as they are.
+class ids (retrieval), which are then compared as they are. ``hpatches-train descriptor --xbm`` does the
+latter: its pipelines label every track by its dataset-wide id (``descriptor_dataset(labels="track")``), so a
+track drawn again within ``M / B`` steps is a positive of its own memory entries, never a false negative.
 
 **tf.distribute.** The loss gathers the batch of every replica (``ReplicaContext.all_gather``, as
 :func:`hpatches_kit.training.mining.GlobalBatchLoss`): every replica mines the *global* batch and writes the

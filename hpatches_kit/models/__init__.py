@@ -1,5 +1,6 @@
 """Keras models: the model registry (:mod:`.registry`: every architecture by name with its input contract),
-U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`) and its fused batch norm
+U-Net denoisers (:mod:`.unet`), the L2-Net/HardNet descriptor (:mod:`.l2net`: ``from hpatches_kit.models.l2net
+import l2net``, or ``get_model("l2net")``) and its fused batch norm
 (:mod:`.layers`), the joint denoiser + descriptor (:mod:`.joint`), PCA reduction (:mod:`.pca`), Keras twins of PyTorch descriptors and their
 checkpoint import (:mod:`.torch_ports`, :func:`from_torch`; PyTorch itself is imported only to read a checkpoint
 file), model loading (:mod:`.io`) and, lazily, the ViT adapter (``models/vit/``, another package).
@@ -12,15 +13,12 @@ use (PEP 562 module ``__getattr__``). Their layers register with Keras' deserial
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from collections.abc import Mapping
 
 from . import registry
 from .registry import ModelEntry, build_descriptor, register, unregister
 
 _LAZY = {
-    "l2net": ".l2net",
     "L2Normalize": ".l2net",
     "PatchStandardize": ".l2net",
     "FusedBatchNorm": ".layers",
@@ -48,24 +46,6 @@ def __getattr__(name):
     value = getattr(importlib.import_module(mod, __name__), attr)
     globals()[name] = value
     return value
-
-
-class _Package(types.ModuleType):
-    """The package module: importing the submodule ``l2net`` must not replace the function ``l2net`` (the
-    import system sets the parent's attribute to the submodule; an eager ``from .l2net import l2net`` used to
-    rebind it, which would import Keras here)."""
-
-    def __setattr__(self, name, value):
-        if (
-            isinstance(value, types.ModuleType)
-            and isinstance(_LAZY.get(name), str)
-            and value.__name__ == f"{__name__}.{name}"
-        ):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def vit_adapter(*a, **k):
@@ -117,7 +97,6 @@ def entry(name: str):
 __all__ = [
     "shallow_unet",
     "deep_unet",
-    "l2net",
     "PatchStandardize",
     "L2Normalize",
     "vit_adapter",

@@ -51,7 +51,8 @@ def denoise_describe(denoiser: keras.Model, descriptor: keras.Model, name: str =
         ``(B, P, P, 1)`` float32 noisy patches in [0, 255] -> ``(B, D)`` float32.
 
     Examples:
-        >>> from hpatches_kit.models import l2net, shallow_unet
+        >>> from hpatches_kit.models import shallow_unet
+        >>> from hpatches_kit.models.l2net import l2net
         >>> m = denoise_describe(shallow_unet(32), l2net(32))
         >>> m.input_shape, m.output_shape
         ((None, 32, 32, 1), (None, 128))

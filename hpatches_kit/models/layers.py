@@ -2,8 +2,8 @@
 
 ``FusedBatchNorm`` is ``keras.layers.BatchNormalization`` with the same variables, arguments and maths, that on the
 TensorFlow backend runs TensorFlow's fused batch-norm kernel (``FusedBatchNormV3`` and its fused gradient) instead
-of the composite ``moments`` + ``batch_normalization`` graph. On the L2-Net train step this is ~1.4x faster on CPU
-(``benchmarks/bn_fused_experiment.py``, ``benchmarks/train_speed.py``).
+of the composite ``moments`` + ``batch_normalization`` graph. On the L2-Net train step this is ~1.3-1.9x faster on CPU
+(``docs/training.md``, ``benchmarks/train_speed.py``).
 """
 
 from __future__ import annotations

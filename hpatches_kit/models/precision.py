@@ -1,17 +1,28 @@
 """Which device runs the models and in which dtype policy: :func:`device_kind`, :func:`cpu_has_amx_bf16`,
-:func:`auto_precision`. Below ``evaluation`` and ``training`` in the layering, so describing
+:func:`auto_precision`, and the one list of dtype policies (:data:`PRECISIONS`; importable without TensorFlow).
+Below ``evaluation`` and ``training`` in the layering, so describing
 (:func:`hpatches_kit.evaluation.keras_describer`) and training resolve ``"auto"`` by the same rule;
 ``hpatches_kit.training.distribute`` re-exports them.
 """
 
 from __future__ import annotations
 
-import tensorflow as tf
+__all__ = ["PRECISIONS", "check_precision", "device_kind", "cpu_has_amx_bf16", "auto_precision"]
 
-__all__ = ["device_kind", "cpu_has_amx_bf16", "auto_precision"]
+#: the dtype policies a run or a describer takes (``--mixed-precision``, ``--precision``); ``auto``: per device
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+def check_precision(policy: str) -> str:
+    """``policy`` if it is one of :data:`PRECISIONS`; ``ValueError`` listing them otherwise."""
+    if policy not in PRECISIONS:
+        raise ValueError(f"unknown precision {policy!r}; expected one of {', '.join(PRECISIONS)}")
+    return policy
 
 
 def device_kind() -> str:
+    import tensorflow as tf
+
     if tf.config.list_logical_devices("TPU"):
         return "tpu"
     if tf.config.list_logical_devices("GPU"):
@@ -55,6 +66,8 @@ def auto_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
     if kind == "tpu":
         return "mixed_bfloat16"
     if kind == "gpu":
+        import tensorflow as tf
+
         try:
             cc = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
                 "compute_capability"

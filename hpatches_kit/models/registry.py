@@ -5,11 +5,13 @@ the input size (fixed, or any multiple of ``size_multiple``), the output dimensi
 whether the output is L2-normalised, the input range and the input normalisation the model applies itself.
 ``hpatches-train descriptor --model NAME`` builds :func:`get` ``(NAME, input_size=, dim=, dropout=)``
 (through :func:`build_descriptor`, which checks the contract first); ``--model MODULE:FUNCTION`` does the same
-with a builder of the user's (:func:`entry` resolves it on the fly, nothing to register). timm-style:
+with a builder of the user's (:func:`entry` resolves it on the fly, nothing to register). timm-style, on the
+toolkit's one registry shape (:class:`hpatches_kit.registry.Registry`, :data:`REGISTRY`):
 
-* :func:`register` ``(name, builder, *, input_size, dim, normalised, ...)`` -- add an architecture (a decorator
-  too: ``@register("mynet", input_size=32, dim=64)``);
-* :func:`get` ``(name, **kw)`` -- build it; :func:`names` -- the registered names; :func:`entry` -- its entry.
+* :func:`register` ``(name, builder, *, input_size, dim, normalised, ...)`` (the fields of :class:`ModelEntry`)
+  -- add an architecture; a decorator too, in the model's own file: ``@register("mynet", input_size=32, dim=64)``;
+* :func:`get` ``(name, **kw)`` -- build it; :func:`names` -- the registered names; :func:`entry` -- its entry;
+  :func:`unregister`, :func:`entries`.
 
 Plug-ins of installed packages join through the entry-point group ``hpatches_kit.models`` (an entry point naming
 a builder function or a :class:`ModelEntry`).
@@ -23,6 +25,14 @@ Examples:
     ('l2net', 'hardnet', 'hardnet8', 'sosnet', 'tfeat')
     >>> registry.entry("hardnet8").input_size, registry.entry("hardnet8").dim
     (32, 128)
+    >>> import keras
+    >>> @register("tiny-doc", normalised=False)
+    ... def tiny(input_size=32, dim=8):
+    ...     x = keras.Input((input_size, input_size, 1))
+    ...     return keras.Model(x, keras.layers.Dense(dim)(keras.layers.Flatten()(x)), name="tiny")
+    >>> get("tiny-doc", input_size=16, dim=4).output_shape
+    (None, 4)
+    >>> unregister("tiny-doc")
 """
 
 from __future__ import annotations
@@ -32,13 +42,17 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..registry import Registry
+
 __all__ = [
     "ModelEntry",
+    "REGISTRY",
     "register",
     "unregister",
     "get",
     "names",
     "entry",
+    "entries",
     "build_descriptor",
     "check_built",
     "descriptor_branch",
@@ -120,167 +134,32 @@ def _signature(fn) -> str:
         return "(?)"
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-_RESOLVED: dict[str, ModelEntry] = {}  # MODULE:FUNCTION references, resolved once
-_BUILTIN: tuple = ()
-_ENTRY_POINTS_LOADED = False
-
-
 def _canon(name: str) -> str:
     return str(name).replace("-", "_").lower()
 
 
-def register(
-    name: str,
-    builder: Callable | None = None,
-    *,
-    input_size: int | None = None,
-    dim: int | None = None,
-    normalised: bool = True,
-    input_range: tuple = (0, 255),
-    normalisation: str = "",
-    kind: str = "descriptor",
-    size_multiple: int = 1,
-    description: str = "",
-    replace: bool = False,
-):
-    """Add an architecture (after the built-ins); used as a function or, without ``builder``, as a decorator.
-
-    Args:
-        name: the name ``--model`` and :func:`get` take (``-`` and ``_`` are equivalent, case is ignored).
-        builder: ``builder(input_size=..., dim=..., dropout=..., **others) -> keras.Model`` taking float
-            ``(P, P, 1)`` patches in ``input_range``; it may take only some of these keywords.
-        input_size: fixed patch side, or ``None`` (any multiple of ``size_multiple``).
-        dim: fixed output dimension, or ``None`` (the builder's ``dim`` sets it).
-        normalised: the output is L2-normalised.
-        input_range: the range of the input grey levels the model expects.
-        normalisation: the input normalisation the model applies, in words (shown by ``--help`` and checked by
-            ``--init`` on the layers themselves).
-        kind: ``"descriptor"`` or ``"denoiser"``.
-        size_multiple: divisor of the patch side when ``input_size`` is ``None``.
-        description: one line of documentation.
-        replace: overwrite an entry added at run time (built-ins are never replaced).
-
-    Returns:
-        ``builder`` (so the function works as a decorator).
-
-    Raises:
-        ValueError: the name is taken, ``kind`` is unknown or the builder is not callable.
-
-    Example:
-        >>> import keras
-        >>> def tiny(input_size=32, dim=8):
-        ...     x = keras.Input((input_size, input_size, 1))
-        ...     return keras.Model(x, keras.layers.Dense(dim)(keras.layers.Flatten()(x)), name="tiny")
-        >>> _ = register("tiny-doc", tiny, dim=None, normalised=False)
-        >>> get("tiny-doc", input_size=16, dim=4).output_shape
-        (None, 4)
-        >>> unregister("tiny-doc")
-    """
-    if builder is None:
-        return lambda fn: register(
-            name,
-            fn,
-            input_size=input_size,
-            dim=dim,
-            normalised=normalised,
-            input_range=input_range,
-            normalisation=normalisation,
-            kind=kind,
-            size_multiple=size_multiple,
-            description=description,
-            replace=replace,
-        )
+def _make(name: str, builder, **fields) -> ModelEntry:
+    """The :class:`ModelEntry` of ``builder`` (``fields``: the entry's other fields)."""
     if not callable(builder):
         raise ValueError(f"model {name!r}: the builder must be callable, got {type(builder).__name__}")
-    if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
-    key = _canon(name)
-    if key in _BUILTIN or (key in _REGISTRY and not replace):
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[key] = ModelEntry(
-        key,
-        builder,
-        input_size,
-        dim,
-        bool(normalised),
-        tuple(input_range),
-        normalisation,
-        kind,
-        int(size_multiple),
-        description or (inspect.getdoc(builder) or "").split("\n")[0],
+    e = ModelEntry(name, builder, **fields)
+    if e.kind not in KINDS:
+        raise ValueError(f"unknown model kind {e.kind!r}; expected one of {', '.join(KINDS)}")
+    return dataclasses.replace(
+        e,
+        input_range=tuple(e.input_range),
+        normalised=bool(e.normalised),
+        size_multiple=int(e.size_multiple),
+        description=e.description or (inspect.getdoc(builder) or "").split("\n")[0],
     )
-    return builder
 
 
-def unregister(name: str) -> None:
-    """Remove an architecture added with :func:`register` (built-ins stay)."""
-    key = _canon(name)
-    if key in _BUILTIN:
-        raise ValueError(f"{name!r} is a built-in model and cannot be removed")
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(_REGISTRY)}")
-    del _REGISTRY[key]
-
-
-def _load_entry_points() -> None:
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    from ..plugins import entry_point_objects
-
-    for name, obj in entry_point_objects("hpatches_kit.models").items():
-        if _canon(name) in _REGISTRY:
-            continue
-        if isinstance(obj, ModelEntry):
-            _REGISTRY[_canon(name)] = dataclasses.replace(obj, name=_canon(name))
-        elif callable(obj):
-            register(name, obj)
-
-
-def names(kind: str | None = None) -> tuple[str, ...]:
-    """Registered model names in registry order (built-ins first).
-
-    Args:
-        kind: ``None`` for all, ``"descriptor"`` or ``"denoiser"``.
-
-    Returns:
-        A tuple of names :func:`get` accepts.
-    """
-    _load_entry_points()
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return tuple(n for n, e in _REGISTRY.items() if kind is None or e.kind == kind)
-
-
-def entry(name: str) -> ModelEntry:
-    """The :class:`ModelEntry` of a registered name or of a ``MODULE:FUNCTION`` builder reference.
-
-    A reference resolves to the function (a :class:`ModelEntry` object is taken as it is); its contract
-    (``input_size``, ``dim``, ``normalised``) is unknown until it is built: :func:`build_descriptor` checks the
-    built model instead.
-
-    Raises:
-        ValueError: an unknown name (the message lists the registered ones), or a reference that does not resolve.
-    """
-    from ..plugins import is_reference, resolve
-
-    if is_reference(name):
-        if name not in _RESOLVED:
-            obj = resolve(name, "--model")
-            if isinstance(obj, ModelEntry):
-                _RESOLVED[name] = obj
-            elif callable(obj):
-                _RESOLVED[name] = ModelEntry(name, obj, description=f"user builder {name}")
-            else:
-                raise ValueError(f"--model {name}: not a model builder (a {type(obj).__name__})")
-        return _RESOLVED[name]
-    _load_entry_points()
-    try:
-        return _REGISTRY[_canon(name)]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(_REGISTRY)} or MODULE:FUNCTION") from None
+def _reference(ref: str, obj) -> ModelEntry:
+    if isinstance(obj, ModelEntry):
+        return obj
+    if callable(obj):
+        return ModelEntry(ref, obj, description=f"user builder {ref}")
+    raise ValueError(f"--model {ref}: not a model builder (a {type(obj).__name__})")
 
 
 def get(name: str, **kw):
@@ -408,86 +287,91 @@ def _port(arch):
     return build
 
 
-def _unet(which):
-    def build(input_size=32, name=None):
-        from . import unet
+def _shallow_unet(input_size=32, name="shallow_unet"):
+    from .unet import shallow_unet
 
-        return getattr(unet, which)(input_size=input_size, **({"name": name} if name else {}))
+    return shallow_unet(input_size=input_size, name=name)
 
-    build.__name__ = which
-    return build
+
+def _deep_unet(input_size=32, base=16, depth=4, name="deep_unet"):
+    from .unet import deep_unet
+
+    return deep_unet(input_size=input_size, base=base, depth=depth, name=name)
 
 
 _PORT_NOTE = "x / 255 (Rescaling), then "
-for _name, _b, _kw in (
-    (
-        "l2net",
-        _l2net,
-        dict(
-            size_multiple=4,
-            normalisation="per-patch (x - mean) / (std + 1e-7), population std",
-            description="L2-Net/HardNet layout (Mishchuk et al. 2017), any P divisible by 4, any dim; fused batch norm",
-        ),
-    ),
-    (
-        "hardnet",
-        _port("hardnet"),
-        dict(
-            input_size=32,
-            dim=128,
-            normalisation=_PORT_NOTE + "per-patch (x - mean) / (std + 1e-6), unbiased std (torch.std)",
-            description="HardNet (kornia.feature.HardNet) port",
-        ),
-    ),
-    (
-        "hardnet8",
-        _port("hardnet8"),
-        dict(
-            input_size=32,
-            dim=128,
-            normalisation=_PORT_NOTE + "per-patch (x - mean) / (std + 1e-7), unbiased std (torch.std)",
-            description="HardNet8 (kornia.feature.HardNet8) port: 512-d, fixed (non-trainable) PCA to 128, L2",
-        ),
-    ),
-    (
-        "sosnet",
-        _port("sosnet"),
-        dict(
-            input_size=32,
-            dim=128,
-            normalisation=_PORT_NOTE + "InstanceNorm2d (population variance, eps 1e-5 in the root)",
-            description="SOSNet (kornia.feature.SOSNet) port",
-        ),
-    ),
-    (
-        "tfeat",
-        _port("tfeat"),
-        dict(
-            input_size=32,
-            dim=128,
-            normalised=False,
-            normalisation=_PORT_NOTE + "InstanceNorm2d (population variance, eps 1e-5 in the root)",
-            description="TFeat (kornia.feature.TFeat) port; tanh output, not L2-normalised",
-        ),
-    ),
-    (
-        "shallow_unet",
-        _unet("shallow_unet"),
-        dict(
-            kind="denoiser",
-            normalised=False,
-            size_multiple=4,
-            description="shallow U-Net denoiser (noisy -> clean patch)",
-        ),
-    ),
-    (
-        "deep_unet",
-        _unet("deep_unet"),
-        dict(
-            kind="denoiser", normalised=False, size_multiple=4, description="deep U-Net denoiser (noisy -> clean patch)"
-        ),
-    ),
-):
-    register(_name, _b, **_kw)
-_BUILTIN = tuple(_REGISTRY)
-del _name, _b, _kw
+_PORT = dict(input_size=32, dim=128)
+_UNET = dict(kind="denoiser", normalised=False, size_multiple=4)
+
+#: every architecture by name (:class:`~hpatches_kit.registry.Registry` of :class:`ModelEntry`)
+REGISTRY = Registry(
+    "model",
+    builtin={
+        name: _make(name, builder, **kw)
+        for name, builder, kw in (
+            (
+                "l2net",
+                _l2net,
+                dict(
+                    size_multiple=4,
+                    normalisation="per-patch (x - mean) / (std + 1e-7), population std",
+                    description="L2-Net/HardNet layout (Mishchuk et al. 2017), any P divisible by 4, any dim; "
+                    "fused batch norm",
+                ),
+            ),
+            (
+                "hardnet",
+                _port("hardnet"),
+                dict(
+                    _PORT,
+                    normalisation=_PORT_NOTE + "per-patch (x - mean) / (std + 1e-6), unbiased std (torch.std)",
+                    description="HardNet (kornia.feature.HardNet) port",
+                ),
+            ),
+            (
+                "hardnet8",
+                _port("hardnet8"),
+                dict(
+                    _PORT,
+                    normalisation=_PORT_NOTE + "per-patch (x - mean) / (std + 1e-7), unbiased std (torch.std)",
+                    description="HardNet8 (kornia.feature.HardNet8) port: 512-d, fixed (non-trainable) PCA to 128, L2",
+                ),
+            ),
+            (
+                "sosnet",
+                _port("sosnet"),
+                dict(
+                    _PORT,
+                    normalisation=_PORT_NOTE + "InstanceNorm2d (population variance, eps 1e-5 in the root)",
+                    description="SOSNet (kornia.feature.SOSNet) port",
+                ),
+            ),
+            (
+                "tfeat",
+                _port("tfeat"),
+                dict(
+                    _PORT,
+                    normalised=False,
+                    normalisation=_PORT_NOTE + "InstanceNorm2d (population variance, eps 1e-5 in the root)",
+                    description="TFeat (kornia.feature.TFeat) port; tanh output, not L2-normalised",
+                ),
+            ),
+            ("shallow_unet", _shallow_unet, dict(_UNET, description="shallow U-Net denoiser (noisy -> clean patch)")),
+            ("deep_unet", _deep_unet, dict(_UNET, description="deep U-Net denoiser (noisy -> clean patch)")),
+        )
+    },
+    group="hpatches_kit.models",
+    make=_make,
+    entry_type=ModelEntry,
+    canon=_canon,
+    reference=_reference,
+    flag="--model",
+    kinds=KINDS,
+)
+register, unregister, entry, names, entries = (
+    REGISTRY.register,
+    REGISTRY.unregister,
+    REGISTRY.get,
+    REGISTRY.names,
+    REGISTRY.entries,
+)

@@ -4,34 +4,62 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._figure import plt as _plt
 from ._figure import save
-from .eval import _plt
 
-__all__ = ["plot_mma", "plot_brown_roc", "plot_real"]
+__all__ = ["plot_mma", "mma_panels", "plot_brown_roc", "plot_real"]
+
+
+def mma_panels(result: dict) -> list[str]:
+    """The panels of an MMA figure: ``overall`` and each kind (illumination, viewpoint) that has pairs; when one
+    kind alone has pairs, that kind only (``overall`` would repeat it).
+
+    Example:
+        >>> mma_panels({"overall": {"pairs": 5}, "illumination": {"pairs": 0}, "viewpoint": {"pairs": 5}})
+        ['viewpoint']
+    """
+    kinds = [k for k in ("illumination", "viewpoint") if (result.get(k) or {}).get("pairs")]
+    return kinds if len(kinds) == 1 else ["overall"] + kinds
 
 
 def plot_mma(results: list[dict], path) -> Path:
-    """MMA vs pixel threshold, one line per descriptor, panels overall / illumination / viewpoint.
+    """MMA vs pixel threshold, one line per descriptor, one panel per :func:`mma_panels` (no empty panel, no
+    ``overall`` repeating the only kind), the legend beside the panels and a caption naming the images,
+    keypoints and matcher.
 
     Args:
         results: result dicts of :func:`hpatches_kit.evaluation.image_matching.evaluate_sequences`
             (``meta["descriptor"]`` names the line).
-        path: output image file.
+        path: output image file (a ``.pdf`` is written next to it).
     """
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
-    for ax, split in zip(axes, ("overall", "illumination", "viewpoint")):
+    panels = mma_panels(results[0])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels) + 2.2, 4.2), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, split in zip(axes, panels):
         for r in results:
             s = r[split]
             if s["pairs"]:
                 ax.plot(r["meta"]["thresholds"], s["mma"], marker="o", ms=3, label=r["meta"].get("descriptor", "?"))
-        if not results[0][split]["pairs"]:
-            ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set(title=f"{split} ({results[0][split]['pairs']} pairs)", xlabel="threshold [px]", ylim=(0, 1))
+        ax.set_xticks(list(results[0]["meta"]["thresholds"]))
         ax.grid(True, ls=":")
     axes[0].set_ylabel("mean matching accuracy")
-    axes[0].legend(loc="lower right")
-    fig.tight_layout()
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.03, 1.0), fontsize=8, frameon=False)
+    m = results[0]["meta"]
+    fig.text(
+        0.01,
+        0.005,
+        f"{len(m.get('sequences') or [])} sequences, {results[0]['overall']['pairs']} image pairs; "
+        f"{m.get('detector')} keypoints (at most {m.get('max_keypoints')} per image), {m.get('patch_size')} px "
+        f"patches, {'mutual ' if m.get('mutual') else ''}nearest neighbours"
+        + (f", ratio {m['ratio']}" if m.get("ratio") else ""),
+        ha="left",
+        va="bottom",
+        fontsize=8,
+        color="#333333",
+    )
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save(fig, path)
     plt.close(fig)
     return Path(path)
@@ -64,7 +92,7 @@ def plot_real(regimes: dict, path) -> Path:
     """Real validation: headline mAP per task, one bar per descriptor (baselines hatched), one panel per regime.
 
     Args:
-        regimes: ``{regime: {"rows": {name: {task: mAP %}}, "tracks": int, ...}}`` as
+        regimes: ``{regime: {"rows": {name: {task: mAP %}}, "baselines": [names], "tracks": int, ...}}`` as
             :func:`hpatches_kit.evaluation.real.compare_on_real` returns it.
         path: output image file.
 
@@ -74,7 +102,8 @@ def plot_real(regimes: dict, path) -> Path:
     import numpy as np
 
     plt = _plt()
-    tasks = ("verification", "matching", "retrieval")
+    from ..evaluation.registry import TASKS as tasks
+
     fig, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 4.2), squeeze=False)
     for ax, (regime, r) in zip(axes[0], regimes.items()):
         names = list(r["rows"])
@@ -82,7 +111,7 @@ def plot_real(regimes: dict, path) -> Path:
         x = np.arange(len(tasks))
         for k, name in enumerate(names):
             vals = [r["rows"][name][t] for t in tasks]
-            baseline = name in ("SIFT", "RootSIFT", "raw")
+            baseline = name in r.get("baselines", ())
             bars = ax.bar(
                 x + (k - (len(names) - 1) / 2) * width,
                 vals,
@@ -95,7 +124,9 @@ def plot_real(regimes: dict, path) -> Path:
         ax.set_xticks(x, tasks)
         ax.set(ylabel="mAP [%]", ylim=(0, 105), title=f"real validation, {regime} noise ({r['tracks']} tracks)")
         ax.grid(True, axis="y", ls=":")
-        ax.legend(loc="upper right", fontsize=8, title="hatched: baselines", title_fontsize=7)
+    axes[0][-1].legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="hatched: baselines", title_fontsize=7
+    )  # beside the panels: never over a bar or its label
     fig.tight_layout()
     save(fig, path)
     plt.close(fig)

@@ -111,7 +111,15 @@ def plot_pca_energy(curves: dict, path, title: str = "PCA cumulative energy") ->
         plt.Line2D([], [], marker="o", ls="", color="grey", mec="k", label="dims holding 90% (dotted)"),
         plt.Line2D([], [], marker="s", ls="", color="grey", mec="k", label="dims holding 99% (dashed)"),
     ]
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + marks, fontsize=8, loc="lower right")
+    # below the axes: the curves rise to the upper left and end at the right, where a legend would cover them
+    ax.legend(
+        handles=ax.get_legend_handles_labels()[0] + marks,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=1,
+        frameon=False,
+    )
     ax.set(
         xscale="log",
         xlabel="principal components",
@@ -165,9 +173,10 @@ def plot_distance_histograms(samples: dict, path, distance: str = "L2") -> list[
         ax.set(title=f"{NAMES[v]}", xlabel=f"{distance} distance")
         ax.grid(True, ls=":")
     axes[0].set_ylabel("density")
-    axes[0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7.5, loc="lower center", ncol=3, frameon=False)  # under the panels
     fig.suptitle("pair distances: ref patch vs target-image patch")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     try:
         return save(fig, path)
     finally:

@@ -151,11 +151,44 @@ def plot_retrieval_pools(results: dict, path) -> list[Path]:
         plt.close(fig)
 
 
+#: vertical offset of each variant's markers in its bar (Easy above, Tough below: near-equal scores stay apart)
+MARK_OFFSETS = {"e": 0.22, "h": 0.0, "t": -0.22}
+#: the footnote mark of a descriptor trained on the photos of the test set (``meta.not_held_out``)
+NOT_HELD_OUT = "\u2020"
+
+
+def comparison_caption(entries: Seq[tuple[str, dict]]) -> str:
+    """The caption under a comparison figure: the test set (``meta.data`` when recorded), the split and its
+    sequences/tracks, the retrieval pools capped on a small set, and a footnote per descriptor trained on the
+    photos it is tested on (``meta.not_held_out``)."""
+    from ..evaluation.retrieval import capped_pools_note
+
+    if not entries:
+        return ""
+    m = entries[0][1].get("meta", {})
+    data = m.get("data")
+    lines = [
+        f"test set: {data if data else 'held-out sequences'}, split {m.get('split')!s} "
+        f"({m.get('sequences')} sequences, {m.get('tracks')} tracks)"
+    ]
+    ret = next((r["retrieval"] for _, r in entries if isinstance(r.get("retrieval"), dict)), None)
+    note = capped_pools_note(ret) if ret else None
+    if note:
+        lines.append(f"retrieval: {note}")
+    for n, r in entries:
+        why = r.get("meta", {}).get("not_held_out")
+        if why:
+            lines.append(f"{NOT_HELD_OUT} {n}: trained on the photos of this test set, not held out ({why})")
+    return "\n".join(lines)
+
+
 def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
-    """HPatches-paper style: one panel per task, one bar per descriptor (its headline mAP, written inside the
-    bar), coloured markers for Easy/Hard/Tough; the marker shape says which sub-case (legend under each panel:
-    verification ● intra / × inter negatives, matching ● illumination / × viewpoint sequences, retrieval ● the
-    mean over pool sizes).
+    """HPatches-paper style: one panel per task, one bar per descriptor (its headline mAP, written in a column at
+    the panel's right, clear of the bars), coloured markers for Easy/Hard/Tough (Easy above the bar's middle,
+    Tough below); the marker shape says which sub-case (legend under each panel: verification ● intra / ×
+    inter negatives, matching ● illumination / × viewpoint sequences, retrieval ● the mean over pool sizes).
+    The caption names the test set and split (:func:`comparison_caption`); a descriptor trained on the test
+    photos is marked with a dagger.
 
     Args:
         entries: ``[(name, results)]``, results of :func:`~hpatches_kit.evaluation.evaluate`.
@@ -164,40 +197,45 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
     Returns:
         The files written.
     """
+    from matplotlib.transforms import blended_transform_factory
+
     from ._figure import save
 
     plt = _plt()
     tasks = [t for t in registry.names() if any(t in r for _, r in entries)]
+    flagged = {n for n, r in entries if r.get("meta", {}).get("not_held_out")}
     width = max(len(n) for n, _ in entries) if entries else 10
     fig, axes = plt.subplots(
         1,
         max(1, len(tasks)),
-        figsize=(4.6 * max(1, len(tasks)) + 0.07 * width, max(3.0, 1.9 + 0.45 * len(entries))),
+        figsize=(4.9 * max(1, len(tasks)) + 0.07 * width, max(3.0, 1.9 + 0.5 * len(entries))),
         squeeze=False,
     )
     for ax, task in zip(axes[0], tasks):
         rows = sorted([(n, r[task]) for n, r in entries if task in r], key=lambda x: x[1]["headline"]["value"])
         ys = range(len(rows))
-        ax.barh(list(ys), [r["headline"]["value"] for _, r in rows], color="#d9d9d9", edgecolor="k", height=0.7)
+        ax.barh(list(ys), [r["headline"]["value"] for _, r in rows], color="#d9d9d9", edgecolor="k", height=0.8)
         labels = _mark_labels(task, rows[0][1]) if rows else ()
+        right = blended_transform_factory(ax.transAxes, ax.transData)
         for y, (_, r) in zip(ys, rows):
             for v, vals in registry.get(task).variant_points(r).items():
                 for j, x in enumerate(vals):
-                    # markers above the value label: a sub-case score near 0 stays visible
-                    ax.plot(x, y, "o" if j == 0 else "x", color=COLOURS[v], ms=6, mew=1.8, clip_on=False, zorder=5)
-            ax.text(
-                1.5,
-                y + 0.22,
-                f"{r['headline']['value']:.2f}",
-                va="center",
-                ha="left",
-                fontsize=8.5,
-                bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75),
-                zorder=4,
-            )
+                    ax.plot(
+                        x,
+                        y + MARK_OFFSETS[v],
+                        "o" if j == 0 else "x",
+                        color=COLOURS[v],
+                        ms=5.5,
+                        mew=1.6,
+                        clip_on=False,
+                        zorder=5,
+                    )
+            ax.text(1.02, y, f"{r['headline']['value']:.2f}", transform=right, va="center", ha="left", fontsize=8.5)
         ax.set_yticks(list(ys))
-        ax.set_yticklabels([n for n, _ in rows], fontsize=8.5)
-        ax.set_xlim(0, 100)
+        ax.set_yticklabels([n + (NOT_HELD_OUT if n in flagged else "") for n, _ in rows], fontsize=8.5)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_xlim(0, 104)  # room for markers at 100
+        ax.set_xticks(range(0, 101, 20))
         ax.set_xlabel(registry.get(task).plot_label)
         ax.grid(True, axis="x", ls=":")
         marks = [
@@ -215,9 +253,14 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
             columnspacing=1.0,
         )
     handles = [plt.Line2D([], [], marker="s", ls="", color=COLOURS[v], label=NAMES[v]) for v in "eht"]
-    handles.append(plt.Rectangle((0, 0), 1, 1, fc="#d9d9d9", ec="k", label="bar: headline mAP (value at its left)"))
+    handles.append(plt.Rectangle((0, 0), 1, 1, fc="#d9d9d9", ec="k", label="bar: headline mAP (value at its right)"))
     fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    caption = comparison_caption(entries)
+    n_cap = caption.count("\n") + 1 if caption else 0
+    bottom = min(0.45, (0.08 + 0.17 * n_cap) / fig.get_figheight())
+    if caption:
+        fig.text(0.01, 0.005, caption, ha="left", va="bottom", fontsize=8, color="#333333")
+    fig.tight_layout(rect=(0, bottom, 1, 0.92))
     try:
         return save(fig, path)
     finally:
@@ -225,7 +268,8 @@ def plot_hpatches_bars(entries: Seq[tuple[str, dict]], path) -> list[Path]:
 
 
 def plot_comparison(entries: Seq[tuple[str, dict]], out_dir) -> list[Path]:
-    """The figures of ``hpatches-eval compare``: ``comparison.png`` (:func:`plot_hpatches_bars`) and, for the
+    """The figures of ``hpatches-eval compare``: ``comparison.png`` (:func:`plot_hpatches_bars`; for whole-image
+    matching results :func:`~hpatches_kit.plots.benchmarks.plot_mma`, every descriptor on one figure) and, for the
     results that carry a ``meta.diagnostics`` block, ``comparison_pca_energy.png`` (the PCA cumulative-energy curves
     side by side); each with a PDF twin.
 
@@ -236,9 +280,15 @@ def plot_comparison(entries: Seq[tuple[str, dict]], out_dir) -> list[Path]:
     Returns:
         The files written.
     """
+    from ..evaluation.compare import is_sequences_result
     from .diagnostics import plot_pca_energy
 
     out = Path(out_dir)
+    if entries and is_sequences_result(entries[0][1]):  # whole-image matching: every descriptor's MMA curves
+        from .benchmarks import plot_mma
+
+        named = [{**r, "meta": {**r["meta"], "descriptor": n}} for n, r in entries]
+        return [plot_mma(named, out / "comparison.png")]
     written = plot_hpatches_bars(entries, out / "comparison.png")
     diag = {
         n: r["meta"]["diagnostics"]

@@ -51,6 +51,8 @@ def plot_training_curves(
             level")}``).
         vector: also write the figure as PDF next to the PNG.
     """
+    from matplotlib.ticker import MaxNLocator
+
     from ._figure import save
 
     plt = _plt()
@@ -77,6 +79,7 @@ def plot_training_curves(
             ax.axhline(value, color="#d62728", ls="--", lw=1.2, label=label)
             ax.set_ylim(bottom=0)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.2, 1.4 ticks
         ax.set_title(TITLES.get(k, k.replace("_", " ")), fontsize=9.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5)

@@ -14,13 +14,10 @@ import importlib
 _EXPORTS = {
     ".pipelines": (
         "descriptor_dataset",
-        "descriptor_dataset_from_tfrecords",
         "denoise_dataset",
         "triplet_dataset",
         "joint_dataset",
         "make_sk_batch",
-        "steps_per_epoch",
-        "shard_tracks",
         "sharded_steps_per_epoch",
     ),
     ".joint": ("train_joint", "compile_joint", "load_joint_start"),
@@ -32,7 +29,6 @@ _EXPORTS = {
         "auto_jit",
         "device_kind",
         "distribute_sk_dataset",
-        "is_chief",
         "worker_info",
         "KerasMultiWorkerMirroredStrategy",
     ),

@@ -24,7 +24,6 @@ from .run import OptionsFromNamespace
 
 log = logging.getLogger(__name__)
 
-MODELS = ("shallow_unet", "deep_unet")
 LOSSES = ("mae", "mse")
 
 
@@ -107,14 +106,18 @@ def train_denoiser(o: DenoiseOptions, arguments: dict | None = None) -> dict:
     from .run import check_schedule, start_and_train
 
     check_schedule(o.epochs, o.batch_size, o.lr, o.val_every)
-    if o.model not in MODELS:
-        raise OptionError(f"unknown {{model}} {o.model!r}; expected one of {', '.join(MODELS)}", "model")
+    from ..models import registry
+
+    if o.model not in registry.REGISTRY.choices("denoiser"):
+        raise OptionError(
+            f"unknown {{model}} {o.model!r}; expected one of {', '.join(registry.names('denoiser'))}", "model"
+        )
     return start_and_train("denoise", o, arguments, lambda run: _train(o, run))
 
 
 def _train(o: DenoiseOptions, run) -> dict:
     from ..data import load_dataset
-    from ..models import deep_unet, shallow_unet
+    from ..models import registry
     from ..plots.training import plot_denoise_examples
     from .pipelines import denoise_dataset
     from .run import resolve_data, validation_epochs
@@ -143,7 +146,7 @@ def _train(o: DenoiseOptions, run) -> dict:
     model, initial_epoch, history = run.resume_state()
     with run.strategy.scope():
         if model is None:
-            model = shallow_unet(p) if o.model == "shallow_unet" else deep_unet(p, base=o.base, depth=o.depth)
+            model = registry.get(o.model, input_size=p, base=o.base, depth=o.depth)
             optimizer = make_optimizer(o.lr, o.lr_schedule, o.epochs, steps)
         else:  # resumed: keep the optimizer state and step count
             optimizer = model.optimizer

@@ -49,6 +49,7 @@ class DescriptorOptions(OptionsFromNamespace):
     denoiser: str | None = None
     model: str = "l2net"
     loss: str = "batch-hard"
+    loss_arg: list | None = None  # the loss's own settings, "KEY=VALUE" (--loss-arg, repeatable)
     margin: float = 1.0
     distance: str = "L2"
     koleo: float = 0.0
@@ -66,6 +67,8 @@ class DescriptorOptions(OptionsFromNamespace):
     seed: int = 0
     augment: bool = True
     geometric: bool = False
+    view_noise: str = "none"  # per-view orientation/scale noise: a hpatches_kit.data.view_noise preset or a .json
+    view_noise_strength: float = 1.0
     val_every: int | None = None  # None: validate after the last epoch only
     collapse: str = "warn"
     init: str | None = None
@@ -111,21 +114,28 @@ def make_loss(
     xbm: int = 0,
     xbm_start: int = 0,
     dim: int = 128,
+    settings=None,
 ):
     """The Keras loss for ``--loss name`` (a registered descriptor loss or ``MODULE:FUNCTION``) with ``views``
     views per track. ``koleo > 0`` adds that weight of KoLeo (:class:`~hpatches_kit.training.mining.
     KoLeoRegularised`); ``global_mining`` wraps the result in :class:`~hpatches_kit.training.mining.GlobalBatchLoss`
     (both only for losses whose entry is ``composable``, i.e. S x K track losses). ``xbm > 0``: the loss mined
-    over batch + a cross-batch memory of ``xbm`` entries (:func:`.xbm.xbm_loss_for`).
+    over batch + a cross-batch memory of ``xbm`` entries (:func:`.xbm.xbm_loss_for`). ``settings``: the loss's
+    own keyword arguments (``--loss-arg KEY=VALUE``: a dict, or a list of ``"KEY=VALUE"`` strings), checked
+    against what its factory takes (:func:`hpatches_kit.losses.registry.check_settings`).
 
     Raises:
-        ValueError: unknown name, negative ``koleo``, or an option that does not apply to the loss's batch.
+        ValueError: unknown name, negative ``koleo``, an option that does not apply to the loss's batch, or a
+            setting the loss does not take (naming ``--loss-arg``).
     """
     from ..checks import check_options
     from .mining import GlobalBatchLoss, KoLeoRegularised
 
     check_options(koleo=koleo, margin=margin)
     e = loss_entry(name)
+    own = loss_settings(name, settings)
+    if own and xbm:
+        raise ValueError("--loss-arg does not combine with --xbm (the memory loss has its own settings)")
     if not e.composable and (global_mining or koleo):
         raise ValueError(f"--global-mining and --koleo do not apply to --loss {name} (batch {e.batch!r})")
     if xbm:
@@ -134,10 +144,35 @@ def make_loss(
         return xbm_loss_for(name, xbm, xbm_start, dim, margin, distance, koleo)
     from ..losses.registry import get as build_loss
 
-    loss = build_loss(name, margin=margin, distance_metric=distance, views_per_track=views)  # its errors name --loss
+    loss = build_loss(name, margin=margin, distance_metric=distance, views_per_track=views, **own)  # errors name --loss
     if koleo:
         loss = KoLeoRegularised(loss, weight=koleo, views_per_track=views)
     return GlobalBatchLoss(loss) if global_mining else loss
+
+
+#: settings of every loss that have their own flag: --loss-arg does not set them
+_SETTING_FLAGS = {"margin": "--margin", "distance_metric": "--distance", "views_per_track": "--views"}
+
+
+def loss_settings(name: str, settings=None) -> dict:
+    """The loss's own settings (``--loss-arg``) as a dict, checked against its factory's parameters.
+
+    Raises:
+        ValueError: a malformed ``KEY=VALUE``, a setting that has its own flag, or one the loss does not take.
+    """
+    from ..losses.registry import check_settings, parse_setting
+
+    if not settings:
+        return {}
+    if not isinstance(settings, dict):
+        try:
+            settings = dict(parse_setting(s) for s in settings)
+        except ValueError as err:
+            raise ValueError(f"--loss-arg: {err}") from None
+    for key in settings:
+        if key in _SETTING_FLAGS:
+            raise ValueError(f"--loss-arg {key}: set it with {_SETTING_FLAGS[key]}")
+    return check_settings(name, settings)
 
 
 def collapse_level(name: str, margin: float, koleo: float = 0.0, eps: float = 1e-8) -> float:
@@ -148,7 +183,9 @@ def collapse_level(name: str, margin: float, koleo: float = 0.0, eps: float = 1e
 
 def options_loss(o: DescriptorOptions):
     """:func:`make_loss` for the options' loss flags."""
-    return make_loss(o.loss, o.margin, o.distance, o.views, o.global_mining, o.koleo, o.xbm, o.xbm_start, o.dim)
+    return make_loss(
+        o.loss, o.margin, o.distance, o.views, o.global_mining, o.koleo, o.xbm, o.xbm_start, o.dim, o.loss_arg
+    )
 
 
 def build_model(o: DescriptorOptions):
@@ -338,6 +375,12 @@ def check_options(o: DescriptorOptions) -> None:
         check_ranges(o)
     except OptionError as e:  # this function's messages name the flags (the options are the flags)
         raise ValueError(e.render(flag_name)) from e
+    from ..data.view_noise import resolve_view_noise
+
+    try:
+        resolve_view_noise(o.view_noise, o.view_noise_strength)
+    except ValueError as e:
+        raise ValueError(f"--view-noise: {e}") from e
     if o.format == "brown" and o.noisy:
         raise ValueError("--noisy: Brown data has no noisy twins")
     if o.recon_weight is not None and not o.joint:
@@ -428,6 +471,7 @@ def resolve_budget(o: DescriptorOptions, precision: str) -> DescriptorOptions:
 
 
 def _train(o: DescriptorOptions, run) -> dict:
+    from ..data.view_noise import resolve_view_noise
     from ..models.registry import descriptor_branch
     from .callbacks import CollapseDetector
     from .distribute import check_tracks_per_replica, distribute_sk_dataset, worker_info
@@ -481,10 +525,20 @@ def _train(o: DescriptorOptions, run) -> dict:
     if triplets:
         train = train.skip(skip) if skip else train
     else:
+        view_noise = resolve_view_noise(o.view_noise, o.view_noise_strength)
         train = distribute_sk_dataset(
             run.strategy,
-            lambda n, i, t=tracks: descriptor_dataset(
-                t, S, K, seed=o.seed, augment=o.augment, geometric=o.geometric, num_shards=n, shard_index=i
+            lambda n, i, t=tracks, vn=view_noise: descriptor_dataset(
+                t,
+                S,
+                K,
+                seed=o.seed,
+                augment=o.augment,
+                geometric=o.geometric,
+                num_shards=n,
+                shard_index=i,
+                view_noise=vn,
+                labels="track" if o.xbm else "batch",
             ).skip(skip),
             S,
             K,
@@ -505,7 +559,18 @@ def _train(o: DescriptorOptions, run) -> dict:
             val = distribute_sk_dataset(
                 run.strategy,
                 lambda n, i: (
-                    descriptor_dataset(test_tracks, sv, K, seed=o.seed + 1, augment=False, num_shards=n, shard_index=i)
+                    descriptor_dataset(
+                        test_tracks,
+                        sv,
+                        K,
+                        seed=o.seed + 1,
+                        augment=False,
+                        num_shards=n,
+                        shard_index=i,
+                        labels="track" if o.xbm else "batch",
+                    )
+                    # --xbm: held-out tracks get ids -1, -2, ... that no training track (memory entry) has
+                    .map(lambda x, y: (x, -1 - y) if o.xbm else (x, y))
                     .take(val_steps)
                     .cache()
                     .repeat()

@@ -11,8 +11,8 @@
 * Several workers (``MultiWorkerMirroredStrategy``): :func:`distribute_sk_dataset` builds each worker's input
   from its own share of the tracks or TFRecord files (``make(num_shards, shard_index)``, e.g.
   :func:`hpatches_kit.training.pipelines.descriptor_dataset` with those arguments), so the global batch is the
-  workers' parts side by side: no track twice, none left out, labels unique across it. :func:`is_chief`: the
-  one worker that writes checkpoints, logs and the final model (:func:`worker_info`).
+  workers' parts side by side: no track twice, none left out, labels unique across it. :func:`worker_info`:
+  ``chief`` is the one worker that writes checkpoints, logs and the final model.
 * :func:`set_precision` -- ``float32``, ``mixed_float16``, ``mixed_bfloat16`` or ``auto`` (per device).
 """
 
@@ -24,10 +24,15 @@ import os
 import keras
 import tensorflow as tf
 
-from ..models.precision import auto_precision, cpu_has_amx_bf16, device_kind  # noqa: F401 (re-exported)
+from ..models.precision import (  # noqa: F401 (re-exported)
+    PRECISIONS,
+    auto_precision,
+    check_precision,
+    cpu_has_amx_bf16,
+    device_kind,
+)
 
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _tpu_resolver():
@@ -128,13 +133,6 @@ def worker_info(strategy: tf.distribute.Strategy | None = None) -> dict:
     return {"workers": len(order), "index": order.index(me), "chief": order.index(me) == 0, "task": f"{me[0]}:{me[1]}"}
 
 
-def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
-    """Whether this process writes the run's files (checkpoints, history, ``model.keras``): always outside a
-    multi-worker cluster, only on the chief inside one. The other workers compute the same steps (their
-    weights equal the chief's) and write nothing."""
-    return worker_info(strategy)["chief"]
-
-
 def distribute_sk_dataset(strategy: tf.distribute.Strategy, make, tracks_per_batch: int, views: int):
     """The S x K training input for ``strategy``: ``make(num_shards, shard_index)`` must return the dataset of
     one worker's ``S / num_shards`` tracks of each global batch (labels offset so they are unique across the
@@ -170,9 +168,7 @@ def auto_jit(kind: str | None = None) -> bool:
 def set_precision(policy: str = "float32") -> str:
     """Set Keras's global dtype policy; returns the policy set. Losses stay float32 (our models end in a
     float32 layer and our losses cast to float32); ``mixed_float16`` gets loss scaling from Keras."""
-    if policy not in PRECISIONS:
-        raise ValueError(f"unknown precision {policy!r}; expected one of {', '.join(PRECISIONS)}")
-    if policy == "auto":
+    if check_precision(policy) == "auto":
         policy = auto_precision()
     keras.mixed_precision.set_global_policy(policy)
     return policy

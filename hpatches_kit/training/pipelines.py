@@ -2,8 +2,8 @@
 
 All pipelines are TPU-ready: static shapes (``drop_remainder=True``), pure TensorFlow ops (no
 ``py_function``), randomness from stateless ops keyed on ``(seed, batch index)`` so a pipeline is
-deterministic under a seed, and they stream either from numpy arrays held in memory or from the packed
-TFRecord shards (:mod:`hpatches_kit.data.pack`).
+deterministic under a seed, and they stream either from numpy arrays held in memory or from a packed cache's row store
+(:class:`hpatches_kit.data.cache.StreamedTracks`).
 
 **Descriptor batches** (:func:`descriptor_dataset`): ``S`` tracks x ``K`` views, track-major, so the labels
 are ``repeat(arange(S), K)`` -- small per-batch ids, exact under Keras's float cast of ``y_true``. Tracks
@@ -22,8 +22,8 @@ applied to both. **Random triplets** (:func:`triplet_dataset`): the classic base
 ``(anchor, positive, negative)`` with anchor/positive two distinct views of a track and the negative a
 random view of another track.
 
-**Sharding for several workers** (``num_shards=W, shard_index=w``; :func:`shard_tracks`): worker ``w`` holds
-only its own share of the tracks (every ``W``-th track, ``tracks[w::W]``, or every ``W``-th TFRecord file) and
+**Sharding for several workers** (``num_shards=W, shard_index=w``): worker ``w`` holds
+only its own share of the tracks (every ``W``-th track, ``tracks[w::W]``) and
 yields *its part* of each global batch: ``S/W`` whole tracks x ``K`` views, labels
 ``repeat(arange(w*S/W, (w+1)*S/W), K)``. Concatenating the ``W`` shards' ``n``-th batches gives the global batch
 ``n`` -- distinct tracks (the shares are disjoint), labels unique across the global batch (what global-batch
@@ -34,14 +34,8 @@ Patches come out as ``float32`` in [0, 255], shape ``(..., P, P, 1)`` (what the 
 
 from __future__ import annotations
 
-import glob
-import os
-
 import numpy as np
 import tensorflow as tf
-
-from ..data.errors import DataError
-from ..data.tfrecord import parse_track_example
 
 NUM_VIEWS = 16
 
@@ -96,6 +90,34 @@ def _photometric(x, seed, gain=0.2, offset=20.0, mean=None):
     return tf.clip_by_value((x - m) * g + m + o, 0.0, 255.0)
 
 
+def perturb_views(x, angle, scale):
+    """Rotate each patch of ``x`` ``(N, P, P)`` float32 by ``angle`` radians (counter-clockwise on screen, i.e.
+    the content turns as the detector's frame error would turn it) and magnify it by ``scale`` about its centre,
+    bilinear, the missing border reflected; ``angle``, ``scale`` broadcast to ``(N,)``. Pure TensorFlow, static
+    shapes (``ImageProjectiveTransformV3``, as ``keras.layers.RandomRotation``).
+
+    The output pixel ``q`` samples the input at ``c + R(angle) (q - c) / scale`` (``c`` the patch centre)."""
+    n, p = x.shape[0], x.shape[-1]
+    angle = tf.reshape(tf.broadcast_to(tf.reshape(angle, [-1]), [n]), [n])
+    scale = tf.reshape(tf.broadcast_to(tf.reshape(scale, [-1]), [n]), [n])
+    c = (p - 1) / 2.0
+    ca, sa = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # input = A @ (q - c) + c with A = R(angle) / scale; rows (a0 a1 a2), (b0 b1 b2)
+    a2 = c - ca * c + sa * c
+    b2 = c - sa * c - ca * c
+    z = tf.zeros_like(ca)
+    transforms = tf.stack([ca, -sa, a2, sa, ca, b2, z, z], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x[..., None],
+        transforms=transforms,
+        output_shape=tf.constant([p, p], tf.int32),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+    return tf.reshape(out, [n, p, p])
+
+
 def make_sk_batch(
     batch_tracks,
     counter,
@@ -106,8 +128,17 @@ def make_sk_batch(
     gain: float = 0.2,
     offset: float = 20.0,
     paired=None,
+    view_noise=None,
+    track_ids=None,
 ):
     """Turn ``(S, 16, P, P) uint8`` tracks into an S x K batch: ``((S*K, P, P, 1) float32, (S*K,) int32)``.
+
+    ``track_ids``: ``(S,)`` int dataset-wide ids of the tracks: the labels are then ``repeat(track_ids, K)``
+    instead of ``repeat(arange(S), K)`` (what a cross-batch memory needs to know a track drawn again).
+
+    ``view_noise``: a :class:`~hpatches_kit.data.view_noise.ViewNoise` (the error of a detector's orientation
+    and scale); every view of a track but the first is rotated and rescaled about the patch centre by its own
+    draw (:func:`perturb_views`), so with ``K = 2`` the two views differ by one draw of the measured error.
 
     ``paired``: an optional second ``(S, 16, P, P) uint8`` stack of the same tracks (the clean twins of noisy
     tracks); it gets the same views, the same flip/rot90 and the same photometric gain and offset, and the
@@ -125,12 +156,19 @@ def make_sk_batch(
     if augment and geometric:
         code = tf.random.stateless_uniform([s], tf.random.experimental.stateless_fold_in(key, 3), 0, 8, dtype=tf.int32)
         xs = [_rot_flip(x, code) for x in xs]
+    if augment and view_noise is not None and view_noise.active:
+        angle, scale = view_noise.sample_tf([s, views], tf.random.experimental.stateless_fold_in(key, 5))
+        first = tf.one_hot(tf.zeros([s], tf.int32), views, on_value=0.0, off_value=1.0)  # (S, K): 0 for view 0
+        # the frame is turned by the orientation error and grown by the scale error: content magnified by 1 / r
+        angle, mag = angle * first, tf.pow(1.0 / scale, first)
+        xs = [tf.reshape(perturb_views(tf.reshape(x, [s * views, p, p]), angle, mag), [s, views, p, p]) for x in xs]
     xs = [tf.reshape(x, [s * views, p, p]) for x in xs]
     if augment:
         pkey = tf.random.experimental.stateless_fold_in(key, 4)
         mean = None if paired is None else tf.reduce_mean(xs[1], axis=[1, 2], keepdims=True)
         xs = [_photometric(x, pkey, gain, offset, mean=mean) for x in xs]
-    labels = tf.repeat(tf.range(s, dtype=tf.int32), views)
+    ids = tf.range(s, dtype=tf.int32) if track_ids is None else tf.cast(tf.reshape(track_ids, [s]), tf.int32)
+    labels = tf.repeat(ids, views)
     xs = [tf.reshape(x, [s * views, p, p, 1]) for x in xs]
     return (xs[0], labels) if paired is None else (xs[0], labels, xs[1])
 
@@ -156,19 +194,6 @@ def _check_shard(tracks_per_batch: int, num_shards: int, shard_index: int) -> in
     return tracks_per_batch // num_shards
 
 
-def shard_tracks(num_tracks: int, num_shards: int = 1, shard_index: int = 0) -> np.ndarray:
-    """Indices of the tracks worker ``shard_index`` of ``num_shards`` holds: every ``num_shards``-th track,
-    starting at ``shard_index``. The shares partition ``range(num_tracks)`` (every track in exactly one),
-    their sizes differ by at most one, and each takes tracks from every sequence of a concatenated dataset.
-
-    Examples:
-        >>> shard_tracks(5, 2, 1)
-        array([1, 3])
-    """
-    _check_shard(num_shards, num_shards, shard_index)
-    return np.arange(shard_index, num_tracks, num_shards)
-
-
 def sharded_steps_per_epoch(num_tracks: int, tracks_per_batch: int, num_shards: int = 1) -> int:
     """Global batches in one pass over the tracks when ``num_shards`` workers each read their own share: the
     smallest share's ``len // (S / W)`` (``num_tracks // S`` for one worker)."""
@@ -192,6 +217,8 @@ def descriptor_dataset(
     offset: float = 20.0,
     num_shards: int = 1,
     shard_index: int = 0,
+    view_noise=None,
+    labels: str = "batch",
 ) -> tf.data.Dataset:
     """S x K descriptor batches from ``(T, 16, P, P) uint8`` tracks held in memory (see module docstring).
 
@@ -201,6 +228,12 @@ def descriptor_dataset(
         gain, offset: photometric jitter ranges (contrast gain in ``1 +- gain``, brightness in ``+- offset``).
         num_shards, shard_index: this worker's share (module docstring): only ``tracks[shard_index::num_shards]``
             is held, and the batches are this worker's ``S / num_shards`` tracks of each global batch.
+        view_noise: per-view rotation and scale noise (:func:`make_sk_batch`; ``None``: none), a
+            :class:`~hpatches_kit.data.view_noise.ViewNoise` or a name for
+            :func:`~hpatches_kit.data.view_noise.resolve_view_noise`.
+        labels: ``"batch"`` (default): ``repeat(arange(o, o + S'), K)``, per-batch ids; ``"track"``: each
+            track's dataset-wide index (its row in ``tracks``, the same under every sharding), so a track drawn
+            again in a later batch carries the same label (cross-batch memory, ``--xbm``).
 
     Returns:
         A dataset of ``(x, labels)``: ``x`` (S'*K, P, P, 1) float32 in [0, 255], ``labels`` (S'*K,) int32 =
@@ -208,7 +241,12 @@ def descriptor_dataset(
         ``repeat=False`` gives one epoch (``T' // S'`` batches of the share's ``T'`` tracks).
     """
     from ..data.cache import StreamedTracks
+    from ..data.view_noise import resolve_view_noise
 
+    view_noise = resolve_view_noise(view_noise) if view_noise is not None else None
+    if labels not in ("batch", "track"):
+        raise ValueError(f"labels must be 'batch' or 'track', got {labels!r}")
+    global_ids = labels == "track"
     if isinstance(tracks, StreamedTracks) and tracks.has_row_store:
         return _descriptor_stream(
             tracks,
@@ -223,6 +261,8 @@ def descriptor_dataset(
             offset,
             num_shards,
             shard_index,
+            view_noise,
+            global_ids,
         )
     tracks = _check_tracks(tracks)
     s = _check_shard(tracks_per_batch, num_shards, shard_index)
@@ -234,7 +274,18 @@ def descriptor_dataset(
     ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).enumerate()
     ds = ds.map(
         lambda i, ids: _shard_batch(
-            tf.gather(table, ids), i, seed, views, augment, geometric, gain, offset, num_shards, shard_index
+            tf.gather(table, ids),
+            i,
+            seed,
+            views,
+            augment,
+            geometric,
+            gain,
+            offset,
+            num_shards,
+            shard_index,
+            view_noise,
+            ids * num_shards + shard_index if global_ids else None,
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
@@ -243,7 +294,20 @@ def descriptor_dataset(
 
 
 def _descriptor_stream(
-    tracks, tracks_per_batch, views, seed, augment, geometric, repeat, prefetch, gain, offset, num_shards, shard_index
+    tracks,
+    tracks_per_batch,
+    views,
+    seed,
+    augment,
+    geometric,
+    repeat,
+    prefetch,
+    gain,
+    offset,
+    num_shards,
+    shard_index,
+    view_noise=None,
+    global_ids=False,
 ) -> tf.data.Dataset:
     """:func:`descriptor_dataset` streamed from a packed cache's row store: the same track-index batches
     (:func:`_epoch_batches` over this worker's share), each track read by ``tf.io.read_file`` instead of
@@ -259,12 +323,29 @@ def _descriptor_stream(
     table = tf.constant(rows, tf.int64)  # cache row of each track of the share: 8 bytes a track
     ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).unbatch()
     ds = (
-        ds.map(lambda i: tracks.tf_read(tf.gather(table, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds.map(
+            lambda i: (tracks.tf_read(tf.gather(table, i)), i * num_shards + shard_index),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         .batch(s, drop_remainder=True)
         .enumerate()
     )
     ds = ds.map(
-        lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, gain, offset, num_shards, shard_index),
+        lambda i, b: _shard_batch(
+            b[0],
+            i,
+            seed,
+            views,
+            augment,
+            geometric,
+            gain,
+            offset,
+            num_shards,
+            shard_index,
+            view_noise,
+            b[1] if global_ids else None,
+        ),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
@@ -286,11 +367,36 @@ def _epoch_batches(t: int, s: int, seed: int, repeat: bool) -> tf.data.Dataset:
     return epochs.flat_map(epoch)
 
 
-def _shard_batch(batch_tracks, i, seed, views, augment, geometric, gain, offset, num_shards, shard_index):
+def _shard_batch(
+    batch_tracks,
+    i,
+    seed,
+    views,
+    augment,
+    geometric,
+    gain,
+    offset,
+    num_shards,
+    shard_index,
+    view_noise=None,
+    track_ids=None,
+):
     """:func:`make_sk_batch` for shard ``shard_index``: its own random stream (counter ``i * W + w``) and labels
-    offset by ``w * S'`` so they are unique across the global batch."""
-    x, y = make_sk_batch(batch_tracks, i * num_shards + shard_index, seed, views, augment, geometric, gain, offset)
-    return x, y + shard_index * batch_tracks.shape[0]
+    offset by ``w * S'`` so they are unique across the global batch (or, with ``track_ids``, the tracks'
+    dataset-wide ids, unique already)."""
+    x, y = make_sk_batch(
+        batch_tracks,
+        i * num_shards + shard_index,
+        seed,
+        views,
+        augment,
+        geometric,
+        gain,
+        offset,
+        view_noise=view_noise,
+        track_ids=track_ids,
+    )
+    return (x, y) if track_ids is not None else (x, y + shard_index * batch_tracks.shape[0])
 
 
 def joint_dataset(
@@ -351,78 +457,6 @@ def joint_dataset(
     ds = _epoch_batches(t, tracks_per_batch, _shard_seed(seed, 0), repeat).enumerate()
     ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
-
-
-# -- packed TFRecord shards ------------------------------------------------------------------------------
-
-
-def _parse_track(serialized, patch_size: int, noisy: bool = False):
-    """Parse one packed track with the one codec, :func:`hpatches_kit.data.tfrecord.parse_track_example`
-    (graph-mode ops, static ``(16, P, P)`` shapes; a record of the wrong patch size fails loudly)."""
-    return parse_track_example(serialized, patch_size, noisy)
-
-
-def _shard_files(shards):
-    if isinstance(shards, (str, os.PathLike)):
-        d = str(shards)
-        files = (
-            sorted(glob.glob(os.path.join(d, "tracks-*-of-*.tfrecord"))) if os.path.isdir(d) else sorted(glob.glob(d))
-        )
-    else:
-        files = [str(f) for f in shards]
-    if not files:
-        raise DataError(shards, "no packed TFRecord shards (tracks-XXXXX-of-YYYYY.tfrecord) found")
-    return files
-
-
-def descriptor_dataset_from_tfrecords(
-    shards,
-    patch_size: int,
-    tracks_per_batch: int = 256,
-    views: int = 2,
-    seed: int = 0,
-    augment: bool = True,
-    geometric: bool = False,
-    shuffle_buffer: int = 16384,
-    repeat: bool = True,
-    use_noisy: bool = False,
-    num_shards: int = 1,
-    shard_index: int = 0,
-):
-    """S x K batches streamed from the packed TFRecord shards (a folder or a list of files); same output as
-    :func:`descriptor_dataset`. Shuffling is file-order + a ``shuffle_buffer`` of tracks.
-
-    With ``num_shards = W > 1`` worker ``shard_index`` reads only every ``W``-th file (``files[w::W]`` of the
-    sorted list) when there are at least ``W`` files, else every ``W``-th record of all of them (each record
-    read by exactly one worker either way), and yields its ``S / W`` tracks of each global batch with labels
-    offset as in :func:`descriptor_dataset`."""
-    files = _shard_files(shards)
-    s = _check_shard(tracks_per_batch, num_shards, shard_index)
-    _validate_sk(None, tracks_per_batch, views)
-    by_record = num_shards > 1 and len(files) < num_shards
-    if num_shards > 1 and not by_record:
-        files = files[shard_index::num_shards]
-    sseed = _shard_seed(seed, shard_index)
-    key = "noisy" if use_noisy else "patches"
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    # record-level sharding needs the same record order on every worker: no per-worker file shuffle then
-    ds = ds if by_record else ds.shuffle(len(files), seed=sseed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)), deterministic=True)
-    if by_record:
-        ds = ds.shard(num_shards, shard_index)
-    ds = ds.map(
-        lambda r: _parse_track(r, patch_size, use_noisy)[key], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    ds = ds.shuffle(shuffle_buffer, seed=sseed + 1, reshuffle_each_iteration=True)
-    ds = ds.batch(s, drop_remainder=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate().map(
-        lambda i, b: _shard_batch(b, i, seed, views, augment, geometric, 0.2, 20.0, num_shards, shard_index),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 # -- denoising pairs -------------------------------------------------------------------------------------
@@ -494,7 +528,3 @@ def triplet_dataset(tracks, batch_size: int = 128, seed: int = 0, repeat: bool =
 
     ds = tf.data.Dataset.range(2**62) if repeat else tf.data.Dataset.range(max(1, t // batch_size))
     return ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-
-
-def steps_per_epoch(num_tracks: int, tracks_per_batch: int) -> int:
-    return num_tracks // tracks_per_batch

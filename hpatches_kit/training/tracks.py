@@ -36,37 +36,6 @@ class TrackSplit:
     how: str
 
 
-def hpatches_tracks(
-    root, split: str = "a", splits_file=None, size: int = 32, noisy: bool = False, progress: bool = False
-) -> TrackSplit:
-    """Training and held-out tracks of the HPatches-format dataset at ``root``.
-
-    Args:
-        root: the dataset folder.
-        split: see :func:`hpatches_kit.training.split_policy.train_test_names`.
-        splits_file: a ``splits.json`` instead of the dataset's own.
-        size: resize patches to ``size x size``.
-        noisy: take the ``*_noise`` twins (N-HPatches data).
-        progress: show progress bars while reading.
-
-    Returns:
-        A :class:`TrackSplit` (``test`` is ``None`` when the split holds nothing out).
-    """
-    from ..data import load_dataset
-    from .split_policy import train_test_names
-
-    root = Path(root)
-    train_names, test_names, how = train_test_names(root, split, splits_file)
-    log.info(f"[data] {root}: {len(train_names)} train / {len(test_names)} held-out sequences ({how})")
-    ds = load_dataset(root, sequences=train_names, size=size, progress=progress)
-    tracks = ds.all_tracks(noisy=noisy)[0]
-    del ds  # the concatenated copy is all training needs: keep one host copy, not two
-    test = None
-    if test_names:
-        test = load_dataset(root, sequences=test_names, size=size, progress=progress).all_tracks(noisy=noisy)[0]
-    return TrackSplit(root, tracks, test, list(train_names), list(test_names), how)
-
-
 def load_track_split(
     data=None,
     format: str = "auto",
@@ -104,21 +73,23 @@ def load_track_split(
     Raises:
         DataError: unreadable or unrecognised data (the path is named).
     """
-    from ..data.formats import open_source
+    from ..data import formats
     from .run import resolve_data
     from .split_policy import train_test_names
 
-    if format in ("hpatches", "n-hpatches", "auto") and data is None:
+    entry = None if format == "auto" else formats.get(format)
+    if not data:
+        if entry is not None and not entry.embedded:
+            raise DataError(None, f"--format {format} needs --data DIR ({entry.description})")
         data = resolve_data(None, "n-hpatches" if noisy else "hpatches")
-    elif format == "brown" and not data:
-        raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
-    fmt = "auto" if format == "hpatches" else format
-    src = open_source(
+    # the HPatches family (formats with an embedded default) is detected: folders, N-HPatches twins, packed caches
+    fmt = "auto" if entry is None or entry.embedded else format
+    src = formats.open_source(
         data, fmt, size=size, noisy=noisy, cache=cache, progress=progress, seed=seed, rows=stream and denoiser is None
     )
     if not src.names:
         train, test = src.holdout(0.0 if split == "none" else 0.05, seed=seed)
-        unit = "3-D points" if src.format == "brown" else "tracks"
+        unit = formats.get(src.format).unit if src.format in formats.REGISTRY else "tracks"
         how = f"{src.format}: {len(train)} train / {0 if test is None else len(test)} held-out {unit}"
         log.info("[data] %s: %s", data, how)
         out = TrackSplit(Path(src.root), train, test, [], [], how)
@@ -136,22 +107,6 @@ def load_track_split(
         out.train = denoise_tracks(np.asarray(out.train), denoiser)
         out.test = denoise_tracks(np.asarray(out.test), denoiser) if out.test is not None else None
     return out
-
-
-def brown_training_tracks(
-    data, size: int = 32, seed: int = 0, holdout: float = 0.05, progress: bool = False
-) -> TrackSplit:
-    """Training and held-out tracks of the Brown subset folder ``data`` (see
-    :func:`hpatches_kit.data.brown.brown_tracks` for how 3-D points become 16-slot tracks); ``holdout`` of the
-    points are held out (0: none)."""
-    from ..data.brown import brown_tracks
-
-    if not data:
-        raise DataError(None, "--format brown needs --data DIR (a Brown subset folder, e.g. .../liberty)")
-    tracks, held = brown_tracks(data, size=size, seed=seed, holdout=holdout, progress=progress)
-    how = f"brown: {len(tracks)} train / {0 if held is None else len(held)} held-out 3-D points"
-    log.info(f"[data] {data}: {how}")
-    return TrackSplit(Path(data), tracks, held, [], [], how)
 
 
 def denoise_tracks(tracks: np.ndarray, denoiser, batch_size: int = 1024) -> np.ndarray:

@@ -25,8 +25,6 @@ from .run import OptionsFromNamespace
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("contrastive", "cosine", "irt", "infonce")
-
 
 @dataclass
 class VitAdapterOptions(OptionsFromNamespace):
@@ -69,8 +67,16 @@ def check_options(o: VitAdapterOptions) -> None:
         )
     if o.epochs < 1 or o.batch_size < 2 or o.lr <= 0:
         raise OptionError("{epochs} must be >= 1, {batch_size} >= 2 and {lr} > 0", "epochs", "batch_size", "lr")
-    if o.loss not in LOSSES:
-        raise OptionError(f"unknown {{loss}} {o.loss!r}; expected one of {', '.join(LOSSES)}", "loss")
+    from ..losses import registry
+
+    try:
+        kind = registry.entry(o.loss).kind
+    except ValueError:
+        kind = None
+    if kind != "pair":
+        raise OptionError(
+            f"{{loss}} {o.loss!r} is no image-pair loss; expected one of {', '.join(registry.names('pair'))}", "loss"
+        )
 
 
 def _eval(backbone, test) -> dict:
@@ -122,7 +128,12 @@ def _train(o: VitAdapterOptions, run) -> dict:
 
     def make_batches(epoch):
         return PairBatches(
-            train.left, train.right, o.batch_size, negatives=o.loss == "cosine", seed=o.seed, epoch=epoch
+            train.left,
+            train.right,
+            o.batch_size,
+            negatives=losses.entry(o.loss).extra.get("negatives", False),
+            seed=o.seed,
+            epoch=epoch,
         )
 
     steps = len(make_batches(0)) * o.epochs

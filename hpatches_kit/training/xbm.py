@@ -41,7 +41,17 @@ def xbm_loss_for(
     if koleo:
         raise ValueError("--koleo does not combine with --xbm")
     # under tf.distribute XBMLoss always mines the global batch (--global-mining is implied)
-    return XBMLoss(XBM_KINDS[name], memory_size=size, dim=dim, start=start, margin=margin, distance_metric=distance)
+    # the trainer's pipelines label tracks by their dataset-wide id under --xbm (descriptor_dataset(labels="track")),
+    # so a track drawn again is a positive of its own memory entries, never a negative
+    return XBMLoss(
+        XBM_KINDS[name],
+        memory_size=size,
+        dim=dim,
+        start=start,
+        margin=margin,
+        distance_metric=distance,
+        batch_labels=False,
+    )
 
 
 def run_extras(model, run, initial_epoch: int) -> list:
