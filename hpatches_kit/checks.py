@@ -82,7 +82,9 @@ OPTION_RANGES: dict[str, Range] = {
     "num_zoom": NON_NEGATIVE_INT,
     "num_blur": NON_NEGATIVE_INT,
     "max_patches": COUNT,
-    "size": COUNT,
+    "size": Range(
+        1, 1024, integer=True, why="a patch side in pixels; `hpatches-data pack --size 0` keeps the source's"
+    ),
     "workers": COUNT,
     "test_fraction": FRACTION,
     "jitter_scale": Range(0, why="the jitter scale: 1 = HPatches' geometric noise, 0 = none"),
@@ -100,7 +102,7 @@ OPTION_RANGES: dict[str, Range] = {
     "dropout": Range(0, 1, high_open=True),
     "dim": COUNT,
     "patch_size": COUNT,
-    "views": COUNT,
+    "views": Range(1, 16, integer=True, why="a track has 16 views: ref, e1-e5, h1-h5, t1-t5"),
     "view_noise_strength": Range(0, 4, why="multiplies the measured orientation and scale error (0 = none)"),
     "curriculum_warmup": NON_NEGATIVE_INT,
     "temperature": POSITIVE,
@@ -139,10 +141,10 @@ def check_options(values: Mapping | object | None = None, /, **kwargs) -> None:
 
     Example:
         >>> import argparse
-        >>> check_options(argparse.Namespace(size=-5, seed=0))
+        >>> check_options(argparse.Namespace(epochs=-5, seed=0))
         Traceback (most recent call last):
         ...
-        hpatches_kit.errors.OptionError: size must be >= 1, got -5
+        hpatches_kit.errors.OptionError: epochs must be >= 1, got -5
     """
     if values is not None and not isinstance(values, Mapping):
         values = vars(values) if hasattr(values, "__dict__") else {}

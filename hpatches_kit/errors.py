@@ -8,7 +8,7 @@ renders the same message in its own terms (the CLI: ``--epochs``, ``--batch-size
 
 from __future__ import annotations
 
-__all__ = ["OptionError"]
+__all__ = ["OptionError", "PluginError", "qualified_name"]
 
 
 class OptionError(ValueError):
@@ -34,3 +34,33 @@ class OptionError(ValueError):
         """The message with each option spelled ``name(option)`` (default: as is)."""
         name = name or (lambda o: o)
         return self.template.format(**{o: name(o) for o in self.options})
+
+
+class PluginError(ValueError):
+    """A plug-in (a user's benchmark, model builder, loss, ...) broke the contract the toolkit calls it by.
+
+    Args:
+        plugin: what it is and where it comes from, e.g. ``"benchmark 'mybench' (mymod.run)"``.
+        contract: what the toolkit expects of it, e.g. ``"run(args) must return a dict of JSON-ready results"``.
+        got: what it did instead.
+
+    Example:
+        >>> str(PluginError("benchmark 'b' (m.run)", "run(args) must return a dict", "it returned None"))
+        "benchmark 'b' (m.run) breaks the plug-in contract: run(args) must return a dict; it returned None"
+    """
+
+    def __init__(self, plugin: str, contract: str, got: str):
+        self.plugin, self.contract, self.got = plugin, contract, got
+        super().__init__(f"{plugin} breaks the plug-in contract: {contract}; {got}")
+
+
+def qualified_name(fn) -> str:
+    """``module.qualname`` of a function (what a plug-in's message names).
+
+    Example:
+        >>> import os.path
+        >>> qualified_name(os.path.join)
+        'posixpath.join'
+    """
+    mod = getattr(fn, "__module__", None) or "?"
+    return f"{mod}.{getattr(fn, '__qualname__', getattr(fn, '__name__', type(fn).__name__))}"

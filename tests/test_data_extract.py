@@ -187,10 +187,11 @@ def test_bad_inputs_name_the_file(tmp_path, view_seq):
     with pytest.raises(DataError, match=r"H_1_3.*singular"):
         read_source_sequence(d)
     (d / "H_1_3").unlink()
+    out = tmp_path.parent / f"{tmp_path.name}-out"  # beside the source folder (inside it is refused: issue 38)
     with pytest.raises(DataError, match=r"H_1_3.*missing"):
-        extract_dataset(tmp_path, tmp_path / "out", progress=False)  # a folder of sequences
-    assert not (tmp_path / "out").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp dir left behind
+        extract_dataset(tmp_path, out, progress=False)  # a folder of sequences
+    assert not out.exists()
+    assert not [p for p in tmp_path.parent.iterdir() if p.name.startswith(f".{out.name}")]  # no temp dir left
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty.*no homography sequences"):
         extract_dataset(tmp_path / "empty", tmp_path / "o2", progress=False)

@@ -74,7 +74,13 @@ def test_rows_sorted_by_mean_and_table(tmp_path):
     # CLI: figure + table + CSV, CSV in the same order with full precision
     out = tmp_path / "report"
     assert main(["compare", *map(str, files), "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"comparison.png", "comparison.pdf", "comparison.md", "comparison.csv"}
+    assert {p.name for p in out.iterdir()} == {
+        "comparison.png",
+        "comparison.pdf",
+        "comparison.md",
+        "comparison.csv",
+        ".hpatches-kit.json",  # the completion marker: compare --out is a folder built whole (issue 38)
+    }
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows_csv = list(csv.DictReader((out / "comparison.csv").open()))
     assert [r["descriptor"] for r in rows_csv] == ["tfeat", "sift", "raw"]

@@ -49,7 +49,7 @@ def run(o) -> dict:
     tasks = registry.names() if o.task == "all" else (o.task,)
     if o.denoiser and not o.model:
         raise ValueError("--denoiser needs --model")
-    dataset = None
+    dataset = describer = None
     t0, c0 = time.perf_counter(), time.process_time()
     if o.descriptors:
         # precomputed descriptors: no image is decoded. The dataset (if given, or needed to generate task
@@ -94,6 +94,9 @@ def run(o) -> dict:
             msg = f"{label} was trained on the photos of this test set (not held out): {why}"
             results["meta"].setdefault("warnings", []).append(msg)
             log.warning(msg)
+    # the dtype policy a model described in (bf16 and float32 descriptors of one model score differently);
+    # None for CSV descriptors and the NumPy baselines
+    results["meta"]["precision"] = getattr(describer, "precision", None)
     results["meta"]["seconds"] = {"descriptors": t_desc, **results["meta"]["seconds"]}
     results["meta"]["cpu_seconds"] = {"descriptors": c_desc, **results["meta"]["cpu_seconds"]}
     # in memory only (never in the JSON): what the descriptor-space plots and the failure galleries draw from
@@ -118,6 +121,12 @@ def plots(results: dict, out_dir) -> list:
     name = results["meta"].get("descriptor", "descriptor")
     written = list(plot_results(results, out_dir, name=name) or [])
     if "_descriptors" not in results:  # results read back from JSON: no descriptors in memory
+        return written
+    from ..evaluation.api import degenerate_spread
+
+    what = degenerate_spread(results["meta"].get("descriptor_spread") or {"spread": 1.0, "relative_spread": 1.0})
+    if what:  # t-SNE and PCA of (nearly) constant descriptors are meaningless (scikit-learn's t-SNE crashes on them)
+        log.warning("descriptor-space diagnostics skipped: the descriptors are %s", what)
         return written
     opts = results["_options"]
     if opts["from_csv"]:

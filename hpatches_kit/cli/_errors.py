@@ -56,6 +56,55 @@ def error_line(e: BaseException) -> str:
     return msg
 
 
+def _toolkit_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[1])
+
+
+def _library_dirs() -> list[str]:
+    """Folders of code that is not the user's: the toolkit, the standard library, installed packages."""
+    import sysconfig
+    from pathlib import Path
+
+    dirs = {_toolkit_dir()}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        with contextlib.suppress(KeyError):
+            dirs.add(str(Path(sysconfig.get_paths()[key]).resolve()))
+    return sorted(dirs)
+
+
+def user_frame(e: BaseException) -> str | None:
+    """Where ``e`` was raised when that is a user's module (``--import MODULE``, a ``MODULE:FUNCTION`` plug-in):
+    ``"module mymod (mymod.py:12)"``, else ``None``. Frames are read innermost first; library code a user's
+    module called (NumPy, Keras) is looked through, the first toolkit frame ends the search (the toolkit's own
+    error, which it reports itself)."""
+    import os
+    import traceback
+
+    tb = e.__traceback__
+    frames = [f for f, _ in traceback.walk_tb(tb)] if tb is not None else []
+    toolkit, libs = _toolkit_dir(), _library_dirs()
+    for frame in reversed(frames):
+        path = os.path.realpath(frame.f_code.co_filename)
+        if path.startswith(toolkit + os.sep):
+            return None
+        generated = os.path.basename(path).startswith("__autograph_generated_file")  # TensorFlow's traced copies
+        if frame.f_code.co_filename.startswith("<") or generated or any(path.startswith(d + os.sep) for d in libs):
+            continue
+        module = frame.f_globals.get("__name__", "?")
+        return f"module {module} ({os.path.basename(path)}:{frame.f_lineno})"
+    return None
+
+
+def _verbose() -> bool:
+    import logging
+
+    from ..log import LOGGER_NAME
+
+    return logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG)
+
+
 def run_command(prog: str, fn, *args, on_error=None) -> int:
     """Call ``fn(*args)`` and map its errors to exit codes.
 
@@ -69,10 +118,13 @@ def run_command(prog: str, fn, *args, on_error=None) -> int:
     Returns:
         ``fn``'s status, 2 after a ``ValueError``/``OSError``/``SystemExit("message")``, 130 after Ctrl-C.
     """
+    user = failed = None
     try:
         return int(fn(*args) or 0)
     except (ValueError, OSError) as e:
-        msg = error_line(e)
+        msg, user, failed = error_line(e), user_frame(e), e
+        if user:
+            msg = f"{user} raised {type(e).__name__}: {msg}"
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             raise
@@ -82,7 +134,19 @@ def run_command(prog: str, fn, *args, on_error=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a user's module failing is their error, reported in one line; the toolkit's: raised
+        user, failed = user_frame(e), e
+        if user is None:
+            raise
+        msg = f"{user} raised {type(e).__name__}: {error_line(e)}"
     if on_error is not None:
         on_error()
+    if user:
+        if _verbose():
+            import traceback
+
+            traceback.print_exception(failed)
+        else:
+            msg += " (-v shows the traceback)"
     print(f"{prog}: error: {msg}", file=sys.stderr)
     return 2

@@ -107,6 +107,11 @@ def _info(args) -> int:
         root = ensure_default(progress=not args.quiet)
     check_outputs(files={"--json": args.json}, inputs=input_paths(args, data=root))
     report = inspect_dataset(root, patch_size=args.patch_size, progress=not args.quiet)
+    if not report.sequences:  # not a dataset at all: an error (exit 2), not a report of one with problems
+        from hpatches_kit.data.errors import DataError
+
+        first = report.problems[0] if report.problems else None
+        raise DataError(first.path if first else root, first.problem if first else "no HPatches sequences found")
     print(report.format())
     if args.json:
         from hpatches_kit.io import atomic_write_json
@@ -125,7 +130,7 @@ def _pack(args) -> int:
     out = pack_dataset(
         args.data,
         args.out,
-        size=args.size,
+        size=args.size or None,  # 0: the source's patch size (as --help says)
         shards=args.shards,
         split=args.split,
         subset=args.subset,
@@ -263,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pack", "pack a dataset into a memory-mapped .npy + TFRecord cache")
     p.add_argument("--data", type=Path, help="dataset folder (default: the embedded default)")
     p.add_argument("--out", type=Path, required=True, help="cache folder (written atomically)")
-    p.add_argument("--size", type=int, default=32, help="patch size of the cache (default 32; 0 keeps the source size)")
+    p.add_argument(
+        "--size", type=int, default=32, help="patch size of the cache, 1..1024 (default 32; 0 keeps the source size)"
+    )
     p.add_argument("--shards", type=int, help="number of TFRecord shards (default: ~256 MiB each)")
     p.add_argument("--split", help="pack only this split's sequences (a, b, c, illum, view, full)")
     p.add_argument("--subset", choices=("train", "test"), default="test")

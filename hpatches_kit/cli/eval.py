@@ -99,7 +99,7 @@ def run_benchmark(entry, args) -> int:
             replaced[flag] = (value, kind, None)
     check_outputs(files=files, folders=folders, replaced=replaced, inputs=input_paths(args))
     args.progress = not args.no_progress
-    result = entry.run(args)
+    result = check_benchmark_result(entry, entry.run(args))
     print(entry.format_result(result))
     if args.json:
         atomic_write_json(args.json, json_ready(result))
@@ -108,6 +108,26 @@ def run_benchmark(entry, args) -> int:
         for path in entry.write_plots(result, args.plots):
             log.info("plot written: %s", path)
     return 0
+
+
+def check_benchmark_result(entry, result) -> dict:
+    """The plug-in contract of a benchmark's ``run``: a dict whose JSON-ready part (keys not starting with ``_``)
+    serialises as JSON; else a :class:`~hpatches_kit.errors.PluginError` naming the benchmark and its ``run``."""
+    import json
+
+    from ..benchmarks import json_ready
+    from ..errors import PluginError, qualified_name
+    from ..io import _json_default
+
+    plugin = f"benchmark {entry.name!r} ({qualified_name(entry.run)})"
+    contract = "run(args) must return a dict of JSON-ready results"
+    if not isinstance(result, dict):
+        raise PluginError(plugin, contract, f"it returned {type(result).__name__} {str(result)[:40]!r}")
+    try:
+        json.dumps(json_ready(result), default=_json_default)  # as --json writes it
+    except (TypeError, ValueError) as e:
+        raise PluginError(plugin, contract, f"its result does not serialise as JSON ({e})") from None
+    return result
 
 
 def _route(argv: list) -> tuple[str | None, bool]:
@@ -119,6 +139,8 @@ def _route(argv: list) -> tuple[str | None, bool]:
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     _common(pre, top=True)
     known, _ = pre.parse_known_args(argv)
+    # -q/-v (wherever given) take effect before a user's module runs: one that imports Keras starts TensorFlow
+    setup_cli_logging(verbosity(known))
     import_modules(known.imports)
     entries = benchmarks.entries()
     for dest in sorted({d for e in entries for d, _ in e.aliases}):
@@ -141,11 +163,11 @@ def main(argv=None) -> int:
     from ._errors import run_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        command, named = _route(argv)
-    except ValueError as e:  # an --import that cannot be found
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    routed = []  # an --import that cannot be found, or that fails: one line (run_command)
+    status = run_command(PROG, lambda: routed.append(_route(argv)))
+    if not routed:
+        return status
+    command, named = routed[0]
     if command is None and not named:  # no command: the default (named: top-level --help)
         argv = [DEFAULT, *argv]
     elif command is not None and not named:  # an old spelling (--task pair-matching, --benchmark brown)

@@ -39,11 +39,17 @@ def run(args) -> int:
 
     if args.name is not None and len(args.name) != len(args.results):
         raise SystemExit(f"{len(args.name)} --name for {len(args.results)} results files")
-    from ..data.fsio import check_outputs
+    from pathlib import Path
 
-    check_outputs(folders={"--out": args.out}, inputs={"RESULTS.json": args.results})
+    from ..data.fsio import build_then_swap, check_outputs
+
+    # --out is replaced whole, as --export-csv is: a folder holding files compare did not write (the user's own
+    # comparison.md) is refused, not overwritten; an earlier comparison is replaced
+    inputs = {"RESULTS.json": args.results}
+    check_outputs(replaced={"--out": (args.out, "comparison", None)}, inputs=inputs)
     entries = load_results(args.results, names=args.name)
-    paths = write_comparison(entries, args.out, figure=plot_comparison)
+    with build_then_swap(args.out, "comparison", inputs=inputs) as tmp:
+        paths = [Path(args.out) / p.name for p in write_comparison(entries, tmp, figure=plot_comparison)]
     print(format_markdown(entries))
     for p in paths:
         log.info("written: %s", p)

@@ -62,7 +62,7 @@ def configure(p):
         help="a setting of the loss itself, passed to its factory as a keyword argument (repeatable; the value "
         "is read as int, float, true/false or text), e.g. --loss MODULE:FUNCTION --loss-arg hard_ratio=0.02",
     )
-    g.add_argument("--views", type=int, default=2, help="K views per track in a batch (default: 2)")
+    g.add_argument("--views", type=int, default=2, help="K views per track in a batch, 2..16 (default: 2)")
     g.add_argument("--patch-size", type=int, default=32, help="resize patches to this size (default: 32)")
     g.add_argument("--dim", type=int, default=128, help="descriptor size (default: 128)")
     g.add_argument("--dropout", type=float, default=0.3, help="dropout before the last conv (default: 0.3)")

@@ -50,16 +50,18 @@ def cache_mode(mode: str | None = None) -> str:
 
 
 def is_packed_cache(path) -> bool:
-    """Whether ``path`` is a packed cache folder (holds a ``manifest.json`` of this format)."""
+    """Whether ``path`` is a packed cache folder (holds a ``manifest.json`` of this format, or a broken
+    ``manifest.json`` beside a ``tracks.npy``: a corrupt cache, which :func:`load_packed` then names as such)."""
     f = Path(path) / MANIFEST
     if not f.is_file():
         return False
     try:
         import json
 
-        return json.loads(f.read_text()).get("format") == FORMAT
+        m = json.loads(f.read_text())
+        return (m.get("format") == FORMAT) if isinstance(m, dict) else (Path(path) / "tracks.npy").is_file()
     except (OSError, ValueError):
-        return False
+        return (Path(path) / "tracks.npy").is_file()
 
 
 def _writable(d: Path) -> bool:
@@ -138,6 +140,12 @@ def ensure_packed(
         raise DataError(parent, f"cannot create the packed-cache folder ({e.strerror or e})") from None
     if out.is_dir() and not (out / MANIFEST).is_file():  # not a cache (no manifest, written last): ours to replace
         shutil.rmtree(out, ignore_errors=True)
+    elif (out.exists() or out.is_symlink()) and not out.is_dir():  # a file where this cache goes: in our own folder
+        log.warning("%s: not a packed cache (a file) in the cache folder; replacing it", out)
+        try:
+            out.unlink()
+        except OSError as e:
+            raise DataError(out, f"packed cache: cannot replace this file with the cache ({e.strerror or e})") from None
     log.info("packing %s into %s (once; later runs stream from it)", root, out)
     pack_dataset(
         root,

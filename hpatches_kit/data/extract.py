@@ -159,8 +159,16 @@ def read_source_sequence(folder) -> tuple[str, list[np.ndarray], list[np.ndarray
         if p is None:
             later = [str(j) if layout == "hpatches" else f"img{j}" for j in range(i + 1, NUM_TARGETS + 2)]
             hfile = (folder / f"H_1_{i}").is_file() if layout == "hpatches" else _oxford_homography(folder, i)
-            if i > MIN_IMAGES and not hfile and not any(_find_image(folder, st) for st in later):
+            after = [st for st in later if _find_image(folder, st)]
+            if i > MIN_IMAGES and not hfile and not after:
                 break  # a shorter sequence, not a gap
+            if i > MIN_IMAGES:  # a gap: what is there names the problem, not the minimum count
+                there = ", ".join(f"{st}.*" for st in after) or ("its homography" if hfile else "")
+                raise DataError(
+                    folder / f"{stem}.ppm",
+                    f"missing image {stem}.* while {there} exist{'s' if len(after) <= 1 else ''}: a gap in the "
+                    f"sequence ({layout} layout; images are numbered without gaps)",
+                )
             raise DataError(
                 folder / f"{stem}.ppm",
                 f"missing image {stem}.* ({layout} layout; a sequence needs at least {MIN_IMAGES} images)",

@@ -385,6 +385,12 @@ def _inside(child: Path, folder: Path) -> bool:
     return folder in child.parents
 
 
+def _in_own_sidecar(child: Path, folder: Path) -> bool:
+    """``child`` lies in one of the toolkit's own folders of ``folder`` (:data:`OWN_SIDECARS`: the packed cache
+    beside a dataset), the only place an output may be written inside an input."""
+    return any(_inside(child, folder / name) or child == folder / name for name in OWN_SIDECARS)
+
+
 def _as_paths(value) -> list:
     if value is None:
         return []
@@ -397,7 +403,9 @@ def check_outputs(files=None, folders=None, inputs=None, replaced=None) -> None:
     """Check every output of a command before its work starts: each can be written (nothing is created), none is
     an input, lies inside an input folder, or (output folders) holds an input. Paths are compared resolved
     (symlinks followed, hard links recognised), so ``--json base/dataset.json`` with ``--data base``, or an
-    output reached through a symlink to an input, is refused.
+    output reached through a symlink to an input, is refused. One rule for every output (files, folders written
+    into, folders replaced whole): the only place inside an input an output may be is the toolkit's own cache
+    folder there (:data:`OWN_SIDECARS`), for the packed cache of that dataset.
 
     Args:
         files: ``{flag: path}`` of output files (``None`` values are skipped).
@@ -420,12 +428,13 @@ def check_outputs(files=None, folders=None, inputs=None, replaced=None) -> None:
     """
     files = {k: v for k, v in (files or {}).items() if v is not None}
     folders = {k: v for k, v in (folders or {}).items() if v is not None}
-    whole = set()  # replaced folders: a new folder inside an input folder is fine, its contents are checked
+    packs = set()  # packed caches: the one output allowed inside an input, in its own cache folder
     for flag, (path, kind, refusal) in (replaced or {}).items():
         if path is not None:
             check_replaceable(path, kind, refusal, flag)
             folders[flag] = path
-            whole.add(flag)
+            if kind == "pack":
+                packs.add(flag)
     # inputs that do not exist are reported by their readers (and may be names, e.g. of a hub model)
     ins = [(flag, Path(p), _real(p)) for flag, v in (inputs or {}).items() for p in _as_paths(v) if os.path.lexists(p)]
     for flag, path in files.items():
@@ -438,7 +447,7 @@ def check_outputs(files=None, folders=None, inputs=None, replaced=None) -> None:
         for iflag, igiven, inp in ins:
             if _same(out, inp):
                 raise DataError(given, f"{flag} is the input {iflag} {igiven}; refusing to overwrite an input")
-            if _inside(out, inp) and flag not in whole:
+            if _inside(out, inp) and not (flag in packs and _in_own_sidecar(out, inp)):
                 raise DataError(given, f"{flag} is inside the input folder {iflag} {igiven}; write it elsewhere")
             if is_folder and _inside(inp, out):
                 raise DataError(given, f"{flag} folder holds the input {iflag} {igiven}; write it elsewhere")

@@ -104,6 +104,8 @@ def keypoint_patches(
     if orientation not in ORIENTATIONS:
         raise ValueError(f"unknown orientation {orientation!r}; expected one of {', '.join(ORIENTATIONS)}")
     mag_f = MAGNIFICATION if magnification is None else float(magnification)
+    if len(keypoints) == 0:  # an image without keypoints (flat, or tiny): no patches, not a reshape error
+        return np.zeros((0, patch_size, patch_size), np.uint8)
     kp = np.asarray(keypoints, np.float64).reshape(len(keypoints), -1)
     if orientation == "upright":
         angles = np.zeros(len(kp))

@@ -39,6 +39,7 @@ from .packed import (  # noqa: F401  (re-exported: public names of this module s
     SHARD_BYTES,
     PackedDataset,
     load_packed,
+    remember_verified,
     row_file,
     shard_name,
     source_fingerprint,
@@ -288,6 +289,7 @@ def pack_stream(
         if row_meta is not None:
             manifest["rows"] = row_meta
         atomic_write_json(tmp / MANIFEST, manifest)
+    remember_verified(out_dir, manifest)  # its digests were computed from the bytes written
     return out_dir
 
 

@@ -6,6 +6,7 @@ Also the format constants and the source fingerprint that the packer writes and 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,11 +116,98 @@ def _stale(path, why: str) -> DataError:
     return DataError(path, f"stale or corrupt packed cache: {why}; re-run `hpatches-data pack`")
 
 
+def _check_row_store(folder: Path, total: int, row_bytes: int) -> None:
+    """Every one of the ``total`` track files of a row store exists with ``row_bytes`` bytes (one directory
+    listing per 1000 tracks: training would otherwise stop mid-epoch on the first missing or short file)."""
+    import os
+
+    for d in range((total + ROWS_PER_DIR - 1) // ROWS_PER_DIR):
+        sub = folder / f"{d:05d}"
+        try:
+            sizes = {e.name: e.stat().st_size for e in os.scandir(sub) if e.name.endswith(".u8")}
+        except OSError:
+            raise _stale(sub, "row store folder is missing") from None
+        for i in range(d * ROWS_PER_DIR, min(total, (d + 1) * ROWS_PER_DIR)):
+            name = f"{i:08d}.u8"
+            if name not in sizes:
+                raise _stale(sub / name, "row store file is missing")
+            if sizes[name] != row_bytes:
+                raise _stale(sub / name, f"row store file is {sizes[name]} bytes, expected {row_bytes} (truncated)")
+
+
+def _verified_record(out_dir: Path) -> Path:
+    """Where the digests of the cache at ``out_dir`` are remembered as verified: a small file in the user cache
+    folder (not in the cache itself: its entries are listed by its build marker; read-only caches work too)."""
+    from .embedded import cache_dir
+
+    key = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:20]
+    return cache_dir() / "verified" / f"{key}.json"
+
+
+def _stamp(f: Path, digest: str) -> list:
+    st = f.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino, digest]
+
+
+def verify_digests(out_dir, man: dict, always: bool = False) -> None:
+    """Check the sha256 of every array and shard of a packed cache against its manifest, once per cache: the
+    files verified are remembered (size, modification time, inode and digest, :func:`_verified_record`), and a
+    file is hashed again only when one of these changed (a rewrite, even one keeping the size, changes the
+    time). ``always``: hash every file (``verify="full"``).
+
+    Raises:
+        DataError: "stale or corrupt packed cache: sha256 checksum mismatch", naming the file.
+    """
+    from ..io import atomic_write_json
+
+    out_dir = Path(out_dir)
+    rec = _verified_record(out_dir)
+    try:
+        known = json.loads(rec.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        known = {}
+    done, changed = {}, False
+    for entry in list(man.get("arrays", {}).values()) + list(man.get("shards", [])):
+        f = out_dir / entry["file"]
+        stamp = _stamp(f, entry["sha256"])
+        if not always and known.get(entry["file"]) == stamp:
+            done[entry["file"]] = stamp
+            continue
+        if sha256_file(f) != entry["sha256"]:
+            raise _stale(f, "sha256 checksum mismatch (file corrupted)")
+        done[entry["file"]], changed = stamp, True
+    if changed or set(done) != set(known):
+        try:
+            atomic_write_json(rec, {"cache": str(out_dir.resolve()), "files": done})
+        except OSError:  # nowhere to remember it: verified again next time
+            pass
+
+
+def remember_verified(out_dir, man: dict) -> None:
+    """Record the files of a cache just built (their digests computed from the bytes written) as verified, so the
+    first open does not hash them again; only when the manifest on disk is ``man`` (a concurrent build of the
+    same cache may have been kept instead)."""
+    from ..io import atomic_write_json
+
+    out_dir = Path(out_dir)
+    try:
+        if json.loads((out_dir / MANIFEST).read_text()) != json.loads(json.dumps(man)):
+            return
+        files = {
+            e["file"]: _stamp(out_dir / e["file"], e["sha256"])
+            for e in list(man.get("arrays", {}).values()) + list(man.get("shards", []))
+        }
+        atomic_write_json(_verified_record(out_dir), {"cache": str(out_dir.resolve()), "files": files})
+    except (OSError, ValueError):
+        pass
+
+
 def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) -> PackedDataset:
     """Load a packed cache.
 
     ``mmap=True`` memory-maps the arrays (near-instant, no RAM until touched). ``verify``: ``"quick"``
-    checks the manifest, file sizes, array headers and counts; ``"full"`` also the sha256 of every file;
+    checks the manifest, file sizes, array headers, counts and every row-store file, and the sha256 of every file
+    once per cache (remembered: :func:`verify_digests`); ``"full"`` hashes every file each time;
     ``"none"`` skips the checks. ``source``: a dataset folder; raises if it changed since packing (stale).
     """
     out_dir = Path(out_dir)
@@ -180,16 +268,11 @@ def load_packed(out_dir, mmap: bool = True, verify: str = "quick", source=None) 
         rows = man.get("rows")
         if rows and total:
             for folder in (rows["dir"], rows.get("noisy_dir")):
-                f = out_dir / folder / row_file(total - 1) if folder else None
-                if f is not None and (not f.is_file() or f.stat().st_size != rows["row_bytes"]):
-                    raise _stale(f, "row store is incomplete (last track file missing or of the wrong size)")
+                if folder:
+                    _check_row_store(out_dir / folder, total, int(rows["row_bytes"]))
         if sum(s["tracks"] for s in man.get("shards", [])) not in (0, total):
             raise _stale(mf, "TFRecord shards do not cover every track")
-        if verify == "full":
-            for entry in list(arrays.values()) + list(man.get("shards", [])):
-                f = out_dir / entry["file"]
-                if sha256_file(f) != entry["sha256"]:
-                    raise _stale(f, "sha256 checksum mismatch (file corrupted)")
+        verify_digests(out_dir, man, always=verify == "full")
     if source is not None:
         by_name = {d.name: d for d in find_sequence_dirs(source)}
         gone = [n for n in names if n not in by_name]

@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence as Seq
 from pathlib import Path
 
@@ -54,6 +55,8 @@ __all__ = [
     "format_csv",
     "write_comparison",
 ]
+
+log = logging.getLogger(__name__)
 
 Entry = tuple  # (name, results dict, path)
 # compared when a result does not name its sequences (written before ``meta.sequence_names``); with the names on
@@ -109,6 +112,12 @@ def _results_of(r, where) -> dict:
         raise DataError(
             where, "not a results file (hpatches-eval --json, a run's metrics.json or an evaluate() result): no 'meta'"
         )
+    names = r["meta"].get("sequence_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise DataError(
+            where,
+            f"meta.sequence_names must be a list of sequence names, got {type(names).__name__} {str(names)[:40]!r}",
+        )
     tasks = [t for t in registry.names() if t in r]
     if not tasks:
         raise DataError(where, f"holds none of the tasks {', '.join(registry.names())}")
@@ -121,6 +130,7 @@ def _results_of(r, where) -> dict:
             raise DataError(
                 where, f"task {t!r}: 'headline' must be an object with a numeric 'value', got {json.dumps(head)[:60]}"
             )
+        check_percent(value, where, f"{t}.headline.value")
         try:
             variant_scores(t, r[t])
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -131,6 +141,22 @@ def _results_of(r, where) -> dict:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_percent(value, where, field: str) -> float:
+    """The one finite-values check of results: ``value`` is a finite number in [0, 100] (a score in %).
+
+    Raises:
+        DataError: naming ``where`` (the file) and ``field``, e.g. a hand-edited NaN or 1e9 headline.
+
+    Example:
+        >>> check_percent(55.2, "r.json", "matching.headline.value")
+        55.2
+    """
+    x = float(value)
+    if not np.isfinite(x) or not 0.0 <= x <= 100.0:
+        raise DataError(where, f"{field} is {value!r}; a score must be a finite percentage in [0, 100]")
+    return x
 
 
 def _label(source, r: dict, raw) -> str:
@@ -262,6 +288,15 @@ def load_results(paths: Seq, names: Seq[str] | None = None) -> list[Entry]:
             for i, (src, r, raw) in enumerate(zip(sources, results, raws))
         ]
     )
+    for t in registry.names():  # a task some results lack leaves every row and the mean: said, not silent
+        lacking = [str(p or f"result {i}") for i, (p, r) in enumerate(zip(sources, results)) if t not in r]
+        if lacking and len(lacking) < len(results):
+            log.warning(
+                "task %s is left out of the comparison (its column and the mean): %s lack%s it",
+                t,
+                ", ".join(lacking),
+                "s" if len(lacking) == 1 else "",
+            )
     counts = {n: labels.count(n) for n in labels}
     labels = [f"{n} ({Path(p).stem})" if counts[n] > 1 and p is not None else n for n, p in zip(labels, sources)]
     return [(n, r, p) for n, r, p in zip(labels, results, sources)]

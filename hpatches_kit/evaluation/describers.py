@@ -160,6 +160,31 @@ def _input_size(model, what: str, where=None) -> int:
     return int(shape[1])
 
 
+def check_descriptor_output(model, where=None, what: str = "descriptor model") -> int:
+    """The descriptor dimension ``D`` of a model with one output of shape ``(B, D)``: a vector per patch (a
+    U-Net's image, a feature map, or several outputs are refused, not flattened and scored).
+
+    Raises:
+        DataError: naming ``where`` and the output shape found.
+    """
+    outputs = getattr(model, "outputs", None)
+    if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
+        raise DataError(where, f"{what} must have one output (a (D,) descriptor per patch); it has {len(outputs)}")
+    try:
+        shape = tuple(model.output_shape)
+    except (AttributeError, ValueError) as e:
+        raise DataError(where, f"{what} must have one output (a (D,) descriptor per patch) ({e})") from None
+    if shape and isinstance(shape[0], (tuple, list)):  # a list of output shapes
+        raise DataError(where, f"{what} must have one output (a (D,) descriptor per patch); it has {len(shape)}")
+    if len(shape) < 2 or shape[-1] is None or any(d != 1 for d in shape[1:-1]):  # (B, D), or (B, 1, 1, D)
+        raise DataError(
+            where,
+            f"{what} must output one (D,) descriptor vector per patch; its output shape is {shape[1:]} "
+            "(an image or feature map, e.g. a denoiser or U-Net, is not a descriptor)",
+        )
+    return int(shape[-1])
+
+
 def check_denoiser(den, where=None) -> int:
     """The patch size of a denoiser that maps ``(P, P, 1)`` grey patches to patches of the same shape.
 
@@ -286,6 +311,7 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
     den = load_model_file(denoiser, "the denoiser") if denoiser is not None else None
     where = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     size = _input_size(model, "descriptor model", where)
+    check_descriptor_output(model, where)
     if den is not None and {"denoiser", "denoised", "descriptor"} <= {la.name for la in getattr(model, "layers", [])}:
         raise DataError(
             where,

@@ -335,7 +335,12 @@ def read_descriptor_rows(path) -> np.ndarray:
             a = np.load(path)
         except ValueError as e:
             raise DataError(path, f"cannot read .npy: {e}") from None
-        if a.ndim != 2 or not np.isfinite(a).all():
-            raise DataError(path, f"expected a finite (N, D) array, got shape {a.shape}")
+        if a.ndim != 2:
+            raise DataError(path, f"expected an (N, D) array of descriptors, got shape {a.shape}")
+        bad = ~np.isfinite(a).all(axis=1) if a.dtype.kind in "fc" else np.zeros(len(a), bool)
+        if bad.any():  # the shape is right: say what is wrong
+            raise DataError(
+                path, f"{int(bad.sum())} of {len(a)} descriptor rows hold NaN or Inf (first: row {int(bad.argmax())})"
+            )
         return a.astype(np.float32)
     return _read_desc_csv(path)

@@ -202,6 +202,9 @@ def tsne_map(
         seq += [names[w]] * len(TYPES)
         idx += [i] * len(TYPES)
     x = np.concatenate(xs).astype(np.float64)
+    if not np.isfinite(x).all() or not np.ptp(x, axis=0).any():
+        # scikit-learn's t-SNE crashes the process (SIGSEGV) on constant rows: refused here, in Python
+        raise ValueError("tsne_map: the descriptors are constant or not finite; no map to draw")
     perp = float(min(perplexity, max(2.0, (len(x) - 1) / 3.0)))
     xy = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
     typ = np.array(typ)

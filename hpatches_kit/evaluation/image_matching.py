@@ -138,17 +138,30 @@ def read_sequences(root, kinds=None) -> list[tuple[str, list[np.ndarray], list[n
     from ..data.extract import find_source_sequences, read_source_sequence
 
     roots = list(root) if isinstance(root, (list, tuple)) else [root]
-    out = []
+    out, used, seen = [], set(), []
+    given = read_scene_kinds(kinds)
     for r in roots:
         named = dict(read_scene_kinds(Path(r) / KINDS_FILE)) if (Path(r) / KINDS_FILE).is_file() else {}
-        named.update(read_scene_kinds(kinds))
+        named.update(given)
         for p in find_source_sequences(r):
             name, ims, Hs = read_source_sequence(p)
-            if p.name in named or name[2:] in named:
-                kind = named.get(p.name, named.get(name[2:]))
-                base = p.name[2:] if p.name.startswith(("i_", "v_")) else p.name
+            seen.append(p.name)
+            base = p.name[2:] if p.name.startswith(("i_", "v_")) else p.name
+            keys = [k for k in (p.name, name[2:]) if k in named] or [
+                k for k in named if (k[2:] if k.startswith(("i_", "v_")) else k) == base
+            ]  # the scene named with or without its i_/v_ prefix
+            if keys:
+                key = keys[0]
+                used.add(key)
+                kind = named[key]
                 name = ("i_" if kind == "illumination" else "v_") + base
             out.append((name, ims, Hs))
+    unused = [k for k in given if k not in used]
+    if unused:  # a misspelt scene would otherwise keep its guessed kind, silently
+        raise ValueError(
+            f"--kinds names {', '.join(unused)}, which is no scene of the data (scenes: "
+            f"{', '.join(sorted(seen)[:8])}{', ...' if len(seen) > 8 else ''})"
+        )
     return out
 
 

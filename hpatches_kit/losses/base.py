@@ -175,5 +175,19 @@ class FunctionLoss(MetricLoss):
     def __init__(self, fn, name=None, reduction="sum_over_batch_size", dtype=None, **fn_kwargs):
         super().__init__(fn, fn_kwargs, name=name or getattr(fn, "__name__", None), reduction=reduction, dtype=dtype)
 
+    def call(self, y_true, y_pred):
+        value = super().call(y_true, y_pred)
+        # the plug-in contract of a loss function: a floating tensor (else Keras says "No gradients provided")
+        dtype = str(getattr(value, "dtype", ""))
+        if not hasattr(value, "shape") or "float" not in dtype:
+            from ..errors import PluginError, qualified_name
+
+            raise PluginError(
+                f"loss {self.name!r} ({qualified_name(self.fn)})",
+                "fn(y_true, y_pred) must return a floating-point scalar computed from y_pred with keras.ops",
+                f"it returned {type(value).__name__} {str(value)[:40]!r}",
+            )
+        return value
+
     def get_config(self):
         return {**super().get_config(), "fn": keras.saving.serialize_keras_object(self.fn)}

@@ -429,7 +429,13 @@ def get(name: str, **kw):
     Raises:
         ValueError: ``name`` is not registered (the message lists the known names).
     """
-    return entry(name).factory(**kw)
+    factory = entry(name).factory
+    try:
+        return factory(**kw)
+    except ValueError as e:
+        if type(e) is not ValueError or str(e).startswith("--loss"):  # the toolkit's own errors name their subject
+            raise
+        raise ValueError(f"--loss {name}: {e}") from e  # the loss's own error: which --loss said so
 
 
 __all__ = [

@@ -99,8 +99,39 @@ class ModelEntry:
         return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
     def build(self, **kw):
-        """The model, built with the keywords of ``kw`` the builder accepts (``None`` values are left out)."""
-        return self.builder(**{k: v for k, v in kw.items() if v is not None and self.accepts(k)})
+        """The model, built with the keywords of ``kw`` the builder accepts (``None`` values are left out).
+
+        Raises:
+            PluginError: the builder cannot be called so (a required parameter the toolkit does not pass), naming
+                the builder and the contract.
+        """
+        from ..errors import PluginError, qualified_name
+
+        passed = {k: v for k, v in kw.items() if v is not None and self.accepts(k)}
+        try:
+            inspect.signature(self.builder).bind(**passed)
+        except TypeError as e:
+            raise PluginError(
+                f"model builder {self.name!r} ({qualified_name(self.builder)})",
+                "it is called as builder(input_size=..., dim=..., [dropout=...]) with the keywords it names and "
+                "returns a keras.Model",
+                f"its signature {_signature(self.builder)} does not take that ({e})",
+            ) from None
+        except ValueError:  # no signature to inspect (a builtin): called as it is
+            pass
+        try:
+            return self.builder(**passed)
+        except ValueError as e:
+            if type(e) is not ValueError:  # the toolkit's own errors (options, files) name what they are about
+                raise
+            raise ValueError(f"--model {self.name}: {e}") from e  # the builder's own error: which --model said so
+
+
+def _signature(fn) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(?)"
 
 
 def _canon(name: str) -> str:
@@ -156,6 +187,9 @@ def check_built(model, name: str, input_size: int, dim: int | None = None) -> No
         ValueError: the model does not take one ``(input_size, input_size, 1)`` input or does not output one
             ``(dim,)`` vector; the message names ``--model``, ``--patch-size`` and ``--dim``.
     """
+    outputs = getattr(model, "outputs", None)
+    if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
+        raise ValueError(f"--model {name}: the model must have one output (a descriptor), it has {len(outputs)}")
     try:
         ishape, oshape = tuple(model.input_shape), tuple(model.output_shape)
     except (AttributeError, ValueError) as e:
@@ -165,7 +199,12 @@ def check_built(model, name: str, input_size: int, dim: int | None = None) -> No
             f"--model {name} takes inputs of shape {ishape[1:]}, not ({input_size}, {input_size}, 1) "
             f"patches of --patch-size {input_size}"
         )
-    if len(oshape) != 2 or (dim is not None and oshape[1] != dim):
+    if len(oshape) != 2:
+        raise ValueError(
+            f"--model {name} outputs shape {oshape[1:]} per patch, not a ({dim},) descriptor vector: end the "
+            "model with Flatten/Dense (or global pooling) to one vector per patch"
+        )
+    if dim is not None and oshape[1] != dim:
         raise ValueError(
             f"--model {name} outputs descriptors of shape {oshape[1:]}, not ({dim},) as --dim {dim} "
             f"asks (set --dim {oshape[-1]})"

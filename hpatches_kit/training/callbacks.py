@@ -29,6 +29,45 @@ class CollapseWarning(UserWarning):
     pass
 
 
+class NonFiniteLossError(ValueError):
+    """The training loss (or the descriptors) became NaN or Inf: training cannot go on from there."""
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stop training with :class:`NonFiniteLossError` ("loss became NaN at epoch E step S") at the first step
+    whose loss is not finite: no NaN passes silently into the checkpoints, the collapse check or the curves.
+
+    Dispatched asynchronously (``async_safe``): reading the step's loss does not hold up the training loop; the
+    error surfaces at the next step or at the epoch's end, naming the first bad step (the logged loss is the
+    epoch's running mean, NaN from the first NaN step on).
+
+    Args:
+        monitor: the log key of the loss.
+    """
+
+    async_safe = True
+
+    def __init__(self, monitor: str = "loss"):
+        super().__init__()
+        self.monitor = monitor
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(np.asarray(value))
+        if not np.isfinite(value):
+            what = "NaN" if np.isnan(value) else "infinite"
+            raise NonFiniteLossError(
+                f"{self.monitor} became {what} at epoch {self._epoch + 1} step {batch + 1}; training stopped "
+                "(a learning rate too high for this loss, or NaN/Inf in the data or the model?)"
+            )
+
+
 class CollapseDetector(keras.callbacks.Callback):
     """Flag descriptor collapse at the end of each epoch: the training loss is pinned at the margin
     (``|loss - margin| <= loss_tol * margin``) **and** the spread of the descriptors of a fixed probe batch
@@ -91,6 +130,11 @@ class CollapseDetector(keras.callbacks.Callback):
 
         logs = logs if logs is not None else {}
         emb = np.asarray(self.model.predict(self.probe, verbose=0, batch_size=256), np.float64)
+        if not np.isfinite(emb).all():
+            raise NonFiniteLossError(
+                f"the descriptors became NaN or Inf at epoch {epoch + 1} (loss {logs.get(self.monitor)}); "
+                "training stopped"
+            )
         spread = descriptor_spread(emb)
         energy = pca_energy(emb.reshape(len(emb), -1))
         self.spreads.append(spread)

@@ -142,7 +142,9 @@ def make_loss(
         from .xbm import xbm_loss_for
 
         return xbm_loss_for(name, xbm, xbm_start, dim, margin, distance, koleo)
-    loss = e.factory(margin=margin, distance_metric=distance, views_per_track=views, **own)
+    from ..losses.registry import get as build_loss
+
+    loss = build_loss(name, margin=margin, distance_metric=distance, views_per_track=views, **own)  # errors name --loss
     if koleo:
         loss = KoLeoRegularised(loss, weight=koleo, views_per_track=views)
     return GlobalBatchLoss(loss) if global_mining else loss
@@ -397,6 +399,8 @@ def check_options(o: DescriptorOptions) -> None:
         raise ValueError(
             f"--xbm {o.xbm}: the memory must hold at least one (global) batch (--batch-size {o.batch_size})"
         )
+    if o.xbm_start and not o.xbm:
+        raise ValueError(f"--xbm-start {o.xbm_start} applies to the cross-batch memory only: give --xbm SIZE too")
     if o.joint and (o.xbm or o.pca_dim):
         raise ValueError("--xbm and --pca-dim apply to descriptor training, not --joint")
     options_loss(o)

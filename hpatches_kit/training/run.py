@@ -397,21 +397,24 @@ class TrainingRun:
         come first, and their ``reference_levels()`` go to the curves plot."""
         import keras
 
-        from .callbacks import AtomicCheckpoint, MetricsLogger
+        from .callbacks import AtomicCheckpoint, MetricsLogger, NonFiniteLossGuard
 
+        # every worker stops at the first non-finite loss ("loss became NaN at epoch E step S")
+        guard = [NonFiniteLossGuard()]
         # history.json is written before the checkpoint's state.json: a kill between the two leaves the history
         # one epoch ahead, which the resume cuts back to the checkpoint (the other order would lose an epoch)
         if not self.chief:  # a non-chief worker trains in step with the chief and writes nothing
-            return list(extra or [])
+            return guard + list(extra or [])
         # callbacks that add keys to the epoch's logs (CollapseDetector: descriptor_spread, pca_dims_*) run
         # first, so that history.json and the curves record those keys
         extra = list(extra or [])
         producers = [c for c in extra if getattr(c, "adds_logs", False)]
         extra = [c for c in extra if c not in producers]
         levels = {k: v for c in producers if hasattr(c, "reference_levels") for k, v in c.reference_levels().items()}
-        cbs = producers + [
-            MetricsLogger(self.out / "history.json", self.out / "training_curves.png", history=history, levels=levels)
-        ]
+        logger = MetricsLogger(
+            self.out / "history.json", self.out / "training_curves.png", history=history, levels=levels
+        )
+        cbs = guard + producers + [logger]
         if checkpoints:
             cbs.append(AtomicCheckpoint(self.checkpoints))
         if tensorboard and tensorboard_available():
@@ -440,8 +443,8 @@ class TrainingRun:
         return path
 
     def discard_if_empty(self) -> None:
-        """After a failed start: remove ``out`` when this run created it and it holds nothing but
-        ``run_args.json`` (no checkpoint, history or model)."""
+        """After a failed run: remove ``out`` when this run created it and it holds nothing but ``run_args.json``,
+        the lock and TensorBoard's logs (no checkpoint, history or model: :func:`discard_if_empty`)."""
         if not self.created or not self.out.is_dir():
             return
         discard_if_empty(self.out)
@@ -495,7 +498,14 @@ def start_and_train(command: str, options, arguments: dict | None, train, **devi
 
 
 def discard_if_empty(out) -> None:
-    """Remove the folder ``out`` when it holds no file but ``run_args.json``."""
+    """Remove the folder ``out`` when it holds nothing of a run's results: no file but ``run_args.json``, the
+    lock and TensorBoard's event files (``logs/``, written from the first step on); a checkpoint, a history or a
+    model keeps it."""
     out = Path(out)
-    if out.is_dir() and not [p for p in out.rglob("*") if p.is_file() and p.name not in (RUN_ARGS, LOCK)]:
+
+    def kept(p: Path) -> bool:
+        rel = p.relative_to(out).parts
+        return p.is_file() and p.name not in (RUN_ARGS, LOCK) and rel[0] != "logs"
+
+    if out.is_dir() and not [p for p in out.rglob("*") if kept(p)]:
         shutil.rmtree(out, ignore_errors=True)

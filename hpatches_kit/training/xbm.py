@@ -82,8 +82,16 @@ def pca_sample(tracks, pca_dim, max_patches: int = 20000, seed: int = 0):
     ``--pca-dim`` on, or ``None`` without it; taken before the trainer hands the tracks to the pipeline."""
     if not pca_dim:
         return None
-    rng = np.random.default_rng(seed)
     n = min(len(tracks), max_patches)
+    if n <= pca_dim:  # checked before training: the PCA is fitted after it, and a resume may not change --pca-dim
+        from ..errors import OptionError
+
+        raise OptionError(
+            f"{{pca_dim}} {pca_dim} needs more than {pca_dim} training patches to fit the PCA on, and the training "
+            f"set has {len(tracks)} tracks: use {{pca_dim}} < {n} or more training data",
+            "pca_dim",
+        )
+    rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(tracks), n, replace=False))
     views = rng.integers(0, tracks.shape[1], n)
     return np.ascontiguousarray(tracks[idx, views, :, :, None]).astype(np.float32)
