@@ -145,7 +145,7 @@ def test_kill_during_build_then_rerun(tmp_path):
     assert not list(parent.glob(".*"))  # the killed build's folder is gone
 
 
-def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
+def test_external_format_trains_and_evaluates(tmp_path, monkeypatch, request):
     """A reader registered from a module outside the package: training and evaluation read through it."""
     rng = np.random.default_rng(4)
     data = tmp_path / "npzdata"
@@ -174,6 +174,8 @@ def test_external_format_trains_and_evaluates(tmp_path, monkeypatch):
     import npz_tracks_format  # noqa: F401
 
     from hpatches_kit.data import formats
+
+    request.addfinalizer(lambda: formats.unregister("npz-tracks"))  # other tests see the built-in formats only
     from hpatches_kit.data.formats import detect_format
     from hpatches_kit.training.tracks import load_track_split
 

@@ -51,7 +51,11 @@ def test_spread_and_pca_dims_reach_history_json_and_the_curves(tmp_path):
     m.compile(optimizer="sgd", loss=BatchHardTripletLoss(margin=1.0))
     det = CollapseDetector(probe, margin=1.0)
     cbs = run.callbacks({}, [det], tensorboard=False, checkpoints=False)
-    assert cbs[0] is det  # it runs before the logger, which then records its keys
+    from hpatches_kit.training.callbacks import NonFiniteLossGuard
+
+    # the NaN guard first (a NaN loss stops before anything is logged), then the detector, before the logger,
+    # which then records its keys
+    assert isinstance(cbs[0], NonFiniteLossGuard) and cbs[1] is det
     m.fit(ds, steps_per_epoch=2, epochs=3, verbose=0, callbacks=cbs)
     saved = json.loads((run.out / "history.json").read_text())
     h = saved["history"]
