@@ -331,3 +331,18 @@ def test_models_trained_on_the_test_photos_are_flagged_and_named(tmp_path):
     }
     head = [ln for ln in TASK.format(r) if "retrieval mAP 83.30" in ln]
     assert head and "pools 500, 1,000 capped at 305 (300 distractors)" in head[0]
+
+
+def test_a_real_validation_result_is_refused_with_the_command_that_compares_on_real_scenes(tmp_path, capsys):
+    real = {
+        "benchmark": "real",
+        "data": "scenes",
+        "regimes": {"hpatches": {"rows": {"m": {"verification": 90.0, "matching": 60.0, "retrieval": 80.0}}}},
+    }
+    p = tmp_path / "real.json"
+    p.write_text(json.dumps(real))
+    with pytest.raises(DataError, match="hpatches-eval real --model"):
+        load_results([p])
+    assert main(["compare", str(p), "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err
+    assert "real.json" in err and "hpatches-eval real --model" in err and "Traceback" not in err

@@ -103,6 +103,13 @@ def _results_of(r, where) -> dict:
         if not r["overall"].get("pairs"):
             raise DataError(where, "the whole-image matching result holds no image pairs")
         return r
+    if isinstance(r, dict) and r.get("benchmark") == "real" and isinstance(r.get("regimes"), dict):
+        raise DataError(
+            where,
+            "a real-validation result (headline mAP per regime, no per-variant scores): compare descriptors on real "
+            "scenes in one run, 'hpatches-eval real --model A.keras --model B.keras ...', whose table and figure "
+            "hold every model next to SIFT and RootSIFT on the same patches",
+        )
     if isinstance(r, dict) and "meta" not in r and isinstance(r.get("evaluation"), dict):
         ev = r["evaluation"]
         if "error" in ev or "skipped" in ev:
