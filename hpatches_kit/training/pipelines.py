@@ -34,6 +34,8 @@ Patches come out as ``float32`` in [0, 255], shape ``(..., P, P, 1)`` (what the 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -247,23 +249,21 @@ def descriptor_dataset(
     if labels not in ("batch", "track"):
         raise ValueError(f"labels must be 'batch' or 'track', got {labels!r}")
     global_ids = labels == "track"
+    # one batch maker for both sources: (tracks of the batch, batch index, dataset-wide ids or None) -> batch
+    make = functools.partial(
+        _shard_batch,
+        seed=seed,
+        views=views,
+        augment=augment,
+        geometric=geometric,
+        gain=gain,
+        offset=offset,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        view_noise=view_noise,
+    )
     if isinstance(tracks, StreamedTracks) and tracks.has_row_store:
-        return _descriptor_stream(
-            tracks,
-            tracks_per_batch,
-            views,
-            seed,
-            augment,
-            geometric,
-            repeat,
-            prefetch,
-            gain,
-            offset,
-            num_shards,
-            shard_index,
-            view_noise,
-            global_ids,
-        )
+        return _descriptor_stream(tracks, tracks_per_batch, views, seed, repeat, prefetch, make, global_ids)
     tracks = _check_tracks(tracks)
     s = _check_shard(tracks_per_batch, num_shards, shard_index)
     _validate_sk(tracks.shape[0], tracks_per_batch, views)
@@ -273,46 +273,19 @@ def descriptor_dataset(
     table = tf.constant(tracks)
     ds = _epoch_batches(t, s, _shard_seed(seed, shard_index), repeat).enumerate()
     ds = ds.map(
-        lambda i, ids: _shard_batch(
-            tf.gather(table, ids),
-            i,
-            seed,
-            views,
-            augment,
-            geometric,
-            gain,
-            offset,
-            num_shards,
-            shard_index,
-            view_noise,
-            ids * num_shards + shard_index if global_ids else None,
-        ),
+        lambda i, ids: make(tf.gather(table, ids), i, track_ids=ids * num_shards + shard_index if global_ids else None),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
-def _descriptor_stream(
-    tracks,
-    tracks_per_batch,
-    views,
-    seed,
-    augment,
-    geometric,
-    repeat,
-    prefetch,
-    gain,
-    offset,
-    num_shards,
-    shard_index,
-    view_noise=None,
-    global_ids=False,
-) -> tf.data.Dataset:
+def _descriptor_stream(tracks, tracks_per_batch, views, seed, repeat, prefetch, make, global_ids) -> tf.data.Dataset:
     """:func:`descriptor_dataset` streamed from a packed cache's row store: the same track-index batches
     (:func:`_epoch_batches` over this worker's share), each track read by ``tf.io.read_file`` instead of
-    gathered from an in-memory table, then the same :func:`_shard_batch` -- bit-identical batches, no table
-    held (memory: the prefetched batches)."""
+    gathered from an in-memory table, then the same batch maker (:func:`_shard_batch`) -- bit-identical batches,
+    no table held (memory: the prefetched batches)."""
+    num_shards, shard_index = make.keywords["num_shards"], make.keywords["shard_index"]
     p = tracks.shape[-1]
     if tracks.shape[1:] != (NUM_VIEWS, p, p):
         raise ValueError(f"tracks: expected (T, 16, P, P), got {tracks.shape}")
@@ -332,20 +305,7 @@ def _descriptor_stream(
         .enumerate()
     )
     ds = ds.map(
-        lambda i, b: _shard_batch(
-            b[0],
-            i,
-            seed,
-            views,
-            augment,
-            geometric,
-            gain,
-            offset,
-            num_shards,
-            shard_index,
-            view_noise,
-            b[1] if global_ids else None,
-        ),
+        lambda i, b: make(b[0], i, track_ids=b[1] if global_ids else None),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
