@@ -229,6 +229,11 @@ class Registry:
         self._check_kind(kind)
         return tuple(n for n, e in self._entries.items() if kind is None or e.kind == kind)
 
+    def verbs(self) -> tuple:
+        """``(register, unregister, get, names, entries)``: the bound methods a domain module exports as its
+        functions (``register, unregister, get, names, entries = REGISTRY.verbs()``)."""
+        return self.register, self.unregister, self.get, self.names, self.entries
+
     def builtin_names(self) -> tuple[str, ...]:
         """The names of the built-ins, in order."""
         return self._builtin

@@ -176,10 +176,4 @@ def _make(
 #: add_arguments=, format=, plots=, help=, description=, outputs=, aliases=)`` (a decorator without ``run``) or
 #: ``register(benchmark)``; ``replace=True`` overwrites a run-time entry
 REGISTRY = Registry("benchmark", builtin=BUILTIN, group="hpatches_kit.benchmarks", make=_make)
-register, unregister, get, names, entries = (
-    REGISTRY.register,
-    REGISTRY.unregister,
-    REGISTRY.get,
-    REGISTRY.names,
-    REGISTRY.entries,
-)
+register, unregister, get, names, entries = REGISTRY.verbs()

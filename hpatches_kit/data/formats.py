@@ -363,13 +363,7 @@ REGISTRY = Registry(
     reference=_reference,
     flag="--format",
 )
-register, unregister, get, names, entries = (
-    REGISTRY.register,
-    REGISTRY.unregister,
-    REGISTRY.get,
-    REGISTRY.names,
-    REGISTRY.entries,
-)
+register, unregister, get, names, entries = REGISTRY.verbs()
 
 
 def _open_for_load_dataset(

@@ -54,10 +54,4 @@ def _check(name: str, task) -> Task:
 #: every evaluation task by name (:class:`~hpatches_kit.registry.Registry` of :class:`Task`); ``register(task)``
 #: adds one (``replace=True`` to overwrite a run-time one)
 REGISTRY = Registry("evaluation task", builtin=BUILTIN, group="hpatches_kit.tasks", make=_check)
-register, unregister, get, names, entries = (
-    REGISTRY.register,
-    REGISTRY.unregister,
-    REGISTRY.get,
-    REGISTRY.names,
-    REGISTRY.entries,
-)
+register, unregister, get, names, entries = REGISTRY.verbs()

@@ -346,13 +346,7 @@ REGISTRY = Registry(
     flag="--loss",
     kinds=KINDS,
 )
-register, unregister, entry, names, entries = (
-    REGISTRY.register,
-    REGISTRY.unregister,
-    REGISTRY.get,
-    REGISTRY.names,
-    REGISTRY.entries,
-)
+register, unregister, entry, names, entries = REGISTRY.verbs()
 
 
 def parameters(name: str) -> tuple[str, ...] | None:

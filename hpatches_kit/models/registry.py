@@ -368,10 +368,4 @@ REGISTRY = Registry(
     flag="--model",
     kinds=KINDS,
 )
-register, unregister, entry, names, entries = (
-    REGISTRY.register,
-    REGISTRY.unregister,
-    REGISTRY.get,
-    REGISTRY.names,
-    REGISTRY.entries,
-)
+register, unregister, entry, names, entries = REGISTRY.verbs()
