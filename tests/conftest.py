@@ -26,6 +26,33 @@ import pytest
 
 SHARED = REPO.parent / "shared" / "hpatches-benchmark"
 REAL_SEQUENCES = REPO.parent / "shared" / "real-sequences"
+#: the environment of a CLI subprocess: this checkout first on the path, TensorFlow's C++ logs off
+CLI_ENV = {
+    **os.environ,
+    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
+#: ``hpatches-train`` arguments of the smallest descriptor run (one step, no evaluation) for CLI error tests
+TINY_TRAIN = [
+    "descriptor",
+    "--no-eval",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "1",
+    "--batch-size",
+    "8",
+    "--dim",
+    "8",
+    "--verbose",
+    "0",
+    "--mixed-precision",
+    "float32",
+    "--collapse",
+    "off",
+    "--split",
+    "none",
+]
 
 
 @pytest.fixture(scope="session")

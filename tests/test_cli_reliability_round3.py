@@ -17,37 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CLI_ENV, TINY_TRAIN
 
 from hpatches_kit.data.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
+TRAIN, ENV = TINY_TRAIN, CLI_ENV
 MODEL = REPO / "models" / "l2net-embedded.keras"
 UNET = REPO / "models" / "unet-shallow-embedded.keras"
-ENV = {
-    **os.environ,
-    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-}
-TRAIN = [
-    "descriptor",
-    "--no-eval",
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "1",
-    "--batch-size",
-    "8",
-    "--dim",
-    "8",
-    "--verbose",
-    "0",
-    "--mixed-precision",
-    "float32",
-    "--collapse",
-    "off",
-    "--split",
-    "none",
-]
 
 
 @pytest.fixture(scope="module")
