@@ -79,9 +79,9 @@ class ViewNoise:
     def sample_numpy(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` draws ``(angle degrees, log2 scale)`` (NumPy; the reference of :meth:`sample_tf`)."""
         u = rng.random((2, n))
-        return self._interp(np, u[0], self.angle_quantiles), self._interp(np, u[1], self.log2_scale_quantiles)
+        return self._interp(u[0], self.angle_quantiles), self._interp(u[1], self.log2_scale_quantiles)
 
-    def _interp(self, xp, u, table):
+    def _interp(self, u, table):
         if not len(table):
             return u * 0.0
         return np.interp(u, self.probs, table) * self.strength
