@@ -1,26 +1,32 @@
-"""Real-HPatches scale in one sitting (issue 26): the packed cache, streaming training and model evaluation,
+"""Real-HPatches scale in one sitting (issues 26, 37): the packed cache, streaming training and model evaluation,
 each number next to its target with PASS/FAIL.
 
-    nice -n 10 python benchmarks/scale.py [--fraction 0.05] [--eval-fraction 0.01] [--data D] [--out DIR]
+    nice -n 10 python benchmarks/scale.py [--parts train,eval] [--fraction 0.05] [--eval-fraction 1.0] [--data D]
 
-Without ``--data`` it synthesises an HPatches-layout dataset of ``--fraction`` of the official size (116
-sequences, 150k tracks of 65x65 in total; smooth random textures with per-view noise, so PNG decoding costs
-what real patches cost). Every measurement runs in its own process (peak RSS from ``wait4``):
+Without ``--data`` it synthesises HPatches-layout datasets (116 sequences, smooth random textures with per-view
+noise, so PNG decoding costs what real patches cost): ``--fraction`` of the official size (150k tracks of 65x65)
+for training, ``--eval-fraction`` (default 1.0: **full size**, ~6.4 GB of PNGs) for evaluation. Every
+measurement runs in its own process; memory is sampled from ``/proc/<pid>/status`` every 0.2 s (peak RSS =
+``VmHWM``; anonymous = the largest ``RssAnon`` sampled: what the process holds that is not a mapped file).
+
+``--parts train``:
 
 1. **pack**: building the training cache (32x32 + row store) -- time and peak RSS;
 2. **training start-up** of ``hpatches-train descriptor --split none`` in memory (``HPATCHES_KIT_CACHE=off``:
-   decode every PNG) vs streamed from the cache that (1) built (the second run on the same data): the time the
-   run spends getting its data and the time from process start to the end of the first step; peak RSS;
-3. **fit patches/s**, both pipelines, from the second epoch's wall time (same steps, side by side);
-4. **evaluation**: ``hpatches-eval --task all --model M`` whole-command wall and peak RSS on
-   ``--eval-fraction`` of the size, where its time goes (imports, model load, first call = tracing, data,
-   describing, tasks), and describing patches/s vs the bare ``predict_on_batch`` of the same model at the
-   device's best precision vs PyTorch CPU inference of the same architecture (best of float32 and bf16
-   autocast).
+   decode every PNG) vs streamed from the cache that (1) built (the second run on the same data); peak RSS;
+3. **fit patches/s**, both pipelines, from the second epoch's wall time (same steps, side by side).
 
-Memory at full size is **extrapolated** linearly in the number of tracks from the measured fraction (the
-streamed pipeline holds no table: its only per-track state is an 8-byte row index). The machine is shared and
-loaded: compare ratios measured side by side here, not absolute rates across runs.
+``--parts eval`` (issue 37):
+
+4. ``hpatches-eval --task all --model M`` on the evaluation data, **first run** (its packed cache at the model's
+   input size is built in the run unless one exists: the line says which) and **second run** (the cache
+   mapped): wall, peak RSS and peak anonymous memory against the 3 GB target, where the time goes;
+5. describing patches/s (the describer of ``hpatches-eval``: device's fastest precision, default batch) vs the
+   bare forward pass of the same model in the same precision (``predict_on_batch`` of float32 batches, best of
+   batch 256 and 1024) vs PyTorch CPU inference of the same architecture (best of float32 and bf16 autocast,
+   batch 256 and 1024), side by side; and the describe batch sweep (patches/s and resident memory).
+
+The machine is shared: compare ratios measured side by side here, not absolute rates across runs.
 """
 
 from __future__ import annotations
@@ -64,9 +70,25 @@ def synthesise(root: Path, fraction: float, seed: int = 0, patch: int = 65) -> i
     return per * FULL_SEQS
 
 
+def _status(pid: int) -> dict:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmHWM", "RssAnon"):
+                    out[k] = int(v.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return out
+
+
 def run_child(code: str, env=None, args=()) -> tuple[dict, float, float]:
     """Run ``code`` in a fresh Python; returns (its last ``RESULT{json}`` line, wall seconds, its peak RSS in
-    bytes as the child reports it: ``ru_maxrss`` of itself)."""
+    bytes). The child's ``/proc`` status is sampled every 0.2 s: the peak RSS is its ``VmHWM`` (else the
+    ``ru_maxrss`` it reports), and ``res["peak_anon"]`` the largest ``RssAnon`` seen."""
+    import threading
+
     t = time.perf_counter()
     p = subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)],
@@ -75,7 +97,18 @@ def run_child(code: str, env=None, args=()) -> tuple[dict, float, float]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
+    peak = {"VmHWM": 0, "RssAnon": 0}
+
+    def sample():
+        while p.poll() is None:
+            for k, v in _status(p.pid).items():
+                peak[k] = max(peak[k], v)
+            time.sleep(0.2)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
     out, err = p.communicate()
+    th.join()
     status = p.returncode
     wall = time.perf_counter() - t
     if status != 0:
@@ -85,7 +118,8 @@ def run_child(code: str, env=None, args=()) -> tuple[dict, float, float]:
     for line in out.splitlines():
         if line.startswith("RESULT"):
             res = json.loads(line[6:])
-    return res, wall, float(res.get("maxrss", 0))
+    res["peak_anon"] = peak["RssAnon"]
+    return res, wall, float(max(peak["VmHWM"], res.get("maxrss", 0)))
 
 
 RSS = "import resource; _rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
@@ -159,21 +193,37 @@ from hpatches_kit.evaluation.describers import keras_describer, load_model_file,
 t_import = time.perf_counter() - T0
 t = time.perf_counter(); m = load_model_file(sys.argv[1]); t_load = time.perf_counter() - t
 policy = resolve_describe_precision("auto")
-d = keras_describer(m, precision="auto")
-x = np.random.default_rng(0).integers(0, 255, (int(sys.argv[2]), 32, 32), np.uint8)
+d = keras_describer(m, precision="auto")  # as hpatches-eval --model builds it: default batch, fastest precision
+size = int(m.input_shape[1])
+x = np.random.default_rng(0).integers(0, 255, (int(sys.argv[2]), size, size), np.uint8)
 t = time.perf_counter(); d(x[:1024]); t_first = time.perf_counter() - t
-t = time.perf_counter(); d(x); t_desc = time.perf_counter() - t
 bare = with_precision(m, policy)
-xb = x[:1024, :, :, None].astype(np.float32)
-bare.predict_on_batch(xb)
-t = time.perf_counter()
-for s in range(0, len(x) - 1023, 1024):
-    bare.predict_on_batch(x[s:s + 1024, :, :, None].astype(np.float32))
-t_bare = time.perf_counter() - t
-n_bare = (len(x) // 1024) * 1024
+bare_pps = {}
+for bs in (256, 1024):  # the bare forward pass at its best batch
+    bare.predict_on_batch(x[:bs, :, :, None].astype(np.float32))
+    n_bare = (len(x) // bs) * bs
+    t = time.perf_counter()
+    for s in range(0, n_bare, bs):
+        bare.predict_on_batch(x[s:s + bs, :, :, None].astype(np.float32))
+    bare_pps[bs] = n_bare / (time.perf_counter() - t)
+t = time.perf_counter(); d(x); t_desc = time.perf_counter() - t  # after the bare runs: no warm-up advantage
 print("RESULT" + json.dumps({"import_s": t_import, "model_load_s": t_load, "first_call_s": t_first,
-                             "describe_pps": len(x) / t_desc, "bare_pps": n_bare / t_bare, "policy": policy,
-                             "maxrss": _rss()}))
+                             "describe_pps": len(x) / t_desc, "bare_pps": max(bare_pps.values()),
+                             "bare_by_batch": bare_pps, "policy": policy, "maxrss": _rss()}))
+"""
+)
+
+DESCRIBE_BATCH = (
+    RSS
+    + r"""
+import json, sys, time
+import numpy as np
+from hpatches_kit.evaluation.describers import keras_describer
+d = keras_describer(sys.argv[1], batch_size=int(sys.argv[3]))
+x = np.random.default_rng(0).integers(0, 255, (int(sys.argv[2]), 32, 32), np.uint8)
+d(x[:2048])
+t = time.perf_counter(); d(x); pps = len(x) / (time.perf_counter() - t)
+print("RESULT" + json.dumps({"pps": pps, "maxrss": _rss(), "policy": d.precision}))
 """
 )
 
@@ -193,15 +243,17 @@ class HardNet(nn.Module):  # the architecture of hpatches_kit.models.l2net (as b
         s = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False) + 1e-7
         return F.normalize(self.features((x - m) / s).flatten(1), dim=1)
 net = HardNet().eval()
-n = int(sys.argv[1]); x = torch.rand(1024, 1, 32, 32) * 255
+n = int(sys.argv[1])
 out = {}
 for name, ac in (("float32", False), ("bf16 autocast", True)):
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=ac):
-        net(x)
-        t = time.perf_counter()
-        for _ in range(n // 1024):
+    for bs in (256, 1024):
+        x = torch.rand(bs, 1, 32, 32) * 255
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=ac):
             net(x)
-        out[name] = (n // 1024) * 1024 / (time.perf_counter() - t)
+            t = time.perf_counter()
+            for _ in range(n // bs):
+                net(x)
+            out[f"{name}, batch {bs}"] = (n // bs) * bs / (time.perf_counter() - t)
 print("RESULT" + json.dumps({"pps": out, "threads": torch.get_num_threads()}))
 """
 
@@ -225,48 +277,91 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _count_tracks(data: Path) -> int:
+    from hpatches_kit.data import index_dataset
+
+    ix = index_dataset(data, progress=False)
+    return sum(ix.num_patches(n) for n in ix.names)
+
+
+def _eval_cache_exists(data: Path, size: int) -> bool:
+    """Whether the packed cache ``hpatches-eval --model`` reads (at ``size``) exists already."""
+    from hpatches_kit.data.cache import cache_key, cache_parent
+    from hpatches_kit.data.hpatches import find_sequence_dirs
+    from hpatches_kit.data.packed import MANIFEST, source_fingerprint
+
+    dirs = find_sequence_dirs(data)
+    return any(
+        (cache_parent(data) / cache_key(source_fingerprint(dirs), size, noise) / MANIFEST).is_file()
+        for noise in (False, True)
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fraction", type=float, default=0.05, help="dataset size as a fraction of HPatches (0.05)")
-    ap.add_argument("--eval-fraction", type=float, default=0.01, help="evaluation dataset fraction (0.01)")
-    ap.add_argument("--data", type=Path, default=None, help="use this dataset instead of synthesising one")
+    ap.add_argument("--parts", default="train,eval", help="train, eval or both (default train,eval)")
+    ap.add_argument("--fraction", type=float, default=0.05, help="training dataset size, fraction of HPatches (0.05)")
+    ap.add_argument("--eval-fraction", type=float, default=1.0, help="evaluation dataset fraction (1.0: full size)")
+    ap.add_argument("--data", type=Path, default=None, help="use this dataset (both parts) instead of synthesising")
     ap.add_argument("--model", type=Path, default=REPO / "models" / "l2net-synth-v2.keras")
     ap.add_argument("--steps", type=int, default=6, help="training steps per epoch (2 epochs)")
-    ap.add_argument("--describe-patches", type=int, default=8192)
+    ap.add_argument("--describe-patches", type=int, default=16384)
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
+    parts = set(a.parts.split(","))
+    if not parts <= {"train", "eval"}:
+        ap.error(f"--parts takes train and/or eval, got {a.parts!r}")
     work = a.out or Path(tempfile.mkdtemp(prefix="hpk-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
 
     def row(name, value, target, ok):
         rows.append((name, value, target, verdict(ok) if ok is not None else "-"))
-        print(f"{name:<52s} {value:<28s} {target:<30s} {rows[-1][3]}", flush=True)
+        print(f"{name:<52s} {value:<30s} {target:<30s} {rows[-1][3]}", flush=True)
 
-    data = a.data
-    if data is None:
-        data = work / "data"
-        t = time.perf_counter()
-        tracks = synthesise(data, a.fraction)
-        print(
-            f"synthesised {tracks} tracks ({a.fraction:.0%} of HPatches) in {time.perf_counter() - t:.0f} s -> {data}"
+    def header():
+        print(f"{'measure':<52s} {'value':<30s} {'target':<30s} verdict")
+
+    print(time.strftime("%Y-%m-%d %H:%M"), "cores:", os.cpu_count(), "| python", " ".join(sys.argv))
+    if "train" in parts:
+        data = a.data
+        if data is None:
+            data = work / "data"
+            t = time.perf_counter()
+            tracks = synthesise(data, a.fraction)
+            print(f"synthesised {tracks} tracks ({a.fraction:.0%} of HPatches) in {time.perf_counter() - t:.0f} s")
+        else:
+            tracks = _count_tracks(data)
+        header()
+        train_part(data, tracks, work, a.steps, row)
+    if "eval" in parts:
+        if a.data is None:
+            edata = work / "eval-data"
+            t = time.perf_counter()
+            et = synthesise(edata, a.eval_fraction, seed=1)
+            print(f"synthesised {et} tracks ({a.eval_fraction:.0%} of HPatches) in {time.perf_counter() - t:.0f} s")
+        else:
+            edata, et = a.data, _count_tracks(a.data)
+        header()
+        eval_part(edata, et, a.model, work, a.describe_patches, row)
+    if a.json:
+        a.json.write_text(
+            json.dumps({"rows": rows, "fraction": a.fraction, "eval_fraction": a.eval_fraction}, indent=1)
         )
-    else:
-        from hpatches_kit.data import index_dataset
+    print(f"(work folder {work}; compare ratios measured side by side, not absolute rates across runs)")
+    return 0
 
-        ix = index_dataset(data, progress=False)
-        tracks = sum(ix.num_patches(n) for n in ix.names)
-    print(f"{'measure':<52s} {'value':<28s} {'target':<30s} verdict")
 
+def train_part(data: Path, tracks: int, work: Path, steps: int, row) -> None:
     # 1. pack
     pk, _, pk_rss = run_child(PACK, args=[data])
     row("pack (32x32 + row store): time", f"{pk['seconds']:.1f} s", "-", None)
     row("pack: peak RSS (measured)", f"{pk_rss / GB:.2f} GB", "-", None)
 
     # 2-3. training, in memory (decode) vs streamed (second run on the cache)
-    mem, _, mem_rss = run_child(TRAIN, env={"HPATCHES_KIT_CACHE": "off"}, args=[data, work / "run-mem", a.steps])
-    st, _, st_rss = run_child(TRAIN, args=[data, work / "run-stream", a.steps])
+    mem, _, mem_rss = run_child(TRAIN, env={"HPATCHES_KIT_CACHE": "off"}, args=[data, work / "run-mem", steps])
+    st, _, st_rss = run_child(TRAIN, args=[data, work / "run-stream", steps])
     row("start-up, data: in memory (decode PNGs)", f"{mem['data_s']:.2f} s", "-", None)
     row(
         "start-up, data: streamed, second run",
@@ -293,8 +388,7 @@ def main(argv=None) -> int:
     row("input pipeline alone, patches/s: in memory", f"{pipe['in memory']:.0f}", "-", None)
     row("input pipeline alone, patches/s: streamed", f"{pipe['streamed']:.0f}", "> the accelerator's step rate", None)
     # extrapolation (linear in the tracks): the streamed run holds no per-track table, only an 8-byte row index
-    # per track; the in-memory run holds two 16 KB copies of every 32x32 track at its peak (the decoded
-    # sequences and their concatenation, then the array and its tf.constant): a lower bound of its growth
+    # per track; the in-memory run holds two 16 KB copies of every 32x32 track at its peak
     track_bytes = 16 * 32 * 32
     full_st = st_rss + 8 * (FULL_TRACKS - tracks)
     full_mem = mem_rss + 2 * track_bytes * (FULL_TRACKS - tracks)
@@ -311,31 +405,42 @@ def main(argv=None) -> int:
         full_st <= 3 * GB,
     )
 
-    # 4. evaluation
-    edata = work / "eval-data"
-    if a.data is None:
-        et = synthesise(edata, a.eval_fraction, seed=1)
-    else:
-        edata, et = data, tracks
-    ev, _, ev_rss = run_child(EVAL_CMD, args=[a.model, edata, work / "eval.json"])
-    secs = ev["seconds"]
-    row(f"hpatches-eval --model, whole command ({et * 16} patches)", f"{ev['wall_s']:.1f} s", "-", None)
+
+def eval_part(edata: Path, et: int, model: Path, work: Path, describe_patches: int, row) -> None:
+    import keras
+
+    from hpatches_kit.evaluation.describers import load_model_file
+
+    size = int(load_model_file(model).input_shape[1])
+    keras.backend.clear_session()
+    full = et >= 0.95 * FULL_TRACKS
+    where = "full size" if full else f"{et / FULL_TRACKS:.1%} of full size"
+    existed = _eval_cache_exists(edata, size)
+    patches = et * 16
+    for k, run in enumerate(("first", "second")):
+        ev, _, ev_rss = run_child(EVAL_CMD, args=[model, edata, work / f"eval{k}.json"])
+        secs = ev["seconds"]
+        note = ("cache existed" if existed else "cache built in this run") if k == 0 else "cache mapped"
+        row(f"hpatches-eval --model, {run} run ({note})", f"{ev['wall_s']:.0f} s ({patches:,} patches)", "-", None)
+        row(
+            "  descriptors (data + describe) / tasks",
+            f"{secs.get('descriptors', 0):.0f} s / {sum(v for n, v in secs.items() if n != 'descriptors'):.1f} s",
+            "-",
+            None,
+        )
+        row(f"  peak RSS, {where}", f"{ev_rss / GB:.2f} GB", "<= 3 GB at full size", ev_rss <= 3 * GB if full else None)
+        row(f"  peak anonymous memory (RssAnon), {where}", f"{ev['peak_anon'] / GB:.2f} GB", "-", None)
+    parts, _, _ = run_child(EVAL_PARTS, args=[model, describe_patches])
     row(
-        "  of which descriptors (data + describe) / tasks",
-        f"{secs.get('descriptors', 0):.1f} s / {sum(v for k, v in secs.items() if k != 'descriptors'):.1f} s",
-        "-",
-        None,
-    )
-    ev2, _, _ = run_child(EVAL_CMD, args=[a.model, edata, work / "eval2.json"])
-    row("hpatches-eval second run (cache mapped)", f"{ev2['wall_s']:.1f} s", "-", None)
-    parts, _, _ = run_child(EVAL_PARTS, args=[a.model, a.describe_patches])
-    row(
-        "  imports / model load / first call (tracing)",
+        "imports / model load / first call (tracing)",
         f"{parts['import_s']:.1f} / {parts['model_load_s']:.2f} / {parts['first_call_s']:.2f} s",
         "-",
         None,
     )
-    row(f"describe patches/s ({parts['policy']})", f"{parts['describe_pps']:.0f}", "-", None)
+    from hpatches_kit.models.precision import cpu_has_amx_bf16, cpu_has_bf16
+
+    why = "AMX" if cpu_has_amx_bf16() else ("AVX512-BF16, no AMX" if cpu_has_bf16() else "no bf16 instructions")
+    row(f"describe patches/s ({parts['policy']}: {why})", f"{parts['describe_pps']:.0f}", "-", None)
     row(
         "  vs bare predict_on_batch, same precision",
         f"{parts['describe_pps'] / parts['bare_pps']:.2f}x ({parts['bare_pps']:.0f}/s)",
@@ -345,30 +450,24 @@ def main(argv=None) -> int:
     try:
         import torch  # noqa: F401
 
-        tr, _, _ = run_child(TORCH_INFER, args=[a.describe_patches])
-        best = max(tr["pps"].values())
+        tr, _, _ = run_child(TORCH_INFER, args=[describe_patches])
+        best_name, best = max(tr["pps"].items(), key=lambda kv: kv[1])
         row(
-            "  vs PyTorch CPU inference (best of f32/bf16)",
+            f"  vs PyTorch CPU inference (best: {best_name})",
             f"{parts['describe_pps'] / best:.2f}x ({best:.0f}/s)",
             ">= 2x",
             parts["describe_pps"] >= 2 * best,
         )
     except ImportError:
         row("  vs PyTorch", "torch not installed", ">= 2x", None)
-    # eval memory at full size, estimated: the patches are memory-mapped and released once described
-    # (release_pages), describing holds one chunk; what grows with the data is the descriptors (128 float32 =
-    # 512 B a patch) and, at the official task sizes, the pair tables (3 x 10^6 pairs x 6 int64 columns)
-    full_ev = ev_rss + 512 * (FULL_TRACKS - et) * 16 + 3 * 6 * 8 * 1_000_000
-    row(
-        "eval peak RSS: measured / full (estimated)",
-        f"{ev_rss / GB:.2f} / {full_ev / GB:.1f} GB",
-        "<= 3 GB",
-        full_ev <= 3 * GB,
-    )
-    if a.json:
-        a.json.write_text(json.dumps({"rows": rows, "tracks": tracks, "fraction": a.fraction}, indent=1))
-    print(f"(work folder {work}; machine shared and loaded: ratios are side by side, absolute rates are not)")
-    return 0
+    for bs in (128, 256, 1024):
+        r, _, rss = run_child(DESCRIBE_BATCH, args=[model, describe_patches, bs])
+        row(
+            f"  describe batch {bs} ({r['policy']}): patches/s, peak RSS",
+            f"{r['pps']:.0f}, {rss / GB:.2f} GB",
+            "-",
+            None,
+        )
 
 
 if __name__ == "__main__":

@@ -76,10 +76,10 @@ def _tiny_models(tmp_path):
 def test_keras_describer_resizes_and_chains_denoiser(tmp_path):
     model, den, mp, dp = _tiny_models(tmp_path)
     p = _patches(n=5)
-    d = keras_describer(mp, batch_size=2)(p)  # loaded from .keras
+    d = keras_describer(mp, batch_size=2, precision="float32")(p)  # loaded from .keras
     x = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_AREA) for a in p]).astype(np.float32)
     np.testing.assert_allclose(d, model.predict(x[..., None], verbose=0), rtol=1e-5, atol=1e-5)
-    d2 = keras_describer(model, denoiser=dp)(p)
+    d2 = keras_describer(model, denoiser=dp, precision="float32")(p)
     x16 = np.rint(np.stack([cv2.resize(a, (16, 16), interpolation=cv2.INTER_AREA) for a in p]).astype(np.float32) * 0.5)
     x32 = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_LINEAR) for a in x16])
     np.testing.assert_allclose(d2, model.predict(x32[..., None], verbose=0), rtol=1e-5, atol=1e-5)
@@ -114,26 +114,29 @@ def test_compute_descriptors_and_csv_round_trip(tiny_dataset, tmp_path):
 
 
 def test_model_describes_in_full_batches_across_sequences(tiny_dataset, tmp_path):
-    """compute_descriptors feeds a Keras model fixed-size batches spanning sequences (one traced shape);
-    the descriptors are the model's outputs patch by patch, in each sequence's type order."""
+    """compute_descriptors feeds a Keras model fixed-size batches spanning sequences: the model is traced once,
+    for one batch shape; the descriptors are the model's outputs patch by patch, in each sequence's type order."""
     model, _, _, _ = _tiny_models(tmp_path)
-    shapes = []
-    real = model.predict_on_batch
-    model.predict_on_batch = lambda x: shapes.append(x.shape[0]) or real(x)
+    traced = []
+    real = model.call
+    model.call = lambda x, *a, **k: traced.append(tuple(x.shape)) or real(x, *a, **k)  # runs once per trace
     ds = load_dataset(tiny_dataset, progress=False)
-    got = compute_descriptors(ds, keras_describer(model, batch_size=64), progress=False, chunk_patches=300)
-    assert set(shapes) == {64} and len(shapes) >= 3
+    assert sum(16 * s.tracks.shape[0] for s in ds) > 3 * 64 and len(ds) > 1
+    got = compute_descriptors(ds, keras_describer(model, batch_size=64, precision="float32"), progress=False)
+    assert [s[0] for s in traced] == [64]
+    model.call = real
     for s in ds:
         for j, t in enumerate(TYPES):
             x = np.stack([cv2.resize(a, (32, 32), interpolation=cv2.INTER_AREA) for a in s.tracks[:, j]]).astype(
                 np.float32
             )
-            np.testing.assert_allclose(got[s.name][t], real(x[..., None]), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(got[s.name][t], model.predict_on_batch(x[..., None]), rtol=1e-5, atol=1e-5)
 
 
 def test_describing_progress_counts_patches(monkeypatch):
     """The describing bar counts patches (total = 16 x tracks) and moves once per describer call of at most
-    ``progress_patches`` patches; the descriptors equal one call over every patch (the reference)."""
+    ``progress_patches`` patches (whole tracks, across sequences); the descriptors equal one call over every
+    patch (the reference)."""
     import tqdm.auto
 
     from hpatches_kit.data import HPatchesDataset
@@ -161,8 +164,9 @@ def test_describing_progress_counts_patches(monkeypatch):
         calls.append(len(p))
         return np.stack([p.mean((1, 2)), p.max((1, 2))], 1)
 
-    got = compute_descriptors(HPatchesDataset(seqs), mean_max, chunk_patches=1 << 16, progress_patches=100)
-    assert bars[0].total == bars[0].n == 16 * 21 and bars[0].updates == calls == [100, 100, 100, 36]
+    got = compute_descriptors(HPatchesDataset(seqs), mean_max, progress_patches=100)
+    # 100 patches -> 6 whole tracks (96 patches) per call; 21 tracks = 6 + 6 + 6 + 3
+    assert bars[0].total == bars[0].n == 16 * 21 and bars[0].updates == calls == [96, 96, 96, 48]
     for s in seqs:
         for j, t in enumerate(TYPES):
             np.testing.assert_allclose(got[s.name][t], mean_max(s.tracks[:, j]))

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="Brown folder (with the subset folders)")
-    add_describer_arguments(p, descriptors_help=".npy or CSV, one row per patch (info.txt order)", batch_size=512)
+    add_describer_arguments(p, descriptors_help=".npy or CSV, one row per patch (info.txt order)")
     p.add_argument("--subset", default="liberty", help="subset(s), comma-separated (default: liberty)")
     p.add_argument("--pairs", default="m50_100000_100000_0.txt", help="match file (default: the 100k test pairs)")
     p.add_argument("--distance", default="L2", choices=("L2", "L1"), help="FPR95 distance (default: L2)")

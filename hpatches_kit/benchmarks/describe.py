@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..evaluation.describers import BASELINES
+from ..evaluation.describers import BASELINES, DESCRIBE_BATCH
 from ..models.precision import PRECISIONS
 
 
-def add_describer_arguments(p, descriptors_help: str | None = None, batch_size: int = 1024) -> None:
+def add_describer_arguments(p, descriptors_help: str | None = None, batch_size: int = DESCRIBE_BATCH) -> None:
     """Add ``--model`` / ``--baseline`` (one of them, default sift) [/ ``--descriptors``] and ``--batch-size``.
 
     Args:

@@ -11,7 +11,7 @@ from .registry import Benchmark
 
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="a sequence folder or a folder of sequences")
-    add_describer_arguments(p, batch_size=512)
+    add_describer_arguments(p)
     p.add_argument("--detector", default="dog", choices=("dog", "harris", "hessian"))
     p.add_argument("--max-keypoints", type=int, default=2000, help="keypoints per image (default: 2000)")
     p.add_argument("--patch-size", type=int, default=65, help="patch size handed to the descriptor (default: 65)")

@@ -379,6 +379,13 @@ def _open_for_load_dataset(
     fmt = detect_format(root) if root is not None and Path(root).is_dir() else None
     if fmt is None or (fmt in ("hpatches", "n-hpatches") and cache_mode(cache) != "auto"):
         return None
+    if split is not None and fmt in ("hpatches", "n-hpatches"):
+        # a bad split (or a split file naming missing sequences) is refused before the cache is built
+        from .hpatches import find_sequence_dirs
+
+        split_sequences(
+            split, [d.name for d in find_sequence_dirs(root)], subset=subset, splits_file=splits_file, root=root
+        )
     src = REGISTRY.get(fmt).open(root, size=None if fmt == "packed" else size, cache=cache, progress=progress)
     if not src.names:
         raise DataError(root, f"{fmt} data has no sequences to evaluate on")

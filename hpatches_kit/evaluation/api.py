@@ -17,7 +17,7 @@ from .matching import summarise_matching
 from .registry import TASKS
 from .retrieval import summarise_retrieval
 from .task_interface import VARIANT_NAMES, TaskContext  # noqa: F401  (VARIANT_NAMES re-exported)
-from .tasks import load_tasks, tasks_for_dataset
+from .tasks import load_tasks, ref_summaries, tasks_for_dataset
 from .verification import summarise_verification
 
 #: the headline definitions of the official tasks (each task's ``headline_definition``)
@@ -187,11 +187,13 @@ def evaluate(
     elif need_files:
         if dataset is None:
             raise ValueError("evaluate needs the dataset (to generate task files) or tasks_dir")
-        refs = dataset.ref_patches(test)  # a DatasetIndex decodes only the ref images, once
+        # the native ref patches, one sequence at a time, summarised (count, digest, pixel std): the task files
+        # are those of the native patches whatever size the descriptors were computed at
+        refs = ref_summaries(dataset, test)
         for s in test:
-            if refs[s].shape[0] != ds.lengths[s]:
+            if len(refs[s]) != ds.lengths[s]:
                 raise DataError(
-                    s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {refs[s].shape[0]}"
+                    s, f"descriptors hold {ds.lengths[s]} patches but the dataset sequence holds {len(refs[s])}"
                 )
         ts = tasks_for_dataset(refs, test, split, need_files, cache_dir=cache_dir, counts=counts, progress=progress)
     else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from collections.abc import Sequence as Seq
 
 import numpy as np
 
@@ -29,6 +30,10 @@ from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor
 
 Describer = Callable[[np.ndarray], np.ndarray]
 RAW_SIZE = 32
+#: patches per forward pass of a Keras describer. L2-Net at 32x32 on the 2-core AVX512-BF16 machine, bf16: 3,221-3,310
+#: patches/s at 256 vs 2,988 at 1,024 and 3,005 at 128, and 228 MB less resident memory than 1,024 (the activations
+#: of a smaller batch stay in cache; ``benchmarks/scale.py`` prints the sweep, 2026-12-07)
+DESCRIBE_BATCH = 256
 
 __all__ = [
     "BASELINES",
@@ -211,15 +216,14 @@ def check_denoiser(den, where=None) -> int:
 
 
 def resolve_describe_precision(precision: str = "auto") -> str:
-    """The dtype policy a describer runs in: ``"auto"`` is the one training resolves on this device
-    (:func:`hpatches_kit.models.precision.auto_precision`: ``mixed_bfloat16`` on AMX CPUs, Ampere+ GPUs and
-    TPUs, ``mixed_float16`` on older GPUs, else ``float32``)."""
-    from ..models.precision import auto_precision, check_precision
+    """The dtype policy a describer runs in: ``"auto"`` is the device's fastest for inference
+    (:func:`hpatches_kit.models.precision.inference_precision`: ``mixed_bfloat16`` on CPUs with AMX or
+    AVX512-BF16, Ampere+ GPUs and TPUs, ``mixed_float16`` on older GPUs, else ``float32``)."""
+    from ..models.precision import check_precision, inference_precision
 
     if check_precision(precision) != "auto":
         return precision
-
-    return auto_precision()
+    return inference_precision()
 
 
 def with_precision(model, policy: str):
@@ -265,7 +269,9 @@ def _saved_policy(model) -> str | None:
     return None
 
 
-def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precision: str = "auto") -> Describer:
+def keras_describer(
+    model_or_path, denoiser=None, batch_size: int = DESCRIBE_BATCH, precision: str = "auto"
+) -> Describer:
     """A describer from a Keras model taking float patches in [0, 255] of shape ``(H, W, 1)`` (the model
     standardises itself); patches are resized to ``H``. ``denoiser`` (model or path, same input
     convention, output in [0, 255]) is applied first, at its own input size; its output is rounded to 8-bit
@@ -278,7 +284,7 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
             model is traced once; the batch is capped at the first call's patch count (no padding a small
             dataset up to a large batch).
         precision: ``"auto"`` (default): a model saved in mixed precision runs as saved, any other in the
-            device's best precision, as training resolves it (:func:`resolve_describe_precision`; bf16 on AMX
+            device's fastest precision for inference (:func:`resolve_describe_precision`; bf16 on AMX and AVX512-BF16
             CPUs); ``"float32"`` forces full precision.
 
     Returns:
@@ -333,32 +339,44 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
             e,
         )
         policy = model.dtype_policy.name
-    fixed = {}
+    import tensorflow as tf
+
+    fixed, compiled = {}, {}
+
+    def forward(m):
+        # the inference graph of ``m`` taking the patches as they come (uint8, or the denoiser's float output):
+        # the cast to float32 runs in the graph, so the host never makes a 4x larger float copy of a batch;
+        # the model's own layers then compute in its dtype policy
+        if id(m) not in compiled:
+            compiled[id(m)] = tf.function(lambda b: m(tf.cast(b, "float32"), training=False))
+        return compiled[id(m)]
 
     def run(m, x):
         # every call sees the same (batch, ...) shape: the last batch is padded, so the model is traced
-        # once and runs one compiled function at its full batch throughput (a new shape would retrace it);
-        # the batch is capped at the first call's size, so a small dataset is not padded up to batch_size
+        # once per input dtype and runs one compiled function at its full batch throughput (a new shape would
+        # retrace it); the batch is capped at the first call's size, so a small dataset is not padded up to
+        # batch_size
         bs = fixed.setdefault(id(m), max(1, min(int(batch_size), x.shape[0])))
+        f = forward(m)
         outs = []
         for s in range(0, x.shape[0], bs):
             b = x[s : s + bs]
             k = b.shape[0]
             if k < bs:
                 b = np.concatenate([b, np.zeros((bs - k,) + b.shape[1:], b.dtype)])
-            outs.append(np.asarray(m.predict_on_batch(b), np.float32)[:k])
+            outs.append(np.asarray(f(b), np.float32)[:k])
         return np.concatenate(outs) if outs else np.zeros((0,) + tuple(m.output_shape[1:]), np.float32)
 
     def describe(patches):
         p = _check_patches(patches)
         if den is not None:
-            x = resize_patches(p.astype(np.uint8), dsize).astype(np.float32)[..., None]
+            x = resize_patches(p.astype(np.uint8, copy=False), dsize)[..., None]
             # quantised to 8 bits like the training input (``hpatches-train descriptor --denoiser``)
             x = np.clip(np.rint(run(den, x).reshape(p.shape[0], dsize, dsize)), 0, 255).astype(np.float32)
             x = _resize_float(x, size)
         else:
-            x = resize_patches(p.astype(np.uint8), size).astype(np.float32)
-        d = run(model, x[..., None]).reshape(p.shape[0], -1).astype(np.float32)
+            x = resize_patches(p.astype(np.uint8, copy=False), size)  # a no-op at the model's size
+        d = run(model, x[..., None]).reshape(p.shape[0], -1)
         if not np.isfinite(d).all():
             raise DataError(
                 where or describe.name,
@@ -369,6 +387,9 @@ def keras_describer(model_or_path, denoiser=None, batch_size: int = 1024, precis
 
     describe.name = getattr(model, "name", "keras")
     describe.precision = policy
+    #: the patch size the describer takes without resizing (the denoiser's when there is one): a dataset read
+    #: at this size (its packed cache at that size) is described as it is
+    describe.input_size = dsize if den is not None else size
     return describe
 
 
@@ -377,31 +398,39 @@ def compute_descriptors(
     describer: Describer,
     noisy: bool = False,
     progress: bool = True,
-    chunk_patches: int = 1 << 16,
     progress_patches: int = 1 << 14,
-) -> dict:
-    """``{seq: {type: (N, D) float32}}`` for every sequence of ``dataset`` (an :class:`HPatchesDataset`, its
-    images decoded once, in parallel, by :func:`~hpatches_kit.data.load_dataset`).
+    sequences: Seq[str] | None = None,
+):
+    """The descriptors of every sequence of ``dataset`` (an :class:`HPatchesDataset`: decoded in memory, or
+    memory-mapped from its packed cache by :func:`~hpatches_kit.data.load_dataset`), as a
+    :class:`~hpatches_kit.evaluation.descriptor_set.DescriptorSet`: a mapping ``{seq: {type: (N, D)}}`` whose
+    arrays are views of one float32 block, filled as the patches are described.
 
-    Sequences are described together in calls of at least ``chunk_patches`` patches (a Keras describer
-    then runs full batches across sequence boundaries instead of one short batch per sequence).
+    The tracks of all sequences are read as one stream in the set's order, ``progress_patches`` patches (whole
+    tracks, across sequence boundaries, so a Keras describer runs full batches) per describer call, copied
+    from the (mapped) tracks in their storage order. Memory: the block (``16 N D`` floats in all) and one piece
+    of patches and its descriptors, whatever the dataset's size; the pages of a memory-mapped sequence leave the
+    process's resident set once it is described (:func:`~hpatches_kit.data.cache.release_pages`).
 
     Args:
         dataset: an :class:`~hpatches_kit.data.HPatchesDataset`.
         describer: ``describe(patches (M, P, P) uint8) -> (M, D)``: :func:`keras_describer`,
-            :func:`get_baseline` or any function.
+            :func:`get_baseline` or any function; each patch is described on its own (the describers of a
+            batch do not depend on each other).
         noisy: describe the N-HPatches noisy twins (``*_noise.png``).
         progress: show a progress bar.
-        chunk_patches: patches gathered across sequences before describing (at least; whole sequences).
-        progress_patches: patches per describer call (the progress bar counts patches described; a multiple of
-            the Keras describers' batch sizes).
+        progress_patches: patches per describer call, rounded down to whole tracks (the progress bar counts
+            patches described; a multiple of the Keras describers' batch sizes).
+        sequences: the sequences to describe, in this order (default: all, in the dataset's order); pass
+            the evaluated split's order so :func:`~hpatches_kit.evaluation.evaluate` uses the set as it is.
 
     Returns:
-        ``{sequence: {type: (N, D) float32}}`` for the 16 image types, ready for
-        :func:`~hpatches_kit.evaluation.evaluate`.
+        A :class:`~hpatches_kit.evaluation.descriptor_set.DescriptorSet` (read like ``{sequence: {type: (N, D)
+        float32}}``) for the 16 image types, ready for :func:`~hpatches_kit.evaluation.evaluate`.
 
     Raises:
-        DataError: a sequence without noisy images (``noisy=True``), or NaN / Inf descriptors.
+        DataError: a sequence without noisy images (``noisy=True``) or without patches, or NaN / Inf
+            descriptors.
         ValueError: a describer that returns the wrong number of rows.
 
     Shape:
@@ -419,49 +448,59 @@ def compute_descriptors(
     """
     from tqdm.auto import tqdm
 
-    seqs = list(dataset)
-    out = {}
-    total = sum(len(TYPES) * int((s.noisy if noisy and s.noisy is not None else s.tracks).shape[0]) for s in seqs)
-    # progress in patches described (a chunk holds many sequences: counting sequences would show all the work
-    # in the first tick)
-    bar = tqdm(total=total, desc="describing", unit="patch", unit_scale=True, disable=not progress, leave=False)
+    from .descriptor_set import DescriptorSet
 
-    def flush(group):
-        flats = [
-            np.ascontiguousarray(src.transpose(1, 0, 2, 3)).reshape(
-                len(TYPES) * src.shape[0], src.shape[2], src.shape[3]
-            )
-            for _, src in group
-        ]
-        allp = flats[0] if len(flats) == 1 else np.concatenate(flats)
-        pieces = []
-        for i in range(0, allp.shape[0], progress_patches):  # one call per piece: the bar moves as patches go
-            pieces.append(np.asarray(describer(allp[i : i + progress_patches])))
-            bar.update(min(progress_patches, allp.shape[0] - i))
-        d = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        if d.ndim != 2 or d.shape[0] != allp.shape[0]:
-            raise ValueError(f"{group[0][0].name}: describer returned shape {d.shape} for {allp.shape[0]} patches")
-        o = 0
-        for seq, src in group:
-            n = src.shape[0]
-            ds = d[o : o + len(TYPES) * n].astype(np.float32).reshape(len(TYPES), n, -1)
-            o += len(TYPES) * n
-            if not np.isfinite(ds).all():
-                raise DataError(seq.name, "describer produced NaN or Inf descriptors")
-            out[seq.name] = {t: ds[j] for j, t in enumerate(TYPES)}
-            release_pages(src)  # a memory-mapped cache: its pages leave this process's RSS once described
-
-    group, size = [], 0
+    nt = len(TYPES)
+    seqs = list(dataset) if sequences is None else [dataset[s] for s in sequences]
+    sources = []
     for seq in seqs:
         src = seq.noisy if noisy else seq.tracks
         if src is None:
             raise DataError(seq.path or seq.name, "sequence has no noisy (*_noise.png) images")
-        group.append((seq, src))
-        size += len(TYPES) * src.shape[0]
-        if size >= chunk_patches:
-            flush(group)
-            group, size = [], 0
-    if group:
-        flush(group)
+        if src.shape[0] == 0:
+            raise DataError(seq.path or seq.name, "sequence has no patches to describe")
+        sources.append((seq.name, src))
+    if not sources:
+        raise DataError(getattr(dataset, "root", None), "no sequences to describe")
+    counts = {name: int(src.shape[0]) for name, src in sources}
+    starts = np.concatenate([[0], np.cumsum(list(counts.values()))])  # each sequence's first track in the set
+    total = int(starts[-1])
+    step = max(1, int(progress_patches) // nt)  # tracks per describer call
+    bar = tqdm(total=nt * total, desc="describing", unit="patch", unit_scale=True, disable=not progress, leave=False)
+    out = None  # the set, allocated once the first call tells the dimension
+    k = 0  # the sequence holding track g0
+    for g0 in range(0, total, step):
+        g1 = min(total, g0 + step)
+        parts, names, k1 = [], [], k
+        while k1 < len(sources) and starts[k1] < g1:  # the sequences overlapping tracks [g0, g1)
+            name, src = sources[k1]
+            a, b = max(g0, starts[k1]) - starts[k1], min(g1, starts[k1 + 1]) - starts[k1]
+            parts.append(np.asarray(src[a:b]))  # whole tracks, contiguous in a cache: one copy
+            names.append(name)
+            k1 += 1
+        tracks = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        del parts
+        patches = tracks.reshape((g1 - g0) * nt, tracks.shape[2], tracks.shape[3])
+        d = np.asarray(describer(patches))
+        if d.ndim != 2 or d.shape[0] != patches.shape[0]:
+            raise ValueError(f"{names[0]}: describer returned shape {d.shape} for {patches.shape[0]} patches")
+        del tracks, patches
+        if out is None:
+            out = DescriptorSet.empty(counts, d.shape[1])
+        elif d.shape[1] != out.dim:
+            raise ValueError(f"{names[0]}: describer returned {d.shape[1]} dimensions, {out.dim} before")
+        bad = ~np.isfinite(d).all(axis=1)
+        if bad.any():
+            g = g0 + int(np.nonzero(bad)[0][0]) // nt
+            raise DataError(
+                sources[int(np.searchsorted(starts, g, side="right")) - 1][0],
+                "describer produced NaN or Inf descriptors",
+            )
+        # patch (track t, type j) of the piece -> row t of type j's block
+        out.flat[:, g0:g1] = d.reshape(g1 - g0, nt, -1).transpose(1, 0, 2)
+        bar.update(d.shape[0])
+        while k < len(sources) and starts[k + 1] <= g1:  # sequences done: a mapped cache's pages leave the RSS
+            release_pages(sources[k][1])
+            k += 1
     bar.close()
     return out

@@ -5,7 +5,7 @@ Descriptors are ``{sequence: {type: (N, D) float32}}`` (types ``ref, e1..e5, h1.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from collections.abc import Sequence as Seq
 
 import numpy as np
@@ -33,8 +33,32 @@ def _alloc_block(shape, dtype=np.float32) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, n), dtype).reshape(shape)
 
 
-class DescriptorSet:
-    """Validated descriptors of some sequences, stacked as ``(16, N_s, D)`` float32 per sequence."""
+class DescriptorSet(Mapping):
+    """Validated descriptors of some sequences, stacked as ``(16, N_s, D)`` float32 per sequence.
+
+    Also a read-only mapping ``{sequence: {type: (N, D) view}}``, the layout :func:`evaluate` and the plots
+    take, so a set is passed wherever descriptors go without a copy (``set["i_demo"]["e1"]``)."""
+
+    def __getitem__(self, name: str) -> dict:
+        st = self.stacks[name]
+        return {t: st[j] for j, t in enumerate(TYPES)}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name) -> bool:
+        return name in self.index
+
+    __eq__ = object.__eq__  # identity (Mapping's would compare the arrays)
+    __hash__ = object.__hash__
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the descriptor block."""
+        return int(self.flat.nbytes)
 
     def __init__(
         self,

@@ -53,6 +53,9 @@ __all__ = [
     "scaled_counts",
     "load_tasks",
     "tasks_for_dataset",
+    "RefSummary",
+    "summarise_refs",
+    "ref_summaries",
     "official_verification",
 ]
 
@@ -84,6 +87,93 @@ class RetrievalTask:
 
     queries: dict
     distractors: dict
+
+
+@dataclass(frozen=True)
+class RefSummary:
+    """What task generation reads of one sequence's ``ref`` patches at their native size: their count and
+    shape, a SHA-1 of their bytes (the task cache's key) and each patch's pixel standard deviation (the
+    retrieval rule). :func:`summarise_refs` makes one from the patches; keeping only this, a dataset's refs
+    are read one sequence at a time (:func:`ref_summaries`) instead of all held at once."""
+
+    shape: tuple
+    sha1: bytes
+    std: np.ndarray  # (N,) float64
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+
+def summarise_refs(patches) -> RefSummary:
+    """The :class:`RefSummary` of ``(N, P, P)`` uint8 ``ref`` patches (a summary is returned as it is).
+
+    Example:
+        >>> r = summarise_refs(np.zeros((3, 4, 4), np.uint8))
+        >>> len(r), r.std.tolist()
+        (3, [0.0, 0.0, 0.0])
+    """
+    if isinstance(patches, RefSummary):
+        return patches
+    a = np.ascontiguousarray(patches)
+    n = a.shape[0]
+    return RefSummary(tuple(a.shape), hashlib.sha1(a.tobytes()).digest(), a.reshape(n, -1).std(axis=1))
+
+
+def ref_summaries(dataset, names: Seq[str], workers: int | None = None) -> dict[str, RefSummary]:
+    """``{name: RefSummary}`` of the ``ref`` patches of ``dataset``'s sequences ``names``, at their native size
+    and one sequence in memory per worker thread:
+
+    * a dataset read through its packed cache (memory-mapped, possibly at another patch size, e.g. a model's
+      32x32) whose source folder holds ``<name>/ref.png``: each ``ref.png`` is decoded, summarised and dropped,
+      so the task files are those of the native patches whatever size the descriptors were computed at, and
+      the cache's pages are never touched;
+    * any other dataset: its ``ref_patches`` (a memory-mapped one releases its pages after each sequence).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..data.cache import release_pages
+    from ..data.hpatches import default_workers
+    from ..data.sequences import read_patch_image
+
+    names = list(names)
+    root = getattr(dataset, "root", None)
+
+    def mapped(a) -> bool:
+        while a is not None:
+            if isinstance(a, np.memmap):
+                return True
+            a = getattr(a, "base", None)
+        return False
+
+    dirs = getattr(dataset, "dirs", None)  # a DatasetIndex knows its sequence folders
+    if dirs is None and root is not None:
+        from ..data.hpatches import find_sequence_dirs
+
+        try:
+            dirs = {d.name: d for d in find_sequence_dirs(root)}
+        except (DataError, OSError):
+            dirs = {}
+
+    def native_png(name):
+        f = Path(dirs[name]) / "ref.png" if dirs and name in dirs else None
+        if f is None or not f.is_file():
+            return None
+        if not hasattr(dataset, "__getitem__") or name not in dataset:
+            return f
+        return f if mapped(dataset[name].tracks) else None  # decoded in memory: its own refs are at hand
+
+    def one(name):
+        f = native_png(name)
+        if f is not None:
+            return summarise_refs(read_patch_image(f))
+        refs = dataset.ref_patches([name])[name]
+        out = summarise_refs(refs)
+        release_pages(refs)
+        return out
+
+    workers = default_workers() if workers is None else max(1, int(workers))
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        return dict(zip(names, ex.map(one, names)))
 
 
 @dataclass
@@ -296,11 +386,12 @@ def generate_retrieval(
 ) -> RetrievalTask:
     """``gen_retrieval`` of the official benchmark, draw for draw (``np.random.seed(42)``):
 
+    ``ref_patches``: ``{seq: (N, P, P) uint8}`` or ``{seq: RefSummary}`` (:func:`summarise_refs`).
+
     ``4 * n_queries`` candidate queries and ``10 * n_distractors`` candidate distractors, each a uniform
     sequence of ``test`` then a uniform ``ref`` patch index in it; candidates whose patch has a pixel
     standard deviation <= 10 are dropped; duplicates are dropped (first kept); the first ``n_queries``
     queries are kept; distractors equal to a kept query are dropped; the first ``n_distractors`` are kept.
-    ``ref_patches``: ``{seq: (N, P, P) uint8}``.
     """
     test = list(test)
     for s in test:
@@ -314,7 +405,7 @@ def generate_retrieval(
     s_d = names[rs.choice(len(test), int(n_distractors * 10))]
     s_d_idx = np.array([rs.randint(lengths[k]) for k in s_d], dtype=np.int64)
 
-    stds = {s: ref_patches[s].reshape(lengths[s], -1).std(axis=1) for s in test}
+    stds = {s: summarise_refs(ref_patches[s]).std for s in test}
 
     def keep(ss, ii):
         ok = np.array([stds[a][b] > MIN_PATCH_STD for a, b in zip(ss, ii)], dtype=bool)
@@ -433,13 +524,12 @@ def load_tasks(
     return ts
 
 
-def _fingerprint(ref_patches: Mapping[str, np.ndarray], test: Seq[str], counts: dict, split: str) -> str:
+def _fingerprint(refs: Mapping[str, RefSummary], test: Seq[str], counts: dict, split: str) -> str:
     h = hashlib.sha1()
     h.update(json.dumps({"split": split, "test": list(test), "counts": counts, "v": 1}).encode())
     for s in test:
-        a = np.ascontiguousarray(ref_patches[s])
-        h.update(s.encode() + str(a.shape).encode())
-        h.update(hashlib.sha1(a.tobytes()).digest())
+        h.update(s.encode() + str(refs[s].shape).encode())
+        h.update(refs[s].sha1)
     return h.hexdigest()[:16]
 
 
@@ -453,7 +543,9 @@ def tasks_for_dataset(
     progress: bool = False,
 ) -> TaskSet:
     """Task files generated for a dataset by the official rules with :func:`scaled_counts`, cached in
-    ``cache_dir/<fingerprint>/`` in the official CSV format (written atomically)."""
+    ``cache_dir/<fingerprint>/`` in the official CSV format (written atomically). ``ref_patches``:
+    ``{seq: (N, P, P) uint8}`` or their :class:`RefSummary` (:func:`ref_summaries`)."""
+    ref_patches = {s: summarise_refs(ref_patches[s]) for s in test if s in ref_patches}
     if cache_dir is None:
         from ..data.embedded import cache_dir as home
 

@@ -7,7 +7,15 @@ Below ``evaluation`` and ``training`` in the layering, so describing
 
 from __future__ import annotations
 
-__all__ = ["PRECISIONS", "check_precision", "device_kind", "cpu_has_amx_bf16", "auto_precision"]
+__all__ = [
+    "PRECISIONS",
+    "check_precision",
+    "device_kind",
+    "cpu_has_amx_bf16",
+    "cpu_has_bf16",
+    "auto_precision",
+    "inference_precision",
+]
 
 #: the dtype policies a run or a describer takes (``--mixed-precision``, ``--precision``); ``auto``: per device
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -30,6 +38,23 @@ def device_kind() -> str:
     return "cpu"
 
 
+def _cpu_flags(cpuinfo: str | None = None) -> list[str]:
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return []
+    return next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 dot products natively: AMX-BF16 tiles or the AVX512-BF16 instructions
+    (``amx_bf16`` / ``avx512_bf16`` in ``/proc/cpuinfo``'s flags; Linux only, else ``False``)."""
+    flags = _cpu_flags(cpuinfo)
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
     """Whether the CPU has AMX with bf16 tiles (``amx_bf16`` in ``/proc/cpuinfo``'s flags; Linux only, else
     ``False``): oneDNN then runs bf16 convolutions and matrix products on the tile units.
@@ -37,14 +62,7 @@ def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
     Args:
         cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return "amx_bf16" in flags
+    return "amx_bf16" in _cpu_flags(cpuinfo)
 
 
 def auto_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
@@ -76,3 +94,26 @@ def auto_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
         except Exception:  # pragma: no cover - device query failed
             return "mixed_float16"
     return "mixed_bfloat16" if cpu_has_amx_bf16(cpuinfo) else "float32"
+
+
+def inference_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
+    """The dtype policy describing (inference only) runs fastest in on this device: :func:`auto_precision`,
+    except on CPUs with AVX512-BF16 but no AMX, where training stays float32 (its bf16 gradients are slower
+    there) but the forward pass alone is faster in bf16: L2-Net described 1.43x float32's patches/s on the
+    project's 2-core AVX512-BF16 machine (``benchmarks/scale.py``), with the three headline numbers within
+    0.02 points of float32's (docs/real-hpatches.md, "Describing precision and its effect").
+
+    Args:
+        kind: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: :func:`device_kind`).
+        cpuinfo: ``/proc/cpuinfo``'s text for the CPU check (default: read it).
+
+    Example:
+        >>> inference_precision("cpu", cpuinfo="flags : fpu avx512f avx512_bf16")
+        'mixed_bfloat16'
+        >>> inference_precision("cpu", cpuinfo="flags : fpu avx2")
+        'float32'
+    """
+    kind = kind or device_kind()
+    if kind == "cpu":
+        return "mixed_bfloat16" if cpu_has_bf16(cpuinfo) else "float32"
+    return auto_precision(kind, cpuinfo)
