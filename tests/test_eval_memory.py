@@ -15,11 +15,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import CLI_ENV
 
 from hpatches_kit.data import write_patch_image
 from hpatches_kit.layout import TYPES
-
-from conftest import CLI_ENV
 
 TRACKS = 300  # per sequence
 PATCH = 65
