@@ -521,6 +521,6 @@ def test_14_cache_default_is_the_same_in_help_and_docs():
 
     sub = build_parser()._subparsers._group_actions[0].choices["hpatches"]
     (cache,) = [a for a in sub._actions if "--cache" in a.option_strings]
-    assert cache.default == "off" and "off (default)" in cache.help
+    assert cache.default == "auto" and "auto (default)" in cache.help
     arch = " ".join((REPO / "docs" / "ARCHITECTURE.md").read_text().split())
-    assert "`hpatches-eval --cache` defaults to `off`" in arch and "defaults to the environment (auto)" not in arch
+    assert "`hpatches-eval --cache` defaults to `auto`" in arch and "defaults to `off`" not in arch
