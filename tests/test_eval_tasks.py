@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,30 @@ def test_generated_verification_equals_the_official_rule_and_fills_missing_files
     assert list(ts.verification.pos["s1"]) == list(ref.pos["s1"])
     assert np.array_equal(ts.verification.neg_inter["idx2"], ref.neg_inter["idx2"])
     assert "generated" in ts.source and len(ts.retrieval.queries["s"]) == 10_000
+
+
+def test_task_files_come_from_the_native_refs_whatever_size_is_described(tiny_dataset, tmp_path):
+    """A dataset read through its packed cache at 16x16 (a model's input size) gets the task files of its
+    native 65x65 ref patches: the same digest, sizes and retrieval picks as the decoded dataset; the summaries
+    read from ref.png are remembered and read back equal (a second run decodes nothing)."""
+    from hpatches_kit.data import load_dataset
+    from hpatches_kit.evaluation.tasks import ref_summaries, summarise_refs
+
+    native = load_dataset(tiny_dataset, cache="off", progress=False)
+    small = load_dataset(tiny_dataset, cache="auto", size=16, progress=False)
+    assert small.patch_size == 16 and native.patch_size == 65
+    names = native.names
+    want = {n: summarise_refs(native[n].tracks[:, 0]) for n in names}
+    memo = tmp_path / "tasks"
+    got = ref_summaries(small, names, cache_dir=memo)
+    for n in names:  # from ref.png at 65x65, not the cache's 16x16 patches
+        assert got[n].shape == (want[n].shape[0], 65, 65) and got[n].sha1 == want[n].sha1
+        np.testing.assert_array_equal(got[n].std, native[n].tracks[:, 0].reshape(len(got[n]), -1).std(axis=1))
+    assert len(list((memo / "refs").glob("*.npz"))) == 1
+    again = ref_summaries(small, names, cache_dir=memo)
+    assert all(again[n].sha1 == want[n].sha1 and np.array_equal(again[n].std, want[n].std) for n in names)
+    a = T.tasks_for_dataset(got, names, "full", ("verification", "retrieval"), cache_dir=tmp_path / "a")
+    b = T.tasks_for_dataset(
+        native.ref_patches(), names, "full", ("verification", "retrieval"), cache_dir=tmp_path / "b"
+    )
+    assert a.digest() == b.digest() and Path(a.source).name == Path(b.source).name

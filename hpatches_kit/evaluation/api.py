@@ -17,7 +17,7 @@ from .matching import summarise_matching
 from .registry import TASKS
 from .retrieval import summarise_retrieval
 from .task_interface import VARIANT_NAMES, TaskContext  # noqa: F401  (VARIANT_NAMES re-exported)
-from .tasks import load_tasks, ref_summaries, tasks_for_dataset
+from .tasks import load_tasks, ref_summaries, task_cache_dir, tasks_for_dataset
 from .verification import summarise_verification
 
 #: the headline definitions of the official tasks (each task's ``headline_definition``)
@@ -189,7 +189,7 @@ def evaluate(
             raise ValueError("evaluate needs the dataset (to generate task files) or tasks_dir")
         # the native ref patches, one sequence at a time, summarised (count, digest, pixel std): the task files
         # are those of the native patches whatever size the descriptors were computed at
-        refs = ref_summaries(dataset, test)
+        refs = ref_summaries(dataset, test, cache_dir=task_cache_dir(cache_dir))
         for s in test:
             if len(refs[s]) != ds.lengths[s]:
                 raise DataError(

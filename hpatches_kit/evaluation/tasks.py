@@ -119,7 +119,7 @@ def summarise_refs(patches) -> RefSummary:
     return RefSummary(tuple(a.shape), hashlib.sha1(a.tobytes()).digest(), a.reshape(n, -1).std(axis=1))
 
 
-def ref_summaries(dataset, names: Seq[str], workers: int | None = None) -> dict[str, RefSummary]:
+def ref_summaries(dataset, names: Seq[str], workers: int | None = None, cache_dir=None) -> dict[str, RefSummary]:
     """``{name: RefSummary}`` of the ``ref`` patches of ``dataset``'s sequences ``names``, at their native size
     and one sequence in memory per worker thread:
 
@@ -128,6 +128,9 @@ def ref_summaries(dataset, names: Seq[str], workers: int | None = None) -> dict[
       so the task files are those of the native patches whatever size the descriptors were computed at, and
       the cache's pages are never touched;
     * any other dataset: its ``ref_patches`` (a memory-mapped one releases its pages after each sequence).
+
+    With ``cache_dir``, summaries read from ``ref.png`` files are remembered in ``<cache_dir>/refs/`` under the
+    folders' fingerprint, so evaluating the same data again decodes nothing.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -172,8 +175,59 @@ def ref_summaries(dataset, names: Seq[str], workers: int | None = None) -> dict[
         return out
 
     workers = default_workers() if workers is None else max(1, int(workers))
+    pngs = {n: native_png(n) for n in names}
+    memo = None
+    if cache_dir is not None and names and all(pngs.values()):
+        # every summary comes from a ref.png: remembered under the folders' fingerprint (names, sizes and mtimes
+        # of their PNGs, the packed cache's key), so a later evaluation of the same data decodes nothing
+        from ..data.packed import source_fingerprint
+
+        memo = Path(cache_dir) / "refs" / f"{source_fingerprint([pngs[n].parent for n in names])[:24]}.npz"
+        got = _read_ref_memo(memo, names)
+        if got is not None:
+            return got
     with ThreadPoolExecutor(max_workers=workers) as ex:
-        return dict(zip(names, ex.map(one, names)))
+        out = dict(zip(names, ex.map(one, names)))
+    if memo is not None:
+        _write_ref_memo(memo, out)
+    return out
+
+
+def _read_ref_memo(path: Path, names: list[str]) -> dict[str, RefSummary] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if list(z["names"]) != names:
+                return None
+            ends = np.cumsum(z["counts"])
+            stds = np.split(z["std"], ends[:-1])
+            return {
+                n: RefSummary(tuple(int(v) for v in shp), bytes(h), sd)
+                for n, shp, h, sd in zip(names, z["shapes"], z["sha1"], stds)
+            }
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _write_ref_memo(path: Path, refs: dict[str, RefSummary]) -> None:
+    import io
+
+    from ..io import atomic_write_bytes
+
+    names = list(refs)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        names=np.array(names),
+        shapes=np.array([refs[n].shape for n in names], np.int64),
+        sha1=np.array([np.frombuffer(refs[n].sha1, np.uint8) for n in names]),
+        counts=np.array([len(refs[n]) for n in names], np.int64),
+        std=np.concatenate([refs[n].std for n in names]),
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:  # a read-only cache folder: the summaries are recomputed next time
+        log.debug("ref summaries not remembered in %s: %s", path, e)
 
 
 @dataclass
@@ -366,9 +420,15 @@ def generate_verification(
     rs = np.random.RandomState(SEED)
     names = np.array(test, dtype=object)
     s = names[rs.choice(len(test), n)]
-    s_n = [lengths[k] for k in s]
-    s_idx = np.array([rs.choice(k, 2, replace=False) for k in s_n], dtype=np.int64).reshape(n, 2)
-    s_type = np.array([rs.choice(5, 2, replace=False) for _ in range(n)], dtype=np.int64).reshape(n, 2)
+    # ``RandomState.choice(k, 2, replace=False)`` returns a 2-element view of a fresh permutation of ``k``:
+    # kept in a list (as the official code does) a million of them hold every permutation, ~8 GB at full size.
+    # Each draw is copied into its row at once instead (the same draws in the same order)
+    s_idx = np.empty((n, 2), np.int64)
+    for i, k in enumerate(s):
+        s_idx[i] = rs.choice(lengths[k], 2, replace=False)
+    s_type = np.empty((n, 2), np.int64)
+    for i in range(n):
+        s_type[i] = rs.choice(5, 2, replace=False)
     s_inter = names[rs.choice(len(test), n)]
     s_idx_inter = np.array([rs.randint(lengths[k]) for k in s_inter], dtype=np.int64)
     t1, t2 = s_type[:, 0], s_type[:, 1]
@@ -533,6 +593,16 @@ def _fingerprint(refs: Mapping[str, RefSummary], test: Seq[str], counts: dict, s
     return h.hexdigest()[:16]
 
 
+def task_cache_dir(cache_dir=None) -> Path:
+    """Where generated task files (and remembered ref summaries) live: ``cache_dir``, else
+    ``<toolkit cache>/tasks``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    from ..data.embedded import cache_dir as home
+
+    return home() / "tasks"
+
+
 def tasks_for_dataset(
     ref_patches: Mapping[str, np.ndarray],
     test: Seq[str],
@@ -546,10 +616,7 @@ def tasks_for_dataset(
     ``cache_dir/<fingerprint>/`` in the official CSV format (written atomically). ``ref_patches``:
     ``{seq: (N, P, P) uint8}`` or their :class:`RefSummary` (:func:`ref_summaries`)."""
     ref_patches = {s: summarise_refs(ref_patches[s]) for s in test if s in ref_patches}
-    if cache_dir is None:
-        from ..data.embedded import cache_dir as home
-
-        cache_dir = home() / "tasks"
+    cache_dir = task_cache_dir(cache_dir)
     counts = counts or scaled_counts(sum(int(ref_patches[s].shape[0]) for s in test))
     d = Path(cache_dir) / _fingerprint(ref_patches, test, counts, split)
     ts = TaskSet(split=split, source=str(d))
