@@ -48,7 +48,11 @@ def shared(tmp_path_factory):
 
 
 def _snapshot(paths) -> dict:
-    """Bytes (sha256) of every file under ``paths``, and which paths are symlinks: what "nothing lost" compares."""
+    """Bytes (sha256) of every file under ``paths``, and which paths are symlinks: what "nothing lost" compares.
+    The packed cache a command builds beside a dataset (the toolkit's own sidecar, rebuilt from the data) is
+    not the user's: left out."""
+    from hpatches_kit.data.cache import CACHE_DIRNAME
+
     out = {}
     for p in map(Path, paths):
         if p.is_symlink():
@@ -57,6 +61,8 @@ def _snapshot(paths) -> dict:
             out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
         elif p.is_dir():
             for f in sorted(p.rglob("*")):
+                if CACHE_DIRNAME in f.relative_to(p).parts:
+                    continue
                 out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else "dir"
     return out
 

@@ -182,10 +182,13 @@ def _check_evaluation(ev, model_path, data, printed):
     assert "curves" not in ev["verification"]  # metrics.json keeps the tables, not the ROC/PR curves
     ds = load_dataset(data, sequences=["v_d", "i_e"], progress=False)
     model = keras.models.load_model(model_path)
-    describer = keras_describer(str(model_path))  # loads our model (custom layers registered)
+    describer = keras_describer(str(model_path), precision="float32")  # loads our model (custom layers registered)
     x = ds["v_d"].tracks[:5, 3]
     np.testing.assert_allclose(describer(x), model.predict(x[..., None].astype(np.float32), verbose=0), atol=1e-5)
-    ref = evaluate(compute_descriptors(ds, describer, progress=False), dataset=ds, progress=False)
+    # the run evaluated with the default describer (the device's fastest inference precision): the same here
+    ref = evaluate(
+        compute_descriptors(ds, keras_describer(str(model_path)), progress=False), dataset=ds, progress=False
+    )
     for task in ("verification", "matching", "retrieval"):
         assert ev["headline"][task] == pytest.approx(ref[task]["headline"]["value"], abs=1e-9)
     assert "HPatches evaluation: split full, 2 sequences" in printed and "retrieval mAP" in printed

@@ -74,7 +74,7 @@ def test_joint_model_round_trips_and_evaluates_on_raw_noisy_patches(tmp_path):
     by_hand = desc.predict(np.clip(den.predict(x, verbose=0), 0, 255), verbose=0)
     np.testing.assert_allclose(back.predict(x, verbose=0), by_hand, rtol=1e-5, atol=1e-6)
     # what hpatches-eval --model joint.keras --noisy computes: the describer on the raw uint8 noisy patches
-    d = keras_describer(str(path))(noisy.reshape(-1, 16, 16))
+    d = keras_describer(str(path), precision="float32")(noisy.reshape(-1, 16, 16))
     np.testing.assert_allclose(d, by_hand, rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match="joint.keras.*joint denoiser \\+ descriptor"):
         keras_describer(str(path), denoiser=str(path))
