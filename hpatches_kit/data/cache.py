@@ -165,13 +165,8 @@ def ensure_packed(
     return out
 
 
-def release_pages(arr) -> None:
-    """Drop the pages of a memory-mapped array from this process's resident set (``madvise(MADV_DONTNEED)``
-    on its mapping; the data stays in the page cache, a later read maps it again). No-op for other arrays.
-
-    Args:
-        arr: an ``np.memmap`` (or a view of one); anything else is ignored.
-    """
+def _mapping(arr):
+    """The ``mmap.mmap`` under ``arr`` (an ``np.memmap`` or a view of one), else ``None``."""
     import mmap
 
     base = arr
@@ -181,6 +176,24 @@ def release_pages(arr) -> None:
             if isinstance(base, np.memmap) and base._mmap is not None
             else getattr(base, "base", None)
         )
+    return base
+
+
+def is_mapped(arr) -> bool:
+    """Whether ``arr`` is (a view of) a memory-mapped file, e.g. a packed cache's tracks."""
+    return _mapping(arr) is not None
+
+
+def release_pages(arr) -> None:
+    """Drop the pages of a memory-mapped array from this process's resident set (``madvise(MADV_DONTNEED)``
+    on its mapping; the data stays in the page cache, a later read maps it again). No-op for other arrays.
+
+    Args:
+        arr: an ``np.memmap`` (or a view of one); anything else is ignored.
+    """
+    import mmap
+
+    base = _mapping(arr)
     if base is not None and hasattr(mmap, "MADV_DONTNEED"):
         try:
             base.madvise(mmap.MADV_DONTNEED)

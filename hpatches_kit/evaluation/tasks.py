@@ -134,20 +134,12 @@ def ref_summaries(dataset, names: Seq[str], workers: int | None = None, cache_di
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..data.cache import release_pages
+    from ..data.cache import is_mapped, release_pages
     from ..data.hpatches import default_workers
     from ..data.sequences import read_patch_image
 
     names = list(names)
     root = getattr(dataset, "root", None)
-
-    def mapped(a) -> bool:
-        while a is not None:
-            if isinstance(a, np.memmap):
-                return True
-            a = getattr(a, "base", None)
-        return False
-
     dirs = getattr(dataset, "dirs", None)  # a DatasetIndex knows its sequence folders
     if dirs is None and root is not None:
         from ..data.hpatches import find_sequence_dirs
@@ -163,10 +155,12 @@ def ref_summaries(dataset, names: Seq[str], workers: int | None = None, cache_di
             return None
         if not hasattr(dataset, "__getitem__") or name not in dataset:
             return f
-        return f if mapped(dataset[name].tracks) else None  # decoded in memory: its own refs are at hand
+        return f if is_mapped(dataset[name].tracks) else None  # decoded in memory: its own refs are at hand
+
+    pngs = {n: native_png(n) for n in names}
 
     def one(name):
-        f = native_png(name)
+        f = pngs[name]
         if f is not None:
             return summarise_refs(read_patch_image(f))
         refs = dataset.ref_patches([name])[name]
@@ -175,7 +169,6 @@ def ref_summaries(dataset, names: Seq[str], workers: int | None = None, cache_di
         return out
 
     workers = default_workers() if workers is None else max(1, int(workers))
-    pngs = {n: native_png(n) for n in names}
     memo = None
     if cache_dir is not None and names and all(pngs.values()):
         # every summary comes from a ref.png: remembered under the folders' fingerprint (names, sizes and mtimes
