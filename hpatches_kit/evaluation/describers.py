@@ -30,9 +30,9 @@ from .descriptor_csv import _read_desc_csv, read_descriptor_dir, read_descriptor
 
 Describer = Callable[[np.ndarray], np.ndarray]
 RAW_SIZE = 32
-#: patches per forward pass of a Keras describer. L2-Net at 32x32 on the 2-core AVX512-BF16 machine, bf16: 3,221-3,310
-#: patches/s at 256 vs 2,988 at 1,024 and 3,005 at 128, and 228 MB less resident memory than 1,024 (the activations
-#: of a smaller batch stay in cache; ``benchmarks/scale.py`` prints the sweep, 2026-12-07)
+#: patches per forward pass of a Keras describer. L2-Net at 32x32 on the 2-core AVX512-BF16 machine, bf16: 3,467
+#: patches/s at 256 vs 3,082 at 1,024 and 3,370 at 128, peak RSS 0.92 GB vs 1.13 GB at 1,024 (the activations of a
+#: smaller batch stay in cache; ``benchmarks/scale.py --parts eval`` prints the sweep, 2026-12-07)
 DESCRIBE_BATCH = 256
 
 __all__ = [

@@ -99,9 +99,10 @@ def auto_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
 def inference_precision(kind: str | None = None, cpuinfo: str | None = None) -> str:
     """The dtype policy describing (inference only) runs fastest in on this device: :func:`auto_precision`,
     except on CPUs with AVX512-BF16 but no AMX, where training stays float32 (its bf16 gradients are slower
-    there) but the forward pass alone is faster in bf16: L2-Net described 1.43x float32's patches/s on the
-    project's 2-core AVX512-BF16 machine (``benchmarks/scale.py``), with the three headline numbers within
-    0.02 points of float32's (docs/real-hpatches.md, "Describing precision and its effect").
+    there) but the forward pass alone is faster in bf16: L2-Net described 1.41x float32's patches/s on the
+    project's 2-core AVX512-BF16 machine, with the three headline numbers within 0.02 points of float32's
+    (``hpatches-eval --split a --precision float32|auto``; docs/real-hpatches.md, "Describing precision and its
+    effect").
 
     Args:
         kind: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: :func:`device_kind`).
